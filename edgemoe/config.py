@@ -1,0 +1,503 @@
+"""The typed configuration: model, precision profile and hardware.
+
+A :class:`Config` is built from a preset name or a YAML file plus
+``section.field=value`` overrides (:func:`load_config`), and is validated as a
+whole: every error names the field, its value and what is allowed
+(:class:`ConfigError`).  Presets and named precision profiles live in
+:mod:`edgemoe.presets`; board facts in :mod:`edgemoe.boards`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from edgemoe.golden.numerics.fixed import FixedType, FixedTypeError
+
+
+class ConfigError(ValueError):
+    """A configuration value outside what is allowed; names the field."""
+
+    def __init__(self, field_name: str, value: Any, allowed: str):
+        self.field = field_name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field_name} = {value!r}: {allowed}")
+
+
+def _doc(text: str, **kw) -> Any:
+    return field(metadata={"doc": text}, **kw)
+
+
+# --- model -------------------------------------------------------------------
+
+HEAD_TYPES = {"uphead": "M3ViT VisionTransformerUpHead: LayerNorm, conv3x3+BN+ReLU+2x upsample stages, conv1x1"}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One task of the multi-task model: its gate in every MoE block and its head."""
+
+    name: str = _doc("task name, used in state-dict keys (decoders.<name>)")
+    out_channels: int = _doc("channels of the head's output (classes for segmentation, 1 for depth)")
+    head: str = _doc("head type; one of: " + ", ".join(HEAD_TYPES), default="uphead")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the M3ViT backbone and its task heads."""
+
+    img_height: int = _doc("input height in pixels", default=128)
+    img_width: int = _doc("input width in pixels", default=256)
+    in_chans: int = _doc("input channels", default=3)
+    patch_size: int = _doc("square patch side in pixels", default=16)
+    embed_dim: int = _doc("token width", default=192)
+    depth: int = _doc("number of transformer blocks", default=12)
+    num_heads: int = _doc("attention heads per block", default=3)
+    mlp_ratio: float = _doc("dense MLP hidden width / embed_dim", default=4.0)
+    moe_blocks: tuple[int, ...] = _doc(
+        "indices of MoE blocks (YAML/CLI also take 'odd', 'even', 'all', 'none')",
+        default=(1, 3, 5, 7, 9, 11))
+    num_experts: int = _doc("experts per MoE block", default=16)
+    top_k: int = _doc("experts chosen per token", default=2)
+    expert_hidden: int = _doc("hidden width of each expert MLP", default=384)
+    tasks: tuple[TaskConfig, ...] = _doc(
+        "the tasks (one gate per task per MoE block, one head per task)",
+        default=(TaskConfig("semseg", 7), TaskConfig("depth", 1)))
+    ln_eps: float = _doc("LayerNorm epsilon", default=1e-6)
+    head_channels: int = _doc("channels inside each task head", default=256)
+
+    # derived facts (one formula each)
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid (rows, cols)."""
+        return self.img_height // self.patch_size, self.img_width // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def num_tokens(self) -> int:
+        """Patches plus the cls token."""
+        return self.num_patches + 1
+
+    @property
+    def patch_dim(self) -> int:
+        """Length of one flattened patch (in_chans * patch_size**2)."""
+        return self.in_chans * self.patch_size ** 2
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(self.embed_dim * self.mlp_ratio)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    def task_index(self, task: str | int) -> int:
+        if isinstance(task, int) and not isinstance(task, bool):
+            if 0 <= task < len(self.tasks):
+                return task
+        elif task in self.task_names:
+            return self.task_names.index(task)
+        raise ConfigError("task", task, f"must be one of {', '.join(self.task_names)} "
+                                        f"(or an index 0..{len(self.tasks) - 1})")
+
+    def is_moe(self, block: int) -> bool:
+        return block in self.moe_blocks
+
+    @property
+    def upsample_stages(self) -> int:
+        """2x upsamplings in the head: log2(patch_size)."""
+        return int(math.log2(self.patch_size))
+
+
+# --- precision ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PrecisionProfile:
+    """Fixed-point type of every tensor class, and the approximation tables' sizes.
+
+    Each type field holds a :class:`FixedType` (``fixed<bits,int,ROUND,OVF>``).
+    """
+
+    name: str = _doc("profile name")
+    pixel: FixedType = _doc("input pixels in [0, 1]")
+    act: FixedType = _doc("activations: residual stream, LayerNorm/linear/GELU outputs")
+    accum: FixedType = _doc("the compute unit's exact accumulator (every matmul)")
+    weight: FixedType = _doc("linear-layer weights (qkv, proj, fc1/fc2, experts, gates)")
+    patch_weight: FixedType = _doc("patch-embedding weights")
+    bias: FixedType = _doc("biases of MLP / expert / patch-embed layers")
+    attn_bias: FixedType = _doc("biases of qkv and proj")
+    embed: FixedType = _doc("cls token and position embedding")
+    ln_gamma: FixedType = _doc("LayerNorm scale")
+    ln_beta: FixedType = _doc("LayerNorm shift")
+    ln_centered: FixedType = _doc("LayerNorm: x - mean, the operand of the variance")
+    ln_inv_std: FixedType = _doc("LayerNorm: rsqrt(var + eps)")
+    ln_norm: FixedType = _doc("LayerNorm: (x - mean) * inv_std, before gamma/beta")
+    qkv: FixedType = _doc("attention operands q, k, v")
+    attn_score: FixedType = _doc("scaled scores q.k / sqrt(head_dim)")
+    exp: FixedType = _doc("exp output, in (0, 1]: softmax numerators")
+    softmax_sum: FixedType = _doc("softmax running / final sum of exps")
+    softmax_inv: FixedType = _doc("softmax state stored per row: 1 / sum")
+    attn_prob: FixedType = _doc("normalised attention probabilities fed to A*V")
+    gelu_table: FixedType = _doc("entries of the GELU correction table d(t) = t*Phi(-t)")
+    gate_logit: FixedType = _doc("gate logits x @ w_gate")
+    gate_score: FixedType = _doc("gate softmax probabilities used as expert scores")
+    table_frac_bits: int = _doc("fraction bits of exp2 / reciprocal / rsqrt table entries", default=20)
+    exp_table_bits: int = _doc("log2 of exp2 table segments on [0, 1)", default=8)
+    recip_table_bits: int = _doc("log2 of reciprocal table segments on [1, 2)", default=8)
+    rsqrt_table_bits: int = _doc("log2 of rsqrt table segments per unit on [1, 4)", default=7)
+    gelu_step_log2: int = _doc("GELU table step is 2**-gelu_step_log2", default=5)
+    gelu_range: float = _doc("GELU table covers |x| in [0, gelu_range); d = 0 beyond", default=5.5)
+
+    @classmethod
+    def type_fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.type in (FixedType, "FixedType"))
+
+
+# --- hardware -----------------------------------------------------------------
+
+BUFFERS = ("image", "weights", "activations", "output")
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Target board and the accelerator's structural parameters."""
+
+    board: str = _doc("target board (see edgemoe.boards)", default="zcu102")
+    part: str = _doc("FPGA part; empty = the board's part", default="")
+    clock_mhz: float = _doc("kernel clock in MHz", default=300.0)
+    cu_in: int = _doc("compute unit block: inputs consumed per cycle", default=16)
+    cu_out: int = _doc("compute unit block: outputs produced per cycle", default=16)
+    attn_parallel: int = _doc("attention queries in flight per group (P)", default=4)
+    axi_width: int = _doc("m_axi data width in bits", default=256)
+    bundles: tuple[tuple[str, str], ...] = _doc(
+        "m_axi bundle of each buffer (" + ", ".join(BUFFERS) + ")",
+        default=(("image", "gmem0"), ("weights", "gmem1"), ("activations", "gmem2"), ("output", "gmem0")))
+
+    @property
+    def bundle_of(self) -> dict[str, str]:
+        return dict(self.bundles)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Model + precision + hardware: everything a generated accelerator depends on."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    precision: PrecisionProfile = None  # type: ignore[assignment]
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.precision is None:
+            from edgemoe.presets import precision_profile
+            object.__setattr__(self, "precision", precision_profile("w16a32"))
+        validate(self)
+
+    def replace(self, **sections) -> "Config":
+        return dataclasses.replace(self, **sections)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "model": _to_plain(self.model),
+                "precision": _to_plain(self.precision), "hardware": _to_plain(self.hardware)}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical config (hex); what a bitstream is built for."""
+        canon = json.dumps(self.to_dict() | {"name": ""}, sort_keys=True)
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, FixedType):
+        return str(obj)
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, tuple) and obj and isinstance(obj[0], tuple) and len(obj[0]) == 2 \
+            and all(isinstance(x, str) for x in obj[0]):
+        return {k: v for k, v in obj}
+    if isinstance(obj, tuple):
+        return [_to_plain(x) for x in obj]
+    return obj
+
+
+# --- building from plain data (YAML / CLI) -----------------------------------------
+
+def _coerce(section: str, name: str, hint: Any, value: Any) -> Any:
+    """Convert a YAML/CLI value to the field's type, with a field-naming error."""
+    path = f"{section}.{name}"
+    try:
+        if hint is FixedType:
+            return FixedType.parse(value)
+        if hint is bool:
+            if isinstance(value, str):
+                return {"true": True, "false": False, "1": True, "0": False}[value.lower()]
+            return bool(value)
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            return str(value)
+    except FixedTypeError as e:
+        raise ConfigError(path, value, str(e)) from None
+    except (ValueError, TypeError, KeyError):
+        raise ConfigError(path, value, f"must be of type {getattr(hint, '__name__', hint)}") from None
+    return value
+
+
+def _moe_blocks(value: Any, depth: int) -> tuple[int, ...]:
+    if isinstance(value, str):
+        key = value.strip().lower()
+        named = {"odd": range(1, depth, 2), "even": range(0, depth, 2), "all": range(depth), "none": ()}
+        if key in named:
+            return tuple(named[key])
+        value = [v for v in key.replace(",", " ").split() if v]
+    try:
+        return tuple(sorted(int(v) for v in value))
+    except (TypeError, ValueError):
+        raise ConfigError("model.moe_blocks", value,
+                          "must be a list of block indices or one of 'odd', 'even', 'all', 'none'") from None
+
+
+def _tasks(value: Any) -> tuple[TaskConfig, ...]:
+    if isinstance(value, dict):  # {semseg: 7, depth: 1}
+        value = [{"name": k, "out_channels": v} for k, v in value.items()]
+    out = []
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError("model.tasks", value, "must be a list of {name, out_channels, head}")
+    for i, t in enumerate(value):
+        if isinstance(t, TaskConfig):
+            out.append(t)
+            continue
+        if not isinstance(t, dict) or "name" not in t or "out_channels" not in t:
+            raise ConfigError(f"model.tasks[{i}]", t, "must be a mapping with name and out_channels")
+        unknown = set(t) - {"name", "out_channels", "head"}
+        if unknown:
+            raise ConfigError(f"model.tasks[{i}]", t, f"unknown keys {sorted(unknown)}; allowed: name, out_channels, head")
+        out.append(TaskConfig(str(t["name"]), _coerce(f"model.tasks[{i}]", "out_channels", int, t["out_channels"]),
+                              str(t.get("head", "uphead"))))
+    return tuple(out)
+
+
+def _bundles(value: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, dict):
+        value = list(value.items())
+    try:
+        return tuple((str(k), str(v)) for k, v in value)
+    except (TypeError, ValueError):
+        raise ConfigError("hardware.bundles", value, "must map buffers (" + ", ".join(BUFFERS) + ") to bundle names") from None
+
+
+def build_section(cls: type, section: str, base: Any, updates: dict) -> Any:
+    """``base`` (a ``cls`` instance) with ``updates`` applied, each coerced and checked."""
+    if not isinstance(updates, dict):
+        raise ConfigError(section, updates, "must be a mapping of field: value")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    changes = {}
+    for key, value in updates.items():
+        if key not in names:
+            raise ConfigError(f"{section}.{key}", value, f"unknown field; fields of {section}: {', '.join(sorted(names))}")
+        if key == "moe_blocks":
+            depth = updates.get("depth", base.depth)
+            changes[key] = _moe_blocks(value, int(depth))
+        elif key == "tasks":
+            changes[key] = _tasks(value)
+        elif key == "bundles":
+            changes[key] = _bundles(value)
+        else:
+            changes[key] = _coerce(section, key, hints[key], value)
+    return dataclasses.replace(base, **changes)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"model.depth=4"`` -> ("model", "depth", 4) with the value parsed as YAML."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError("override", text, "must look like section.field=value, e.g. model.depth=4")
+    key, raw = text.split("=", 1)
+    section, name = key.strip().split(".", 1)
+    if section not in ("model", "precision", "hardware"):
+        raise ConfigError("override", text, "section must be model, precision or hardware")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and "<" in raw:  # fixed<...> is not YAML-special; keep as typed
+        value = raw.strip()
+    return section, name.strip(), value
+
+
+def config_from_dict(data: dict, name: str = "custom") -> Config:
+    """Build a config from plain data: ``{preset?, model?, precision?, hardware?}``.
+
+    ``precision`` may be a profile name or a mapping with an optional ``base``
+    profile name plus field overrides.
+    """
+    from edgemoe.presets import PRESETS, precision_profile, preset
+
+    if not isinstance(data, dict):
+        raise ConfigError("config", data, "must be a mapping with keys preset, model, precision, hardware")
+    unknown = set(data) - {"preset", "name", "model", "precision", "hardware"}
+    if unknown:
+        raise ConfigError("config", sorted(unknown), "unknown top-level keys; allowed: preset, name, model, precision, hardware")
+    base_name = data.get("preset")
+    if base_name is not None and base_name not in PRESETS:
+        raise ConfigError("preset", base_name, f"must be one of {', '.join(PRESETS)}")
+    base = preset(base_name) if base_name else Config(name="default")
+    model = build_section(ModelConfig, "model", base.model, data.get("model") or {})
+    prec_data = data.get("precision")
+    if prec_data is None:
+        precision = base.precision
+    elif isinstance(prec_data, str):
+        precision = precision_profile(prec_data)
+    else:
+        prec_data = dict(prec_data)
+        prec_base = precision_profile(prec_data.pop("base")) if "base" in prec_data else base.precision
+        precision = build_section(PrecisionProfile, "precision", prec_base, prec_data)
+        if "name" not in prec_data and prec_data:
+            precision = dataclasses.replace(precision, name=f"{prec_base.name}+custom")
+    hardware = build_section(HardwareConfig, "hardware", base.hardware, data.get("hardware") or {})
+    return Config(model, precision, hardware, name=str(data.get("name", base_name or name)))
+
+
+def load_config(source: str | Path | Config | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A preset name, a YAML file path or a Config, with ``section.field=value`` overrides."""
+    from edgemoe.presets import PRESETS
+
+    if isinstance(source, Config):
+        data: dict = source.to_dict()
+    else:
+        src = "m3vit-tiny-cityscapes" if source is None else str(source)
+        if src in PRESETS:
+            data = {"preset": src}
+        else:
+            path = Path(src)
+            if not path.is_file():
+                raise ConfigError("config", src, f"is neither a preset ({', '.join(PRESETS)}) nor a YAML file")
+            try:
+                data = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError("config", src, f"is not valid YAML: {e}") from None
+            if not isinstance(data, dict):
+                raise ConfigError("config", src, "must hold a mapping with keys preset, model, precision, hardware")
+            data.setdefault("name", path.stem)
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for text in overrides:
+        section, name, value = parse_override(text)
+        if section == "precision" and name == "profile":
+            data["precision"] = value
+            continue
+        sec = data.get(section)
+        if isinstance(sec, str):  # precision given by name: it becomes the base
+            sec = {"base": sec}
+        sec = dict(sec or {})
+        if section == "precision" and "name" in sec and name != "name":
+            sec["name"] = str(sec["name"]).split("+")[0] + "+custom"
+        sec[name] = value
+        data[section] = sec
+    return config_from_dict(data)
+
+
+# --- validation ------------------------------------------------------------------------
+
+def _positive(path: str, value: int | float) -> None:
+    if not value > 0:
+        raise ConfigError(path, value, "must be > 0")
+
+
+def validate(cfg: Config) -> None:
+    """Check a config as a whole; raise :class:`ConfigError` naming the first bad field."""
+    from edgemoe.boards import BOARDS
+    from edgemoe.golden.numerics.widths import check_precision
+
+    m, p, h = cfg.model, cfg.precision, cfg.hardware
+    for name in ("img_height", "img_width", "in_chans", "patch_size", "embed_dim", "depth", "num_heads",
+                 "num_experts", "top_k", "expert_hidden", "head_channels"):
+        _positive(f"model.{name}", getattr(m, name))
+    _positive("model.mlp_ratio", m.mlp_ratio)
+    if not 0 < m.ln_eps < 1:
+        raise ConfigError("model.ln_eps", m.ln_eps, "must be in (0, 1)")
+    for side in ("img_height", "img_width"):
+        if getattr(m, side) % m.patch_size:
+            raise ConfigError(f"model.{side}", getattr(m, side),
+                              f"must be a multiple of model.patch_size ({m.patch_size})")
+    if m.patch_size & (m.patch_size - 1):
+        raise ConfigError("model.patch_size", m.patch_size, "must be a power of two (the heads upsample by 2x stages)")
+    if m.embed_dim % m.num_heads:
+        raise ConfigError("model.embed_dim", m.embed_dim, f"must be divisible by model.num_heads ({m.num_heads})")
+    if not float(m.embed_dim * m.mlp_ratio).is_integer():
+        raise ConfigError("model.mlp_ratio", m.mlp_ratio, f"embed_dim * mlp_ratio must be an integer (embed_dim {m.embed_dim})")
+    bad = [b for b in m.moe_blocks if not 0 <= b < m.depth]
+    if bad:
+        raise ConfigError("model.moe_blocks", list(m.moe_blocks), f"block indices must be in 0..{m.depth - 1}")
+    if len(set(m.moe_blocks)) != len(m.moe_blocks):
+        raise ConfigError("model.moe_blocks", list(m.moe_blocks), "must not repeat a block")
+    if m.top_k > m.num_experts:
+        raise ConfigError("model.top_k", m.top_k, f"must be <= model.num_experts ({m.num_experts})")
+    if not m.tasks:
+        raise ConfigError("model.tasks", [], "must name at least one task")
+    names = [t.name for t in m.tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError("model.tasks", names, "task names must be unique")
+    for i, t in enumerate(m.tasks):
+        if not t.name.isidentifier():
+            raise ConfigError(f"model.tasks[{i}].name", t.name, "must be an identifier (letters, digits, _)")
+        if t.out_channels < 1:
+            raise ConfigError(f"model.tasks[{i}].out_channels", t.out_channels, "must be >= 1")
+        if t.head not in HEAD_TYPES:
+            raise ConfigError(f"model.tasks[{i}].head", t.head, f"must be one of {', '.join(HEAD_TYPES)}")
+
+    if h.board not in BOARDS:
+        raise ConfigError("hardware.board", h.board, f"must be one of {', '.join(BOARDS)}")
+    if h.part and h.part != BOARDS[h.board].part:
+        raise ConfigError("hardware.part", h.part, f"board {h.board} carries {BOARDS[h.board].part}; leave part empty or use that")
+    if not 10 <= h.clock_mhz <= 800:
+        raise ConfigError("hardware.clock_mhz", h.clock_mhz, "must be in 10..800 MHz")
+    for name in ("cu_in", "cu_out", "attn_parallel"):
+        _positive(f"hardware.{name}", getattr(h, name))
+    if h.axi_width not in (32, 64, 128, 256, 512, 1024):
+        raise ConfigError("hardware.axi_width", h.axi_width, "must be one of 32, 64, 128, 256, 512, 1024 bits")
+    if h.attn_parallel > m.num_tokens:
+        raise ConfigError("hardware.attn_parallel", h.attn_parallel, f"must be <= the token count ({m.num_tokens})")
+    # every linear layer runs on the one compute unit: its dims must tile by the block
+    linear_in = {"embed_dim": m.embed_dim, "mlp hidden (embed_dim*mlp_ratio)": m.mlp_hidden,
+                 "model.expert_hidden": m.expert_hidden, "patch_dim (in_chans*patch_size**2)": m.patch_dim,
+                 "head_dim (embed_dim/num_heads)": m.head_dim}
+    linear_out = {"embed_dim": m.embed_dim, "mlp hidden (embed_dim*mlp_ratio)": m.mlp_hidden,
+                  "model.expert_hidden": m.expert_hidden}
+    for what, dim in linear_in.items():
+        if dim % h.cu_in:
+            raise ConfigError("hardware.cu_in", h.cu_in, f"must divide every compute-unit input dim; {what} = {dim}")
+    for what, dim in linear_out.items():
+        if dim % h.cu_out:
+            raise ConfigError("hardware.cu_out", h.cu_out, f"must divide every compute-unit output dim; {what} = {dim}")
+    bundles = h.bundle_of
+    missing = [b for b in BUFFERS if b not in bundles]
+    extra = [b for b in bundles if b not in BUFFERS]
+    if missing or extra:
+        raise ConfigError("hardware.bundles", dict(bundles),
+                          f"must map exactly the buffers {', '.join(BUFFERS)}" + (f"; missing {missing}" if missing else "")
+                          + (f"; unknown {extra}" if extra else ""))
+    for b, name in bundles.items():
+        if not name.isidentifier():
+            raise ConfigError(f"hardware.bundles.{b}", name, "must be an identifier")
+
+    check_precision(m, p)

@@ -1,0 +1,1 @@
+"""hls: config -> Jinja2 templates -> Vitis HLS project; g++ C simulation; perf/resource model."""

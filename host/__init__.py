@@ -1,0 +1,1 @@
+"""host: PYNQ runtime (overlay driver, weight packing, simulated device) and its CLI."""

@@ -1,0 +1,1 @@
+"""sim: RTL units generated from Python, cocotb testbenches and runners, yosys reports."""
