@@ -7,7 +7,7 @@ tables and constants from here.  Modules: ``fixed`` (types, quantise),
 ``softmax`` (online and gate softmax), ``layernorm``, ``topk``, ``widths``
 (which profiles are exact).
 """
-from .fixed import FixedType, FixedTypeError, align, from_float, quantize, to_float
+from .fixed import FixedType, FixedTypeError, add, align, from_float, quantize, to_float
 from .overflow import OverflowCounter
 
-__all__ = ["FixedType", "FixedTypeError", "OverflowCounter", "align", "from_float", "quantize", "to_float"]
+__all__ = ["FixedType", "FixedTypeError", "OverflowCounter", "add", "align", "from_float", "quantize", "to_float"]

@@ -218,3 +218,10 @@ def to_float(raw: torch.Tensor, t: FixedType | int) -> torch.Tensor:
     """Real values (float64) of raw words of type ``t`` (or with ``t`` fraction bits)."""
     frac = t if isinstance(t, int) else t.frac_bits
     return torch.as_tensor(raw).to(torch.float64) * (2.0 ** -frac)
+
+
+def add(a: torch.Tensor, a_frac: int, b: torch.Tensor, b_frac: int, t: FixedType,
+        tag: str | None = None) -> torch.Tensor:
+    """``a + b`` formed exactly at the finer of the two scalings, cast once to ``t``."""
+    frac = max(a_frac, b_frac)
+    return quantize(align(a, a_frac, frac) + align(b, b_frac, frac), frac, t, tag)

@@ -40,8 +40,7 @@ def online_step(m: torch.Tensor, l: torch.Tensor, s: torch.Tensor, p) -> tuple[t
     """
     sf = p.attn_score.frac_bits
     m_new = torch.maximum(m, s)
-    alpha = exp_of(m - m_new, sf, p)
-    e = exp_of(s - m_new, sf, p)
+    alpha, e = exp_of(torch.stack([m - m_new, s - m_new]), sf, p)  # two exp units, one call
     ef, lf = p.exp.frac_bits, p.softmax_sum.frac_bits
     acc = l * alpha + (e << lf)  # fraction bits: lf + ef
     return m_new, quantize(acc, lf + ef, p.softmax_sum)
@@ -65,10 +64,18 @@ def online_softmax_state(scores: torch.Tensor, order: torch.Tensor, p) -> tuple[
     row, the key visited at each step.  Returns (max, 1/sum), each [..., R].
     """
     ordered = torch.gather(scores, -1, order.expand(scores.shape))
-    m, l = online_init(scores.shape[:-1], p)
+    # Same arithmetic as repeated online_step, with the order-free parts hoisted:
+    # the running max is a cumulative max, so every exp can be taken at once;
+    # only the rounded sum recurrence stays sequential.
+    m_run = torch.cummax(ordered, dim=-1).values
+    m0, l = online_init(scores.shape[:-1], p)
+    m_prev = torch.cat([m0.unsqueeze(-1), m_run[..., :-1]], dim=-1)
+    alpha, e = exp_of(torch.stack([m_prev - m_run, ordered - m_run]), p.attn_score.frac_bits, p)
+    lf, ef = p.softmax_sum.frac_bits, p.exp.frac_bits
+    e = e << lf
     for step in range(scores.shape[-1]):
-        m, l = online_step(m, l, ordered[..., step], p)
-    return m, online_finish(l, p)
+        l = quantize(l * alpha[..., step] + e[..., step], lf + ef, p.softmax_sum)
+    return m_run[..., -1], online_finish(l, p)
 
 
 def gate_softmax(logits: torch.Tensor, p) -> torch.Tensor:

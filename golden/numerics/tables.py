@@ -63,5 +63,7 @@ def gelu_table_peak() -> float:
     return max(gelu_correction(i / 4096) for i in range(0, 6 * 4096))
 
 
+@lru_cache(maxsize=None)
 def as_tensor(table: tuple[int, ...]) -> torch.Tensor:
+    """A table as an int64 tensor (cached: tables are looked up on every call)."""
     return torch.tensor(table, dtype=torch.int64)

@@ -56,6 +56,8 @@ def accumulator_bound(a: FixedType, b: FixedType, k: int, bias: FixedType | None
 def check_precision(model, p) -> None:
     """Raise ConfigError if ``p`` cannot run ``model`` exactly or a table does not fit."""
     acc = p.accum
+    if p.pixel.signed or p.pixel.int_bits != 0 or p.pixel.bits > 16:
+        raise _error("pixel", p.pixel, "must be ufixed<b,0> with b <= 16 (pixel words are b-bit codes)")
     if not acc.signed:
         raise _error("accum", acc, "must be signed")
     for name, (a, b, k, bias) in matmuls(model, p).items():

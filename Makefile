@@ -1,0 +1,53 @@
+# edgemoe: `make demo` runs the main job, `make test` the tests; both set up what they need.
+PYTHON  ?= python3.11
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+DEB_PACKAGES := iverilog yosys
+PYTEST_WORKERS ?= 2
+
+.PHONY: all demo test test-slow bench setup deb clean help
+
+all: test
+
+help:
+	@echo "make demo       the main job on the embedded default (m3vit-tiny-cityscapes)"
+	@echo "make test       set up (virtualenv, pinned packages, Debian packages) and run the tests"
+	@echo "make test-slow  the slow sweeps (full-size presets, more seeds)"
+	@echo "make bench      benchmarks: golden fixed-point vs float img/s"
+	@echo "make setup      only set up"
+
+setup: $(STAMP) deb
+
+# Debian packages for RTL simulation and synthesis reports; installed only if missing.
+deb:
+	@missing=""; for p in $(DEB_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (edgemoe needs Python 3.11: set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import edgemoe, torch, torchvision, timm, apytypes, pynq" 
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/edgemoe golden --config m3vit-tiny-cityscapes --task all --images 2
+
+test: setup
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=10
+
+test-slow: setup
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow
+
+bench: setup
+	$(PY) benchmarks/golden_speed.py
+
+clean:
+	rm -rf build out .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,176 @@
+"""The ``edgemoe`` command line.
+
+    edgemoe config   [--config C] [--set section.field=value ...] [--fields]
+    edgemoe numerics [--config C]
+    edgemoe golden   [--config C] [--task semseg|depth|all] [--weights W | --timm-weights W]
+                     [--seed S] [--images N | --image FILE ...]
+
+Every command takes ``--config`` (a preset name or a YAML file) and any
+number of ``--set`` overrides.  Errors in what the user typed end in one line
+naming the field (exit status 2), never in a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+from edgemoe.config import Config, ConfigError, HardwareConfig, ModelConfig, PrecisionProfile, load_config
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    from edgemoe.presets import PRESETS
+
+    p.add_argument("--config", default="m3vit-tiny-cityscapes",
+                   help=f"preset ({', '.join(PRESETS)}) or YAML file (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a config field, e.g. model.depth=4 or precision.profile=w16a16 (repeatable)")
+
+
+def _config(args) -> Config:
+    return load_config(args.config, args.set)
+
+
+# --- config -----------------------------------------------------------------------
+
+def field_docs() -> str:
+    """Every config field with its type, default and description (generated from the dataclasses)."""
+    lines = []
+    for section, cls in (("model", ModelConfig), ("precision", PrecisionProfile), ("hardware", HardwareConfig)):
+        lines.append(f"[{section}]")
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else ""
+            if isinstance(default, tuple) and default and dataclasses.is_dataclass(default[0]):
+                default = [dataclasses.asdict(x) for x in default]
+            lines.append(f"  {f.name:<18} {getattr(f.type, '__name__', str(f.type)):<18} "
+                         f"{str(default):<24} {f.metadata.get('doc', '')}")
+    return "\n".join(lines)
+
+
+def cmd_config(args) -> int:
+    if args.fields:
+        print(field_docs())
+        return 0
+    cfg = _config(args)
+    print(cfg.to_yaml(), end="")
+    print(f"# digest: {cfg.digest()}")
+    return 0
+
+
+# --- numerics ------------------------------------------------------------------------
+
+def cmd_numerics(args) -> int:
+    from edgemoe.golden.numerics.accuracy import format_table, measure_errors
+
+    cfg = _config(args)
+    print(f"approximation error of profile {cfg.precision.name} (fixed-point unit vs float64 math)")
+    print(format_table(measure_errors(cfg.precision, n=args.samples, seed=args.seed)))
+    return 0
+
+
+# --- golden -----------------------------------------------------------------------
+
+def load_state_dict(cfg: Config, weights: str | None, timm_weights: str | None, seed: int):
+    """The float state dict the user asked for, plus notices to print."""
+    from edgemoe.golden import checkpoint
+    from edgemoe.golden.synthetic import synthetic_state_dict
+
+    if weights and timm_weights:
+        raise ConfigError("--weights", weights, "give either --weights or --timm-weights, not both")
+    if weights:
+        loaded = checkpoint.load_m3vit_checkpoint(weights, cfg.model)
+        return loaded.state_dict, [f"weights: M3ViT checkpoint {weights}"] + loaded.notices
+    if timm_weights:
+        loaded = checkpoint.load_timm_vit(timm_weights, cfg.model)
+        return loaded.state_dict, [f"weights: timm ViT {timm_weights}"] + loaded.notices
+    return synthetic_state_dict(cfg.model, seed=seed), [f"weights: synthetic (seed {seed})"]
+
+
+def cmd_golden(args) -> int:
+    import torch
+
+    from edgemoe.golden.fixed_model import FixedM3ViT
+    from edgemoe.golden.float_model import M3ViT
+    from edgemoe.golden.report import format_report, compare
+    from edgemoe.golden.synthetic import synthetic_images
+    from edgemoe.images import load_images
+
+    cfg = _config(args)
+    m = cfg.model
+    tasks = list(m.task_names) if args.task == "all" else [m.task_names[m.task_index(args.task)]]
+    state_dict, notices = load_state_dict(cfg, args.weights, args.timm_weights, args.seed)
+    if args.image:
+        images = load_images(args.image, m.img_height, m.img_width)
+        source = f"{len(args.image)} image file(s)"
+    else:
+        if args.images < 1:
+            raise ConfigError("--images", args.images, "must be >= 1")
+        images = synthetic_images(m, args.images, seed=args.seed)
+        source = f"{args.images} synthetic image(s) (seed {args.seed})"
+    torch.set_grad_enabled(False)
+    print(f"config {cfg.name}: {m.img_height}x{m.img_width}, dim {m.embed_dim}, depth {m.depth}, "
+          f"{m.num_experts} experts top-{m.top_k}; precision {cfg.precision.name}; digest {cfg.digest()[:12]}")
+    for n in notices:
+        print(f"  {n}")
+    print(f"  input: {source}")
+    fixed = FixedM3ViT(cfg, state_dict)
+    float_model = M3ViT.from_state_dict(m, state_dict)
+    for task in tasks:
+        t0 = time.perf_counter()
+        report = compare(fixed, float_model, images, task)
+        print()
+        print(format_report(report))
+        print(f"  ({time.perf_counter() - t0:.1f} s for both models)")
+    return 0
+
+
+# --- entry point ----------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgemoe", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("config", help="print the resolved config as YAML (or every field's documentation)")
+    _add_config_args(p)
+    p.add_argument("--fields", action="store_true", help="list every config field with its documentation")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("numerics", help="measure the error of exp, reciprocal, rsqrt, GELU, softmax, LayerNorm")
+    _add_config_args(p)
+    p.add_argument("--samples", type=int, default=200_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_numerics)
+
+    p = sub.add_parser("golden", help="bit-accurate model vs float model: per-tap error table")
+    _add_config_args(p)
+    p.add_argument("--task", default="all", help="task name or 'all' (default: all)")
+    p.add_argument("--weights", help="M3ViT checkpoint: a .pth file or a directory of rank shards")
+    p.add_argument("--timm-weights", help="a plain timm ViT state dict (.pth) for the dense parts")
+    p.add_argument("--seed", type=int, default=0, help="seed of synthetic weights and images")
+    p.add_argument("--images", type=int, default=2, help="number of synthetic images (default: 2)")
+    p.add_argument("--image", nargs="+", help="image files instead of synthetic images")
+    p.set_defaults(func=cmd_golden)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edgemoe.images import ImageError
+    from edgemoe.golden.numerics.fixed import FixedTypeError
+
+    args = build_parser().parse_args(argv)
+    user_errors: tuple[type[Exception], ...] = (ConfigError, FixedTypeError, ImageError)
+    try:
+        from edgemoe.golden.checkpoint import CheckpointError
+        user_errors += (CheckpointError,)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        return args.func(args)
+    except user_errors as e:
+        print(f"edgemoe {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
