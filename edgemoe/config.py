@@ -169,7 +169,7 @@ class PrecisionProfile:
 
 # --- hardware -----------------------------------------------------------------
 
-BUFFERS = ("image", "weights", "activations", "output")
+BUFFERS = ("image", "weights", "activations")  # activations: output tokens or a debug tap
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class HardwareConfig:
     axi_width: int = _doc("m_axi data width in bits", default=256)
     bundles: tuple[tuple[str, str], ...] = _doc(
         "m_axi bundle of each buffer (" + ", ".join(BUFFERS) + ")",
-        default=(("image", "gmem0"), ("weights", "gmem1"), ("activations", "gmem2"), ("output", "gmem0")))
+        default=(("image", "gmem0"), ("weights", "gmem1"), ("activations", "gmem2")))
 
     @property
     def bundle_of(self) -> dict[str, str]:

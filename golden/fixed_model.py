@@ -64,6 +64,18 @@ def tap_schedule(model_cfg) -> list[str]:
     return names
 
 
+def tap_shapes(model_cfg) -> dict[str, tuple[int, ...]]:
+    """Shape of every tap for one image (the batch axis left out), in schedule order."""
+    m = model_cfg
+    n, d = m.num_tokens, m.embed_dim
+    by_step = {"pixels": (m.in_chans, m.img_height, m.img_width), "patch_embed": (m.num_patches, d),
+               "qkv": (n, 3 * d), "scores": (m.num_heads, n, n), "softmax_max": (m.num_heads, n),
+               "softmax_inv": (m.num_heads, n), "fc1": (n, m.mlp_hidden), "gate_logits": (n, m.num_experts),
+               "gate_scores": (n, m.num_experts), "topk_idx": (n, m.top_k), "topk_score": (n, m.top_k),
+               "expert_counts": (m.num_experts,)}
+    return {name: by_step.get(name.rsplit(".", 1)[-1], (n, d)) for name in tap_schedule(m)}
+
+
 def tap_type(name: str, p) -> FixedType | None:
     """Type of a tap's raw words under profile ``p`` (None for indices and counts)."""
     cls = TAP_CLASSES[name.rsplit(".", 1)[-1]]

@@ -1,0 +1,94 @@
+"""The kernel's interface: top-function arguments and the s_axilite register map.
+
+The argument list here is the one source of the C++ signature, its
+INTERFACE pragmas, the register-map JSON the host driver uses, and the csim
+bridge.  Offsets follow Vitis HLS's s_axilite layout: control and interrupt
+registers at 0x00-0x0c, then each argument in order (64-bit pointers take
+low/high words plus a reserved word, scalars a data word plus a reserved
+word, output scalars a data word plus a control word holding ap_vld).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from edgemoe import __version__
+
+TOP = "edgemoe_vit"
+#: status register values written by the kernel
+STATUS = {"ok": 0, "bad_task": 1, "bad_tap": 2}
+#: tap register value meaning "no tap: run to the end and write the tokens"
+TAP_NONE = 0xFFFF
+
+CONTROL_REGISTERS = {
+    "ap_ctrl": {"offset": 0x00, "bits": {"ap_start": 0, "ap_done": 1, "ap_idle": 2, "ap_ready": 3, "auto_restart": 7}},
+    "gie": {"offset": 0x04, "bits": {"global_interrupt_enable": 0}},
+    "ier": {"offset": 0x08, "bits": {"ap_done": 0, "ap_ready": 1}},
+    "isr": {"offset": 0x0C, "bits": {"ap_done": 0, "ap_ready": 1}},
+}
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One top-level argument: ``kind`` is m_axi (a pointer), scalar (in) or output (out scalar)."""
+
+    name: str
+    kind: str
+    ctype: str
+    bits: int
+    doc: str
+    offset: int = 0
+
+
+def kernel_args(cfg) -> list[Arg]:
+    """Arguments of the top function in order, with their register offsets."""
+    from .layout import word_bits
+
+    args = [
+        Arg("image", "m_axi", "const pixel_word_t*", 64, "pixel codes [images][C][H][W]"),
+        Arg("weights", "m_axi", "const weight_word_t*", 64,
+            f"packed weight words ({word_bits(cfg.precision)}-bit), see layout.json"),
+        Arg("activations", "m_axi", "out_word_t*", 64, "output tokens [images][N][D], or the debug tap's words"),
+        Arg("task", "scalar", "ap_uint<8>", 32, "task index: selects every MoE block's gate"),
+        Arg("num_images", "scalar", "ap_uint<16>", 32, "images in this call"),
+        Arg("tap", "scalar", "ap_uint<16>", 32, f"debug tap id (stop after that step), {TAP_NONE:#x} = none"),
+        Arg("config_hash", "output", "ap_uint<32>", 32, "hash of the config and generator version (read-only)"),
+        Arg("status", "output", "ap_uint<32>", 32, "0 ok, 1 bad task, 2 bad tap"),
+    ]
+    off = 0x10
+    placed = []
+    for a in args:
+        placed.append(Arg(a.name, a.kind, a.ctype, a.bits, a.doc, off))
+        off += 12 if a.kind == "m_axi" else 8
+    return placed
+
+
+def config_hash32(cfg) -> int:
+    """32-bit hash of the config digest and the generator version (the kernel's config_hash register)."""
+    h = hashlib.sha256(f"{cfg.digest()}:{__version__}".encode()).hexdigest()
+    return int(h[:8], 16)
+
+
+def register_map(cfg) -> dict:
+    """The control interface as plain data (written as regmap.json for the host)."""
+    regs = dict(CONTROL_REGISTERS)
+    for a in kernel_args(cfg):
+        if a.kind == "m_axi":
+            regs[a.name] = {"offset": a.offset, "width": 64, "kind": "pointer", "doc": a.doc,
+                            "bundle": cfg.hardware.bundle_of[a.name]}
+        elif a.kind == "scalar":
+            regs[a.name] = {"offset": a.offset, "width": 32, "kind": "scalar", "doc": a.doc}
+        else:
+            regs[a.name] = {"offset": a.offset, "width": 32, "kind": "output", "doc": a.doc,
+                            "ctrl_offset": a.offset + 4, "ap_vld_bit": 0}
+    return {"kernel": TOP, "generator_version": __version__, "config_digest": cfg.digest(),
+            "config_hash": config_hash32(cfg), "tap_none": TAP_NONE, "status": STATUS, "registers": regs}
+
+
+def register_map_json(cfg) -> str:
+    return json.dumps(register_map(cfg), indent=2)
+
+
+def args_as_dicts(cfg) -> list[dict]:
+    return [asdict(a) for a in kernel_args(cfg)]

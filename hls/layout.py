@@ -1,0 +1,144 @@
+"""The kernel's DRAM weight layout, and packing quantised weights into it.
+
+One flat buffer of signed *weight words* (``word_bits`` wide, every tensor's
+raw words sign-extended into them).  Tensors follow the hardware's order:
+patch embedding, cls/pos, then per block norm1, qkv, proj, norm2 and either
+fc1/fc2 or the gates (per task) and the experts (per expert contiguous:
+fc1 weight, fc1 bias, fc2 weight, fc2 bias).  Every tensor starts on an AXI
+burst boundary.  The generated kernel reads its offsets from this layout and
+the host packs with it: one layout, two users.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+#: profile fields whose raw words live in the weight buffer
+WEIGHT_CLASSES = ("patch_weight", "bias", "embed", "ln_gamma", "ln_beta", "weight", "attn_bias")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One tensor in the buffer: ``offset`` and ``size`` in words, row-major ``shape``."""
+
+    key: str
+    offset: int
+    shape: tuple[int, ...]
+    tensor_class: str
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def cname(self) -> str:
+        """C identifier of the offset constant."""
+        return "OFF_" + self.key.removeprefix("backbone.").replace(".", "_").upper()
+
+
+def word_bits(precision) -> int:
+    """Width of one weight word: the widest weight class, rounded up to 8/16/32."""
+    widest = max(getattr(precision, c).bits for c in WEIGHT_CLASSES)
+    for w in (8, 16, 32):
+        if widest <= w:
+            return w
+    raise ValueError(f"weight classes wider than 32 bits ({widest}) are not supported by the weight buffer")
+
+
+def tensor_order(model_cfg) -> list[tuple[str, tuple[int, ...], str]]:
+    """(key, shape, tensor class) of every backbone tensor in buffer order."""
+    m = model_cfg
+    d = m.embed_dim
+    out = [("backbone.patch_embed.proj.weight", (d, m.patch_dim), "patch_weight"),
+           ("backbone.patch_embed.proj.bias", (d,), "bias"),
+           ("backbone.cls_token", (d,), "embed"),
+           ("backbone.pos_embed", (m.num_tokens, d), "embed")]
+    for i in range(m.depth):
+        pre = f"backbone.blocks.{i}."
+        out += [(pre + "norm1.weight", (d,), "ln_gamma"), (pre + "norm1.bias", (d,), "ln_beta"),
+                (pre + "attn.qkv.weight", (3 * d, d), "weight"), (pre + "attn.qkv.bias", (3 * d,), "attn_bias"),
+                (pre + "attn.proj.weight", (d, d), "weight"), (pre + "attn.proj.bias", (d,), "attn_bias"),
+                (pre + "norm2.weight", (d,), "ln_gamma"), (pre + "norm2.bias", (d,), "ln_beta")]
+        if m.is_moe(i):
+            for t in range(len(m.tasks)):
+                out.append((pre + f"mlp.gate.{t}.w_gate", (m.num_experts, d), "weight"))  # stored transposed: [E, D]
+            h = m.expert_hidden
+            for e in range(m.num_experts):
+                out += [(pre + f"mlp.experts.{e}.htoh4.weight", (h, d), "weight"),
+                        (pre + f"mlp.experts.{e}.htoh4.bias", (h,), "bias"),
+                        (pre + f"mlp.experts.{e}.h4toh.weight", (d, h), "weight"),
+                        (pre + f"mlp.experts.{e}.h4toh.bias", (d,), "bias")]
+        else:
+            hid = m.mlp_hidden
+            out += [(pre + "mlp.fc1.weight", (hid, d), "weight"), (pre + "mlp.fc1.bias", (hid,), "bias"),
+                    (pre + "mlp.fc2.weight", (d, hid), "weight"), (pre + "mlp.fc2.bias", (d,), "bias")]
+    return out
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """Offsets of every tensor in the weight buffer of a config."""
+
+    slots: tuple[Slot, ...]
+    word_bits: int
+    align_words: int
+    total_words: int
+
+    @classmethod
+    def of(cls, cfg) -> "WeightLayout":
+        wb = word_bits(cfg.precision)
+        align = max(1, cfg.hardware.axi_width // wb)
+        slots, off = [], 0
+        for key, shape, tc in tensor_order(cfg.model):
+            off = -(-off // align) * align
+            slots.append(Slot(key, off, shape, tc))
+            off += slots[-1].size
+        total = -(-off // align) * align
+        return cls(tuple(slots), wb, align, total)
+
+    def __getitem__(self, key: str) -> Slot:
+        for s in self.slots:
+            if s.key == key:
+                return s
+        raise KeyError(key)
+
+    @property
+    def nbytes(self) -> int:
+        return self.total_words * self.word_bits // 8
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype({8: np.int8, 16: np.int16, 32: np.int32}[self.word_bits])
+
+
+def layout_tensor(weights, key: str) -> torch.Tensor:
+    """The raw words of a layout key from :class:`~edgemoe.golden.weights.QuantizedWeights`."""
+    parts = key.split(".")
+    if ".mlp.experts." in key:  # backbone.blocks.i.mlp.experts.<e>.<name>.<w|b>
+        e = int(parts[-3])
+        stacked = ".".join(parts[:-3] + parts[-2:])
+        return weights.raw(stacked)[e]
+    if key.endswith("w_gate"):
+        return weights.raw(key).transpose(0, 1)  # [D, E] -> [E, D]: one gate row per expert
+    if key in ("backbone.cls_token", "backbone.pos_embed"):
+        return weights.raw(key).reshape(-1)
+    return weights.raw(key)
+
+
+def pack_weights(cfg, weights) -> np.ndarray:
+    """All backbone tensors as one buffer of weight words (``layout.numpy_dtype``)."""
+    layout = WeightLayout.of(cfg)
+    buf = np.zeros(layout.total_words, dtype=layout.numpy_dtype)
+    for s in layout.slots:
+        raw = layout_tensor(weights, s.key).reshape(-1)
+        if raw.numel() != s.size:
+            raise ValueError(f"{s.key}: {raw.numel()} words, layout expects {s.size} {list(s.shape)}")
+        buf[s.offset:s.offset + s.size] = raw.numpy().astype(layout.numpy_dtype)
+    return buf
+
+
+def buffer_digest(buf: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(buf).tobytes()).hexdigest()
