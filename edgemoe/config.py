@@ -218,8 +218,15 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def digest(self) -> str:
-        """SHA-256 of the canonical config (hex); what a bitstream is built for."""
-        canon = json.dumps(self.to_dict() | {"name": ""}, sort_keys=True)
+        """SHA-256 of the canonical config (hex); what a bitstream is built for.
+
+        Names (of the config and of the precision profile) are left out: two
+        configs that build the same hardware have the same digest.
+        """
+        data = self.to_dict()
+        data["name"] = ""
+        data["precision"] = {k: v for k, v in data["precision"].items() if k != "name"}
+        canon = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
@@ -253,6 +260,8 @@ def _coerce(section: str, name: str, hint: Any, value: Any) -> Any:
                 raise ValueError
             return int(value)
         if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
             return float(value)
         if hint is str:
             return str(value)
@@ -271,7 +280,12 @@ def _moe_blocks(value: Any, depth: int) -> tuple[int, ...]:
             return tuple(named[key])
         value = [v for v in key.replace(",", " ").split() if v]
     try:
-        return tuple(sorted(int(v) for v in value))
+        blocks = []
+        for v in value:
+            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+                raise ValueError
+            blocks.append(int(v))
+        return tuple(sorted(blocks))
     except (TypeError, ValueError):
         raise ConfigError("model.moe_blocks", value,
                           "must be a list of block indices or one of 'odd', 'even', 'all', 'none'") from None
@@ -317,8 +331,8 @@ def build_section(cls: type, section: str, base: Any, updates: dict) -> Any:
         if key not in names:
             raise ConfigError(f"{section}.{key}", value, f"unknown field; fields of {section}: {', '.join(sorted(names))}")
         if key == "moe_blocks":
-            depth = updates.get("depth", base.depth)
-            changes[key] = _moe_blocks(value, int(depth))
+            depth = _coerce(section, "depth", int, updates["depth"]) if "depth" in updates else base.depth
+            changes[key] = _moe_blocks(value, depth)
         elif key == "tasks":
             changes[key] = _tasks(value)
         elif key == "bundles":

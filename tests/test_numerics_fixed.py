@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from edgemoe.golden.numerics.fixed import (
-    MAX_BITS, OVERFLOW_MODES, ROUNDING_MODES, FixedType, FixedTypeError, align, from_float, overflow_fix,
+    MAX_BITS, OVERFLOW_MODES, ROUNDING_MODES, FixedType, FixedTypeError, add, align, from_float, overflow_fix,
     quantize, to_float)
 from edgemoe.golden.numerics.overflow import OverflowCounter
 
@@ -234,6 +234,19 @@ def test_to_float_inverts_from_float_on_representable_values():
     raws = torch.arange(t.min_raw, t.max_raw + 1)
     assert torch.equal(from_float(to_float(raws, t), t), raws)
     assert to_float(torch.tensor([3]), 4).item() == 3 / 16
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_add_is_exact_then_one_cast(rounding):
+    """fixed.add: a + b at the finer scaling, rounded once (checked through apytypes)."""
+    rng = random.Random(rounding)
+    t = FixedType(10, 4, True, rounding, "SAT")
+    a = [rng.randint(-5000, 5000) for _ in range(300)] + [3, -3, 96, -96]
+    b = [rng.randint(-300, 300) for _ in range(300)] + [1, -1, 0, 0]
+    got = add(torch.tensor(a), 9, torch.tensor(b), 5, t).tolist()   # 9 and 5 fraction bits
+    want = _apy_quantize([x + (y << 4) for x, y in zip(a, b)], 9, t)
+    assert got == want
+    assert add(torch.tensor(b), 5, torch.tensor(a), 9, t).tolist() == want
 
 
 def test_align_and_overflow_fix_directly():

@@ -39,6 +39,13 @@ largest ``|err| / |ref|`` over outputs with ``|ref| > REL_FLOOR_LSBS * lsb``
 (64 output LSBs); below that floor the output LSB dominates any ratio.
 ``max_rel`` is NaN when no output clears the floor.
 
+Reading the figures: ``max_abs / lsb`` compares the error with the output
+type's LSB, which is the right yardstick for exp, reciprocal and the
+softmaxes.  For rsqrt the outputs span about 0.03 .. 1000, so its absolute
+error is large in LSBs while its relative error is ~1e-5: read ``max_rel``.
+For LayerNorm the error is set by ``ln_centered``'s LSB (x - mean is cast to
+it), not by the output LSB, so ``max_rel`` near zero-valued outputs is large.
+
 Pure library code: nothing here prints.
 """
 from __future__ import annotations
@@ -207,7 +214,7 @@ def measure_errors(profile, n: int = 200_000, seed: int = 0, only: Iterable[str]
     if unknown:
         raise ValueError(f"unknown function(s) {unknown}; measured: {', '.join(FUNCTIONS)}")
     rows = []
-    for i, name in enumerate(names):
+    for name in names:
         gen = torch.Generator().manual_seed(seed * 1000 + FUNCTIONS.index(name))
         rows.append(_MEASURES[name](profile, n, gen))
     return rows

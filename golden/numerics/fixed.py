@@ -53,9 +53,9 @@ class FixedType:
     overflow: str = "SAT"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
             raise FixedTypeError(f"bits = {self.bits!r}: must be an integer in 1..{MAX_BITS}")
-        if not isinstance(self.int_bits, int) or not -MAX_BITS <= self.int_bits <= 2 * MAX_BITS:
+        if isinstance(self.int_bits, bool) or not isinstance(self.int_bits, int) or not -MAX_BITS <= self.int_bits <= 2 * MAX_BITS:
             raise FixedTypeError(f"int_bits = {self.int_bits!r}: must be an integer in -{MAX_BITS}..{2 * MAX_BITS}")
         if self.rounding not in ROUNDING_MODES:
             raise FixedTypeError(f"rounding = {self.rounding!r}: must be one of {', '.join(ROUNDING_MODES)}")

@@ -73,8 +73,8 @@ def check_precision(model, p) -> None:
                                       f"of {a} x {b} without overflow")
     for field in ("exp", "softmax_inv", "attn_prob", "gate_score"):
         t = getattr(p, field)
-        if t.max_value < 1.0 - t.lsb or t.int_bits < 1:
-            raise _error(field, t, "must hold 1.0 (>= 1 integer bit)")
+        if t.max_value < 1.0:
+            raise _error(field, t, "must hold 1.0 (>= 1 integer bit unsigned, >= 2 signed)")
     if p.softmax_sum.max_value < model.num_tokens:
         raise _error("softmax_sum", p.softmax_sum, f"must hold a sum of {model.num_tokens} exps "
                                                    f"(>= {math.ceil(math.log2(model.num_tokens + 1))} integer bits)")
@@ -119,6 +119,6 @@ def check_precision(model, p) -> None:
                        (p.act, p.gate_score, "gate_score")):
         if a.bits + b.bits > INT64_BUDGET:
             raise _error(what, getattr(p, what), f"too wide: {a} x {b} exceeds {INT64_BUDGET} bits")
-    score_bits = p.attn_score.bits + 1 + p.table_frac_bits + 2
-    if score_bits > INT64_BUDGET:
-        raise _error("attn_score", p.attn_score, "too wide for the exp unit's int64 scaling")
+    for field in ("attn_score", "gate_logit"):  # both feed the exp unit: x * log2(e) in int64
+        if getattr(p, field).bits + 1 + p.table_frac_bits + 2 > INT64_BUDGET:
+            raise _error(field, getattr(p, field), "too wide for the exp unit's int64 scaling")

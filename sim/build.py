@@ -1,0 +1,132 @@
+"""Verilog generation and the build folder of the RTL units.
+
+Layout (never in git; the repository ignores ``/build/``)::
+
+    build/sim/<config digest, 12 hex>/
+        config.yaml                 the config the units were generated for
+        perf.json                   measured latency / II per unit and simulator
+        <unit>/
+            rtl/<top>.v             generated Verilog (+ stamp, unit.json)
+            icarus/  verilator/     simulator builds and test runs
+
+``EDGEMOE_SIM_BUILD`` overrides the root (default ``<repo>/build/sim``).
+Generation is cached: a unit's Verilog is regenerated only when the stamp
+(hash of the generator sources, the golden numerics and the Amaranth
+version) or the config changes.  Concurrent pytest workers are serialised by
+a lock file per unit.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+SIM_DIR = Path(__file__).resolve().parent
+REPO = SIM_DIR.parent
+GOLDEN_NUMERICS = REPO / "golden" / "numerics"
+
+
+def build_root() -> Path:
+    env = os.environ.get("EDGEMOE_SIM_BUILD")
+    return Path(env).resolve() if env else REPO / "build" / "sim"
+
+
+def config_digest(cfg) -> str:
+    """The 12-hex prefix of the config's SHA-256 (``Config.digest``)."""
+    return cfg.digest()[:12]
+
+
+def config_dir(cfg, root: Path | None = None) -> Path:
+    d = (root or build_root()) / config_digest(cfg)
+    d.mkdir(parents=True, exist_ok=True)
+    cy = d / "config.yaml"
+    text = cfg.to_yaml()
+    if not cy.is_file() or cy.read_text() != text:
+        _atomic_write(cy, text)
+    return d
+
+
+def unit_dir(cfg, unit: str, root: Path | None = None) -> Path:
+    d = config_dir(cfg, root) / unit
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def source_stamp() -> str:
+    """Hash of everything the generated Verilog depends on besides the config."""
+    import amaranth
+
+    h = hashlib.sha256(amaranth.__version__.encode())
+    for f in sorted(SIM_DIR.glob("*.py")) + sorted(GOLDEN_NUMERICS.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def emit_verilog(elaboratable, name: str, ports=None, out_dir: Path | str = ".") -> Path:
+    """Write ``elaboratable`` as Verilog module ``name`` to ``out_dir/<name>.v``; return the path.
+
+    ``ports`` may be omitted for :class:`amaranth.lib.wiring.Component` (its
+    signature gives the ports).  Source locations are not emitted, so the
+    text depends only on the design.
+    """
+    from amaranth.back import verilog
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = verilog.convert(elaboratable, name=name, ports=ports, emit_src=False, strip_internal_attrs=True)
+    path = out_dir / f"{name}.v"
+    _atomic_write(path, text)
+    return path
+
+
+def generate(unit: str, cfg, root: Path | None = None, force: bool = False) -> Path:
+    """The Verilog of registered ``unit`` for ``cfg`` (generated unless cached); returns its path.
+
+    Next to it, ``unit.json`` records the port formats and the design latency.
+    """
+    from .units import get_unit, unit_formats
+
+    spec = get_unit(unit)
+    rtl = unit_dir(cfg, unit, root) / "rtl"
+    path = rtl / f"{spec.top}.v"
+    stamp_file = rtl / "stamp"
+    stamp = source_stamp()
+    with locked(rtl / ".lock"):
+        if not force and path.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
+            return path
+        component = spec.make(cfg)
+        emit_verilog(component, spec.top, out_dir=rtl)
+        info = {"unit": unit, "top": spec.top, "config": cfg.name, "digest": config_digest(cfg),
+                "precision": cfg.precision.name, "latency": component.latency, **unit_formats(spec, cfg)}
+        _atomic_write(rtl / "unit.json", json.dumps(info, indent=2) + "\n")
+        _atomic_write(stamp_file, stamp)
+    return path
+
+
+def unit_info(unit: str, cfg, root: Path | None = None) -> dict:
+    """``unit.json`` of a generated unit (generating it if needed)."""
+    path = generate(unit, cfg, root)
+    return json.loads((path.parent / "unit.json").read_text())

