@@ -4,6 +4,7 @@
     edgemoe numerics [--config C]
     edgemoe golden   [--config C] [--task semseg|depth|all] [--weights W | --timm-weights W]
                      [--seed S] [--images N | --image FILE ...]
+    edgemoe generate [--config C] --out DIR [--compile]
 
 Every command takes ``--config`` (a preset name or a YAML file) and any
 number of ``--set`` overrides.  Errors in what the user typed end in one line
@@ -125,6 +126,37 @@ def cmd_golden(args) -> int:
     return 0
 
 
+# --- generate ----------------------------------------------------------------------
+
+def cmd_generate(args) -> int:
+    from edgemoe.hls.lint import check_project
+    from edgemoe.hls.project import HLSProject
+
+    cfg = _config(args)
+    state_dict, notices = load_state_dict(cfg, args.weights, args.timm_weights, args.seed)
+    t0 = time.perf_counter()
+    proj = HLSProject(cfg, state_dict)
+    out = proj.write(args.out)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    print(f"wrote {len(files)} files for config {cfg.name} (digest {cfg.digest()[:12]}) to {out} "
+          f"in {time.perf_counter() - t0:.1f} s")
+    for n in notices:
+        print(f"  {n}")
+    for f in files:
+        print(f"  {f}")
+    violations = check_project(out)
+    print(f"synthesizability check: {len(violations)} violation(s)")
+    for v in violations:
+        print(f"  {v}")
+    if args.compile:
+        res = proj.compile()
+        print(f"g++ C simulation library: {res.library} ({'cached' if res.cached else f'{res.seconds:.1f} s'}; "
+              f"{len(res.warnings)} warning(s) in generated code, {res.vendor_warnings} inside ap_types headers)")
+        for w in res.warnings:
+            print(f"  {w}")
+    return 1 if violations else 0
+
+
 # --- entry point ----------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=2, help="number of synthetic images (default: 2)")
     p.add_argument("--image", nargs="+", help="image files instead of synthetic images")
     p.set_defaults(func=cmd_golden)
+
+    p = sub.add_parser("generate", help="write the Vitis HLS project (kernel, testbench, tcl, board flow, register map)")
+    _add_config_args(p)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--weights", help="M3ViT checkpoint for the testbench data (default: synthetic)")
+    p.add_argument("--timm-weights", help="a plain timm ViT state dict for the dense parts")
+    p.add_argument("--seed", type=int, default=0, help="seed of synthetic weights")
+    p.add_argument("--compile", action="store_true", help="also compile the C simulation library with g++")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 
@@ -159,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     from edgemoe.golden.numerics.fixed import FixedTypeError
 
     args = build_parser().parse_args(argv)
-    user_errors: tuple[type[Exception], ...] = (ConfigError, FixedTypeError, ImageError)
+    from edgemoe.hls.csim import ToolError
+
+    user_errors: tuple[type[Exception], ...] = (ConfigError, FixedTypeError, ImageError, ToolError)
     try:
         from edgemoe.golden.checkpoint import CheckpointError
         user_errors += (CheckpointError,)

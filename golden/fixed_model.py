@@ -104,6 +104,13 @@ class FixedM3ViT:
         self._decoder_state = {k: v for k, v in state_dict.items() if k.startswith("decoders.")}
         self._heads: dict[str, torch.nn.Module] = {}
 
+    @classmethod
+    def from_quantized(cls, cfg, weights: QuantizedWeights) -> "FixedM3ViT":
+        """A backbone-only model from already quantised weights (no heads)."""
+        self = cls.__new__(cls)
+        self.cfg, self.weights, self._decoder_state, self._heads = cfg, weights, {}, {}
+        return self
+
     # --- inputs -----------------------------------------------------------------
     def quantize_images(self, images: torch.Tensor) -> torch.Tensor:
         """Images [B, C, H, W] -> raw pixel words (see :func:`pixel_codes`)."""

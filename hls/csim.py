@@ -67,7 +67,7 @@ def compile_library(project_dir: Path, sources: list[str], cache_root: Path) -> 
         return _result(lib, log, 0.0, True)
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [cxx, *CXX_FLAGS, f"-I{inc[0]}", f"-isystem{inc[1]}", *[str(project_dir / s) for s in sources],
-           "-o", str(lib) + ".tmp"]
+           "-o", f"{lib}.{os.getpid()}.tmp"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -75,7 +75,7 @@ def compile_library(project_dir: Path, sources: list[str], cache_root: Path) -> 
     if proc.returncode != 0:
         errors = [ln for ln in proc.stderr.splitlines() if ": error:" in ln][:10]
         raise ToolError("g++ failed to compile the generated kernel:\n" + "\n".join(errors or proc.stderr.splitlines()[-20:]))
-    os.replace(str(lib) + ".tmp", lib)
+    os.replace(f"{lib}.{os.getpid()}.tmp", lib)  # atomic: parallel compiles of one source are safe
     return _result(lib, log, seconds, False)
 
 

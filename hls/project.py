@@ -69,7 +69,9 @@ class HLSProject:
     def compile(self) -> CompileResult:
         """Compile the kernel with g++ (cached by a hash of the sources)."""
         if self.project_dir is None:
-            self.write(self.cache_dir / "projects" / self.config.digest()[:16])
+            from .layout import buffer_digest
+            self.write(self.cache_dir / "projects" /
+                       f"{self.config.digest()[:16]}-{buffer_digest(self.packed_weights)[:8]}")
         self.compiled = compile_library(self.project_dir, CSIM_SOURCES, self.cache_dir / "lib")
         self._lib = CsimLibrary(self.compiled.library)
         return self.compiled

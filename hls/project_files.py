@@ -1,9 +1,65 @@
-"""The non-kernel files of a generated project: testbench data, tcl, Makefile, board flows."""
+"""The non-kernel files of a generated project: testbench and its data, tcl, board flow, Makefile."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from edgemoe.boards import BOARDS
+
+from .csim import ap_types_dir
+from .interface import TOP
+from .writer import _env, context
+
+#: generated file -> template ("{board}" is the board's name)
+PROJECT_FILES = {
+    "tb/tb_edgemoe.cpp": "tb_edgemoe.cpp.j2",
+    "build_prj.tcl": "build_prj.tcl.j2",
+    "Makefile": "Makefile.j2",
+}
+ZYNQ_FILES = {"bd_{board}.tcl": "bd_zynq.tcl.j2"}
+ALVEO_FILES = {"alveo_link.cfg": "alveo_link.cfg.j2"}
+
+
+def write_testbench_data(project, out: Path, images: torch.Tensor | None = None, task: int = 0) -> Path:
+    """tb/data: pixel codes, weight words and the golden model's expected tokens."""
+    from edgemoe.golden.fixed_model import FixedM3ViT
+    from edgemoe.golden.synthetic import synthetic_images
+
+    cfg = project.config
+    data = out / "tb" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    if images is None:
+        images = synthetic_images(cfg.model, 1, seed=0)
+    pixels = project.pixels(images)
+    golden = FixedM3ViT.from_quantized(cfg, project.weights)
+    tokens = golden.forward(torch.from_numpy(pixels), task, keep_taps=False).tokens.numpy()
+    pixels.astype(np.int32).tofile(data / "pixels.bin")
+    project.packed_weights.astype(np.int32).tofile(data / "weights.bin")
+    tokens.astype(np.int64).tofile(data / "expected.bin")
+    (data / "meta.txt").write_text(f"{task} {pixels.shape[0]}\n")
+    return data
+
 
 def write_project_files(project, out: Path) -> list[Path]:
-    """Placeholder-free hook filled in below (testbench, tcl, Makefile)."""
-    return []
+    """Testbench, tb data, Vitis HLS tcl, the board flow and the Makefile."""
+    cfg = project.config
+    board = BOARDS[cfg.hardware.board]
+    env = _env()
+    ctx = context(cfg) | {"board": board, "part": cfg.hardware.part or board.part, "ip_version": "1.0",
+                          "ap_types": ap_types_dir(), "bundles_sorted": sorted(set(cfg.hardware.bundle_of.values()))}
+    files = dict(PROJECT_FILES)
+    files.update(ALVEO_FILES if board.flow == "alveo" else
+                 {k.format(board=board.name): v for k, v in ZYNQ_FILES.items()})
+    paths = []
+    for rel, template in files.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(env.get_template(template).render(**ctx))
+        paths.append(path)
+    paths.append(write_testbench_data(project, out))
+    return paths
+
+
+__all__ = ["TOP", "write_project_files", "write_testbench_data"]

