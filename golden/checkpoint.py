@@ -54,7 +54,15 @@ def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | Path) ->
 # --- reading and normalising raw checkpoints -----------------------------------------
 
 def _read(path: Path) -> object:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """torch.load with weights_only=True; unreadable files become a CheckpointError naming them."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file", [str(path)])
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, truncated zips, disallowed globals: all the file's fault
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable weights-only torch checkpoint", [first]) from None
 
 
 def _tensors(obj: object, notices: list[str], origin: str) -> StateDict:
@@ -153,7 +161,7 @@ def _shard_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
                 raise CheckpointError(f"rank shards in {path} are not contiguous", [f"found ranks {ranks}"])
             return [p for _, p in ranked]
         if not path.is_file():
-            raise FileNotFoundError(path)
+            raise CheckpointError(f"{path}: no such checkpoint file or shard directory", [str(path)])
         return [path]
     files = [Path(p) for p in source]
     if not files:
