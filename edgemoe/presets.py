@@ -6,22 +6,27 @@ from edgemoe.golden.numerics.fixed import FixedType
 
 _T = FixedType.parse
 
-#: Precision profiles.  w16a32 follows Edge-MoE's widths (activations <32,10>,
-#: linear weights <16,2>, attention biases <16,7>, other biases and LN <16,5>,
-#: patch-embed weights <16,0>, pixels ufixed<8,0>).
+#: Edge-MoE's storage widths of the weights and input (shared by the profiles below):
+#: linear weights <16,2>, attention biases <16,7>, other biases, embeddings and LN
+#: <16,5>, patch-embed weights <16,0>, pixels ufixed<8,0>.
+_EDGE_MOE_WEIGHTS = dict(
+    pixel=_T("ufixed<8,0,RND,SAT>"),
+    weight=_T("fixed<16,2,RND_CONV,SAT>"),
+    patch_weight=_T("fixed<16,0,RND_CONV,SAT>"),
+    bias=_T("fixed<16,5,RND_CONV,SAT>"),
+    attn_bias=_T("fixed<16,7,RND_CONV,SAT>"),
+    embed=_T("fixed<16,5,RND_CONV,SAT>"),
+    ln_gamma=_T("fixed<16,5,RND_CONV,SAT>"),
+    ln_beta=_T("fixed<16,5,RND_CONV,SAT>"),
+)
+
+#: Precision profiles.  w16a32 is Edge-MoE's (activations <32,10>); w16a16 halves
+#: the datapath; the rest of each profile sizes the intermediates for exactness.
 PRECISION_PROFILES: dict[str, PrecisionProfile] = {p.name: p for p in (
     PrecisionProfile(
-        name="w16a32",
-        pixel=_T("ufixed<8,0,RND,SAT>"),
+        name="w16a32", **_EDGE_MOE_WEIGHTS,
         act=_T("fixed<32,10,TRN,SAT>"),
         accum=_T("fixed<60,24,TRN,SAT>"),
-        weight=_T("fixed<16,2,RND_CONV,SAT>"),
-        patch_weight=_T("fixed<16,0,RND_CONV,SAT>"),
-        bias=_T("fixed<16,5,RND_CONV,SAT>"),
-        attn_bias=_T("fixed<16,7,RND_CONV,SAT>"),
-        embed=_T("fixed<16,5,RND_CONV,SAT>"),
-        ln_gamma=_T("fixed<16,5,RND_CONV,SAT>"),
-        ln_beta=_T("fixed<16,5,RND_CONV,SAT>"),
         ln_centered=_T("fixed<24,10,TRN,SAT>"),
         ln_inv_std=_T("ufixed<32,11,TRN,SAT>"),
         ln_norm=_T("fixed<24,6,TRN,SAT>"),
@@ -37,17 +42,9 @@ PRECISION_PROFILES: dict[str, PrecisionProfile] = {p.name: p for p in (
         table_frac_bits=20, exp_table_bits=8, recip_table_bits=8, rsqrt_table_bits=7,
     ),
     PrecisionProfile(
-        name="w16a16",
-        pixel=_T("ufixed<8,0,RND,SAT>"),
+        name="w16a16", **_EDGE_MOE_WEIGHTS,
         act=_T("fixed<16,6,RND,SAT>"),
         accum=_T("fixed<48,22,TRN,SAT>"),
-        weight=_T("fixed<16,2,RND_CONV,SAT>"),
-        patch_weight=_T("fixed<16,0,RND_CONV,SAT>"),
-        bias=_T("fixed<16,5,RND_CONV,SAT>"),
-        attn_bias=_T("fixed<16,7,RND_CONV,SAT>"),
-        embed=_T("fixed<16,5,RND_CONV,SAT>"),
-        ln_gamma=_T("fixed<16,5,RND_CONV,SAT>"),
-        ln_beta=_T("fixed<16,5,RND_CONV,SAT>"),
         ln_centered=_T("fixed<16,6,RND,SAT>"),
         ln_inv_std=_T("ufixed<24,11,RND,SAT>"),
         ln_norm=_T("fixed<16,6,RND,SAT>"),
