@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DEB_PACKAGES := iverilog yosys
 PYTEST_WORKERS ?= 2
 
-.PHONY: all demo test test-slow bench setup deb clean help
+.PHONY: all demo test test-slow bench report explore setup deb clean help
 
 all: test
 
@@ -14,7 +14,9 @@ help:
 	@echo "make demo       the main job on the embedded default (m3vit-tiny-cityscapes)"
 	@echo "make test       set up (virtualenv, pinned packages, Debian packages) and run the tests"
 	@echo "make test-slow  the slow sweeps (full-size presets, more seeds)"
-	@echo "make bench      benchmarks: golden fixed-point vs float img/s"
+	@echo "make bench      benchmarks: golden fixed-point vs C simulation vs float img/s, generate + compile time"
+	@echo "make report     HTML report: latency, roofline, resources, routing, accuracy"
+	@echo "make explore    design-space exploration for ZCU102 -> build/explore/zcu102.yaml"
 	@echo "make setup      only set up"
 
 setup: $(STAMP) deb
@@ -46,7 +48,13 @@ test-slow: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow
 
 bench: setup
-	$(PY) benchmarks/golden_speed.py
+	$(PY) benchmarks/speed.py --config m3vit-tiny-cityscapes --images 2
+
+report: setup
+	$(VENV)/bin/edgemoe report --config m3vit-tiny-cityscapes --out build/report/m3vit-tiny-cityscapes.html
+
+explore: setup
+	$(VENV)/bin/edgemoe explore --config m3vit-tiny-cityscapes --board zcu102 --batch 1 8 --out build/explore/zcu102.yaml
 
 clean:
 	rm -rf build out .pytest_cache

@@ -5,6 +5,11 @@
     edgemoe golden   [--config C] [--task semseg|depth|all] [--weights W | --timm-weights W]
                      [--seed S] [--images N | --image FILE ...]
     edgemoe generate [--config C] --out DIR [--compile]
+    edgemoe perf     [--config C] [--mode onchip|edgemoe-dram] [--batch B] [--routing uniform|skewed[:A]|golden]
+                     [--as-written] [--resources]
+    edgemoe explore  [--config C] [--board zcu102|u50|u280] [--batch 1 8] [--mode onchip|edgemoe-dram|both]
+                     [--out chosen.yaml]
+    edgemoe report   [--config C] --out report.html|report.md [--batch 8] [--images 1]
 
 Every command takes ``--config`` (a preset name or a YAML file) and any
 number of ``--set`` overrides.  Errors in what the user typed end in one line
@@ -192,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of synthetic weights")
     p.add_argument("--compile", action="store_true", help="also compile the C simulation library with g++")
     p.set_defaults(func=cmd_generate)
+
+    from edgemoe.hls.perf_cli import add_commands as add_perf_commands
+    add_perf_commands(sub, _add_config_args)
     return parser
 
 

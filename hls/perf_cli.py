@@ -1,0 +1,197 @@
+"""The ``perf``, ``explore`` and ``report`` commands (hooked into ``edgemoe.cli`` by :func:`add_commands`).
+
+    edgemoe perf     [--config C] [--set ...] [--mode onchip|edgemoe-dram] [--batch B]
+                     [--routing uniform|skewed[:ALPHA]|golden] [--task T] [--images N] [--as-written]
+                     [--resources] [--port-limit] [--json FILE]
+    edgemoe explore  [--config C] [--board zcu102|u50|u280] [--batch 1 8] [--mode onchip|edgemoe-dram|both]
+                     [--cap 0.8] [--profiles ...] [--quick] [--out chosen.yaml]
+    edgemoe report   [--config C] --out report.html|report.md [--mode ...] [--batch B] [--images N]
+
+Standalone (before the hook): ``python -m edgemoe.hls.perf_cli perf --config m3vit-micro``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from edgemoe.config import ConfigError
+
+
+def _routing(cfg, args):
+    from .perf_model import routing_from_golden, skewed_routing, uniform_routing
+
+    spec = (args.routing or "uniform").strip().lower()
+    if spec == "uniform":
+        return uniform_routing(cfg)
+    if spec.startswith("skewed"):
+        alpha = 1.0
+        if ":" in spec:
+            try:
+                alpha = float(spec.split(":", 1)[1])
+            except ValueError:
+                raise ConfigError("--routing", args.routing, "skewed takes a number: skewed:1.5") from None
+        return skewed_routing(cfg, alpha)
+    if spec == "golden":
+        if args.images < 1:
+            raise ConfigError("--images", args.images, "must be >= 1")
+        return routing_from_golden(cfg, args.images, cfg.model.task_index(args.task), args.seed)
+    raise ConfigError("--routing", args.routing, "must be uniform, skewed[:ALPHA] or golden")
+
+
+def _task(arg: str):
+    return int(arg) if arg.isdigit() else arg
+
+
+def cmd_perf(args) -> int:
+    from edgemoe.cli import _config
+
+    from .perf_model import MODES, as_written_findings, estimate, format_findings
+    from .resource_model import estimate_resources
+
+    cfg = _config(args)
+    if args.batch < 1:
+        raise ConfigError("--batch", args.batch, "must be >= 1")
+    args.task = _task(args.task)
+    routing = _routing(cfg, args)
+    est = estimate(cfg, routing, args.batch, args.mode, port_limit=args.port_limit)
+    print(est.table())
+    other = [m for m in MODES if m != args.mode][0]
+    o = estimate(cfg, routing, args.batch, other, port_limit=args.port_limit)
+    print(f"other mode ({other}): {o.ms_per_image:.2f} ms/image, {o.roofline.ratio:.1f}x roofline")
+    if args.as_written:
+        print("\nthe template as written (onchip, each penalty alone):")
+        print(format_findings(as_written_findings(cfg, routing, args.batch)))
+    if args.resources:
+        print()
+        print(estimate_resources(cfg, args.mode, args.batch).table(details=args.details))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(est.as_dict(), f, indent=1, default=str)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_explore(args) -> int:
+    from edgemoe.cli import _config
+
+    from .explore import GRID, QUICK_GRID, explore
+    from .perf_model import MODES
+
+    cfg = _config(args)
+    modes = MODES if args.mode == "both" else (args.mode,)
+    grid = dict(QUICK_GRID if args.quick else GRID)
+    if args.profiles:
+        grid["profile"] = tuple(args.profiles)
+    if args.keep_precision:
+        grid["profile"] = None
+    for name in ("cu_in", "cu_out", "attn_parallel", "axi_width"):
+        vals = getattr(args, name)
+        if vals:
+            grid[name] = tuple(vals)
+    t0 = time.perf_counter()
+    res = explore(cfg, args.board, args.batch, modes, grid, args.cap, progress=not args.no_progress,
+                  port_limit=args.port_limit)
+    print(res.summary(max_rows=args.rows))
+    print(f"({time.perf_counter() - t0:.1f} s)")
+    if res.chosen is None:
+        print("edgemoe explore: no feasible design point; raise --cap or widen the grid", file=sys.stderr)
+        return 1
+    if args.out:
+        path = res.write_yaml(args.out)
+        print(f"wrote {path}: edgemoe generate --config {path} --out <dir>")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from edgemoe.cli import _config
+
+    from .report import write_report
+
+    cfg = _config(args)
+    if args.images < 1:
+        raise ConfigError("--images", args.images, "must be >= 1")
+    t0 = time.perf_counter()
+    tasks = None if args.task == "all" else [cfg.model.task_names[cfg.model.task_index(_task(args.task))]]
+    out = write_report(cfg, args.out, mode=args.mode, batch=args.batch, images=args.images, seed=args.seed,
+                       tasks=tasks, cap=args.cap)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def add_commands(subparsers, add_config_args) -> None:
+    """Register ``perf``, ``explore`` and ``report`` on an argparse subparsers object."""
+    from edgemoe.boards import BOARDS
+
+    from .perf_model import MODES
+    from .resource_model import DEFAULT_CAP
+
+    p = subparsers.add_parser("perf", help="cycle model of the generated kernel: per-step table, totals, roofline")
+    add_config_args(p)
+    p.add_argument("--mode", choices=MODES, default="onchip",
+                   help="onchip: the generated kernel; edgemoe-dram: Edge-MoE's every-intermediate-through-DRAM dataflow")
+    p.add_argument("--batch", type=int, default=1, help="images per kernel call (>1: weights shared by the batch)")
+    p.add_argument("--routing", default="uniform", help="uniform | skewed[:ALPHA] | golden (gating of synthetic images)")
+    p.add_argument("--task", default="0", help="task for --routing golden (name or index)")
+    p.add_argument("--images", type=int, default=2, help="synthetic images for --routing golden")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--as-written", action="store_true", help="also cost the template as literally written")
+    p.add_argument("--resources", action="store_true", help="also print the resource estimate")
+    p.add_argument("--details", action="store_true", help="with --resources: per-array / per-multiplier details")
+    p.add_argument("--port-limit", action="store_true", help="cap each AXI bundle at its physical port bandwidth")
+    p.add_argument("--json", help="write the estimate as JSON")
+    p.set_defaults(func=cmd_perf)
+
+    p = subparsers.add_parser("explore", help="design-space exploration under a board's resources; writes the choice")
+    add_config_args(p)
+    p.add_argument("--board", choices=list(BOARDS), default=None, help="target board (default: the config's)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes to explore (default: 1)")
+    p.add_argument("--mode", choices=MODES + ("both",), default="onchip")
+    p.add_argument("--cap", type=float, default=DEFAULT_CAP, help="utilisation cap (default: %(default)s)")
+    p.add_argument("--profiles", nargs="+", help="precision profiles to explore (default: w16a32 w16a16 w8a16)")
+    p.add_argument("--keep-precision", action="store_true", help="do not explore precision: keep the config's")
+    p.add_argument("--cu-in", type=int, nargs="+", dest="cu_in")
+    p.add_argument("--cu-out", type=int, nargs="+", dest="cu_out")
+    p.add_argument("--attn-parallel", type=int, nargs="+", dest="attn_parallel")
+    p.add_argument("--axi-width", type=int, nargs="+", dest="axi_width")
+    p.add_argument("--quick", action="store_true", help="a small grid")
+    p.add_argument("--port-limit", action="store_true", help="cap each AXI bundle at its physical port bandwidth")
+    p.add_argument("--rows", type=int, default=20, help="rows per Pareto front (sampled)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", help="write the chosen hardware + precision as a YAML config")
+    p.set_defaults(func=cmd_explore)
+
+    p = subparsers.add_parser("report", help="HTML (or markdown + PNG) report: latency, roofline, resources, routing, accuracy")
+    add_config_args(p)
+    p.add_argument("--out", required=True, help="report.html (self-contained) or report.md (+ PNGs beside it)")
+    p.add_argument("--mode", choices=MODES, default="onchip")
+    p.add_argument("--batch", type=int, default=8, help="batched comparison point (default: %(default)s)")
+    p.add_argument("--images", type=int, default=1, help="synthetic images for routing and accuracy")
+    p.add_argument("--task", default="all", help="task name/index or 'all'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cap", type=float, default=DEFAULT_CAP)
+    p.set_defaults(func=cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgemoe.cli import _add_config_args
+
+    parser = argparse.ArgumentParser(prog="edgemoe", description="performance model, exploration and report")
+    add_commands(parser.add_subparsers(dest="command", required=True), _add_config_args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edgemoe.golden.numerics.fixed import FixedTypeError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FixedTypeError) as e:
+        print(f"edgemoe {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

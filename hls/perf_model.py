@@ -1,0 +1,936 @@
+"""Cycle model of the generated kernel (``hls/templates/edgemoe_vit.cpp.j2``), per layer and step.
+
+Every figure is built from the loop structure of the template and the numbers
+the templates are rendered with (:func:`edgemoe.hls.writer.context`:
+``row_words``, ``attn_cycles``, ``cu_word_bits``; the weight layout's word
+width), loop by loop: trip count x initiation interval + pipeline depth.
+
+Two modes (``mode``):
+
+``"onchip"`` -- **the generated kernel**.  Activations live in the static
+    ``rows_t`` buffers; only weights (and the image / output tokens) cross
+    DRAM.  ``compute_unit``: per output tile (``CU_OUT`` rows of W) the ROWS
+    loop runs, per row, the MAC loop (``ceil(k/CU_IN)`` iterations, II 1) and
+    then the FINISH loop (``CU_OUT`` iterations, II 1); the next tile's
+    ``load_tile`` (weights over AXI) overlaps it (ping-pong), so a tile costs
+    ``max(load, compute)``.  Attention: the reordered key stream
+    (``ATTN_CYCLES`` steps per head; per step every slot does a
+    ``HEAD_DIM``-term score on ``CU_IN`` multipliers, and the online-softmax
+    running sum is a loop-carried recurrence), then A*V row by row
+    (``N x N`` keys per head, the score recomputed).  LayerNorm / residual /
+    embed loops are one element per cycle.  MoE: gate on the compute unit,
+    softmax + top-k per token, queue fill, and per *active* expert (token
+    counts from the routing) gather + fc1 + fc2.
+
+``"edgemoe-dram"`` -- **Edge-MoE's architecture** with the same unit
+    parameters: every intermediate goes through DRAM between steps (linear
+    layers stream rows in and out, II 1 over ``rows x tiles x ceil(k/CU_IN)``,
+    whole-layer weight loads; experts ping-pong their loads behind the
+    previous compute), attention streams keys/values from DRAM one AXI beat
+    (``axi_width / act_bits`` words) per cycle with ``P`` query slots, scores
+    and softmax state go to DRAM and come back for A*V.
+
+Memory time is ``bytes / min(axi_width/8 per cycle, board bandwidth)`` (board
+bandwidth = peak x a sustained fraction, :data:`MEM_EFFICIENCY`), plus the
+DRAM latency per burst.
+
+**Intended schedule vs as written.**  The default estimate assumes every
+``PIPELINE II=1`` in the template is met, loops stop at ``k_dim`` and weight
+tiles load at the AXI width.  The template as written does not yet get there;
+``penalties=AS_WRITTEN`` (or :func:`as_written_findings`) applies what a
+literal reading of the text costs: loops bounded by ``ROW_WORDS`` with a
+guard, one weight word per ``LOAD_K`` iteration, no DATAFLOW between
+``load_tile`` and the ROWS loop, unpartitioned row buffers (``CU_IN`` reads
+per cycle on a dual-port RAM), attention loops without a PIPELINE pragma
+around partially unrolled inner loops, LayerNorm re-reading gamma/beta from
+DRAM on every row, 16-pixel bursts in the patch gather.
+
+**Batching.**  The current kernel loops over ``num_images`` inside one call
+and reloads every weight tile for every image: a batch amortises only the
+call overhead.  ``share_weights=True`` (the default for ``batch > 1``) models
+the option the design-space exploration explores and the kernel does not
+implement yet: each weight tile / layer / expert is loaded once per call and
+used for all the batch's rows (experts: the union of the images' active
+experts, their queues concatenated).
+
+**Calibration.**  Unit latencies and IIs (exp, reciprocal, rsqrt, GELU)
+measured by the RTL testbenches (``build/sim/<digest>/perf.json``, found at
+run time) replace the default operator latencies; the estimate says which
+figures are calibrated.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgemoe.boards import BOARDS
+
+MODES = ("onchip", "edgemoe-dram")
+
+# --- board facts edgemoe.boards does not carry (kept here; see the module docstring) ------
+
+#: sustained fraction of the board's peak DRAM bandwidth.  ZCU102: DESIGN.md's
+#: ~15 GB/s of the PS DDR4's 19.2 GB/s peak; Alveo HBM: ~80 % is typical.
+MEM_EFFICIENCY = {"zcu102": 15.0 / 19.2, "u50": 0.80, "u280": 0.80}
+#: first-beat latency of a DRAM read burst (ns)
+DRAM_LATENCY_NS = {"zcu102": 200.0, "u50": 300.0, "u280": 300.0}
+#: peak bandwidth (GB/s) of the physical port one m_axi bundle reaches: a ZCU102
+#: PL->PS HP port is 128 bits wide at up to 333 MHz; an Alveo HBM pseudo-channel
+#: 256 bits at 450 MHz.  Used only with ``port_limit=True`` (not in the brief's formula).
+PORT_GBPS = {"zcu102": 128 / 8 * 0.333, "u50": 14.4, "u280": 14.4}
+
+#: default operator latencies (cycles) when no RTL measurement exists
+DEFAULT_LATENCY = {
+    "mul": 3,        # DSP48E2 multiplier, A/M/P registers
+    "add": 1,
+    "cast": 1,       # round + saturate
+    "bram": 2,       # BRAM read
+    "loop": 1,       # entering / leaving a non-pipelined loop iteration
+    "div_const": 4,  # floor_div by a constant: multiply-shift
+    "exp": 6, "recip": 8, "rsqrt": 8, "gelu": 4,   # the RTL units (calibrated when measured)
+}
+RTL_UNITS = ("exp", "recip", "rsqrt", "gelu")
+#: cycles from ap_start to the first loop and from the last write to ap_done
+CALL_OVERHEAD = 200
+
+#: penalties of the template as written (see module docstring)
+PENALTIES = {
+    "row_words_bounds": "MAC / LOAD_K / WRITE_C loops run to ROW_WORDS with an if (k < k_dim) guard",
+    "word_loads": "load_tile's LOAD_K reads one weight word per cycle, not an AXI beat",
+    "no_overlap": "no DATAFLOW: load_tile(t+1) runs before the ROWS loop, not beside it",
+    "ports": "rows_t buffers are not partitioned: CU_IN reads per cycle on a dual-port RAM",
+    "unpipelined_attention": "STREAM / AV_KEYS have no PIPELINE pragma (inner loops only partially unrolled)",
+    "ln_dram_params": "LN_OUT reads gamma and beta from DRAM on every row (2 reads per cycle, one port)",
+    "short_bursts": "PATCH_X / EMBED_D burst one patch row / token row at a time (DRAM latency per burst)",
+}
+AS_WRITTEN = frozenset(PENALTIES)
+
+
+# --- calibration from the RTL testbenches ----------------------------------------------------
+
+def _sim_root() -> Path:
+    env = os.environ.get("EDGEMOE_SIM_BUILD")
+    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent / "build" / "sim"
+
+
+_PREC_CACHE: dict[tuple, str | None] = {}
+_CTX_CACHE: dict[str, dict] = {}
+
+
+def _dir_precision(d: Path) -> str | None:
+    """Precision profile name of a build/sim/<digest> folder (from its config.yaml; cached by mtime)."""
+    cy = d / "config.yaml"
+    try:
+        key = (str(cy), cy.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _PREC_CACHE:
+        try:
+            import yaml
+            _PREC_CACHE[key] = ((yaml.safe_load(cy.read_text()) or {}).get("precision") or {}).get("name")
+        except Exception:  # noqa: BLE001 - foreign or partial file
+            _PREC_CACHE[key] = None
+    return _PREC_CACHE[key]
+
+
+def template_context(cfg) -> dict:
+    """``writer.context(cfg)`` (the numbers the templates are rendered with), cached by config digest."""
+    from .writer import context
+
+    key = cfg.digest()
+    if key not in _CTX_CACHE:
+        if len(_CTX_CACHE) > 512:
+            _CTX_CACHE.clear()
+        _CTX_CACHE[key] = context(cfg)
+    return _CTX_CACHE[key]
+
+
+def _how(d: Path, digest: str, same: list) -> str:
+    if d.name == digest:
+        return "this config"
+    return f"same profile, {d.name}" if d in same else f"profile {_dir_precision(d)}, {d.name}"
+
+
+def calibration(cfg, root: Path | None = None) -> dict[str, dict]:
+    """Measured latency / II of the RTL units for ``cfg``'s precision, if the testbenches ran.
+
+    Looks at ``build/sim/<digest>/perf.json`` (measured by cocotb), then at any
+    build folder of the same precision profile (unit latencies depend on the
+    types, not the model size), then at the generated units' design latency
+    (``<unit>/rtl/unit.json``), and last at other profiles' figures.
+    Returns {unit: {latency, ii, source, how}}.
+    """
+    root = root or _sim_root()
+    if not root.is_dir():
+        return {}
+    digest = cfg.digest()[:12]
+    dirs = [root / digest] + sorted(d for d in root.iterdir() if d.is_dir() and d.name != digest)
+    same = [d for d in dirs if d.is_dir() and (d.name == digest or _dir_precision(d) == cfg.precision.name)]
+    # unit latencies depend on the unit's types; other profiles' figures come last (said so in "how")
+    dirs = same + [d for d in dirs if d.is_dir() and d not in same]
+    out: dict[str, dict] = {}
+    # measured figures first (cocotb perf.json), then the generated units' design latency
+    for d in dirs:
+        how = _how(d, digest, same)
+        perf = d / "perf.json"
+        if not perf.is_file():
+            continue
+        try:
+            data = json.loads(perf.read_text())
+        except (OSError, ValueError):
+            continue
+        for unit, sims in data.items():
+            if unit not in RTL_UNITS or unit in out or not isinstance(sims, dict):
+                continue
+            figs = [s for s in sims.values() if isinstance(s, dict)]
+            lat = [x for s in figs if isinstance(x := s.get("latency_max", s.get("latency")), (int, float))]
+            ii = [x for s in figs if isinstance(x := s.get("ii"), (int, float))]
+            if lat:
+                out[unit] = {"latency": int(max(lat)), "ii": float(max(ii)) if ii else 1.0,
+                             "source": str(perf), "how": f"measured in RTL simulation ({how})"}
+    for d in dirs:
+        how = _how(d, digest, same)
+        for unit in RTL_UNITS:
+            uj = d / unit / "rtl" / "unit.json"
+            if unit in out or not uj.is_file():
+                continue
+            try:
+                info = json.loads(uj.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(info.get("latency"), (int, float)):
+                out[unit] = {"latency": int(info["latency"]), "ii": 1.0, "source": str(uj),
+                             "how": f"design latency of the generated RTL unit ({how})"}
+    return out
+
+
+# --- routing ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Routing:
+    """Tokens per expert in every MoE block: ``counts[i]`` is [images, experts] for the i-th MoE block.
+
+    ``expected`` marks a distribution (expected tokens per expert, possibly
+    fractional) rather than one input's exact counts; an expert is then active
+    with probability ``1 - exp(-count)`` (Poisson).
+    """
+
+    counts: tuple
+    expected: bool
+    source: str
+
+    @property
+    def images(self) -> int:
+        return int(self.counts[0].shape[0]) if self.counts else 1
+
+    def active_experts(self) -> list[float]:
+        """Mean active experts per image, per MoE block."""
+        out = []
+        for c in self.counts:
+            act = (1 - np.exp(-c)) if self.expected else (c > 0)
+            out.append(float(np.mean(np.sum(act, axis=1))))
+        return out
+
+
+def uniform_routing(cfg) -> Routing:
+    """Every expert gets ``N * top_k / E`` tokens (expected)."""
+    m = cfg.model
+    c = np.full((1, m.num_experts), m.num_tokens * m.top_k / m.num_experts)
+    return Routing(tuple(c.copy() for _ in m.moe_blocks), True, "uniform (expected N*k/E tokens per expert)")
+
+
+def skewed_routing(cfg, alpha: float = 1.0) -> Routing:
+    """Zipf-like expected tokens: expert of rank r gets a share ~ 1/(r+1)^alpha, at most N each."""
+    m = cfg.model
+    total = m.num_tokens * m.top_k
+    w = 1.0 / np.arange(1, m.num_experts + 1) ** alpha
+    c = np.zeros(m.num_experts)
+    free = np.ones(m.num_experts, bool)
+    left = float(total)
+    for _ in range(m.num_experts):  # water-fill under the cap of N tokens per expert
+        share = left * w * free / np.sum(w * free)
+        c = np.where(free, np.minimum(c + share, m.num_tokens), c)
+        left = total - c.sum()
+        free = c < m.num_tokens - 1e-9
+        if left <= 1e-9 or not free.any():
+            break
+    return Routing(tuple(c[None, :].copy() for _ in m.moe_blocks), True, f"skewed (Zipf alpha={alpha:g})")
+
+
+def routing_from_golden(cfg, images=2, task: str | int = 0, seed: int = 0, state_dict=None) -> Routing:
+    """Exact tokens per expert of ``images`` (a tensor, or a count of synthetic images) from the golden model."""
+    import torch
+
+    from edgemoe.golden.fixed_model import FixedM3ViT
+    from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
+
+    m = cfg.model
+    sd = state_dict if state_dict is not None else synthetic_state_dict(m, seed=seed)
+    if isinstance(images, int):
+        imgs = synthetic_images(m, images, seed=seed)
+        what = f"{images} synthetic image(s), seed {seed}"
+    else:
+        imgs = images
+        what = f"{len(images)} image(s)"
+    with torch.no_grad():
+        res = FixedM3ViT(cfg, sd).forward(imgs, task, keep_taps=True)
+    counts = tuple(res.taps[f"blocks.{b}.expert_counts"].to(torch.float64).numpy() for b in m.moe_blocks)
+    name = m.task_names[m.task_index(task)]
+    return Routing(counts, False, f"golden gating of {what}, task {name}"
+                   + ("" if state_dict is not None else f" (synthetic weights seed {seed})"))
+
+
+def as_routing(cfg, routing) -> Routing:
+    """Normalise what :func:`estimate` accepts: None (uniform), a Routing, or counts per MoE block
+    (a list in ``moe_blocks`` order or a dict {block: counts}; each [E] or [images, E])."""
+    m = cfg.model
+    if routing is None:
+        return uniform_routing(cfg)
+    if isinstance(routing, Routing):
+        rt = routing
+    else:
+        if isinstance(routing, dict):
+            seq = [routing[b] for b in m.moe_blocks]
+        else:
+            seq = list(routing)
+            if len(seq) == m.num_experts and len(m.moe_blocks) != m.num_experts and np.ndim(seq[0]) == 0:
+                seq = [seq] * len(m.moe_blocks)  # one distribution for every block
+        arrs = []
+        for c in seq:
+            a = np.asarray(c, dtype=np.float64)
+            arrs.append(a[None, :] if a.ndim == 1 else a)
+        expected = any(not np.allclose(a, np.round(a)) for a in arrs)
+        rt = Routing(tuple(arrs), expected, "given counts" + (" (expected)" if expected else ""))
+    if len(rt.counts) != len(m.moe_blocks):
+        raise ValueError(f"routing: {len(rt.counts)} MoE blocks given, the model has {len(m.moe_blocks)}")
+    for c in rt.counts:
+        if c.shape[-1] != m.num_experts:
+            raise ValueError(f"routing: {c.shape[-1]} experts per block given, the model has {m.num_experts}")
+    return rt
+
+
+# --- results -----------------------------------------------------------------------------------
+
+@dataclass
+class Step:
+    """One step of the kernel for one call (``batch`` images): cycles and DRAM bytes."""
+
+    name: str
+    block: int              # -1: before the blocks (patch embedding), depth: after (output)
+    kind: str               # linear | attention | moe | norm | elementwise | io
+    cycles_compute: float
+    cycles_memory: float
+    cycles_total: float
+    bytes: float            # DRAM bytes (weights + activations + image / tokens)
+    weight_bytes: float = 0.0
+    macs: float = 0.0
+    loops: dict = field(default_factory=dict)
+
+    def merged(self, other: "Step") -> "Step":
+        loops = dict(self.loops)
+        for k, v in other.loops.items():
+            loops[k] = loops.get(k, 0.0) + v
+        return Step(self.name, self.block, self.kind, self.cycles_compute + other.cycles_compute,
+                    self.cycles_memory + other.cycles_memory, self.cycles_total + other.cycles_total,
+                    self.bytes + other.bytes, self.weight_bytes + other.weight_bytes, self.macs + other.macs, loops)
+
+
+@dataclass
+class Roofline:
+    """Bounds per image: compute (board DSPs / this unit) and weight traffic (board / this port)."""
+
+    macs_per_image: float
+    weight_bytes_per_image: float
+    dsp_per_mac: int
+    board_macs_per_cycle: float
+    unit_macs_per_cycle: int
+    board_gbps: float         # sustained
+    port_gbps: float          # the weights bundle as modelled
+    compute_ms: float         # all of the board's DSPs
+    unit_compute_ms: float    # this design's CU_IN x CU_OUT unit
+    traffic_ms: float         # weight bytes at the board's sustained bandwidth
+    port_traffic_ms: float    # weight bytes at this design's weights-port bandwidth
+    modelled_ms: float
+
+    @property
+    def bound_ms(self) -> float:
+        return max(self.compute_ms, self.traffic_ms)
+
+    @property
+    def ratio(self) -> float:
+        """Modelled latency / board roofline (>= 1; 1 = at the roof)."""
+        return self.modelled_ms / self.bound_ms
+
+    @property
+    def design_bound_ms(self) -> float:
+        return max(self.unit_compute_ms, self.port_traffic_ms)
+
+    @property
+    def design_ratio(self) -> float:
+        return self.modelled_ms / self.design_bound_ms
+
+    @property
+    def bound_kind(self) -> str:
+        return "compute" if self.compute_ms >= self.traffic_ms else "weight traffic"
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d.update(bound_ms=self.bound_ms, ratio=self.ratio, design_bound_ms=self.design_bound_ms,
+                 design_ratio=self.design_ratio, bound_kind=self.bound_kind)
+        return d
+
+
+@dataclass
+class PerfEstimate:
+    """Latency estimate of one kernel call of ``batch`` images."""
+
+    cfg: object
+    mode: str
+    batch: int
+    share_weights: bool
+    penalties: frozenset
+    steps: list[Step]
+    routing: Routing
+    calibration: dict
+    latency: dict
+    clock_mhz: float
+    board: str
+    bandwidth: dict
+    notes: list[str]
+    total_cycles: float = 0.0
+    roofline: Roofline | None = None
+
+    # per image figures
+    @property
+    def cycles_per_image(self) -> float:
+        return self.total_cycles / self.batch
+
+    @property
+    def ms_per_image(self) -> float:
+        return self.cycles_per_image / (self.clock_mhz * 1e3)
+
+    @property
+    def ms_per_call(self) -> float:
+        return self.total_cycles / (self.clock_mhz * 1e3)
+
+    @property
+    def images_per_s(self) -> float:
+        return 1e3 / self.ms_per_image
+
+    @property
+    def weight_bytes_per_image(self) -> float:
+        return sum(s.weight_bytes for s in self.steps) / self.batch
+
+    @property
+    def dram_bytes_per_image(self) -> float:
+        return sum(s.bytes for s in self.steps) / self.batch
+
+    @property
+    def macs_per_image(self) -> float:
+        return sum(s.macs for s in self.steps) / self.batch
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.calibration)
+
+    def per_block(self) -> dict[int, float]:
+        """Cycles per image of each block (-1: patch embedding, depth: output)."""
+        out: dict[int, float] = {}
+        for s in self.steps:
+            out[s.block] = out.get(s.block, 0.0) + s.cycles_total / self.batch
+        return dict(sorted(out.items()))
+
+    def by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in self.steps:
+            out[s.kind] = out.get(s.kind, 0.0) + s.cycles_total / self.batch
+        return out
+
+    def step_cycles(self, name: str, block: int | None = None, field_: str = "cycles_total") -> float:
+        """Cycles (per call) of the steps called ``name`` (in ``block``, or summed over blocks)."""
+        return sum(getattr(s, field_) for s in self.steps if s.name == name and (block is None or s.block == block))
+
+    def linear_cycles(self) -> float:
+        return sum(s.cycles_total for s in self.steps if s.kind == "linear") / self.batch
+
+    def table(self, per_block: bool = True) -> str:
+        """Per-step table (per image) + totals + roofline."""
+        b = self.batch
+        h = self.cfg.hardware
+        lines = [f"{self.cfg.name}: {self.cfg.precision.name}, CU {h.cu_in}x{h.cu_out}, P={h.attn_parallel}, "
+                 f"AXI {h.axi_width}b, {self.clock_mhz:g} MHz on {self.board}; mode {self.mode}; batch {b}"
+                 + (" (weights shared across the batch)" if self.share_weights and b > 1 else ""),
+                 f"routing: {self.routing.source}; active experts per MoE block: "
+                 + ", ".join(f"{a:.1f}" for a in self.routing.active_experts()),
+                 "calibration: " + (", ".join(f"{u} {c['latency']} cyc (II {c['ii']:g}; {c['how']})"
+                                             for u, c in sorted(self.calibration.items()))
+                                    if self.calibration else "none (default unit latencies)"),
+                 ]
+        if self.penalties:
+            lines.append("penalties (template as written): " + ", ".join(sorted(self.penalties)))
+        lines.append(f"  {'block':>5} {'step':<16}{'compute':>12}{'memory':>12}{'total':>12}{'us':>9}"
+                     f"{'DRAM KB':>10}{'MMAC':>9}")
+        us = 1.0 / self.clock_mhz
+        for s in self.steps:
+            blk = "emb" if s.block < 0 else ("out" if s.block >= self.cfg.model.depth else str(s.block))
+            lines.append(f"  {blk:>5} {s.name:<16}{s.cycles_compute / b:>12,.0f}{s.cycles_memory / b:>12,.0f}"
+                         f"{s.cycles_total / b:>12,.0f}{s.cycles_total / b * us:>9.1f}{s.bytes / b / 1024:>10.1f}"
+                         f"{s.macs / b / 1e6:>9.2f}")
+        if per_block:
+            lines.append("  per block (us): " + ", ".join(
+                f"{'emb' if k < 0 else 'out' if k >= self.cfg.model.depth else k}: {v * us:.0f}"
+                for k, v in self.per_block().items()))
+        r = self.roofline
+        lines.append(f"total: {self.cycles_per_image:,.0f} cycles/image = {self.ms_per_image:.2f} ms/image "
+                     f"({self.images_per_s:.1f} img/s); call of {b}: {self.ms_per_call:.2f} ms")
+        lines.append(f"work: {self.macs_per_image / 1e9:.3f} GMAC/image; weights {self.weight_bytes_per_image / 1e6:.2f} "
+                     f"MB/image; DRAM total {self.dram_bytes_per_image / 1e6:.2f} MB/image")
+        if r is not None:
+            lines.append(f"roofline ({self.board}): compute {r.compute_ms:.2f} ms ({r.board_macs_per_cycle:.0f} MAC/cycle, "
+                         f"{r.dsp_per_mac} DSP/MAC), weight traffic {r.traffic_ms:.2f} ms at {r.board_gbps:.1f} GB/s "
+                         f"-> bound {r.bound_ms:.2f} ms ({r.bound_kind}); modelled / roofline = {r.ratio:.1f}x")
+            lines.append(f"design roof: unit {r.unit_macs_per_cycle} MAC/cycle -> {r.unit_compute_ms:.2f} ms, "
+                         f"weights port {r.port_gbps:.1f} GB/s -> {r.port_traffic_ms:.2f} ms; "
+                         f"modelled / design roof = {r.design_ratio:.1f}x")
+        for n in self.notes:
+            lines.append(f"note: {n}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {
+            "config": self.cfg.name, "mode": self.mode, "batch": self.batch, "share_weights": self.share_weights,
+            "board": self.board, "clock_mhz": self.clock_mhz, "penalties": sorted(self.penalties),
+            "cycles_per_image": self.cycles_per_image, "ms_per_image": self.ms_per_image,
+            "images_per_s": self.images_per_s, "weight_bytes_per_image": self.weight_bytes_per_image,
+            "dram_bytes_per_image": self.dram_bytes_per_image, "macs_per_image": self.macs_per_image,
+            "calibration": self.calibration, "latency": self.latency, "bandwidth": self.bandwidth,
+            "routing": self.routing.source, "notes": self.notes,
+            "roofline": self.roofline.as_dict() if self.roofline else None,
+            "steps": [{**{k: v for k, v in s.__dict__.items() if k != "loops"}, "loops": dict(s.loops)}
+                      for s in self.steps],
+        }
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+def _log2c(x: int) -> int:
+    return max(0, math.ceil(math.log2(max(1, x))))
+
+
+class _Kernel:
+    """Loop-level cycle formulas of one mode; appends Steps."""
+
+    def __init__(self, cfg, mode, penalties, port_limit, lat, unit_ii, ctx):
+        self.cfg, self.mode, self.pen, self.lat, self.unit_ii = cfg, mode, penalties, lat, unit_ii
+        m, p, h = cfg.model, cfg.precision, cfg.hardware
+        self.m, self.p, self.h = m, p, h
+        self.row_words = ctx["row_words"]
+        self.attn_cycles = ctx["attn_cycles"]
+        self.cu_bits = ctx["cu_word_bits"]
+        self.wbytes = ctx["layout"].word_bits / 8
+        self.out_bytes = ctx["out_word_bits"] / 8
+        self.pix_bytes = ctx["pixel_word_bits"] / 8
+        self.act_bytes = math.ceil(p.act.bits / 8)
+        board = BOARDS[h.board]
+        clock_hz = h.clock_mhz * 1e6
+        eff = board.mem_gbps * MEM_EFFICIENCY.get(h.board, 0.8) * 1e9 / clock_hz   # bytes per cycle
+        axi = h.axi_width / 8
+        port = PORT_GBPS.get(h.board, board.mem_gbps) * 1e9 / clock_hz if port_limit else math.inf
+        self.bw_board = eff
+        self.bw_w = min(axi, eff, port)                 # the weights bundle
+        self.bw_a = min(2 * min(axi, port), eff)        # activations: separate read / write bundles (DRAM mode)
+        self.lat_axi = DRAM_LATENCY_NS.get(h.board, 250.0) * h.clock_mhz / 1e3
+        self.blk = max(1, h.axi_width // p.act.bits)    # activation words per AXI beat (Edge-MoE FEATURE_BLOCK)
+        self.steps: list[Step] = []
+
+    def add(self, name, block, kind, comp, mem, total, nbytes=0.0, wbytes=0.0, macs=0.0, **loops):
+        self.steps.append(Step(name, block, kind, float(comp), float(mem), float(total), float(nbytes),
+                               float(wbytes), float(macs), {k: float(v) for k, v in loops.items()}))
+
+    # --- shared pieces -----------------------------------------------------------------
+    def mac_depth(self) -> int:
+        L = self.lat
+        return L["bram"] + L["mul"] + _log2c(self.h.cu_in) + L["add"]
+
+    def load_cycles(self, nbytes: float, bursts: float = 1.0) -> float:
+        return bursts * self.lat_axi + nbytes / self.bw_w
+
+    # --- compute unit ------------------------------------------------------------------
+    def linear(self, name, block, rows, k, n_out, *, gelu=False, score=False, bias=True, kind="linear",
+               exposed_load=True):
+        """One compute_unit call on ``rows`` rows (may be fractional: expected counts). Returns total cycles."""
+        if rows <= 0:
+            return 0.0
+        if self.mode == "edgemoe-dram":
+            return self._linear_dram(name, block, rows, k, n_out, gelu=gelu, score=score, bias=bias, kind=kind,
+                                     exposed_load=exposed_load)
+        h, L, pen = self.h, self.lat, self.pen
+        tiles = math.ceil(n_out / h.cu_out)
+        mac_trip = self.row_words / h.cu_in if "row_words_bounds" in pen else math.ceil(k / h.cu_in)
+        mac_ii = math.ceil(h.cu_in / 2) if "ports" in pen else 1
+        mac = mac_trip * mac_ii + self.mac_depth()
+        fin_ii = max(1.0, self.unit_ii.get("gelu", 1.0)) if gelu else 1.0
+        fin_depth = L["bram"] + L["cast"] + (L["gelu"] if gelu else 0) + (L["mul"] + L["add"] + L["bram"] if score else 0)
+        finish = h.cu_out * fin_ii + fin_depth
+        row = L["loop"] + mac + finish
+        comp_tile = rows * row
+        wbytes = (n_out * k + (n_out if bias else 0)) * self.wbytes
+        tile_bytes = wbytes / tiles
+        if "word_loads" in pen:
+            per_row = (self.row_words if "row_words_bounds" in pen else k) + L["loop"] + 2
+            load = max(h.cu_out * per_row + self.lat_axi, self.load_cycles(tile_bytes))
+        else:
+            load = self.load_cycles(tile_bytes)
+        if "no_overlap" in pen:
+            total = tiles * (load + comp_tile)
+        else:
+            total = load + (tiles - 1) * max(comp_tile, load) + comp_tile
+        self.add(name, block, kind, tiles * comp_tile, tiles * load, total, wbytes, wbytes, rows * n_out * k,
+                 MAC=tiles * rows * mac, MAC_ITER=tiles * rows * mac_trip * mac_ii, FINISH=tiles * rows * finish,
+                 LOAD_TILE=tiles * load)
+        return total
+
+    def _linear_dram(self, name, block, rows, k, n_out, *, gelu, score, bias, kind, exposed_load):
+        h, L = self.h, self.lat
+        tiles = math.ceil(n_out / h.cu_out)
+        kin = math.ceil(k / h.cu_in)
+        depth = self.mac_depth() + L["cast"] + (L["gelu"] if gelu else 0) + (L["mul"] if score else 0)
+        comp = rows * tiles * kin + depth
+        wbytes = (n_out * k + (n_out if bias else 0)) * self.wbytes
+        abytes = rows * (k + n_out * (2 if score else 1)) * self.act_bytes
+        load = self.load_cycles(wbytes)
+        act_mem = self.lat_axi + abytes / self.bw_a
+        stream = max(comp, act_mem, (wbytes + abytes) / self.bw_board)
+        total = (load + stream) if exposed_load else stream
+        self.add(name, block, kind, comp, load + act_mem, total, wbytes + abytes, wbytes, rows * n_out * k,
+                 MAC=comp, MAC_ITER=rows * tiles * kin, LOAD_LAYER=load, ACT_STREAM=act_mem)
+        return total
+
+    # --- elementwise -------------------------------------------------------------------
+    def rows_loop(self, name, block, kind, rows, inner, ii=1.0, depth=2, extra_per_row=0.0, nbytes=0.0,
+                  wbytes=0.0):
+        """``rows`` x (inner loop of ``inner`` iterations at ``ii`` + depth) + per-row extra."""
+        per = inner * ii + depth + self.lat["loop"] + extra_per_row
+        cyc = rows * per
+        self.add(name, block, kind, cyc, 0.0, cyc, nbytes, wbytes, 0.0, **{name.upper(): cyc})
+        return cyc
+
+    def stream_dram(self, name, block, kind, rows, words_per_row, passes=1, extra_per_row=0.0, nbytes=0.0,
+                    wbytes=0.0, macs=0.0):
+        """Edge-MoE style: ``passes`` streams of ``words_per_row`` words per row at one AXI beat per cycle."""
+        comp = rows * (passes * math.ceil(words_per_row / self.blk) + extra_per_row) + 8
+        mem = self.lat_axi + nbytes / self.bw_a
+        total = max(comp, mem)
+        self.add(name, block, kind, comp, mem, total, nbytes, wbytes, macs, STREAM=comp)
+        return total
+
+    # --- steps ---------------------------------------------------------------------------
+    def patch_embed(self, nimg):
+        m, L = self.m, self.lat
+        npatch = m.num_patches
+        img_bytes = m.in_chans * m.img_height * m.img_width * self.pix_bytes
+        if self.mode == "onchip":
+            bursts = npatch * m.in_chans * m.patch_size
+            if "short_bursts" in self.pen:  # PATCH_X: one burst of PATCH pixels, latency each
+                cyc = bursts * (m.patch_size + self.lat_axi + L["loop"])
+            else:
+                cyc = npatch * m.patch_dim + self.lat_axi + bursts * L["loop"]
+            cyc *= nimg
+            self.add("patch_gather", -1, "io", cyc, cyc, cyc, img_bytes * nimg, 0.0, 0.0, PATCHES=cyc)
+            self.linear("patch_embed", -1, npatch * nimg, m.patch_dim, m.embed_dim)
+            wb = (m.num_tokens * m.embed_dim + m.embed_dim) * self.wbytes
+            rows = m.num_tokens * nimg
+            if "short_bursts" in self.pen:
+                self.rows_loop("embed", -1, "elementwise", rows, m.embed_dim, depth=4,
+                               extra_per_row=self.lat_axi, nbytes=wb * nimg, wbytes=wb * nimg)
+            else:
+                self.rows_loop("embed", -1, "elementwise", rows, m.embed_dim, depth=4, nbytes=wb, wbytes=wb)
+        else:
+            beats = math.ceil(m.patch_dim * self.pix_bytes * 8 / self.h.axi_width)
+            comp = npatch * nimg * beats + 8
+            mem = self.lat_axi + img_bytes * nimg / self.bw_a
+            self.add("patch_gather", -1, "io", comp, mem, max(comp, mem), img_bytes * nimg, 0.0, 0.0, STREAM=comp)
+            self.linear("patch_embed", -1, npatch * nimg, m.patch_dim, m.embed_dim)
+            wb = (m.num_tokens * m.embed_dim + m.embed_dim) * self.wbytes
+            self.stream_dram("embed", -1, "elementwise", m.num_tokens * nimg, m.embed_dim,
+                             nbytes=wb + 2 * m.num_tokens * m.embed_dim * self.act_bytes * nimg, wbytes=wb)
+
+    def layernorm(self, name, block, nimg):
+        m, L = self.m, self.lat
+        d, n = m.embed_dim, m.num_tokens * nimg
+        per_row_fixed = 2 * L["div_const"] + L["rsqrt"]
+        if self.mode == "onchip":
+            params = 2 * d * self.wbytes
+            if "ln_dram_params" in self.pen:
+                per = (d + 2) + (d + 4) + (2 * d + 8 + self.lat_axi) + per_row_fixed + 3 * L["loop"]
+                nbytes = params * n
+            else:
+                per = (d + 2) + (d + 4) + (d + 8) + per_row_fixed + 3 * L["loop"]
+                nbytes = params
+            cyc = n * per + (0 if "ln_dram_params" in self.pen else self.lat_axi + params / self.bw_w)
+            self.add(name, block, "norm", cyc, 0.0, cyc, nbytes, nbytes, 0.0, LN_SUM=n * (d + 2),
+                     LN_VAR=n * (d + 4), LN_OUT=n * (d + 8), RSQRT=n * per_row_fixed)
+        else:
+            params = 2 * d * self.wbytes
+            self.stream_dram(name, block, "norm", n, d, passes=2, extra_per_row=per_row_fixed,
+                             nbytes=2 * n * d * self.act_bytes + params, wbytes=params)
+
+    def residual(self, name, block, nimg):
+        m = self.m
+        n = m.num_tokens * nimg
+        if self.mode == "onchip":
+            self.rows_loop(name, block, "elementwise", n, m.embed_dim, depth=3)
+        else:
+            self.stream_dram(name, block, "elementwise", n, m.embed_dim, nbytes=3 * n * m.embed_dim * self.act_bytes)
+
+    def attention(self, block, nimg):
+        m, h, L, p = self.m, self.h, self.lat, self.p
+        n, hd, heads, P = m.num_tokens, m.head_dim, m.num_heads, h.attn_parallel
+        qk_macs = heads * n * n * hd * nimg
+        exp_ii = self.unit_ii.get("exp", 1.0)
+        if self.mode == "edgemoe-dram":
+            # Edge-MoE: all heads per key in one pass, blk words per cycle, P slots; scores through DRAM
+            per_key = math.ceil(m.embed_dim / self.blk)
+            ab = self.act_bytes
+            k_bytes = self.attn_cycles * m.embed_dim * ab          # keys re-read for every query group
+            s_bytes = n * n * heads * ab + n * 2 * heads * ab       # scores + (max, 1/sum) rows
+            for name, extra in (("attn_qk", n * m.embed_dim * ab + s_bytes),
+                                ("attn_av", n * m.embed_dim * ab + s_bytes)):
+                comp = nimg * (self.attn_cycles * per_key + L["exp"] + L["recip"] + 12)
+                nbytes = nimg * (k_bytes + extra)
+                mem = self.lat_axi + nbytes / self.bw_a
+                self.add(name, block, "attention", comp, mem, max(comp, mem), nbytes, 0.0, qk_macs,
+                         KEY_STREAM=comp)
+            return
+        chunks = math.ceil(hd / h.cu_in)
+        tree = L["bram"] + L["mul"] + _log2c(h.cu_in) + L["add"]
+        if "unpipelined_attention" in self.pen:
+            port_ii = math.ceil(P * h.cu_in / 2) if "ports" in self.pen else 1
+            score = chunks * port_ii + tree
+            # STREAM: P unrolled slots, each a sequential SCORE_D loop, then the online step chain
+            step = P * score + (L["add"] + L["exp"] + L["mul"] + L["add"] + L["cast"]) + 2 + L["loop"]
+            stream = self.attn_cycles * step
+            refill = n * (hd + 2)
+            av_port = math.ceil(h.cu_in / 2) if "ports" in self.pen else 1
+            av_key = (chunks * av_port + tree) + (L["exp"] + 2 * L["mul"] + L["cast"]) + (chunks * av_port + tree) \
+                + L["loop"]
+            av = n * ((hd + 2) + (hd + 1) + n * av_key + (hd + 3) + L["loop"])
+        else:
+            rec = L["mul"] + L["add"] + L["cast"]          # l = l * alpha + e: loop-carried per slot
+            ii_s = max(chunks, rec, exp_ii)
+            depth_s = tree + L["cast"] + L["exp"] + L["mul"] + L["add"] + L["cast"] + L["recip"]
+            stream = self.attn_cycles * ii_s + depth_s
+            refill = n * chunks
+            ii_av = max(chunks, exp_ii)
+            depth_av = 2 * tree + L["exp"] + 2 * L["mul"] + 2 * L["cast"]
+            av = n * (chunks + L["loop"] + n * ii_av + depth_av + chunks + 2)
+        per_head = stream + refill + av
+        cyc_qk = nimg * heads * (stream + refill)
+        cyc_av = nimg * heads * av
+        self.add("attn_stream", block, "attention", cyc_qk, 0.0, cyc_qk, 0.0, 0.0, qk_macs,
+                 STREAM=nimg * heads * stream, LOAD_Q=nimg * heads * refill)
+        self.add("attn_av", block, "attention", cyc_av, 0.0, cyc_av, 0.0, 0.0, qk_macs, AV_ROWS=cyc_av)
+        return per_head
+
+    def moe(self, block, counts, expected, nimg):
+        """MoE step of one MoE block; ``counts`` [E]: tokens per expert of this call group."""
+        m, h, L = self.m, self.h, self.lat
+        n, d, e, k, hx = m.num_tokens * nimg, m.embed_dim, m.num_experts, m.top_k, m.expert_hidden
+        self.linear("gate", block, n, d, e, bias=False, kind="moe")
+        if self.mode == "onchip":
+            exp_ii = self.unit_ii.get("exp", 1.0)
+            per_tok = ((e + 1) + (e * exp_ii + L["exp"] + 1) + L["recip"] + (e + L["mul"] + L["cast"]) + e
+                       + k * (e + 2) + 6 * L["loop"])
+            self.rows_loop("gate_topk", block, "moe", n, 0, depth=0, extra_per_row=per_tok)
+            self.rows_loop("queues", block, "moe", n, k, ii=2, depth=1, extra_per_row=0)
+            self.rows_loop("moe_clear", block, "moe", n, d, depth=1)
+        else:
+            per_tok = math.ceil(d / self.blk) + 3 * e + e + 8
+            self.stream_dram("gate_topk", block, "moe", n, 0, extra_per_row=per_tok, nbytes=n * d * self.act_bytes)
+            self.stream_dram("moe_clear", block, "moe", n, d, nbytes=n * d * self.act_bytes)
+        # experts: active ones only, ascending index
+        tot_gather = tot_fc1 = tot_fc2 = 0.0
+        prev_compute = None
+        for ex in range(e):
+            c = float(counts[ex])
+            if c <= 0:
+                continue
+            if expected:
+                pa = 1.0 - math.exp(-c)
+                rows = c / pa
+            else:
+                pa, rows = 1.0, c
+            mark = len(self.steps)
+            if self.mode == "onchip":
+                tot_gather += pa * self.rows_loop("expert_gather", block, "moe", rows, d, depth=2)
+                tot_fc1 += pa * self.linear("expert_fc1", block, rows, d, hx, gelu=True, kind="moe")
+                tot_fc2 += pa * self.linear("expert_fc2", block, rows, hx, d, score=True, kind="moe")
+            else:
+                # Edge-MoE: load(fc2 e) beside compute(fc1 e); load(fc1 e+1) beside compute(fc2 e)
+                self.linear("expert_fc1", block, rows, d, hx, gelu=True, kind="moe", exposed_load=prev_compute is None)
+                self.linear("expert_fc2", block, rows, hx, d, score=True, kind="moe", exposed_load=False)
+                s1, s2 = self.steps[-2], self.steps[-1]
+                load1 = s1.loops["LOAD_LAYER"]
+                load2 = s2.loops["LOAD_LAYER"]
+                stream1 = max(s1.cycles_compute, s1.loops["ACT_STREAM"])
+                stream2 = max(s2.cycles_compute, s2.loops["ACT_STREAM"])
+                # fc1's stream hides fc2's load; fc2's stream hides the next fc1 load (charged to the next)
+                s1.cycles_total = (load1 if prev_compute is None else max(0.0, load1 - prev_compute)) + \
+                    max(stream1, load2)
+                s2.cycles_total = stream2
+                prev_compute = stream2
+            if expected:
+                for s in self.steps[mark:]:
+                    for f in ("cycles_compute", "cycles_memory", "cycles_total", "bytes", "weight_bytes", "macs"):
+                        setattr(s, f, getattr(s, f) * pa)
+                    s.loops = {kk: v * pa for kk, v in s.loops.items()}
+        if self.mode == "onchip":
+            self.rows_loop("moe_out", block, "moe", n, d, depth=3)
+
+    def output(self, nimg):
+        m = self.m
+        n = m.num_tokens * nimg
+        nbytes = n * m.embed_dim * self.out_bytes
+        if self.mode == "onchip":
+            cols = self.row_words if "row_words_bounds" in self.pen else m.embed_dim
+            cyc = n * (cols + 2 + self.lat["loop"]) + self.lat_axi
+            self.add("write_tokens", m.depth, "io", cyc, nbytes / self.bw_w, max(cyc, nbytes / self.bw_w), nbytes,
+                     0.0, 0.0, WRITE_ROWS=cyc)
+        # DRAM mode: the residual stream x already lives in DRAM
+
+
+def _group_counts(rt: Routing, block_i: int, images: list[int]) -> np.ndarray:
+    c = rt.counts[block_i]
+    return np.sum([c[i % c.shape[0]] for i in images], axis=0)
+
+
+def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_weights: bool | None = None,
+             penalties=frozenset(), port_limit: bool = False, calibrate: bool = True,
+             sim_root: Path | None = None) -> PerfEstimate:
+    """Latency of one kernel call of ``batch`` images (per-image figures on the result).
+
+    routing: None (uniform expected counts), a :class:`Routing` (e.g. from
+    :func:`routing_from_golden` / :func:`skewed_routing`), or counts per MoE
+    block.  mode: ``"onchip"`` (the generated kernel) or ``"edgemoe-dram"``
+    (Edge-MoE's architecture).  share_weights: load each weight once per call
+    for the whole batch (default: ``batch > 1``; the current kernel does not).
+    penalties: names from :data:`PENALTIES` (``AS_WRITTEN`` = all), onchip only.
+    port_limit: also cap a bundle at the physical port bandwidth (:data:`PORT_GBPS`).
+    """
+    from .resource_model import dsp_per_mult
+
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: must be one of {', '.join(MODES)}")
+    if batch < 1:
+        raise ValueError(f"batch {batch}: must be >= 1")
+    pen = frozenset(penalties)
+    unknown = pen - set(PENALTIES)
+    if unknown:
+        raise ValueError(f"unknown penalties {sorted(unknown)}; known: {', '.join(PENALTIES)}")
+    share = (batch > 1) if share_weights is None else bool(share_weights)
+    m, h = cfg.model, cfg.hardware
+    rt = as_routing(cfg, routing)
+    ctx = template_context(cfg)
+    cal = calibration(cfg, sim_root) if calibrate else {}
+    lat = dict(DEFAULT_LATENCY)
+    unit_ii = {}
+    for u, c in cal.items():
+        lat[u] = c["latency"]
+        unit_ii[u] = c["ii"]
+    k = _Kernel(cfg, mode, pen if mode == "onchip" else frozenset(), port_limit, lat, unit_ii, ctx)
+
+    groups = [list(range(batch))] if share else [[i] for i in range(batch)]
+    for imgs in groups:
+        nimg = len(imgs)
+        k.patch_embed(nimg)
+        mi = 0
+        for b in range(m.depth):
+            k.layernorm("norm1", b, nimg)
+            k.linear("qkv", b, m.num_tokens * nimg, m.embed_dim, 3 * m.embed_dim)
+            k.attention(b, nimg)
+            k.linear("proj", b, m.num_tokens * nimg, m.embed_dim, m.embed_dim)
+            k.residual("resid1", b, nimg)
+            k.layernorm("norm2", b, nimg)
+            if m.is_moe(b):
+                k.moe(b, _group_counts(rt, mi, imgs), rt.expected, nimg)
+                mi += 1
+            else:
+                k.linear("fc1", b, m.num_tokens * nimg, m.embed_dim, m.mlp_hidden, gelu=True)
+                k.linear("fc2", b, m.num_tokens * nimg, m.mlp_hidden, m.embed_dim)
+            k.residual("resid2", b, nimg)
+        k.output(nimg)
+
+    merged: dict[tuple, Step] = {}
+    for s in k.steps:
+        key = (s.block, s.name)
+        merged[key] = merged[key].merged(s) if key in merged else s
+    steps = list(merged.values())
+    total = sum(s.cycles_total for s in steps) + CALL_OVERHEAD
+
+    notes = []
+    if batch > 1:
+        notes.append("the current kernel loops over the images of a call and reloads every weight tile per image; "
+                     + ("weight sharing across the batch is the DSE option modelled here, not implemented yet"
+                        if share else "modelled as such (no sharing)"))
+    if mode == "edgemoe-dram":
+        notes.append("Edge-MoE mode: intermediates through DRAM, whole-layer weight loads exposed for dense "
+                     "layers, expert loads ping-ponged behind the previous expert's compute")
+    if not cal:
+        notes.append("uncalibrated: no RTL measurements under build/sim for this precision")
+    if ctx["layout"].word_bits > cfg.precision.weight.bits:
+        notes.append(f"weights are {cfg.precision.weight.bits}-bit but the layout's words are "
+                     f"{ctx['layout'].word_bits}-bit (widest weight class), so DRAM traffic is that of "
+                     f"{ctx['layout'].word_bits}-bit weights")
+
+    est = PerfEstimate(cfg, mode, batch, share, pen if mode == "onchip" else frozenset(), steps, rt, cal, lat,
+                       h.clock_mhz, h.board,
+                       {"weights_bytes_per_cycle": k.bw_w, "activations_bytes_per_cycle": k.bw_a,
+                        "board_bytes_per_cycle": k.bw_board, "dram_latency_cycles": k.lat_axi},
+                       notes, total)
+    board = BOARDS[h.board]
+    dpm = dsp_per_mult(ctx["cu_word_bits"], ctx["layout"].word_bits)
+    clock = h.clock_mhz * 1e6
+    macs = est.macs_per_image
+    wbytes = est.weight_bytes_per_image
+    board_gbps = board.mem_gbps * MEM_EFFICIENCY.get(h.board, 0.8)
+    est.roofline = Roofline(
+        macs_per_image=macs, weight_bytes_per_image=wbytes, dsp_per_mac=dpm,
+        board_macs_per_cycle=board.dsp / dpm, unit_macs_per_cycle=h.cu_in * h.cu_out,
+        board_gbps=board_gbps, port_gbps=k.bw_w * clock / 1e9,
+        compute_ms=macs / (board.dsp / dpm) / clock * 1e3,
+        unit_compute_ms=macs / (h.cu_in * h.cu_out) / clock * 1e3,
+        traffic_ms=wbytes / (board_gbps * 1e9) * 1e3,
+        port_traffic_ms=wbytes / (k.bw_w * clock) * 1e3,
+        modelled_ms=est.ms_per_image)
+    return est
+
+
+def as_written_findings(cfg, routing=None, batch: int = 1) -> list[dict]:
+    """What each penalty of the template as written costs (onchip mode), alone and all together.
+
+    Rows: {penalty, description, ms_per_image, factor (vs intended)}; the
+    first row is the intended schedule, the last all penalties together.
+    """
+    base = estimate(cfg, routing, batch, "onchip")
+    rows = [{"penalty": "(intended schedule)", "description": "every PIPELINE II=1 met, loads at AXI width",
+             "ms_per_image": base.ms_per_image, "factor": 1.0}]
+    for name, desc in PENALTIES.items():
+        e = estimate(cfg, routing, batch, "onchip", penalties={name})
+        rows.append({"penalty": name, "description": desc, "ms_per_image": e.ms_per_image,
+                     "factor": e.ms_per_image / base.ms_per_image})
+    e = estimate(cfg, routing, batch, "onchip", penalties=AS_WRITTEN)
+    rows.append({"penalty": "(all: as written)", "description": "every penalty above",
+                 "ms_per_image": e.ms_per_image, "factor": e.ms_per_image / base.ms_per_image})
+    return rows
+
+
+def format_findings(rows: list[dict]) -> str:
+    lines = [f"  {'penalty':<24}{'ms/image':>10}{'x':>8}  description"]
+    for r in rows:
+        lines.append(f"  {r['penalty']:<24}{r['ms_per_image']:>10.2f}{r['factor']:>8.2f}  {r['description']}")
+    return "\n".join(lines)

@@ -1,0 +1,499 @@
+"""Resource model of the generated accelerator: DSP, BRAM36/URAM, LUT, FF per unit.
+
+Counts come from the same parameters the templates use (``writer.context``:
+``row_words``, ``cu_word_bits``, the weight word width of the layout, the
+tables' lengths) and the precision profile's types:
+
+* **DSP48E2**: one 27x18 signed multiplier per DSP; a wider product is split
+  into 27- and 18-bit parts (the low parts unsigned, 26/17 useful bits), the
+  better orientation wins (:func:`dsp_per_mult`).
+* **Memories**: each array (after the template's ARRAY_PARTITION) is a set of
+  banks; a bank goes to registers when fully partitioned, to LUTRAM when small
+  (<= :data:`LUTRAM_MAX_BITS`), to URAM on boards that have it when large
+  (>= :data:`URAM_MIN_BITS`), otherwise to the cheapest BRAM36/BRAM18 aspect
+  ratio (:func:`bram36_for`).
+* **Tables** (exp2, reciprocal, rsqrt, GELU): one ROM per unit instance
+  (HLS duplicates a ROM per parallel reader), LUTROM when small, else BRAM.
+* **LUT / FF**: rough per-MAC and per-unit figures (adder trees, casts, control,
+  m_axi adapters); they are the least certain numbers here and say so.
+
+``mode`` follows :mod:`edgemoe.hls.perf_model`: ``"onchip"`` is the generated
+kernel (activations in on-chip row buffers), ``"edgemoe-dram"`` Edge-MoE's
+architecture (intermediates in DRAM, whole-layer weight ping-pong buffers).
+With ``batch > 1`` and weight sharing, the on-chip kernel must hold every
+image's rows at once (the buffers scale with the batch); in DRAM mode they do not.
+
+Where the RTL units have yosys figures (``build/sim/<digest>/...`` JSON written
+by the sim helpers), :func:`yosys_comparison` prints model vs yosys side by side.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgemoe.boards import BOARDS
+
+#: banks of at most this many bits go to LUTRAM (distributed RAM), not BRAM
+LUTRAM_MAX_BITS = 2048
+#: banks of at least this many bits go to URAM on boards that have URAM
+URAM_MIN_BITS = 147_456
+#: default utilisation cap for "fits the board"
+DEFAULT_CAP = 0.80
+
+#: rough LUT / FF figures (not measured: order-of-magnitude per structure)
+LUT_PER_CONTROL = 1500      # FSM + loop counters of one function
+FF_PER_CONTROL = 2000
+LUT_PER_MAXI = 1200         # one m_axi adapter, plus per data bit below
+FF_PER_MAXI = 1500
+LUT_PER_MAXI_BIT = 3
+FF_PER_MAXI_BIT = 6
+
+_BRAM36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
+_BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+# --- primitives -------------------------------------------------------------------------
+
+def _parts(bits: int, port: int) -> int:
+    """Pieces a ``bits``-wide signed operand splits into on a ``port``-bit signed input."""
+    if bits <= port:
+        return 1
+    return 1 + math.ceil((bits - port) / (port - 1))
+
+
+def dsp_per_mult(a_bits: int, b_bits: int, a_signed: bool = True, b_signed: bool = True) -> int:
+    """DSP48E2 slices for one a x b product (27x18 signed multiplier per slice).
+
+    Unsigned operands need one more bit on a signed port.  Both orientations
+    are tried; e.g. 32x16 -> 2, 16x16 -> 1, 24x24 -> 2, 8x16 -> 1.
+    """
+    a = a_bits + (0 if a_signed else 1)
+    b = b_bits + (0 if b_signed else 1)
+    return min(_parts(a, 27) * _parts(b, 18), _parts(b, 27) * _parts(a, 18))
+
+
+def bram36_for(depth: int, width: int) -> float:
+    """BRAM36 equivalents of one memory bank (BRAM18 counts 0.5)."""
+    if depth <= 0 or width <= 0:
+        return 0.0
+    b36 = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM36_SHAPES)
+    b18 = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM18_SHAPES)
+    return float(min(b36, 0.5 * b18))
+
+
+def uram_for(depth: int, width: int) -> int:
+    """URAM288 blocks (4K x 72) of one bank."""
+    return math.ceil(width / 72) * math.ceil(depth / 4096)
+
+
+@dataclass
+class Memory:
+    """One array after partitioning: ``banks`` banks of ``depth`` x ``width`` bits."""
+
+    name: str
+    depth: int
+    width: int
+    banks: int = 1
+    registers: bool = False   # fully partitioned: flip-flops
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width * self.banks
+
+    def cost(self, board) -> dict:
+        """{'bram36', 'uram', 'lut', 'ff', 'kind'} for this array on ``board``."""
+        bank_bits = self.depth * self.width
+        if self.registers:
+            return {"bram36": 0.0, "uram": 0, "lut": 0, "ff": self.bits, "kind": "registers"}
+        if bank_bits <= LUTRAM_MAX_BITS:
+            lut = self.banks * math.ceil(self.depth / 64) * self.width * 2  # dual-port RAM64X1D
+            return {"bram36": 0.0, "uram": 0, "lut": lut, "ff": 0, "kind": "LUTRAM"}
+        if board.uram and bank_bits >= URAM_MIN_BITS:
+            return {"bram36": 0.0, "uram": self.banks * uram_for(self.depth, self.width), "lut": 0, "ff": 0,
+                    "kind": "URAM"}
+        return {"bram36": self.banks * bram36_for(self.depth, self.width), "uram": 0, "lut": 0, "ff": 0,
+                "kind": "BRAM"}
+
+
+@dataclass
+class UnitResources:
+    """Resources of one unit (a function of the kernel or a shared structure)."""
+
+    name: str
+    dsp: int = 0
+    bram36: float = 0.0
+    uram: int = 0
+    lut: int = 0
+    ff: int = 0
+    detail: list[str] = field(default_factory=list)
+
+    def add_memory(self, mem: Memory, board, copies: int = 1) -> None:
+        c = mem.cost(board)
+        self.bram36 += copies * c["bram36"]
+        self.uram += copies * c["uram"]
+        self.lut += copies * c["lut"]
+        self.ff += copies * c["ff"]
+        amount = {"BRAM": f"{copies * c['bram36']:g} BRAM36", "URAM": f"{copies * c['uram']} URAM",
+                  "LUTRAM": f"{copies * c['lut']} LUT", "registers": f"{copies * c['ff']} FF"}[c["kind"]]
+        xs = f"{copies}x " if copies > 1 else ""
+        self.detail.append(f"{xs}{mem.name} [{mem.banks} bank(s) x {mem.depth} x {mem.width}b] -> {amount}")
+
+    def add_mults(self, what: str, count: int, a_bits: int, b_bits: int, a_signed=True, b_signed=True) -> None:
+        per = dsp_per_mult(a_bits, b_bits, a_signed, b_signed)
+        self.dsp += count * per
+        # partial products of a split multiply are summed in LUTs
+        self.lut += count * (per - 1) * (a_bits + b_bits)
+        self.detail.append(f"{count} x {what} {a_bits}x{b_bits}b -> {count * per} DSP ({per}/product)")
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "dsp": self.dsp, "bram36": self.bram36, "uram": self.uram,
+                "lut": self.lut, "ff": self.ff, "detail": list(self.detail)}
+
+
+# --- tables and arithmetic units --------------------------------------------------------
+
+def _table_rom(name: str, entries: int, bits: int) -> Memory:
+    return Memory(name, entries, bits)
+
+
+def arithmetic_units(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
+    """One instance of each fixed-point unit (exp, recip, rsqrt, GELU): table ROM + multipliers.
+
+    These are the RTL units of ``sim/`` too, so they are what yosys figures are
+    compared against.
+    """
+    from .perf_model import template_context
+
+    ctx = ctx or template_context(cfg)
+    p = cfg.precision
+    board = BOARDS[cfg.hardware.board]
+    tf = p.table_frac_bits
+    units = {}
+
+    u = UnitResources("exp")
+    u.add_memory(_table_rom("exp2 table", len(ctx["exp2_table"]), tf + 1), board)
+    u.add_mults("x*log2e", 1, p.attn_score.bits + 1, tf + 2)
+    u.add_mults("interpolation", 1, tf + 2, tf - p.exp_table_bits + 1)
+    u.lut += 3 * (tf + 8) + 200  # range reduction shifter, output cast
+    u.ff += 4 * (tf + 8)
+    units["exp"] = u
+
+    u = UnitResources("recip")
+    u.add_memory(_table_rom("reciprocal table", len(ctx["recip_table"]), tf + 1), board)
+    u.add_mults("interpolation", 1, tf + 2, tf - p.recip_table_bits + 1)
+    u.lut += 2 * p.softmax_sum.bits * 6 + 200  # leading-one detector + normalising shifters
+    u.ff += 4 * (tf + 8)
+    units["recip"] = u
+
+    u = UnitResources("rsqrt")
+    u.add_memory(_table_rom("rsqrt table", len(ctx["rsqrt_table"]), tf + 1), board)
+    u.add_mults("interpolation", 1, tf + 2, tf - p.rsqrt_table_bits + 1)
+    u.lut += 2 * 64 * 6 + 200  # 64-bit normaliser (wide_t input)
+    u.ff += 4 * (tf + 8)
+    units["rsqrt"] = u
+
+    u = UnitResources("gelu")
+    u.add_memory(_table_rom("GELU table", len(ctx["gelu_table"]), p.gelu_table.bits), board)
+    u.add_mults("interpolation", 1, p.gelu_table.bits + 1, max(1, p.act.frac_bits - p.gelu_step_log2) + 1)
+    u.lut += 3 * p.act.bits + 100
+    u.ff += 3 * p.act.bits
+    units["gelu"] = u
+    return units
+
+
+# --- the whole design ---------------------------------------------------------------------
+
+@dataclass
+class ResourceEstimate:
+    """Per-unit resources, totals and utilisation of a board."""
+
+    cfg: object
+    mode: str
+    batch: int
+    share_weights: bool
+    units: list[UnitResources]
+    board: str
+
+    @property
+    def totals(self) -> dict[str, float]:
+        return {k: sum(getattr(u, k) for u in self.units) for k in ("dsp", "bram36", "uram", "lut", "ff")}
+
+    @property
+    def limits(self) -> dict[str, int]:
+        b = BOARDS[self.board]
+        return {"dsp": b.dsp, "bram36": b.bram36, "uram": b.uram, "lut": b.lut, "ff": b.ff}
+
+    @property
+    def utilisation(self) -> dict[str, float]:
+        t, lim = self.totals, self.limits
+        return {k: (t[k] / lim[k] if lim[k] else (0.0 if t[k] == 0 else math.inf)) for k in t}
+
+    def fits(self, cap: float = DEFAULT_CAP, check=("dsp", "bram36", "uram", "lut")) -> bool:
+        u = self.utilisation
+        return all(u[k] <= cap for k in check)
+
+    def violations(self, cap: float = DEFAULT_CAP, check=("dsp", "bram36", "uram", "lut")) -> list[str]:
+        u = self.utilisation
+        return [k for k in check if u[k] > cap]
+
+    def table(self, details: bool = False) -> str:
+        lines = [f"resources of {self.cfg.name} ({self.cfg.precision.name}, cu {self.cfg.hardware.cu_in}x"
+                 f"{self.cfg.hardware.cu_out}, P={self.cfg.hardware.attn_parallel}) on {self.board}, mode {self.mode}, "
+                 f"batch {self.batch}{' (weights shared)' if self.share_weights and self.batch > 1 else ''}",
+                 f"  {'unit':<22}{'DSP':>8}{'BRAM36':>9}{'URAM':>6}{'LUT':>10}{'FF':>10}"]
+        for u in self.units:
+            lines.append(f"  {u.name:<22}{u.dsp:>8}{u.bram36:>9.1f}{u.uram:>6}{u.lut:>10}{u.ff:>10}")
+            if details:
+                lines += [f"      {d}" for d in u.detail]
+        t, lim, ut = self.totals, self.limits, self.utilisation
+        lines.append(f"  {'total':<22}{t['dsp']:>8.0f}{t['bram36']:>9.1f}{t['uram']:>6.0f}{t['lut']:>10.0f}{t['ff']:>10.0f}")
+        lines.append(f"  {'board limit':<22}{lim['dsp']:>8}{lim['bram36']:>9}{lim['uram']:>6}{lim['lut']:>10}{lim['ff']:>10}")
+        lines.append("  " + f"{'utilisation':<22}" + "".join(
+            f"{100 * ut[k]:>{w - 1}.1f}%" if math.isfinite(ut[k]) else f"{'n/a':>{w}}"
+            for k, w in (("dsp", 8), ("bram36", 9), ("uram", 6), ("lut", 10), ("ff", 10))))
+        lines.append("  (LUT/FF are rough per-structure figures; DSP and memories follow the types and sizes)")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {"board": self.board, "mode": self.mode, "batch": self.batch, "units": [u.as_dict() for u in self.units],
+                "totals": self.totals, "limits": self.limits, "utilisation": self.utilisation}
+
+
+def estimate_resources(cfg, mode: str = "onchip", batch: int = 1, share_weights: bool | None = None,
+                       board: str | None = None) -> ResourceEstimate:
+    """Resources of the accelerator for ``cfg`` on ``board`` (default: the config's board)."""
+    from .layout import WeightLayout
+    from .perf_model import template_context
+
+    if mode not in ("onchip", "edgemoe-dram"):
+        raise ValueError(f"mode {mode!r}: must be 'onchip' or 'edgemoe-dram'")
+    share = (batch > 1) if share_weights is None else bool(share_weights and batch > 1)
+    ctx = template_context(cfg)
+    m, p, h = cfg.model, cfg.precision, cfg.hardware
+    bname = board or h.board
+    brd = BOARDS[bname]
+    layout: WeightLayout = ctx["layout"]
+    wb = layout.word_bits
+    cub = ctx["cu_word_bits"]
+    rw = ctx["row_words"]
+    n, d, e = m.num_tokens, m.embed_dim, m.num_experts
+    hd = m.head_dim
+    per_img = batch if share else 1
+    arith = arithmetic_units(cfg, ctx)
+    units: list[UnitResources] = []
+
+    def arith_instances(u: UnitResources, name: str, count: int) -> None:
+        a = arith[name]
+        u.dsp += count * a.dsp
+        u.lut += count * a.lut
+        u.ff += count * a.ff
+        u.bram36 += count * a.bram36
+        u.uram += count * a.uram
+        u.detail.append(f"{count} x {name} unit (table + interpolation): {count * a.dsp} DSP, "
+                        f"{count * a.bram36:g} BRAM36, {count * a.lut} LUT")
+
+    # compute unit ---------------------------------------------------------------------
+    cu = UnitResources("compute unit")
+    macs = h.cu_in * h.cu_out
+    cu.add_mults("MAC", macs, cub, wb)
+    acc_bits = p.accum.bits
+    cu.lut += macs * (cub + wb + math.ceil(math.log2(max(2, h.cu_in))))  # adder trees
+    cu.ff += macs * 2 * (cub + wb) + h.cu_out * acc_bits
+    cu.add_mults("score-scaled accumulate", 1, p.act.bits, p.gate_score.bits, b_signed=p.gate_score.signed)
+    arith_instances(cu, "gelu", 1)
+    cu.lut += 4 * acc_bits + LUT_PER_CONTROL  # output cast (round + saturate), control
+    cu.ff += FF_PER_CONTROL
+    if mode == "onchip":
+        # static weight_word_t w[2][CU_OUT][ROW_WORDS]: dim 2 complete, dim 3 cyclic CU_IN
+        cu.add_memory(Memory("weight tile ping-pong w[2][CU_OUT][ROW_WORDS]", 2 * math.ceil(rw / h.cu_in), wb,
+                             banks=h.cu_out * h.cu_in), brd)
+    else:
+        # Edge-MoE: whole-layer ping-pong weight buffers of CU_OUT x CU_IN blocks (one block per address:
+        # hls::vector, i.e. reshaped to a CU_IN*CU_OUT-word-wide memory)
+        layer = max(d * d, d * m.mlp_hidden, d * m.expert_hidden, d * m.patch_dim)  # q, k, v are separate layers
+        cu.add_memory(Memory("layer weights (ping + pong)", math.ceil(layer / macs), wb * macs), brd, copies=2)
+        cu.add_memory(Memory("input row blocks", math.ceil(rw / h.cu_in), cub, banks=h.cu_in), brd)
+    cu.add_memory(Memory("bias ping-pong b[2][CU_OUT]", 2, wb, banks=h.cu_out, registers=True), brd)
+    units.append(cu)
+
+    # attention ------------------------------------------------------------------------
+    at = UnitResources("attention")
+    pp = h.attn_parallel
+    if mode == "onchip":
+        at.add_mults("QK^T slot MAC", pp * h.cu_in, p.qkv.bits, p.qkv.bits)
+        at.add_mults("A*V score MAC", h.cu_in, p.qkv.bits, p.qkv.bits)
+        at.add_mults("A*V MAC", h.cu_in, p.attn_prob.bits, p.qkv.bits, a_signed=p.attn_prob.signed)
+        at.add_mults("online softmax l*alpha", pp, p.softmax_sum.bits, p.exp.bits,
+                     a_signed=p.softmax_sum.signed, b_signed=p.exp.signed)
+        at.add_mults("probability exp*inv", 1, p.exp.bits, p.softmax_inv.bits, a_signed=False, b_signed=False)
+        arith_instances(at, "exp", 2 * pp + 1)
+        arith_instances(at, "recip", pp)
+        at.add_memory(Memory("q[P][HEAD_DIM]", hd, p.qkv.bits, banks=pp), brd)
+        at.add_memory(Memory("row_max[N]", n, p.attn_score.bits), brd)
+        at.add_memory(Memory("row_inv[N]", n, p.softmax_inv.bits), brd)
+        at.add_memory(Memory("A*V acc[HEAD_DIM]", 1, 64, banks=hd, registers=True), brd)
+    else:
+        blk = max(1, h.axi_width // p.act.bits)
+        at.add_mults("QK^T slot MAC", pp * blk, p.qkv.bits, p.qkv.bits)
+        at.add_mults("A*V MAC", pp * blk, p.attn_prob.bits, p.qkv.bits, a_signed=p.attn_prob.signed)
+        arith_instances(at, "exp", 2 * pp)
+        arith_instances(at, "recip", pp)
+        at.add_memory(Memory("q blocks[P][DIM]", math.ceil(d / blk), p.qkv.bits * blk, banks=pp), brd)
+        at.add_memory(Memory("A*V acc[P][DIM]", math.ceil(d / blk), 48 * blk, banks=pp), brd)
+    at.lut += 2 * LUT_PER_CONTROL
+    at.ff += 2 * FF_PER_CONTROL
+    units.append(at)
+
+    # LayerNorm, residual, gate --------------------------------------------------------
+    ln = UnitResources("layernorm + residual")
+    ln.add_mults("(x-mean)^2", 1, p.ln_centered.bits, p.ln_centered.bits)
+    ln.add_mults("(x-mean)*inv_std", 1, p.ln_centered.bits, p.ln_inv_std.bits, b_signed=p.ln_inv_std.signed)
+    ln.add_mults("norm*gamma", 1, p.ln_norm.bits, p.ln_gamma.bits)
+    ln.add_mults("mean/var by constant", 2, 48, 18)
+    arith_instances(ln, "rsqrt", 1)
+    ln.add_memory(Memory("c[DIM]", d, p.ln_centered.bits), brd)
+    ln.lut += 2 * LUT_PER_CONTROL + 3 * 64
+    ln.ff += 2 * FF_PER_CONTROL
+    units.append(ln)
+
+    if m.moe_blocks:
+        g = UnitResources("gate + top-k + queues")
+        arith_instances(g, "exp", 1)
+        arith_instances(g, "recip", 1)
+        g.add_mults("exp*inv", 1, p.exp.bits, p.softmax_inv.bits, a_signed=False, b_signed=False)
+        rq = per_img if mode == "onchip" else 1
+        g.add_memory(Memory("route.queue[E][N]", e * n, 16), brd, copies=rq)
+        g.add_memory(Memory("route.queue_score[E][N]", e * n, p.gate_score.bits), brd, copies=rq)
+        g.add_memory(Memory("route.chosen[N][K] + score", n * m.top_k, 16 + p.gate_score.bits), brd, copies=rq)
+        g.lut += 2 * LUT_PER_CONTROL + e * 40
+        g.ff += 2 * FF_PER_CONTROL
+        units.append(g)
+
+    # work buffers -------------------------------------------------------------------
+    buf = UnitResources("activation buffers")
+    if mode == "onchip":
+        # static rows_t x, hbuf, tbuf, big, logits: [N_TOKENS][ROW_WORDS] cu words, read CU_IN per
+        # cycle by the MAC loop (cyclic partition by CU_IN for II=1)
+        for name in ("x", "hbuf", "tbuf", "big", "logits"):
+            buf.add_memory(Memory(f"rows_t {name}[N][ROW_WORDS]", n * math.ceil(rw / h.cu_in), cub, banks=h.cu_in),
+                           brd, copies=per_img)
+        if m.moe_blocks:
+            buf.add_memory(Memory("moe_acc[N][DIM] (wide_t)", n * d, 64), brd, copies=per_img)
+        buf.add_memory(Memory("identity/no_score[N]", n, 16 + p.gate_score.bits), brd)
+    else:
+        buf.add_memory(Memory("stream FIFOs", 64, cub * h.cu_in, banks=3), brd)
+        buf.add_memory(Memory("softmax state rows", n, 2 * m.num_heads * p.act.bits), brd)
+    units.append(buf)
+
+    # AXI -----------------------------------------------------------------------------
+    ax = UnitResources("m_axi adapters")
+    nb = len(set(h.bundle_of.values())) + (3 if mode == "edgemoe-dram" else 0)
+    ax.lut += nb * (LUT_PER_MAXI + LUT_PER_MAXI_BIT * h.axi_width)
+    ax.ff += nb * (FF_PER_MAXI + FF_PER_MAXI_BIT * h.axi_width)
+    ax.bram36 += nb * max(0.5, h.axi_width / 128)  # read/write burst buffers
+    ax.lut += 2000  # s_axilite + top-level control
+    ax.ff += 2500
+    ax.detail.append(f"{nb} bundle(s) at {h.axi_width} bits + s_axilite control")
+    units.append(ax)
+
+    for u in units:
+        u.lut, u.ff = int(round(u.lut)), int(round(u.ff))
+    return ResourceEstimate(cfg, mode, batch, share, units, bname)
+
+
+# --- yosys figures of the RTL units -------------------------------------------------------
+
+def _sim_root() -> Path:
+    env = os.environ.get("EDGEMOE_SIM_BUILD")
+    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent / "build" / "sim"
+
+
+_YOSYS_KEYS = {"dsp": ("dsp", "DSP48E2", "dsp48e2", "DSP"), "lut": ("lut", "LUT", "luts", "LUTs"),
+               "ff": ("ff", "FF", "ffs", "FFs", "flipflops"), "bram36": ("bram36", "RAMB36E2", "bram", "BRAM"),
+               "bram18": ("bram18", "RAMB18E2"), "cells": ("cells", "num_cells")}
+
+
+def _pick_figures(d: dict) -> dict:
+    out = {}
+    for key, names in _YOSYS_KEYS.items():
+        for nm in names:
+            if nm in d and isinstance(d[nm], (int, float)):
+                out[key] = d[nm]
+                break
+    return out
+
+
+def yosys_figures(cfg, root: Path | None = None) -> dict[str, dict]:
+    """{unit: {dsp, lut, ff, bram36, cells, source}} from yosys reports the sim helpers wrote, if any.
+
+    Looks under ``build/sim/<digest>/`` (then any digest with the same precision)
+    for JSON files whose name or keys mention yosys/synth/resources.
+    Returns {} when there are none; never runs yosys.
+    """
+    root = root or _sim_root()
+    if not root.is_dir():
+        return {}
+    digest = cfg.digest()[:12]
+    dirs = [root / digest] + sorted(d for d in root.iterdir() if d.is_dir() and d.name != digest)
+    found: dict[str, dict] = {}
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        same_profile = d.name == digest or _dir_precision(d) == cfg.precision.name
+        if not same_profile:
+            continue
+        for f in sorted(d.rglob("*.json")):
+            low = f.name.lower()
+            if not any(s in low for s in ("yosys", "synth", "resource", "util")):
+                continue
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            entries = data if isinstance(data, dict) else {}
+            # either {unit: {...}} or one unit's figures (unit name = folder)
+            figs = _pick_figures(entries)
+            if figs:
+                unit = entries.get("unit")
+                if not unit:  # build/sim/<digest>/<unit>/[rtl/]<file>.json
+                    rel = f.relative_to(d).parts
+                    unit = rel[0] if len(rel) > 1 else f.stem
+                found.setdefault(str(unit), {**figs, "source": str(f)})
+            else:
+                for unit, v in entries.items():
+                    if isinstance(v, dict):
+                        figs = _pick_figures(v) or _pick_figures(v.get("yosys", {}) if isinstance(v.get("yosys"), dict) else {})
+                        if figs:
+                            found.setdefault(str(unit), {**figs, "source": str(f)})
+        if found:
+            break
+    return found
+
+
+def _dir_precision(d: Path) -> str | None:
+    from .perf_model import _dir_precision as dp
+    return dp(d)
+
+
+def yosys_comparison(cfg, root: Path | None = None) -> tuple[list[dict], str]:
+    """Model vs yosys per RTL unit: (rows, text).  Empty rows when no yosys figures exist."""
+    ys = yosys_figures(cfg, root)
+    model = arithmetic_units(cfg)
+    rows = []
+    for unit, fig in sorted(ys.items()):
+        m = model.get(unit)
+        rows.append({"unit": unit, "model": m.as_dict() if m else None, "yosys": fig})
+    if not rows:
+        return [], ("no yosys figures of the RTL units found under build/sim "
+                    "(the sim helpers write them); model only")
+    lines = [f"  {'unit':<12}{'DSP model':>10}{'yosys':>7}{'LUT model':>11}{'yosys':>8}{'FF model':>10}{'yosys':>8}"
+             f"{'BRAM36 m':>10}{'yosys':>7}"]
+    for r in rows:
+        m, y = r["model"] or {}, r["yosys"]
+        lines.append(f"  {r['unit']:<12}{m.get('dsp', '-'):>10}{y.get('dsp', '-'):>7}{m.get('lut', '-'):>11}"
+                     f"{y.get('lut', '-'):>8}{m.get('ff', '-'):>10}{y.get('ff', '-'):>8}"
+                     f"{m.get('bram36', '-'):>10}{y.get('bram36', '-'):>7}")
+    return rows, "\n".join(lines)

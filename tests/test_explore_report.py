@@ -1,0 +1,172 @@
+"""Design-space exploration, the chosen config file, the report and the commands."""
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+
+import pytest
+import yaml
+
+from edgemoe.boards import BOARDS
+from edgemoe.config import load_config
+from edgemoe.hls import perf_cli
+from edgemoe.hls.explore import DesignPoint, choose, explore, pareto
+
+SMALL = {"cu_in": (8, 16), "cu_out": (8, 16, 32), "attn_parallel": (2, 4), "axi_width": (256,),
+         "profile": ("w16a32", "w16a16")}
+
+
+@pytest.mark.parametrize("preset", ["m3vit-tiny-cityscapes", "m3vit-micro"])
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_explore_finds_a_feasible_point(preset, board):
+    cfg = load_config(preset)
+    res = explore(cfg, board, batches=(1,), grid=SMALL, progress=False)
+    c = res.chosen
+    assert c is not None and c.feasible and c.cfg.hardware.board == board
+    assert all(u <= res.cap for k, u in c.utilisation.items() if k in ("dsp", "bram36", "uram", "lut"))
+    # the fastest feasible point (ties within 1 % to fewer DSPs)
+    assert c.ms_per_image <= min(p.ms_per_image for p in res.feasible) * 1.01
+    assert "Pareto front: latency vs DSP" in res.summary() and "chosen:" in res.summary()
+
+
+def test_invalid_points_are_skipped_with_the_reason_counted():
+    cfg = load_config("m3vit-micro")
+    grid = dict(SMALL, cu_in=(8, 12), cu_out=(8, 24))
+    res = explore(cfg, "zcu102", batches=(1, 2), grid=grid, progress=False)
+    valid = {(p.cu_in, p.cu_out) for p in res.points}
+    assert valid == {(8, 8)}
+    assert sum(res.skipped.values()) == 3 * 2 * 2 * 2      # 3 bad (cu_in, cu_out) pairs x P x profile x batch
+    assert any(k.startswith("hardware.cu_in") for k in res.skipped)
+    assert any(k.startswith("hardware.cu_out") for k in res.skipped)
+    assert "skipped (invalid config)" in res.summary()
+
+
+def test_infeasible_points_are_not_chosen():
+    cfg = load_config("m3vit-tiny-cityscapes")
+    res = explore(cfg, "zcu102", batches=(1, 8), grid=SMALL, progress=False)
+    assert res.best(8, "onchip") is None            # every image's row buffers on chip: no BRAM left
+    assert res.chosen.batch == 1
+    assert all(not p.feasible for p in res.points if p.batch == 8)
+    res_dram = explore(cfg, "zcu102", batches=(8,), modes=("edgemoe-dram",), grid=SMALL, progress=False)
+    assert res_dram.chosen is not None and res_dram.chosen.batch == 8
+
+
+def _pt(ms, dsp, bram, feasible=True):
+    return DesignPoint(16, 16, 4, 256, "w16a32", 1, "onchip", ms, dsp, bram, 0, 0, 0,
+                       {"dsp": 0, "bram36": 0, "uram": 0, "lut": 0}, feasible, [], 1.0, 1.0)
+
+
+def test_pareto_and_choice():
+    pts = [_pt(10, 100, 50), _pt(8, 200, 40), _pt(9, 300, 30), _pt(5, 400, 60), _pt(4, 500, 70, feasible=False),
+           _pt(5.02, 350, 80)]
+    front = pareto([p for p in pts if p.feasible], "dsp")
+    assert [(p.ms_per_image, p.dsp) for p in front] == [(10, 100), (8, 200), (5.02, 350), (5, 400)]
+    front_b = pareto([p for p in pts if p.feasible], "bram36")
+    assert [(p.ms_per_image, p.bram36) for p in front_b] == [(9, 30), (8, 40), (5, 60)]
+    c = choose(pts)
+    assert (c.ms_per_image, c.dsp) == (5.02, 350)    # within 1 % of the fastest: fewer DSPs wins
+    assert choose([_pt(1, 1, 1, feasible=False)]) is None
+
+
+@pytest.mark.parametrize("preset,sets", [("m3vit-micro", []),
+                                         ("m3vit-tiny-cityscapes", ["hardware.clock_mhz=250"]),
+                                         ("m3vit-micro", ["model.depth=2", "model.moe_blocks=[1]"])])
+def test_written_yaml_loads_and_differs_only_in_hardware_and_precision(tmp_path, preset, sets):
+    cfg = load_config(preset, sets)
+    res = explore(cfg, "u50", batches=(1,), grid=SMALL, progress=False)
+    path = res.write_yaml(tmp_path / "chosen.yaml")
+    text = path.read_text()
+    assert text.startswith("# written by edgemoe explore")
+    data = yaml.safe_load(text)
+    assert set(data) <= {"preset", "model", "precision", "hardware"}
+    loaded = load_config(path)
+    c = res.chosen
+    assert loaded.model == cfg.model
+    assert loaded.hardware == c.cfg.hardware
+    assert loaded.precision == c.cfg.precision
+    assert loaded.hardware.clock_mhz == cfg.hardware.clock_mhz and loaded.hardware.board == "u50"
+    a, b = cfg.to_dict(), loaded.to_dict()
+    assert {k for k in a if a[k] != b[k]} <= {"name", "hardware", "precision"}
+    assert ("preset" in data) == (not sets or sets == ["hardware.clock_mhz=250"])
+
+
+def test_keep_precision():
+    cfg = load_config("m3vit-micro", ["precision.profile=w16a16"])
+    res = explore(cfg, "zcu102", grid=dict(SMALL, profile=None), progress=False)
+    assert {p.profile for p in res.points} == {"w16a16"}
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+def test_perf_command(capsys, tmp_path):
+    out = tmp_path / "est.json"
+    assert perf_cli.main(["perf", "--config", "m3vit-micro", "--as-written", "--resources", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ms/image" in text and "modelled / roofline" in text and "(all: as written)" in text
+    assert "utilisation" in text and out.is_file()
+    assert perf_cli.main(["perf", "--config", "m3vit-micro", "--mode", "edgemoe-dram", "--batch", "4",
+                          "--routing", "skewed:2"]) == 0
+    assert "skewed" in capsys.readouterr().out
+    assert perf_cli.main(["perf", "--config", "m3vit-micro", "--routing", "zipf"]) == 2
+    assert "--routing" in capsys.readouterr().err
+
+
+def test_explore_command_writes_config(capsys, tmp_path):
+    out = tmp_path / "z.yaml"
+    rc = perf_cli.main(["explore", "--config", "m3vit-micro", "--board", "zcu102", "--batch", "1", "2", "--quick",
+                        "--no-progress", "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "Pareto front: latency vs DSP" in text and "Pareto front: latency vs BRAM36" in text
+    assert "chosen:" in text and f"wrote {out}" in text
+    assert load_config(out).hardware.board == "zcu102"
+
+
+def test_add_commands_hooks_into_a_parser():
+    from edgemoe.cli import _add_config_args
+
+    parser = argparse.ArgumentParser()
+    perf_cli.add_commands(parser.add_subparsers(dest="command", required=True), _add_config_args)
+    args = parser.parse_args(["explore", "--config", "m3vit-micro", "--set", "hardware.cu_in=8", "--board", "u280",
+                              "--batch", "1", "8"])
+    assert args.func is perf_cli.cmd_explore and args.batch == [1, 8] and args.set == ["hardware.cu_in=8"]
+    assert parser.parse_args(["report", "--out", "r.html"]).func is perf_cli.cmd_report
+    assert parser.parse_args(["perf"]).mode == "onchip"
+
+
+def test_report_html_is_self_contained(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert perf_cli.main(["report", "--config", "m3vit-micro", "--out", str(out), "--images", "1",
+                          "--batch", "4"]) == 0
+    html = out.read_text()
+    for section in ("Summary", "Per-layer latency", "Per-step cycles", "Roofline", "Resources vs zcu102 limits",
+                    "The template as written", "Routing statistics per task", "Fixed-point vs float accuracy per tap"):
+        assert f"<h2>{section}" in html, section
+    imgs = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    assert len(imgs) == 4
+    assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in imgs)
+    assert "src='http" not in html and "<script" not in html
+    for task in ("semseg", "depth"):
+        assert f"tap ({task})" in html
+    for board in BOARDS:
+        assert f"<td class='l'>{board}</td>" in html
+
+
+def test_report_markdown_writes_pngs(tmp_path):
+    from edgemoe.hls.report import write_report
+
+    out = write_report(load_config("m3vit-micro"), tmp_path / "r.md", images=1, tasks=["depth"], batch=2)
+    md = out.read_text()
+    assert "## Roofline" in md and "![Roofline](r_roofline.png)" in md
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["r_accuracy.png", "r_layers.png", "r_roofline.png", "r_routing.png"]
+
+
+@pytest.mark.slow
+def test_full_grid_on_tiny_for_every_board():
+    cfg = load_config("m3vit-tiny-cityscapes")
+    for board in BOARDS:
+        res = explore(cfg, board, batches=(1, 8), modes=("onchip", "edgemoe-dram"), progress=False)
+        assert res.best(1, "onchip") is not None
+        assert res.best(8, "edgemoe-dram") is not None

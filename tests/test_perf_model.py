@@ -1,0 +1,348 @@
+"""Structure of the cycle and resource models (hls/perf_model.py, hls/resource_model.py)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from edgemoe.boards import BOARDS
+from edgemoe.config import load_config
+from edgemoe.hls.layout import WeightLayout
+from edgemoe.hls.perf_model import (AS_WRITTEN, MODES, PENALTIES, Routing, as_routing, as_written_findings,
+                                    calibration, estimate, routing_from_golden, skewed_routing, template_context,
+                                    uniform_routing)
+from edgemoe.hls.resource_model import bram36_for, dsp_per_mult, estimate_resources, yosys_comparison
+
+TINY = "m3vit-tiny-cityscapes"
+MICRO = "m3vit-micro"
+
+
+def cfg_of(name=TINY, *sets):
+    return load_config(name, list(sets))
+
+
+def linear_iters(est, kinds=("linear",)):
+    return sum(s.loops.get("MAC_ITER", 0.0) for s in est.steps if s.kind in kinds)
+
+
+def expert_steps(est, field):
+    return sum(getattr(s, field) for s in est.steps if s.name.startswith("expert_fc"))
+
+
+# --- the unit's width -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("axis", ["cu_in", "cu_out"])
+def test_doubling_unit_width_halves_linear_iterations(mode, axis):
+    a = estimate(cfg_of(TINY, f"hardware.{axis}=16"), mode=mode)
+    b = estimate(cfg_of(TINY, f"hardware.{axis}=32"), mode=mode)
+    assert linear_iters(b) == pytest.approx(linear_iters(a) / 2, rel=1e-9)
+    assert b.linear_cycles() < a.linear_cycles()
+
+
+def test_doubling_width_roughly_halves_linear_cycles_in_edgemoe_mode():
+    """Edge-MoE's linear layers are one II=1 loop over rows x tiles x k-blocks: time follows the width."""
+    a = estimate(cfg_of(TINY, "hardware.cu_in=16"), mode="edgemoe-dram")
+    b = estimate(cfg_of(TINY, "hardware.cu_in=32"), mode="edgemoe-dram")
+    comp = lambda e: sum(s.cycles_compute for s in e.steps if s.kind == "linear")  # noqa: E731
+    assert 0.45 < comp(b) / comp(a) < 0.55
+    assert 0.45 < b.linear_cycles() / a.linear_cycles() < 0.65  # exposed weight loads do not shrink
+
+
+def test_onchip_row_overheads_do_not_scale_with_the_width():
+    """The template's ROWS loop pays the MAC pipeline depth and the CU_OUT-cycle FINISH loop per row."""
+    a = estimate(cfg_of(TINY, "hardware.cu_in=16"))
+    b = estimate(cfg_of(TINY, "hardware.cu_in=32"))
+    fin = lambda e: sum(s.loops.get("FINISH", 0.0) for s in e.steps if s.kind == "linear")  # noqa: E731
+    assert fin(a) == pytest.approx(fin(b))
+    assert 0.5 < b.linear_cycles() / a.linear_cycles() < 0.95
+
+
+# --- MoE routing --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode,batch", [("onchip", 1), ("edgemoe-dram", 8)])
+def test_top_k_one_vs_two_changes_expert_work(mode, batch):
+    k1 = estimate(cfg_of(TINY, "model.top_k=1"), mode=mode, batch=batch)
+    k2 = estimate(cfg_of(TINY, "model.top_k=2"), mode=mode, batch=batch)
+    assert expert_steps(k1, "macs") == pytest.approx(expert_steps(k2, "macs") / 2, rel=1e-6)
+    ratio = expert_steps(k1, "cycles_total") / expert_steps(k2, "cycles_total")
+    assert 0.45 < ratio < 0.85, ratio                  # compute halves, expert weight loads stay
+    assert expert_steps(k1, "weight_bytes") == pytest.approx(expert_steps(k2, "weight_bytes"), rel=0.01)
+    assert k1.ms_per_image < k2.ms_per_image
+
+
+def test_experts_are_weight_load_bound_in_edgemoe_mode_at_batch_1():
+    """~16 tokens per expert: loading an expert takes as long as running it, so top-1 saves little."""
+    k1 = estimate(cfg_of(TINY, "model.top_k=1"), mode="edgemoe-dram")
+    k2 = estimate(cfg_of(TINY, "model.top_k=2"), mode="edgemoe-dram")
+    assert expert_steps(k1, "cycles_total") / expert_steps(k2, "cycles_total") > 0.85
+    fc1 = [s for s in k2.steps if s.name == "expert_fc1"]
+    assert sum(s.loops["LOAD_LAYER"] for s in fc1) >= 0.9 * sum(s.cycles_compute for s in fc1)
+
+
+def test_routing_counts_drive_expert_loads():
+    cfg = cfg_of(TINY)
+    m = cfg.model
+    n2 = m.num_tokens * m.top_k
+    one = np.zeros(m.num_experts)
+    one[:2] = m.num_tokens                             # every token to experts 0 and 1
+    spread = np.full(m.num_experts, n2 // m.num_experts)
+    spread[: n2 - spread.sum()] += 1
+    a = estimate(cfg, [one] * len(m.moe_blocks))
+    b = estimate(cfg, [spread] * len(m.moe_blocks))
+    assert a.routing.active_experts() == [2.0] * len(m.moe_blocks)
+    assert expert_steps(a, "macs") == pytest.approx(expert_steps(b, "macs"))
+    assert expert_steps(b, "weight_bytes") == pytest.approx(8 * expert_steps(a, "weight_bytes"), rel=1e-6)
+    assert a.ms_per_image < b.ms_per_image
+    # zero tokens -> the expert is never loaded
+    none = [np.eye(m.num_experts)[0] * n2] * len(m.moe_blocks)
+    assert estimate(cfg, none).routing.active_experts()[0] == 1.0
+
+
+def test_uniform_routing_loads_every_weight_once():
+    """With every expert active, the model's weight bytes are the packed weight buffer's (same layout)."""
+    cfg = cfg_of(TINY)
+    layout = WeightLayout.of(cfg)
+    for mode in MODES:
+        est = estimate(cfg, mode=mode)
+        gates_unused = (len(cfg.model.task_names) - 1) * len(cfg.model.moe_blocks) * \
+            cfg.model.num_experts * cfg.model.embed_dim * layout.word_bits / 8
+        assert est.weight_bytes_per_image == pytest.approx(layout.nbytes - gates_unused, rel=0.01)
+
+
+def test_skewed_and_uniform_distributions():
+    cfg = cfg_of(TINY)
+    m = cfg.model
+    for rt in (uniform_routing(cfg), skewed_routing(cfg, 1.0), skewed_routing(cfg, 3.0)):
+        for c in rt.counts:
+            assert c.sum() == pytest.approx(m.num_tokens * m.top_k)
+            assert c.max() <= m.num_tokens + 1e-9
+    sk = skewed_routing(cfg, 3.0)
+    assert sk.active_experts()[0] < uniform_routing(cfg).active_experts()[0]
+    assert estimate(cfg, sk).weight_bytes_per_image < estimate(cfg).weight_bytes_per_image
+
+
+def test_routing_from_golden_micro():
+    cfg = cfg_of(MICRO)
+    rt = routing_from_golden(cfg, 2, task=0, seed=0)
+    m = cfg.model
+    assert not rt.expected and rt.images == 2 and len(rt.counts) == len(m.moe_blocks)
+    for c in rt.counts:
+        assert c.shape == (2, m.num_experts)
+        assert np.all(c.sum(axis=1) == m.num_tokens * m.top_k)
+    est = estimate(cfg, rt, batch=2, share_weights=False)
+    assert est.routing is rt and est.ms_per_image > 0
+
+
+def test_as_routing_validates():
+    cfg = cfg_of(MICRO)
+    with pytest.raises(ValueError, match="MoE blocks"):
+        as_routing(cfg, [np.ones(4)] * 5)
+    with pytest.raises(ValueError, match="experts"):
+        as_routing(cfg, [np.ones(3)] * 2)
+    r = as_routing(cfg, {1: [4, 4, 5, 5], 3: [[9, 9, 0, 0], [0, 0, 9, 9]]})
+    assert isinstance(r, Routing) and r.counts[1].shape == (2, 4) and not r.expected
+
+
+# --- batching -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batching_shares_weight_traffic(mode):
+    cfg = cfg_of(TINY)
+    b1 = estimate(cfg, batch=1, mode=mode)
+    b8 = estimate(cfg, batch=8, mode=mode)
+    assert b8.share_weights
+    assert b8.weight_bytes_per_image == pytest.approx(b1.weight_bytes_per_image / 8, rel=0.01)
+    assert b8.ms_per_image <= b1.ms_per_image * 1.001
+    # the current kernel (no sharing): same traffic per image, only the call overhead amortised
+    b8n = estimate(cfg, batch=8, mode=mode, share_weights=False)
+    assert b8n.weight_bytes_per_image == pytest.approx(b1.weight_bytes_per_image)
+    assert b8n.ms_per_image == pytest.approx(b1.ms_per_image, rel=0.01)
+    assert any("not implemented" in n for n in b8.notes)
+
+
+def test_batching_takes_the_union_of_active_experts():
+    cfg = cfg_of(MICRO)
+    e = cfg.model.num_experts
+    img_a = [9, 9, 0, 0]
+    img_b = [0, 0, 9, 9]
+    routing = [[img_a, img_b]] * len(cfg.model.moe_blocks)
+    shared = estimate(cfg, routing, batch=2)
+    alone = estimate(cfg, routing, batch=2, share_weights=False)
+    # disjoint experts: sharing saves nothing on the experts, only on the dense weights
+    assert expert_steps(shared, "weight_bytes") == pytest.approx(expert_steps(alone, "weight_bytes"))
+    same = [[img_a, img_a]] * len(cfg.model.moe_blocks)
+    s2 = estimate(cfg, same, batch=2)
+    assert expert_steps(s2, "weight_bytes") == pytest.approx(expert_steps(shared, "weight_bytes") / 2)
+    assert e == 4
+
+
+# --- the reference figures ------------------------------------------------------------------------
+
+def test_edgemoe_reference_configuration_in_published_range():
+    cfg = cfg_of(TINY)
+    h = cfg.hardware
+    assert (h.cu_in, h.cu_out, h.attn_parallel, h.axi_width, h.clock_mhz, cfg.precision.name) == \
+        (16, 16, 4, 256, 300.0, "w16a32")
+    est = estimate(cfg, mode="edgemoe-dram")
+    assert 18.0 <= est.ms_per_image <= 25.0, est.ms_per_image
+    assert est.macs_per_image == pytest.approx(0.78e9, rel=0.02)
+
+
+def test_roofline_matches_design_reference():
+    """DESIGN.md: ~1.0 ms compute (16x16-bit, one MAC per DSP) and ~2.4 ms of weights at 15 GB/s."""
+    r = estimate(cfg_of(TINY, "precision.profile=w16a16")).roofline
+    assert r.dsp_per_mac == 1
+    assert r.compute_ms == pytest.approx(1.0, rel=0.1)
+    assert r.traffic_ms == pytest.approx(2.4, rel=0.1)
+    assert r.ratio >= 1 and r.design_ratio >= 1
+    assert estimate(cfg_of(TINY)).roofline.dsp_per_mac == 2  # 32-bit activations x 16-bit weights
+
+
+def test_attention_stream_follows_template_attn_cycles():
+    """The key stream's trip count is the template's ATTN_CYCLES (writer.context)."""
+    vals = {}
+    for p in (1, 2, 4, 8):
+        cfg = cfg_of(TINY, f"hardware.attn_parallel={p}")
+        est = estimate(cfg)
+        stream = sum(s.loops["STREAM"] for s in est.steps if s.name == "attn_stream")
+        vals[p] = (template_context(cfg)["attn_cycles"], stream)
+    for p in (2, 4, 8):
+        assert vals[p][1] / vals[1][1] == pytest.approx(vals[p][0] / vals[1][0], rel=0.02)
+
+
+def test_penalties_of_the_template_as_written_only_add():
+    cfg = cfg_of(MICRO)
+    rows = as_written_findings(cfg)
+    base = rows[0]["ms_per_image"]
+    assert [r["penalty"] for r in rows[1:-1]] == list(PENALTIES)
+    assert all(r["ms_per_image"] >= base * 0.999 for r in rows)
+    assert rows[-1]["ms_per_image"] > max(r["ms_per_image"] for r in rows[1:-1])
+    assert estimate(cfg, penalties=AS_WRITTEN).penalties == AS_WRITTEN
+    with pytest.raises(ValueError, match="unknown penalties"):
+        estimate(cfg, penalties={"nope"})
+
+
+# --- calibration ----------------------------------------------------------------------------------
+
+def test_calibration_from_rtl_measurements(tmp_path):
+    cfg = cfg_of(MICRO)
+    d = tmp_path / cfg.digest()[:12]
+    d.mkdir()
+    (d / "config.yaml").write_text(cfg.to_yaml())
+    (d / "perf.json").write_text(json.dumps({"exp": {"icarus": {"latency": 40, "ii": 1.0}},
+                                             "recip": {"verilator": {"latency": 9, "latency_max": 11, "ii": 1.0}}}))
+    cal = calibration(cfg, tmp_path)
+    assert cal["exp"]["latency"] == 40 and cal["recip"]["latency"] == 11
+    assert "this config" in cal["exp"]["how"]
+    slow = estimate(cfg, sim_root=tmp_path)
+    assert slow.calibrated and slow.latency["exp"] == 40
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    plain = estimate(cfg, sim_root=empty)
+    assert not plain.calibrated and any("uncalibrated" in n for n in plain.notes)
+    att = lambda e: e.step_cycles("attn_stream") + e.step_cycles("attn_av")  # noqa: E731
+    assert att(slow) > att(plain)
+
+
+def test_calibration_exp_ii_limits_attention(tmp_path):
+    cfg = cfg_of(MICRO)
+    d = tmp_path / cfg.digest()[:12]
+    d.mkdir()
+    (d / "perf.json").write_text(json.dumps({"exp": {"icarus": {"latency": 7, "ii": 8.0}}}))
+    slow = estimate(cfg, sim_root=tmp_path)
+    fast = estimate(cfg, calibrate=False)
+    assert slow.step_cycles("attn_av") > 1.5 * fast.step_cycles("attn_av")
+
+
+# --- every preset, board and mode ------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", [TINY, MICRO])
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_model_runs_for_every_preset_board_and_mode(preset, board):
+    cfg = cfg_of(preset, f"hardware.board={board}")
+    for mode in MODES:
+        est = estimate(cfg, mode=mode)
+        assert est.ms_per_image > 0 and est.roofline.ratio >= 1
+        assert est.total_cycles == pytest.approx(sum(s.cycles_total for s in est.steps) + 200)
+        text = est.table()
+        assert "ms/image" in text and "roofline" in text
+        res = estimate_resources(cfg, mode)
+        assert res.totals["dsp"] > 0 and res.limits["dsp"] == BOARDS[board].dsp
+        assert "utilisation" in res.table()
+
+
+def test_per_step_totals_are_consistent():
+    est = estimate(cfg_of(TINY))
+    for s in est.steps:
+        assert s.cycles_total >= 0 and s.cycles_compute >= 0 and s.cycles_memory >= 0
+        # a step takes at least its compute (overlap can hide memory, not compute)
+        assert s.cycles_total >= s.cycles_compute * 0.999 or s.kind == "moe"
+    blocks = est.per_block()
+    assert sum(blocks.values()) == pytest.approx(est.cycles_per_image - 200)
+    assert set(blocks) == set(range(-1, est.cfg.model.depth + 1))
+
+
+# --- resources --------------------------------------------------------------------------------------
+
+def test_dsp_per_multiplier():
+    assert dsp_per_mult(16, 16) == 1
+    assert dsp_per_mult(27, 18) == 1
+    assert dsp_per_mult(32, 16) == 2
+    assert dsp_per_mult(24, 24) == 2
+    assert dsp_per_mult(8, 16) == 1
+    assert dsp_per_mult(18, 18, a_signed=False) == 1     # 19-bit on the 27-bit port
+    assert dsp_per_mult(18, 18, a_signed=False, b_signed=False) == 2
+    assert dsp_per_mult(48, 48) == 6
+
+
+def test_bram_shapes():
+    assert bram36_for(1024, 36) == 1
+    assert bram36_for(512, 36) == 0.5
+    assert bram36_for(129 * 48, 32) == 6.5          # 13 BRAM18 of 512 x 36
+    assert bram36_for(4096, 9) == 1
+
+
+def test_compute_unit_dsps_follow_width_and_types():
+    r16 = estimate_resources(cfg_of(TINY))
+    r32 = estimate_resources(cfg_of(TINY, "hardware.cu_in=32"))
+    ra = estimate_resources(cfg_of(TINY, "precision.profile=w16a16"))
+    cu = lambda r: next(u for u in r.units if u.name == "compute unit").dsp  # noqa: E731
+    assert cu(r16) - 3 == 16 * 16 * 2                   # 32x16-bit MACs: 2 DSPs each
+    assert cu(r32) - 3 == 32 * 16 * 2
+    assert cu(ra) - 2 == 16 * 16                         # 16x16-bit: one each
+    assert ra.totals["bram36"] < r16.totals["bram36"]    # 16-bit row buffers
+
+
+def test_onchip_batch_sharing_scales_buffers_dram_mode_does_not():
+    cfg = cfg_of(TINY)
+    on1, on8 = estimate_resources(cfg, "onchip", 1), estimate_resources(cfg, "onchip", 8)
+    dr1, dr8 = estimate_resources(cfg, "edgemoe-dram", 1), estimate_resources(cfg, "edgemoe-dram", 8)
+    assert on8.totals["bram36"] > 5 * on1.totals["bram36"]
+    assert not on8.fits() and on1.fits()
+    assert dr8.totals == dr1.totals
+
+
+def test_uram_used_on_alveo_only():
+    z = estimate_resources(cfg_of(TINY, "hardware.board=zcu102"), "onchip", 8)
+    u = estimate_resources(cfg_of(TINY, "hardware.board=u280"), "onchip", 8)
+    assert z.totals["uram"] == 0 and u.totals["uram"] > 0
+    assert u.totals["bram36"] < z.totals["bram36"]
+    assert math.isfinite(u.utilisation["uram"])
+
+
+def test_yosys_figures_side_by_side(tmp_path):
+    cfg = cfg_of(MICRO)
+    rows, text = yosys_comparison(cfg, tmp_path)
+    assert rows == [] and "no yosys figures" in text
+    d = tmp_path / cfg.digest()[:12]
+    (d / "exp" / "rtl").mkdir(parents=True)
+    (d / "exp" / "rtl" / "yosys.json").write_text(json.dumps({"DSP48E2": 3, "LUT": 420, "FF": 310}))
+    (d / "synth_report.json").write_text(json.dumps({"recip": {"yosys": {"dsp": 1, "lut": 500}}}))
+    rows, text = yosys_comparison(cfg, tmp_path)
+    by = {r["unit"]: r for r in rows}
+    assert by["exp"]["yosys"]["dsp"] == 3 and by["exp"]["model"]["dsp"] >= 1
+    assert by["recip"]["yosys"]["lut"] == 500
+    assert "exp" in text and "420" in text
