@@ -3,7 +3,7 @@ PYTHON  ?= python3.11
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-DEB_PACKAGES := iverilog yosys
+DEB_PACKAGES := iverilog yosys g++
 PYTEST_WORKERS ?= 2
 
 .PHONY: all demo test test-slow bench report explore setup deb clean help
@@ -11,7 +11,7 @@ PYTEST_WORKERS ?= 2
 all: test
 
 help:
-	@echo "make demo       the main job on the embedded default (m3vit-tiny-cityscapes)"
+	@echo "make demo       the main job: m3vit-tiny-cityscapes accelerator on the simulated device, both tasks"
 	@echo "make test       set up (virtualenv, pinned packages, Debian packages) and run the tests"
 	@echo "make test-slow  the slow sweeps (full-size presets, more seeds)"
 	@echo "make bench      benchmarks: golden fixed-point vs C simulation vs float img/s, generate + compile time"
@@ -38,8 +38,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -c "import edgemoe, torch, torchvision, timm, apytypes, pynq" 
 	touch $(STAMP)
 
+DEMO_ARGS ?=
 demo: setup
-	$(VENV)/bin/edgemoe golden --config m3vit-tiny-cityscapes --task all --images 2
+	$(PY) -m edgemoe.host.demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=10
@@ -58,4 +59,5 @@ explore: setup
 
 clean:
 	rm -rf build out .pytest_cache
+	rm -f bitstreams/*.simbit bitstreams/*.csim.so bitstreams/*.regmap.json
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

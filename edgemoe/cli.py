@@ -10,6 +10,10 @@
     edgemoe explore  [--config C] [--board zcu102|u50|u280] [--batch 1 8] [--mode onchip|edgemoe-dram|both]
                      [--out chosen.yaml]
     edgemoe report   [--config C] --out report.html|report.md [--batch 8] [--images 1]
+    edgemoe run      [--config C] [--weights W] [--device auto|sim|board] [--task T] [--out DIR] IMAGE...
+    edgemoe compare  [--config C] [--weights W] [--device ...] [--taps blocks|all|none|LIST] [--images N | --image F ...]
+    edgemoe pack     [--config C] [--weights CKPT | --timm-weights W | --seed S] --out FILE
+    edgemoe register [--config C] [--board B] OVERLAY [FILE ...]
 
 Every command takes ``--config`` (a preset name or a YAML file) and any
 number of ``--set`` overrides.  Errors in what the user typed end in one line
@@ -199,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     from edgemoe.hls.perf_cli import add_commands as add_perf_commands
+    from edgemoe.host.cli import add_commands as add_host_commands
     add_perf_commands(sub, _add_config_args)
+    add_host_commands(sub, _add_config_args)
     return parser
 
 
@@ -209,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     from edgemoe.hls.csim import ToolError
+    from edgemoe.host.errors import HostError
 
-    user_errors: tuple[type[Exception], ...] = (ConfigError, FixedTypeError, ImageError, ToolError)
+    user_errors: tuple[type[Exception], ...] = (ConfigError, FixedTypeError, ImageError, ToolError, HostError)
     try:
         from edgemoe.golden.checkpoint import CheckpointError
         user_errors += (CheckpointError,)

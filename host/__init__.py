@@ -1,1 +1,34 @@
-"""host: PYNQ runtime (overlay driver, weight packing, simulated device) and its CLI."""
+"""host: PYNQ runtime (overlay driver, weight packing, simulated device) and its CLI.
+
+Modules (imported lazily: ``from edgemoe.host import Accelerator`` pulls in pynq only then):
+
+- :mod:`~edgemoe.host.runtime`: :class:`Accelerator` (overlay + driver + weight buffer + heads; ``infer``),
+  device selection, image preprocessing, :class:`Result`;
+- :mod:`~edgemoe.host.driver`: :class:`EdgeMoEDriver`, the ``pynq.DefaultIP`` bound to the kernel's VLNV;
+- :mod:`~edgemoe.host.simdevice`: :class:`SimDevice` (a ``pynq.Device`` running the csim library),
+  ``.simbit`` overlays, :func:`build_sim_overlay`;
+- :mod:`~edgemoe.host.weights_file`: packed weights files (versioned, checksummed);
+- :mod:`~edgemoe.host.manifest`: bitstreams/manifest.json (add an entry, verify before loading);
+- :mod:`~edgemoe.host.compare`: device vs golden per tap, fixed vs float per task output;
+- :mod:`~edgemoe.host.visualize`: segmentation / depth PNGs;
+- :mod:`~edgemoe.host.cli`: ``edgemoe run | compare | pack | register``; :mod:`~edgemoe.host.demo`: ``make demo``.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Accelerator": "runtime", "Result": "runtime", "select_device": "runtime", "preprocess": "runtime",
+    "EdgeMoEDriver": "driver", "SimDevice": "simdevice", "build_sim_overlay": "simdevice",
+    "PackedWeights": "weights_file", "pack_state_dict": "weights_file", "load_weights_file": "weights_file",
+    "HostError": "errors", "ManifestError": "errors", "OverlayMismatchError": "errors", "WeightsFileError": "errors",
+    "DeviceError": "errors", "KernelError": "errors", "KernelTimeout": "errors", "SimBusError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,201 @@
+"""The main job on the embedded default: a real photo through the simulated accelerator, checked against golden.
+
+    python -m edgemoe.host.demo [--config m3vit-tiny-cityscapes] [--weights CKPT] [--out out/demo]
+
+1. weights: synthetic (seeded), or the M3ViT checkpoint given, packed into the
+   kernel's DRAM layout (a versioned file with a checksum; cached);
+2. the accelerator: the Vitis HLS project generated (kernel, testbench, tcl,
+   board flow) and its kernel compiled with g++ into the simulated overlay,
+   registered in bitstreams/manifest.json;
+3. a real photo bundled with scikit-image (Middlebury's motorcycle scene),
+   cropped and resized to the configured 128x256;
+4. the simulated PYNQ device: pynq.Overlay, pynq.allocate and the kernel
+   driver, both tasks (segmentation and depth) with their per-stage times;
+5. the bit-exact check against the golden fixed-point model (kernel output and
+   a few taps per task) and the fixed-vs-float error of each task's output;
+6. the output PNGs: input, colourised segmentation, depth, and an overview.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+PHOTOS = {
+    "motorcycle": ("Middlebury stereo 'motorcycle' (left view)", lambda d: d.stereo_motorcycle()[0]),
+    "astronaut": ("astronaut Eileen Collins (NASA)", lambda d: d.astronaut()),
+    "coffee": ("a cup of coffee", lambda d: d.coffee()),
+    "rocket": ("a rocket on the launch pad (NASA)", lambda d: d.rocket()),
+}
+DEFAULT_TAPS = "embed,blocks.0.out,blocks.1.gate_scores,blocks.1.topk_idx,blocks.1.moe"
+
+
+_T = {"last": None}
+
+
+def _close_step() -> None:
+    if _T["last"] is not None:
+        print(f"  ({time.perf_counter() - _T['last']:.1f} s)")
+    _T["last"] = None
+
+
+def _step(i: int, n: int, text: str) -> None:
+    _close_step()
+    _T["last"] = time.perf_counter()
+    print(f"\n[{i}/{n}] {text}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edgemoe.host.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default="m3vit-tiny-cityscapes", help="preset or YAML (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="config override")
+    p.add_argument("--weights", help="an M3ViT checkpoint (.pth or a directory of rank shards) or a packed "
+                                     "weights file; default: synthetic weights")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights (default: 0)")
+    p.add_argument("--photo", nargs="+", default=["motorcycle"], choices=sorted(PHOTOS),
+                   help="bundled photo(s) to run (default: motorcycle); several go in one kernel call")
+    p.add_argument("--taps", default=DEFAULT_TAPS, help="taps checked bit for bit besides the kernel output "
+                                                        "(comma list, 'blocks', 'all' or 'none'; default: %(default)s)")
+    p.add_argument("--out", default="out/demo", help="output folder (default: %(default)s)")
+    args = p.parse_args(argv)
+
+    from edgemoe.config import ConfigError, load_config
+    from edgemoe.golden.checkpoint import CheckpointError
+    from edgemoe.images import ImageError
+
+    from .errors import HostError
+
+    try:
+        return _run(args, load_config(args.config, args.set))
+    except (HostError, ConfigError, ImageError, CheckpointError) as e:
+        print(f"demo: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args, cfg) -> int:
+    import numpy as np
+    import skimage.data
+    import torch
+
+    from edgemoe.golden.synthetic import synthetic_state_dict
+    from edgemoe.hls.project import HLSProject
+    from edgemoe.images import to_model_input
+
+    from .compare import compare_device, format_comparison, select_taps
+    from .paths import cache_dir
+    from .runtime import Accelerator
+    from .simdevice import build_sim_overlay
+    from .visualize import save_overview, save_png, save_task_maps, to_rgb
+    from .weights_file import is_weights_file, load_weights_file, packed_for
+
+    torch.set_grad_enabled(False)
+    t_start = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    m = cfg.model
+    steps = 6
+    print(f"edgemoe demo: config {cfg.name} ({m.img_height}x{m.img_width}, dim {m.embed_dim}, depth {m.depth}, "
+          f"{m.num_experts} experts top-{m.top_k}, tasks {', '.join(m.task_names)}; precision {cfg.precision.name}; "
+          f"digest {cfg.digest()[:12]})")
+
+    _step(1, steps, "weights -> the kernel's DRAM layout")
+    float_sd = None
+    if args.weights and is_weights_file(args.weights):
+        packed = load_weights_file(args.weights, cfg)
+        print(f"  packed weights file {args.weights} ({packed.source}); no float weights: the fixed-vs-float "
+              f"error is skipped")
+    else:
+        if args.weights:
+            from edgemoe.golden.checkpoint import load_m3vit_checkpoint
+
+            loaded = load_m3vit_checkpoint(args.weights, m)
+            float_sd, source = loaded.state_dict, f"M3ViT checkpoint {Path(args.weights).name}"
+            for n in loaded.notices:
+                print(f"  {n}")
+        else:
+            float_sd, source = synthetic_state_dict(m, seed=args.seed), f"synthetic (seed {args.seed})"
+        print(f"  weights: {source}")
+        packed = packed_for(cfg, float_sd, source, cache_dir() / "host-cache" / "weights",
+                            log=lambda s: print("  " + s))
+    lay = packed.layout
+    print(f"  {lay['total_words']} {lay['word_bits']}-bit words ({packed.nbytes / 1e6:.1f} MB; per layer, per expert "
+          f"contiguous, one gate per task) + {len(packed.heads)} float head tensors; sha256 {packed.sha256[:16]}")
+
+    _step(2, steps, "generate and compile the accelerator (Vitis HLS project + g++ C simulation)")
+    t0 = time.perf_counter()
+    proj = HLSProject(cfg, packed.quantized(cfg))
+    project_dir = proj.write(out / "hls")
+    n_files = sum(1 for f in project_dir.rglob("*") if f.is_file())
+    print(f"  HLS project: {project_dir} ({n_files} files: kernel, testbench + data, build_prj.tcl, "
+          f"{cfg.hardware.board} flow, regmap.json, layout.json) in {time.perf_counter() - t0:.1f} s")
+    entry = build_sim_overlay(cfg, project_dir=project_dir, cache_dir=cache_dir() / "csim-cache", reuse=False,
+                              log=lambda s: print("  " + s))
+
+    _step(3, steps, "a real photo")
+    photos, names = [], []
+    for name in args.photo:
+        desc, fetch = PHOTOS[name]
+        raw = fetch(skimage.data)
+        photos.append(to_model_input(raw, m.img_height, m.img_width, name))
+        names.append(name)
+        print(f"  {name}: {desc}, scikit-image bundled sample, {raw.shape[1]}x{raw.shape[0]} -> centre crop to "
+              f"{m.img_width}:{m.img_height} and resize to {m.img_width}x{m.img_height}")
+    images = torch.stack(photos)
+
+    _step(4, steps, "the simulated device: pynq.Overlay + pynq.allocate + the kernel driver, both tasks")
+    acc = Accelerator(cfg, overlay=entry.overlay, weights=packed, device="sim", max_batch=max(1, len(photos)),
+                      log=lambda s: print("  " + s))
+    print(f"  driver: {type(acc.driver).__module__}.{type(acc.driver).__name__} bound by pynq to "
+          f"{acc.driver.name} [{acc.driver.vlnv}]; weight buffer {acc.weights.nbytes / 1e6:.1f} MB at "
+          f"{acc._wbuf.device_address:#x}, written once")
+    res = acc.infer(images, "all")
+    print(f"  {len(photos)} image(s) x {len(res.outputs)} task(s) in {res.kernel_calls} kernel call(s) "
+          f"(task switch = the task register; the weights stay)")
+    print("  per-stage times: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in res.timings.items())
+          + f"; total {sum(res.timings.values()) * 1e3:.0f} ms")
+    print("  (kernel = the kernel's C simulation on this CPU, not the speed of the FPGA)")
+
+    _step(5, steps, "check against the golden model")
+    taps = select_taps(cfg, args.taps)
+    results = compare_device(acc, res.pixels, "all", taps, float_sd, result=res)
+    for c in results:
+        print()
+        print("\n".join("  " + line for line in format_comparison(
+            c, "skipped (a packed file holds no float weights)").splitlines()))
+    ok = all(c.exact for c in results)
+    print(f"\n  bit-exact with the golden fixed-point model: {'yes' if ok else 'NO'} ("
+          + ", ".join(f"{c.task} {'yes' if c.exact else 'NO'} ({sum(t.exact for t in c.taps)}/{len(c.taps)})"
+                      for c in results) + ")")
+
+    _step(6, steps, "output images")
+    saved = []
+    for i, name in enumerate(names):
+        saved.append(save_png(out / f"{name}_input.png", to_rgb(res.images[i])))
+    saved += save_task_maps(res, out, names)
+    for i, name in enumerate(names):
+        saved.append(save_overview(out / f"{name}_overview.png", res, i,
+                                   f"edgemoe {cfg.name}, simulated device, {packed.source or 'packed'} weights: "
+                                   f"{'bit-exact' if ok else 'NOT bit-exact'} with golden"
+                                   + ("\n(synthetic weights: an untrained model, so the maps carry no scene meaning)"
+                                      if "synthetic" in packed.source else "")))
+    for path in saved:
+        print(f"  {path}")
+    if "synthetic" in packed.source:
+        print("  note: synthetic weights are an untrained model: the maps are what it computes, not a scene "
+              "parse (--weights CHECKPOINT for a trained M3ViT)")
+    for task, out_t in res.outputs.items():
+        mp = res.map(task)
+        if out_t.shape[1] > 1:
+            hist = np.bincount(mp.reshape(-1), minlength=out_t.shape[1]) / mp.size
+            print(f"  {task}: pixels per class " + ", ".join(f"{v:.0%}" for v in hist))
+        else:
+            print(f"  {task}: range {float(mp.min()):.3f}..{float(mp.max()):.3f}")
+    _close_step()
+    print(f"\ndemo done in {time.perf_counter() - t_start:.1f} s: {'bit-exact' if ok else 'NOT bit-exact'}; "
+          f"images in {out}/")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,482 @@
+"""A simulated PYNQ device: pynq.Overlay, pynq.allocate and the kernel driver run unchanged on any machine.
+
+:class:`SimDevice` is a ``pynq.Device`` subclass.  It registers itself with
+pynq's device probing (after every real device class, and it answers the
+probe only when pynq found no board), serves ``allocate`` from host memory
+with simulated physical addresses, and serves the kernel's AXI-Lite
+registers through pynq's ``REGISTER_RW`` MMIO path.  Writing ap_start runs
+the C-simulation library of the generated kernel on the memory behind the
+addresses written to the pointer registers, then raises ap_done / ap_idle
+and fills the config_hash and status output registers, as the hardware does.
+
+A simulated overlay is a ``.simbit`` JSON file in bitstreams/ (see
+:func:`build_sim_overlay`) naming the csim library, the register map and the
+config; it is registered in the same manifest as a real build.
+``SimDevice.get_bitfile_metadata`` turns it into the ip_dict pynq expects,
+so ``pynq.Overlay("x.simbit", device=sim).edgemoe_vit_0`` is the kernel driver.
+
+The kernel runs synchronously inside the register write that sets ap_start;
+ap_done is up when that write returns (the driver's timeout only matters for
+a hang).  Fault injection: ``SimDevice(hang=True)`` never raises ap_done (``hang=n``:
+the next n starts hang); a hung kernel is reset by downloading the overlay again.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import shutil
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pynq
+from pynq.buffer import PynqBuffer
+
+from edgemoe import __version__
+
+from .errors import OverlayMismatchError, SimBusError
+
+SIMBIT_FORMAT = "edgemoe-simbit"
+SIMBIT_VERSION = 1
+#: the kernel's IP (Vitis HLS export: vendor edgemoe.org, library hls, version 1.0) and its instance name
+VLNV = "edgemoe.org:hls:edgemoe_vit:1.0"
+INSTANCE = "edgemoe_vit_0"
+#: where the kernel's AXI-Lite registers sit (M_AXI_HPM0_FPD on the ZCU102, as in the block design)
+CTRL_BASE = 0xA000_0000
+CTRL_RANGE = 0x1_0000
+#: simulated DDR: allocations start here, aligned to pages
+DDR_BASE = 0x8_0000_0000
+PAGE = 4096
+
+
+def container_bits(bits: int) -> int:
+    for w in (8, 16, 32, 64):
+        if bits <= w:
+            return w
+    raise ValueError(f"{bits}-bit words do not fit a 64-bit container")
+
+
+def buffer_types(cfg) -> dict[str, np.dtype]:
+    """numpy dtype of the words in each m_axi buffer (the kernel's pixel/weight/out word types)."""
+    from edgemoe.hls.layout import WeightLayout
+    from edgemoe.hls.writer import out_word_bits
+
+    return {"image": np.dtype(f"uint{container_bits(cfg.precision.pixel.bits)}"),
+            "weights": WeightLayout.of(cfg).numpy_dtype,
+            "activations": np.dtype(f"int{out_word_bits(cfg)}")}
+
+
+# --- the simulated overlay file ------------------------------------------------------
+
+def simbit_data(cfg, library: str, regmap: str) -> dict:
+    """Contents of a ``.simbit``: what the simulated PL holds (paths relative to the file)."""
+    from edgemoe.golden.fixed_model import tap_schedule
+    from edgemoe.hls.interface import TOP, config_hash32
+    from edgemoe.hls.layout import WeightLayout
+    from edgemoe.hls.writer import tap_words
+
+    m = cfg.model
+    types = buffer_types(cfg)
+    return {
+        "format": SIMBIT_FORMAT, "version": SIMBIT_VERSION, "kernel": TOP, "instance": INSTANCE, "vlnv": VLNV,
+        "phys_addr": CTRL_BASE, "addr_range": CTRL_RANGE, "library": library, "regmap": regmap,
+        "config_name": cfg.name, "config_digest": cfg.digest(), "config_hash": config_hash32(cfg),
+        "generator_version": __version__, "clock_mhz": cfg.hardware.clock_mhz,
+        "tasks": len(m.tasks), "taps": len(tap_schedule(m)),
+        "buffers": {
+            "image": {"dtype": types["image"].str, "words_per_image": m.in_chans * m.img_height * m.img_width},
+            "weights": {"dtype": types["weights"].str, "words": WeightLayout.of(cfg).total_words},
+            "activations": {"dtype": types["activations"].str, "words_per_image": m.num_tokens * m.embed_dim,
+                            "tap_words_per_image": max(tap_words(cfg).values())},
+        },
+    }
+
+
+def load_simbit(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OverlayMismatchError(f"{path}: not a simulated overlay (.simbit JSON): {e}") from None
+    if not isinstance(data, dict) or data.get("format") != SIMBIT_FORMAT:
+        raise OverlayMismatchError(f"{path}: not a simulated overlay (format is not {SIMBIT_FORMAT!r}); "
+                                   f"a real .bit/.xclbin needs --device board")
+    if data.get("version") != SIMBIT_VERSION:
+        raise OverlayMismatchError(f"{path}: .simbit version {data.get('version')!r}, this edgemoe reads "
+                                   f"{SIMBIT_VERSION}; rebuild it")
+    data["_root"] = str(path.resolve().parent)
+    return data
+
+
+def _pynq_registers(regmap: dict) -> dict:
+    """The register map in the form of a .hwh-derived ip_dict (so ``driver.register_map`` works too)."""
+    out = {}
+    for name, reg in regmap["registers"].items():
+        if "bits" in reg:  # control registers
+            access = "read-write"
+            fields = {b.upper(): {"bit_offset": i, "bit_width": 1, "access": "read-write", "description": b}
+                      for b, i in reg["bits"].items()}
+            out[name.upper()] = {"address_offset": reg["offset"], "size": 32, "access": access,
+                                 "description": name, "fields": fields}
+        elif reg["kind"] == "pointer":
+            for i, half in enumerate(("low", "high")):
+                out[f"{name}_{i + 1}"] = {"address_offset": reg["offset"] + 4 * i, "size": 32,
+                                          "access": "write-only", "description": f"{reg['doc']} ({half} word)",
+                                          "fields": {name: {"bit_offset": 0, "bit_width": 32,
+                                                            "access": "write-only", "description": half}}}
+        elif reg["kind"] == "scalar":
+            out[name] = {"address_offset": reg["offset"], "size": 32, "access": "write-only",
+                         "description": reg["doc"],
+                         "fields": {name: {"bit_offset": 0, "bit_width": 32, "access": "write-only",
+                                           "description": reg["doc"]}}}
+        else:
+            out[name] = {"address_offset": reg["offset"], "size": 32, "access": "read-only",
+                         "description": reg["doc"],
+                         "fields": {name: {"bit_offset": 0, "bit_width": 32, "access": "read-only",
+                                           "description": reg["doc"]}}}
+            out[f"{name}_ctrl"] = {"address_offset": reg["ctrl_offset"], "size": 32, "access": "read-only",
+                                   "description": f"{name} control",
+                                   "fields": {f"{name}_ap_vld": {"bit_offset": reg["ap_vld_bit"], "bit_width": 1,
+                                                                 "access": "read-only", "description": "ap_vld"}}}
+    return out
+
+
+class SimParser:
+    """What ``pynq.Overlay`` reads from a parser (HWH/XclBin), built from a ``.simbit``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.simbit = load_simbit(path)
+        root = Path(self.simbit["_root"])
+        self.library = root / self.simbit["library"]
+        if not self.library.is_file():
+            raise OverlayMismatchError(f"{path}: its C simulation library {self.library} is missing (rebuild the "
+                                       f"simulated overlay)")
+        try:
+            self.regmap = json.loads((root / self.simbit["regmap"]).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise OverlayMismatchError(f"{path}: register map {self.simbit['regmap']} cannot be read: {e}") from None
+        inst = self.simbit["instance"]
+        self.ip_dict = {inst: {
+            "fullpath": inst, "type": self.simbit["vlnv"], "bdtype": None, "state": None,
+            "phys_addr": self.simbit["phys_addr"], "addr_range": self.simbit["addr_range"],
+            "mem_id": "s_axi_control", "memtype": "REGISTER", "gpio": {}, "interrupts": {},
+            "parameters": {"C_S_AXI_CONTROL_BASEADDR": hex(self.simbit["phys_addr"]),
+                           "C_S_AXI_CONTROL_HIGHADDR": hex(self.simbit["phys_addr"] + self.simbit["addr_range"] - 1),
+                           "CONFIG_DIGEST": self.simbit["config_digest"],
+                           "CLK_FREQ_MHZ": self.simbit["clock_mhz"]},
+            "registers": _pynq_registers(self.regmap),
+        }}
+        self.mem_dict: dict = {}
+        self.gpio_dict: dict = {}
+        self.interrupt_pins: dict = {}
+        self.interrupt_controllers: dict = {}
+        self.hierarchy_dict: dict = {}
+        self.clock_dict: dict = {}
+        self.systemgraph = None
+
+
+# --- the kernel as the simulated PL runs it ---------------------------------------------
+
+@dataclass
+class KernelCall:
+    """One ap_start seen by the simulated kernel (for tests and statistics)."""
+
+    task: int
+    num_images: int
+    tap: int
+    status: int | None
+    seconds: float
+    hung: bool = False
+
+
+class _SimKernel:
+    """Register file and behaviour of one edgemoe_vit instance."""
+
+    def __init__(self, device: "SimDevice", parser: SimParser):
+        from edgemoe.hls.csim import CsimLibrary
+
+        self.device = device
+        self.simbit = parser.simbit
+        self.base = parser.simbit["phys_addr"]
+        self.range = parser.simbit["addr_range"]
+        self.lib = CsimLibrary(parser.library)
+        regs = parser.regmap["registers"]
+        self.reg = {name: r["offset"] for name, r in regs.items()}
+        bits = regs["ap_ctrl"]["bits"]
+        self.AP_START, self.AP_DONE = 1 << bits["ap_start"], 1 << bits["ap_done"]
+        self.AP_IDLE, self.AP_READY = 1 << bits["ap_idle"], 1 << bits["ap_ready"]
+        self.outputs = {r["offset"]: r["ctrl_offset"] for r in regs.values() if r.get("kind") == "output"}
+        self.tap_none = parser.regmap["tap_none"]
+        self.values: dict[int, int] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.values = {}  # every register reads 0 until written
+        self.ctrl = self.AP_IDLE
+
+    def contains(self, address: int) -> bool:
+        return self.base <= address < self.base + self.range
+
+    def read(self, offset: int) -> int:
+        if offset == self.reg["ap_ctrl"]:
+            value = self.ctrl
+            self.ctrl &= ~(self.AP_DONE | self.AP_READY)  # clear on read, as Vitis HLS's ap_ctrl_hs
+            return value
+        value = self.values.get(offset, 0)
+        if offset in self.outputs.values():  # ap_vld: clear on read
+            self.values[offset] = 0
+        return value
+
+    def write(self, offset: int, value: int) -> None:
+        if offset == self.reg["ap_ctrl"]:
+            if value & self.AP_START and self.ctrl & self.AP_IDLE:
+                self.ctrl = (self.ctrl & ~self.AP_IDLE) | self.AP_START
+                self.run()
+            return
+        if offset in self.outputs or offset in self.outputs.values():
+            return  # read-only output registers
+        self.values[offset] = value & 0xFFFF_FFFF
+
+    def _ptr(self, name: str) -> int:
+        off = self.reg[name]
+        return self.values.get(off, 0) | (self.values.get(off + 4, 0) << 32)
+
+    def run(self) -> None:
+        """ap_start: run the csim library on the buffers behind the pointer registers."""
+        task = self.values.get(self.reg["task"], 0) & 0xFF
+        n = self.values.get(self.reg["num_images"], 0) & 0xFFFF
+        tap = self.values.get(self.reg["tap"], 0) & 0xFFFF
+        if self.device._take_hang():
+            self.ctrl &= ~self.AP_START  # started, never finishes
+            self.device.calls.append(KernelCall(task, n, tap, None, 0.0, hung=True))
+            return
+        t0 = time.perf_counter()
+        sb = self.simbit["buffers"]
+        touches_memory = n > 0 and task < self.simbit["tasks"] and (tap == self.tap_none or tap < self.simbit["taps"])
+        out_per_image = sb["activations"]["words_per_image"] if tap == self.tap_none \
+            else sb["activations"]["tap_words_per_image"]
+        try:
+            if touches_memory:
+                pix = self.device.memory(self._ptr("image"), n * sb["image"]["words_per_image"],
+                                         sb["image"]["dtype"], "image")
+                w = self.device.memory(self._ptr("weights"), sb["weights"]["words"], sb["weights"]["dtype"], "weights")
+                act = self.device.memory(self._ptr("activations"), n * out_per_image, sb["activations"]["dtype"],
+                                         "activations")
+            else:  # the kernel returns before reading any buffer
+                pix = np.zeros(0, np.int32)
+                w = np.zeros(sb["weights"]["words"], np.int32)
+                act = None
+        except SimBusError:
+            self.ctrl = (self.ctrl | self.AP_IDLE) & ~self.AP_START
+            raise
+        out, config_hash, status = self.lib.run(pix, w, task, n, tap, out_per_image)
+        if act is not None and status == 0:
+            act[:] = out.astype(act.dtype)
+        for name, value in (("config_hash", config_hash), ("status", status)):
+            off = self.reg[name]
+            self.values[off] = value & 0xFFFF_FFFF
+            self.values[self.outputs[off]] = 1  # ap_vld
+        self.ctrl = (self.ctrl | self.AP_DONE | self.AP_IDLE | self.AP_READY) & ~self.AP_START
+        self.device.calls.append(KernelCall(task, n, tap, status, time.perf_counter() - t0))
+
+
+# --- the device --------------------------------------------------------------------------
+
+class SimDevice(pynq.Device):
+    """A pynq device backed by host memory and the kernel's C simulation.
+
+    ``hang``: fault injection; True makes every ap_start hang, an integer n
+    only the next n.  ``calls`` lists every kernel start (task, images, tap,
+    status, seconds).
+    """
+
+    #: probed after every real pynq device class (those use 40..200)
+    _probe_priority_ = 1000
+
+    @classmethod
+    def _probe_(cls):
+        # pynq probes device classes in priority order into Device._devices; ours comes last and
+        # answers only when no real device was found, so a board always wins automatic selection.
+        from pynq.pl_server.device import DeviceMeta
+
+        found = [d for c in (pynq.Device, *DeviceMeta._subclasses.values()) for d in c.__dict__.get("_devices", [])]
+        if any(not isinstance(d, SimDevice) for d in found):
+            return []
+        return [cls("edgemoe_sim0")]
+
+    def __init__(self, tag: str = "edgemoe_sim", hang: bool | int = False):
+        super().__init__(tag)
+        self.name = "edgemoe-sim"
+        self.capabilities = {"REGISTER_RW": True}
+        self.hang = hang
+        self.calls: list[KernelCall] = []
+        self.bitfile_name = None
+        self.timestamp = ""
+        self.kernel: _SimKernel | None = None
+        self._next = DDR_BASE
+        self._starts: list[int] = []
+        self._allocs: list[tuple[int, int, weakref.ref]] = []
+
+    def __repr__(self) -> str:
+        return f"SimDevice({self.tag!r})"
+
+    # --- pynq.Device interface ------------------------------------------------------
+    def get_bitfile_metadata(self, bitfile_name, partial: bool = False) -> SimParser:
+        return SimParser(bitfile_name)
+
+    def download(self, bitstream, parser=None) -> None:
+        """'Program' the simulated PL: load the csim library, reset the kernel's registers."""
+        if parser is None:
+            parser = self.get_bitfile_metadata(bitstream.bitfile_name)
+        self.kernel = _SimKernel(self, parser)
+        self.post_download(bitstream, parser)
+
+    def gen_cache(self, bitstream, parser=None) -> None:
+        pass
+
+    def allocate(self, shape, dtype, **kwargs) -> PynqBuffer:
+        """A zeroed, coherent buffer at a fresh simulated physical address."""
+        dtype = np.dtype(dtype)
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else (int(shape),)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        backing = np.zeros(max(nbytes, 1), dtype=np.uint8)
+        addr = self._next
+        self._next += -(-max(nbytes, 1) // PAGE) * PAGE
+        if len(self._allocs) > 256:  # forget freed buffers (addresses are never reused)
+            self._allocs = [a for a in self._allocs if a[2]() is not None]
+            self._starts = [a[0] for a in self._allocs]
+        self._starts.append(addr)
+        self._allocs.append((addr, nbytes, weakref.ref(backing)))
+        return PynqBuffer(shape, dtype, buffer=backing, device=self, device_address=addr, bo=addr, coherent=True)
+
+    def read_registers(self, address: int, length: int) -> bytes:
+        k = self._kernel_at(address)
+        out = b""
+        for i in range(0, length, 4):
+            out += int(k.read(address + i - k.base)).to_bytes(4, "little")
+        return out[:length]
+
+    def write_registers(self, address: int, data: bytes) -> None:
+        k = self._kernel_at(address)
+        data = bytes(data) + b"\0" * (-len(data) % 4)
+        for i in range(0, len(data), 4):
+            k.write(address + i - k.base, int.from_bytes(data[i:i + 4], "little"))
+
+    def flush(self, bo, offset, ptr, size) -> None:
+        pass  # coherent host memory
+
+    def invalidate(self, bo, offset, ptr, size) -> None:
+        pass
+
+    # --- simulation helpers -----------------------------------------------------------
+    def reset_kernel(self) -> None:
+        """What a PL reset does: the kernel back to idle, registers cleared."""
+        if self.kernel is not None:
+            self.kernel.reset()
+
+    def _take_hang(self) -> bool:
+        if self.hang is True:
+            return True
+        if isinstance(self.hang, int) and self.hang > 0:
+            self.hang -= 1
+            return True
+        return False
+
+    def _kernel_at(self, address: int) -> _SimKernel:
+        if self.kernel is None or not self.kernel.contains(address):
+            raise SimBusError(f"no AXI-Lite slave at address {address:#x} on {self.tag} "
+                              f"({'no overlay loaded' if self.kernel is None else 'outside the kernel registers'})")
+        return self.kernel
+
+    def memory(self, address: int, words: int, dtype, what: str = "buffer") -> np.ndarray:
+        """The ``words`` words at a simulated physical address, as a writable numpy view."""
+        dtype = np.dtype(dtype)
+        nbytes = words * dtype.itemsize
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i >= 0:
+            start, size, ref = self._allocs[i]
+            backing = ref()
+            if backing is not None and address + nbytes <= start + size:
+                lo = address - start
+                return backing[lo:lo + nbytes].view(dtype)
+            if backing is None and address < start + max(size, 1):
+                raise SimBusError(f"kernel {what} pointer {address:#x}: that buffer was freed")
+        raise SimBusError(f"kernel {what} pointer {address:#x}: {nbytes} bytes there are not inside one "
+                          f"allocated buffer (allocate with pynq.allocate(..., target=device))")
+
+
+# --- building a simulated overlay ---------------------------------------------------------
+
+def overlay_name(cfg) -> str:
+    return f"{cfg.name}-{cfg.digest()[:8]}"
+
+
+def _copy_if_changed(src: Path, dst: Path) -> None:
+    if dst.is_file() and dst.read_bytes() == src.read_bytes():
+        return
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)  # a new inode: a library already loaded from dst stays valid
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.is_file() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def build_sim_overlay(cfg, out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+                      project_dir: str | Path | None = None, reuse: bool = True, log=None):
+    """Generate and compile the kernel for ``cfg`` and register it as a simulated overlay.
+
+    Writes ``<name>.simbit``, ``<name>.csim.so`` and ``<name>.regmap.json`` to
+    ``out_dir`` (default bitstreams/) and adds their manifest entry; returns the
+    :class:`~edgemoe.host.manifest.Entry`.  ``project_dir``: an already
+    generated HLS project to compile (else the kernel sources are written to
+    the cache; ``cache_dir`` defaults to <repo>/build/csim-cache).  With ``reuse``, a registered overlay that verifies is returned as is.
+    """
+    from edgemoe.hls.csim import compile_library
+    from edgemoe.hls.interface import register_map_json
+    from edgemoe.hls.project import CSIM_SOURCES
+    from edgemoe.hls.writer import write
+
+    from . import manifest
+    from .paths import cache_dir as default_cache
+
+    out = Path(out_dir) if out_dir is not None else manifest.default_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    if reuse:
+        entry = manifest.find_overlay(cfg, "sim", out)
+        if entry is not None:
+            if log:
+                log(f"simulated overlay: {entry.overlay} (registered in {manifest.manifest_path(out)})")
+            return entry
+    cache = Path(cache_dir) if cache_dir is not None else default_cache() / "csim-cache"
+    t0 = time.perf_counter()
+    if project_dir is None:
+        # the kernel sources in a private folder (parallel builds never see a half-written file); the
+        # compiled library is cached by their content, so an unchanged kernel is not compiled again
+        with tempfile.TemporaryDirectory(prefix="edgemoe-kernel-") as tmp:
+            write(cfg, Path(tmp))
+            res = compile_library(Path(tmp), CSIM_SOURCES, cache / "lib")
+    else:
+        res = compile_library(Path(project_dir), CSIM_SOURCES, cache / "lib")
+    name = overlay_name(cfg)
+    lib, regmap, simbit = out / f"{name}.csim.so", out / f"{name}.regmap.json", out / f"{name}.simbit"
+    _copy_if_changed(res.library, lib)
+    _write_if_changed(regmap, register_map_json(cfg))
+    _write_if_changed(simbit, json.dumps(simbit_data(cfg, lib.name, regmap.name), indent=1) + "\n")
+    entry = manifest.add_entry(cfg, simbit, [lib], board="sim", flow="sim", name=f"{name}-sim", regmap=regmap,
+                               manifest=out)
+    if log:
+        how = "cached library" if res.cached else f"g++ {res.seconds:.1f} s"
+        log(f"simulated overlay: {simbit} ({how}; {time.perf_counter() - t0:.1f} s), "
+            f"registered in {manifest.manifest_path(out)}")
+    return entry
