@@ -108,7 +108,8 @@ PENALTIES = {
     "ln_dram_params": "LN_OUT reads gamma and beta from DRAM on every row (2 reads per cycle, one port)",
     "short_bursts": "PATCH_X / EMBED_D burst one patch row / token row at a time (DRAM latency per burst)",
 }
-AS_WRITTEN = frozenset(PENALTIES)
+#: the penalties the current kernel template still has (the others were fixed in it)
+AS_WRITTEN = frozenset({"word_loads", "no_overlap", "ln_dram_params", "short_bursts"})
 
 
 # --- calibration from the RTL testbenches ----------------------------------------------------
@@ -921,10 +922,11 @@ def as_written_findings(cfg, routing=None, batch: int = 1) -> list[dict]:
              "ms_per_image": base.ms_per_image, "factor": 1.0}]
     for name, desc in PENALTIES.items():
         e = estimate(cfg, routing, batch, "onchip", penalties={name})
-        rows.append({"penalty": name, "description": desc, "ms_per_image": e.ms_per_image,
+        status = "" if name in AS_WRITTEN else "[fixed in the template] "
+        rows.append({"penalty": name, "description": status + desc, "ms_per_image": e.ms_per_image,
                      "factor": e.ms_per_image / base.ms_per_image})
     e = estimate(cfg, routing, batch, "onchip", penalties=AS_WRITTEN)
-    rows.append({"penalty": "(all: as written)", "description": "every penalty above",
+    rows.append({"penalty": "(all: as written)", "description": "every penalty the template still has",
                  "ms_per_image": e.ms_per_image, "factor": e.ms_per_image / base.ms_per_image})
     return rows
 
