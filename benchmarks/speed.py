@@ -2,7 +2,9 @@
 
     python benchmarks/speed.py [--config m3vit-tiny-cityscapes] [--images 2] [--task 0] [--cached]
 
-Also times generating the HLS project (write) and compiling the C simulation
+Also runs the host runtime on the simulated device (pynq overlay + driver +
+the same kernel) and prints its overhead per image (everything but the kernel),
+times generating the HLS project (write) and compiling the C simulation
 library with g++ (into a fresh cache unless ``--cached``), checks that the
 csim tokens equal the golden ones word for word, and puts the performance
 model's FPGA estimate beside the measured rates.  One warm-up on one image, then one
@@ -68,6 +70,13 @@ def main(argv=None) -> int:
         golden, golden_s = timed(lambda: fixed.forward(images, task, keep_taps=False))
         csim_tokens, csim_s = timed(lambda: proj.predict(images, task))
 
+        # the host runtime on the simulated device: the same kernel behind pynq + the driver;
+        # its overhead is everything but the kernel (preprocess, buffer transfers, head)
+        from edgemoe.host.runtime import Accelerator
+        acc = Accelerator(cfg, weights=sd, device="sim", cache_dir=cache or Path("build"), log=None)
+        acc.infer(images[:1], task)
+        host = acc.infer(images, task)
+
     exact = np.array_equal(csim_tokens, golden.tokens.numpy())
     est = {mode: estimate(cfg, None, 1, mode) for mode in ("onchip", "edgemoe-dram")}
 
@@ -84,7 +93,15 @@ def main(argv=None) -> int:
         print(f"  {'FPGA model, ' + mode:<24}{e.ms_per_image * n / 1e3:>9.4f}{e.images_per_s:>10.1f}"
               f"{float_s / (e.ms_per_image * n / 1e3):>9.1f}x{golden_s / (e.ms_per_image * n / 1e3):>10.1f}x"
               f"   (modelled, uniform routing, {cfg.hardware.board} {cfg.hardware.clock_mhz:g} MHz)")
-    print(f"  csim tokens == golden tokens (raw words): {'yes' if exact else 'NO'}")
+    t = host.timings
+    overhead = t["preprocess"] + t["transfer"] + t["head"]
+    print(f"  host runtime (simulated device), per image: preprocess {t['preprocess'] / n * 1e3:.1f} ms, "
+          f"transfer {t['transfer'] / n * 1e3:.1f} ms, head {t['head'] / n * 1e3:.1f} ms, kernel "
+          f"{t['kernel'] / n * 1e3:.0f} ms; overhead (all but the kernel) {overhead / n * 1e3:.1f} ms/image "
+          f"= {overhead / max(t['kernel'], 1e-9):.3f}x the simulated kernel, "
+          f"{overhead / n * 1e3 / est['onchip'].ms_per_image:.2f}x the modelled FPGA kernel (onchip)")
+    exact = exact and np.array_equal(host.tokens[m.task_names[m.task_index(task)]], golden.tokens.numpy())
+    print(f"  csim and host-runtime tokens == golden tokens (raw words): {'yes' if exact else 'NO'}")
     if not exact and float_tokens is not None:
         diff = int(np.count_nonzero(csim_tokens != golden.tokens.numpy()))
         print(f"  {diff} word(s) differ")
