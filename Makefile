@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DEB_PACKAGES := iverilog yosys g++
 PYTEST_WORKERS ?= 2
 
-.PHONY: all demo test test-slow bench report explore setup deb clean help
+.PHONY: all demo test test-slow sim sim-report bench report explore setup deb clean help
 
 all: test
 
@@ -14,6 +14,8 @@ help:
 	@echo "make demo       the main job: m3vit-tiny-cityscapes accelerator on the simulated device, both tasks"
 	@echo "make test       set up (virtualenv, pinned packages, Debian packages) and run the tests"
 	@echo "make test-slow  the slow sweeps (full-size presets, more seeds)"
+	@echo "make sim        the RTL unit testbenches on Verilator too (Icarus runs in make test)"
+	@echo "make sim-report yosys resource table of the RTL units (tiny preset, w16a32 and w16a16)"
 	@echo "make bench      benchmarks: golden fixed-point vs C simulation vs float img/s, generate + compile time"
 	@echo "make report     HTML report: latency, roofline, resources, routing, accuracy"
 	@echo "make explore    design-space exploration for ZCU102 -> build/explore/zcu102.yaml"
@@ -47,6 +49,12 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow
+
+sim: setup
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow tests/test_sim_units.py $(wildcard tests/test_sim_attention_units.py)
+
+sim-report: setup
+	$(PY) -m edgemoe.sim.resources --config m3vit-tiny-cityscapes --profiles w16a32,w16a16 --out build/sim/resources.md
 
 bench: setup
 	$(PY) benchmarks/speed.py --config m3vit-tiny-cityscapes --images 2

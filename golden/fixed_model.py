@@ -14,7 +14,7 @@ import torch
 from .attention import attention
 from .moe import moe, route
 from .numerics.approx import gelu
-from .numerics.fixed import FixedType, add, align, from_float, quantize, to_float
+from .numerics.fixed import FixedType, add, align, to_float
 from .numerics.layernorm import layernorm
 from .numerics.matmul import linear
 from .weights import QuantizedWeights, query_fold, quantize_weights

@@ -6,12 +6,9 @@
     edgemoe explore  [--config C] [--board zcu102|u50|u280] [--batch 1 8] [--mode onchip|edgemoe-dram|both]
                      [--cap 0.8] [--profiles ...] [--quick] [--out chosen.yaml]
     edgemoe report   [--config C] --out report.html|report.md [--mode ...] [--batch B] [--images N]
-
-Standalone (before the hook): ``python -m edgemoe.hls.perf_cli perf --config m3vit-micro``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -173,25 +170,3 @@ def add_commands(subparsers, add_config_args) -> None:
     p.add_argument("--cap", type=float, default=DEFAULT_CAP)
     p.set_defaults(func=cmd_report)
 
-
-def build_parser() -> argparse.ArgumentParser:
-    from edgemoe.cli import _add_config_args
-
-    parser = argparse.ArgumentParser(prog="edgemoe", description="performance model, exploration and report")
-    add_commands(parser.add_subparsers(dest="command", required=True), _add_config_args)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    from edgemoe.golden.numerics.fixed import FixedTypeError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, FixedTypeError) as e:
-        print(f"edgemoe {args.command}: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -690,7 +690,7 @@ class _Kernel:
             self.stream_dram(name, block, "elementwise", n, m.embed_dim, nbytes=3 * n * m.embed_dim * self.act_bytes)
 
     def attention(self, block, nimg):
-        m, h, L, p = self.m, self.h, self.lat, self.p
+        m, h, L = self.m, self.h, self.lat
         n, hd, heads, P = m.num_tokens, m.head_dim, m.num_heads, h.attn_parallel
         qk_macs = heads * n * n * hd * nimg
         exp_ii = self.unit_ii.get("exp", 1.0)
@@ -740,7 +740,7 @@ class _Kernel:
 
     def moe(self, block, counts, expected, nimg):
         """MoE step of one MoE block; ``counts`` [E]: tokens per expert of this call group."""
-        m, h, L = self.m, self.h, self.lat
+        m, L = self.m, self.lat
         n, d, e, k, hx = m.num_tokens * nimg, m.embed_dim, m.num_experts, m.top_k, m.expert_hidden
         self.linear("gate", block, n, d, e, bias=False, kind="moe")
         if self.mode == "onchip":

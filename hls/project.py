@@ -25,7 +25,7 @@ from edgemoe.golden.weights import QuantizedWeights, quantize_weights
 from .csim import CompileResult, CsimLibrary, ToolError, compile_library
 from .interface import STATUS, TAP_NONE
 from .layout import WeightLayout, pack_weights
-from .writer import SOURCES, write
+from .writer import write
 
 CSIM_SOURCES = ["src/edgemoe_vit.cpp", "src/csim_bridge.cpp"]
 DEFAULT_CACHE = Path("build") / "csim-cache"

@@ -254,31 +254,3 @@ def add_commands(subparsers, add_config_args) -> None:
     p.add_argument("--manifest", help="manifest file or folder (default: the overlay's folder)")
     p.set_defaults(func=cmd_register)
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with only the host commands (for tests, before they are hooked into edgemoe.cli)."""
-    from edgemoe.cli import _add_config_args
-
-    parser = argparse.ArgumentParser(prog="edgemoe")
-    add_commands(parser.add_subparsers(dest="command", required=True), _add_config_args)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run a host command with the same error handling as ``edgemoe.cli.main``."""
-    from edgemoe.config import ConfigError
-    from edgemoe.golden.checkpoint import CheckpointError
-    from edgemoe.golden.numerics.fixed import FixedTypeError
-    from edgemoe.hls.csim import ToolError
-    from edgemoe.images import ImageError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, FixedTypeError, ImageError, ToolError, CheckpointError) as e:
-        print(f"edgemoe {args.command}: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

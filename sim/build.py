@@ -6,7 +6,8 @@ Layout (never in git; the repository ignores ``/build/``)::
         config.yaml                 the config the units were generated for
         perf.json                   measured latency / II per unit and simulator
         <unit>/
-            rtl/<top>.v             generated Verilog (+ stamp, unit.json)
+            rtl/<top>.v             generated Verilog (+ <top>.il RTLIL twin, stamp, unit.json,
+                                    synth.json: cached yosys figures)
             icarus/  verilator/     simulator builds and test runs
 
 ``EDGEMOE_SIM_BUILD`` overrides the root (default ``<repo>/build/sim``).
@@ -102,10 +103,29 @@ def emit_verilog(elaboratable, name: str, ports=None, out_dir: Path | str = ".")
     return path
 
 
+def emit_rtlil(elaboratable, name: str, ports=None, out_dir: Path | str = ".") -> Path:
+    """Write ``elaboratable`` as RTLIL (Yosys' own netlist text) to ``out_dir/<name>.il``.
+
+    The same design as :func:`emit_verilog`'s (Amaranth emits the Verilog by
+    passing this RTLIL through Yosys).  Synthesis reads it: Debian's Yosys 0.23
+    parses the Verilog of a large ROM (one ``initial`` assignment per entry)
+    in quadratic time, minutes for the naive GELU table, the RTLIL in seconds.
+    """
+    from amaranth.back import rtlil
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = rtlil.convert(elaboratable, name=name, ports=ports, emit_src=False)
+    path = out_dir / f"{name}.il"
+    _atomic_write(path, text)
+    return path
+
+
 def generate(unit: str, cfg, root: Path | None = None, force: bool = False) -> Path:
     """The Verilog of registered ``unit`` for ``cfg`` (generated unless cached); returns its path.
 
-    Next to it, ``unit.json`` records the port formats and the design latency.
+    Next to it: ``<top>.il`` (the same design as RTLIL, for synthesis) and
+    ``unit.json`` (port formats and the design latency).
     """
     from .units import get_unit, unit_formats
 
@@ -119,8 +139,11 @@ def generate(unit: str, cfg, root: Path | None = None, force: bool = False) -> P
             return path
         component = spec.make(cfg)
         emit_verilog(component, spec.top, out_dir=rtl)
+        emit_rtlil(component, spec.top, out_dir=rtl)
         info = {"unit": unit, "top": spec.top, "config": cfg.name, "digest": config_digest(cfg),
-                "precision": cfg.precision.name, "latency": component.latency, **unit_formats(spec, cfg)}
+                "precision": cfg.precision.name, "latency": component.latency,
+                "rom_bits": sum(d * w for d, w in component.roms.values()),
+                "roms": {k: list(v) for k, v in component.roms.items()}, **unit_formats(spec, cfg)}
         _atomic_write(rtl / "unit.json", json.dumps(info, indent=2) + "\n")
         _atomic_write(stamp_file, stamp)
     return path

@@ -70,6 +70,7 @@ class StreamUnit(wiring.Component):
             "out_data": Out(out_shape), "out_valid": Out(1), "out_ready": In(1),
         })
         self.latency: int | None = None
+        self.roms: dict[str, tuple[int, int]] = {}   #: ROM name -> (depth, width), set by elaborate
 
 
 class Pipe:
@@ -103,6 +104,7 @@ class Pipe:
                      init=list(table))
         self.m.submodules[name] = mem
         self._roms[name] = mem
+        self.unit.roms[name] = (len(table), mem.shape.width)
         return mem
 
     def stage(self, name: str, reads: dict[str, tuple[Memory, Value]] | None = None,

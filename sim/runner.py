@@ -156,13 +156,15 @@ def _build(simulator: str, verilog: Path, top: str, sim_dir: Path) -> float:
 
 def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str = DEFAULT_TEST_MODULE,
              extra_env: dict[str, str] | None = None, seed: int = 1, vectors: int = 1000,
-             perturb: bool = False, tag: str | None = None, root: Path | None = None,
-             record_perf: bool = True) -> RunResult:
+             perturb: bool = False, exhaustive: bool = False, tag: str | None = None,
+             root: Path | None = None, record_perf: bool = True) -> RunResult:
     """Build and run ``unit``'s testbench for ``cfg`` on ``simulator``; raise on any failure.
 
     ``vectors``: random words in the back-pressure test (edge and tie vectors
     come on top).  ``perturb``: self-test -- the testbench's expectation is
     deliberately wrong (the unit's spec perturbation), so the run must fail.
+    ``exhaustive``: the back-pressure test sends every input word instead
+    (sensible for inputs up to ~17 bits).
     ``tag`` names the run folder (default: seed and flags), letting
     concurrent runs of the same unit not collide.
     """
@@ -176,7 +178,7 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str = DEFAU
     top = info["top"]
     udir = verilog.parent.parent
     sim_dir = udir / simulator
-    tag = tag or f"seed{seed}-n{vectors}{'-perturb' if perturb else ''}"
+    tag = tag or f"seed{seed}-n{'all' if exhaustive else vectors}{'-perturb' if perturb else ''}"
     run_dir = sim_dir / f"run-{tag}"
     run_dir.mkdir(parents=True, exist_ok=True)
     results_xml = run_dir / "results.xml"
@@ -191,6 +193,7 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str = DEFAU
         stream_tb.ENV_VECTORS: str(vectors),
         stream_tb.ENV_PERF: str(perf_json),
         stream_tb.ENV_PERTURB: "1" if perturb else "0",
+        stream_tb.ENV_EXHAUSTIVE: "1" if exhaustive else "0",
         stream_tb.ENV_SIMULATOR: simulator,
         # cocotb rewrites asserts of every imported *.py by default (torch included,
         # without bytecode caching: ~6 s per run); only the test modules need it
@@ -269,12 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim", default="icarus", choices=SIMULATORS)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--vectors", type=int, default=1000)
+    ap.add_argument("--exhaustive", action="store_true", help="every input word (small input types)")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.set)
     status = 0
     for unit in args.units or list(UNITS):
         try:
-            r = run_unit(unit, cfg, args.sim, seed=args.seed, vectors=args.vectors)
+            r = run_unit(unit, cfg, args.sim, seed=args.seed, vectors=args.vectors, exhaustive=args.exhaustive)
         except SimulationFailed as e:
             print(f"FAIL {unit}: {e}")
             status = 1

@@ -17,7 +17,8 @@ so it is cheap in simulation):
 :func:`compare` is the scoreboard (exact integer equality, in order, same
 count).  :class:`TbContext` reads what the runner passes through the
 environment (``EDGEMOE_SIM_*``): the unit, the config (YAML path), the seed,
-the vector count, the perf JSON path and the self-test perturbation flag.
+the vector count (or exhaustive mode), the perf JSON path and the self-test
+perturbation flag.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ ENV_VECTORS = "EDGEMOE_SIM_VECTORS"
 ENV_PERF = "EDGEMOE_SIM_PERF"
 ENV_PERTURB = "EDGEMOE_SIM_PERTURB"
 ENV_SIMULATOR = "EDGEMOE_SIM_SIMULATOR"
+ENV_EXHAUSTIVE = "EDGEMOE_SIM_EXHAUSTIVE"
 
 
 def to_word(value: int, bits: int) -> int:
@@ -246,17 +248,22 @@ class TbContext:
     perf_path: Path | None
     perturb: bool
     simulator: str
+    exhaustive: bool = False
 
     @classmethod
     def from_env(cls) -> "TbContext":
+        import torch
+
         from edgemoe.config import load_config
 
+        torch.set_num_threads(1)   # small tensors; parallel test workers share the cores
         unit = os.environ[ENV_UNIT]
         cfg = load_config(os.environ[ENV_CONFIG])
         perf = os.environ.get(ENV_PERF)
         return cls(unit, cfg, int(os.environ.get(ENV_SEED, "1")), int(os.environ.get(ENV_VECTORS, "1000")),
                    Path(perf) if perf else None, os.environ.get(ENV_PERTURB, "0") not in ("", "0"),
-                   os.environ.get(ENV_SIMULATOR, ""))
+                   os.environ.get(ENV_SIMULATOR, ""),
+                   os.environ.get(ENV_EXHAUSTIVE, "0") not in ("", "0"))
 
     @property
     def spec(self):

@@ -22,13 +22,8 @@ from amaranth import Const, Module, Mux
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import exp2_table, log2e_raw
 
+from .formats import exp_input_type
 from .rtl import Pipe, StreamUnit, interpolate_step, resize, shape_of, shift_round_var, width_for
-
-
-def exp_input_type(p) -> FixedType:
-    """The exp unit's input type for profile ``p``: a difference of two ``attn_score`` words."""
-    s = p.attn_score
-    return FixedType(s.bits + 1, s.int_bits + 1, True)
 
 
 def exp_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: int, table_bits: int,

@@ -11,52 +11,16 @@ design reaches a similar accuracy (~1e-4) by tabulating GELU(x) directly:
 * ``x < -span`` gives 0, ``x >= span`` gives ``x``.
 
 Ports: ``in_data`` / ``out_data`` raw words of ``act``.  The Python model
-(:func:`naive_gelu`) is the exact expectation for its testbench.
+(:func:`edgemoe.sim.formats.naive_gelu`) is the exact expectation for its testbench.
 """
 from __future__ import annotations
 
-import math
-from functools import lru_cache
-
-import torch
 from amaranth import Module, Mux
 
-from edgemoe.golden.numerics.fixed import FixedType, from_float
+from edgemoe.golden.numerics.fixed import FixedType
 
+from .formats import NAIVE_STEP_LOG2, naive_gelu, naive_gelu_table, naive_grid  # noqa: F401 (re-export)
 from .rtl import Pipe, StreamUnit, resize, shape_of, width_for
-
-NAIVE_STEP_LOG2 = 12
-
-
-def _grid(act: FixedType, step_log2: int, span: float) -> tuple[int, int, int]:
-    """(s, shift, span_raw): grid step 2**-s, index shift act.frac - s, span in act raw."""
-    s = min(act.frac_bits, step_log2)
-    span_raw = span * 2 ** act.frac_bits
-    if span_raw != int(span_raw) or span * 2 ** s != int(span * 2 ** s):
-        raise ValueError(f"span {span} is not a multiple of the grid step 2**-{s}")
-    return s, act.frac_bits - s, int(span_raw)
-
-
-@lru_cache(maxsize=None)
-def naive_gelu_table(act: FixedType, step_log2: int = NAIVE_STEP_LOG2, span: float = 5.5) -> tuple[int, ...]:
-    """GELU(-span + k * 2**-s) as raw ``act`` words, k = 0 .. 2 * span * 2**s - 1."""
-    s, _, _ = _grid(act, step_log2, span)
-    n = int(2 * span * 2 ** s)
-    xs = -span + torch.arange(n, dtype=torch.float64) / 2 ** s
-    g = 0.5 * xs * (1.0 + torch.erf(xs / math.sqrt(2.0)))
-    return tuple(int(v) for v in from_float(g, act))
-
-
-def naive_gelu(x: torch.Tensor, act: FixedType, step_log2: int = NAIVE_STEP_LOG2, span: float = 5.5) -> torch.Tensor:
-    """The naive unit's exact output on raw ``act`` words."""
-    s, shift, span_raw = _grid(act, step_log2, span)
-    x = torch.as_tensor(x, dtype=torch.int64)
-    table = torch.tensor(naive_gelu_table(act, step_log2, span), dtype=torch.int64)
-    k = ((x + span_raw) >> shift).clamp(0, table.numel() - 1)
-    y = table[k]
-    y = torch.where(x < -span_raw, torch.zeros_like(y), y)
-    return torch.where(x >= span_raw, x, y)
-
 
 class NaiveGeluUnit(StreamUnit):
     """Stream unit: ``in_data`` raw ``act`` -> ``out_data`` raw ``act`` = dense-table GELU(x)."""
@@ -74,7 +38,7 @@ class NaiveGeluUnit(StreamUnit):
         m = Module()
         p = Pipe(m, self)
         table = naive_gelu_table(self.act, self.step_log2, self.span)
-        _, shift, span_raw = _grid(self.act, self.step_log2, self.span)
+        _, shift, span_raw = naive_grid(self.act, self.step_log2, self.span)
         rom = p.rom("naive_tbl", table)
         x = self.in_data
         k = resize((x + span_raw) >> shift, width_for(0, len(table) - 1))

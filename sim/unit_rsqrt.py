@@ -25,17 +25,10 @@ from amaranth import Cat, Const, Module, Mux, unsigned
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import rsqrt_table
 
+from .formats import rsqrt_input_type
 from .rtl import Pipe, StreamUnit, interpolate_step, resize, shape_of, shift_round_var, width_for
 from .unit_recip import normalise
 
-
-def rsqrt_input_type(p) -> FixedType:
-    """The rsqrt unit's input type for profile ``p``: var + eps of ``ln_centered`` words.
-
-    var <= (2**(b-1))**2 = 2**(2b-2) raw, plus eps: fits ``2b - 1`` unsigned bits.
-    """
-    c = p.ln_centered
-    return FixedType(2 * c.bits - 1, 2 * c.int_bits - 1, False)
 
 
 def rsqrt_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: int, table_bits: int,

@@ -28,12 +28,16 @@ import torch
 from edgemoe.golden.numerics import approx
 from edgemoe.golden.numerics.fixed import FixedType
 
-from .rtl import StreamUnit
-from .unit_exp import ExpUnit, exp_input_type
-from .unit_gelu import GeluUnit
-from .unit_gelu_naive import NAIVE_STEP_LOG2, NaiveGeluUnit, naive_gelu
-from .unit_recip import RecipUnit
-from .unit_rsqrt import RsqrtUnit, rsqrt_input_type
+from .formats import NAIVE_STEP_LOG2, exp_input_type, naive_gelu, rsqrt_input_type
+
+
+def _maker(module: str, cls: str) -> Callable[[object], object]:
+    """``cfg -> unit`` importing the Amaranth module on first use (the testbenches never do)."""
+    def make(cfg):
+        import importlib
+        return getattr(importlib.import_module(f"{__package__}.{module}"), cls).from_config(cfg)
+    make.__name__ = f"{cls}.from_config"
+    return make
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class UnitSpec:
 
     name: str
     top: str                                   #: Verilog module name
-    make: Callable[[object], StreamUnit]        #: cfg -> Amaranth component
+    make: Callable[[object], object]            #: cfg -> Amaranth StreamUnit
     in_type: Callable[[object], FixedType]      #: cfg -> type of in_data words
     out_type: Callable[[object], FixedType]     #: cfg -> type of out_data words
     model: Callable[[object, torch.Tensor, FixedType], torch.Tensor]  #: (cfg, x raw, out type) -> raw
@@ -167,16 +171,16 @@ def _perturb_exp_table() -> Iterator[None]:
 
 
 UNITS: dict[str, UnitSpec] = {s.name: s for s in (
-    UnitSpec("exp", "edgemoe_exp", ExpUnit.from_config, lambda c: exp_input_type(c.precision),
+    UnitSpec("exp", "edgemoe_exp", _maker("unit_exp", "ExpUnit"), lambda c: exp_input_type(c.precision),
              lambda c: c.precision.exp, _exp_model, _exp_edges, log_uniform=True,
              perturb=_perturb_exp_table),
-    UnitSpec("recip", "edgemoe_recip", RecipUnit.from_config, lambda c: c.precision.softmax_sum,
+    UnitSpec("recip", "edgemoe_recip", _maker("unit_recip", "RecipUnit"), lambda c: c.precision.softmax_sum,
              lambda c: c.precision.softmax_inv, _recip_model, _recip_edges, log_uniform=True),
-    UnitSpec("rsqrt", "edgemoe_rsqrt", RsqrtUnit.from_config, lambda c: rsqrt_input_type(c.precision),
+    UnitSpec("rsqrt", "edgemoe_rsqrt", _maker("unit_rsqrt", "RsqrtUnit"), lambda c: rsqrt_input_type(c.precision),
              lambda c: c.precision.ln_inv_std, _rsqrt_model, _rsqrt_edges, log_uniform=True),
-    UnitSpec("gelu", "edgemoe_gelu", GeluUnit.from_config, lambda c: c.precision.act,
+    UnitSpec("gelu", "edgemoe_gelu", _maker("unit_gelu", "GeluUnit"), lambda c: c.precision.act,
              lambda c: c.precision.act, _gelu_model, _gelu_edges),
-    UnitSpec("gelu_naive", "edgemoe_gelu_naive", NaiveGeluUnit.from_config, lambda c: c.precision.act,
+    UnitSpec("gelu_naive", "edgemoe_gelu_naive", _maker("unit_gelu_naive", "NaiveGeluUnit"), lambda c: c.precision.act,
              lambda c: c.precision.act, _gelu_naive_model, _naive_edges, golden=False),
 )}
 

@@ -10,6 +10,7 @@ import yaml
 
 from edgemoe.boards import BOARDS
 from edgemoe.config import load_config
+from edgemoe.cli import main as cli_main
 from edgemoe.hls import perf_cli
 from edgemoe.hls.explore import DesignPoint, choose, explore, pareto
 
@@ -101,20 +102,20 @@ def test_keep_precision():
 
 def test_perf_command(capsys, tmp_path):
     out = tmp_path / "est.json"
-    assert perf_cli.main(["perf", "--config", "m3vit-micro", "--as-written", "--resources", "--json", str(out)]) == 0
+    assert cli_main(["perf", "--config", "m3vit-micro", "--as-written", "--resources", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "ms/image" in text and "modelled / roofline" in text and "(all: as written)" in text
     assert "utilisation" in text and out.is_file()
-    assert perf_cli.main(["perf", "--config", "m3vit-micro", "--mode", "edgemoe-dram", "--batch", "4",
+    assert cli_main(["perf", "--config", "m3vit-micro", "--mode", "edgemoe-dram", "--batch", "4",
                           "--routing", "skewed:2"]) == 0
     assert "skewed" in capsys.readouterr().out
-    assert perf_cli.main(["perf", "--config", "m3vit-micro", "--routing", "zipf"]) == 2
+    assert cli_main(["perf", "--config", "m3vit-micro", "--routing", "zipf"]) == 2
     assert "--routing" in capsys.readouterr().err
 
 
 def test_explore_command_writes_config(capsys, tmp_path):
     out = tmp_path / "z.yaml"
-    rc = perf_cli.main(["explore", "--config", "m3vit-micro", "--board", "zcu102", "--batch", "1", "2", "--quick",
+    rc = cli_main(["explore", "--config", "m3vit-micro", "--board", "zcu102", "--batch", "1", "2", "--quick",
                         "--no-progress", "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
@@ -137,7 +138,7 @@ def test_add_commands_hooks_into_a_parser():
 
 def test_report_html_is_self_contained(tmp_path, capsys):
     out = tmp_path / "r.html"
-    assert perf_cli.main(["report", "--config", "m3vit-micro", "--out", str(out), "--images", "1",
+    assert cli_main(["report", "--config", "m3vit-micro", "--out", str(out), "--images", "1",
                           "--batch", "4"]) == 0
     html = out.read_text()
     for section in ("Summary", "Per-layer latency", "Per-step cycles", "Roofline", "Resources vs zcu102 limits",

@@ -1,8 +1,6 @@
 """The bit-accurate model: structure, exactness properties, routing edge cases, accuracy."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 

@@ -14,7 +14,7 @@ from edgemoe.golden.weights import quantize_weights
 from edgemoe.hls.interface import config_hash32
 from edgemoe.hls.layout import WeightLayout, pack_weights
 from edgemoe.host import manifest as mf
-from edgemoe.host.cli import main as host_main
+from edgemoe.cli import main as host_main
 from edgemoe.host.errors import ManifestError, WeightsFileError
 from edgemoe.host.simdevice import SimParser, build_sim_overlay
 from edgemoe.host.weights_file import VERSION, is_weights_file, load_weights_file, pack_state_dict

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .fixed import FixedType, overflow_fix, _round_shift
+from .fixed import FixedType, overflow_fix
 from .tables import as_tensor, exp2_table, gelu_table, log2e_raw, recip_table, rsqrt_table
 
 # Shifts are clamped to this so int64 shifts stay defined; any word shifted by

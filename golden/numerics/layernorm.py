@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .approx import rsqrt
-from .fixed import align, from_float, quantize
+from .fixed import align, quantize
 
 
 def eps_raw(eps: float, p) -> int:

@@ -12,8 +12,9 @@ Tests:
 * ``edges_full_rate``     -- edge and tie vectors back to back with the
   consumer always ready: exactness, latency (input handshake to output
   handshake) and initiation interval, written to the perf JSON;
-* ``random_backpressure`` -- random words with random input gaps and random
-  ready stalls (single cycles and bursts): exactness, no loss, no duplicates;
+* ``random_backpressure`` -- random words (or, in exhaustive mode, every
+  input word) with random input gaps and random ready stalls (single cycles
+  and bursts): exactness, no loss, no duplicates;
 * ``full_hold_and_flush`` -- ready held low: the pipe fills, stops accepting
   and keeps its words (released afterwards, all exact); a reset in the
   middle of a stream flushes it (no stale words after reset).
@@ -65,7 +66,13 @@ async def random_backpressure(dut):
     ctx = TbContext.from_env()
     h = ctx.harness(dut)
     await h.start()
-    words = unit_vectors(ctx.spec, ctx.cfg, seed=ctx.seed + 1, n_random=ctx.n_random)["random"]
+    if ctx.exhaustive:                               # every input word, in a shuffled order
+        import random
+        t = ctx.spec.in_type(ctx.cfg)
+        words = list(range(t.min_raw, t.max_raw + 1))
+        random.Random(ctx.seed).shuffle(words)
+    else:
+        words = unit_vectors(ctx.spec, ctx.cfg, seed=ctx.seed + 1, n_random=ctx.n_random)["random"]
     third = max(len(words) // 3, 1)
     parts = [(words[:third], dict(p_gap=0.3, p_stall=0.3)),
              (words[third:2 * third], dict(p_gap=0.1, p_stall=0.5, stall_burst=7)),
