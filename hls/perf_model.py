@@ -109,7 +109,7 @@ PENALTIES = {
     "short_bursts": "PATCH_X / EMBED_D burst one patch row / token row at a time (DRAM latency per burst)",
 }
 #: the penalties the current kernel template still has (the others were fixed in it)
-AS_WRITTEN = frozenset({"word_loads", "no_overlap", "ln_dram_params", "short_bursts"})
+AS_WRITTEN = frozenset({"word_loads", "no_overlap", "short_bursts"})
 
 
 # --- calibration from the RTL testbenches ----------------------------------------------------
