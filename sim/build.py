@@ -47,7 +47,7 @@ def config_dir(cfg, root: Path | None = None) -> Path:
     cy = d / "config.yaml"
     text = cfg.to_yaml()
     if not cy.is_file() or cy.read_text() != text:
-        _atomic_write(cy, text)
+        atomic_write(cy, text)
     return d
 
 
@@ -57,7 +57,8 @@ def unit_dir(cfg, unit: str, root: Path | None = None) -> Path:
     return d
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (readers never see half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -86,6 +87,14 @@ def source_stamp() -> str:
     return h.hexdigest()[:16]
 
 
+def _emit(text: str, name: str, suffix: str, out_dir: Path | str) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}{suffix}"
+    atomic_write(path, text)
+    return path
+
+
 def emit_verilog(elaboratable, name: str, ports=None, out_dir: Path | str = ".") -> Path:
     """Write ``elaboratable`` as Verilog module ``name`` to ``out_dir/<name>.v``; return the path.
 
@@ -95,12 +104,8 @@ def emit_verilog(elaboratable, name: str, ports=None, out_dir: Path | str = ".")
     """
     from amaranth.back import verilog
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     text = verilog.convert(elaboratable, name=name, ports=ports, emit_src=False, strip_internal_attrs=True)
-    path = out_dir / f"{name}.v"
-    _atomic_write(path, text)
-    return path
+    return _emit(text, name, ".v", out_dir)
 
 
 def emit_rtlil(elaboratable, name: str, ports=None, out_dir: Path | str = ".") -> Path:
@@ -113,21 +118,20 @@ def emit_rtlil(elaboratable, name: str, ports=None, out_dir: Path | str = ".") -
     """
     from amaranth.back import rtlil
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     text = rtlil.convert(elaboratable, name=name, ports=ports, emit_src=False)
-    path = out_dir / f"{name}.il"
-    _atomic_write(path, text)
-    return path
+    return _emit(text, name, ".il", out_dir)
 
 
 def generate(unit: str, cfg, root: Path | None = None, force: bool = False) -> Path:
     """The Verilog of registered ``unit`` for ``cfg`` (generated unless cached); returns its path.
 
-    Next to it: ``<top>.il`` (the same design as RTLIL, for synthesis) and
-    ``unit.json`` (port formats and the design latency).
+    Any unit of :func:`edgemoe.sim.units.all_units` (stream and attention /
+    routing units).  Next to it: ``<top>.il`` (the same design as RTLIL, for
+    synthesis) and ``unit.json`` (the design latency, ROM bits, and what the
+    unit's spec adds: port formats for a stream unit, parameters / ports /
+    RAM bits for an attention unit).
     """
-    from .units import get_unit, unit_formats
+    from .units import get_unit
 
     spec = get_unit(unit)
     rtl = unit_dir(cfg, unit, root) / "rtl"
@@ -143,9 +147,9 @@ def generate(unit: str, cfg, root: Path | None = None, force: bool = False) -> P
         info = {"unit": unit, "top": spec.top, "config": cfg.name, "digest": config_digest(cfg),
                 "precision": cfg.precision.name, "latency": component.latency,
                 "rom_bits": sum(d * w for d, w in component.roms.values()),
-                "roms": {k: list(v) for k, v in component.roms.items()}, **unit_formats(spec, cfg)}
-        _atomic_write(rtl / "unit.json", json.dumps(info, indent=2) + "\n")
-        _atomic_write(stamp_file, stamp)
+                "roms": {k: list(v) for k, v in component.roms.items()}, **spec.describe(cfg, component)}
+        atomic_write(rtl / "unit.json", json.dumps(info, indent=2) + "\n")
+        atomic_write(stamp_file, stamp)
     return path
 
 

@@ -3,8 +3,9 @@
     python -m edgemoe.sim.resources --config m3vit-tiny-cityscapes [--set precision.profile=w16a16]
     python -m edgemoe.sim.resources --config m3vit-tiny-cityscapes --profiles w16a32,w16a16 --out table.md
 
-prints a markdown table (LUT, FF, DSP48E2, BRAM36 per unit and config) and
-the ratio of the naive dense-table GELU to the GELU unit.  Figures are
+prints a markdown table (LUT, FF, DSP48E2, BRAM36 per unit and config) of
+every RTL unit (stream units and attention / routing units; ``--units`` to
+choose) and the ratio of the naive dense-table GELU to the GELU unit.  Figures are
 Yosys 0.23's out-of-context mapping for UltraScale+ (``-flatten -noiopad``),
 not Vivado's: good for comparing units and configs, not a timing-closed
 utilisation.  Per-unit results are cached in the unit's build folder
@@ -26,7 +27,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .build import _atomic_write, config_dir, generate, locked
+from .build import atomic_write, config_dir, generate, locked
 from .toolchain import require
 
 FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE")
@@ -116,15 +117,16 @@ def unit_resources(unit: str, cfg, family: str = "xcup", root: Path | None = Non
             if data.get("key") == key:
                 return data["resources"]
         res = synth_report(vpath, info["top"], family, log=vpath.parent / "yosys.log")
-        _atomic_write(cache, json.dumps({"key": key, "family": family, "resources": res}, indent=2) + "\n")
+        atomic_write(cache, json.dumps({"key": key, "family": family, "resources": res}, indent=2) + "\n")
     return res
 
 
 def resource_table(units: list[str], configs: list, family: str = "xcup", jobs: int = 2,
                    root: Path | None = None) -> list[dict]:
-    """One row per (config, unit): formats, latency and resource columns."""
+    """One row per (config, unit): formats (stream units) or parameters (attention units),
+    latency (measured when a run recorded it, else the design's) and resource columns."""
     from .runner import load_perf
-    from .units import get_unit, unit_formats
+    from .units import UNITS, get_unit, unit_formats
 
     tasks = [(cfg, u) for cfg in configs for u in units]
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
@@ -134,8 +136,10 @@ def resource_table(units: list[str], configs: list, family: str = "xcup", jobs: 
         info = json.loads((generate(u, cfg, root).parent / "unit.json").read_text())
         perf = load_perf(cfg, root).get(u, {})
         measured = next((p for p in perf.values() if "latency" in p), {})
+        spec = get_unit(u)
+        kind = unit_formats(spec, cfg) if u in UNITS else {"params": info["params"], "ram_bits": info["ram_bits"]}
         rows.append({"config": cfg.name, "profile": cfg.precision.name, "digest": cfg.digest()[:12],
-                     "unit": u, "golden": get_unit(u).golden, **unit_formats(get_unit(u), cfg),
+                     "unit": u, "golden": getattr(spec, "golden", True), **kind,
                      "latency": measured.get("latency", info.get("latency")), "rom_bits": info.get("rom_bits"),
                      "ii": measured.get("ii"), "measured": bool(measured), **res})
     return rows
@@ -160,15 +164,30 @@ def _fmt(v) -> str:
     return "-" if v is None else str(v)
 
 
+def _ports_or_params(r: dict) -> str:
+    """The format column: ``in -> out`` of a stream unit, the design parameters of an attention unit."""
+    if "params" not in r:
+        return f"`{r['in']}` -> `{r['out']}`"
+    p = r["params"]
+    if r["unit"] == "softmax":
+        return f"P={p['parallel']} R={p['recurrence']}"
+    if r["unit"] == "attn_schedule":
+        return f"N={p['num_tokens']} P={p['parallel']}"
+    if r["unit"] == "topk":
+        return f"E={p['num_experts']} k={p['top_k']} N={p['num_tokens']}"
+    return " ".join(f"{k}={v}" for k, v in p.items())
+
+
 def markdown(rows: list[dict], family: str = "xcup") -> str:
     """The resource table and the naive-GELU comparison, as markdown."""
     lines = [f"### RTL unit resources (Yosys `synth_xilinx -family {family}`, out of context)", "",
-             "| config | profile | unit | in -> out | latency | II | LUT | FF | DSP48E2 | BRAM36 | LUTRAM | SRL | CARRY |",
+             "| config | profile | unit | in -> out / params | latency | II | LUT | FF | DSP48E2 | BRAM36 | LUTRAM "
+             "| SRL | CARRY |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lat = _fmt(r["latency"]) + ("" if r["measured"] else " (design)")
         name = r["unit"] + ("" if r["golden"] else " (reference)")
-        lines.append(f"| {r['config']} | {r['profile']} | {name} | `{r['in']}` -> `{r['out']}` | {lat} | "
+        lines.append(f"| {r['config']} | {r['profile']} | {name} | {_ports_or_params(r)} | {lat} | "
                      f"{_fmt(r['ii'])} | " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |")
     ratios = naive_ratios(rows)
     if ratios:
@@ -192,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from edgemoe.config import load_config
-    from .units import UNITS
+    from .units import all_units
 
     ap = argparse.ArgumentParser(description="Yosys resource table of the RTL units")
     ap.add_argument("--config", action="append", default=None,
@@ -200,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override applied to every config (e.g. precision.profile=w16a16)")
     ap.add_argument("--profiles", default="", help="comma-separated precision profiles: one table row set each")
-    ap.add_argument("--units", default=",".join(UNITS), help="comma-separated units")
+    ap.add_argument("--units", default=",".join(all_units()), help="comma-separated units (default all)")
     ap.add_argument("--family", default="xcup")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, help="also write the markdown here")
@@ -216,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(rows, args.family)
     for cfg in configs:
         mine = [r for r in rows if r["digest"] == cfg.digest()[:12]]
-        _atomic_write(config_dir(cfg) / "resources.md", markdown(mine, args.family))
-        _atomic_write(config_dir(cfg) / "resources.json", json.dumps(mine, indent=2) + "\n")
+        atomic_write(config_dir(cfg) / "resources.md", markdown(mine, args.family))
+        atomic_write(config_dir(cfg) / "resources.json", json.dumps(mine, indent=2) + "\n")
     if args.out:
         args.out.write_text(text)
     sys.stdout.write(text)

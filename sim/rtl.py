@@ -73,23 +73,26 @@ class StreamUnit(wiring.Component):
         self.roms: dict[str, tuple[int, int]] = {}   #: ROM name -> (depth, width), set by elaborate
 
 
-class Pipe:
-    """Global-stall register pipeline; one :meth:`stage` call = one clock stage.
+class Lane:
+    """A chain of register stages under a clock enable ``ce``; one :meth:`stage` call = one clock stage.
 
-    ``valid`` follows the data (one bit per stage).  Table reads are
-    synchronous ROM ports enabled by ``ce``: a read issued in a stage's
-    :meth:`stage` call delivers its data together with that stage's registers.
+    Several lanes can run side by side in one unit under one ``ce`` (e.g. the
+    softmax unit's two exp datapaths in parallel, plus a lane carrying row
+    tags); the ``*_datapath`` functions of the stream units build into any
+    lane.  ``valid`` follows the data (one bit per stage; ``valid=None``: no
+    valid bit is kept along this lane).  Table reads are synchronous ROM
+    ports enabled by ``ce``: a read issued in a stage's :meth:`stage` call
+    delivers its data together with that stage's registers.  ``roms``
+    collects ROM name -> (depth, width).
     """
 
-    def __init__(self, m: Module, unit: StreamUnit):
+    def __init__(self, m: Module, ce: Value, valid: Value | None = None,
+                 roms: dict[str, tuple[int, int]] | None = None):
         self.m = m
-        self.unit = unit
-        # the clock enable of every stage is the input's ready (no separate alias wire)
-        self.ce = unit.in_ready
-        m.d.comb += self.ce.eq(~unit.out_valid | unit.out_ready)
-        self.valid: Value = unit.in_valid
+        self.ce = ce
+        self.valid = valid
         self.depth = 0
-        self._roms: dict[str, Memory] = {}
+        self.roms = roms if roms is not None else {}
 
     def comb(self, name: str, expr, shape: Shape | None = None) -> Signal:
         """A named combinational signal (for readable Verilog)."""
@@ -103,13 +106,13 @@ class Pipe:
         mem = Memory(shape=width_for(min(min(table), 0), max(max(table), 0)), depth=len(table),
                      init=list(table))
         self.m.submodules[name] = mem
-        self._roms[name] = mem
-        self.unit.roms[name] = (len(table), mem.shape.width)
+        self.roms[name] = (len(table), mem.shape.width)
         return mem
 
     def stage(self, name: str, reads: dict[str, tuple[Memory, Value]] | None = None,
               **exprs) -> SimpleNamespace:
-        """Register ``exprs`` (and read ``reads[k] = (rom, addr)``) under ``ce``."""
+        """Register ``exprs`` (and read ``reads[k] = (rom, addr)``) under ``ce``; the result's
+        ``valid`` is the stage's valid bit (when the lane keeps one)."""
         out = {}
         for key, expr in exprs.items():
             expr = Value.cast(expr)
@@ -123,12 +126,27 @@ class Pipe:
             data = Signal(mem.shape, name=f"{name}_{key}")
             self.m.d.comb += data.eq(port.data)
             out[key] = data
-        v = Signal(name=f"{name}_valid")
-        with self.m.If(self.ce):
-            self.m.d.sync += v.eq(self.valid)
-        self.valid = v
+        if self.valid is not None:
+            v = Signal(name=f"{name}_valid")
+            with self.m.If(self.ce):
+                self.m.d.sync += v.eq(self.valid)
+            self.valid = v
+            out["valid"] = v
         self.depth += 1
         return SimpleNamespace(**out)
+
+
+class Pipe(Lane):
+    """Global-stall register pipeline of a :class:`StreamUnit`: a :class:`Lane` whose clock
+    enable is the unit's ``in_ready`` (``~out_valid | out_ready``), whose valid bit starts at
+    ``in_valid``, and whose ROMs are recorded in the unit's ``roms``.
+    """
+
+    def __init__(self, m: Module, unit: StreamUnit):
+        # the clock enable of every stage is the input's ready (no separate alias wire)
+        super().__init__(m, unit.in_ready, unit.in_valid, unit.roms)
+        self.unit = unit
+        m.d.comb += self.ce.eq(~unit.out_valid | unit.out_ready)
 
     def finish(self, data) -> None:
         """The last stage: register ``data`` into ``out_data`` (and the valid bit into ``out_valid``)."""

@@ -6,7 +6,8 @@
     result = run_unit("exp", cfg, simulator="icarus")     # raises SimulationFailed on any failure
     result.perf    # {"latency": 7, "ii": 1.0, ...} measured in simulation
 
-or from a shell: ``python -m edgemoe.sim.runner exp --config m3vit-micro --sim verilator``.
+or from a shell: ``python -m edgemoe.sim.runner exp softmax --config m3vit-micro --sim verilator``
+(no unit names: every unit of :func:`edgemoe.sim.units.all_units`).
 
 What it does:
 
@@ -15,7 +16,9 @@ What it does:
    ``build/sim/<digest>/<unit>/<simulator>/`` -- skipped when that build is
    up to date for the same Verilog and options (a stamp file), so repeated
    runs only simulate;
-3. runs the cocotb test module (default ``tb_stream_unit`` from ``sim/tb/``)
+3. runs the unit's cocotb test module from ``sim/tb/`` (its spec's
+   ``test_module``: ``tb_stream_unit`` for the stream units, ``tb_softmax``,
+   ``tb_attn_schedule``, ``tb_topk`` for the attention / routing units)
    with the config passed as a YAML path in ``EDGEMOE_SIM_CONFIG`` (the
    testbench computes its expectations with ``edgemoe.golden.numerics``);
 4. parses the JUnit results XML: raises :class:`SimulationFailed` listing
@@ -41,13 +44,12 @@ from pathlib import Path
 from typing import Iterator
 
 from . import stream_tb
-from .build import SIM_DIR, _atomic_write, config_dir, generate, locked
+from .build import SIM_DIR, atomic_write, config_dir, generate, locked
 from .lint import WAIVERS
 from .toolchain import require, tool_env, verilator_make_env
 
 TB_DIR = SIM_DIR / "tb"
 SIMULATORS = ("icarus", "verilator")
-DEFAULT_TEST_MODULE = "tb_stream_unit"
 
 
 class SimulationFailed(AssertionError):
@@ -94,7 +96,7 @@ def parse_results(xml_path: Path) -> list[TestCase]:
 
 
 @contextmanager
-def _run_env() -> Iterator[None]:
+def run_env() -> Iterator[None]:
     """Tools on PATH, sim/tb importable, and cocotb's runner kept out of pytest mode.
 
     Under pytest, cocotb's ``Runner.test`` calls ``sys.exit`` on failures;
@@ -115,7 +117,7 @@ def _run_env() -> Iterator[None]:
             os.environ["PYTEST_CURRENT_TEST"] = saved_pytest
 
 
-def _build_args(simulator: str) -> list:
+def build_args(simulator: str) -> list:
     if simulator == "verilator":
         from cocotb_tools.runner import VerilatorControlFile
         # the same lint waivers as edgemoe.sim.lint, so the build is warning-free
@@ -123,11 +125,11 @@ def _build_args(simulator: str) -> list:
     return []
 
 
-def _build(simulator: str, verilog: Path, top: str, sim_dir: Path) -> float:
+def build_model(simulator: str, verilog: Path, top: str, sim_dir: Path) -> float:
     """Build the simulator model unless an identical build exists; returns seconds spent."""
     from cocotb_tools.runner import get_runner
 
-    extra_sources = _build_args(simulator)
+    extra_sources = build_args(simulator)
     key = hashlib.sha256()
     key.update(verilog.read_bytes())
     for s in extra_sources:
@@ -150,20 +152,24 @@ def _build(simulator: str, verilog: Path, top: str, sim_dir: Path) -> float:
     except (RuntimeError, SystemExit) as e:
         tail = log.read_text()[-4000:] if log.is_file() else ""
         raise SimulationFailed(f"{simulator} build of {verilog.name} failed: {e}\n{tail}") from None
-    _atomic_write(stamp, key.hexdigest())
+    atomic_write(stamp, key.hexdigest())
     return time.monotonic() - t0
 
 
-def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str = DEFAULT_TEST_MODULE,
-             extra_env: dict[str, str] | None = None, seed: int = 1, vectors: int = 1000,
+def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str | None = None,
+             extra_env: dict[str, str] | None = None, seed: int = 1, vectors: int | None = None,
              perturb: bool = False, exhaustive: bool = False, tag: str | None = None,
              root: Path | None = None, record_perf: bool = True) -> RunResult:
     """Build and run ``unit``'s testbench for ``cfg`` on ``simulator``; raise on any failure.
 
-    ``vectors``: random words in the back-pressure test (edge and tie vectors
-    come on top).  ``perturb``: self-test -- the testbench's expectation is
-    deliberately wrong (the unit's spec perturbation), so the run must fail.
-    ``exhaustive``: the back-pressure test sends every input word instead
+    Any unit name of :func:`edgemoe.sim.units.all_units`.  ``test_module``:
+    the cocotb module (default: the unit spec's, e.g. ``tb_stream_unit``).
+    ``vectors``: the random part of the run (default: the spec's -- 1000
+    words in a stream unit's back-pressure test, edge and tie vectors on top;
+    200 rows / images for the attention units).  ``perturb``: self-test --
+    the testbench's expectation is deliberately wrong (the unit's spec
+    perturbation), so the run must fail.
+    ``exhaustive``: a stream unit's back-pressure test sends every input word instead
     (sensible for inputs up to ~17 bits).
     ``tag`` names the run folder (default: seed and flags), letting
     concurrent runs of the same unit not collide.
@@ -172,6 +178,11 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str = DEFAU
 
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator {simulator!r}: must be one of {', '.join(SIMULATORS)}")
+    from .units import get_unit
+
+    spec = get_unit(unit)
+    test_module = test_module or spec.test_module
+    vectors = spec.vectors if vectors is None else vectors
     t_start = time.monotonic()
     verilog = generate(unit, cfg, root)
     info = json.loads((verilog.parent / "unit.json").read_text())
@@ -200,9 +211,9 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str = DEFAU
         "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py",
         **(extra_env or {}),
     }
-    with _run_env():
+    with run_env():
         with locked(sim_dir / ".lock"):
-            build_s = _build(simulator, verilog, top, sim_dir)
+            build_s = build_model(simulator, verilog, top, sim_dir)
         runner = get_runner(simulator)
         log = run_dir / "sim.log"
         exit_note = ""
@@ -217,10 +228,10 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str = DEFAU
     try:
         cases = parse_results(results_xml)
     except SimulationFailed as e:
-        raise SimulationFailed(f"{unit} on {simulator}{exit_note}: {e}\n{_log_tail(log)}") from None
+        raise SimulationFailed(f"{unit} on {simulator}{exit_note}: {e}\n{log_tail(log)}") from None
     failed = [c for c in cases if not c.passed]
     if not cases:
-        raise SimulationFailed(f"{unit} on {simulator}: no cocotb test ran{exit_note}; see {log}\n{_log_tail(log)}")
+        raise SimulationFailed(f"{unit} on {simulator}: no cocotb test ran{exit_note}; see {log}\n{log_tail(log)}")
     if failed:
         lines = "\n".join(f"  {c.name}: {c.message}" for c in failed)
         raise SimulationFailed(f"{unit} on {simulator} [{cfg.name}, {cfg.precision.name}]: "
@@ -230,12 +241,15 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str = DEFAU
     perf = json.loads(perf_json.read_text()) if perf_json.is_file() else {}
     perf.update(design_latency=info.get("latency"), simulator=simulator, unit=unit,
                 precision=cfg.precision.name, config=cfg.name)
+    if "params" in info:
+        perf["params"] = info["params"]
     if record_perf and not perturb:
         record_perf_figures(cfg, unit, simulator, perf, root)
     return RunResult(unit, simulator, cases, perf, results_xml, verilog, time.monotonic() - t_start, build_s)
 
 
-def _log_tail(log: Path, n: int = 3000) -> str:
+def log_tail(log: Path, n: int = 3000) -> str:
+    """The last ``n`` characters of a log file (empty if it does not exist)."""
     return log.read_text(errors="replace")[-n:] if log.is_file() else ""
 
 
@@ -249,7 +263,7 @@ def record_perf_figures(cfg, unit: str, simulator: str, figures: dict, root: Pat
     with locked(path.with_name(".perf.lock")):
         data = json.loads(path.read_text()) if path.is_file() else {}
         data.setdefault(unit, {})[simulator] = figures
-        _atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -263,20 +277,22 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from edgemoe.config import load_config
-    from .units import UNITS
+    from .units import all_units
 
     ap = argparse.ArgumentParser(description="run the cocotb testbench of RTL units")
-    ap.add_argument("units", nargs="*", default=None, help=f"units (default all): {', '.join(UNITS)}")
+    ap.add_argument("units", nargs="*", default=None, help=f"units (default all): {', '.join(all_units())}")
     ap.add_argument("--config", default="m3vit-micro")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     ap.add_argument("--sim", default="icarus", choices=SIMULATORS)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--vectors", type=int, default=1000)
+    ap.add_argument("--vectors", type=int, default=None,
+                    help="random vectors (default per unit: 1000 words for a stream unit, 200 rows / images "
+                         "for an attention unit)")
     ap.add_argument("--exhaustive", action="store_true", help="every input word (small input types)")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.set)
     status = 0
-    for unit in args.units or list(UNITS):
+    for unit in args.units or all_units():
         try:
             r = run_unit(unit, cfg, args.sim, seed=args.seed, vectors=args.vectors, exhaustive=args.exhaustive)
         except SimulationFailed as e:

@@ -3,7 +3,9 @@
 :class:`StreamHarness` drives ``in_data``/``in_valid`` and ``out_ready`` of a
 unit with the ports of :class:`edgemoe.sim.rtl.StreamUnit` and records every
 handshake with its clock cycle, in one cycle-by-cycle loop (one coroutine,
-so it is cheap in simulation):
+so it is cheap in simulation).  The loop is :class:`HandshakeHarness`'s,
+which the attention units' multi-field ``PortHarness`` (``sim/tb/attn_harness.py``)
+shares:
 
 * input side: each word is offered after a random gap (probability
   ``p_gap`` per cycle of not offering); once offered, ``in_valid`` stays high
@@ -72,17 +74,40 @@ class Transfer:
         return (self.in_cycles[-1] - self.in_cycles[0]) / (len(self.in_cycles) - 1)
 
 
-class StreamHarness:
-    """Clock, reset, driver and monitor of one stream unit (see module doc)."""
+class HandshakeHarness:
+    """Clock, reset, driver and monitor of a unit with one valid/ready input and one output.
 
-    def __init__(self, dut, in_bits: int, in_signed: bool, out_bits: int, out_signed: bool,
-                 seed: int = 1, period_ns: int = 10):
+    The rules of the module doc, for any mapping of items to ports: a subclass
+    says how to drive one input item (:meth:`_drive_item`), junk
+    (:meth:`_drive_junk`) and reset values (:meth:`_zero_inputs`), and how to
+    read one output word (:meth:`read_word`).  Shared by :class:`StreamHarness`
+    and the attention units' ``PortHarness`` (``sim/tb/attn_harness.py``).
+    """
+
+    def __init__(self, dut, seed: int = 1, period_ns: int = 10, in_valid: str = "in_valid",
+                 in_ready: str = "in_ready", out_valid: str = "out_valid", out_ready: str = "out_ready"):
         self.dut = dut
-        self.in_bits, self.in_signed = in_bits, in_signed
-        self.out_bits, self.out_signed = out_bits, out_signed
         self.rng = random.Random(seed)
         self.period_ns = period_ns
+        self.in_valid, self.in_ready = getattr(dut, in_valid), getattr(dut, in_ready)
+        self.out_valid, self.out_ready = getattr(dut, out_valid), getattr(dut, out_ready)
         self._clock = None
+
+    # --- what a subclass defines -------------------------------------------------------------
+
+    def _drive_item(self, item) -> None:
+        raise NotImplementedError
+
+    def _drive_junk(self) -> None:
+        raise NotImplementedError
+
+    def _zero_inputs(self) -> None:
+        raise NotImplementedError
+
+    def read_word(self):
+        raise NotImplementedError
+
+    # --- shared ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the clock (once) and reset the unit."""
@@ -96,31 +121,25 @@ class StreamHarness:
         from cocotb.triggers import RisingEdge
 
         d = self.dut
-        d.in_valid.value = 0
-        d.out_ready.value = 0
-        d.in_data.value = 0
+        self.in_valid.value = 0
+        self.out_ready.value = 0
+        self._zero_inputs()
         d.rst.value = 1
         for _ in range(cycles):
             await RisingEdge(d.clk)
         d.rst.value = 0
         await RisingEdge(d.clk)
 
-    def _read_out(self) -> int:
-        v = self.dut.out_data.value
-        if not v.is_resolvable:
-            raise AssertionError(f"out_data has X/Z bits while out_valid is high: {v}")
-        return from_word(v.to_unsigned(), self.out_bits, self.out_signed)
-
-    async def transfer(self, words: list[int], p_gap: float = 0.0, p_stall: float = 0.0,
-                       stall_burst: int = 1, timeout_cycles: int | None = None) -> Transfer:
-        """Push ``words`` through the unit and collect as many outputs (see module doc)."""
+    async def _transfer(self, items: list, n_out: int, p_gap: float, p_stall: float, stall_burst: int,
+                        timeout: int, timeout_message) -> Transfer:
+        """Offer ``items`` and collect ``n_out`` output words; ``timeout_message(accepted, delivered,
+        cycle)`` words the error after ``timeout`` cycles."""
         from cocotb.triggers import ReadOnly, RisingEdge
 
         d, rng = self.dut, self.rng
-        n = len(words)
-        tr = Transfer(list(words))
-        timeout = timeout_cycles or (64 + 4 * n * (1 + int(10 * (p_gap + p_stall))) * stall_burst)
-        nxt = 0               # next word to offer
+        n = len(items)
+        tr = Transfer(list(items))
+        nxt = 0               # next item to offer
         offering = False
         ready = False
         stall_left = 0
@@ -131,11 +150,11 @@ class StreamHarness:
             if not offering and nxt < n and (p_gap == 0.0 or rng.random() >= p_gap):
                 offering = True
             if offering:
-                d.in_data.value = to_word(words[nxt], self.in_bits)
-                d.in_valid.value = 1
+                self._drive_item(items[nxt])
+                self.in_valid.value = 1
             else:
-                d.in_data.value = rng.getrandbits(self.in_bits)
-                d.in_valid.value = 0
+                self._drive_junk()
+                self.in_valid.value = 0
             if stall_left > 0:
                 stall_left -= 1
                 ready = False
@@ -144,40 +163,94 @@ class StreamHarness:
                 ready = False
             else:
                 ready = True
-            d.out_ready.value = int(ready)
+            self.out_ready.value = int(ready)
 
         drive()
-        while len(tr.outputs) < n:
+        while nxt < n or len(tr.outputs) < n_out:
             await ReadOnly()
-            if offering and int(d.in_ready.value):
+            if offering and int(self.in_ready.value):
                 tr.in_cycles.append(cycle)
                 nxt += 1
                 offering = False
-            if ready and int(d.out_valid.value):
-                tr.outputs.append(self._read_out())
+            if ready and int(self.out_valid.value):
+                tr.outputs.append(self.read_word())
                 tr.out_cycles.append(cycle)
             await RisingEdge(d.clk)
             cycle += 1
             if cycle > timeout:
-                raise AssertionError(f"timeout: {len(tr.in_cycles)}/{n} words accepted, "
-                                     f"{len(tr.outputs)}/{n} delivered after {cycle} cycles")
+                raise AssertionError(timeout_message(nxt, len(tr.outputs), cycle))
             drive()
         tr.cycles = cycle
-        d.in_valid.value = 0
+        self.in_valid.value = 0
         return tr
 
     async def expect_idle(self, cycles: int) -> None:
-        """With no input and ``out_ready`` high, ``out_valid`` must stay low (no extra words)."""
+        """With no input and the output ready, no output word may appear."""
         from cocotb.triggers import ReadOnly, RisingEdge
 
-        d = self.dut
-        d.in_valid.value = 0
-        d.out_ready.value = 1
+        self.in_valid.value = 0
+        self.out_ready.value = 1
         for c in range(cycles):
             await ReadOnly()
-            if int(d.out_valid.value):
-                raise AssertionError(f"spurious output word {self._read_out()} {c} cycles after the last one")
-            await RisingEdge(d.clk)
+            if int(self.out_valid.value):
+                raise AssertionError(f"spurious output word {self.read_word()} {c} cycles after the last one")
+            await RisingEdge(self.dut.clk)
+
+    async def _hold(self, items: list, cycles: int) -> tuple[int, int]:
+        """Offer ``items`` back to back with the output stalled for ``cycles``;
+        returns (items accepted, cycles in which the output was valid)."""
+        from cocotb.triggers import ReadOnly, RisingEdge
+
+        self.out_ready.value = 0
+        accepted = 0
+        valid_cycles = 0
+        for _ in range(cycles):
+            if accepted < len(items):
+                self._drive_item(items[accepted])
+                self.in_valid.value = 1
+            else:
+                self.in_valid.value = 0
+            await ReadOnly()
+            fired = accepted < len(items) and int(self.in_ready.value)
+            valid_cycles += int(self.out_valid.value)
+            await RisingEdge(self.dut.clk)
+            accepted += int(bool(fired))
+        self.in_valid.value = 0
+        return accepted, valid_cycles
+
+
+class StreamHarness(HandshakeHarness):
+    """Clock, reset, driver and monitor of one stream unit (see module doc)."""
+
+    def __init__(self, dut, in_bits: int, in_signed: bool, out_bits: int, out_signed: bool,
+                 seed: int = 1, period_ns: int = 10):
+        super().__init__(dut, seed, period_ns)
+        self.in_bits, self.in_signed = in_bits, in_signed
+        self.out_bits, self.out_signed = out_bits, out_signed
+
+    def _drive_item(self, item: int) -> None:
+        self.dut.in_data.value = to_word(item, self.in_bits)
+
+    def _drive_junk(self) -> None:
+        self.dut.in_data.value = self.rng.getrandbits(self.in_bits)
+
+    def _zero_inputs(self) -> None:
+        self.dut.in_data.value = 0
+
+    def read_word(self) -> int:
+        v = self.dut.out_data.value
+        if not v.is_resolvable:
+            raise AssertionError(f"out_data has X/Z bits while out_valid is high: {v}")
+        return from_word(v.to_unsigned(), self.out_bits, self.out_signed)
+
+    async def transfer(self, words: list[int], p_gap: float = 0.0, p_stall: float = 0.0,
+                       stall_burst: int = 1, timeout_cycles: int | None = None) -> Transfer:
+        """Push ``words`` through the unit and collect as many outputs (see module doc)."""
+        n = len(words)
+        timeout = timeout_cycles or (64 + 4 * n * (1 + int(10 * (p_gap + p_stall))) * stall_burst)
+        return await self._transfer(words, n, p_gap, p_stall, stall_burst, timeout,
+                                    lambda acc, out, cyc: f"timeout: {acc}/{n} words accepted, "
+                                                          f"{out}/{n} delivered after {cyc} cycles")
 
     async def drain(self, count: int, timeout_cycles: int = 256) -> list[int]:
         """With no input and ``out_ready`` high, collect ``count`` more output words."""
@@ -192,7 +265,7 @@ class StreamHarness:
                 return out
             await ReadOnly()
             if int(d.out_valid.value):
-                out.append(self._read_out())
+                out.append(self.read_word())
             await RisingEdge(d.clk)
         raise AssertionError(f"drain: {len(out)}/{count} words after {timeout_cycles} cycles")
 
@@ -202,25 +275,16 @@ class StreamHarness:
         Returns (words accepted, cycles in which out_valid was high) -- the
         pipeline must stop accepting once full and keep its words.
         """
-        from cocotb.triggers import ReadOnly, RisingEdge
+        return await self._hold(words, hold)
 
-        d = self.dut
-        d.out_ready.value = 0
-        accepted = 0
-        valid_cycles = 0
-        for _ in range(hold):
-            if accepted < len(words):
-                d.in_data.value = to_word(words[accepted], self.in_bits)
-                d.in_valid.value = 1
-            else:
-                d.in_valid.value = 0
-            await ReadOnly()
-            fired = accepted < len(words) and int(d.in_ready.value)
-            valid_cycles += int(d.out_valid.value)
-            await RisingEdge(d.clk)
-            accepted += int(bool(fired))
-        d.in_valid.value = 0
-        return accepted, valid_cycles
+
+def backpressure_parts(items: list) -> list[tuple[list, dict]]:
+    """``items`` in three thirds, each with the gap / stall knobs of :meth:`HandshakeHarness._transfer`:
+    random gaps and stalls; long stall bursts; a starved input."""
+    third = max(len(items) // 3, 1)
+    return [(items[:third], dict(p_gap=0.3, p_stall=0.3)),
+            (items[third:2 * third], dict(p_gap=0.1, p_stall=0.5, stall_burst=7)),
+            (items[2 * third:], dict(p_gap=0.6, p_stall=0.1))]
 
 
 def compare(inputs: list[int], got: list[int], expected: list[int], label: str = "",

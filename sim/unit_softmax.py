@@ -50,69 +50,18 @@ gives II = 1 for any input at the price of a multiply-add-round in one cycle.
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Sequence
 
 from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.hdl import Value
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from edgemoe.golden.numerics.fixed import FixedType
 
 from .formats import exp_input_type
-from .rtl import overflow_fix, resize, round_shift_const, shape_of, width_for
+from .rtl import Lane, overflow_fix, resize, round_shift_const, shape_of
 from .unit_exp import exp_datapath
 from .unit_recip import recip_datapath
-
-
-class Lane:
-    """A chain of register stages sharing an external clock enable ``ce``.
-
-    The same ``stage`` / ``rom`` interface as :class:`edgemoe.sim.rtl.Pipe`
-    (so the ``*_datapath`` functions of the stream units build into it), but
-    several lanes can run side by side in one unit under one ``ce``
-    (e.g. two exp datapaths in parallel, plus a lane carrying row tags).
-    ``valid=None``: no valid bit is kept along this lane.
-    """
-
-    def __init__(self, m: Module, ce: Value, valid: Value | None = None,
-                 roms: dict[str, tuple[int, int]] | None = None):
-        self.m = m
-        self.ce = ce
-        self.valid = valid
-        self.depth = 0
-        self.roms = roms if roms is not None else {}
-
-    def rom(self, name: str, table: Sequence[int]) -> Memory:
-        mem = Memory(shape=width_for(min(min(table), 0), max(max(table), 0)), depth=len(table),
-                     init=list(table))
-        self.m.submodules[name] = mem
-        self.roms[name] = (len(table), mem.shape.width)
-        return mem
-
-    def stage(self, name: str, reads: dict | None = None, **exprs) -> SimpleNamespace:
-        out = {}
-        for key, expr in exprs.items():
-            expr = Value.cast(expr)
-            reg = Signal(expr.shape(), name=f"{name}_{key}", reset_less=True)
-            with self.m.If(self.ce):
-                self.m.d.sync += reg.eq(expr)
-            out[key] = reg
-        for key, (mem, addr) in (reads or {}).items():
-            port = mem.read_port(domain="sync")
-            self.m.d.comb += [port.addr.eq(addr), port.en.eq(self.ce)]
-            data = Signal(mem.shape, name=f"{name}_{key}")
-            self.m.d.comb += data.eq(port.data)
-            out[key] = data
-        if self.valid is not None:
-            v = Signal(name=f"{name}_valid")
-            with self.m.If(self.ce):
-                self.m.d.sync += v.eq(self.valid)
-            self.valid = v
-            out["valid"] = v
-        self.depth += 1
-        return SimpleNamespace(**out)
 
 
 def pick(regs: list[Signal], index: Value) -> Value:

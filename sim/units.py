@@ -1,6 +1,16 @@
 """Registry of the RTL stream units: how to build each from a config, its port
 formats, its exact expectation, and its test vectors.
 
+:func:`get_unit` / :func:`all_units` cover every RTL unit: the stream units
+here (:data:`UNITS`) and the attention / routing units of
+:mod:`edgemoe.sim.units_attention` (:data:`~edgemoe.sim.units_attention.ATTENTION_UNITS`).
+Both kinds of spec carry ``name``, ``top``, ``make``, ``test_module`` (the
+cocotb module in ``sim/tb/``), ``vectors`` (the default random-vector count
+of a run) and ``describe(cfg, component)`` (what ``unit.json`` records
+besides latency and ROMs), so :func:`edgemoe.sim.build.generate`,
+:func:`edgemoe.sim.runner.run_unit` and :mod:`edgemoe.sim.resources` take
+any unit name.
+
 Each :class:`UnitSpec` ties an Amaranth unit to the golden function it must
 match bit for bit (:mod:`edgemoe.golden.numerics`), so the generator, the
 cocotb testbench and the reports all read the same facts.  Test vectors are
@@ -31,11 +41,12 @@ from edgemoe.golden.numerics.fixed import FixedType
 from .formats import NAIVE_STEP_LOG2, exp_input_type, naive_gelu, rsqrt_input_type
 
 
-def _maker(module: str, cls: str) -> Callable[[object], object]:
-    """``cfg -> unit`` importing the Amaranth module on first use (the testbenches never do)."""
+def maker(module: str, cls: str, **kw) -> Callable[[object], object]:
+    """``cfg -> unit`` importing the Amaranth module on first use (the testbenches never do);
+    ``kw`` are passed on to ``cls.from_config``."""
     def make(cfg):
         import importlib
-        return getattr(importlib.import_module(f"{__package__}.{module}"), cls).from_config(cfg)
+        return getattr(importlib.import_module(f"{__package__}.{module}"), cls).from_config(cfg, **kw)
     make.__name__ = f"{cls}.from_config"
     return make
 
@@ -54,6 +65,12 @@ class UnitSpec:
     log_uniform: bool = False                  #: draw random magnitudes log-uniformly too
     golden: bool = True                        #: model is the golden spec (False: a reference design)
     perturb: Callable[[], object] | None = None  #: context manager breaking the model (self-test)
+    test_module: str = "tb_stream_unit"        #: cocotb module in sim/tb/
+    vectors: int = 1000                        #: default random words of a run
+
+    def describe(self, cfg, component) -> dict:
+        """What ``unit.json`` records besides latency and ROMs: the port formats."""
+        return unit_formats(self, cfg)
 
     def expected(self, cfg, x) -> torch.Tensor:
         return self.model(cfg, torch.as_tensor(x, dtype=torch.int64), self.out_type(cfg))
@@ -171,24 +188,35 @@ def _perturb_exp_table() -> Iterator[None]:
 
 
 UNITS: dict[str, UnitSpec] = {s.name: s for s in (
-    UnitSpec("exp", "edgemoe_exp", _maker("unit_exp", "ExpUnit"), lambda c: exp_input_type(c.precision),
+    UnitSpec("exp", "edgemoe_exp", maker("unit_exp", "ExpUnit"), lambda c: exp_input_type(c.precision),
              lambda c: c.precision.exp, _exp_model, _exp_edges, log_uniform=True,
              perturb=_perturb_exp_table),
-    UnitSpec("recip", "edgemoe_recip", _maker("unit_recip", "RecipUnit"), lambda c: c.precision.softmax_sum,
+    UnitSpec("recip", "edgemoe_recip", maker("unit_recip", "RecipUnit"), lambda c: c.precision.softmax_sum,
              lambda c: c.precision.softmax_inv, _recip_model, _recip_edges, log_uniform=True),
-    UnitSpec("rsqrt", "edgemoe_rsqrt", _maker("unit_rsqrt", "RsqrtUnit"), lambda c: rsqrt_input_type(c.precision),
+    UnitSpec("rsqrt", "edgemoe_rsqrt", maker("unit_rsqrt", "RsqrtUnit"), lambda c: rsqrt_input_type(c.precision),
              lambda c: c.precision.ln_inv_std, _rsqrt_model, _rsqrt_edges, log_uniform=True),
-    UnitSpec("gelu", "edgemoe_gelu", _maker("unit_gelu", "GeluUnit"), lambda c: c.precision.act,
+    UnitSpec("gelu", "edgemoe_gelu", maker("unit_gelu", "GeluUnit"), lambda c: c.precision.act,
              lambda c: c.precision.act, _gelu_model, _gelu_edges),
-    UnitSpec("gelu_naive", "edgemoe_gelu_naive", _maker("unit_gelu_naive", "NaiveGeluUnit"), lambda c: c.precision.act,
+    UnitSpec("gelu_naive", "edgemoe_gelu_naive", maker("unit_gelu_naive", "NaiveGeluUnit"), lambda c: c.precision.act,
              lambda c: c.precision.act, _gelu_naive_model, _naive_edges, golden=False),
 )}
 
 
-def get_unit(name: str) -> UnitSpec:
-    if name not in UNITS:
-        raise KeyError(f"unknown RTL unit {name!r}; units: {', '.join(UNITS)}")
-    return UNITS[name]
+def all_units() -> list[str]:
+    """Every RTL unit name: the stream units, then the attention / routing units."""
+    from .units_attention import ATTENTION_UNITS
+    return [*UNITS, *ATTENTION_UNITS]
+
+
+def get_unit(name: str):
+    """The spec of any RTL unit: a :class:`UnitSpec`, or an
+    :class:`~edgemoe.sim.units_attention.AttnUnitSpec` for the attention / routing units."""
+    if name in UNITS:
+        return UNITS[name]
+    from .units_attention import ATTENTION_UNITS
+    if name in ATTENTION_UNITS:
+        return ATTENTION_UNITS[name]
+    raise KeyError(f"unknown RTL unit {name!r}; units: {', '.join(all_units())}")
 
 
 # --- vectors -------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from edgemoe.config import load_config
-from edgemoe.sim.units_attention import (ATTENTION_UNITS, SOFTMAX_RECURRENCE, attention_unit_info, attn_cycles,
-                                         generate_attention_unit, run_attention_unit, schedule_expected,
+from edgemoe.sim.build import generate, unit_info
+from edgemoe.sim.runner import run_unit
+from edgemoe.sim.units_attention import (ATTENTION_UNITS, SOFTMAX_RECURRENCE, attn_cycles, schedule_expected,
                                          schedule_problems, schedule_stream, softmax_expected, topk_expected)
 
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("yosys") is None,
@@ -45,7 +46,7 @@ def _passed(r, tests: int):
 
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_softmax_exact_on_icarus(profile):
-    perf = _passed(run_attention_unit("softmax", micro(profile=profile), "icarus", vectors=60), 5)
+    perf = _passed(run_unit("softmax", micro(profile=profile), "icarus", vectors=60), 5)
     assert perf["latency"] == perf["latency_max"] == perf["design_latency"]
     # P = 2 query slots >= R = 2 recurrence stages: one score per cycle; a lone row every R cycles
     assert perf["ii"] == 1.0 and perf["ii_single_row"] == SOFTMAX_RECURRENCE
@@ -54,28 +55,28 @@ def test_softmax_exact_on_icarus(profile):
 
 def test_softmax_single_slot_on_icarus():
     """P = 1: every score depends on the previous one, so the unit runs at II = R."""
-    perf = _passed(run_attention_unit("softmax", micro("hardware.attn_parallel=1"), "icarus", vectors=30), 5)
+    perf = _passed(run_unit("softmax", micro("hardware.attn_parallel=1"), "icarus", vectors=30), 5)
     assert perf["ii"] == perf["ii_single_row"] == SOFTMAX_RECURRENCE
 
 
 @pytest.mark.parametrize("pair", list(SCHEDULES))
 def test_attn_schedule_exact_on_icarus(pair):
     cfg = micro(*SCHEDULES[pair])
-    perf = _passed(run_attention_unit("attn_schedule", cfg, "icarus"), 4)
+    perf = _passed(run_unit("attn_schedule", cfg, "icarus"), 4)
     n, par = cfg.model.num_tokens, cfg.hardware.attn_parallel
     assert (n, par) == (int(pair[1:pair.index("P")]), int(pair[pair.index("P") + 1:]))
     assert perf["cycles"] == attn_cycles(n, par) and perf["ii"] == 1.0 and perf["latency"] == 1
 
 
 def test_attn_schedule_w16a16_on_icarus():
-    _passed(run_attention_unit("attn_schedule", micro(profile="w16a16"), "icarus"), 4)
+    _passed(run_unit("attn_schedule", micro(profile="w16a16"), "icarus"), 4)
 
 
 @pytest.mark.parametrize("case", ["w16a32", "w16a16", "k1", "kE"])
 def test_topk_exact_on_icarus(case):
     over = {"k1": ["model.top_k=1"], "kE": ["model.top_k=4"]}.get(case, [])
     cfg = micro(*over, profile="w16a16" if case == "w16a16" else "w16a32")
-    perf = _passed(run_attention_unit("topk", cfg, "icarus", vectors=40), 5)
+    perf = _passed(run_unit("topk", cfg, "icarus", vectors=40), 5)
     m = cfg.model
     assert perf["ii"] == 1.0 and perf["latency"] == perf["latency_max"] == 1
     assert perf["dump_words"] == m.num_experts + m.num_tokens * m.top_k
@@ -84,8 +85,36 @@ def test_topk_exact_on_icarus(case):
 
 
 def test_topk_on_verilator():
-    perf = _passed(run_attention_unit("topk", micro(), "verilator", vectors=40), 5)
+    perf = _passed(run_unit("topk", micro(), "verilator", vectors=40), 5)
     assert perf["ii"] == 1.0 and perf["simulator"] == "verilator"
+
+
+def test_one_registry_and_entry_point_for_every_unit(tmp_path, capsys):
+    """get_unit / all_units cover the stream and the attention units; runner.main runs either kind."""
+    from edgemoe.sim.runner import main
+    from edgemoe.sim.units import UNITS, all_units, get_unit
+
+    assert all_units() == [*UNITS, *ATTENTION_UNITS]
+    assert get_unit("softmax") is ATTENTION_UNITS["softmax"] and get_unit("exp") is UNITS["exp"]
+    assert get_unit("topk").test_module == "tb_topk" and get_unit("exp").test_module == "tb_stream_unit"
+    assert (get_unit("topk").vectors, get_unit("exp").vectors) == (200, 1000)
+    with pytest.raises(KeyError, match="attn_schedule"):
+        get_unit("no_such_unit")
+    assert main(["attn_schedule", "--config", "m3vit-micro", "--vectors", "10"]) == 0
+    assert "PASS attn_schedule on icarus: 4 tests" in capsys.readouterr().out
+
+
+def test_resource_markdown_mixes_stream_and_attention_rows():
+    from edgemoe.sim.resources import COLUMNS, markdown
+
+    res = {c: 1 for c in COLUMNS}
+    rows = [{"config": "c", "profile": "w16a16", "digest": "d", "unit": "exp", "golden": True, "in": "s16.8",
+             "out": "u16.15", "latency": 7, "ii": 1.0, "measured": True, "rom_bits": 10, **res},
+            {"config": "c", "profile": "w16a16", "digest": "d", "unit": "topk", "golden": True,
+             "params": {"num_experts": 4, "top_k": 2, "num_tokens": 9}, "ram_bits": 8, "latency": 3, "ii": None,
+             "measured": False, "rom_bits": 0, **res}]
+    text = markdown(rows)
+    assert "| exp | `s16.8` -> `u16.15` | 7 |" in text and "| topk | E=4 k=2 N=9 | 3 (design) |" in text
 
 
 @pytest.mark.parametrize("unit", list(ATTENTION_UNITS))
@@ -94,7 +123,7 @@ def test_testbench_fails_on_a_wrong_expectation(unit):
     from edgemoe.sim.runner import SimulationFailed
 
     with pytest.raises(SimulationFailed) as e:
-        run_attention_unit(unit, micro(), "icarus", vectors=10, perturb=True)
+        run_unit(unit, micro(), "icarus", vectors=10, perturb=True)
     msg = str(e.value)
     assert "cocotb tests failed" in msg and ("expected" in msg or "golden" in msg)
 
@@ -166,18 +195,18 @@ def test_topk_expectation_ties_and_queues():
 def test_generated_verilog_is_lint_clean(unit, over):
     from edgemoe.sim.lint import lint
 
-    assert lint(generate_attention_unit(unit, load_config("m3vit-micro", over))) == []
+    assert lint(generate(unit, load_config("m3vit-micro", over))) == []
 
 
 def test_generation_is_cached_and_records_params():
     cfg = micro()
-    a = generate_attention_unit("softmax", cfg)
+    a = generate("softmax", cfg)
     mtime = a.stat().st_mtime_ns
-    assert generate_attention_unit("softmax", cfg).stat().st_mtime_ns == mtime
-    info = attention_unit_info("softmax", cfg)
+    assert generate("softmax", cfg).stat().st_mtime_ns == mtime
+    info = unit_info("softmax", cfg)
     assert info["params"]["parallel"] == 2 and info["latency"] >= 10
     assert info["ports"]["in_score"] == {"dir": "in", "bits": cfg.precision.attn_score.bits, "signed": True}
-    t = attention_unit_info("topk", cfg)
+    t = unit_info("topk", cfg)
     assert t["ram_bits"] == 4 * 16 * 4 and t["ports"]["out_experts"]["bits"] == 2 * 2
 
 
@@ -320,9 +349,9 @@ def test_topk_sweep_in_amaranth_sim(e, k, n):
 # --- resources -----------------------------------------------------------------------------------------
 
 def test_synthesis_of_the_schedule_unit():
-    from edgemoe.sim.units_attention import attention_unit_resources
+    from edgemoe.sim.resources import unit_resources
 
-    res = attention_unit_resources("attn_schedule", micro())
+    res = unit_resources("attn_schedule", micro())
     assert res["lut"] > 0 and res["ff"] > 0 and res["dsp"] == 0
 
 
@@ -332,7 +361,7 @@ def test_synthesis_of_the_schedule_unit():
 @pytest.mark.parametrize("profile", list(PROFILES))
 @pytest.mark.parametrize("unit", list(ATTENTION_UNITS))
 def test_unit_exact_on_verilator(unit, profile):
-    assert run_attention_unit(unit, micro(profile=profile), "verilator", vectors=100).passed
+    assert run_unit(unit, micro(profile=profile), "verilator", vectors=100).passed
 
 
 @pytest.mark.slow
@@ -340,17 +369,17 @@ def test_unit_exact_on_verilator(unit, profile):
 @pytest.mark.parametrize("unit", list(ATTENTION_UNITS))
 def test_unit_exact_full_preset(unit, profile):
     cfg = load_config("m3vit-tiny-cityscapes", PROFILES[profile])
-    assert run_attention_unit(unit, cfg, "verilator", seed=7, vectors=60).passed
+    assert run_unit(unit, cfg, "verilator", seed=7, vectors=60).passed
 
 
 @pytest.mark.slow
 def test_resource_table_tiny():
-    from edgemoe.sim.units_attention import resource_markdown, resource_rows
+    from edgemoe.sim.resources import markdown, resource_table
 
     cfgs = [load_config("m3vit-tiny-cityscapes", PROFILES[p]) for p in PROFILES]
-    rows = resource_rows(list(ATTENTION_UNITS), cfgs)
+    rows = resource_table(list(ATTENTION_UNITS), cfgs)
     assert len(rows) == 6
     by = {(r["profile"], r["unit"]): r for r in rows}
     assert by[("w16a32", "topk")]["bram"] >= 1                 # 16 queues x 256 token slots
     assert by[("w16a32", "softmax")]["dsp"] > by[("w16a16", "softmax")]["dsp"] > 0
-    assert "attn_schedule" in resource_markdown(rows)
+    assert "attn_schedule" in markdown(rows)

@@ -28,7 +28,7 @@ import cocotb
 import torch
 
 from attn_harness import PortHarness, check, compare_words
-from edgemoe.sim.stream_tb import TbContext
+from edgemoe.sim.stream_tb import TbContext, backpressure_parts
 from edgemoe.sim.units_attention import SOFTMAX_RECURRENCE, schedule_expected, schedule_stream, softmax_expected
 
 IN_FIELDS = ("in_score", "in_last", "in_slot")
@@ -178,10 +178,7 @@ async def random_backpressure(dut):
     p, n, par = ctx.cfg.precision, ctx.cfg.model.num_tokens, ctx.cfg.hardware.attn_parallel
     rng = random.Random(ctx.seed + 20)
     rows = [random_row(rng, p.attn_score, rng.randint(1, 2 * n)) for _ in range(max(ctx.n_random, 3))]
-    third = max(len(rows) // 3, 1)
-    parts = [(rows[:third], dict(p_gap=0.3, p_stall=0.3)),
-             (rows[third:2 * third], dict(p_gap=0.1, p_stall=0.5, stall_burst=7)),
-             (rows[2 * third:], dict(p_gap=0.6, p_stall=0.1))]
+    parts = backpressure_parts(rows)
     problems, nwords, cycles = [], 0, 0
     for k, (part, knobs) in enumerate(parts):
         words = interleave(part, par, rng)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from edgemoe.sim.stream_tb import TbContext, compare
+from edgemoe.sim.stream_tb import TbContext, backpressure_parts, compare
 from edgemoe.sim.units import random_words, unit_vectors
 
 
@@ -73,10 +73,7 @@ async def random_backpressure(dut):
         random.Random(ctx.seed).shuffle(words)
     else:
         words = unit_vectors(ctx.spec, ctx.cfg, seed=ctx.seed + 1, n_random=ctx.n_random)["random"]
-    third = max(len(words) // 3, 1)
-    parts = [(words[:third], dict(p_gap=0.3, p_stall=0.3)),
-             (words[third:2 * third], dict(p_gap=0.1, p_stall=0.5, stall_burst=7)),
-             (words[2 * third:], dict(p_gap=0.6, p_stall=0.1))]
+    parts = backpressure_parts(words)
     problems = []
     cycles = n = 0
     for k, (part, knobs) in enumerate(parts):

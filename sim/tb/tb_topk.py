@@ -27,7 +27,7 @@ import cocotb
 import torch
 
 from attn_harness import PortHarness, check, compare_words
-from edgemoe.sim.stream_tb import TbContext
+from edgemoe.sim.stream_tb import TbContext, backpressure_parts
 from edgemoe.sim.units_attention import KIND_COUNT, KIND_QUEUE, KIND_TOKEN, topk_expected
 
 
@@ -169,10 +169,7 @@ async def random_backpressure(dut):
         t = rng.choice((n, n, rng.randint(1, n)))
         span = rng.choice((lt.max_raw, 1 << lt.frac_bits, 4))
         images.append(torch.randint(max(-span, lt.min_raw), span + 1, (t, e), generator=g))
-    third = max(len(images) // 3, 1)
-    parts = [(images[:third], dict(p_gap=0.3, p_stall=0.3)),
-             (images[third:2 * third], dict(p_gap=0.1, p_stall=0.5, stall_burst=7)),
-             (images[2 * third:], dict(p_gap=0.6, p_stall=0.1))]
+    parts = backpressure_parts(images)
     problems, words, cycles = [], 0, 0
     for i, (part, knobs) in enumerate(parts):
         pr, tr, items = await _run(ctx, h, dut, part, f"stalls{i} {knobs}", **knobs)
