@@ -19,7 +19,7 @@ word per cycle):
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, signed, unsigned
+from amaranth import Module, Mux, unsigned
 
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import gelu_table
