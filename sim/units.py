@@ -202,20 +202,22 @@ UNITS: dict[str, UnitSpec] = {s.name: s for s in (
 )}
 
 
-def all_units() -> list[str]:
-    """Every RTL unit name: the stream units, then the attention / routing units."""
+def _registry() -> dict:
     from .units_attention import ATTENTION_UNITS
-    return [*UNITS, *ATTENTION_UNITS]
+    return {**UNITS, **ATTENTION_UNITS, **_tile_units()}
+
+
+def all_units() -> list[str]:
+    """Every RTL unit name: the stream units, the attention / routing units, the compute tile."""
+    return list(_registry())
 
 
 def get_unit(name: str):
     """The spec of any RTL unit: a :class:`UnitSpec`, or an
-    :class:`~edgemoe.sim.units_attention.AttnUnitSpec` for the attention / routing units."""
-    if name in UNITS:
-        return UNITS[name]
-    from .units_attention import ATTENTION_UNITS
-    if name in ATTENTION_UNITS:
-        return ATTENTION_UNITS[name]
+    :class:`~edgemoe.sim.units_attention.AttnUnitSpec` for the attention / routing units and ``compute_tile``."""
+    registry = _registry()
+    if name in registry:
+        return registry[name]
     raise KeyError(f"unknown RTL unit {name!r}; units: {', '.join(all_units())}")
 
 
@@ -278,3 +280,24 @@ def unit_formats(spec: UnitSpec, cfg) -> dict:
     return {"in": str(ti), "out": str(to), "in_bits": ti.bits, "in_signed": ti.signed,
             "out_bits": to.bits, "out_signed": to.signed}
 
+
+# --- the compute tile (multi-field ports; its own testbench) ---------------------------------------
+
+def tile_k_max(cfg) -> int:
+    """Longest dot product the compute tile accumulates (its accumulator width follows):
+    the patch embedding, the attention / MLP / expert layers of the model."""
+    m = cfg.model
+    return max(m.in_chans * m.patch_size ** 2, m.embed_dim, int(m.embed_dim * m.mlp_ratio), m.expert_hidden)
+
+
+def _tile_params(cfg) -> dict:
+    p, h = cfg.precision, cfg.hardware
+    return {"cu_in": h.cu_in, "cu_out": h.cu_out, "k_max": tile_k_max(cfg), "act": str(p.act),
+            "weight": str(p.weight), "bias": str(p.bias), "gate_score": str(p.gate_score)}
+
+
+def _tile_units() -> dict:
+    from .units_attention import AttnUnitSpec
+    return {"compute_tile": AttnUnitSpec(
+        "compute_tile", "edgemoe_compute_tile", maker("unit_compute_tile", "ComputeTileUnit"), "tb_compute_tile",
+        _tile_params, "cu_in x cu_out MAC tile: linear + cast, GELU, or y * score", vectors=40)}

@@ -94,7 +94,7 @@ def test_one_registry_and_entry_point_for_every_unit(tmp_path, capsys):
     from edgemoe.sim.runner import main
     from edgemoe.sim.units import UNITS, all_units, get_unit
 
-    assert all_units() == [*UNITS, *ATTENTION_UNITS]
+    assert all_units() == [*UNITS, *ATTENTION_UNITS, "compute_tile"]
     assert get_unit("softmax") is ATTENTION_UNITS["softmax"] and get_unit("exp") is UNITS["exp"]
     assert get_unit("topk").test_module == "tb_topk" and get_unit("exp").test_module == "tb_stream_unit"
     assert (get_unit("topk").vectors, get_unit("exp").vectors) == (200, 1000)
