@@ -6,7 +6,6 @@ kernel output must equal the golden fixed-point model word for word.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pynq
@@ -14,28 +13,21 @@ import pytest
 import torch
 from pynq.buffer import PynqBuffer
 
-from edgemoe.config import load_config
 from edgemoe.golden.fixed_model import FixedM3ViT
-from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
+from edgemoe.golden.synthetic import synthetic_images
 from edgemoe.hls.interface import config_hash32, register_map
 from edgemoe.host.compare import check_tap, compare_device, format_comparison, select_taps
 from edgemoe.host.driver import EdgeMoEDriver
 from edgemoe.host.errors import DeviceError
 from edgemoe.host.runtime import Accelerator, select_device
-from edgemoe.host.simdevice import VLNV, SimDevice, build_sim_overlay
-from edgemoe.host.weights_file import pack_state_dict
+from edgemoe.host.simdevice import VLNV, SimDevice
 
-REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / "build" / "csim-cache"
+from conftest import micro_sim_overlay
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    cfg = load_config("m3vit-micro")
-    sd = synthetic_state_dict(cfg.model, seed=0)
-    out = tmp_path_factory.mktemp("bitstreams")
-    entry = build_sim_overlay(cfg, out, cache_dir=CACHE)
-    packed = pack_state_dict(cfg, sd, "synthetic (seed 0)")
+    cfg, sd, entry, packed = micro_sim_overlay(tmp_path_factory)
     return cfg, sd, entry, packed, FixedM3ViT(cfg, sd)
 
 

@@ -15,21 +15,15 @@ from edgemoe.host import manifest as mf
 from edgemoe.host.errors import (KernelError, KernelTimeout, ManifestError, OverlayMismatchError, SimBusError,
                                  WeightsFileError)
 from edgemoe.host.runtime import Accelerator
-from edgemoe.host.simdevice import build_sim_overlay
 from edgemoe.host.weights_file import load_weights_file, pack_state_dict
 from edgemoe.images import ImageError
 
-REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / "build" / "csim-cache"
+from conftest import micro_sim_overlay
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    cfg = load_config("m3vit-micro")
-    sd = synthetic_state_dict(cfg.model, seed=0)
-    out = tmp_path_factory.mktemp("bitstreams")
-    entry = build_sim_overlay(cfg, out, cache_dir=CACHE)
-    packed = pack_state_dict(cfg, sd, "synthetic (seed 0)")
+    cfg, sd, entry, packed = micro_sim_overlay(tmp_path_factory)
     images = synthetic_images(cfg.model, 2, seed=1)
     golden = {t: FixedM3ViT(cfg, sd).forward(images, t, keep_taps=False).tokens.numpy() for t in (0, 1)}
     return cfg, entry, packed, images, golden

@@ -19,8 +19,7 @@ from edgemoe.host.errors import ManifestError, WeightsFileError
 from edgemoe.host.simdevice import SimParser, build_sim_overlay
 from edgemoe.host.weights_file import VERSION, is_weights_file, load_weights_file, pack_state_dict
 
-REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / "build" / "csim-cache"
+from conftest import CSIM_CACHE as CACHE
 
 
 @pytest.fixture(scope="module")
