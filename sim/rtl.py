@@ -269,3 +269,19 @@ def shift_round_var(p: Pipe, name: str, v: Value, v_max: int, shift: Value, shif
     wide = s1.down << s1.left if cap_l > 0 else s1.down
     y = overflow_fix(wide, t, lo=0, hi=down_max << cap_l)
     return y, s1
+
+
+def table_lookup_round(p: Pipe, read_name: str, name: str, rom, idx: Value, low: Value, low_bits: int,
+                       table_max: int, sh: Value, sh_lo: int, sh_hi: int, t: FixedType,
+                       **carry) -> tuple[Value, SimpleNamespace]:
+    """The shared tail of the table units (exp, reciprocal, rsqrt): read ``rom[idx]`` and
+    ``rom[idx + 1]``, interpolate with ``low``, shift by ``sh`` and cast to ``t``.
+
+    Five stages (read, two interpolate, two shift-round); ``carry`` travels along.
+    Returns (result, carried).
+    """
+    s_rd = p.stage(read_name, reads={"a": (rom, idx), "b": (rom, idx + 1)}, low=low, sh=sh, **carry)
+    v, s_ip = interpolate_step(p, f"{name}_ip", s_rd.a, s_rd.b, s_rd.low, low_bits, sh=s_rd.sh,
+                               **{k: getattr(s_rd, k) for k in carry})
+    return shift_round_var(p, f"{name}_sr", v, table_max, s_ip.sh, sh_lo, sh_hi, t,
+                           **{k: getattr(s_ip, k) for k in carry})

@@ -23,7 +23,7 @@ from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import exp2_table, log2e_raw
 
 from .formats import exp_input_type
-from .rtl import Pipe, StreamUnit, interpolate_step, resize, shape_of, shift_round_var, width_for
+from .rtl import Pipe, StreamUnit, resize, shape_of, table_lookup_round, width_for
 
 
 def exp_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: int, table_bits: int,
@@ -52,9 +52,7 @@ def exp_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: int
     low = f[:low_bits] if low_bits > 0 else Const(0, 1)
     sh_lo, sh_hi = F - out.frac_bits, F - out.frac_bits - n_lo
     sh = resize((F - out.frac_bits) - n, width_for(sh_lo, sh_hi))
-    s2 = p.stage(f"{name}_s2", reads={"a": (rom, idx), "b": (rom, idx + 1)}, low=low, sh=sh)
-    v, s4 = interpolate_step(p, f"{name}_ip", s2.a, s2.b, s2.low, low_bits, sh=s2.sh)
-    y, _ = shift_round_var(p, f"{name}_sr", v, max(table), s4.sh, sh_lo, sh_hi, out)
+    y, _ = table_lookup_round(p, f"{name}_s2", name, rom, idx, low, low_bits, max(table), sh, sh_lo, sh_hi, out)
     return y
 
 

@@ -23,7 +23,7 @@ from amaranth import Cat, Const, Module, Mux, unsigned
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import recip_table
 
-from .rtl import (Pipe, StreamUnit, interpolate_step, msb_index, resize, shape_of, shift_round_var,
+from .rtl import (Pipe, StreamUnit, msb_index, resize, shape_of, table_lookup_round,
                   width_for)
 
 
@@ -64,10 +64,9 @@ def recip_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: i
     sh_lo = F - xf - out.frac_bits
     sh_hi = sh_lo + wu - 1
     sh = resize(sh_lo + msb, width_for(sh_lo, sh_hi))
-    s3 = p.stage(f"{name}_rd", reads={"a": (rom, idx), "b": (rom, idx + 1)}, low=low, sh=sh, pos=pos)
-    v, s5 = interpolate_step(p, f"{name}_ip", s3.a, s3.b, s3.low, low_bits, sh=s3.sh, pos=s3.pos)
-    y, s7 = shift_round_var(p, f"{name}_sr", v, max(table), s5.sh, sh_lo, sh_hi, out, pos=s5.pos)
-    return Mux(s7.pos, y, out.max_raw)
+    y, s = table_lookup_round(p, f"{name}_rd", name, rom, idx, low, low_bits, max(table), sh, sh_lo, sh_hi, out,
+                              pos=pos)
+    return Mux(s.pos, y, out.max_raw)
 
 
 class RecipUnit(StreamUnit):

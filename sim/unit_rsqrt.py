@@ -26,7 +26,7 @@ from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import rsqrt_table
 
 from .formats import rsqrt_input_type
-from .rtl import Pipe, StreamUnit, interpolate_step, resize, shape_of, shift_round_var, width_for
+from .rtl import Pipe, StreamUnit, resize, shape_of, table_lookup_round, width_for
 from .unit_recip import normalise
 
 
@@ -54,10 +54,9 @@ def rsqrt_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: i
     sh_lo, sh_hi = min(shifts), max(shifts)
     half_e2 = (msb - xf - odd) >> 1
     sh = resize((F - out.frac_bits) + half_e2, width_for(sh_lo, sh_hi))
-    s3 = p.stage(f"{name}_rd", reads={"a": (rom, idx), "b": (rom, idx + 1)}, low=low, sh=sh, pos=pos)
-    v, s5 = interpolate_step(p, f"{name}_ip", s3.a, s3.b, s3.low, low_bits, sh=s3.sh, pos=s3.pos)
-    y, s7 = shift_round_var(p, f"{name}_sr", v, max(table), s5.sh, sh_lo, sh_hi, out, pos=s5.pos)
-    return Mux(s7.pos, y, out.max_raw)
+    y, s = table_lookup_round(p, f"{name}_rd", name, rom, idx, low, low_bits, max(table), sh, sh_lo, sh_hi, out,
+                              pos=pos)
+    return Mux(s.pos, y, out.max_raw)
 
 
 class RsqrtUnit(StreamUnit):
