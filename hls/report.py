@@ -305,10 +305,13 @@ def build_sections(cfg, *, mode: str = "onchip", batch: int = 8, images: int = 1
     ys_rows, ys_text = yosys_comparison(cfg)
     tables = [(["unit", "DSP", "BRAM36", "URAM", "LUT", "FF"], rows)]
     if ys_rows:
-        tables.append((["RTL unit", "DSP model", "DSP yosys", "LUT model", "LUT yosys", "FF model", "FF yosys"],
-                       [[r_["unit"], (r_["model"] or {}).get("dsp", "-"), r_["yosys"].get("dsp", "-"),
-                         (r_["model"] or {}).get("lut", "-"), r_["yosys"].get("lut", "-"),
-                         (r_["model"] or {}).get("ff", "-"), r_["yosys"].get("ff", "-")] for r_ in ys_rows]))
+        def side_by_side(r_, k):
+            q = r_["ratio"].get(k)
+            return [(r_["model"] or {}).get(k, "-"), r_["yosys"].get(k, "-"), "-" if q is None else f"{q:.2f}x"]
+
+        tables.append((["RTL unit"] + [f"{k} {w}" for k in ("DSP", "LUT", "FF") for w in ("model", "yosys", "y/m")],
+                       [[r_["unit"]] + side_by_side(r_, "dsp") + side_by_side(r_, "lut") + side_by_side(r_, "ff")
+                        for r_ in ys_rows]))
     secs.append(Section(f"Resources vs {res.board} limits ({mode})",
                         text="DSP and memories follow the types and sizes; LUT/FF are rough. "
                              + ("" if ys_rows else ys_text),

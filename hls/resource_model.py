@@ -155,6 +155,14 @@ class UnitResources:
 
 # --- tables and arithmetic units --------------------------------------------------------
 
+def add_mac_array(u: "UnitResources", cu_in: int, cu_out: int, x_bits: int, w_bits: int, acc_bits: int) -> None:
+    """``cu_in x cu_out`` multipliers, the per-neuron adder trees and accumulators into ``u``."""
+    macs = cu_in * cu_out
+    u.add_mults("MAC", macs, x_bits, w_bits)
+    u.lut += macs * (x_bits + w_bits + math.ceil(math.log2(max(2, cu_in))))  # adder trees
+    u.ff += macs * 2 * (x_bits + w_bits) + cu_out * acc_bits
+
+
 def _table_rom(name: str, entries: int, bits: int) -> Memory:
     return Memory(name, entries, bits)
 
@@ -201,6 +209,91 @@ def arithmetic_units(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
     u.lut += 3 * p.act.bits + 100
     u.ff += 3 * p.act.bits
     units["gelu"] = u
+    return units
+
+
+def rtl_unit_models(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
+    """The model's figure for each RTL unit of ``sim/`` (the structure that unit builds).
+
+    The four table units of :func:`arithmetic_units`, and:
+
+    * ``softmax``: the online-softmax state of ``P`` interleaved rows -- two exp
+      datapaths (``exp(m - m')``, ``exp(s - m')``), the ``l * alpha``
+      multiply-add, one reciprocal, ``P`` (max, sum) registers;
+    * ``compute_tile``: ``cu_in x cu_out`` MACs with exact accumulators, one GELU
+      datapath and one ``y * score`` product per neuron, the output casts;
+    * ``layernorm``: the LayerNorm arithmetic (square, normalise, affine, two
+      divisions by D as constant multiplies), one rsqrt, row buffers of D words
+      (three rows in flight) and the gamma/beta RAM;
+    * ``topk``: ``k`` sorted (logit, index) registers with their comparators and
+      the per-expert queue RAM (E x 2**token_bits words);
+    * ``attn_schedule``: counters only.
+
+    These are what :func:`yosys_comparison` sets beside the yosys figures.
+    """
+    from .perf_model import template_context
+
+    ctx = ctx or template_context(cfg)
+    m, p, h = cfg.model, cfg.precision, cfg.hardware
+    board = BOARDS[h.board]
+    units = arithmetic_units(cfg, ctx)
+    pp = h.attn_parallel
+
+    u = UnitResources("softmax")
+    for name in ("exp", "exp", "recip"):
+        a = units[name]
+        u.dsp += a.dsp
+        u.lut += a.lut
+        u.ff += a.ff
+        u.bram36 += a.bram36
+    u.add_mults("l * alpha", 1, p.softmax_sum.bits, p.exp.bits, a_signed=p.softmax_sum.signed,
+                b_signed=p.exp.signed)
+    u.ff += pp * (p.attn_score.bits + p.softmax_sum.bits)
+    u.lut += 4 * (p.attn_score.bits + p.softmax_sum.bits) + 100  # max compare, subtracts, cast, interlock
+    units["softmax"] = u
+
+    u = UnitResources("compute_tile")
+    k_bits = math.ceil(math.log2(max(2, max(m.embed_dim, m.mlp_hidden, m.expert_hidden, m.patch_dim))))
+    add_mac_array(u, h.cu_in, h.cu_out, p.act.bits, p.weight.bits,
+                  p.act.bits + p.weight.bits + k_bits)
+    g = units["gelu"]
+    u.dsp += h.cu_out * g.dsp
+    u.lut += h.cu_out * g.lut
+    u.ff += h.cu_out * g.ff
+    u.bram36 += h.cu_out * g.bram36
+    u.add_mults("y * score", h.cu_out, p.act.bits, p.gate_score.bits, b_signed=p.gate_score.signed)
+    u.lut += h.cu_out * 4 * p.act.bits  # bias align + cast per neuron
+    units["compute_tile"] = u
+
+    u = UnitResources("layernorm")
+    u.add_mults("(x-mean)^2", 1, p.ln_centered.bits, p.ln_centered.bits)
+    u.add_mults("(x-mean)*inv_std", 1, p.ln_centered.bits, p.ln_inv_std.bits, b_signed=p.ln_inv_std.signed)
+    u.add_mults("norm*gamma", 1, p.ln_norm.bits, p.ln_gamma.bits)
+    u.add_mults("mean/var by constant", 2, 48, 18)
+    r = units["rsqrt"]
+    u.dsp += r.dsp
+    u.lut += r.lut
+    u.ff += r.ff
+    u.add_memory(Memory("row buffers (3 rows in flight)", m.embed_dim, max(p.act.bits, p.ln_centered.bits)),
+                 board, copies=3)
+    u.add_memory(Memory("gamma/beta", m.embed_dim, p.ln_gamma.bits + p.ln_beta.bits), board)
+    u.lut += 3 * 64 + 200
+    u.ff += 2 * 64 + 4 * p.act.bits
+    units["layernorm"] = u
+
+    u = UnitResources("topk")
+    token_bits = max(1, math.ceil(math.log2(m.num_tokens)))
+    expert_bits = max(1, math.ceil(math.log2(m.num_experts)))
+    u.add_memory(Memory("expert queues", m.num_experts << token_bits, token_bits), board)
+    u.ff += 2 * m.top_k * (p.gate_logit.bits + expert_bits) + m.num_experts * (token_bits + 1)
+    u.lut += m.top_k * (p.gate_logit.bits + expert_bits) * 2 + m.num_experts * token_bits + 100
+    units["topk"] = u
+
+    u = UnitResources("attn_schedule")
+    tok_bits = max(1, math.ceil(math.log2(m.num_tokens + 1)))
+    u.ff += (pp + 2) * tok_bits
+    u.lut += (pp + 2) * tok_bits * 2
+    units["attn_schedule"] = u
     return units
 
 
@@ -298,10 +391,8 @@ def estimate_resources(cfg, mode: str = "onchip", batch: int = 1, share_weights:
     # compute unit ---------------------------------------------------------------------
     cu = UnitResources("compute unit")
     macs = h.cu_in * h.cu_out
-    cu.add_mults("MAC", macs, cub, wb)
     acc_bits = p.accum.bits
-    cu.lut += macs * (cub + wb + math.ceil(math.log2(max(2, h.cu_in))))  # adder trees
-    cu.ff += macs * 2 * (cub + wb) + h.cu_out * acc_bits
+    add_mac_array(cu, h.cu_in, h.cu_out, cub, wb, acc_bits)
     cu.add_mults("score-scaled accumulate", 1, p.act.bits, p.gate_score.bits, b_signed=p.gate_score.signed)
     arith_instances(cu, "gelu", 1)
     cu.lut += 4 * acc_bits + LUT_PER_CONTROL  # output cast (round + saturate), control
@@ -411,9 +502,8 @@ def _sim_root() -> Path:
     return Path(env).resolve() if env else Path(__file__).resolve().parent.parent / "build" / "sim"
 
 
-_YOSYS_KEYS = {"dsp": ("dsp", "DSP48E2", "dsp48e2", "DSP"), "lut": ("lut", "LUT", "luts", "LUTs"),
-               "ff": ("ff", "FF", "ffs", "FFs", "flipflops"), "bram36": ("bram36", "RAMB36E2", "bram", "BRAM"),
-               "bram18": ("bram18", "RAMB18E2"), "cells": ("cells", "num_cells")}
+#: keys of the sim tools' JSON (edgemoe.sim.resources.COLUMNS; ``bram`` counts BRAM36 blocks)
+_YOSYS_KEYS = {"dsp": ("dsp",), "lut": ("lut",), "ff": ("ff",), "bram36": ("bram",)}
 
 
 def _pick_figures(d: dict) -> dict:
@@ -427,73 +517,73 @@ def _pick_figures(d: dict) -> dict:
 
 
 def yosys_figures(cfg, root: Path | None = None) -> dict[str, dict]:
-    """{unit: {dsp, lut, ff, bram36, cells, source}} from yosys reports the sim helpers wrote, if any.
+    """{unit: {dsp, lut, ff, bram36, source}} from the RTL units' yosys runs, if any; never runs yosys.
 
-    Looks under ``build/sim/<digest>/`` (then any digest with the same precision)
-    for JSON files whose name or keys mention yosys/synth/resources.
-    Returns {} when there are none; never runs yosys.
+    Reads what ``python -m edgemoe.sim.resources`` writes for this config:
+    ``build/sim/<digest12>/resources.json`` (a list of rows with ``unit``,
+    ``lut``, ``ff``, ``dsp``, ``bram`` in BRAM36), then each unit's cached
+    ``<unit>/rtl/synth.json`` (``{"resources": {...}}``) for units not in it.
+    Only this config's own folder counts: the units depend on the model's
+    sizes, the precision and the hardware parameters alike.
     """
-    root = root or _sim_root()
-    if not root.is_dir():
+    d = (root or _sim_root()) / cfg.digest()[:12]
+    if not d.is_dir():
         return {}
-    digest = cfg.digest()[:12]
-    dirs = [root / digest] + sorted(d for d in root.iterdir() if d.is_dir() and d.name != digest)
     found: dict[str, dict] = {}
-    for d in dirs:
-        if not d.is_dir():
-            continue
-        same_profile = d.name == digest or _dir_precision(d) == cfg.precision.name
-        if not same_profile:
-            continue
-        for f in sorted(d.rglob("*.json")):
-            low = f.name.lower()
-            if not any(s in low for s in ("yosys", "synth", "resource", "util")):
-                continue
-            try:
-                data = json.loads(f.read_text())
-            except (OSError, ValueError):
-                continue
-            entries = data if isinstance(data, dict) else {}
-            # either {unit: {...}} or one unit's figures (unit name = folder)
-            figs = _pick_figures(entries)
+    table = d / "resources.json"
+    for row in _read_json(table) or []:
+        if isinstance(row, dict) and "unit" in row:
+            figs = _pick_figures(row)
             if figs:
-                unit = entries.get("unit")
-                if not unit:  # build/sim/<digest>/<unit>/[rtl/]<file>.json
-                    rel = f.relative_to(d).parts
-                    unit = rel[0] if len(rel) > 1 else f.stem
-                found.setdefault(str(unit), {**figs, "source": str(f)})
-            else:
-                for unit, v in entries.items():
-                    if isinstance(v, dict):
-                        figs = _pick_figures(v) or _pick_figures(v.get("yosys", {}) if isinstance(v.get("yosys"), dict) else {})
-                        if figs:
-                            found.setdefault(str(unit), {**figs, "source": str(f)})
-        if found:
-            break
+                found[str(row["unit"])] = {**figs, "source": str(table)}
+    for f in sorted(d.glob("*/rtl/synth.json")):
+        unit = f.parent.parent.name
+        res = (_read_json(f) or {}).get("resources")
+        if unit not in found and isinstance(res, dict) and _pick_figures(res):
+            found[unit] = {**_pick_figures(res), "source": str(f)}
     return found
 
 
-def _dir_precision(d: Path) -> str | None:
-    from .perf_model import _dir_precision as dp
-    return dp(d)
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def yosys_comparison(cfg, root: Path | None = None) -> tuple[list[dict], str]:
-    """Model vs yosys per RTL unit: (rows, text).  Empty rows when no yosys figures exist."""
+    """Model vs yosys per RTL unit: (rows, text).  Empty rows when no yosys figures exist.
+
+    Each row: ``unit``, ``model`` (:func:`rtl_unit_models`, None for a unit the
+    model has no figure of, like the naive GELU reference), ``yosys`` and
+    ``ratio`` (yosys / model per resource, None where the model says 0).
+    """
     ys = yosys_figures(cfg, root)
-    model = arithmetic_units(cfg)
+    model = rtl_unit_models(cfg)
     rows = []
-    for unit, fig in sorted(ys.items()):
+    for unit, fig in ys.items():
         m = model.get(unit)
-        rows.append({"unit": unit, "model": m.as_dict() if m else None, "yosys": fig})
+        md = m.as_dict() if m else None
+        ratio = {k: (fig[k] / md[k] if md and md.get(k) else None) for k in ("dsp", "lut", "ff", "bram36") if k in fig}
+        rows.append({"unit": unit, "model": md, "yosys": fig, "ratio": ratio})
     if not rows:
-        return [], ("no yosys figures of the RTL units found under build/sim "
-                    "(the sim helpers write them); model only")
-    lines = [f"  {'unit':<12}{'DSP model':>10}{'yosys':>7}{'LUT model':>11}{'yosys':>8}{'FF model':>10}{'yosys':>8}"
-             f"{'BRAM36 m':>10}{'yosys':>7}"]
+        return [], (f"no yosys figures of the RTL units for this config under {(root or _sim_root())}/"
+                    f"{cfg.digest()[:12]} (make sim-report, or python -m edgemoe.sim.resources "
+                    f"--config <this config>); model only")
+    def cell(v):
+        return "-" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+
+    def rat(v):
+        return "-" if v is None else f"{v:.2f}x"
+
+    head = f"  {'unit':<14}"
+    for k in ("DSP", "LUT", "FF", "BRAM36"):
+        head += f"{k + ' model':>13}{'yosys':>8}{'y/m':>7}"
+    lines = [head]
     for r in rows:
-        m, y = r["model"] or {}, r["yosys"]
-        lines.append(f"  {r['unit']:<12}{m.get('dsp', '-'):>10}{y.get('dsp', '-'):>7}{m.get('lut', '-'):>11}"
-                     f"{y.get('lut', '-'):>8}{m.get('ff', '-'):>10}{y.get('ff', '-'):>8}"
-                     f"{m.get('bram36', '-'):>10}{y.get('bram36', '-'):>7}")
+        m, y, q = r["model"] or {}, r["yosys"], r["ratio"]
+        line = f"  {r['unit']:<14}"
+        for k in ("dsp", "lut", "ff", "bram36"):
+            line += f"{cell(m.get(k)):>13}{cell(y.get(k)):>8}{rat(q.get(k)):>7}"
+        lines.append(line)
     return rows, "\n".join(lines)

@@ -34,6 +34,8 @@ FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE")
 LUT_CELLS = tuple(f"LUT{i}" for i in range(1, 7))
 SRL_CELLS = ("SRL16E", "SRLC32E", "SRLC16E")
 CARRY_CELLS = ("CARRY4", "CARRY8")
+#: per config folder: every unit's row of the last table that included it
+RESOURCES_JSON = "resources.json"
 _STAT_CELL = re.compile(r"^\s+([A-Za-z_$][\w$]*)\s+(\d+)\s*$")
 #: the columns of the table, in order
 COLUMNS = ("lut", "ff", "dsp", "bram", "lutram", "srl", "carry")
@@ -145,6 +147,30 @@ def resource_table(units: list[str], configs: list, family: str = "xcup", jobs: 
     return rows
 
 
+def merge_rows(path: Path, rows: list[dict]) -> list[dict]:
+    """Write ``rows`` into the config's ``resources.json``, keeping other units' earlier rows.
+
+    The file is a list of :func:`resource_table` rows (one config), in registry
+    order; ``edgemoe.hls.resource_model.yosys_figures`` reads it.  Returns the
+    merged rows.
+    """
+    from .units import all_units
+
+    order = {u: i for i, u in enumerate(all_units())}
+    with locked(path.with_suffix(".lock")):
+        old = []
+        if path.is_file():
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                old = []
+        by_unit = {r["unit"]: r for r in old if isinstance(r, dict) and "unit" in r}
+        by_unit.update({r["unit"]: r for r in rows})
+        merged = sorted(by_unit.values(), key=lambda r: (order.get(r["unit"], len(order)), r["unit"]))
+        atomic_write(path, json.dumps(merged, indent=2) + "\n")
+    return merged
+
+
 def naive_ratios(rows: list[dict], unit: str = "gelu", naive: str = "gelu_naive") -> list[dict]:
     """Per config: naive / unit for each resource column (``None`` where the unit uses none)."""
     out = []
@@ -234,9 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = resource_table(units, configs, args.family, args.jobs)
     text = markdown(rows, args.family)
     for cfg in configs:
-        mine = [r for r in rows if r["digest"] == cfg.digest()[:12]]
+        mine = merge_rows(config_dir(cfg) / RESOURCES_JSON, [r for r in rows if r["digest"] == cfg.digest()[:12]])
         atomic_write(config_dir(cfg) / "resources.md", markdown(mine, args.family))
-        atomic_write(config_dir(cfg) / "resources.json", json.dumps(mine, indent=2) + "\n")
     if args.out:
         args.out.write_text(text)
     sys.stdout.write(text)

@@ -334,15 +334,38 @@ def test_uram_used_on_alveo_only():
 
 
 def test_yosys_figures_side_by_side(tmp_path):
+    """The model reads the sim tools' own files: resources.json rows, then per-unit synth.json."""
     cfg = cfg_of(MICRO)
     rows, text = yosys_comparison(cfg, tmp_path)
-    assert rows == [] and "no yosys figures" in text
+    assert rows == [] and "no yosys figures" in text and cfg.digest()[:12] in text
     d = tmp_path / cfg.digest()[:12]
-    (d / "exp" / "rtl").mkdir(parents=True)
-    (d / "exp" / "rtl" / "yosys.json").write_text(json.dumps({"DSP48E2": 3, "LUT": 420, "FF": 310}))
-    (d / "synth_report.json").write_text(json.dumps({"recip": {"yosys": {"dsp": 1, "lut": 500}}}))
+    (d / "recip" / "rtl").mkdir(parents=True)
+    (d / "resources.json").write_text(json.dumps([
+        {"unit": "exp", "dsp": 3, "lut": 420, "ff": 310, "bram": 0.0},
+        {"unit": "softmax", "dsp": 11, "lut": 1800, "ff": 1000, "bram": 0.0},
+        {"unit": "gelu_naive", "dsp": 0, "lut": 190, "ff": 72, "bram": 32.0}]))
+    (d / "recip" / "rtl" / "synth.json").write_text(json.dumps({"key": "k", "resources": {"dsp": 1, "lut": 500,
+                                                                                         "ff": 200, "bram": 0.0}}))
+    # another config's figures are not this config's
+    other = tmp_path / cfg_of(MICRO, "precision.profile=w16a16").digest()[:12]
+    other.mkdir()
+    (other / "resources.json").write_text(json.dumps([{"unit": "rsqrt", "dsp": 9, "lut": 9, "ff": 9, "bram": 0}]))
     rows, text = yosys_comparison(cfg, tmp_path)
     by = {r["unit"]: r for r in rows}
+    assert set(by) == {"exp", "softmax", "gelu_naive", "recip"}
     assert by["exp"]["yosys"]["dsp"] == 3 and by["exp"]["model"]["dsp"] >= 1
-    assert by["recip"]["yosys"]["lut"] == 500
-    assert "exp" in text and "420" in text
+    assert by["exp"]["ratio"]["lut"] == pytest.approx(420 / by["exp"]["model"]["lut"])
+    assert by["recip"]["yosys"]["lut"] == 500 and by["recip"]["yosys"]["source"].endswith("synth.json")
+    assert by["softmax"]["model"]["dsp"] > by["exp"]["model"]["dsp"]   # two exp datapaths + recip + l*alpha
+    assert by["gelu_naive"]["model"] is None and by["gelu_naive"]["yosys"]["bram36"] == 32.0
+    assert "exp" in text and "420" in text and "x" in text
+
+
+def test_rtl_unit_models_follow_the_hardware_parameters():
+    from edgemoe.hls.resource_model import rtl_unit_models
+
+    small = rtl_unit_models(cfg_of(MICRO, "hardware.cu_in=4", "hardware.cu_out=4"))
+    big = rtl_unit_models(cfg_of(MICRO, "hardware.cu_in=8", "hardware.cu_out=8"))
+    assert big["compute_tile"].dsp > 3 * small["compute_tile"].dsp
+    assert set(small) >= {"exp", "recip", "rsqrt", "gelu", "softmax", "compute_tile", "layernorm", "topk",
+                          "attn_schedule"}

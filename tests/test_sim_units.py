@@ -240,3 +240,14 @@ def test_resource_table_and_naive_gelu_ratio():
     assert "naive / unit" in text
     for q in naive_ratios(rows):
         assert q["naive"]["bram"] > q["unit"]["bram"]
+
+
+def test_resources_json_keeps_other_units_rows(tmp_path):
+    """A table run over some units replaces their rows and keeps the others (the model reads the file)."""
+    from edgemoe.sim.resources import merge_rows
+
+    path = tmp_path / "resources.json"
+    merge_rows(path, [{"unit": "softmax", "lut": 1}, {"unit": "exp", "lut": 2}])
+    merged = merge_rows(path, [{"unit": "softmax", "lut": 3}, {"unit": "gelu", "lut": 4}])
+    assert [(r["unit"], r["lut"]) for r in merged] == [("exp", 2), ("gelu", 4), ("softmax", 3)]
+    assert json.loads(path.read_text()) == merged
