@@ -51,7 +51,7 @@ test-slow: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow
 
 sim: setup
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow tests/test_sim_units.py $(wildcard tests/test_sim_attention_units.py)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow $(wildcard tests/test_sim_*.py)
 
 sim-report: setup
 	$(PY) -m edgemoe.sim.resources --config m3vit-tiny-cityscapes --profiles w16a32,w16a16 --out build/sim/resources.md

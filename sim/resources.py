@@ -233,6 +233,26 @@ def markdown(rows: list[dict], family: str = "xcup") -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_comparison(cfg) -> str:
+    """Markdown: the accelerator resource model's figure of each unit beside yosys's (``y/m`` = yosys / model)."""
+    from edgemoe.hls.resource_model import yosys_comparison
+
+    rows, _ = yosys_comparison(cfg)
+    if not rows:
+        return ""
+    out = ["", f"### Resource model vs yosys: {cfg.name}, {cfg.precision.name}", "",
+           "| unit | DSP model | DSP yosys | LUT model | LUT yosys | LUT y/m | FF model | FF yosys | FF y/m |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        m, y, q = r["model"], r["yosys"], r["ratio"]
+        if m is None:
+            continue
+        ratio = {k: "-" if q.get(k) is None else f"{q[k]:.2f}x" for k in ("lut", "ff")}
+        out.append(f"| {r['unit']} | {m['dsp']} | {_fmt(y.get('dsp'))} | {m['lut']} | {_fmt(y.get('lut'))} | "
+                   f"{ratio['lut']} | {m['ff']} | {_fmt(y.get('ff'))} | {ratio['ff']} |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -262,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     for cfg in configs:
         mine = merge_rows(config_dir(cfg) / RESOURCES_JSON, [r for r in rows if r["digest"] == cfg.digest()[:12]])
         atomic_write(config_dir(cfg) / "resources.md", markdown(mine, args.family))
+        text += model_comparison(cfg)
     if args.out:
         args.out.write_text(text)
     sys.stdout.write(text)
