@@ -135,6 +135,7 @@ def render(cfg, names: list[str] | None = None) -> dict[str, str]:
         if names is None or rel in names:
             out[rel] = env.get_template(template).render(**ctx)
     out["regmap.json"] = register_map_json(cfg)
+    out["config.yaml"] = cfg.to_yaml()          # what the project was generated from (load_config reads it)
     layout = ctx["layout"]
     out["layout.json"] = json.dumps({
         "word_bits": layout.word_bits, "total_words": layout.total_words, "align_words": layout.align_words,

@@ -127,14 +127,29 @@ def build_args(simulator: str) -> list:
 
 def build_model(simulator: str, verilog: Path, top: str, sim_dir: Path) -> float:
     """Build the simulator model unless an identical build exists; returns seconds spent."""
+    return build_sources(simulator, [verilog], top, sim_dir)
+
+
+def build_sources(simulator: str, sources: list[Path], top: str, sim_dir: Path,
+                  extra_args: list[str] | None = None, waivers: bool = True) -> float:
+    """:func:`build_model` for several Verilog files and extra simulator build arguments.
+
+    The build is skipped when ``sim_dir`` holds one for the same sources, waivers, top and
+    arguments (a stamp file); returns seconds spent.  ``waivers``: pass the lint waivers to
+    Verilator (the generated designs); foreign RTL (Vitis HLS's) gets ``extra_args`` instead.
+    """
     from cocotb_tools.runner import get_runner
 
-    extra_sources = build_args(simulator)
+    sources = [Path(s) for s in sources]
+    extra_sources = build_args(simulator) if waivers else []
     key = hashlib.sha256()
-    key.update(verilog.read_bytes())
+    for src in sources:
+        key.update(src.read_bytes())
     for s in extra_sources:
         key.update(Path(s.value).read_bytes())
     key.update(f"{simulator}|{top}".encode())
+    if extra_args:
+        key.update("|".join(extra_args).encode())
     stamp = sim_dir / "build.stamp"
     product = sim_dir / ("sim.vvp" if simulator == "icarus" else top)
     if stamp.is_file() and stamp.read_text() == key.hexdigest() and product.is_file():
@@ -147,11 +162,12 @@ def build_model(simulator: str, verilog: Path, top: str, sim_dir: Path) -> float
     make_env = verilator_make_env() if simulator == "verilator" else nullcontext()
     try:
         with make_env:
-            runner.build(sources=[*extra_sources, verilog], hdl_toplevel=top, build_dir=sim_dir, always=True,
-                         timescale=("1ns", "1ps"), log_file=log)
+            runner.build(sources=[*extra_sources, *sources], hdl_toplevel=top, build_dir=sim_dir, always=True,
+                         timescale=("1ns", "1ps"), log_file=log, build_args=list(extra_args or []))
     except (RuntimeError, SystemExit) as e:
         tail = log.read_text()[-4000:] if log.is_file() else ""
-        raise SimulationFailed(f"{simulator} build of {verilog.name} failed: {e}\n{tail}") from None
+        what = sources[0].name if len(sources) == 1 else f"{top} ({len(sources)} files)"
+        raise SimulationFailed(f"{simulator} build of {what} failed: {e}\n{tail}") from None
     atomic_write(stamp, key.hexdigest())
     return time.monotonic() - t0
 
@@ -225,19 +241,8 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str | None 
             exit_note = f" (simulator exit status {e.code})"
         except RuntimeError as e:
             exit_note = f" ({e})"
-    try:
-        cases = parse_results(results_xml)
-    except SimulationFailed as e:
-        raise SimulationFailed(f"{unit} on {simulator}{exit_note}: {e}\n{log_tail(log)}") from None
-    failed = [c for c in cases if not c.passed]
-    if not cases:
-        raise SimulationFailed(f"{unit} on {simulator}: no cocotb test ran{exit_note}; see {log}\n{log_tail(log)}")
-    if failed:
-        lines = "\n".join(f"  {c.name}: {c.message}" for c in failed)
-        raise SimulationFailed(f"{unit} on {simulator} [{cfg.name}, {cfg.precision.name}]: "
-                               f"{len(failed)}/{len(cases)} cocotb tests failed{exit_note}:\n{lines}\nlog: {log}")
-    if exit_note:
-        raise SimulationFailed(f"{unit} on {simulator}: tests passed but the simulator failed{exit_note}; see {log}")
+    cases = check_results(results_xml, log, f"{unit} on {simulator}", exit_note,
+                          detail=f" [{cfg.name}, {cfg.precision.name}]")
     perf = json.loads(perf_json.read_text()) if perf_json.is_file() else {}
     perf.update(design_latency=info.get("latency"), simulator=simulator, unit=unit,
                 precision=cfg.precision.name, config=cfg.name)
@@ -246,6 +251,30 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str | None 
     if record_perf and not perturb:
         record_perf_figures(cfg, unit, simulator, perf, root)
     return RunResult(unit, simulator, cases, perf, results_xml, verilog, time.monotonic() - t_start, build_s)
+
+
+def check_results(results_xml: Path, log: Path, label: str, exit_note: str = "", detail: str = "") -> list[TestCase]:
+    """The test cases of a cocotb run, or :class:`SimulationFailed` (cocotb's runner does not raise).
+
+    Raises when the results file is missing (the simulation ended abnormally), when no
+    test ran, when any test failed (listing each with its message), or when the tests
+    passed but the simulator exited with an error (``exit_note``).  ``label`` names the
+    run in the message (e.g. ``"exp on icarus"``), ``detail`` is added to the failure line.
+    """
+    try:
+        cases = parse_results(results_xml)
+    except SimulationFailed as e:
+        raise SimulationFailed(f"{label}{exit_note}: {e}\n{log_tail(log)}") from None
+    failed = [c for c in cases if not c.passed]
+    if not cases:
+        raise SimulationFailed(f"{label}: no cocotb test ran{exit_note}; see {log}\n{log_tail(log)}")
+    if failed:
+        lines = "\n".join(f"  {c.name}: {c.message}" for c in failed)
+        raise SimulationFailed(f"{label}{detail}: "
+                               f"{len(failed)}/{len(cases)} cocotb tests failed{exit_note}:\n{lines}\nlog: {log}")
+    if exit_note:
+        raise SimulationFailed(f"{label}: tests passed but the simulator failed{exit_note}; see {log}")
+    return cases
 
 
 def log_tail(log: Path, n: int = 3000) -> str:

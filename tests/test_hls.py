@@ -146,8 +146,9 @@ def test_generated_project_builds_and_its_testbench_passes(tmp_path):
     proj = HLSProject(cfg)
     out = proj.write(tmp_path / "prj")
     for rel in ("src/edgemoe_vit.cpp", "include/edgemoe_numerics.h", "tb/tb_edgemoe.cpp", "build_prj.tcl",
-                "bd_zcu102.tcl", "Makefile", "regmap.json", "layout.json", "taps.json", "tb/data/expected.bin"):
+                "bd_zcu102.tcl", "Makefile", "regmap.json", "layout.json", "taps.json", "config.yaml", "tb/data/expected.bin"):
         assert (out / rel).is_file(), rel
+    assert load_config(str(out / "config.yaml")).digest() == cfg.digest()
     run = subprocess.run(["make", "csim"], cwd=out, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "tb: 0 of 576 words differ" in run.stdout
