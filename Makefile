@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DEB_PACKAGES := iverilog yosys g++
 PYTEST_WORKERS ?= 2
 
-.PHONY: all demo test test-slow sim sim-report bench report explore setup deb clean help
+.PHONY: all demo test test-slow sim sim-report sim-kernel bench report explore setup deb clean help
 
 all: test
 
@@ -16,6 +16,7 @@ help:
 	@echo "make test-slow  the slow sweeps (full-size presets, more seeds)"
 	@echo "make sim        the RTL unit testbenches on Verilator too (Icarus runs in make test)"
 	@echo "make sim-report yosys resource table of the RTL units (tiny preset, w16a32 and w16a16)"
+	@echo "make sim-kernel the kernel RTL harness: PROJECT=dir runs what Vitis HLS exported there, default the stand-in top"
 	@echo "make bench      benchmarks: golden fixed-point vs C simulation vs float img/s, generate + compile time"
 	@echo "make report     HTML report: latency, roofline, resources, routing, accuracy"
 	@echo "make explore    design-space exploration for ZCU102 -> build/explore/zcu102.yaml"
@@ -55,6 +56,11 @@ sim: setup
 
 sim-report: setup
 	$(PY) -m edgemoe.sim.resources --config m3vit-tiny-cityscapes --profiles w16a32,w16a16 --out build/sim/resources.md
+
+# PROJECT=<generated project> runs the RTL `make hls` exported there (whole network, tokens compared bit for bit)
+PROJECT ?=
+sim-kernel: setup
+	$(PY) -m edgemoe.sim.kernel_harness $(if $(PROJECT),--project $(PROJECT),--standin --config m3vit-micro --images 2 --task semseg --task depth --backpressure)
 
 bench: setup
 	$(PY) benchmarks/speed.py --config m3vit-tiny-cityscapes --images 2

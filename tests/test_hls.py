@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -161,6 +162,9 @@ def test_generated_project_builds_and_its_testbench_passes(tmp_path):
     # targets that need Xilinx tools say so
     run = subprocess.run(["make", "hls"], cwd=out, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert run.returncode != 0 and "vitis_hls" in run.stdout + run.stderr
+    # the RTL harness target says when Vitis has exported nothing yet
+    run = subprocess.run(["make", "rtlsim", f"PYTHON={sys.executable}"], cwd=out, capture_output=True, text=True)
+    assert run.returncode != 0 and "no exported RTL under ." in run.stderr and "make hls" in run.stderr
 
 
 def test_alveo_project_has_link_config(tmp_path):
