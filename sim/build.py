@@ -135,12 +135,8 @@ def generate(unit: str, cfg, root: Path | None = None, force: bool = False) -> P
 
     spec = get_unit(unit)
     rtl = unit_dir(cfg, unit, root) / "rtl"
-    path = rtl / f"{spec.top}.v"
-    stamp_file = rtl / "stamp"
-    stamp = source_stamp()
-    with locked(rtl / ".lock"):
-        if not force and path.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
-            return path
+
+    def make():
         component = spec.make(cfg)
         emit_verilog(component, spec.top, out_dir=rtl)
         emit_rtlil(component, spec.top, out_dir=rtl)
@@ -149,6 +145,20 @@ def generate(unit: str, cfg, root: Path | None = None, force: bool = False) -> P
                 "rom_bits": sum(d * w for d, w in component.roms.values()),
                 "roms": {k: list(v) for k, v in component.roms.items()}, **spec.describe(cfg, component)}
         atomic_write(rtl / "unit.json", json.dumps(info, indent=2) + "\n")
+
+    return cached_output(rtl / f"{spec.top}.v", source_stamp(), make, force)
+
+
+def cached_output(path: Path, stamp: str, make, force: bool = False) -> Path:
+    """``path``, made by ``make()`` unless it exists from sources with the same ``stamp``.
+
+    The stamp file and a lock live beside ``path`` (one generator per folder at a time).
+    """
+    stamp_file = path.parent / "stamp"
+    with locked(path.parent / ".lock"):
+        if not force and path.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
+            return path
+        make()
         atomic_write(stamp_file, stamp)
     return path
 

@@ -453,15 +453,11 @@ def _stamp() -> str:
 def standin_verilog(cfg, root: Path | None = None, force: bool = False) -> Path:
     """The stand-in's Verilog for ``cfg`` (``build/sim/<digest12>/kernel_standin/rtl/edgemoe_vit.v``), generated
     unless cached; ``standin.json`` beside it records the parameters."""
-    from .build import atomic_write, emit_verilog, locked, unit_dir
+    from .build import atomic_write, cached_output, emit_verilog, unit_dir
 
     rtl = unit_dir(cfg, UNIT, root) / "rtl"
-    path = rtl / f"{TOP}.v"
-    stamp_file = rtl / "stamp"
-    stamp = _stamp()
-    with locked(rtl / ".lock"):
-        if not force and path.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
-            return path
+
+    def make():
         top = KernelStandin(cfg)
         emit_verilog(top, TOP, ports=top.ports, out_dir=rtl)
         info = {"unit": UNIT, "top": TOP, "config": cfg.name, "digest": cfg.digest()[:12],
@@ -470,8 +466,8 @@ def standin_verilog(cfg, root: Path | None = None, force: bool = False) -> Path:
                 "out_word_bits": top.out_bits, "max_tap_words": top.max_tap_words, "status": STANDIN_STATUS,
                 "implements": ["pixels"]}
         atomic_write(rtl / "standin.json", json.dumps(info, indent=2) + "\n")
-        atomic_write(stamp_file, stamp)
-    return path
+
+    return cached_output(rtl / f"{TOP}.v", _stamp(), make, force)
 
 
 def standin_rtl(cfg, root: Path | None = None) -> KernelRTL:
