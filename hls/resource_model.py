@@ -222,9 +222,10 @@ def rtl_unit_models(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
       multiply-add, one reciprocal, ``P`` (max, sum) registers;
     * ``compute_tile``: ``cu_in x cu_out`` MACs with exact accumulators, one GELU
       datapath and one ``y * score`` product per neuron, the output casts;
-    * ``layernorm``: the LayerNorm arithmetic (square, normalise, affine, two
-      divisions by D as constant multiplies), one rsqrt, row buffers of D words
-      (three rows in flight) and the gamma/beta RAM;
+    * ``layernorm``: the LayerNorm arithmetic (square, normalise, affine), two
+      sequential dividers by D, one rsqrt, the unit's row slots
+      (``sim.formats.layernorm_plan``: S rows of D words, a copy per read port)
+      and the gamma/beta RAM;
     * ``topk``: ``k`` sorted (logit, index) registers with their comparators and
       the per-expert queue RAM (E x 2**token_bits words);
     * ``attn_schedule``: counters only.
@@ -265,20 +266,28 @@ def rtl_unit_models(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
     u.lut += h.cu_out * 4 * p.act.bits  # bias align + cast per neuron
     units["compute_tile"] = u
 
+    from edgemoe.sim.formats import layernorm_plan   # the RTL unit's own sizes (no Amaranth import)
+
+    plan = layernorm_plan(cfg)
     u = UnitResources("layernorm")
     u.add_mults("(x-mean)^2", 1, p.ln_centered.bits, p.ln_centered.bits)
     u.add_mults("(x-mean)*inv_std", 1, p.ln_centered.bits, p.ln_inv_std.bits, b_signed=p.ln_inv_std.signed)
     u.add_mults("norm*gamma", 1, p.ln_norm.bits, p.ln_gamma.bits)
-    u.add_mults("mean/var by constant", 2, 48, 18)
     r = units["rsqrt"]
     u.dsp += r.dsp
     u.lut += r.lut
     u.ff += r.ff
-    u.add_memory(Memory("row buffers (3 rows in flight)", m.embed_dim, max(p.act.bits, p.ln_centered.bits)),
-                 board, copies=3)
+    # S row slots, read by the statistics and the output pass (one copy per read port)
+    u.add_memory(Memory(f"row slots ({plan.slots} rows)", plan.slots * m.embed_dim, p.act.bits), board, copies=2)
     u.add_memory(Memory("gamma/beta", m.embed_dim, p.ln_gamma.bits + p.ln_beta.bits), board)
-    u.lut += 3 * 64 + 200
-    u.ff += 2 * 64 + 4 * p.act.bits
+    sum_bits, sq_bits = plan.sum_max.bit_length(), plan.sumsq_max.bit_length()
+    # sequential dividers (shift + long division by D's odd part): a remainder subtract per quotient bit
+    div_lut = sum(d.step_bits * (d.odd - 1).bit_length() * 2 for d in (plan.mean_div, plan.var_div))
+    u.lut += div_lut + 2 * (sum_bits + sq_bits) + 4 * p.act.bits + 200
+    u.ff += 2 * (sum_bits + sq_bits) + plan.slots * (p.ln_inv_std.bits + p.act.bits) \
+        + (plan.rsqrt_depth + plan.out_depth) * 2 * p.act.bits
+    u.detail.append(f"mean / var: shift + long division by {plan.mean_div.odd} ({plan.mean_div.cycles} and "
+                    f"{plan.var_div.cycles} cycles), no DSP")
     units["layernorm"] = u
 
     u = UnitResources("topk")

@@ -201,6 +201,10 @@ def _ports_or_params(r: dict) -> str:
         return f"N={p['num_tokens']} P={p['parallel']}"
     if r["unit"] == "topk":
         return f"E={p['num_experts']} k={p['top_k']} N={p['num_tokens']}"
+    if r["unit"] == "compute_tile":
+        return f"{p['cu_in']}x{p['cu_out']} K<={p['k_max']}"
+    if r["unit"] == "layernorm":
+        return f"D={p['dim']} S={p['slots']}"
     return " ".join(f"{k}={v}" for k, v in p.items())
 
 

@@ -1,6 +1,6 @@
-"""Registry of the attention / routing RTL units, their golden expectations, and their runs.
+"""Registry of the attention / routing / LayerNorm RTL units, their golden expectations, and their runs.
 
-Three units whose transactions are not one word in, one word out (so they do
+Four units whose transactions are not one word in, one word out (so they do
 not fit :class:`edgemoe.sim.units.UnitSpec` and the generic stream
 testbench); each has its own cocotb module in ``sim/tb/``:
 
@@ -11,7 +11,10 @@ testbench); each has its own cocotb module in ``sim/tb/``:
   ``attention.key_order`` and the HLS kernel's STREAM loop / ``ATTN_CYCLES``;
   testbench ``tb_attn_schedule``;
 * ``topk`` -- :class:`.unit_topk.TopKQueueUnit`, golden ``numerics.topk.topk``
-  and ``moe.Routing`` (``counts``, ``queue``); testbench ``tb_topk``.
+  and ``moe.Routing`` (``counts``, ``queue``); testbench ``tb_topk``;
+* ``layernorm`` -- :class:`.unit_layernorm.LayerNormUnit`, golden
+  ``numerics.layernorm.layernorm`` (rows of ``embed_dim`` words, gamma/beta
+  loaded through a parameter port); testbench ``tb_layernorm``.
 
 This module holds the registry and the exact expectations (torch + golden
 only, no Amaranth: the testbenches import it).  Generation, simulation and
@@ -36,6 +39,7 @@ import torch
 
 from edgemoe.golden.attention import key_order
 from edgemoe.golden.moe import Routing
+from edgemoe.golden.numerics.layernorm import layernorm
 from edgemoe.golden.numerics.softmax import online_finish, online_init, online_softmax_state, online_step
 from edgemoe.golden.numerics.topk import topk
 
@@ -96,6 +100,15 @@ def _topk_params(cfg) -> dict:
             "num_tokens": m.num_tokens}
 
 
+def _layernorm_params(cfg) -> dict:
+    from .formats import layernorm_plan
+
+    p = cfg.precision
+    return {**layernorm_plan(cfg).params(), "act": str(p.act), "ln_centered": str(p.ln_centered),
+            "ln_inv_std": str(p.ln_inv_std), "ln_norm": str(p.ln_norm), "ln_gamma": str(p.ln_gamma),
+            "ln_beta": str(p.ln_beta), "table_frac_bits": p.table_frac_bits, "rsqrt_table_bits": p.rsqrt_table_bits}
+
+
 ATTENTION_UNITS: dict[str, AttnUnitSpec] = {s.name: s for s in (
     AttnUnitSpec("softmax", "edgemoe_softmax", maker("unit_softmax", "OnlineSoftmaxUnit",
                                                       recurrence=SOFTMAX_RECURRENCE),
@@ -104,6 +117,9 @@ ATTENTION_UNITS: dict[str, AttnUnitSpec] = {s.name: s for s in (
                  "tb_attn_schedule", _schedule_params, "reordered attention: key stream and query slots"),
     AttnUnitSpec("topk", "edgemoe_topk", maker("unit_topk", "TopKQueueUnit"),
                  "tb_topk", _topk_params, "gate routing: top-k per token, per-expert token queues"),
+    AttnUnitSpec("layernorm", "edgemoe_layernorm", maker("unit_layernorm", "LayerNormUnit"),
+                 "tb_layernorm", _layernorm_params, "LayerNorm with rsqrt: rows of D words, gamma/beta RAM",
+                 vectors=40),
 )}
 
 
@@ -269,3 +285,20 @@ def topk_expected(logits: torch.Tensor, k: int, perturb: bool = False) -> list[t
             out.append((KIND_COUNT, x, int(counts[i, x])))
             out += [(KIND_QUEUE, x, pos, tok) for pos, tok in enumerate(r.queue(i, x).tolist())]
     return out
+
+
+def layernorm_expected(rows, gamma, beta, cfg, perturb: bool | str = False) -> list[list[int]]:
+    """The layernorm unit's output rows: golden :func:`~edgemoe.golden.numerics.layernorm.layernorm`
+    of ``rows`` [R, D] raw ``act`` with ``gamma`` / ``beta`` [D] raw ``ln_gamma`` / ``ln_beta`` and
+    ``eps = model.ln_eps``.  ``perturb``: the self-test's wrong model -- ``"eps"``: twice the
+    epsilon (only rows of small variance change); any other true value: the ln_norm cast rounds
+    by another mode."""
+    p, eps = cfg.precision, cfg.model.ln_eps
+    if perturb == "eps":
+        eps = 2 * eps
+    elif perturb:
+        p = dataclasses.replace(p, ln_norm=p.ln_norm.with_modes(
+            rounding="TRN" if p.ln_norm.rounding != "TRN" else "RND"))
+    x = torch.as_tensor(rows, dtype=torch.int64).reshape(-1, cfg.model.embed_dim)
+    y = layernorm(x, torch.as_tensor(gamma, dtype=torch.int64), torch.as_tensor(beta, dtype=torch.int64), eps, p)
+    return y.tolist()
