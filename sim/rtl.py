@@ -157,6 +157,34 @@ class Pipe(Lane):
         u.latency = self.depth
 
 
+
+class DatapathUnit(StreamUnit):
+    """A stream unit that is one ``*_datapath(lane, x, *args)`` in a :class:`Pipe`.
+
+    Subclasses set :attr:`datapath` (a ``staticmethod``) and ``from_config``; the
+    constructor's arguments are the datapath's arguments after ``x``, and
+    :meth:`port_types` picks the input and output port types from them (by
+    default the first two: ``in_type, out``).
+    """
+
+    datapath = None
+
+    def __init__(self, *args):
+        self.args = args
+        in_type, out = self.port_types(*args)
+        super().__init__(shape_of(in_type), shape_of(out))
+
+    @staticmethod
+    def port_types(in_type: FixedType, out: FixedType, *rest) -> tuple[FixedType, FixedType]:
+        return in_type, out
+
+    def elaborate(self, platform):
+        m = Module()
+        p = Pipe(m, self)
+        p.finish(self.datapath(p, self.in_data, *self.args))
+        return m
+
+
 # --- exact integer steps -------------------------------------------------------------
 
 def round_up_bit(rounding: str, rbit: Value, sticky: Value, odd: Value, negative: Value) -> Value:

@@ -17,13 +17,13 @@ Datapath (one word per cycle):
 """
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux
+from amaranth import Const, Mux
 
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import exp2_table, log2e_raw
 
 from .formats import exp_input_type
-from .rtl import Pipe, StreamUnit, resize, shape_of, table_lookup_round, width_for
+from .rtl import DatapathUnit, Pipe, resize, table_lookup_round, width_for
 
 
 def exp_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: int, table_bits: int,
@@ -56,21 +56,12 @@ def exp_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: int
     return y
 
 
-class ExpUnit(StreamUnit):
+class ExpUnit(DatapathUnit):
     """Stream unit: ``in_data`` raw ``in_type`` (x <= 0) -> ``out_data`` raw ``out`` = exp(x)."""
 
-    def __init__(self, in_type: FixedType, out: FixedType, table_frac: int, table_bits: int):
-        self.in_type, self.out, self.table_frac, self.table_bits = in_type, out, table_frac, table_bits
-        super().__init__(shape_of(in_type), shape_of(out))
+    datapath = staticmethod(exp_datapath)
 
     @classmethod
     def from_config(cls, cfg) -> "ExpUnit":
         p = cfg.precision
         return cls(exp_input_type(p), p.exp, p.table_frac_bits, p.exp_table_bits)
-
-    def elaborate(self, platform):
-        m = Module()
-        p = Pipe(m, self)
-        y = exp_datapath(p, self.in_data, self.in_type, self.out, self.table_frac, self.table_bits)
-        p.finish(y)
-        return m

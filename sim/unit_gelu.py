@@ -19,13 +19,12 @@ word per cycle):
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, unsigned
+from amaranth import Mux, unsigned
 
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import gelu_table
 
-from .rtl import (Pipe, StreamUnit, interpolate_step, overflow_fix, resize, round_shift_const, shape_of,
-                  width_for)
+from .rtl import DatapathUnit, Pipe, interpolate_step, overflow_fix, resize, round_shift_const, width_for
 
 
 def gelu_datapath(p: Pipe, x, act: FixedType, table_type: FixedType, step_log2: int, span: float,
@@ -58,20 +57,16 @@ def gelu_datapath(p: Pipe, x, act: FixedType, table_type: FixedType, step_log2: 
     return overflow_fix(q, act, lo=q_lo, hi=q_hi)
 
 
-class GeluUnit(StreamUnit):
+class GeluUnit(DatapathUnit):
     """Stream unit: ``in_data`` raw ``act`` -> ``out_data`` raw ``act`` = GELU(x) (table + interpolation)."""
 
-    def __init__(self, act: FixedType, table_type: FixedType, step_log2: int, span: float):
-        self.act, self.table_type, self.step_log2, self.span = act, table_type, step_log2, span
-        super().__init__(shape_of(act), shape_of(act))
+    datapath = staticmethod(gelu_datapath)
+
+    @staticmethod
+    def port_types(act: FixedType, *rest) -> tuple[FixedType, FixedType]:
+        return act, act
 
     @classmethod
     def from_config(cls, cfg) -> "GeluUnit":
         p = cfg.precision
         return cls(p.act, p.gelu_table, p.gelu_step_log2, p.gelu_range)
-
-    def elaborate(self, platform):
-        m = Module()
-        p = Pipe(m, self)
-        p.finish(gelu_datapath(p, self.in_data, self.act, self.table_type, self.step_log2, self.span))
-        return m

@@ -18,13 +18,12 @@ Datapath (one word per cycle):
 """
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, unsigned
+from amaranth import Cat, Const, Mux, unsigned
 
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import recip_table
 
-from .rtl import (Pipe, StreamUnit, msb_index, resize, shape_of, table_lookup_round,
-                  width_for)
+from .rtl import DatapathUnit, Pipe, msb_index, resize, table_lookup_round, width_for
 
 
 def normalise(p: Pipe, name: str, x, in_type: FixedType, **carry):
@@ -69,20 +68,12 @@ def recip_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: i
     return Mux(s.pos, y, out.max_raw)
 
 
-class RecipUnit(StreamUnit):
+class RecipUnit(DatapathUnit):
     """Stream unit: ``in_data`` raw ``in_type`` -> ``out_data`` raw ``out`` = 1/x (x <= 0: ``out.max_raw``)."""
 
-    def __init__(self, in_type: FixedType, out: FixedType, table_frac: int, table_bits: int):
-        self.in_type, self.out, self.table_frac, self.table_bits = in_type, out, table_frac, table_bits
-        super().__init__(shape_of(in_type), shape_of(out))
+    datapath = staticmethod(recip_datapath)
 
     @classmethod
     def from_config(cls, cfg) -> "RecipUnit":
         p = cfg.precision
         return cls(p.softmax_sum, p.softmax_inv, p.table_frac_bits, p.recip_table_bits)
-
-    def elaborate(self, platform):
-        m = Module()
-        p = Pipe(m, self)
-        p.finish(recip_datapath(p, self.in_data, self.in_type, self.out, self.table_frac, self.table_bits))
-        return m

@@ -20,13 +20,13 @@ Datapath (one word per cycle):
 """
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, unsigned
+from amaranth import Cat, Const, Mux, unsigned
 
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import rsqrt_table
 
 from .formats import rsqrt_input_type
-from .rtl import Pipe, StreamUnit, resize, shape_of, table_lookup_round, width_for
+from .rtl import DatapathUnit, Pipe, resize, table_lookup_round, width_for
 from .unit_recip import normalise
 
 
@@ -59,20 +59,12 @@ def rsqrt_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: i
     return Mux(s.pos, y, out.max_raw)
 
 
-class RsqrtUnit(StreamUnit):
+class RsqrtUnit(DatapathUnit):
     """Stream unit: ``in_data`` raw ``in_type`` -> ``out_data`` raw ``out`` = 1/sqrt(x) (x <= 0: ``out.max_raw``)."""
 
-    def __init__(self, in_type: FixedType, out: FixedType, table_frac: int, table_bits: int):
-        self.in_type, self.out, self.table_frac, self.table_bits = in_type, out, table_frac, table_bits
-        super().__init__(shape_of(in_type), shape_of(out))
+    datapath = staticmethod(rsqrt_datapath)
 
     @classmethod
     def from_config(cls, cfg) -> "RsqrtUnit":
         p = cfg.precision
         return cls(rsqrt_input_type(p), p.ln_inv_std, p.table_frac_bits, p.rsqrt_table_bits)
-
-    def elaborate(self, platform):
-        m = Module()
-        p = Pipe(m, self)
-        p.finish(rsqrt_datapath(p, self.in_data, self.in_type, self.out, self.table_frac, self.table_bits))
-        return m
