@@ -83,3 +83,21 @@ class PortHarness(HandshakeHarness):
         """Offer ``items`` back to back with the output stalled for ``cycles``; returns how many were taken."""
         taken, _ = await self._hold(items, cycles)
         return taken
+
+
+def reset_idle_test(setup, cycles: int = 24):
+    """The ``reset_idle`` cocotb test of a test module: after reset and with no input, no output word.
+
+    ``setup(dut)`` is the module's own ``(ctx, harness)`` factory; the test is
+    named and filed as that module's ``reset_idle``.
+    """
+    import cocotb
+
+    async def reset_idle(dut):
+        _, h = setup(dut)
+        await h.start()
+        await h.expect_idle(cycles)
+
+    reset_idle.__module__ = setup.__module__
+    reset_idle.__qualname__ = "reset_idle"
+    return cocotb.test()(reset_idle)

@@ -23,7 +23,7 @@ import random
 import cocotb
 import torch
 
-from attn_harness import PortHarness, check, compare_words
+from attn_harness import PortHarness, check, compare_words, reset_idle_test
 from edgemoe.golden.numerics.approx import gelu
 from edgemoe.golden.numerics.matmul import linear
 from edgemoe.sim.stream_tb import TbContext, backpressure_parts, to_word
@@ -125,11 +125,7 @@ async def _run(ctx, h, dut, rows: list, label: str, **knobs):
     return compare_words(got, exp, label), tr, lasts
 
 
-@cocotb.test()
-async def reset_idle(dut):
-    ctx, h = _setup(dut)
-    await h.start()
-    await h.expect_idle(24)
+reset_idle = reset_idle_test(_setup)
 
 
 @cocotb.test()

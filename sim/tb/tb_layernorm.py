@@ -38,7 +38,7 @@ import random
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from attn_harness import PortHarness, check, compare_words
+from attn_harness import PortHarness, check, compare_words, reset_idle_test
 from edgemoe.sim.formats import layernorm_plan
 from edgemoe.sim.stream_tb import TbContext, backpressure_parts, to_word
 from edgemoe.sim.units_attention import layernorm_expected
@@ -143,11 +143,7 @@ async def run_rows(ctx, h, dut, rows, gamma, beta, label: str, **knobs):
     return compare_words(got, expected, label), tr
 
 
-@cocotb.test()
-async def reset_idle(dut):
-    ctx, h = _setup(dut)
-    await h.start()
-    await h.expect_idle(24)
+reset_idle = reset_idle_test(_setup)
 
 
 @cocotb.test()

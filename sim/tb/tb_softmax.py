@@ -27,7 +27,7 @@ import random
 import cocotb
 import torch
 
-from attn_harness import PortHarness, check, compare_words
+from attn_harness import PortHarness, check, compare_words, reset_idle_test
 from edgemoe.sim.stream_tb import TbContext, backpressure_parts
 from edgemoe.sim.units_attention import SOFTMAX_RECURRENCE, schedule_expected, schedule_stream, softmax_expected
 
@@ -87,11 +87,7 @@ def random_row(rng: random.Random, t, n: int) -> list[int]:
     return [max(t.min_raw, min(t.max_raw, rng.choice((1, -1)) * rng.getrandbits(mag))) for _ in range(n)]
 
 
-@cocotb.test()
-async def reset_idle(dut):
-    ctx, h = _setup(dut)
-    await h.start()
-    await h.expect_idle(24)
+reset_idle = reset_idle_test(_setup)
 
 
 @cocotb.test()

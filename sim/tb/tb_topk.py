@@ -26,7 +26,7 @@ import random
 import cocotb
 import torch
 
-from attn_harness import PortHarness, check, compare_words
+from attn_harness import PortHarness, check, compare_words, reset_idle_test
 from edgemoe.sim.stream_tb import TbContext, backpressure_parts
 from edgemoe.sim.units_attention import KIND_COUNT, KIND_QUEUE, KIND_TOKEN, topk_expected
 
@@ -83,11 +83,7 @@ def _gen(ctx, seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@cocotb.test()
-async def reset_idle(dut):
-    ctx, h = _setup(dut)
-    await h.start()
-    await h.expect_idle(24)
+reset_idle = reset_idle_test(_setup)
 
 
 @cocotb.test()
