@@ -87,6 +87,28 @@ def _wrap_inc(v: Value, n: int) -> Value:
     return Mux(eq_const(v, n - 1), 0, v + 1) if n & (n - 1) else (v + 1)[:max((n - 1).bit_length(), 1)]
 
 
+def _row_walk(m: Module, name: str, D: int, S: int, N: int, addr: Value, ready_rows: Value,
+              gate: Value | None = None) -> tuple[Signal, Signal, Signal, Value, Value]:
+    """A pass's reads over its rows: one word per issue, ``D`` words a row, slots in turn.
+
+    Issues (under ``gate``) while inside a row, or at a row's start while a row is
+    ready for this pass (``ready_rows`` != 0); ``addr`` (the read port's address)
+    advances mod ``N``.  Returns (issue, index in the row, slot, row start, row end).
+    """
+    idx = Signal(range(D), name=f"{name}_idx")
+    slot = Signal(range(S), name=f"slot_{name}")
+    issue = Signal(name=f"{name}_issue")
+    want = ~eq_const(idx, 0) | ~eq_const(ready_rows, 0)
+    m.d.comb += issue.eq(want if gate is None else gate & want)
+    start = issue & eq_const(idx, 0)
+    end = issue & eq_const(idx, D - 1)
+    with m.If(issue):
+        m.d.sync += [idx.eq(Mux(end, 0, idx + 1)), addr.eq(_wrap_inc(addr, N))]
+    with m.If(end):
+        m.d.sync += slot.eq(_wrap_inc(slot, S))
+    return issue, idx, slot, start, end
+
+
 def const_divider(m: Module, name: str, start: Value, dividend: Value, plan: DividerPlan) -> tuple[Signal, Value]:
     """``floor(dividend / plan.divisor)`` of an unsigned ``dividend`` (<= ``plan.dividend_max``),
     loaded on ``start``.  Returns (done, quotient): ``done`` is high for one cycle
@@ -229,20 +251,10 @@ class LayerNormUnit(wiring.Component):
                 m.d.sync += mean_regs[s].eq(mean)
 
         # --- B: second read, c * c sum, variance division, rsqrt ------------------------------------------
-        b_idx = Signal(range(D), name="b_idx")
-        b_addr = b_rp.addr
-        slot_b = Signal(range(S), name="slot_b")
-        b_issue = Signal(name="b_issue")
-        m.d.comb += b_issue.eq(~eq_const(b_idx, 0) | ~eq_const(n_mean, 0))
-        b_start = b_issue & eq_const(b_idx, 0)
-        b_end = b_issue & eq_const(b_idx, D - 1)
-        with m.If(b_issue):
-            m.d.sync += [b_idx.eq(Mux(b_end, 0, b_idx + 1)), b_addr.eq(_wrap_inc(b_addr, N))]
-        with m.If(b_end):
-            m.d.sync += slot_b.eq(_wrap_inc(slot_b, S))
+        b_issue, b_idx, slot_b, b_start, b_end = _row_walk(m, "b", D, S, N, b_rp.addr, n_mean)
         m.d.comb += b_rp.en.eq(1)
         lane_b = Lane(m, one, b_issue)
-        b1 = lane_b.stage("b_rd", mean=pick(mean_regs, slot_b), last=b_end)      # + the read of x at b_addr
+        b1 = lane_b.stage("b_rd", mean=pick(mean_regs, slot_b), last=b_end)      # + the read of x at b_rp.addr
         b2 = lane_b.stage("b_ctr", c=self.centre(b_rp.data, b1.mean), last=b1.last)
         ct = p.ln_centered
         sq_bits = max(ct.min_raw ** 2, ct.max_raw ** 2).bit_length()
@@ -275,21 +287,11 @@ class LayerNormUnit(wiring.Component):
         # --- C: third read, normalise, affine, output (global stall) -------------------------------------
         ce = Signal(name="ce")
         m.d.comb += ce.eq(~self.out_valid | self.out_ready)
-        c_idx = Signal(range(D), name="c_idx")
-        c_addr = c_rp.addr
-        slot_c = Signal(range(S), name="slot_c")
-        c_issue = Signal(name="c_issue")
-        m.d.comb += c_issue.eq(ce & (~eq_const(c_idx, 0) | ~eq_const(n_r, 0)))
-        c_start = c_issue & eq_const(c_idx, 0)
-        c_end = c_issue & eq_const(c_idx, D - 1)
-        with m.If(c_issue):
-            m.d.sync += [c_idx.eq(Mux(c_end, 0, c_idx + 1)), c_addr.eq(_wrap_inc(c_addr, N))]
-        with m.If(c_end):
-            m.d.sync += slot_c.eq(_wrap_inc(slot_c, S))
+        c_issue, c_idx, slot_c, c_start, c_end = _row_walk(m, "c", D, S, N, c_rp.addr, n_r, gate=ce)
         m.d.comb += [c_rp.en.eq(ce), gb_rp.en.eq(ce)]
         lane_c = Lane(m, ce, c_issue)
         c1 = lane_c.stage("c_rd", mean=pick(mean_regs, slot_c), r=pick(r_regs, slot_c), idx=c_idx,
-                          last=c_end)                                           # + the read of x at c_addr
+                          last=c_end)                                           # + the read of x at c_rp.addr
         c2 = lane_c.stage("c_ctr", c=self.centre(c_rp.data, c1.mean), r=c1.r, idx=c1.idx, last=c1.last)
         c3 = lane_c.stage("c_mul", prod=c2.c * c2.r, last=c2.last)              # + gb_rp.addr = c2.idx
         with m.If(ce):
