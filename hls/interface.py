@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 
 from edgemoe import __version__
@@ -39,6 +40,14 @@ class Arg:
     bits: int
     doc: str
     offset: int = 0
+
+    @property
+    def value_bits(self) -> int:
+        """Bits of a scalar's C type (``ap_uint<N>`` / ``ap_int<N>``): its register's meaningful width."""
+        m = re.fullmatch(r"ap_u?int<(\d+)>", self.ctype.strip())
+        if not m:
+            raise ValueError(f"argument {self.name}: C type {self.ctype!r} is not ap_uint<N> or ap_int<N>")
+        return int(m.group(1))
 
 
 def kernel_args(cfg) -> list[Arg]:

@@ -146,7 +146,10 @@ def tap_id(cfg, tap) -> tuple[int, str]:
     if isinstance(tap, int):
         return tap, taps[tap] if 0 <= tap < len(taps) else f"#{tap}"
     if tap not in taps:
-        raise ValueError(f"tap {tap!r}: not a tap of {cfg.name} (e.g. {', '.join(taps[:4])}, ...; see taps.json)")
+        from edgemoe.config import ConfigError
+
+        raise ConfigError("tap", tap, f"must be a tap of {cfg.name} (e.g. {', '.join(taps[:4])}, ...; see "
+                                      f"taps.json), an id 0..{len(taps) - 1}, or 'none'")
     return taps.index(tap), tap
 
 
@@ -162,6 +165,8 @@ def task_ids(cfg, task) -> list[int]:
 
 
 # --- the job ----------------------------------------------------------------------------------
+
+
 
 def _pow2(n: int) -> int:
     return 1 << max(int(n - 1).bit_length(), 12)
@@ -282,8 +287,16 @@ def run_kernel_rtl(cfg, rtl=None, tap="auto", task: int | str | Sequence = 0, im
     run must fail.  ``misalign``: buffers off the bus beat (partial first / last beats).
     ``max_cycles``: per call (default: generous for the stand-in, effectively none for exported RTL).
     """
+    from edgemoe.config import ConfigError
+
     if simulator not in SIMULATORS:
-        raise ValueError(f"simulator {simulator!r}: must be one of {', '.join(SIMULATORS)}")
+        raise ConfigError("simulator", simulator, f"must be one of {', '.join(SIMULATORS)}")
+    from edgemoe.hls.interface import kernel_args
+
+    bits = next(a.value_bits for a in kernel_args(cfg) if a.name == "num_images")
+    if not isinstance(images, int) or not 1 <= images < 1 << bits:
+        raise ConfigError("images", images, f"must be an integer 1..{(1 << bits) - 1} (the kernel's num_images "
+                                            f"register is {bits} bits; whole-network RTL runs take long, keep it small)")
     from cocotb_tools.runner import get_runner
 
     t_start = time.monotonic()
@@ -421,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     except SimulationFailed as e:
         print(f"FAIL: {e}")
         return 1
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(("PASS " if r.passed else "FAIL ") + r.summary())
     print(f"{r.seconds:.1f} s (build {r.build_seconds:.1f} s); log {r.log}")
     return 0 if r.passed else 1

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
 from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal
@@ -82,14 +81,6 @@ def _eq(v, c: int) -> Value:
 
 def _min(a, b) -> Value:
     return Mux(a < b, a, b)
-
-
-def _c_width(ctype: str) -> int:
-    """Bits of an ``ap_uint<N>`` / ``ap_int<N>`` scalar argument."""
-    m = re.fullmatch(r"ap_u?int<(\d+)>", ctype.strip())
-    if not m:
-        raise ValueError(f"scalar argument type {ctype!r}: expected ap_uint<N> or ap_int<N>")
-    return int(m.group(1))
 
 
 def _log2(n: int) -> int:
@@ -170,7 +161,7 @@ class KernelStandin(Elaboratable):
         ier = Signal(2, name="int_ier")                  # [ap_done, ap_ready]
         isr = Signal(2, name="int_isr")
         ptrs = {a.name: Signal(64, name=f"int_{a.name}") for a in self.args if a.kind == "m_axi"}
-        scalars = {a.name: Signal(_c_width(a.ctype), name=f"int_{a.name}") for a in self.args if a.kind == "scalar"}
+        scalars = {a.name: Signal(a.value_bits, name=f"int_{a.name}") for a in self.args if a.kind == "scalar"}
         outs = {a.name: Signal(32, name=f"int_{a.name}") for a in self.args if a.kind == "output"}
         out_vld = {a.name: Signal(name=f"int_{a.name}_ap_vld") for a in self.args if a.kind == "output"}
         # core -> slave: set by _core

@@ -158,6 +158,15 @@ def test_no_exported_rtl_cli_exits_2(tmp_path):
     assert "vitis_hls" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("args, field", [(["--tap", "nosuch"], "tap = 'nosuch'"),
+                                          (["--task", "nosuch"], "task = 'nosuch'"),
+                                          (["--images", "0"], "images = 0: must be an integer 1..65535"),
+                                          (["--images", "65536"], "images = 65536")])
+def test_cli_bad_input_names_the_field(args, field, capsys):
+    assert main(["--config", "m3vit-micro", *args]) == 2
+    assert field in capsys.readouterr().err
+
+
 def test_fake_exported_project_is_found_and_run(micro, tmp_path, capsys):
     """A generated project with a Vitis-shaped export (stand-in Verilog as the "exported" top, a helper
     module, a .dat file)."""
