@@ -21,6 +21,7 @@ from edgemoe.golden.numerics.tables import exp2_table, gelu_table, log2e_raw, re
 
 from .interface import STATUS, TAP_NONE, TOP, config_hash32, kernel_args, register_map_json
 from .layout import WeightLayout
+from .quoting import FILTERS, single_line
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -32,11 +33,15 @@ SOURCES = {
     "src/edgemoe_vit.cpp": "edgemoe_vit.cpp.j2",
     "src/csim_bridge.cpp": "csim_bridge.cpp.j2",
 }
+#: the files render() writes besides SOURCES (from json / yaml, not from templates)
+DATA_FILES = ("regmap.json", "config.yaml", "layout.json", "taps.json")
 
 
 def _env() -> jinja2.Environment:
+    """The templates' environment: the quoting filters of :mod:`.quoting`, no value spanning lines."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True, lstrip_blocks=True,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, finalize=single_line)
+    env.filters.update(FILTERS)
     env.filters["int_bits"] = lambda v: int(v).bit_length()
     return env
 
