@@ -42,8 +42,11 @@ class OverflowCounter:
 
     stats: dict[str, OverflowStats] = field(default_factory=dict)
     _token: contextvars.Token | None = None
+    _outer: "OverflowCounter | None" = None
 
     def __enter__(self) -> "OverflowCounter":
+        """Start counting; a counter opened inside another passes every count on to it too."""
+        self._outer = _ACTIVE.get()
         self._token = _ACTIVE.set(self)
         return self
 
@@ -58,6 +61,8 @@ class OverflowCounter:
         s.high += high
         s.low += low
         s.overflows += high + low
+        if self._outer is not None:
+            self._outer.add(tag, rounded, t)
 
     @property
     def total_overflows(self) -> int:
