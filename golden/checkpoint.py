@@ -2,12 +2,14 @@
 
 Every loader returns a complete, float32 state dict for ``M3ViT(model_cfg)``
 plus human-readable notices (what was unwrapped, ignored, resampled or
-synthesised); anything that does not fit raises one :class:`CheckpointError`
-naming every offending key.  Files are read with ``weights_only=True``.
+synthesised); anything that does not fit (a key, a shape, NaN or inf, a file
+that is no checkpoint) raises one :class:`CheckpointError` listing every
+offending key.  Files are read with ``weights_only=True``.
 """
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -16,8 +18,10 @@ import torch
 from timm.layers import resample_abs_pos_embed
 
 from edgemoe.config import ModelConfig
+from edgemoe.golden.file_kind import describe
 from edgemoe.golden.float_model import expected_shapes
 from edgemoe.golden.synthetic import synthetic_state_dict
+from edgemoe.golden.weights import nonfinite
 
 _WRAPPERS = ("state_dict", "model", "module")
 _TRAINING_ONLY = ("tam_model", "gate_task_represent")
@@ -27,11 +31,18 @@ StateDict = dict[str, torch.Tensor]
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that does not fit the config; ``problems`` holds one line per offending key."""
+    """A checkpoint that cannot be used; ``problems`` holds one entry per offending key.
 
-    def __init__(self, summary: str, problems: Sequence[str]):
+    The message is one line: the summary and the first :data:`SHOWN` problems.
+    """
+
+    SHOWN = 6
+
+    def __init__(self, summary: str, problems: Sequence[str] = ()):
         self.problems = list(problems)
-        super().__init__(summary + ":\n  " + "\n  ".join(self.problems))
+        more = len(self.problems) - self.SHOWN
+        listed = "; ".join(self.problems[:self.SHOWN]) + (f" (+{more} more)" if more > 0 else "")
+        super().__init__(f"{summary}: {listed}" if listed else summary)
 
 
 @dataclass
@@ -57,12 +68,25 @@ def _read(path: Path) -> object:
     """torch.load with weights_only=True; unreadable files become a CheckpointError naming them."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file", [str(path)])
+        raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated zips, disallowed globals: all the file's fault
+        kind = describe(path)
+        if kind.startswith("truncated/corrupt torch"):
+            raise CheckpointError(f"{path}: {kind}") from None
+        if kind not in ("torch checkpoint", "pickle (legacy torch format)"):
+            raise CheckpointError(f"{path}: not a checkpoint: {kind}") from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a loadable weights-only torch checkpoint", [first]) from None
+
+
+def _check_finite(sd: Mapping[str, torch.Tensor], origin: str) -> None:
+    """Raise a CheckpointError naming every tensor that holds NaN or inf."""
+    bad = nonfinite(sd)
+    if bad:
+        raise CheckpointError(f"{origin}: non-finite values in {len(bad)} tensor(s), which cannot be quantised "
+                              f"or run", bad)
 
 
 def _tensors(obj: object, notices: list[str], origin: str) -> StateDict:
@@ -106,31 +130,43 @@ def _training_prefix(key: str) -> str:
 
 
 def _merge_shards(shards: Sequence[StateDict], names: Sequence[str]) -> StateDict:
-    """Concatenate expert tensors on dim 0 in rank order; every other key must agree in every shard."""
+    """Merge rank shards in rank order: M3ViT's layout and the one with every tensor in every rank.
+
+    ``.mlp.experts.`` tensors are sliced on dim 0: every shard holds a slice of
+    every one, each of a shard's slices holds the same number of experts, and
+    the slices agree beyond dim 0; they are concatenated in rank order.  Any
+    other key may be in any shards (M3ViT saves them in rank 0 only); where it
+    is in several, the copies must be equal.
+    """
     if len(shards) == 1:
         return dict(shards[0])
     keys = list(dict.fromkeys(k for sd in shards for k in sd))
+    expert_keys = [k for k in keys if _EXPERT_MARK in k]
     merged, problems = {}, []
+    for name, sd in zip(names, shards):
+        counts = Counter(sd[k].shape[0] for k in expert_keys if k in sd and sd[k].ndim)
+        usual = counts.most_common(1)[0][0] if counts else None
+        problems += [f"{k}: {sd[k].shape[0]} experts in shard {name}, its other expert tensors hold {usual}"
+                     for k in expert_keys if k in sd and sd[k].ndim and sd[k].shape[0] != usual]
     for k in keys:
-        absent = [n for n, sd in zip(names, shards) if k not in sd]
-        if absent:
-            problems.append(f"{k}: missing from shard(s) {', '.join(absent)}")
-            continue
-        parts = [sd[k] for sd in shards]
+        held = [(n, sd[k]) for n, sd in zip(names, shards) if k in sd]
         if _EXPERT_MARK in k:
-            if len({p.shape[1:] for p in parts}) > 1:
-                problems.append(f"{k}: expert shards differ beyond dim 0: {[tuple(p.shape) for p in parts]}")
-                continue
-            merged[k] = torch.cat(parts, dim=0)
+            absent = [n for n, sd in zip(names, shards) if k not in sd]
+            if absent:
+                problems.append(f"{k}: expert slice missing from shard {', '.join(absent)}")
+            elif len({p.shape[1:] for _, p in held}) > 1:
+                problems.append(f"{k}: expert slices differ beyond dim 0: {[tuple(p.shape) for _, p in held]}")
+            else:
+                merged[k] = torch.cat([p for _, p in held], dim=0)
+            continue
+        (first, value), *copies = held
+        differ = [n for n, p in copies if p.shape != value.shape or not torch.equal(p, value)]
+        if differ:
+            problems.append(f"{k}: shard {', '.join(differ)} differs from shard {first}")
         else:
-            differ = [n for n, p in zip(names[1:], parts[1:])
-                      if p.shape != parts[0].shape or not torch.equal(p, parts[0])]
-            if differ:
-                problems.append(f"{k}: shard(s) {', '.join(differ)} differ from shard {names[0]}")
-                continue
-            merged[k] = parts[0]
+            merged[k] = value
     if problems:
-        raise CheckpointError(f"{len(problems)} keys disagree between shards", problems)
+        raise CheckpointError(f"the rank shards do not fit together ({len(problems)} problems)", problems)
     return merged
 
 
@@ -155,17 +191,17 @@ def _shard_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
         if path.is_dir():
             ranked = sorted((int(p.stem), p) for p in path.glob("*.pth") if p.stem.isdigit())
             if not ranked:
-                raise CheckpointError(f"no rank shards in {path}", ["expected files named 0.pth, 1.pth, ..."])
+                raise CheckpointError(f"no rank shards in {path}: expected files named 0.pth, 1.pth, ...")
             ranks = [r for r, _ in ranked]
             if ranks != list(range(len(ranks))):
-                raise CheckpointError(f"rank shards in {path} are not contiguous", [f"found ranks {ranks}"])
+                raise CheckpointError(f"rank shards in {path} are not contiguous: found ranks {ranks}")
             return [p for _, p in ranked]
         if not path.is_file():
-            raise CheckpointError(f"{path}: no such checkpoint file or shard directory", [str(path)])
+            raise CheckpointError(f"{path}: no such checkpoint file or shard directory")
         return [path]
     files = [Path(p) for p in source]
     if not files:
-        raise CheckpointError("empty list of checkpoint files", ["give at least one file"])
+        raise CheckpointError("empty list of checkpoint files: give at least one file")
     return files
 
 
@@ -178,8 +214,10 @@ def load_m3vit_checkpoint(source: str | Path | Iterable[str | Path], model_cfg: 
     or a list of shard files in rank order.  Top-level wrappers
     (``state_dict``/``model``/``module``) and a ``module.`` key prefix are
     removed; training-only keys (``tam_model*``, ``gate_task_represent*``) are
-    dropped with a notice; shards are merged (``.mlp.experts.`` tensors
-    concatenated on dim 0, all other keys must be equal).  Gate keys are
+    dropped with a notice; shards are merged (``.mlp.experts.`` slices
+    concatenated on dim 0; the other keys from rank 0, as M3ViT saves them, or
+    from any shard, equal wherever repeated: see :func:`_merge_shards`).  Every
+    float tensor must be finite in float32.  Gate keys are
     ``...mlp.gate.{t}.w_gate`` with t the task index in config order.
     """
     files = _shard_files(source)
@@ -197,6 +235,7 @@ def load_m3vit_checkpoint(source: str | Path | Iterable[str | Path], model_cfg: 
     sd = _merge_shards(shards, [f.name for f in files])
     _check_against(sd, model_cfg, "checkpoint")
     sd = _as_float32(sd)
+    _check_finite(sd, f"checkpoint {files[0] if len(files) == 1 else files[0].parent}")
     return LoadedCheckpoint({k: sd[k] for k in expected_shapes(model_cfg)}, notices, files)
 
 
@@ -271,6 +310,8 @@ def load_timm_vit(state_dict_or_path: Mapping[str, torch.Tensor] | str | Path, m
     if groups:
         notices.append(f"filled {len(filled)} keys from synthetic weights (seed 0): {', '.join(groups)}")
     sd = _as_float32(mapped)
+    _check_finite({k[len("backbone."):]: v for k, v in sd.items()},
+                  f"timm state dict {files[0]}" if files else "timm state dict")
     return LoadedCheckpoint({k: sd[k] if k in sd else synthetic[k] for k in expected}, notices, files)
 
 

@@ -40,11 +40,14 @@ def test_round_trip_module_prefix_and_wrapper(tmp_path, micro, sd):
 
 
 def _shard(sd: dict, ranks: int) -> list[dict]:
+    """M3ViT's layout: rank 0 holds every tensor (with its own expert slice), ranks > 0 only their expert slices."""
     shards = [{} for _ in range(ranks)]
     for k, v in sd.items():
-        parts = v.chunk(ranks, dim=0) if ".mlp.experts." in k else [v] * ranks
-        for s, p in zip(shards, parts):
-            s[f"module.{k}"] = p.clone()
+        if ".mlp.experts." in k:
+            for s, p in zip(shards, v.chunk(ranks, dim=0)):
+                s[f"module.{k}"] = p.clone()
+        else:
+            shards[0][f"module.{k}"] = v.clone()
     return shards
 
 
@@ -67,16 +70,51 @@ def test_shards_numeric_order(tmp_path, micro):
     _assert_same(load_m3vit_checkpoint(tmp_path, big).state_dict, full)
 
 
+def test_shards_with_every_tensor_in_every_rank(tmp_path, micro, sd):
+    """Shards that repeat the non-expert tensors load when the copies are equal."""
+    shards = _shard(sd, 2)
+    shards[1].update({k: v.clone() for k, v in shards[0].items() if ".mlp.experts." not in k})
+    paths = [save_checkpoint(s, tmp_path / f"{r}.pth") for r, s in enumerate(shards)]
+    _assert_same(load_m3vit_checkpoint(paths, micro).state_dict, sd)
+
+
 def test_shards_disagree(tmp_path, micro, sd):
     shards = _shard(sd, 2)
-    shards[1]["module.backbone.blocks.0.attn.qkv.bias"] += 1e-3
-    shards[1]["module.decoders.depth.conv_4.bias"] += 1e-3
+    for key in ("module.backbone.blocks.0.attn.qkv.bias", "module.decoders.depth.conv_4.bias"):
+        shards[1][key] = shards[0][key] + 1e-3
+    shards[1]["module.backbone.blocks.0.norm1.weight"] = shards[0]["module.backbone.blocks.0.norm1.weight"].clone()
     paths = [save_checkpoint(s, tmp_path / f"{r}.pth") for r, s in enumerate(shards)]
     with pytest.raises(CheckpointError) as err:
         load_m3vit_checkpoint(paths, micro)
     msg = str(err.value)
     assert "backbone.blocks.0.attn.qkv.bias" in msg and "decoders.depth.conv_4.bias" in msg
-    assert len(err.value.problems) == 2
+    assert len(err.value.problems) == 2  # the equal copy of norm1.weight is fine
+
+
+def test_shards_missing_expert_slice(tmp_path, micro, sd):
+    shards = _shard(sd, 2)
+    del shards[1]["module.backbone.blocks.1.mlp.experts.h4toh.bias"]
+    paths = [save_checkpoint(s, tmp_path / f"{r}.pth") for r, s in enumerate(shards)]
+    with pytest.raises(CheckpointError) as err:
+        load_m3vit_checkpoint(paths, micro)
+    assert err.value.problems == ["backbone.blocks.1.mlp.experts.h4toh.bias: expert slice missing from shard 1.pth"]
+
+
+def test_shards_inconsistent_expert_shapes(tmp_path, micro, sd):
+    """Expert slices must agree beyond dim 0, and every expert tensor of a shard holds the same experts."""
+    shards = _shard(sd, 2)
+    w = "module.backbone.blocks.1.mlp.experts.htoh4.weight"
+    shards[1][w] = shards[1][w][:, :, :32].clone()
+    b = "module.backbone.blocks.3.mlp.experts.htoh4.bias"
+    both = torch.cat([shards[0][b], shards[1][b]])
+    shards[0][b], shards[1][b] = both[:3].clone(), both[3:].clone()  # 3 + 1 experts: the total still fits
+    paths = [save_checkpoint(s, tmp_path / f"{r}.pth") for r, s in enumerate(shards)]
+    with pytest.raises(CheckpointError) as err:
+        load_m3vit_checkpoint(paths, micro)
+    msg = str(err.value)
+    assert "backbone.blocks.1.mlp.experts.htoh4.weight: expert slices differ beyond dim 0" in msg
+    assert "backbone.blocks.3.mlp.experts.htoh4.bias" in msg and "3 experts in shard 0.pth" in msg
+    assert len(err.value.problems) == 3  # the bias is off in both shards
 
 
 def test_training_only_keys_ignored(tmp_path, micro, sd):
@@ -150,11 +188,13 @@ def test_timm_embed_dim_mismatch(micro):
     src = _timm_vit(micro, (micro.img_height, micro.img_width), embed_dim=96).state_dict()
     with pytest.raises(CheckpointError) as err:
         load_timm_vit(src, micro)
-    msg = str(err.value)
+    problems = "\n".join(err.value.problems)
     for key in ("backbone.cls_token", "backbone.pos_embed", "backbone.patch_embed.proj.weight",
                 "backbone.blocks.0.attn.qkv.weight", "backbone.blocks.3.norm1.weight", "backbone.blocks.2.mlp.fc2.bias"):
-        assert key in msg
-    assert "expected [192, 64], got [288, 96]" in msg
+        assert key in problems
+    assert "expected [192, 64], got [288, 96]" in problems
+    msg = str(err.value)  # one line: the summary and the first problems
+    assert "\n" not in msg and "backbone.cls_token" in msg and f"(+{len(err.value.problems) - 6} more)" in msg
 
 
 def test_timm_unknown_key(micro):
@@ -164,3 +204,75 @@ def test_timm_unknown_key(micro):
     with pytest.raises(CheckpointError) as err:
         load_timm_vit(src, micro)
     assert "blocks.0.ls1.gamma" in str(err.value) and "backbone.blocks.2.attn.proj.bias" in str(err.value)
+
+
+# --- values: NaN / inf, and what a file that is no checkpoint holds ---------------------------------
+
+
+def test_nonfinite_tensors_are_named(tmp_path, micro, sd):
+    """NaN / inf anywhere (backbone or task heads, one file or rank shards) is an error naming each tensor."""
+    bad = dict(sd)
+    bad["decoders.semseg.conv_4.bias"] = torch.full_like(sd["decoders.semseg.conv_4.bias"], float("nan"))
+    bad["backbone.blocks.2.norm1.weight"] = sd["backbone.blocks.2.norm1.weight"].clone()
+    bad["backbone.blocks.2.norm1.weight"][5] = float("-inf")
+    bad["backbone.cls_token"] = sd["backbone.cls_token"].double()
+    bad["backbone.cls_token"][0, 0, 0] = 1e300  # finite in float64, inf in float32
+    with pytest.raises(CheckpointError) as err:
+        load_m3vit_checkpoint(save_checkpoint(bad, tmp_path / "nan.pth"), micro)
+    msg = str(err.value)
+    assert "\n" not in msg and "nan.pth: non-finite values in 3 tensor(s)" in msg
+    assert "backbone.cls_token: 1 inf of 64 values" in msg
+    assert "decoders.semseg.conv_4.bias: 7 NaN of 7 values" in msg
+    assert "backbone.blocks.2.norm1.weight: 1 inf of 64 values" in msg
+    shards = _shard(sd, 2)
+    shards[1]["module.backbone.blocks.3.mlp.experts.h4toh.weight"][0, 0, 0] = float("inf")
+    for rank, shard in enumerate(shards):
+        save_checkpoint(shard, tmp_path / "shards" / f"{rank}.pth")
+    with pytest.raises(CheckpointError, match=r"shards: non-finite .*experts\.h4toh\.weight: 1 inf of 32768"):
+        load_m3vit_checkpoint(tmp_path / "shards", micro)
+
+
+def test_timm_nonfinite_tensors_are_named(tmp_path, micro):
+    src = dict(_timm_vit(micro, (micro.img_height, micro.img_width)).state_dict())
+    src["blocks.0.attn.qkv.weight"] = src["blocks.0.attn.qkv.weight"].clone()
+    src["blocks.0.attn.qkv.weight"][3, :2] = float("nan")
+    src["head.weight"] = torch.full_like(src["head.weight"], float("nan"))  # ignored: not loaded, not checked
+    with pytest.raises(CheckpointError) as err:
+        load_timm_vit(save_checkpoint(src, tmp_path / "vit.pth"), micro)
+    assert str(err.value).endswith("vit.pth: non-finite values in 1 tensor(s), which cannot be quantised or run: "
+                                   "blocks.0.attn.qkv.weight: 2 NaN of 12288 values")
+
+
+def _truncated(path, fraction=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * fraction)])
+    return path
+
+
+@pytest.mark.parametrize("make,says", [
+    (lambda p, sd: _truncated(_npz(p, sd)), "not a checkpoint: truncated/corrupt .npz archive"),
+    (lambda p, sd: _npz(p, sd), "not a checkpoint: .npz archive of NumPy arrays"),
+    (lambda p, sd: _truncated(save_checkpoint(sd, p)), "truncated/corrupt torch checkpoint (zip archive)"),
+    (lambda p, sd: _write(p, b""), "not a checkpoint: empty file"),
+    (lambda p, sd: _write(p, b"model: m3vit\n"), "not a checkpoint: text file"),
+    (lambda p, sd: _write(p, bytes(range(256)) * 4), "not a checkpoint: unrecognised binary data"),
+], ids=["truncated-npz", "npz", "truncated-torch", "empty", "text", "binary"])
+def test_what_a_file_that_is_no_checkpoint_holds(tmp_path, micro, sd, make, says):
+    path = make(tmp_path / "weights.bin", sd)
+    for load in (load_m3vit_checkpoint, load_timm_vit):
+        with pytest.raises(CheckpointError) as err:
+            load(path, micro)
+        assert str(err.value) == f"{path}: {says}"
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def _npz(path, sd):
+    import numpy as np
+
+    with open(path, "wb") as f:
+        np.savez(f, **{k: v.numpy() for k, v in sd.items()})
+    return path
