@@ -4,11 +4,12 @@ For every tap the two models share, the report gives the largest absolute
 error, the float tensor's RMS (for scale) and the cosine similarity; for the
 expert choice it gives the fraction of tokens whose expert set agrees; for
 the heads, the same figures on the task outputs (and label agreement for
-segmentation).  Overflow counts come from the same run.
+segmentation).  The overflow table holds the weights that saturated when
+they were quantised (``weights.<key>``) and every overflow of the run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -74,6 +75,7 @@ def compare(fixed: FixedM3ViT, float_model, images: torch.Tensor, task: str | in
     float_images = (codes.to(torch.float64) / ((1 << fixed.cfg.precision.pixel.bits) - 1)).to(torch.float32)
     ref_taps = float_model.forward_taps(float_images, t, heads=[name])
     with OverflowCounter() as ovf:
+        ovf.stats.update({f"weights.{key}": replace(sat.stats) for key, sat in fixed.weights.saturation.items()})
         result = fixed.forward(codes, t)
     rows: list[TapError] = []
     for tap in tap_schedule(m):

@@ -152,7 +152,7 @@ def cmd_compare(args) -> int:
 
 @_guard
 def cmd_pack(args) -> int:
-    from .weights_file import load_weights_file, pack_state_dict
+    from .weights_file import load_weights_file, log_saturation, pack_state_dict
 
     cfg = _config(args)
     state_dict, notices = _float_state_dict(cfg, args)
@@ -165,6 +165,7 @@ def cmd_pack(args) -> int:
     packed = pack_state_dict(cfg, state_dict, source)
     path = packed.save(args.out)
     load_weights_file(path, cfg)  # read back: the file is usable
+    log_saturation(packed)
     print(f"packed {packed.layout['total_words']} {packed.layout['word_bits']}-bit words "
           f"({packed.nbytes / 1e6:.2f} MB) + {len(packed.heads)} head tensors for config {cfg.name} "
           f"(digest {cfg.digest()[:12]}) into {path} in {time.perf_counter() - t0:.1f} s; sha256 {packed.sha256[:16]}")

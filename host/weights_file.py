@@ -9,8 +9,8 @@
 
 The file is a ``.npz`` holding a JSON ``header`` (format name and version,
 config name and digest, generator version, the weight layout's signature,
-where the weights came from, the head tensors' shapes and the SHA-256 of the
-whole content), the ``words`` array and one ``head.<key>`` array per head
+where the weights came from, the tensors that saturated when packed, the head
+tensors' shapes and the SHA-256 of the whole content), the ``words`` array and one ``head.<key>`` array per head
 tensor.  Loading checks the format, version, checksum, config, layout and
 every shape, and names the first problem it finds.
 """
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from edgemoe import __version__
+from edgemoe.golden.file_kind import describe
 from edgemoe.hls.layout import WeightLayout, pack_weights
 
 from .errors import WeightsFileError
@@ -81,12 +82,13 @@ class PackedWeights:
     generator_version: str = __version__
     sha256: str = ""
     path: Path | None = field(default=None, compare=False)
+    saturation: list[str] = field(default_factory=list)  # one notice per tensor that did not fit its type
 
     # --- file -------------------------------------------------------------------------
     def header(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "config_name": self.config_name,
                 "config_digest": self.config_digest, "generator_version": self.generator_version,
-                "source": self.source, "layout": self.layout,
+                "source": self.source, "layout": self.layout, "saturation": list(self.saturation),
                 "words": {"dtype": self.words.dtype.str, "shape": list(self.words.shape)},
                 "heads": {k: list(v.shape) for k, v in sorted(self.heads.items())}}
 
@@ -119,10 +121,16 @@ def pack_state_dict(cfg, state_dict: dict[str, torch.Tensor], source: str = "") 
     """Quantise the backbone of a float M3ViT state dict and pack it into the kernel's layout.
 
     The ``decoders.*`` tensors (the task heads) are kept in float: they run on the host.
+    NaN / inf in any tensor packed is an error naming the tensors; backbone
+    tensors that saturate are listed in ``saturation``.
     """
-    from edgemoe.golden.weights import quantize_weights
+    from edgemoe.golden.weights import nonfinite, quantize_weights, tensor_class
 
     expected = expected_head_shapes(cfg)
+    bad = nonfinite({k: v for k, v in state_dict.items() if k in expected or tensor_class(k) is not None})
+    if bad:
+        raise WeightsFileError(f"the state dict holds non-finite values in {len(bad)} tensor(s), which cannot "
+                               f"be packed for config {cfg.name}: " + _first(bad, 5))
     problems = []
     for key, (shape, _) in expected.items():
         if key not in state_dict:
@@ -130,8 +138,7 @@ def pack_state_dict(cfg, state_dict: dict[str, torch.Tensor], source: str = "") 
         elif tuple(state_dict[key].shape) != shape:
             problems.append(f"{key} is {list(state_dict[key].shape)}, config expects {list(shape)}")
     if problems:
-        raise WeightsFileError(f"the state dict's task heads do not fit config {cfg.name}: "
-                               + "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
+        raise WeightsFileError(f"the state dict's task heads do not fit config {cfg.name}: " + _first(problems, 5))
     try:
         q = quantize_weights(cfg, state_dict)
     except (KeyError, ValueError, RuntimeError) as e:
@@ -140,15 +147,24 @@ def pack_state_dict(cfg, state_dict: dict[str, torch.Tensor], source: str = "") 
     return pack_quantized(cfg, q, {k: state_dict[k] for k in expected}, source)
 
 
+def _first(problems: list[str], shown: int) -> str:
+    """The first ``shown`` problems on one line, and how many more there are."""
+    more = len(problems) - shown
+    return "; ".join(problems[:shown]) + (f" (+{more} more)" if more > 0 else "")
+
+
 def pack_quantized(cfg, weights, heads: dict[str, torch.Tensor], source: str = "") -> PackedWeights:
     """Pack the golden model's quantised weights (``FixedM3ViT.weights``) with the float ``decoders.*`` heads."""
+    from edgemoe.golden.weights import QuantizedWeights
+
     try:
         words = pack_weights(cfg, weights)
     except (KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         raise WeightsFileError(f"the weights do not fit config {cfg.name}: {msg}") from None
     heads = {k: v.detach().clone() for k, v in heads.items()}
-    return PackedWeights(cfg.name, cfg.digest(), words, heads, layout_signature(cfg), source)
+    saturation = weights.saturation_notices() if isinstance(weights, QuantizedWeights) else []
+    return PackedWeights(cfg.name, cfg.digest(), words, heads, layout_signature(cfg), source, saturation=saturation)
 
 
 def unpack_words(cfg, words: np.ndarray):
@@ -205,7 +221,8 @@ def load_weights_file(path: str | Path, cfg) -> PackedWeights:
             arrays = {k: z[k] for k in z.files}
         header = json.loads(str(arrays.pop("header")))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
-        raise WeightsFileError(f"{what}: not an edgemoe weights file (expected a .npz written by `edgemoe pack`)") from None
+        raise WeightsFileError(f"{what}: not an edgemoe weights file ({describe(path)}; expected a .npz written "
+                               f"by `edgemoe pack`)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise WeightsFileError(f"{what}: not an edgemoe weights file (header format is not {FORMAT!r})")
     if header.get("version") != VERSION:
@@ -241,11 +258,14 @@ def load_weights_file(path: str | Path, cfg) -> PackedWeights:
     problems += [f"{k} is {list(heads[k].shape)}, config expects {list(expected[k][0])}"
                  for k in expected if k in heads and tuple(heads[k].shape) != expected[k][0]]
     if problems:
-        raise WeightsFileError(f"{what}: wrong shapes in the task heads: " + "; ".join(problems[:4])
-                               + (f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""))
+        raise WeightsFileError(f"{what}: wrong shapes in the task heads: " + _first(problems, 4))
+    saturation = header.get("saturation", [])
+    if not isinstance(saturation, list) or not all(isinstance(n, str) for n in saturation):
+        raise WeightsFileError(f"{what}: the header's 'saturation' is not a list of strings; re-pack it")
     return PackedWeights(header["config_name"], header["config_digest"], words,
                          {k: torch.from_numpy(v) for k, v in heads.items()}, header["layout"],
-                         header.get("source", ""), header.get("generator_version", ""), header["sha256"], path)
+                         header.get("source", ""), header.get("generator_version", ""), header["sha256"], path,
+                         saturation)
 
 
 def state_dict_digest(state_dict: dict[str, torch.Tensor]) -> str:
@@ -269,6 +289,7 @@ def packed_for(cfg, state_dict: dict[str, torch.Tensor], source: str = "", cache
             packed = load_weights_file(path, cfg)
             if log:
                 log(f"packed weights: {path} (cached)")
+                log_saturation(packed, log)
             return packed
         except WeightsFileError:
             pass  # stale or damaged cache entry: re-pack below
@@ -276,4 +297,11 @@ def packed_for(cfg, state_dict: dict[str, torch.Tensor], source: str = "", cache
     packed.save(path)
     if log:
         log(f"packed weights: {path} ({packed.nbytes / 1e6:.1f} MB of {packed.layout['word_bits']}-bit words)")
+        log_saturation(packed, log)
     return packed
+
+
+def log_saturation(packed: PackedWeights, log=print) -> None:
+    """One line per tensor that saturated when ``packed`` was packed."""
+    for notice in packed.saturation:
+        log(f"  saturated weights: {notice}")
