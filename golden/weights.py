@@ -88,7 +88,7 @@ class QuantizedWeights(dict):
 
 
 def nonfinite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
-    """One line per floating tensor holding NaN or inf, e.g. ``decoders.depth.conv_4.bias: 3 NaN of 1 values``."""
+    """One line per floating tensor holding NaN or inf, e.g. ``decoders.semseg.conv_4.bias: 2 NaN of 7 values``."""
     lines = []
     for key, value in tensors.items():
         if not value.is_floating_point():
