@@ -159,6 +159,8 @@ def cmd_generate(args) -> int:
         print(f"  {v}")
     if args.compile:
         res = proj.compile()
+        if res.notice:
+            print(res.notice)
         print(f"g++ C simulation library: {res.library} ({'cached' if res.cached else f'{res.seconds:.1f} s'}; "
               f"{len(res.warnings)} warning(s) in generated code, {res.vendor_warnings} inside ap_types headers)")
         for w in res.warnings:

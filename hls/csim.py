@@ -1,22 +1,35 @@
 """C simulation: the generated kernel compiled with g++ into a shared library, called with numpy.
 
-The library is cached by a hash of the generated sources and the compiler
-command, so an unchanged project compiles once.  Warnings are collected and
-split into those from the generated code and those from the vendor
-ap_types headers (which g++ reports inside inlined ap_private code).
+Libraries live in a content-addressed cache: ``<cache>/<key>/`` where the
+key is a SHA-256 of the compiler command and of every source file's name
+and bytes.  g++ compiles a private snapshot of exactly the bytes that were
+hashed (never the project folder itself, which another run may be
+rewriting), into a temporary folder beside the entry that is renamed into
+place when complete, under a per-key lock.  Each entry holds the library,
+``compile.log`` and ``library.json``, the build record: the library's
+SHA-256, its size in bytes and the config hash the library itself exports.
+An entry is reused only when the library matches its record (and the
+caller's expected config hash); any other entry is rebuilt, and the result
+says why.  Warnings are split into those from the generated code and
+those from the vendor ap_types headers (which g++ reports inside inlined
+ap_private code).
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .shared_files import exclusive, sha256_file
 
 
 class ToolError(RuntimeError):
@@ -38,6 +51,8 @@ def ap_types_dir() -> Path:
 CXX_FLAGS = ["-std=c++14", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra",
              # HLS pragmas and loop labels are for Vitis HLS; g++ would flag every one
              "-Wno-unknown-pragmas", "-Wno-unused-label"]
+#: file names inside a cache entry
+LIBRARY, LOG, RECORD = "libedgemoe_csim.so", "compile.log", "library.json"
 
 
 @dataclass
@@ -47,39 +62,129 @@ class CompileResult:
     cached: bool
     warnings: list[str] = field(default_factory=list)         # in generated code
     vendor_warnings: int = 0                                   # inside the ap_types headers
+    config_hash: int | None = None                             # exported by the library (its build record)
+    sha256: str = ""                                           # of the library (its build record)
+    notice: str | None = None                                  # why a cached entry was rebuilt, if it was
 
 
-def compile_library(project_dir: Path, sources: list[str], cache_root: Path) -> CompileResult:
-    """g++ the generated sources into ``libedgemoe_csim.so`` (cached by content)."""
+def read_sources(project_dir: str | Path, units: list[str]) -> dict[str, bytes]:
+    """What g++ reads from a generated project: ``units`` and every ``include/*.h``, each read once."""
+    project_dir = Path(project_dir)
+    headers = [p.relative_to(project_dir).as_posix() for p in (project_dir / "include").glob("*.h")]
+    files = {}
+    for rel in sorted({*units, *headers}):
+        try:
+            files[rel] = (project_dir / rel).read_bytes()
+        except OSError as e:
+            raise ToolError(f"{project_dir / rel}: cannot be read ({e.strerror}); generate the project first") from None
+    return files
+
+
+def compile_library(project_dir: str | Path, sources: list[str], cache_root: str | Path,
+                    config_hash: int | None = None) -> CompileResult:
+    """g++ a generated project's ``sources`` (paths relative to it) into ``libedgemoe_csim.so``, cached.
+
+    The folder is read once (:func:`read_sources`); see :func:`compile_sources`.
+    """
+    return compile_sources(read_sources(project_dir, sources), sources, cache_root, config_hash)
+
+
+def compile_sources(files: dict[str, bytes], units: list[str], cache_root: str | Path,
+                    config_hash: int | None = None) -> CompileResult:
+    """g++ the translation units ``units`` of the source tree ``files`` (relative path -> bytes), cached by content.
+
+    ``config_hash``: what the library must export (``edgemoe_config_hash``); a
+    cached entry recording another value is rebuilt, a fresh build reporting
+    another value is an error.
+    """
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
         raise ToolError("C simulation needs a C++ compiler: g++ not found on PATH (apt-get install g++)")
-    inc = [project_dir / "include", ap_types_dir()]
-    h = hashlib.sha256(" ".join([cxx, *CXX_FLAGS]).encode())
-    for rel in sorted(sources) + sorted(p.relative_to(project_dir).as_posix()
-                                        for p in (project_dir / "include").glob("*.h")):
-        h.update(rel.encode())
-        h.update((project_dir / rel).read_bytes())
-    out_dir = Path(cache_root) / h.hexdigest()[:20]
-    lib = out_dir / "libedgemoe_csim.so"
-    log = out_dir / "compile.log"
-    if lib.is_file():
-        return _result(lib, log, 0.0, True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [cxx, *CXX_FLAGS, f"-I{inc[0]}", f"-isystem{inc[1]}", *[str(project_dir / s) for s in sources],
-           "-o", f"{lib}.{os.getpid()}.tmp"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    log.write_text(proc.stderr)
-    if proc.returncode != 0:
-        errors = [ln for ln in proc.stderr.splitlines() if ": error:" in ln][:10]
-        raise ToolError("g++ failed to compile the generated kernel:\n" + "\n".join(errors or proc.stderr.splitlines()[-20:]))
-    os.replace(f"{lib}.{os.getpid()}.tmp", lib)  # atomic: parallel compiles of one source are safe
-    return _result(lib, log, seconds, False)
+    command = " ".join([cxx, *CXX_FLAGS])
+    h = hashlib.sha256(command.encode())
+    for rel in sorted(files):
+        h.update(f"\0{rel}\0{len(files[rel])}\0".encode())
+        h.update(files[rel])
+    cache_root = Path(cache_root)
+    entry = cache_root / h.hexdigest()[:20]
+    with exclusive(cache_root / f"{entry.name}.lock"):
+        problem = entry_problem(entry, config_hash)
+        if problem is None:
+            return _result(entry, 0.0, True)
+        seconds = _build(cxx, files, units, entry, config_hash, command)
+    notice = None if problem == _MISSING else f"cached C simulation library {entry / LIBRARY}: {problem}; rebuilt it"
+    return _result(entry, seconds, False, notice)
 
 
-def _result(lib: Path, log: Path, seconds: float, cached: bool) -> CompileResult:
+_MISSING = "not built yet"
+
+
+def entry_problem(entry: Path, config_hash: int | None = None) -> str | None:
+    """Why the cache entry ``entry`` cannot be reused (None when its library matches its build record)."""
+    lib, record_path = entry / LIBRARY, entry / RECORD
+    if not entry.exists():
+        return _MISSING
+    if not lib.is_file():
+        return "the library is missing"
+    try:
+        record = json.loads(record_path.read_text())
+        want_sha, want_bytes, exported = record["sha256"], record["bytes"], record["config_hash"]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        return f"no readable build record ({RECORD})"
+    size = lib.stat().st_size
+    if size != want_bytes:
+        return f"{size} bytes, its build record says {want_bytes}"
+    got = sha256_file(lib)
+    if got != want_sha:
+        return f"SHA-256 {got[:12]}... differs from its build record ({str(want_sha)[:12]}...)"
+    if config_hash is not None and exported != config_hash:
+        return f"exports config hash {exported:#010x}, the sources were generated for {config_hash:#010x}"
+    return None
+
+
+def _build(cxx: str, files: dict[str, bytes], units: list[str], entry: Path, config_hash: int | None,
+           command: str) -> float:
+    """Compile a snapshot of ``files`` into a fresh folder beside ``entry``, then rename it into place."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent))
+    try:
+        os.chmod(build, 0o755)
+        with tempfile.TemporaryDirectory(prefix="edgemoe-csim-src-") as tmp:
+            src = Path(tmp)
+            for rel, data in files.items():
+                (src / rel).parent.mkdir(parents=True, exist_ok=True)
+                (src / rel).write_bytes(data)
+            cmd = [cxx, *CXX_FLAGS, f"-I{src / 'include'}", f"-isystem{ap_types_dir()}",
+                   *[str(src / u) for u in units], "-o", str(build / LIBRARY)]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            seconds = time.perf_counter() - t0
+        log = proc.stderr.replace(f"{src}/", "")  # name the generated files by their project paths
+        (build / LOG).write_text(log)
+        if proc.returncode != 0:
+            errors = [ln for ln in log.splitlines() if ": error:" in ln][:10]
+            raise ToolError("g++ failed to compile the generated kernel:\n"
+                            + "\n".join(errors or log.splitlines()[-20:]))
+        exported = CsimLibrary(build / LIBRARY).config_hash
+        if config_hash is not None and exported != config_hash:
+            raise ToolError(f"the compiled kernel exports config hash {exported:#010x}, but its sources were "
+                            f"generated for {config_hash:#010x}")
+        record = {"sha256": sha256_file(build / LIBRARY), "bytes": (build / LIBRARY).stat().st_size,
+                  "config_hash": exported, "compiler": command}
+        (build / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        if entry.exists():  # a bad entry: move it aside, then put the new one in its place
+            stale = entry.with_name(f".{entry.name}.{os.getpid()}.stale")
+            os.rename(entry, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        os.rename(build, entry)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return seconds
+
+
+def _result(entry: Path, seconds: float, cached: bool, notice: str | None = None) -> CompileResult:
+    log = entry / LOG
     text = log.read_text() if log.is_file() else ""
     ours, vendor = [], 0
     for line in text.splitlines():
@@ -89,7 +194,9 @@ def _result(lib: Path, log: Path, seconds: float, cached: bool) -> CompileResult
             vendor += 1
         else:
             ours.append(line)
-    return CompileResult(lib, seconds, cached, ours, vendor)
+    record = json.loads((entry / RECORD).read_text())
+    return CompileResult(entry / LIBRARY, seconds, cached, ours, vendor, record["config_hash"], record["sha256"],
+                         notice)
 
 
 class CsimLibrary:

@@ -22,13 +22,26 @@ from edgemoe.golden.fixed_model import pixel_codes, tap_schedule, tap_shapes, ta
 from edgemoe.golden.numerics.fixed import to_float
 from edgemoe.golden.weights import QuantizedWeights, quantize_weights
 
-from .csim import CompileResult, CsimLibrary, ToolError, compile_library
-from .interface import STATUS, TAP_NONE
+from .csim import CompileResult, CsimLibrary, ToolError, compile_sources
+from .interface import STATUS, TAP_NONE, config_hash32
 from .layout import WeightLayout, pack_weights
-from .writer import write
+from .shared_files import Busy, exclusive
+from .writer import SOURCES, render, write
 
+#: the translation units of the C simulation library (the headers under include/ come with them)
 CSIM_SOURCES = ["src/edgemoe_vit.cpp", "src/csim_bridge.cpp"]
-DEFAULT_CACHE = Path("build") / "csim-cache"
+
+
+def kernel_sources(cfg: Config) -> dict[str, bytes]:
+    """The kernel's generated sources (relative path -> bytes): what the C simulation compiles."""
+    return {rel: text.encode() for rel, text in render(cfg, list(SOURCES)).items() if rel in SOURCES}
+
+
+def default_cache_dir() -> Path:
+    """Where compiled libraries are cached: ``<cache>/csim-cache`` (``$EDGEMOE_CACHE``, else <repo>/build)."""
+    from edgemoe.host.paths import cache_dir
+
+    return cache_dir() / "csim-cache"
 
 
 class KernelError(RuntimeError):
@@ -47,7 +60,7 @@ class HLSProject:
             else quantize_weights(self.config, weights)
         self.layout = WeightLayout.of(self.config)
         self.packed_weights: np.ndarray = pack_weights(self.config, self.weights)
-        self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.project_dir: Path | None = None
         self.compiled: CompileResult | None = None
         self._lib: CsimLibrary | None = None
@@ -56,23 +69,37 @@ class HLSProject:
 
     # --- write -------------------------------------------------------------------------
     def write(self, out_dir: str | Path) -> Path:
-        """Write the complete Vitis HLS project to ``out_dir``."""
+        """Write the complete Vitis HLS project to ``out_dir``.
+
+        The folder is locked while it is written; a second process writing the same folder at the same
+        time is refused (``ConfigError`` naming it) instead of waiting, since whichever wrote last would
+        silently replace the other's project.
+        """
         from .project_files import write_project_files
 
         out = Path(out_dir)
-        write(self.config, out)
-        write_project_files(self, out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError("out", str(out), "is a file; the project needs a folder (a new or existing one)")
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            with exclusive(out, wait=False):
+                write(self.config, out)
+                write_project_files(self, out)
+        except Busy:
+            raise ConfigError("out", str(out), "another edgemoe process is writing a project into this folder; "
+                                               "wait for it to finish or choose another folder") from None
         self.project_dir = out
         return out
 
     # --- compile / predict (C simulation) ---------------------------------------------
     def compile(self) -> CompileResult:
-        """Compile the kernel with g++ (cached by a hash of the sources)."""
-        if self.project_dir is None:
-            from .layout import buffer_digest
-            self.write(self.cache_dir / "projects" /
-                       f"{self.config.digest()[:16]}-{buffer_digest(self.packed_weights)[:8]}")
-        self.compiled = compile_library(self.project_dir, CSIM_SOURCES, self.cache_dir / "lib")
+        """Compile the kernel with g++ (cached by a hash of the sources, under ``cache_dir/lib``).
+
+        Compiles the sources generated for this config, from memory: the project folder, which another
+        run may be rewriting, is never read back.
+        """
+        self.compiled = compile_sources(kernel_sources(self.config), CSIM_SOURCES, self.cache_dir / "lib",
+                                        config_hash32(self.config))
         self._lib = CsimLibrary(self.compiled.library)
         return self.compiled
 

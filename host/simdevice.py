@@ -10,7 +10,8 @@ addresses written to the pointer registers, then raises ap_done / ap_idle
 and fills the config_hash and status output registers, as the hardware does.
 
 A simulated overlay is a ``.simbit`` JSON file in bitstreams/ (see
-:func:`build_sim_overlay`) naming the csim library, the register map and the
+:func:`build_sim_overlay`) naming the csim library (with the SHA-256 it had
+when it was compiled, checked before it is loaded), the register map and the
 config; it is registered in the same manifest as a real build.
 ``SimDevice.get_bitfile_metadata`` turns it into the ip_dict pynq expects,
 so ``pynq.Overlay("x.simbit", device=sim).edgemoe_vit_0`` is the kernel driver.
@@ -23,10 +24,8 @@ the next n starts hang); a hung kernel is reset by downloading the overlay again
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 import weakref
 from dataclasses import dataclass
@@ -37,11 +36,12 @@ import pynq
 from pynq.buffer import PynqBuffer
 
 from edgemoe import __version__
+from edgemoe.hls.shared_files import replace_bytes, sha256_file
 
 from .errors import OverlayMismatchError, SimBusError
 
 SIMBIT_FORMAT = "edgemoe-simbit"
-SIMBIT_VERSION = 1
+SIMBIT_VERSION = 2  # 2: records the library's SHA-256
 #: the kernel's IP (Vitis HLS export: vendor edgemoe.org, library hls, version 1.0) and its instance name
 VLNV = "edgemoe.org:hls:edgemoe_vit:1.0"
 INSTANCE = "edgemoe_vit_0"
@@ -72,8 +72,9 @@ def buffer_types(cfg) -> dict[str, np.dtype]:
 
 # --- the simulated overlay file ------------------------------------------------------
 
-def simbit_data(cfg, library: str, regmap: str) -> dict:
-    """Contents of a ``.simbit``: what the simulated PL holds (paths relative to the file)."""
+def simbit_data(cfg, library: str, regmap: str, library_sha256: str) -> dict:
+    """Contents of a ``.simbit``: what the simulated PL holds (paths relative to the file; the library's
+    SHA-256 from its build record)."""
     from edgemoe.golden.fixed_model import tap_schedule
     from edgemoe.hls.interface import TOP, config_hash32
     from edgemoe.hls.layout import WeightLayout
@@ -83,7 +84,8 @@ def simbit_data(cfg, library: str, regmap: str) -> dict:
     types = buffer_types(cfg)
     return {
         "format": SIMBIT_FORMAT, "version": SIMBIT_VERSION, "kernel": TOP, "instance": INSTANCE, "vlnv": VLNV,
-        "phys_addr": CTRL_BASE, "addr_range": CTRL_RANGE, "library": library, "regmap": regmap,
+        "phys_addr": CTRL_BASE, "addr_range": CTRL_RANGE, "library": library, "library_sha256": library_sha256,
+        "regmap": regmap,
         "config_name": cfg.name, "config_digest": cfg.digest(), "config_hash": config_hash32(cfg),
         "generator_version": __version__, "clock_mhz": cfg.hardware.clock_mhz,
         "tasks": len(m.tasks), "taps": len(tap_schedule(m)),
@@ -110,6 +112,18 @@ def load_simbit(path: str | Path) -> dict:
                                    f"{SIMBIT_VERSION}; rebuild it")
     data["_root"] = str(path.resolve().parent)
     return data
+
+
+def library_problem(simbit: dict) -> str | None:
+    """Why the csim library a loaded ``.simbit`` names cannot be loaded (None when it matches its record)."""
+    lib = Path(simbit["_root"]) / str(simbit.get("library"))
+    if not lib.is_file():
+        return f"its C simulation library {lib} is missing"
+    got = sha256_file(lib)
+    if got != simbit.get("library_sha256"):
+        return (f"its C simulation library {lib} has SHA-256 {got[:12]}..., compiled as "
+                f"{str(simbit.get('library_sha256'))[:12]}... (truncated or replaced since it was built)")
+    return None
 
 
 def _pynq_registers(regmap: dict) -> dict:
@@ -153,12 +167,12 @@ class SimParser:
         self.simbit = load_simbit(path)
         root = Path(self.simbit["_root"])
         self.library = root / self.simbit["library"]
-        if not self.library.is_file():
-            raise OverlayMismatchError(f"{path}: its C simulation library {self.library} is missing (rebuild the "
-                                       f"simulated overlay)")
+        problem = library_problem(self.simbit)
+        if problem is not None:
+            raise OverlayMismatchError(f"{path}: {problem}; rebuild the simulated overlay")
         try:
             self.regmap = json.loads((root / self.simbit["regmap"]).read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # ValueError: not UTF-8 or not JSON
             raise OverlayMismatchError(f"{path}: register map {self.simbit['regmap']} cannot be read: {e}") from None
         inst = self.simbit["instance"]
         self.ip_dict = {inst: {
@@ -416,20 +430,19 @@ def overlay_name(cfg) -> str:
     return f"{cfg.name}-{cfg.digest()[:8]}"
 
 
-def _copy_if_changed(src: Path, dst: Path) -> None:
-    if dst.is_file() and dst.read_bytes() == src.read_bytes():
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically (a new inode: a library already loaded from it stays valid) unless equal."""
+    if path.is_file() and path.read_bytes() == data:
         return
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)  # a new inode: a library already loaded from dst stays valid
+    replace_bytes(path, data)
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    if path.is_file() and path.read_text() == text:
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _reuse_problem(entry) -> str | None:
+    """Why a registered (and verified) simulated overlay cannot be reused as it is."""
+    try:
+        return library_problem(load_simbit(entry.overlay))
+    except OverlayMismatchError as e:
+        return str(e)
 
 
 def build_sim_overlay(cfg, out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
@@ -439,44 +452,51 @@ def build_sim_overlay(cfg, out_dir: str | Path | None = None, cache_dir: str | P
     Writes ``<name>.simbit``, ``<name>.csim.so`` and ``<name>.regmap.json`` to
     ``out_dir`` (default bitstreams/) and adds their manifest entry; returns the
     :class:`~edgemoe.host.manifest.Entry`.  ``project_dir``: an already
-    generated HLS project to compile (else the kernel sources are written to
-    the cache; ``cache_dir`` defaults to <repo>/build/csim-cache).  With ``reuse``, a registered overlay that verifies is returned as is.
+    generated HLS project to compile (else the sources generated for ``cfg``,
+    from memory; ``cache_dir`` defaults to <cache>/csim-cache).  With
+    ``reuse``, a registered overlay that verifies is returned as is (one whose
+    files changed since registration is an error naming the file; one whose
+    library does not match its build record is rebuilt, and ``log`` says why).
     """
-    from edgemoe.hls.csim import compile_library
-    from edgemoe.hls.interface import register_map_json
-    from edgemoe.hls.project import CSIM_SOURCES
-    from edgemoe.hls.writer import write
+    from edgemoe.hls.csim import compile_library, compile_sources
+    from edgemoe.hls.interface import config_hash32, register_map_json
+    from edgemoe.hls.project import CSIM_SOURCES, kernel_sources
 
     from . import manifest
     from .paths import cache_dir as default_cache
 
+    log = log or (lambda _: None)
     out = Path(out_dir) if out_dir is not None else manifest.default_dir()
     out.mkdir(parents=True, exist_ok=True)
     if reuse:
         entry = manifest.find_overlay(cfg, "sim", out)
-        if entry is not None:
-            if log:
-                log(f"simulated overlay: {entry.overlay} (registered in {manifest.manifest_path(out)})")
+        problem = None if entry is None else _reuse_problem(entry)
+        if entry is not None and problem is None:
+            log(f"simulated overlay: {entry.overlay} (registered in {manifest.manifest_path(out)})")
             return entry
+        if problem is not None:
+            log(f"simulated overlay {entry.overlay}: {problem}; rebuilding it")
     cache = Path(cache_dir) if cache_dir is not None else default_cache() / "csim-cache"
     t0 = time.perf_counter()
     if project_dir is None:
-        # the kernel sources in a private folder (parallel builds never see a half-written file); the
-        # compiled library is cached by their content, so an unchanged kernel is not compiled again
-        with tempfile.TemporaryDirectory(prefix="edgemoe-kernel-") as tmp:
-            write(cfg, Path(tmp))
-            res = compile_library(Path(tmp), CSIM_SOURCES, cache / "lib")
+        res = compile_sources(kernel_sources(cfg), CSIM_SOURCES, cache / "lib", config_hash32(cfg))
     else:
-        res = compile_library(Path(project_dir), CSIM_SOURCES, cache / "lib")
+        res = compile_library(Path(project_dir), CSIM_SOURCES, cache / "lib", config_hash32(cfg))
+    if res.notice:
+        log(res.notice)
     name = overlay_name(cfg)
     lib, regmap, simbit = out / f"{name}.csim.so", out / f"{name}.regmap.json", out / f"{name}.simbit"
-    _copy_if_changed(res.library, lib)
-    _write_if_changed(regmap, register_map_json(cfg))
-    _write_if_changed(simbit, json.dumps(simbit_data(cfg, lib.name, regmap.name), indent=1) + "\n")
+    library = res.library.read_bytes()
+    if hashlib.sha256(library).hexdigest() != res.sha256:
+        raise OverlayMismatchError(f"{res.library}: changed since it was verified against its build record "
+                                   f"(another process is writing the cache?); run again")
+    _write_if_changed(lib, library)
+    _write_if_changed(regmap, register_map_json(cfg).encode())
+    _write_if_changed(simbit, (json.dumps(simbit_data(cfg, lib.name, regmap.name, res.sha256), indent=1)
+                               + "\n").encode())
     entry = manifest.add_entry(cfg, simbit, [lib], board="sim", flow="sim", name=f"{name}-sim", regmap=regmap,
                                manifest=out)
-    if log:
-        how = "cached library" if res.cached else f"g++ {res.seconds:.1f} s"
-        log(f"simulated overlay: {simbit} ({how}; {time.perf_counter() - t0:.1f} s), "
-            f"registered in {manifest.manifest_path(out)}")
+    how = "cached library" if res.cached else f"g++ {res.seconds:.1f} s"
+    log(f"simulated overlay: {simbit} ({how}; {time.perf_counter() - t0:.1f} s), "
+        f"registered in {manifest.manifest_path(out)}")
     return entry
