@@ -9,22 +9,26 @@ An entry per build (a real ``.bit``/``.hwh``/``.xclbin`` or a simulated
      "overlay": "m3vit-micro-1a2b3c4d.simbit", "regmap": "m3vit-micro-1a2b3c4d.regmap.json",
      "files": {"m3vit-micro-1a2b3c4d.simbit": {"sha256": "...", "bytes": 812}, ...}}
 
-Paths are relative to the manifest's folder.  :func:`add_entry` records a
-build; :func:`verify_overlay` is what the runtime calls before loading and
-refuses, naming the problem, a missing file, a checksum mismatch, an
-unregistered overlay, or one built for another config or generator version.
+Paths are relative to the manifest's folder and stay inside it; ``files``
+lists the overlay and the register map with every other file of the build.
+Names and overlays are unique: :func:`read_manifest` refuses a manifest with
+two entries for one overlay, or an entry missing a field, naming the file,
+the entry's index and the field.  :func:`add_entry` records a build;
+:func:`verify_overlay` is what the runtime calls before loading and refuses,
+naming the problem, a missing file, a checksum mismatch, an unregistered
+overlay, or one built for another config or generator version.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
-import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from edgemoe import __version__
+from edgemoe.hls.shared_files import exclusive, replace_bytes, sha256_file
 
 from .errors import ManifestError
 
@@ -45,14 +49,6 @@ def manifest_path(where: str | Path | None = None) -> Path:
     """``where`` may be the manifest file itself or its folder (default: :func:`default_dir`)."""
     p = Path(where) if where is not None else default_dir()
     return p if p.suffix == ".json" else p / MANIFEST_NAME
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -83,7 +79,7 @@ class Entry:
             raise ManifestError(f"manifest entry {self.name!r} names no register map (regmap.json)")
         try:
             return json.loads(self.regmap_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # ValueError: not UTF-8 or not JSON
             raise ManifestError(f"register map {self.regmap_path} of entry {self.name!r} cannot be read: {e}") from None
 
 
@@ -95,34 +91,71 @@ def read_manifest(path: str | Path | None = None, must_exist: bool = True) -> di
                                 f"(edgemoe.host.manifest.add_entry, or `edgemoe register` for a real build)")
         return {"format": FORMAT, "version": VERSION, "entries": []}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot be read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {e.start}); a manifest is JSON") from None
     except json.JSONDecodeError as e:
         raise ManifestError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), list):
         raise ManifestError(f"{path}: not an edgemoe bitstream manifest (format {FORMAT!r} with 'entries')")
     if data.get("version") != VERSION:
         raise ManifestError(f"{path}: manifest version {data.get('version')!r}, this edgemoe reads {VERSION}")
+    seen: dict[tuple[str, str], int] = {}
+    for i, e in enumerate(data["entries"]):
+        _check_entry(path, i, e)
+        for key in ("name", "overlay"):
+            first = seen.setdefault((key, e[key]), i)
+            if first != i:
+                raise ManifestError(f"{path}: entries[{first}] and entries[{i}] both have {key} {e[key]!r}; "
+                                    f"each build is registered once (remove one of them)")
     return data
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on ``<manifest>.lock`` while an entry is added (parallel builds)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as f:
-        try:
-            import fcntl
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - not POSIX
-            pass
-        yield
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: every entry's required fields: name -> what it holds
+_FIELDS = {"name": "the build's name", "flow": f"one of {', '.join(FLOWS)}", "overlay": "the overlay file",
+           "config_digest": "the config's digest", "generator_version": "the edgemoe version that generated it",
+           "files": "file -> {sha256, bytes}"}
+
+
+def _check_entry(path: Path, i: int, e) -> None:
+    """Refuse a malformed ``entries[i]`` of the manifest ``path``, naming the field."""
+    where = f"{path}: entries[{i}]"
+    if not isinstance(e, dict):
+        raise ManifestError(f"{where} is a {type(e).__name__}, not an object with {', '.join(map(repr, _FIELDS))}")
+    for name, what in _FIELDS.items():
+        want = dict if name == "files" else str
+        if not isinstance(e.get(name), want) or not e[name]:
+            got = "missing" if name not in e else f"{e[name]!r}"
+            raise ManifestError(f"{where}: {name!r} is {got}; it must be {what}")
+    if e["flow"] not in FLOWS:
+        raise ManifestError(f"{where}: 'flow' is {e['flow']!r}; it must be one of {', '.join(FLOWS)}")
+    if e.get("regmap") is not None and not isinstance(e["regmap"], str):
+        raise ManifestError(f"{where}: 'regmap' is {e['regmap']!r}; it must be a file name or null")
+    for rel, info in e["files"].items():
+        if not isinstance(info, dict) or not _SHA256.fullmatch(str(info.get("sha256"))):
+            raise ManifestError(f"{where}: 'files'[{rel!r}] is {info!r}; it must be {{\"sha256\": <64 hex digits>, "
+                                f"\"bytes\": <size>}}")
+    named = {"overlay": e["overlay"], "regmap": e.get("regmap")}
+    for rel in (*named.values(), *e["files"]):
+        if rel is not None and (PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts):
+            raise ManifestError(f"{where}: file {rel!r} is outside the manifest's folder; paths are relative to it")
+    for name, rel in named.items():
+        if rel is not None and rel not in e["files"]:
+            raise ManifestError(f"{where}: its {name} {rel!r} is not listed in 'files', so it cannot be verified")
 
 
 def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (POSIX separators); it must be inside ``root``."""
     try:
-        return Path(os.path.relpath(Path(path).resolve(), root.resolve())).as_posix()
+        rel = Path(os.path.relpath(Path(path).resolve(), root.resolve())).as_posix()
     except ValueError:  # pragma: no cover - another drive on Windows
-        raise ManifestError(f"{path}: must be inside {root} to be registered in its manifest") from None
+        rel = ".."
+    if rel == ".." or rel.startswith("../"):
+        raise ManifestError(f"{path}: must be inside {root} to be registered in its manifest")
+    return rel
 
 
 def add_entry(cfg, overlay: str | Path, files: list[str | Path] = (), board: str | None = None,
@@ -159,14 +192,12 @@ def add_entry(cfg, overlay: str | Path, files: list[str | Path] = (), board: str
              "created": datetime.datetime.now().isoformat(timespec="seconds"),
              "overlay": _relative(overlay, root), "regmap": _relative(Path(regmap), root) if regmap else None,
              "files": recorded}
-    with _locked(path):
+    with exclusive(path.with_name(path.name + ".lock")):
         data = read_manifest(path, must_exist=False)
         data["entries"] = [e for e in data["entries"]
-                           if e.get("name") != entry["name"] and e.get("overlay") != entry["overlay"]]
+                           if e["name"] != entry["name"] and e["overlay"] != entry["overlay"]]
         data["entries"].append(entry)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
+        replace_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
     return Entry(entry, root)
 
 
@@ -177,9 +208,9 @@ def find_entry(overlay: str | Path, manifest: str | Path | None = None) -> Entry
     data = read_manifest(path)
     rel = _relative(overlay, path.parent)
     for e in data["entries"]:
-        if e.get("overlay") == rel:
+        if e["overlay"] == rel:
             return Entry(e, path.parent)
-    known = ", ".join(e.get("overlay", "?") for e in data["entries"]) or "none"
+    known = ", ".join(e["overlay"] for e in data["entries"]) or "none"
     raise ManifestError(f"{overlay}: not registered in {path} (registered overlays: {known}); register a build "
                         f"with edgemoe.host.manifest.add_entry or `edgemoe register`")
 
@@ -198,37 +229,37 @@ def check_config(entry: Entry, cfg) -> None:
                             f"layout may differ; rebuild it")
 
 
-def verify_overlay(overlay: str | Path, cfg, manifest: str | Path | None = None) -> Entry:
-    """Everything the runtime checks before loading ``overlay`` for ``cfg``; returns its entry."""
-    overlay = Path(overlay)
-    if not overlay.is_file():
-        raise ManifestError(f"overlay {overlay}: no such file (build it, or pass the path of a built overlay)")
-    entry = find_entry(overlay, manifest)
-    for rel, info in entry.data.get("files", {}).items():
+def verify_entry(entry: Entry, cfg) -> Entry:
+    """Every file of ``entry`` against its recorded SHA-256, then its config; returns the entry."""
+    for rel, info in entry.data["files"].items():
         f = entry.root / rel
         if not f.is_file():
             raise ManifestError(f"{f}: missing (listed in manifest entry {entry.name!r}; copy every file of the "
                                 f"build next to the overlay)")
         got = sha256_file(f)
-        if got != info.get("sha256"):
+        if got != info["sha256"]:
             raise ManifestError(f"{f}: SHA-256 {got[:12]}... differs from manifest entry {entry.name!r} "
-                                f"({str(info.get('sha256'))[:12]}...): the file changed or is corrupted since the "
-                                f"build was registered")
+                                f"({info['sha256'][:12]}...): the file changed or is corrupted since the build was "
+                                f"registered; rebuild or register the build again, or remove the entry from "
+                                f"{entry.root / MANIFEST_NAME}")
     check_config(entry, cfg)
     return entry
 
 
+def verify_overlay(overlay: str | Path, cfg, manifest: str | Path | None = None) -> Entry:
+    """Everything the runtime checks before loading ``overlay`` for ``cfg``; returns its entry."""
+    overlay = Path(overlay)
+    if not overlay.is_file():
+        raise ManifestError(f"overlay {overlay}: no such file (build it, or pass the path of a built overlay)")
+    return verify_entry(find_entry(overlay, manifest), cfg)
+
+
 def find_overlay(cfg, flow: str, manifest: str | Path | None = None) -> Entry | None:
-    """The newest registered overlay of ``flow`` built for ``cfg`` by this edgemoe, whose files all verify."""
+    """The newest registered overlay of ``flow`` built for ``cfg`` by this edgemoe, verified (None if none is
+    registered).  A registered one whose files changed since is an error naming the file, not skipped."""
     path = manifest_path(manifest)
     data = read_manifest(path, must_exist=False)
     for e in reversed(data["entries"]):
-        if e.get("flow") != flow or e.get("config_digest") != cfg.digest() or e.get("generator_version") != __version__:
-            continue
-        entry = Entry(e, path.parent)
-        try:
-            verify_overlay(entry.overlay, cfg, path)
-        except ManifestError:
-            continue
-        return entry
+        if e["flow"] == flow and e["config_digest"] == cfg.digest() and e["generator_version"] == __version__:
+            return verify_entry(Entry(e, path.parent), cfg)
     return None

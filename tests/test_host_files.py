@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,73 @@ def test_manifest_add_verify_find(cfg, tmp_path):
     (tmp_path / "edgemoe_vit.hwh").write_text("<hwh>changed</hwh>")
     with pytest.raises(ManifestError, match=r"edgemoe_vit\.hwh: SHA-256"):
         mf.verify_overlay(bit, cfg)
-    assert mf.find_overlay(cfg, "zynq", tmp_path) is None  # a build that no longer verifies is not offered
+    with pytest.raises(ManifestError, match=r"edgemoe_vit\.hwh: SHA-256 .* changed or is corrupted"):
+        mf.find_overlay(cfg, "zynq", tmp_path)  # a registered build that no longer verifies is reported
+
+
+def _board_build(cfg, root: Path) -> Path:
+    """A registered board build (.bit, .hwh, register map) in ``root``; returns the manifest path."""
+    (root / "edgemoe_vit.bit").write_bytes(b"bitstream")
+    (root / "edgemoe_vit.hwh").write_text("<hwh/>")
+    (root / "edgemoe_vit.regmap.json").write_text("{}")
+    mf.add_entry(cfg, root / "edgemoe_vit.bit", regmap=root / "edgemoe_vit.regmap.json", manifest=root)
+    return root / "manifest.json"
+
+
+def test_two_entries_for_one_overlay_are_refused(cfg, tmp_path):
+    path = _board_build(cfg, tmp_path)
+    data = json.loads(path.read_text())
+    forged = dict(data["entries"][0], name="edgemoe_vit-2")
+    forged["files"] = {f: {"sha256": "0" * 64, "bytes": 0} for f in forged["files"]}
+    data["entries"].append(forged)
+    path.write_text(json.dumps(data))
+    for check in (lambda: mf.find_overlay(cfg, "zynq", tmp_path),
+                  lambda: mf.verify_overlay(tmp_path / "edgemoe_vit.bit", cfg)):
+        with pytest.raises(ManifestError, match=r"manifest\.json: entries\[0\] and entries\[1\] both have overlay "
+                                                r"'edgemoe_vit\.bit'"):
+            check()
+
+
+def test_an_entry_must_checksum_its_overlay_and_register_map(cfg, tmp_path):
+    path = _board_build(cfg, tmp_path)
+    data = json.loads(path.read_text())
+    del data["entries"][0]["files"]["edgemoe_vit.regmap.json"]
+    path.write_text(json.dumps(data))
+    (tmp_path / "edgemoe_vit.regmap.json").write_text('{"edited": true}')
+    with pytest.raises(ManifestError, match=r"entries\[0\]: its regmap 'edgemoe_vit\.regmap\.json' is not listed in "
+                                            r"'files', so it cannot be verified"):
+        mf.find_overlay(cfg, "zynq", tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".simbit", ".csim.so", ".regmap.json"])
+def test_a_tampered_simulated_overlay_is_reported_not_rebuilt(cfg, bitstreams, tmp_path, suffix, capsys):
+    entry = build_sim_overlay(cfg, bitstreams, cache_dir=CACHE)
+    (tampered,) = [f for f in bitstreams.iterdir() if f.name.endswith(suffix)]
+    tampered.write_bytes(tampered.read_bytes() + b" ")
+    with pytest.raises(ManifestError, match=rf"{tampered.name}: SHA-256 .* differs from manifest entry "
+                                            rf"'{entry.name}'"):
+        build_sim_overlay(cfg, bitstreams, cache_dir=CACHE)
+    rc = host_main(["run", "--config", "m3vit-micro", "--device", "sim", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and f"{tampered}: SHA-256" in err, err
+    assert tampered.read_bytes().endswith(b" ")  # left as found: nothing was rebuilt over it
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfe{}", r"manifest\.json: not UTF-8 text"),
+    (b'{"format": "edgemoe-manifest", "version": 1, "entries": ["m3vit.simbit"]}',
+     r"manifest\.json: entries\[0\] is a str, not an object with 'name'"),
+    (b'{"format": "edgemoe-manifest", "version": 1, "entries": [{"name": "x", "flow": "sim"}]}',
+     r"manifest\.json: entries\[0\]: 'overlay' is missing; it must be the overlay file"),
+])
+def test_a_broken_manifest_is_a_one_line_error(bitstreams, tmp_path, content, message, capsys):
+    (bitstreams / "manifest.json").write_bytes(content)
+    with pytest.raises(ManifestError, match=message):
+        mf.read_manifest(bitstreams)
+    rc = host_main(["run", "--config", "m3vit-micro", "--device", "sim", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(message, err), err
 
 
 def test_simbit_is_what_pynq_reads(cfg, tmp_path):
