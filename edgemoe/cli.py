@@ -46,9 +46,13 @@ def _config(args) -> Config:
 
 def field_docs() -> str:
     """Every config field with its type, default and description (generated from the dataclasses)."""
+    from edgemoe.presets import DEFAULT_PROFILE, PROFILE_SWITCH_DOC
+
     lines = []
     for section, cls in (("model", ModelConfig), ("precision", PrecisionProfile), ("hardware", HardwareConfig)):
         lines.append(f"[{section}]")
+        if section == "precision":
+            lines.append(f"  {'profile':<18} {'str':<18} {DEFAULT_PROFILE:<24} {PROFILE_SWITCH_DOC}")
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else ""
             if isinstance(default, tuple) and default and dataclasses.is_dataclass(default[0]):

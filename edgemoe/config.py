@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -33,6 +34,45 @@ class ConfigError(ValueError):
 
 def _doc(text: str, **kw) -> Any:
     return field(metadata={"doc": text}, **kw)
+
+
+# --- names ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NameRule:
+    """What a name may hold.  Names reach generated C++, Makefiles, Tcl and file names: ASCII, bounded."""
+
+    pattern: re.Pattern
+    allowed: str
+
+    def check(self, path: str, value: Any, hint: str = "") -> None:
+        if not isinstance(value, str) or not self.pattern.fullmatch(value):
+            raise ConfigError(path, value, self.allowed + hint)
+
+
+CONFIG_NAME = NameRule(re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}"),
+                       "must start with a letter and hold only ASCII letters, digits, '_', '.' and '-' "
+                       "(at most 64 characters)")
+PROFILE_NAME = NameRule(re.compile(r"[A-Za-z][A-Za-z0-9_.+-]{0,63}"),
+                        "must start with a letter and hold only ASCII letters, digits, '_', '.', '+' and '-' "
+                        "(at most 64 characters)")
+IDENTIFIER = NameRule(re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}"),
+                      "must be an identifier: ASCII letters, digits and '_', not starting with a digit "
+                      "(at most 64 characters)")
+
+
+# --- sizes -----------------------------------------------------------------------
+
+#: largest value of each model size: generous for real models, small enough that a typo is an
+#: error here rather than an out-of-memory later
+MODEL_LIMITS = {"img_height": 8192, "img_width": 8192, "in_chans": 64, "patch_size": 128, "embed_dim": 8192,
+                "depth": 128, "num_heads": 128, "num_experts": 1024, "expert_hidden": 65536, "head_channels": 4096}
+MAX_MLP_HIDDEN = 65536
+MAX_PATCHES = 8192          # 1024x2048 (full Cityscapes) at patch 16
+MAX_TASKS = 256             # the kernel's task register is 8 bits
+MAX_OUT_CHANNELS = 4096
+#: the generated kernel counts words (weights, tap outputs) and offsets in C ints
+KERNEL_MAX_WORDS = 2**31 - 1
 
 
 # --- model -------------------------------------------------------------------
@@ -203,8 +243,8 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.precision is None:
-            from edgemoe.presets import precision_profile
-            object.__setattr__(self, "precision", precision_profile("w16a32"))
+            from edgemoe.presets import DEFAULT_PROFILE, precision_profile
+            object.__setattr__(self, "precision", precision_profile(DEFAULT_PROFILE))
         validate(self)
 
     def replace(self, **sections) -> "Config":
@@ -305,7 +345,8 @@ def _tasks(value: Any) -> tuple[TaskConfig, ...]:
             raise ConfigError(f"model.tasks[{i}]", t, "must be a mapping with name and out_channels")
         unknown = set(t) - {"name", "out_channels", "head"}
         if unknown:
-            raise ConfigError(f"model.tasks[{i}]", t, f"unknown keys {sorted(unknown)}; allowed: name, out_channels, head")
+            raise ConfigError(f"model.tasks[{i}]", t,
+                              f"unknown keys {sorted(map(str, unknown))}; allowed: name, out_channels, head")
         out.append(TaskConfig(str(t["name"]), _coerce(f"model.tasks[{i}]", "out_channels", int, t["out_channels"]),
                               str(t.get("head", "uphead"))))
     return tuple(out)
@@ -332,6 +373,7 @@ def build_section(cls: type, section: str, base: Any, updates: dict) -> Any:
             raise ConfigError(f"{section}.{key}", value, f"unknown field; fields of {section}: {', '.join(sorted(names))}")
         if key == "moe_blocks":
             depth = _coerce(section, "depth", int, updates["depth"]) if "depth" in updates else base.depth
+            _at_most("model.depth", depth, MODEL_LIMITS["depth"])   # before 'all' lists every block
             changes[key] = _moe_blocks(value, depth)
         elif key == "tasks":
             changes[key] = _tasks(value)
@@ -365,23 +407,25 @@ def config_from_dict(data: dict, name: str = "custom") -> Config:
     ``precision`` may be a profile name or a mapping with an optional ``base``
     profile name plus field overrides.
     """
-    from edgemoe.presets import PRESETS, precision_profile, preset
+    from edgemoe.presets import PRECISION_PROFILES, precision_profile, preset
 
     if not isinstance(data, dict):
         raise ConfigError("config", data, "must be a mapping with keys preset, model, precision, hardware")
     unknown = set(data) - {"preset", "name", "model", "precision", "hardware"}
     if unknown:
-        raise ConfigError("config", sorted(unknown), "unknown top-level keys; allowed: preset, name, model, precision, hardware")
+        raise ConfigError("config", sorted(map(str, unknown)),
+                          "unknown top-level keys; allowed: preset, name, model, precision, hardware")
     base_name = data.get("preset")
-    if base_name is not None and base_name not in PRESETS:
-        raise ConfigError("preset", base_name, f"must be one of {', '.join(PRESETS)}")
-    base = preset(base_name) if base_name else Config(name="default")
+    base = preset(base_name) if base_name is not None else Config(name="default")
     model = build_section(ModelConfig, "model", base.model, data.get("model") or {})
     prec_data = data.get("precision")
     if prec_data is None:
         precision = base.precision
     elif isinstance(prec_data, str):
         precision = precision_profile(prec_data)
+    elif not isinstance(prec_data, dict):
+        raise ConfigError("precision", prec_data, f"must be a profile name ({', '.join(PRECISION_PROFILES)}) or a "
+                                                  "mapping of field: value with an optional base: profile name")
     else:
         prec_data = dict(prec_data)
         prec_base = precision_profile(prec_data.pop("base")) if "base" in prec_data else base.precision
@@ -389,7 +433,28 @@ def config_from_dict(data: dict, name: str = "custom") -> Config:
         if "name" not in prec_data and prec_data:
             precision = dataclasses.replace(precision, name=f"{prec_base.name}+custom")
     hardware = build_section(HardwareConfig, "hardware", base.hardware, data.get("hardware") or {})
-    return Config(model, precision, hardware, name=str(data.get("name", base_name or name)))
+    return Config(model, precision, hardware, name=data.get("name", base_name or name))
+
+
+def _read_yaml(path: Path) -> dict:
+    """The mapping a YAML config file holds; ConfigError (one line, naming the file) for anything else."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError("config", str(path), f"is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                                               f"{e.start}); a config is a UTF-8 YAML file") from None
+    except OSError as e:
+        raise ConfigError("config", str(path), f"cannot be read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError("config", str(path), "is not valid YAML: " + " ".join(str(e).split())) from None
+    if data is None:
+        raise ConfigError("config", str(path), "is empty; a config file holds a mapping with keys "
+                                               "preset, name, model, precision, hardware")
+    if not isinstance(data, dict):
+        raise ConfigError("config", str(path), "must hold a mapping with keys preset, model, precision, hardware")
+    return data
 
 
 def load_config(source: str | Path | Config | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -406,13 +471,11 @@ def load_config(source: str | Path | Config | None = None, overrides: list[str] 
             path = Path(src)
             if not path.is_file():
                 raise ConfigError("config", src, f"is neither a preset ({', '.join(PRESETS)}) nor a YAML file")
-            try:
-                data = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as e:
-                raise ConfigError("config", src, f"is not valid YAML: {e}") from None
-            if not isinstance(data, dict):
-                raise ConfigError("config", src, "must hold a mapping with keys preset, model, precision, hardware")
-            data.setdefault("name", path.stem)
+            data = _read_yaml(path)
+            if "name" not in data:
+                CONFIG_NAME.check("name", path.stem, f"; a config file without name: is named after its file: "
+                                                     f"set name: in {path.name} or rename it")
+                data["name"] = path.stem
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for text in overrides:
         section, name, value = parse_override(text)
@@ -437,24 +500,44 @@ def _positive(path: str, value: int | float) -> None:
         raise ConfigError(path, value, "must be > 0")
 
 
+def _at_most(path: str, value: int | float, limit: int | float, why: str = "") -> None:
+    if value > limit:
+        limit_text = f"{limit:g}" if isinstance(limit, float) else str(limit)
+        raise ConfigError(path, value, f"must be <= {limit_text}" + (f" ({why})" if why else ""))
+
+
 def validate(cfg: Config) -> None:
     """Check a config as a whole; raise :class:`ConfigError` naming the first bad field."""
     from edgemoe.boards import BOARDS
     from edgemoe.golden.numerics.widths import check_precision
 
     m, p, h = cfg.model, cfg.precision, cfg.hardware
+    CONFIG_NAME.check("name", cfg.name)
     for name in ("img_height", "img_width", "in_chans", "patch_size", "embed_dim", "depth", "num_heads",
                  "num_experts", "top_k", "expert_hidden", "head_channels"):
         _positive(f"model.{name}", getattr(m, name))
     _positive("model.mlp_ratio", m.mlp_ratio)
     if not 0 < m.ln_eps < 1:
         raise ConfigError("model.ln_eps", m.ln_eps, "must be in (0, 1)")
+    for name, limit in MODEL_LIMITS.items():
+        _at_most(f"model.{name}", getattr(m, name), limit)
+    _at_most("model.mlp_ratio", m.mlp_ratio, MAX_MLP_HIDDEN / m.embed_dim,
+             f"embed_dim * mlp_ratio is the MLP's hidden width, at most {MAX_MLP_HIDDEN}")
     for side in ("img_height", "img_width"):
         if getattr(m, side) % m.patch_size:
             raise ConfigError(f"model.{side}", getattr(m, side),
                               f"must be a multiple of model.patch_size ({m.patch_size})")
     if m.patch_size & (m.patch_size - 1):
         raise ConfigError("model.patch_size", m.patch_size, "must be a power of two (the heads upsample by 2x stages)")
+    if m.num_patches > MAX_PATCHES:
+        raise ConfigError("model.img_height", m.img_height,
+                          f"with img_width {m.img_width} and patch_size {m.patch_size} the model has "
+                          f"{m.num_patches} patches ({m.num_tokens} tokens); at most {MAX_PATCHES} patches")
+    if m.num_heads * m.num_tokens ** 2 > KERNEL_MAX_WORDS:
+        raise ConfigError("model.num_heads", m.num_heads,
+                          f"the attention scores of {m.num_tokens} tokens (num_heads x tokens^2 = "
+                          f"{m.num_heads * m.num_tokens ** 2} words) exceed 2**31 - 1 words, the kernel's word "
+                          "counts are C ints; use fewer heads or a smaller image")
     if m.embed_dim % m.num_heads:
         raise ConfigError("model.embed_dim", m.embed_dim, f"must be divisible by model.num_heads ({m.num_heads})")
     if not float(m.embed_dim * m.mlp_ratio).is_integer():
@@ -468,14 +551,17 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.top_k", m.top_k, f"must be <= model.num_experts ({m.num_experts})")
     if not m.tasks:
         raise ConfigError("model.tasks", [], "must name at least one task")
+    if len(m.tasks) > MAX_TASKS:
+        raise ConfigError("model.tasks", f"{len(m.tasks)} tasks",
+                          f"at most {MAX_TASKS} tasks (the kernel's task register is 8 bits)")
     names = [t.name for t in m.tasks]
     if len(set(names)) != len(names):
         raise ConfigError("model.tasks", names, "task names must be unique")
     for i, t in enumerate(m.tasks):
-        if not t.name.isidentifier():
-            raise ConfigError(f"model.tasks[{i}].name", t.name, "must be an identifier (letters, digits, _)")
+        IDENTIFIER.check(f"model.tasks[{i}].name", t.name)
         if t.out_channels < 1:
             raise ConfigError(f"model.tasks[{i}].out_channels", t.out_channels, "must be >= 1")
+        _at_most(f"model.tasks[{i}].out_channels", t.out_channels, MAX_OUT_CHANNELS)
         if t.head not in HEAD_TYPES:
             raise ConfigError(f"model.tasks[{i}].head", t.head, f"must be one of {', '.join(HEAD_TYPES)}")
 
@@ -511,7 +597,31 @@ def validate(cfg: Config) -> None:
                           f"must map exactly the buffers {', '.join(BUFFERS)}" + (f"; missing {missing}" if missing else "")
                           + (f"; unknown {extra}" if extra else ""))
     for b, name in bundles.items():
-        if not name.isidentifier():
-            raise ConfigError(f"hardware.bundles.{b}", name, "must be an identifier")
+        IDENTIFIER.check(f"hardware.bundles.{b}", name)
 
+    _check_weight_words(m)
+    _check_profile_name(p)
     check_precision(m, p)
+
+
+def _check_weight_words(m: ModelConfig) -> None:
+    from edgemoe.hls.layout import tensor_order
+
+    words = sum(math.prod(shape) for _, shape, _ in tensor_order(m))
+    if words > KERNEL_MAX_WORDS:
+        raise ConfigError("model", f"{words} weight words",
+                          "the weights (depth, embed_dim, MLP / expert widths, experts) must stay below 2**31 words, "
+                          "the kernel's weight offsets are C ints")
+
+
+def _check_profile_name(p: PrecisionProfile) -> None:
+    """A profile may carry a built-in profile's name only if it is that profile."""
+    from edgemoe.presets import PRECISION_PROFILES
+
+    PROFILE_NAME.check("precision.name", p.name)
+    builtin = PRECISION_PROFILES.get(p.name)
+    if builtin is not None and builtin != p:
+        differ = [f.name for f in fields(p) if getattr(p, f.name) != getattr(builtin, f.name)]
+        raise ConfigError("precision.name", p.name,
+                          f"names a built-in profile, but this profile's {', '.join(differ)} differ from it; "
+                          f"switch profiles with precision.profile={p.name}, or give this profile another name")

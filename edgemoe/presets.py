@@ -66,8 +66,15 @@ PRECISION_PROFILES["w8a16"] = PrecisionProfile(**{
     "weight": _T("fixed<8,0,RND_CONV,SAT>"), "patch_weight": _T("fixed<8,0,RND_CONV,SAT>")})
 
 
+#: the profile of a config that names none
+DEFAULT_PROFILE = "w16a32"
+#: ``precision.profile``: not a field of the profile but the switch between them (YAML ``precision: NAME``)
+PROFILE_SWITCH_DOC = ("the named profile every field below starts from: " + ", ".join(PRECISION_PROFILES)
+                      + "; fields set as well override it and make the name <profile>+custom")
+
+
 def precision_profile(name: str) -> PrecisionProfile:
-    if name not in PRECISION_PROFILES:
+    if not isinstance(name, str) or name not in PRECISION_PROFILES:
         raise ConfigError("precision", name, f"must be one of {', '.join(PRECISION_PROFILES)}")
     return PRECISION_PROFILES[name]
 
@@ -90,6 +97,6 @@ PRESETS = {"m3vit-tiny-cityscapes": _tiny, "m3vit-micro": _micro}
 
 
 def preset(name: str) -> Config:
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise ConfigError("preset", name, f"must be one of {', '.join(PRESETS)}")
     return PRESETS[name]()

@@ -465,3 +465,144 @@ def test_signed_exp_type_that_cannot_hold_one_is_rejected():
 
 def test_gate_logit_too_wide_for_the_exp_unit_is_rejected():
     _check(_error(["precision.gate_logit=fixed<48,8,TRN,SAT>"]), "precision.gate_logit", "exp unit")
+
+
+# --- names: what reaches generated code and file names ---------------------------------------------------
+
+BAD_CONFIG_NAMES = ["x\n#include <cstdlib>\nstatic int pwn = std::system(\"id\");\n//", "$(shell id)", "../../escape",
+                    "a/b", "", "1abc", "a b", "-a", ".hidden", "a" * 65, "naïve", "x\u2028y"]
+
+
+@pytest.mark.parametrize("name", BAD_CONFIG_NAMES)
+def test_config_names_are_identifier_like(tmp_path, name):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"preset": MICRO, "name": name}))
+    _check(_error([], source=str(path)), "name", "letters", "64")
+    with pytest.raises(ConfigError) as e:
+        Config(name=name)
+    _check(e.value, "name")
+    with pytest.raises(ConfigError):
+        dataclasses.replace(load_config(MICRO), name=name)
+
+
+@pytest.mark.parametrize("name", ["a", "m3vit-micro", "A.b_c-1", "a" * 64])
+def test_good_config_names(tmp_path, name):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"preset": MICRO, "name": name}))
+    assert load_config(str(path)).name == name
+
+
+def test_a_file_stem_that_is_no_name_says_how_to_name_the_config(tmp_path):
+    path = tmp_path / "my config (2).yaml"
+    path.write_text("preset: m3vit-micro\n")
+    _check(_error([], source=str(path)), "name", "'my config (2)'", "set name:")
+    path.write_text("preset: m3vit-micro\nname: mine\n")
+    assert load_config(str(path)).name == "mine"
+
+
+@pytest.mark.parametrize("override, field", [
+    ("precision.name=a;b", "precision.name"),
+    ("precision.name=" + "p" * 65, "precision.name"),
+    ("model.tasks=[{name: ſemseg, out_channels: 3}]", "model.tasks[0].name"),   # a Python identifier, not ASCII
+    ("model.tasks=[{name: " + "t" * 65 + ", out_channels: 3}]", "model.tasks[0].name"),
+    (_bundles_override(BUFFERS, last="gmém"), f"hardware.bundles.{BUFFERS[-1]}"),
+    (_bundles_override(BUFFERS, last="g" * 65), f"hardware.bundles.{BUFFERS[-1]}"),
+])
+def test_other_names_are_bounded_ascii(override, field):
+    _check(_error([override]), field, "64")
+
+
+# --- YAML files that are not configs -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, field, fragment", [
+    (b"preset: m3vit-micro\nname: caf\xe9\n", "config", "not UTF-8"),
+    (b"", "config", "is empty"),
+    (b"# only a comment\n", "config", "is empty"),
+    (b"preset: [m3vit-micro, m3vit-tiny-cityscapes]\n", "preset", "m3vit-tiny-cityscapes, m3vit-micro"),
+    (b"preset: {a: 1}\n", "preset", "m3vit-tiny-cityscapes, m3vit-micro"),
+    (b"preset: m3vit-micro\nprecision: 5\n", "precision", "profile name"),
+    (b"preset: m3vit-micro\nprecision: [w16a16]\n", "precision", "profile name"),
+    (b"preset: m3vit-micro\nprecision: {base: [w16a16]}\n", "precision", "w16a32, w16a16, w8a16"),
+    (b"preset: m3vit-micro\n1: 2\nextra: 3\n", "config", "unknown top-level keys"),
+    (b"preset: m3vit-micro\nmodel: {tasks: [{name: a, out_channels: 1, 5: x, y: z}]}\n", "model.tasks[0]",
+     "unknown keys"),
+])
+def test_yaml_files_that_are_not_configs(tmp_path, content, field, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    e = _error([], source=str(path))
+    _check(e, field, fragment)
+    assert "\n" not in str(e)
+
+
+def test_profile_override_that_is_not_a_name():
+    _check(_error(["precision.profile=[w16a16]"]), "precision", "profile name")
+
+
+# --- sizes: bounded, so that a typo cannot exhaust memory ------------------------------------------------------
+
+SIZE_RULES = [
+    (["model.depth=100000"], "model.depth", "<= 128"),
+    (["model.depth=1000000000000", "model.moe_blocks=all"], "model.depth", "<= 128"),
+    (["model.num_experts=100000"], "model.num_experts", "<= 1024"),
+    (["model.embed_dim=1048576", "model.num_heads=1"], "model.embed_dim", "<= 8192"),
+    (["model.num_heads=1048576"], "model.num_heads", "<= 128"),
+    (["model.img_height=1048576"], "model.img_height", "<= 8192"),
+    (["model.img_width=1048576"], "model.img_width", "<= 8192"),
+    (["model.in_chans=100000"], "model.in_chans", "<= 64"),
+    (["model.patch_size=1048576"], "model.patch_size", "<= 128"),
+    (["model.expert_hidden=1048576"], "model.expert_hidden", "<= 65536"),
+    (["model.head_channels=1048576"], "model.head_channels", "<= 4096"),
+    (["model.mlp_ratio=100000"], "model.mlp_ratio", "65536"),
+    (["model.tasks={" + ", ".join(f"t{i}: 1" for i in range(300)) + "}"], "model.tasks", "at most 256"),
+    (["model.tasks=[{name: a, out_channels: 1000000}]"], "model.tasks[0].out_channels", "<= 4096"),
+    (["model.img_height=8192", "model.img_width=8192", "hardware.attn_parallel=1"], "model.img_height",
+     "tokens"),
+    (["model.img_height=1024", "model.img_width=2048", "model.num_heads=64", "model.embed_dim=512"],
+     "model.num_heads", "num_heads x tokens^2"),
+    (["model.embed_dim=8192", "model.num_heads=64", "model.num_experts=1024", "model.expert_hidden=65536"],
+     "model", "2**31"),
+]
+
+
+@pytest.mark.parametrize("overrides, field, fragment", SIZE_RULES, ids=[r[1] for r in SIZE_RULES])
+def test_sizes_are_bounded(overrides, field, fragment):
+    _check(_error(overrides), field, fragment)
+
+
+def test_large_real_models_are_within_the_bounds():
+    # M3ViT on ViT-B/16 at 512x1024 (half Cityscapes), 16 experts in every other block; 19 classes + depth
+    cfg = load_config(MICRO, ["model.img_height=512", "model.img_width=1024", "model.embed_dim=768",
+                              "model.num_heads=12", "model.depth=12", "model.moe_blocks=odd", "model.num_experts=16",
+                              "model.expert_hidden=1536", "model.tasks={semseg: 19, depth: 1}",
+                              "model.head_channels=256", "precision.softmax_sum=ufixed<32,12,RND,SAT>"])
+    assert cfg.model.num_tokens == 2049
+    # the largest sizes one at a time
+    load_config(MICRO, ["model.depth=128", "model.moe_blocks=all", "model.num_experts=512", "model.top_k=8"])
+    load_config(MICRO, ["model.img_height=1024", "model.img_width=2048", "hardware.attn_parallel=1",
+                        "precision.softmax_sum=ufixed<32,14,RND,SAT>"])
+
+
+# --- the profile's name follows the profile ---------------------------------------------------------------------
+
+def test_a_builtin_profile_name_on_other_arithmetic_is_refused(tmp_path):
+    _check(_error(["precision.name=w8a16"]), "precision.name", "precision.profile=w8a16", "weight")
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: m3vit-micro\nprecision: {base: w16a16, name: w8a16}\n")
+    _check(_error([], source=str(path)), "precision.name", "precision.profile=w8a16")
+    # the name of the profile the fields are is fine; so is a name of one's own
+    assert load_config(MICRO, ["precision.name=w16a32"]).precision == precision_profile("w16a32")
+    assert load_config(MICRO, ["precision.profile=w8a16", "precision.name=w8a16"]).precision == \
+        precision_profile("w8a16")
+    mine = load_config(MICRO, ["precision.act=fixed<32,11,TRN,SAT>", "precision.name=mine"]).precision
+    assert mine.name == "mine" and mine.act.int_bits == 11
+
+
+def test_field_docs_list_the_profile_switch():
+    from edgemoe.cli import field_docs
+
+    docs = field_docs()
+    section = docs.split("[precision]")[1].split("[hardware]")[0]
+    line = next(ln for ln in section.splitlines() if ln.split()[:1] == ["profile"])
+    for name in PRECISION_PROFILES:
+        assert name in line
