@@ -96,7 +96,7 @@ class MoEMlp(nn.Module):
             if slots.numel() == 0:
                 continue
             h = self.act(F.linear(tokens[slots // self.top_k], w1[e], b1[e]))
-            routed[slots] = flat_scores[slots, None] * F.linear(h, w2[e], b2[e])
+            routed[slots] = (flat_scores[slots, None] * F.linear(h, w2[e], b2[e])).to(routed.dtype)
         out = routed.reshape(-1, self.top_k, dim).sum(dim=1).reshape(*lead, dim)
         if self.record is not None:
             self.record.update(gate_logits=logits.reshape(*lead, -1), gate_scores=probs.reshape(*lead, -1),

@@ -1,0 +1,246 @@
+"""Training the float M3ViT with both task heads on a scene dataset (:mod:`edgemoe.golden.dataset`).
+
+One step takes a batch of scenes and runs the backbone once per task (each
+task has its own gates) and that task's head; the loss is
+
+    cross-entropy(semseg logits, labels)
+    + depth_weight * L1(depth output, ln(depth_m))
+    + balance_weight * sum over MoE blocks of cv^2(importance) + cv^2(load)
+
+(M3ViT's losses: cross-entropy for semseg, L1 for depth, here on log depth so
+that near and far pixels count alike; the load-balancing term keeps every
+expert in use).  The depth head therefore predicts ``ln(depth / 1 m)``
+(:data:`DEPTH_ENCODING`), and :func:`depth_from_output` turns it back.
+
+AdamW with a linear warm-up and a cosine decay; horizontal flips and small
+brightness/contrast changes as augmentation.  The run state (model,
+optimiser, step, data order) is saved atomically every ``save_every_s``
+seconds to ``<out>.state.pt`` and a run resumes from it; at the end the
+weights are written in M3ViT's checkpoint format (float16 tensors) to
+``<out>`` with a recipe ``<out>.json`` beside it (data, command, steps, wall
+time, final validation figures and the checkpoint's SHA-256).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .dataset import Split, load_split, read_recipe
+from .evaluate import DEPTH_ENCODING, evaluate, task_roles
+
+@dataclass
+class TrainSettings:
+    """Hyper-parameters of one run (also saved in the recipe)."""
+
+    steps: int = 3000
+    batch: int = 8
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_steps: int = 150
+    depth_weight: float = 1.0
+    balance_weight: float = 0.01
+    seed: int = 0
+    val_scenes: int = 64
+    save_every_s: float = 120.0
+
+    def check(self) -> None:
+        for name, lo, hi in (("steps", 1, 10_000_000), ("batch", 1, 4096), ("warmup_steps", 0, 10_000_000),
+                             ("val_scenes", 0, 1_000_000)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"--{name.replace('_', '-')} = {v!r}: must be an integer in {lo}..{hi}")
+        for name in ("lr", "min_lr", "weight_decay", "depth_weight", "balance_weight", "save_every_s"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"--{name.replace('_', '-')} = {v!r}: must be a finite number >= 0")
+
+
+def learning_rate(step: int, s: TrainSettings) -> float:
+    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at ``steps``."""
+    if step < s.warmup_steps:
+        return s.lr * (step + 1) / s.warmup_steps
+    t = (step - s.warmup_steps) / max(1, s.steps - s.warmup_steps)
+    return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _cv_squared(x: torch.Tensor) -> torch.Tensor:
+    """Squared coefficient of variation of a 1-D tensor (0 for a single element)."""
+    if x.numel() <= 1:
+        return x.new_zeros(())
+    return x.float().var() / (x.float().mean() ** 2 + 1e-10)
+
+
+def balance_loss(records: list[dict]) -> torch.Tensor:
+    """sum over MoE blocks of cv^2(importance) + cv^2(load) (M3ViT's load-balancing term)."""
+    total = torch.zeros(())
+    for rec in records:
+        probs = rec["gate_scores"].reshape(-1, rec["gate_scores"].shape[-1])
+        idx = rec["topk_idx"].reshape(-1)
+        load = torch.bincount(idx, minlength=probs.shape[-1]).float()
+        total = total + _cv_squared(probs.sum(0)) + _cv_squared(load)
+    return total
+
+
+def batch_tensors(split: Split, index: np.ndarray, rng: np.random.Generator | None = None):
+    """(images [B,3,H,W] in [0,1], labels [B,H,W] int64, ln depth [B,1,H,W]) for scenes ``index``; augmented with ``rng``."""
+    images = torch.from_numpy(split.images_u8[index]).permute(0, 3, 1, 2).float() / 255
+    labels = torch.from_numpy(split.labels[index].astype(np.int64))
+    depth = torch.from_numpy(np.log(split.depth_m[index])).unsqueeze(1)
+    if rng is not None:
+        flip = torch.from_numpy(rng.uniform(size=len(index)) < 0.5)
+        images[flip] = images[flip].flip(-1)
+        labels[flip] = labels[flip].flip(-1)
+        depth[flip] = depth[flip].flip(-1)
+        gain = torch.from_numpy(rng.uniform(0.8, 1.2, (len(index), 1, 1, 1)).astype(np.float32))
+        bias = torch.from_numpy(rng.uniform(-0.06, 0.06, (len(index), 1, 1, 1)).astype(np.float32))
+        images = (images * gain + bias).clamp(0, 1)
+    return images, labels, depth
+
+
+def step_loss(model, images, labels, depth_ln, s: TrainSettings) -> tuple[torch.Tensor, dict]:
+    """The training loss of one batch and its parts (floats)."""
+    seg_task, depth_task = task_roles(model.cfg)
+    records = []
+    for mlp in model.moe_mlps().values():
+        mlp.record = {}
+        records.append(mlp.record)
+    try:
+        seg = model(images, seg_task)
+        ce = F.cross_entropy(seg, labels)
+        bal = balance_loss(records)
+        for r in records:
+            r.clear()
+        dep = model(images, depth_task)
+        l1 = F.l1_loss(dep, depth_ln)
+        bal = bal + balance_loss(records)
+    finally:
+        for mlp in model.moe_mlps().values():
+            mlp.record = None
+    loss = ce + s.depth_weight * l1 + s.balance_weight * bal
+    return loss, {"ce": ce.item(), "l1": l1.item(), "bal": bal.item()}
+
+
+def evaluate_model(model, split: Split, batch: int = 8) -> dict:
+    """:func:`~edgemoe.golden.evaluate.evaluate` of the model being trained (eval mode for the pass)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return evaluate(model.cfg, lambda x: {t: model(x, t).numpy() for t in model.cfg.task_names},
+                            split, batch=batch, progress=False)
+    finally:
+        model.train(was_training)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_checkpoint(model, path: Path) -> Path:
+    """Write the model's state dict in M3ViT's key layout, float tensors as float16, atomically."""
+    sd = {k: (v.detach().half() if v.is_floating_point() else v.detach()).clone() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_save(sd, path)
+    return path
+
+
+def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, progress: bool = True,
+          log=print, command: str = "") -> dict:
+    """Train (or resume) a run; returns the recipe written next to the checkpoint ``out``."""
+    from tqdm import tqdm
+
+    from .float_model import M3ViT
+
+    settings.check()
+    task_roles(cfg.model)
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise ValueError(f"--out {out}: is a folder; give the checkpoint's file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recipe = read_recipe(data_dir)
+    if (recipe["height"], recipe["width"]) != (cfg.model.img_height, cfg.model.img_width):
+        raise ValueError(f"--data {data_dir}: scenes are {recipe['height']}x{recipe['width']}, the model takes "
+                         f"{cfg.model.img_height}x{cfg.model.img_width}")
+    train_split = load_split(data_dir, "train")
+    val_split = load_split(data_dir, "val", limit=settings.val_scenes) if "val" in recipe["splits"] else None
+    torch.manual_seed(settings.seed)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model = M3ViT(cfg.model).train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr)
+    state_path = out.with_name(out.name + ".state.pt")
+    step, wall_s, history = 0, 0.0, []
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state.get("config_digest") != cfg.digest() or state.get("settings") != asdict(settings):
+            raise ValueError(f"{state_path}: a run with another config or settings; delete it to start afresh")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, wall_s, history = state["step"], state["wall_s"], state["history"]
+        log(f"resuming {state_path} at step {step}/{settings.steps}")
+    rng = np.random.default_rng([settings.seed, step])
+    n = len(train_split)
+    last_save = time.monotonic()
+    t0 = time.monotonic() - wall_s
+
+    def save_state():
+        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                      "wall_s": time.monotonic() - t0, "history": history, "config_digest": cfg.digest(),
+                      "settings": asdict(settings)}, state_path)
+
+    bar = tqdm(total=settings.steps, initial=step, desc="train", unit="step", disable=not progress)
+    window: list[float] = []
+    while step < settings.steps:
+        for g in opt.param_groups:
+            g["lr"] = learning_rate(step, settings)
+        index = rng.choice(n, size=min(settings.batch, n), replace=False)
+        images, labels, depth_ln = batch_tensors(train_split, index, rng)
+        tick = time.monotonic()
+        loss, parts = step_loss(model, images, labels, depth_ln, settings)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {float(loss)} at step {step} (parts {parts}); lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        window = (window + [len(index) / (time.monotonic() - tick)])[-20:]
+        step += 1
+        if step % 25 == 0 or step == settings.steps:
+            history.append({"step": step, "loss": float(loss), **parts, "lr": opt.param_groups[0]["lr"]})
+        bar.set_postfix(loss=f"{float(loss):.3f}", ce=f"{parts['ce']:.3f}", l1=f"{parts['l1']:.3f}",
+                        img_s=f"{np.mean(window):.2f}")
+        bar.update(1)
+        if time.monotonic() - last_save >= settings.save_every_s:
+            save_state()
+            last_save = time.monotonic()
+    bar.close()
+    save_state()
+    val = evaluate_model(model, val_split) if val_split is not None and len(val_split) else {}
+    export_checkpoint(model, out)
+    result = {"config": cfg.name, "config_digest": cfg.digest(), "data": {"dir": str(data_dir), "seed": recipe["seed"],
+              "generator_version": recipe["generator_version"], "train_scenes": n},
+              "settings": asdict(settings), "steps": step, "wall_s": round(time.monotonic() - t0, 1),
+              "threads": torch.get_num_threads(), "depth_encoding": DEPTH_ENCODING, "val": val,
+              "command": command, "checkpoint": out.name, "sha256": _sha256(out), "history": history}
+    tmp = out.with_name(f".{out.name}.json.tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, out.with_name(out.name + ".json"))
+    return result
