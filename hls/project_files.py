@@ -9,8 +9,9 @@ import torch
 from edgemoe.boards import BOARDS
 
 from .csim import ap_types_dir
+from .file_record import replace_record
 from .interface import TOP
-from .writer import _env, context
+from .writer import DATA_FILES, SOURCES, _env, context
 
 #: generated file -> template ("{board}" is the board's name)
 PROJECT_FILES = {
@@ -20,6 +21,8 @@ PROJECT_FILES = {
 }
 ZYNQ_FILES = {"bd_{board}.tcl": "bd_zynq.tcl.j2"}
 ALVEO_FILES = {"alveo_link.cfg": "alveo_link.cfg.j2"}
+#: what write_testbench_data writes into tb/data
+TB_DATA_FILES = ("pixels.bin", "weights.bin", "expected.bin", "meta.txt")
 
 
 def write_testbench_data(project, out: Path, images: torch.Tensor | None = None, task: int = 0) -> Path:
@@ -43,7 +46,12 @@ def write_testbench_data(project, out: Path, images: torch.Tensor | None = None,
 
 
 def write_project_files(project, out: Path) -> list[Path]:
-    """Testbench, tb data, Vitis HLS tcl, the board flow and the Makefile."""
+    """Testbench, tb data, Vitis HLS tcl, the board flow and the Makefile; the last step of writing a project.
+
+    Records every file of the project (these and the kernel sources of
+    :func:`~edgemoe.hls.writer.write`) in the folder and removes what an
+    earlier run generated there and this one did not (:mod:`.file_record`).
+    """
     cfg = project.config
     board = BOARDS[cfg.hardware.board]
     env = _env()
@@ -58,7 +66,9 @@ def write_project_files(project, out: Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(env.get_template(template).render(**ctx))
         paths.append(path)
-    paths.append(write_testbench_data(project, out))
+    data = write_testbench_data(project, out)
+    paths += [data / name for name in TB_DATA_FILES]
+    replace_record(out, [out / rel for rel in (*SOURCES, *DATA_FILES)] + paths)
     return paths
 
 
