@@ -247,6 +247,11 @@ class Config:
             object.__setattr__(self, "precision", precision_profile(DEFAULT_PROFILE))
         validate(self)
 
+    def file_label(self) -> str:
+        """The name, where it becomes part of a file name; ConfigError unless it is a valid config name."""
+        CONFIG_NAME.check("name", self.name)
+        return self.name
+
     def replace(self, **sections) -> "Config":
         return dataclasses.replace(self, **sections)
 

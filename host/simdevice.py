@@ -427,7 +427,7 @@ class SimDevice(pynq.Device):
 # --- building a simulated overlay ---------------------------------------------------------
 
 def overlay_name(cfg) -> str:
-    return f"{cfg.name}-{cfg.digest()[:8]}"
+    return f"{cfg.file_label()}-{cfg.digest()[:8]}"
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:

@@ -283,7 +283,7 @@ def packed_for(cfg, state_dict: dict[str, torch.Tensor], source: str = "", cache
     """Pack ``state_dict`` for ``cfg``, reusing a cached file keyed by the config and the tensors' digest."""
     if cache_dir is None:
         return pack_state_dict(cfg, state_dict, source)
-    path = Path(cache_dir) / f"{cfg.name}-{cfg.digest()[:12]}-{state_dict_digest(state_dict)[:16]}.weights.npz"
+    path = Path(cache_dir) / f"{cfg.file_label()}-{cfg.digest()[:12]}-{state_dict_digest(state_dict)[:16]}.weights.npz"
     if path.is_file():
         try:
             packed = load_weights_file(path, cfg)

@@ -180,3 +180,38 @@ def test_values_that_can_only_be_identifiers_are_refused(field, tmp_path):
     }[field]
     with pytest.raises((ConfigError, KeyError)):
         _write(_past_validation(cfg, hardware=hardware), tmp_path / "prj")
+
+
+# --- file names made from the config's name ---------------------------------------------------------------
+
+def test_file_names_made_from_a_name_cannot_leave_their_folder(tmp_path):
+    from edgemoe.golden.synthetic import synthetic_state_dict
+    from edgemoe.host.simdevice import overlay_name
+    from edgemoe.host.weights_file import packed_for
+
+    cfg = load_config("m3vit-micro")
+    assert overlay_name(cfg).startswith("m3vit-micro-")
+    escaping = _past_validation(cfg, name="../../escape")
+    with pytest.raises(ConfigError):
+        overlay_name(escaping)
+    with pytest.raises(ConfigError):
+        packed_for(escaping, synthetic_state_dict(cfg.model, seed=0), cache_dir=tmp_path / "cache")
+    assert not (tmp_path.parent / "escape").exists() and not list(tmp_path.rglob("*escape*"))
+
+
+def test_run_refuses_a_name_that_leaves_the_folder_before_writing_anything(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from edgemoe.cli import main
+
+    monkeypatch.setenv("EDGEMOE_CACHE", str(tmp_path / "cache"))
+    config = tmp_path / "c.yaml"
+    config.write_text("preset: m3vit-micro\nname: ../../escape\n")
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(image)
+    before = set(tmp_path.rglob("*"))
+    assert main(["run", "--config", str(config), "--device", "sim", "--out", str(tmp_path / "out"), str(image)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "name = '../../escape'" in err
+    assert set(tmp_path.rglob("*")) == before
