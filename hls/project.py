@@ -80,7 +80,10 @@ class HLSProject:
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
             raise ConfigError("out", str(out), "is a file; the project needs a folder (a new or existing one)")
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError("out", str(out), f"cannot be created ({e.strerror})") from None
         try:
             with exclusive(out, wait=False):
                 write(self.config, out)

@@ -1,8 +1,8 @@
-"""The compiled-library cache and simulated overlays under concurrent and damaged use (m3vit-micro).
+"""Project folders, the compiled-library cache and simulated overlays under concurrent and damaged use.
 
 Every library in the cache is the one its key names, whatever other runs do
 to the project folder meanwhile; a damaged or foreign library is never
-reused, in the cache or in bitstreams/.
+reused, in the cache or in bitstreams/; a project folder has one writer.
 """
 from __future__ import annotations
 
@@ -99,6 +99,15 @@ def test_a_second_generate_into_a_folder_being_written_is_refused(tmp_path, caps
     assert f"out = '{out}'" in err and "another edgemoe process is writing" in err
     assert not any(out.iterdir())
     assert cli_main(["generate", "--config", "m3vit-micro", "--out", str(out)]) == 0  # free again
+
+
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_generate_into_a_file_is_a_one_line_error(tmp_path, where, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    out = tmp_path / where
+    assert cli_main(["generate", "--config", "m3vit-micro", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"out = '{out}': " in err, err
 
 
 def test_a_truncated_cached_library_is_rebuilt_with_a_message(cache, tmp_path, monkeypatch, capsys):
