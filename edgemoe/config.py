@@ -627,6 +627,7 @@ def _check_profile_name(p: PrecisionProfile) -> None:
     builtin = PRECISION_PROFILES.get(p.name)
     if builtin is not None and builtin != p:
         differ = [f.name for f in fields(p) if getattr(p, f.name) != getattr(builtin, f.name)]
+        shown = ", ".join(differ[:4]) + (f" and {len(differ) - 4} more fields" if len(differ) > 4 else "")
         raise ConfigError("precision.name", p.name,
-                          f"names a built-in profile, but this profile's {', '.join(differ)} differ from it; "
+                          f"names a built-in profile, but this profile's {shown} differ from it; "
                           f"switch profiles with precision.profile={p.name}, or give this profile another name")
