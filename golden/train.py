@@ -52,10 +52,11 @@ class TrainSettings:
     seed: int = 0
     val_scenes: int = 64
     save_every_s: float = 120.0
+    log_every: int = 25
 
     def check(self) -> None:
         for name, lo, hi in (("steps", 1, 10_000_000), ("batch", 1, 4096), ("warmup_steps", 0, 10_000_000),
-                             ("val_scenes", 0, 1_000_000)):
+                             ("val_scenes", 0, 1_000_000), ("log_every", 1, 1_000_000)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"--{name.replace('_', '-')} = {v!r}: must be an integer in {lo}..{hi}")
@@ -161,8 +162,13 @@ def export_checkpoint(model, path: Path) -> Path:
 
 
 def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, progress: bool = True,
-          log=print, command: str = "") -> dict:
-    """Train (or resume) a run; returns the recipe written next to the checkpoint ``out``."""
+          log=print, command: str = "", budget_s: float | None = None, stop_at_step: int | None = None) -> dict | None:
+    """Train (or resume) a run; returns the recipe written next to the checkpoint ``out``.
+
+    With ``budget_s`` (seconds of this call) or ``stop_at_step``, the call may
+    stop early: it saves the run state and returns None, and the same call
+    later resumes where it stopped.
+    """
     from tqdm import tqdm
 
     from .float_model import M3ViT
@@ -187,16 +193,22 @@ def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, p
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr)
     state_path = out.with_name(out.name + ".state.pt")
-    step, wall_s, history = 0, 0.0, []
+    step, wall_s, history, state = 0, 0.0, [], None
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable state file gets the same advice
+            raise ValueError(f"{state_path}: unreadable run state ({type(e).__name__}); delete it to start afresh") from None
         if state.get("config_digest") != cfg.digest() or state.get("settings") != asdict(settings):
             raise ValueError(f"{state_path}: a run with another config or settings; delete it to start afresh")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, wall_s, history = state["step"], state["wall_s"], state["history"]
+        torch.set_rng_state(state["torch_rng"])
         log(f"resuming {state_path} at step {step}/{settings.steps}")
-    rng = np.random.default_rng([settings.seed, step])
+    rng = np.random.default_rng(settings.seed)
+    if state is not None:
+        rng.bit_generator.state = state["rng"]
     n = len(train_split)
     last_save = time.monotonic()
     t0 = time.monotonic() - wall_s
@@ -204,11 +216,18 @@ def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, p
     def save_state():
         _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                       "wall_s": time.monotonic() - t0, "history": history, "config_digest": cfg.digest(),
+                      "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                       "settings": asdict(settings)}, state_path)
 
     bar = tqdm(total=settings.steps, initial=step, desc="train", unit="step", disable=not progress)
     window: list[float] = []
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     while step < settings.steps:
+        if (stop_at_step is not None and step >= stop_at_step) or (deadline is not None and time.monotonic() > deadline):
+            bar.close()
+            save_state()
+            log(f"stopped at step {step}/{settings.steps}; run the same command again to resume")
+            return None
         for g in opt.param_groups:
             g["lr"] = learning_rate(step, settings)
         index = rng.choice(n, size=min(settings.batch, n), replace=False)
@@ -216,16 +235,17 @@ def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, p
         tick = time.monotonic()
         loss, parts = step_loss(model, images, labels, depth_ln, settings)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {float(loss)} at step {step} (parts {parts}); lower --lr")
+            raise FloatingPointError(f"loss is {loss.item()} at step {step} (parts {parts}); lower --lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        loss_value = loss.item()
         window = (window + [len(index) / (time.monotonic() - tick)])[-20:]
         step += 1
-        if step % 25 == 0 or step == settings.steps:
-            history.append({"step": step, "loss": float(loss), **parts, "lr": opt.param_groups[0]["lr"]})
-        bar.set_postfix(loss=f"{float(loss):.3f}", ce=f"{parts['ce']:.3f}", l1=f"{parts['l1']:.3f}",
+        if step % settings.log_every == 0 or step == settings.steps:
+            history.append({"step": step, "loss": loss_value, **parts, "lr": opt.param_groups[0]["lr"]})
+        bar.set_postfix(loss=f"{loss_value:.3f}", ce=f"{parts['ce']:.3f}", l1=f"{parts['l1']:.3f}",
                         img_s=f"{np.mean(window):.2f}")
         bar.update(1)
         if time.monotonic() - last_save >= settings.save_every_s:
