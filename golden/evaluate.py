@@ -15,6 +15,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from edgemoe.config import ConfigError
+
 from .dataset import Split
 from .metrics import DepthMetrics, SegMetrics
 
@@ -36,8 +38,8 @@ def task_roles(model_cfg) -> tuple[str, str]:
     seg = [t.name for t in model_cfg.tasks if t.out_channels > 1]
     dep = [t.name for t in model_cfg.tasks if t.out_channels == 1]
     if len(seg) != 1 or len(dep) != 1:
-        raise ValueError(f"model.tasks = {[t.name for t in model_cfg.tasks]}: training needs exactly one "
-                         "segmentation task (out_channels > 1) and one depth task (out_channels = 1)")
+        raise ConfigError("model.tasks", [t.name for t in model_cfg.tasks], "training and evaluation need exactly "
+                          "one segmentation task (out_channels > 1) and one depth task (out_channels = 1)")
     return seg[0], dep[0]
 
 

@@ -37,6 +37,10 @@ import torch.nn.functional as F
 from .dataset import Split, load_split, read_recipe
 from .evaluate import DEPTH_ENCODING, evaluate, task_roles
 
+class TrainingError(ValueError):
+    """A training option, dataset or run state that cannot be used; the message names it."""
+
+
 @dataclass
 class TrainSettings:
     """Hyper-parameters of one run (also saved in the recipe)."""
@@ -59,11 +63,11 @@ class TrainSettings:
                              ("val_scenes", 0, 1_000_000), ("log_every", 1, 1_000_000)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"--{name.replace('_', '-')} = {v!r}: must be an integer in {lo}..{hi}")
+                raise TrainingError(f"--{name.replace('_', '-')} = {v!r}: must be an integer in {lo}..{hi}")
         for name in ("lr", "min_lr", "weight_decay", "depth_weight", "balance_weight", "save_every_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"--{name.replace('_', '-')} = {v!r}: must be a finite number >= 0")
+                raise TrainingError(f"--{name.replace('_', '-')} = {v!r}: must be a finite number >= 0")
 
 
 def learning_rate(step: int, s: TrainSettings) -> float:
@@ -177,11 +181,11 @@ def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, p
     task_roles(cfg.model)
     out = Path(out)
     if out.exists() and out.is_dir():
-        raise ValueError(f"--out {out}: is a folder; give the checkpoint's file name")
+        raise TrainingError(f"--out {out}: is a folder; give the checkpoint's file name")
     out.parent.mkdir(parents=True, exist_ok=True)
     recipe = read_recipe(data_dir)
     if (recipe["height"], recipe["width"]) != (cfg.model.img_height, cfg.model.img_width):
-        raise ValueError(f"--data {data_dir}: scenes are {recipe['height']}x{recipe['width']}, the model takes "
+        raise TrainingError(f"--data {data_dir}: scenes are {recipe['height']}x{recipe['width']}, the model takes "
                          f"{cfg.model.img_height}x{cfg.model.img_width}")
     train_split = load_split(data_dir, "train")
     val_split = load_split(data_dir, "val", limit=settings.val_scenes) if "val" in recipe["splits"] else None
@@ -198,9 +202,9 @@ def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, p
         try:
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable state file gets the same advice
-            raise ValueError(f"{state_path}: unreadable run state ({type(e).__name__}); delete it to start afresh") from None
+            raise TrainingError(f"{state_path}: unreadable run state ({type(e).__name__}); delete it to start afresh") from None
         if state.get("config_digest") != cfg.digest() or state.get("settings") != asdict(settings):
-            raise ValueError(f"{state_path}: a run with another config or settings; delete it to start afresh")
+            raise TrainingError(f"{state_path}: a run with another config or settings; delete it to start afresh")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, wall_s, history = state["step"], state["wall_s"], state["history"]

@@ -174,12 +174,12 @@ def test_short_training_lowers_the_loss_and_resumes(micro_data, tmp_path):
 
 
 def test_training_refuses_a_mismatched_dataset(micro_data, tmp_path):
-    from edgemoe.golden.train import TrainSettings, train
+    from edgemoe.golden.train import TrainingError, TrainSettings, train
 
-    with pytest.raises(ValueError, match="32x64, the model takes 128x256"):
+    with pytest.raises(TrainingError, match="32x64, the model takes 128x256"):
         train(load_config("m3vit-tiny-cityscapes", []), micro_data, tmp_path / "x.pth", TrainSettings(steps=1),
               progress=False)
-    with pytest.raises(ValueError, match="--batch = 0"):
+    with pytest.raises(TrainingError, match="--batch = 0"):
         train(_small_cfg(), micro_data, tmp_path / "x.pth", TrainSettings(batch=0), progress=False)
 
 
@@ -196,3 +196,28 @@ def test_fixed_point_evaluation_tracks_float(micro_data):
     assert f["scenes"] == q["scenes"] == 8
     assert abs(f["pixel_acc"] - q["pixel_acc"]) < 0.05
     assert len(tokens["semseg"]) == 1 and tokens["semseg"][0].shape[0] == 8
+
+
+# --- calibration -----------------------------------------------------------------------------------
+
+def test_calibration_sizes_fields_to_their_ranges():
+    from edgemoe.golden.calibrate import int_bits_for, measure_ranges, propose_profile, tag_field
+    from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
+
+    assert int_bits_for(39.0, headroom=1.0) == 7          # |x| < 64 needs 6 magnitude bits + sign
+    assert int_bits_for(31.9, headroom=1.0) == 6
+    assert int_bits_for(0.3, headroom=1.0) == 0           # |x| < 0.5
+    assert tag_field("blocks.3.norm2.centered") == "ln_centered"
+    assert tag_field("blocks.10.expert_fc1") == "act"
+    assert tag_field("weights.backbone.blocks.1.attn.qkv.bias") == "attn_bias"
+    cfg = load_config("m3vit-micro", ["precision.profile=w16a16"])
+    sd = synthetic_state_dict(cfg.model, seed=0)
+    sd["backbone.blocks.0.mlp.fc2.weight"] = sd["backbone.blocks.0.mlp.fc2.weight"] * 40  # drive act past <16,6>
+    ranges = measure_ranges(cfg, sd, synthetic_images(cfg.model, 2), progress=False)
+    assert ranges["act"].overflows > 0 and ranges["act"].max_abs >= cfg.precision.act.max_value
+    assert ranges["weight"].max_abs > 1.9              # the scaled weights saturate <16,2> too
+    proposed, changes = propose_profile(cfg.precision, ranges, headroom=1.0)
+    assert proposed.act.int_bits > cfg.precision.act.int_bits and proposed.act.bits == cfg.precision.act.bits
+    assert proposed.pixel == cfg.precision.pixel and proposed.accum == cfg.precision.accum
+    assert proposed.attn_prob == cfg.precision.attn_prob    # unsigned fields keep their format
+    assert proposed.name == "w16a16-cal" and set(changes) <= set(cfg.precision.type_fields())

@@ -30,6 +30,8 @@ class OverflowStats:
     overflows: int = 0
     high: int = 0
     low: int = 0
+    max_abs_raw: int = 0
+    """Largest |value| seen after rounding and before the overflow mode, in raw LSBs of ``type``."""
 
     @property
     def rate(self) -> float:
@@ -61,6 +63,8 @@ class OverflowCounter:
         s.high += high
         s.low += low
         s.overflows += high + low
+        if rounded.numel():
+            s.max_abs_raw = max(s.max_abs_raw, int(rounded.abs().max()))
         if self._outer is not None:
             self._outer.add(tag, rounded, t)
 

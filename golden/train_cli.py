@@ -1,0 +1,233 @@
+"""Data, training and evaluation commands of the ``edgemoe`` command line.
+
+    edgemoe data scenes --out DIR [--n N] [--val N] [--test N] [--seed S] [--config C]
+    edgemoe train       --data DIR --out CKPT [--steps N] [--batch B] [--lr LR] [--budget-min M] [--config C]
+    edgemoe eval        --data DIR [--weights CKPT] [--profiles P,...] [--scenes N] [--fixed-scenes N]
+                        [--device sim|board|none] [--device-scenes N] [--config C]
+    edgemoe calibrate   --data DIR [--weights CKPT] [--scenes N] [--headroom H] --out PROFILE.yaml [--config C]
+
+``add_commands(subparsers, add_config_args)`` registers them on the main
+parser; bad input ends in one line (exit status 2).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _config(args):
+    from edgemoe.config import load_config
+
+    return load_config(args.config, args.set)
+
+
+def _state_dict(cfg, weights: str | None, seed: int = 0):
+    from edgemoe.cli import load_state_dict
+
+    sd, notices = load_state_dict(cfg, weights, None, seed)
+    for n in notices:
+        print(f"  {n}")
+    return sd
+
+
+# --- data ---------------------------------------------------------------------------------
+
+def cmd_data_scenes(args) -> int:
+    from .dataset import write_dataset
+
+    cfg = _config(args)
+    m = cfg.model
+    counts = {"train": args.n, "val": args.val if args.val is not None else max(8, args.n // 20),
+              "test": args.test if args.test is not None else max(8, args.n // 8)}
+    print(f"rendering {counts['train']} train, {counts['val']} val and {counts['test']} test scenes of "
+          f"{m.img_height}x{m.img_width} (seed {args.seed}) into {args.out}")
+    recipe = write_dataset(args.out, counts, seed=args.seed, height=m.img_height, width=m.img_width)
+    print(f"wrote {recipe} and {Path(args.out) / 'contact_sheet.png'}")
+    return 0
+
+
+# --- train --------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from .train import TrainSettings, train
+
+    cfg = _config(args)
+    settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, warmup_steps=args.warmup,
+                             seed=args.seed, val_scenes=args.val_scenes)
+    command = "edgemoe " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("edgemoe") else ""
+    result = train(cfg, args.data, args.out, settings, command=command,
+                   budget_s=None if args.budget_min is None else args.budget_min * 60)
+    if result is None:
+        return 0
+    v = result["val"]
+    print(f"wrote {args.out} ({result['steps']} steps, {result['wall_s'] / 60:.1f} min); "
+          + (f"validation: mIoU {100 * v['miou']:.1f}%, AbsRel {v['abs_rel']:.3f}" if v else "no validation split"))
+    return 0
+
+
+# --- eval ---------------------------------------------------------------------------------
+
+def _device_predictor(cfg, args, state_dict, tokens_out: dict):
+    """The host runtime on the chosen device as a predictor; raw tokens go to ``tokens_out``."""
+    import numpy as np
+
+    from edgemoe.host.runtime import Accelerator
+
+    acc = Accelerator(cfg, weights=state_dict, device=args.device, weights_source=args.weights or "synthetic",
+                      log=lambda s: print(f"  {s}"))
+
+    def predict(images):
+        res = acc.infer(images, "all", progress=False)
+        for t, tok in res.tokens.items():
+            tokens_out.setdefault(t, []).append(np.asarray(tok))
+        return res.outputs
+    return predict
+
+
+def cmd_eval(args) -> int:
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from edgemoe.config import load_config
+
+    from .dataset import load_split
+    from .evaluate import evaluate, fixed_predictor, float_predictor, format_table
+    from .scenes import CLASSES
+
+    cfg = _config(args)
+    torch.set_grad_enabled(False)
+    sd = _state_dict(cfg, args.weights)
+    test = load_split(args.data, args.split)
+    rows = {"float": evaluate(cfg.model, float_predictor(cfg, sd), test, args.scenes, desc="float")}
+    profiles = [p for p in args.profiles.split(",") if p] if args.profiles else [cfg.precision.name]
+    golden_tokens: dict[str, list] = {}
+    for name in profiles:
+        pcfg = _profile_config(cfg, args, name)
+        keep = golden_tokens if pcfg.precision == cfg.precision and not golden_tokens else None
+        rows[f"fixed {pcfg.precision.name}"] = evaluate(cfg.model, fixed_predictor(pcfg, sd, keep), test,
+                                                        args.fixed_scenes, desc=f"fixed {pcfg.precision.name}")
+    equal = None
+    if args.device != "none":
+        device_tokens: dict[str, list] = {}
+        n = min(args.device_scenes, len(test))
+        rows[f"device ({args.device})"] = evaluate(cfg.model, _device_predictor(cfg, args, sd, device_tokens), test,
+                                                   n, desc="device")
+        if not golden_tokens:
+            evaluate(cfg.model, fixed_predictor(cfg, sd, golden_tokens), test, n, desc=f"fixed {cfg.precision.name}")
+        equal = all(np.array_equal(np.concatenate(device_tokens[t])[:n], np.concatenate(golden_tokens[t])[:n])
+                    for t in device_tokens)
+    print(format_table(rows, CLASSES))
+    if equal is not None:
+        print(f"device tokens == golden fixed-point tokens ({cfg.precision.name}) on {n} scene(s), both tasks: "
+              f"{'yes, bit for bit' if equal else 'NO'}")
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps({"rows": rows, "device_equal": equal,
+                                               "classes": list(CLASSES),
+                                               "config": dataclasses.asdict(cfg.model) | {"name": cfg.name}},
+                                              indent=1, default=str) + "\n")
+    return 0 if equal in (None, True) else 1
+
+
+def _profile_config(cfg, args, profile: str):
+    """``cfg`` with another precision profile: a profile name, or a config YAML of the same model
+    (as ``edgemoe calibrate`` writes)."""
+    import dataclasses
+
+    from edgemoe.config import ConfigError, load_config
+
+    if profile == cfg.precision.name:
+        return cfg
+    if not profile.endswith((".yaml", ".yml")):
+        return load_config(args.config, args.set + [f"precision.profile={profile}"])
+    other = load_config(profile)
+    if other.model != cfg.model:
+        raise ConfigError("--profiles", profile, f"its model differs from {cfg.name}'s; give a profile of the same model")
+    return dataclasses.replace(cfg, precision=other.precision)
+
+
+# --- calibrate ------------------------------------------------------------------------------
+
+def cmd_calibrate(args) -> int:
+    import dataclasses
+
+    import torch
+
+    from .calibrate import format_ranges, measure_ranges, propose_profile
+    from .dataset import load_split
+
+    cfg = _config(args)
+    torch.set_grad_enabled(False)
+    sd = _state_dict(cfg, args.weights)
+    split = load_split(args.data, args.split, limit=args.scenes)
+    images = torch.from_numpy(split.images_u8).permute(0, 3, 1, 2).float() / 255
+    ranges = measure_ranges(cfg, sd, images)
+    proposed, changes = propose_profile(cfg.precision, ranges, args.headroom, args.name)
+    print(f"ranges of profile {cfg.precision.name} on {len(images)} {args.split} scene(s), both tasks:")
+    print(format_ranges(cfg.precision, ranges, proposed))
+    out = dataclasses.replace(cfg, precision=proposed, name=f"{cfg.name}-{proposed.name}"[:64])
+    Path(args.out).write_text(out.to_yaml())
+    print(f"wrote {args.out}: profile {proposed.name} ({len(changes)} field(s) re-sized); use it with --config {args.out}")
+    return 0
+
+
+# --- registration ------------------------------------------------------------------------------
+
+def add_commands(sub, add_config_args) -> None:
+    from edgemoe import cli_args
+
+    p = sub.add_parser("data", help="make datasets: `data scenes` renders street scenes with labels and depth")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("scenes", help="render train/val/test street scenes (image, 7-class labels, depth)")
+    add_config_args(q)
+    q.add_argument("--out", required=True, type=cli_args.output_folder, help="dataset folder")
+    q.add_argument("--n", type=cli_args.count(1, 200_000), default=4000, help="training scenes (default: %(default)s)")
+    q.add_argument("--val", type=cli_args.count(0, 200_000), help="validation scenes (default: n/20, at least 8)")
+    q.add_argument("--test", type=cli_args.count(0, 200_000), help="test scenes (default: n/8, at least 8)")
+    q.add_argument("--seed", type=cli_args.seed, default=0)
+    q.set_defaults(func=cmd_data_scenes)
+
+    p = sub.add_parser("train", help="train the float M3ViT with both task heads on a scene dataset (resumable)")
+    add_config_args(p)
+    p.add_argument("--data", required=True, help="dataset folder (edgemoe data scenes)")
+    p.add_argument("--out", required=True, type=cli_args.output_file, help="checkpoint file (.pth)")
+    p.add_argument("--steps", type=cli_args.count(1, 10_000_000), default=1200)
+    p.add_argument("--batch", type=cli_args.count(1, 4096), default=8)
+    p.add_argument("--lr", type=cli_args.number(0.0, 1.0, "a learning rate"), default=6e-4)
+    p.add_argument("--warmup", type=cli_args.count(0, 10_000_000), default=100, help="warm-up steps")
+    p.add_argument("--val-scenes", type=cli_args.count(0, 1_000_000), default=64)
+    p.add_argument("--seed", type=cli_args.seed, default=0)
+    p.add_argument("--budget-min", type=cli_args.number(0.0, 100_000.0, "minutes"),
+                   help="stop after this many minutes (state saved; the same command resumes)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="task metrics (mIoU, depth AbsRel/RMSE/delta) for float, fixed-point and device")
+    add_config_args(p)
+    p.add_argument("--data", required=True, help="dataset folder (edgemoe data scenes)")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--weights", help="M3ViT checkpoint (default: synthetic weights)")
+    p.add_argument("--profiles", help="comma-separated precision profiles or profile YAML files "
+                                      "(default: the config's own)")
+    p.add_argument("--scenes", type=cli_args.count(1, 1_000_000), help="scenes for the float model (default: all)")
+    p.add_argument("--fixed-scenes", type=cli_args.count(1, 1_000_000), default=100,
+                   help="scenes per fixed-point profile (default: %(default)s)")
+    p.add_argument("--device", choices=("none", "sim", "board", "auto"), default="none",
+                   help="also run the device path through the host runtime (default: none)")
+    p.add_argument("--device-scenes", type=cli_args.count(1, 10_000), default=4)
+    p.add_argument("--json", type=cli_args.output_file, help="also write the figures as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("calibrate", help="measure activation/weight ranges per profile field; propose integer bits")
+    add_config_args(p)
+    p.add_argument("--data", required=True, help="dataset folder (edgemoe data scenes)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val")
+    p.add_argument("--weights", help="M3ViT checkpoint (default: synthetic weights)")
+    p.add_argument("--scenes", type=cli_args.count(1, 100_000), default=16)
+    p.add_argument("--headroom", type=cli_args.number(1.0, 16.0, "a factor"), default=1.25,
+                   help="range margin over the largest value seen (default: %(default)s)")
+    p.add_argument("--name", help="name of the proposed profile (default: <profile>-cal)")
+    p.add_argument("--out", required=True, type=cli_args.output_file, help="config YAML with the proposed profile")
+    p.set_defaults(func=cmd_calibrate)
