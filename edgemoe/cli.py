@@ -26,6 +26,7 @@ import dataclasses
 import sys
 import time
 
+from edgemoe import cli_args
 from edgemoe.config import Config, ConfigError, HardwareConfig, ModelConfig, PrecisionProfile, load_config
 
 
@@ -114,19 +115,18 @@ def cmd_golden(args) -> int:
     m = cfg.model
     tasks = list(m.task_names) if args.task == "all" else [m.task_names[m.task_index(args.task)]]
     state_dict, notices = load_state_dict(cfg, args.weights, args.timm_weights, args.seed)
-    if args.image:
-        images = load_images(args.image, m.img_height, m.img_width)
-        source = f"{len(args.image)} image file(s)"
-    else:
-        if args.images < 1:
-            raise ConfigError("--images", args.images, "must be >= 1")
-        images = synthetic_images(m, args.images, seed=args.seed)
-        source = f"{args.images} synthetic image(s) (seed {args.seed})"
     torch.set_grad_enabled(False)
     print(f"config {cfg.name}: {m.img_height}x{m.img_width}, dim {m.embed_dim}, depth {m.depth}, "
           f"{m.num_experts} experts top-{m.top_k}; precision {cfg.precision.name}; digest {cfg.digest()[:12]}")
     for n in notices:
         print(f"  {n}")
+    if args.image:
+        images = load_images(args.image, m.img_height, m.img_width, cfg.precision.pixel.bits,
+                             log=lambda s: print(f"  {s}"))
+        source = f"{len(args.image)} image file(s)"
+    else:
+        images = synthetic_images(m, args.images, seed=args.seed)
+        source = f"{args.images} synthetic image(s) (seed {args.seed})"
     print(f"  input: {source}")
     fixed = FixedM3ViT(cfg, state_dict)
     float_model = M3ViT.from_state_dict(m, state_dict)
@@ -175,7 +175,7 @@ def cmd_generate(args) -> int:
 # --- entry point ----------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgemoe", description=__doc__.split("\n\n")[0])
+    parser = cli_args.OneLineParser(prog="edgemoe", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("config", help="print the resolved config as YAML (or every field's documentation)")
@@ -185,26 +185,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("numerics", help="measure the error of exp, reciprocal, rsqrt, GELU, softmax, LayerNorm")
     _add_config_args(p)
-    p.add_argument("--samples", type=int, default=200_000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=cli_args.count(1, cli_args.MAX_SAMPLES), default=200_000,
+                   help=f"random inputs per operation, 1..{cli_args.MAX_SAMPLES} (default: %(default)s)")
+    p.add_argument("--seed", type=cli_args.seed, default=0)
     p.set_defaults(func=cmd_numerics)
 
     p = sub.add_parser("golden", help="bit-accurate model vs float model: per-tap error table")
     _add_config_args(p)
-    p.add_argument("--task", default="all", help="task name or 'all' (default: all)")
+    p.add_argument("--task", type=cli_args.task, default="all", help="task name, index or 'all' (default: all)")
     p.add_argument("--weights", help="M3ViT checkpoint: a .pth file or a directory of rank shards")
     p.add_argument("--timm-weights", help="a plain timm ViT state dict (.pth) for the dense parts")
-    p.add_argument("--seed", type=int, default=0, help="seed of synthetic weights and images")
-    p.add_argument("--images", type=int, default=2, help="number of synthetic images (default: 2)")
+    p.add_argument("--seed", type=cli_args.seed, default=0, help="seed of synthetic weights and images")
+    p.add_argument("--images", type=cli_args.images, default=2,
+                   help=f"number of synthetic images, 1..{cli_args.MAX_IMAGES} (default: 2)")
     p.add_argument("--image", nargs="+", help="image files instead of synthetic images")
     p.set_defaults(func=cmd_golden)
 
     p = sub.add_parser("generate", help="write the Vitis HLS project (kernel, testbench, tcl, board flow, register map)")
     _add_config_args(p)
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, type=cli_args.output_folder, help="output directory")
     p.add_argument("--weights", help="M3ViT checkpoint for the testbench data (default: synthetic)")
     p.add_argument("--timm-weights", help="a plain timm ViT state dict for the dense parts")
-    p.add_argument("--seed", type=int, default=0, help="seed of synthetic weights")
+    p.add_argument("--seed", type=cli_args.seed, default=0, help="seed of synthetic weights")
     p.add_argument("--compile", action="store_true", help="also compile the C simulation library with g++")
     p.set_defaults(func=cmd_generate)
 
@@ -215,25 +217,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from edgemoe.images import ImageError
+def user_error_types() -> tuple[type[Exception], ...]:
+    """The exceptions that mean bad input (a config, a file, an option), not a bug: one line, exit status 2."""
+    from edgemoe.golden.checkpoint import CheckpointError
     from edgemoe.golden.numerics.fixed import FixedTypeError
-
-    args = build_parser().parse_args(argv)
     from edgemoe.hls.csim import ToolError
     from edgemoe.host.errors import HostError
+    from edgemoe.images import ImageError
 
-    user_errors: tuple[type[Exception], ...] = (ConfigError, FixedTypeError, ImageError, ToolError, HostError)
+    return ConfigError, FixedTypeError, ImageError, ToolError, HostError, CheckpointError
+
+
+def describe_os_error(e: OSError) -> str:
+    """A file-system error in one line: the path and the reason."""
+    if e.filename is None:
+        return e.strerror or str(e)
+    return f"{e.filename}: {e.strerror or e}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status: 0 done, 1 a check failed, 2 bad input (one line on stderr)."""
     try:
-        from edgemoe.golden.checkpoint import CheckpointError
-        user_errors += (CheckpointError,)
-    except ImportError:  # pragma: no cover
-        pass
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed in one line
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
-    except user_errors as e:
+    except user_error_types() as e:
         print(f"edgemoe {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except OSError as e:  # a path the user named that cannot be read or written
+        print(f"edgemoe {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import json
 import sys
 import time
 
+from edgemoe import cli_args
 from edgemoe.config import ConfigError
 
 
@@ -28,17 +29,13 @@ def _routing(cfg, args):
             try:
                 alpha = float(spec.split(":", 1)[1])
             except ValueError:
-                raise ConfigError("--routing", args.routing, "skewed takes a number: skewed:1.5") from None
+                alpha = float("nan")
+        if not 0 <= alpha <= 100:  # nan included
+            raise ConfigError("--routing", args.routing, "skewed takes a Zipf exponent from 0 to 100: skewed:1.5")
         return skewed_routing(cfg, alpha)
     if spec == "golden":
-        if args.images < 1:
-            raise ConfigError("--images", args.images, "must be >= 1")
         return routing_from_golden(cfg, args.images, cfg.model.task_index(args.task), args.seed)
     raise ConfigError("--routing", args.routing, "must be uniform, skewed[:ALPHA] or golden")
-
-
-def _task(arg: str):
-    return int(arg) if arg.isdigit() else arg
 
 
 def cmd_perf(args) -> int:
@@ -48,9 +45,6 @@ def cmd_perf(args) -> int:
     from .resource_model import estimate_resources
 
     cfg = _config(args)
-    if args.batch < 1:
-        raise ConfigError("--batch", args.batch, "must be >= 1")
-    args.task = _task(args.task)
     routing = _routing(cfg, args)
     est = estimate(cfg, routing, args.batch, args.mode, port_limit=args.port_limit)
     print(est.table())
@@ -107,10 +101,8 @@ def cmd_report(args) -> int:
     from .report import write_report
 
     cfg = _config(args)
-    if args.images < 1:
-        raise ConfigError("--images", args.images, "must be >= 1")
     t0 = time.perf_counter()
-    tasks = None if args.task == "all" else [cfg.model.task_names[cfg.model.task_index(_task(args.task))]]
+    tasks = None if args.task == "all" else [cfg.model.task_names[cfg.model.task_index(args.task)]]
     out = write_report(cfg, args.out, mode=args.mode, batch=args.batch, images=args.images, seed=args.seed,
                        tasks=tasks, cap=args.cap)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB) in {time.perf_counter() - t0:.1f} s")
@@ -128,24 +120,25 @@ def add_commands(subparsers, add_config_args) -> None:
     add_config_args(p)
     p.add_argument("--mode", choices=MODES, default="onchip",
                    help="onchip: the generated kernel; edgemoe-dram: Edge-MoE's every-intermediate-through-DRAM dataflow")
-    p.add_argument("--batch", type=int, default=1, help="images per kernel call (>1: weights shared by the batch)")
+    p.add_argument("--batch", type=cli_args.batch, default=1,
+                   help="images per kernel call (>1: weights shared by the batch)")
     p.add_argument("--routing", default="uniform", help="uniform | skewed[:ALPHA] | golden (gating of synthetic images)")
-    p.add_argument("--task", default="0", help="task for --routing golden (name or index)")
-    p.add_argument("--images", type=int, default=2, help="synthetic images for --routing golden")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", type=cli_args.task, default="0", help="task for --routing golden (name or index)")
+    p.add_argument("--images", type=cli_args.images, default=2, help="synthetic images for --routing golden")
+    p.add_argument("--seed", type=cli_args.seed, default=0)
     p.add_argument("--as-written", action="store_true", help="also cost the template as literally written")
     p.add_argument("--resources", action="store_true", help="also print the resource estimate")
     p.add_argument("--details", action="store_true", help="with --resources: per-array / per-multiplier details")
     p.add_argument("--port-limit", action="store_true", help="cap each AXI bundle at its physical port bandwidth")
-    p.add_argument("--json", help="write the estimate as JSON")
+    p.add_argument("--json", type=cli_args.output_file, help="write the estimate as JSON")
     p.set_defaults(func=cmd_perf)
 
     p = subparsers.add_parser("explore", help="design-space exploration under a board's resources; writes the choice")
     add_config_args(p)
     p.add_argument("--board", choices=list(BOARDS), default=None, help="target board (default: the config's)")
-    p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes to explore (default: 1)")
+    p.add_argument("--batch", type=cli_args.batch, nargs="+", default=[1], help="batch sizes to explore (default: 1)")
     p.add_argument("--mode", choices=MODES + ("both",), default="onchip")
-    p.add_argument("--cap", type=float, default=DEFAULT_CAP, help="utilisation cap (default: %(default)s)")
+    p.add_argument("--cap", type=cli_args.fraction, default=DEFAULT_CAP, help="utilisation cap (default: %(default)s)")
     p.add_argument("--profiles", nargs="+", help="precision profiles to explore (default: w16a32 w16a16 w8a16)")
     p.add_argument("--keep-precision", action="store_true", help="do not explore precision: keep the config's")
     p.add_argument("--cu-in", type=int, nargs="+", dest="cu_in")
@@ -154,19 +147,20 @@ def add_commands(subparsers, add_config_args) -> None:
     p.add_argument("--axi-width", type=int, nargs="+", dest="axi_width")
     p.add_argument("--quick", action="store_true", help="a small grid")
     p.add_argument("--port-limit", action="store_true", help="cap each AXI bundle at its physical port bandwidth")
-    p.add_argument("--rows", type=int, default=20, help="rows per Pareto front (sampled)")
+    p.add_argument("--rows", type=cli_args.count(1, 10_000), default=20, help="rows per Pareto front (sampled)")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", help="write the chosen hardware + precision as a YAML config")
+    p.add_argument("--out", type=cli_args.output_file, help="write the chosen hardware + precision as a YAML config")
     p.set_defaults(func=cmd_explore)
 
     p = subparsers.add_parser("report", help="HTML (or markdown + PNG) report: latency, roofline, resources, routing, accuracy")
     add_config_args(p)
-    p.add_argument("--out", required=True, help="report.html (self-contained) or report.md (+ PNGs beside it)")
+    p.add_argument("--out", required=True, type=cli_args.output_file,
+                   help="report.html (self-contained) or report.md (+ PNGs beside it)")
     p.add_argument("--mode", choices=MODES, default="onchip")
-    p.add_argument("--batch", type=int, default=8, help="batched comparison point (default: %(default)s)")
-    p.add_argument("--images", type=int, default=1, help="synthetic images for routing and accuracy")
-    p.add_argument("--task", default="all", help="task name/index or 'all'")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cap", type=float, default=DEFAULT_CAP)
+    p.add_argument("--batch", type=cli_args.batch, default=8, help="batched comparison point (default: %(default)s)")
+    p.add_argument("--images", type=cli_args.images, default=1, help="synthetic images for routing and accuracy")
+    p.add_argument("--task", type=cli_args.task, default="all", help="task name/index or 'all'")
+    p.add_argument("--seed", type=cli_args.seed, default=0)
+    p.add_argument("--cap", type=cli_args.fraction, default=DEFAULT_CAP)
     p.set_defaults(func=cmd_report)
 

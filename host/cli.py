@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from edgemoe import cli_args
+
 from .errors import HostError
 
 
@@ -79,29 +81,38 @@ def _header(cfg) -> None:
           f"{m.num_experts} experts top-{m.top_k}; precision {cfg.precision.name}; digest {cfg.digest()[:12]}")
 
 
-def _stems(paths: list[str]) -> list[str]:
-    stems, seen = [], {}
-    for p in paths:
-        s = Path(p).stem
-        seen[s] = seen.get(s, 0) + 1
-        stems.append(s if seen[s] == 1 else f"{s}-{seen[s]}")
-    return stems
+def _images(cfg, paths: list[str]):
+    """(the image files as the model input [B, 3, H, W], seconds it took: part of the preprocess stage).
+
+    Says, once per run, what was done to each image to fit the configured size.
+    """
+    from edgemoe.images import load_images
+
+    m = cfg.model
+    t0 = time.perf_counter()
+    images = load_images(paths, m.img_height, m.img_width, cfg.precision.pixel.bits, log=lambda s: print(f"  {s}"))
+    return images, time.perf_counter() - t0
 
 
 # --- run ---------------------------------------------------------------------------------
 
 @_guard
 def cmd_run(args) -> int:
-    from .visualize import save_task_maps
+    from .visualize import save_task_maps, unique_stems
 
     cfg = _config(args)
     _header(cfg)
     state_dict, notices = _float_state_dict(cfg, args)
     for n in notices:
         print(f"  {n}")
+    stems, renamed = unique_stems(args.images)
+    for note in renamed:
+        print(f"  {note}")
     acc = _accelerator(cfg, args, state_dict)
-    res = acc.infer(args.images, args.task)
-    paths = save_task_maps(res, args.out, _stems(args.images))
+    images, load_seconds = _images(cfg, args.images)
+    res = acc.infer(images, args.task)
+    res.timings["preprocess"] += load_seconds
+    paths = save_task_maps(res, args.out, stems)
     print(f"ran {len(args.images)} image(s) for task(s) {', '.join(res.outputs)} in {res.kernel_calls} kernel "
           f"call(s) of up to {acc.max_batch} image(s)")
     print("per-stage times: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in res.timings.items())
@@ -116,7 +127,6 @@ def cmd_run(args) -> int:
 
 @_guard
 def cmd_compare(args) -> int:
-    from edgemoe.config import ConfigError
     from edgemoe.golden.synthetic import synthetic_images
 
     from .compare import compare_device, format_comparison, select_taps
@@ -129,10 +139,8 @@ def cmd_compare(args) -> int:
         print(f"  {n}")
     acc = _accelerator(cfg, args, state_dict)
     if args.image:
-        images, source = args.image, f"{len(args.image)} image file(s)"
+        images, source = _images(cfg, args.image)[0], f"{len(args.image)} image file(s)"
     else:
-        if args.images < 1:
-            raise ConfigError("--images", args.images, "must be >= 1")
         images, source = synthetic_images(cfg.model, args.images, seed=args.seed), \
             f"{args.images} synthetic image(s) (seed {args.seed})"
     print(f"  input: {source}; taps: {len(taps)} ({args.taps}) + the kernel output")
@@ -198,7 +206,7 @@ def _add_weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="a packed weights file (edgemoe pack) or an M3ViT checkpoint "
                                      "(.pth or a directory of rank shards; packed on the fly, cached)")
     p.add_argument("--timm-weights", help="a plain timm ViT state dict for the dense parts")
-    p.add_argument("--seed", type=int, default=0, help="seed of synthetic weights (and images) (default: 0)")
+    p.add_argument("--seed", type=cli_args.seed, default=0, help="seed of synthetic weights (and images) (default: 0)")
 
 
 def _add_device_args(p: argparse.ArgumentParser) -> None:
@@ -209,9 +217,11 @@ def _add_device_args(p: argparse.ArgumentParser) -> None:
                                      "the one registered for the config in bitstreams/manifest.json (on sim, "
                                      "built when missing)")
     p.add_argument("--manifest", help="bitstream manifest (file or folder; default: bitstreams/)")
-    p.add_argument("--task", default="all", help="task name or 'all' (default: all)")
-    p.add_argument("--batch", type=int, default=8, help="images per kernel call (default: 8)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for ap_done per call (default: 10)")
+    p.add_argument("--task", type=cli_args.task, default="all", help="task name, index or 'all' (default: all)")
+    p.add_argument("--batch", type=cli_args.batch, default=8,
+                   help=f"images per kernel call, 1..{cli_args.MAX_BATCH} (default: 8)")
+    p.add_argument("--timeout", type=cli_args.timeout, default=10.0,
+                   help=f"seconds to wait for ap_done per call, > 0 and <= {cli_args.MAX_TIMEOUT:g} (default: 10)")
 
 
 def add_commands(subparsers, add_config_args) -> None:
@@ -221,7 +231,8 @@ def add_commands(subparsers, add_config_args) -> None:
     add_config_args(p)
     _add_weights_args(p)
     _add_device_args(p)
-    p.add_argument("--out", default="out", help="folder for the output PNGs (default: out)")
+    p.add_argument("--out", default="out", type=cli_args.output_folder,
+                   help="folder for the output PNGs (default: out)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (cropped and resized to the config's size)")
     p.set_defaults(func=cmd_run)
 
@@ -233,7 +244,8 @@ def add_commands(subparsers, add_config_args) -> None:
     p.add_argument("--taps", default="blocks",
                    help="taps to compare besides the kernel output: blocks (every block output, default), all, "
                         "none, or a comma list of tap names / globs such as 'embed,blocks.1.*'")
-    p.add_argument("--images", type=int, default=2, help="number of synthetic images (default: 2)")
+    p.add_argument("--images", type=cli_args.images, default=2,
+                   help=f"number of synthetic images, 1..{cli_args.MAX_IMAGES} (default: 2)")
     p.add_argument("--image", nargs="+", help="image files instead of synthetic images")
     p.set_defaults(func=cmd_compare)
 
@@ -241,7 +253,7 @@ def add_commands(subparsers, add_config_args) -> None:
                                            "(a versioned file with a checksum)")
     add_config_args(p)
     _add_weights_args(p)
-    p.add_argument("--out", required=True, help="output file (.npz)")
+    p.add_argument("--out", required=True, type=cli_args.output_file, help="output file (.npz)")
     p.set_defaults(func=cmd_pack)
 
     p = subparsers.add_parser("register", help="add a built overlay (.bit/.hwh, .xclbin) to the bitstream manifest")

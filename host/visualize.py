@@ -59,6 +59,27 @@ def save_png(path: str | Path, rgb: np.ndarray) -> Path:
     return path
 
 
+def unique_stems(paths: list[str | Path]) -> tuple[list[str], list[str]]:
+    """(one distinct output name stem per input file, a line for each input renamed to keep it distinct).
+
+    The stem is the file's own (``a/x.png`` -> ``x``); a later input whose stem
+    is taken gets ``x-2``, ``x-3``, ... (the first number not taken by any input).
+    """
+    own = [Path(p).stem for p in paths]
+    taken = set(own)
+    stems, notes, used = [], [], set()
+    for path, stem in zip(paths, own):
+        name, n = stem, 1
+        while name in used or (name != stem and name in taken):
+            n += 1
+            name = f"{stem}-{n}"
+        used.add(name)
+        stems.append(name)
+        if name != stem:
+            notes.append(f"{path}: its outputs are named {name}_<task>.png ({stem} is taken by another input)")
+    return stems, notes
+
+
 def save_task_maps(result, out_dir: str | Path, stems: list[str]) -> list[Path]:
     """One PNG per image and task: ``<stem>_<task>.png`` (palette for classes, colour map for one channel)."""
     out = Path(out_dir)
