@@ -17,10 +17,11 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
+
+from edgemoe import cli_args
 
 PHOTOS = {
     "motorcycle": ("Middlebury stereo 'motorcycle' (left view)", lambda d: d.stereo_motorcycle()[0]),
@@ -47,30 +48,33 @@ def _step(i: int, n: int, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgemoe.host.demo", description=__doc__.split("\n\n")[0])
+    p = cli_args.OneLineParser(prog="python -m edgemoe.host.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="m3vit-tiny-cityscapes", help="preset or YAML (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="config override")
     p.add_argument("--weights", help="an M3ViT checkpoint (.pth or a directory of rank shards) or a packed "
                                      "weights file; default: synthetic weights")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights (default: 0)")
+    p.add_argument("--seed", type=cli_args.seed, default=0, help="seed of the synthetic weights (default: 0)")
     p.add_argument("--photo", nargs="+", default=["motorcycle"], choices=sorted(PHOTOS),
                    help="bundled photo(s) to run (default: motorcycle); several go in one kernel call")
     p.add_argument("--taps", default=DEFAULT_TAPS, help="taps checked bit for bit besides the kernel output "
                                                         "(comma list, 'blocks', 'all' or 'none'; default: %(default)s)")
-    p.add_argument("--out", default="out/demo", help="output folder (default: %(default)s)")
-    args = p.parse_args(argv)
+    p.add_argument("--out", default="out/demo", type=cli_args.output_folder,
+                   help="output folder (default: %(default)s)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed in one line
+        return e.code if isinstance(e.code, int) else 2
 
-    from edgemoe.config import ConfigError, load_config
-    from edgemoe.golden.checkpoint import CheckpointError
-    from edgemoe.images import ImageError
-
-    from .errors import HostError
+    from edgemoe.cli import describe_os_error, user_error_types
+    from edgemoe.config import load_config
 
     try:
         return _run(args, load_config(args.config, args.set))
-    except (HostError, ConfigError, ImageError, CheckpointError) as e:
+    except user_error_types() as e:
         print(f"demo: error: {e}", file=sys.stderr)
-        return 2
+    except OSError as e:
+        print(f"demo: error: {describe_os_error(e)}", file=sys.stderr)
+    return 2
 
 
 def _run(args, cfg) -> int:
@@ -136,11 +140,10 @@ def _run(args, cfg) -> int:
     photos, names = [], []
     for name in args.photo:
         desc, fetch = PHOTOS[name]
-        raw = fetch(skimage.data)
-        photos.append(to_model_input(raw, m.img_height, m.img_width, name))
+        print(f"  {name}: {desc}, scikit-image bundled sample")
+        photos.append(to_model_input(fetch(skimage.data), m.img_height, m.img_width, f"  {name}",
+                                     cfg.precision.pixel.bits, log=print))
         names.append(name)
-        print(f"  {name}: {desc}, scikit-image bundled sample, {raw.shape[1]}x{raw.shape[0]} -> centre crop to "
-              f"{m.img_width}:{m.img_height} and resize to {m.img_width}x{m.img_height}")
     images = torch.stack(photos)
 
     _step(4, steps, "the simulated device: pynq.Overlay + pynq.allocate + the kernel driver, both tasks")

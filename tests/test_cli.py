@@ -184,3 +184,17 @@ def test_run_gives_inputs_with_one_name_distinct_outputs(sim_bitstreams, tmp_pat
     assert f"{paths[1]}: its outputs are named x-3_<task>.png (x is taken by another input)" in text, text
     assert sorted(p.name for p in out.iterdir()) == ["x-2_semseg.png", "x-3_semseg.png", "x_semseg.png"]
     assert f"{paths[2]} -> {out / 'x-2_semseg.png'}" in text and f"{paths[1]} -> {out / 'x-3_semseg.png'}" in text
+
+
+def test_demo_usage_errors_are_one_line(tmp_path, capsys):
+    from edgemoe.host.demo import main as demo_main
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for argv, fragment in ((["--out", str(afile)], f"argument --out: '{afile}' is a file"),
+                           (["--seed", "-1"], "argument --seed: '-1' is not allowed"),
+                           (["--photo", "moon"], "argument --photo: invalid choice: 'moon'")):
+        assert demo_main(["--config", "m3vit-micro", *argv]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert afile.read_text() == "x"
