@@ -132,14 +132,14 @@ def to_model_input(array: np.ndarray, height: int, width: int, source: str = "im
     if channels in (2, 4):
         said.append("alpha dropped")
     if file_bits and bits:
-        said.append(f"{file_bits}-bit samples read as {bits} bits (the decoder's limit)")
+        said.append(f"read as {bits} bits per sample (the decoder's limit)")
     if bits and pixel_bits and bits > pixel_bits:
-        said.append(f"{bits}-bit samples reduced to the kernel's {pixel_bits} bits")
+        said.append(f"reduced to {pixel_bits} bits per sample (the kernel's pixel codes)")
     a = np.repeat(a[..., :1], 3, axis=-1) if channels <= 2 else a[..., :3]
     a, fitted = _fit(a, height, width)
     if log and (said or fitted):
         kind = f"{MODES[channels]} {file_bits or bits}-bit" if bits else f"{MODES[channels]} float"
-        mode = f" ({kind}: {', '.join(said)})" if said else ""
+        mode = f" {kind}, {', '.join(said)}" + (";" if fitted else "") if said else ""
         log(f"{source}: {w}x{h}{mode}" + (" " + ", ".join(fitted) if fitted else ""))
     return torch.from_numpy(np.clip(a, 0.0, 1.0).transpose(2, 0, 1).astype(np.float32))
 
