@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Callable
 
 #: images per kernel call: the kernel's num_images register is 16 bits
 MAX_BATCH = 0xFFFF
@@ -32,9 +33,9 @@ def _refuse(text: str, allowed: str):
     return argparse.ArgumentTypeError(f"{text!r} is not allowed: {allowed}")
 
 
-def count(low: int, high: int, what: str = "") -> callable:
+def count(low: int, high: int) -> Callable[[str], int]:
     """An integer in [low, high]."""
-    allowed = f"{what + ' ' if what else ''}an integer from {low} to {high}"
+    allowed = f"an integer from {low} to {high}"
 
     def parse(text: str) -> int:
         try:
@@ -48,16 +49,16 @@ def count(low: int, high: int, what: str = "") -> callable:
     return parse
 
 
-def number(low: float, high: float, what: str = "a number", low_open: bool = True) -> callable:
-    """A finite float in (low, high] (``low_open``) or [low, high]."""
-    allowed = f"{what} {'>' if low_open else '>='} {low:g} and <= {high:g}"
+def number(low: float, high: float, what: str) -> Callable[[str], float]:
+    """A finite float in (low, high]."""
+    allowed = f"{what} > {low:g} and <= {high:g}"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise _refuse(text, allowed) from None
-        if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+        if not (math.isfinite(value) and low < value <= high):
             raise _refuse(text, allowed)
         return value
     parse.__name__ = "number"
