@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write the Vitis HLS project (kernel, testbench, tcl, board flow, register map)")
     _add_config_args(p)
-    p.add_argument("--out", required=True, type=cli_args.output_folder, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (new or existing; checked by the project writer)")
     p.add_argument("--weights", help="M3ViT checkpoint for the testbench data (default: synthetic)")
     p.add_argument("--timm-weights", help="a plain timm ViT state dict for the dense parts")
     p.add_argument("--seed", type=cli_args.seed, default=0, help="seed of synthetic weights")

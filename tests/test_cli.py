@@ -100,11 +100,11 @@ def test_out_of_range_options_are_one_line_errors(argv, fragment, capsys):
     assert err.startswith(f"edgemoe {argv[0]}: error: ") and fragment in err, err
 
 
-@pytest.mark.parametrize("command", ["run", "generate", "pack", "report"])
+@pytest.mark.parametrize("command", ["run", "pack", "report"])
 def test_an_output_path_under_or_at_a_file_is_a_one_line_error(command, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    folder_out = command in ("run", "generate")
+    folder_out = command == "run"
     out = afile if folder_out else afile / "w.npz"
     argv = [command, "--config", "m3vit-micro", "--out", str(out)] + (["--device", "sim", "x.png"] if command == "run" else [])
     err = _one_line_error(capsys, argv)
