@@ -210,22 +210,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="also compile the C simulation library with g++")
     p.set_defaults(func=cmd_generate)
 
+    from edgemoe.golden.train_cli import add_commands as add_train_commands
     from edgemoe.hls.perf_cli import add_commands as add_perf_commands
     from edgemoe.host.cli import add_commands as add_host_commands
     add_perf_commands(sub, _add_config_args)
     add_host_commands(sub, _add_config_args)
+    add_train_commands(sub, _add_config_args)
     return parser
 
 
 def user_error_types() -> tuple[type[Exception], ...]:
     """The exceptions that mean bad input (a config, a file, an option), not a bug: one line, exit status 2."""
     from edgemoe.golden.checkpoint import CheckpointError
+    from edgemoe.golden.dataset import DatasetError
+    from edgemoe.golden.train import TrainingError
     from edgemoe.golden.numerics.fixed import FixedTypeError
     from edgemoe.hls.csim import ToolError
     from edgemoe.host.errors import HostError
     from edgemoe.images import ImageError
 
-    return ConfigError, FixedTypeError, ImageError, ToolError, HostError, CheckpointError
+    return ConfigError, FixedTypeError, ImageError, ToolError, HostError, CheckpointError, DatasetError, TrainingError
 
 
 def describe_os_error(e: OSError) -> str:
