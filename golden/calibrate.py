@@ -89,11 +89,19 @@ def int_bits_for(max_abs: float, signed: bool = True, headroom: float = 1.25) ->
 
 
 KEEP_FIELDS = ("pixel", "accum")
-"""Fields never re-sized: the input code format and the exact accumulator."""
+"""Fields not sized by range: the input code format, and the accumulator (derived, exact)."""
 
 
-def propose_profile(profile, ranges: dict[str, FieldRange], headroom: float = 1.25, name: str | None = None):
-    """A copy of ``profile`` whose measured signed fields have the integer bits their range needs."""
+def propose_profile(model_cfg, profile, ranges: dict[str, FieldRange], headroom: float = 1.25,
+                    name: str | None = None):
+    """A copy of ``profile`` whose measured signed fields have the integer bits their range needs.
+
+    The accumulator is then the narrowest that keeps every matmul of the new
+    formats exact (:func:`~edgemoe.golden.numerics.widths.exact_accumulator`).
+    Returns (profile, {field: new type} of what changed).
+    """
+    from .numerics.widths import check_precision, exact_accumulator
+
     changes = {}
     for fname, r in ranges.items():
         t: FixedType = getattr(profile, fname)
@@ -103,7 +111,13 @@ def propose_profile(profile, ranges: dict[str, FieldRange], headroom: float = 1.
         bits = min(max(bits, 1 - t.bits), t.bits)
         if bits != t.int_bits:
             changes[fname] = replace(t, int_bits=bits)
-    return replace(profile, name=name or f"{profile.name}-cal", **changes), changes
+    proposed = replace(profile, name=name or f"{profile.name}-cal", **changes)
+    accum = exact_accumulator(model_cfg, proposed)
+    if accum != profile.accum:
+        changes["accum"] = accum
+        proposed = replace(proposed, accum=accum)
+    check_precision(model_cfg, proposed)
+    return proposed, changes
 
 
 def format_ranges(profile, ranges: dict[str, FieldRange], proposed=None) -> str:

@@ -165,7 +165,7 @@ def cmd_calibrate(args) -> int:
     split = load_split(args.data, args.split, limit=args.scenes)
     images = torch.from_numpy(split.images_u8).permute(0, 3, 1, 2).float() / 255
     ranges = measure_ranges(cfg, sd, images)
-    proposed, changes = propose_profile(cfg.precision, ranges, args.headroom, args.name)
+    proposed, changes = propose_profile(cfg.model, cfg.precision, ranges, args.headroom, args.name)
     print(f"ranges of profile {cfg.precision.name} on {len(images)} {args.split} scene(s), both tasks:")
     print(format_ranges(cfg.precision, ranges, proposed))
     out = dataclasses.replace(cfg, precision=proposed, name=f"{cfg.name}-{proposed.name}"[:64])

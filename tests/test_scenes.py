@@ -1,6 +1,7 @@
 """Scene generator, scene datasets, task metrics, training and evaluation."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -216,8 +217,57 @@ def test_calibration_sizes_fields_to_their_ranges():
     ranges = measure_ranges(cfg, sd, synthetic_images(cfg.model, 2), progress=False)
     assert ranges["act"].overflows > 0 and ranges["act"].max_abs >= cfg.precision.act.max_value
     assert ranges["weight"].max_abs > 1.9              # the scaled weights saturate <16,2> too
-    proposed, changes = propose_profile(cfg.precision, ranges, headroom=1.0)
+    proposed, changes = propose_profile(cfg.model, cfg.precision, ranges, headroom=1.0)
     assert proposed.act.int_bits > cfg.precision.act.int_bits and proposed.act.bits == cfg.precision.act.bits
-    assert proposed.pixel == cfg.precision.pixel and proposed.accum == cfg.precision.accum
+    assert proposed.pixel == cfg.precision.pixel
+    # the accumulator follows the new formats and stays exact (the config's own width rules accept it)
+    from edgemoe.golden.numerics.widths import check_precision, exact_accumulator
+    assert proposed.accum == exact_accumulator(cfg.model, proposed)
+    check_precision(cfg.model, proposed)
+    with pytest.raises(Exception, match="fraction bits"):
+        check_precision(cfg.model, dataclasses.replace(proposed, accum=dataclasses.replace(
+            proposed.accum, int_bits=proposed.accum.int_bits + 1)))
     assert proposed.attn_prob == cfg.precision.attn_prob    # unsigned fields keep their format
     assert proposed.name == "w16a16-cal" and set(changes) <= set(cfg.precision.type_fields())
+
+
+# --- the commands ----------------------------------------------------------------------------------
+
+def test_commands_data_train_calibrate_eval(tmp_path, monkeypatch, capsys):
+    """The whole flow on the micro preset: render, train, calibrate a profile, evaluate float/fixed/device."""
+    from edgemoe.cli import main
+
+    monkeypatch.setenv("EDGEMOE_BITSTREAMS", str(tmp_path / "bitstreams"))
+    (tmp_path / "bitstreams").mkdir()
+    small = ["--config", "m3vit-micro"]
+    data, ckpt = tmp_path / "data", tmp_path / "ck" / "m.pth"
+    assert main(["data", "scenes", *small, "--out", str(data), "--n", "24", "--val", "4", "--test", "4"]) == 0
+    assert main(["train", *small, "--data", str(data), "--out", str(ckpt), "--steps", "3", "--batch", "4",
+                 "--val-scenes", "4"]) == 0
+    assert "validation: mIoU" in capsys.readouterr().out
+    profile = tmp_path / "cal.yaml"
+    assert main(["calibrate", *small, "--set", "precision.profile=w16a16", "--data", str(data),
+                 "--weights", str(ckpt), "--scenes", "2", "--out", str(profile)]) == 0
+    out = capsys.readouterr().out
+    assert "proposed" in out and "w16a16-cal" in out
+    assert load_config(str(profile)).precision.name == "w16a16-cal"
+    code = main(["eval", *small, "--data", str(data), "--weights", str(ckpt), "--profiles", f"w16a32,{profile}",
+                 "--fixed-scenes", "2", "--device", "sim", "--device-scenes", "2", "--json", str(tmp_path / "e.json")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "fixed w16a32" in out and "fixed w16a16-cal" in out and "device (sim)" in out
+    assert "device tokens == golden fixed-point tokens (w16a32) on 2 scene(s), both tasks: yes, bit for bit" in out
+    figures = json.loads((tmp_path / "e.json").read_text())
+    assert set(figures["rows"]) == {"float", "fixed w16a32", "fixed w16a16-cal", "device (sim)"}
+    assert figures["rows"]["float"]["scenes"] == 4 and figures["device_equal"] is True
+
+
+def test_command_errors_are_one_line(tmp_path, capsys):
+    from edgemoe.cli import main
+
+    assert main(["train", "--config", "m3vit-micro", "--data", str(tmp_path / "none"), "--out",
+                 str(tmp_path / "m.pth")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such folder" in err
+    assert main(["data", "scenes", "--out", str(tmp_path / "d"), "--n", "0"]) == 2
+    assert "--n" in capsys.readouterr().err

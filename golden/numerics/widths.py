@@ -53,6 +53,16 @@ def accumulator_bound(a: FixedType, b: FixedType, k: int, bias: FixedType | None
     return bound
 
 
+def exact_accumulator(model, p) -> FixedType:
+    """The narrowest accumulator (``p.accum``'s modes) that holds every product sum of :func:`matmuls` exactly."""
+    frac = 0
+    for a, b, _k, bias in matmuls(model, p).values():
+        frac = max(frac, a.frac_bits + b.frac_bits, bias.frac_bits if bias else 0)
+    bound = max(accumulator_bound(a, b, k, bias, frac) for a, b, k, bias in matmuls(model, p).values())
+    bits = bound.bit_length() + 1  # sign
+    return FixedType(bits, bits - frac, True, p.accum.rounding, p.accum.overflow)
+
+
 def check_precision(model, p) -> None:
     """Raise ConfigError if ``p`` cannot run ``model`` exactly or a table does not fit."""
     acc = p.accum
