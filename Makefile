@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DEB_PACKAGES := iverilog yosys g++
 PYTEST_WORKERS ?= 2
 
-.PHONY: all demo test test-slow sim sim-report sim-kernel bench report explore setup deb clean help
+.PHONY: all demo test test-slow fuzz sim sim-report sim-kernel bench report explore setup deb clean help
 
 all: test
 
@@ -14,6 +14,7 @@ help:
 	@echo "make demo       the main job: m3vit-tiny-cityscapes accelerator on the simulated device, both tasks"
 	@echo "make test       set up (virtualenv, pinned packages, Debian packages) and run the tests"
 	@echo "make test-slow  the slow sweeps (full-size presets, more seeds)"
+	@echo "make fuzz       the input fuzz suite with many fresh examples (make test runs a fixed small set)"
 	@echo "make sim        the RTL unit testbenches on Verilator too (Icarus runs in make test)"
 	@echo "make sim-report yosys resource table of the RTL units (tiny preset, w16a32 and w16a16)"
 	@echo "make sim-kernel the kernel RTL harness: PROJECT=dir runs what Vitis HLS exported there, default the stand-in top"
@@ -50,6 +51,9 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow
+
+fuzz: setup
+	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_fuzz.py
 
 sim: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow $(wildcard tests/test_sim_*.py)

@@ -99,6 +99,9 @@ def _tensors(obj: object, notices: list[str], origin: str) -> StateDict:
             break
         notices.append(f"{origin}: unwrapped the state dict from {inner!r}")
         obj = obj[inner]
+    not_named = sorted(repr(k) for k in obj if not isinstance(k, str))
+    if not_named:
+        raise CheckpointError(f"{origin} is not a state dict", [f"keys must be names, found {', '.join(not_named[:3])}"])
     skipped = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
     if skipped:
         notices.append(f"{origin}: ignored {len(skipped)} non-tensor entries: {', '.join(skipped)}")

@@ -276,3 +276,10 @@ def _npz(path, sd):
     with open(path, "wb") as f:
         np.savez(f, **{k: v.numpy() for k, v in sd.items()})
     return path
+
+
+def test_a_mapping_with_non_name_keys_is_not_a_state_dict(tmp_path, micro):
+    path = tmp_path / "ints.pth"
+    torch.save({1: torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="keys must be names, found 1"):
+        load_m3vit_checkpoint(path, micro)
