@@ -223,13 +223,15 @@ def user_error_types() -> tuple[type[Exception], ...]:
     """The exceptions that mean bad input (a config, a file, an option), not a bug: one line, exit status 2."""
     from edgemoe.golden.checkpoint import CheckpointError
     from edgemoe.golden.dataset import DatasetError
+    from edgemoe.golden.pretrained import ShippedCheckpointError
     from edgemoe.golden.train import TrainingError
     from edgemoe.golden.numerics.fixed import FixedTypeError
     from edgemoe.hls.csim import ToolError
     from edgemoe.host.errors import HostError
     from edgemoe.images import ImageError
 
-    return ConfigError, FixedTypeError, ImageError, ToolError, HostError, CheckpointError, DatasetError, TrainingError
+    return (ConfigError, FixedTypeError, ImageError, ToolError, HostError, CheckpointError, DatasetError, TrainingError,
+            ShippedCheckpointError)
 
 
 def describe_os_error(e: OSError) -> str:

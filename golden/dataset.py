@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .scenes import CLASSES, SKY_DEPTH_M, colour_labels, render_scene
+from .scenes import CLASSES, DEPTH_COLOURMAP, SKY_DEPTH_M, colour_labels, render_scene
 
 SPLITS = ("train", "val", "test")
 GENERATOR_VERSION = 1
@@ -176,7 +176,7 @@ def contact_sheet(split: Split, count: int = 6) -> np.ndarray:
         d = np.log(np.clip(split.depth_m[i], 0.5, SKY_DEPTH_M) / 0.5) / np.log(SKY_DEPTH_M / 0.5)
         from matplotlib import colormaps
 
-        depth_rgb = (colormaps["magma_r"](d)[..., :3] * 255).round().astype(np.uint8)
+        depth_rgb = (colormaps[DEPTH_COLOURMAP](d)[..., :3] * 255).round().astype(np.uint8)
         gutter = np.full((split.images_u8.shape[1], 2, 3), 255, np.uint8)
         rows.append(np.concatenate([split.images_u8[i], gutter, colour_labels(split.labels[i]), gutter, depth_rgb], 1))
         rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))
@@ -204,7 +204,7 @@ def save_contact_sheet(path: str | Path, split: Split, count: int = 6) -> Path:
     ax.axis("off")
     handles = [Patch(color=CLASS_COLOURS[k] / 255, label=c) for k, c in enumerate(CLASSES)]
     fig.legend(handles=handles, loc="lower center", ncol=len(CLASSES), fontsize=8, frameon=False)
-    fig.text(0.5, 0.4 / fig_h, f"image | labels | depth (log scale, bright = near, {0.5:g}..{SKY_DEPTH_M:g} m)",
+    fig.text(0.5, 0.4 / fig_h, f"image | labels | depth (log scale, bright = far, {0.5:g}..{SKY_DEPTH_M:g} m)",
              ha="center", va="bottom", fontsize=8)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")

@@ -33,6 +33,9 @@ CLASS_COLOURS = np.array([(128, 64, 128), (70, 70, 70), (250, 170, 30), (107, 14
                           (70, 130, 180), (220, 20, 60), (0, 0, 142)], dtype=np.uint8)
 """Display colour (RGB) of each class, Cityscapes' palette."""
 
+DEPTH_COLOURMAP = "magma"
+"""Matplotlib colour map of every depth picture edgemoe draws (bright = far)."""
+
 SKY_DEPTH_M = 100.0
 """Depth of the sky (and cap of every other depth), metres."""
 MIN_DEPTH_M = 1.0

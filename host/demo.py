@@ -2,18 +2,24 @@
 
     python -m edgemoe.host.demo [--config m3vit-tiny-cityscapes] [--weights CKPT] [--out out/demo]
 
-1. weights: synthetic (seeded), or the M3ViT checkpoint given, packed into the
+1. weights: the checkpoint shipped for the config (trained by edgemoe on its
+   generated street scenes; checked against its recipe's SHA-256), the M3ViT
+   checkpoint given, or synthetic weights (``--synthetic``), packed into the
    kernel's DRAM layout (a versioned file with a checksum; cached);
 2. the accelerator: the Vitis HLS project generated (kernel, testbench, tcl,
    board flow) and its kernel compiled with g++ into the simulated overlay,
    registered in bitstreams/manifest.json;
-3. a real photo bundled with scikit-image (Middlebury's motorcycle scene),
-   cropped and resized to the configured 128x256;
+3. the inputs: a held-out generated street scene (from the test split, never
+   trained on; its true labels and depth are known) and a real photo bundled
+   with scikit-image (Middlebury's motorcycle scene), cropped and resized to
+   the configured 128x256;
 4. the simulated PYNQ device: pynq.Overlay, pynq.allocate and the kernel
    driver, both tasks (segmentation and depth) with their per-stage times;
 5. the bit-exact check against the golden fixed-point model (kernel output and
    a few taps per task) and the fixed-vs-float error of each task's output;
-6. the output PNGs: input, colourised segmentation, depth, and an overview.
+6. the output PNGs: input, colourised segmentation, depth, and an overview;
+   for the generated scene the truth beside the prediction, with its mIoU and
+   depth error.
 """
 from __future__ import annotations
 
@@ -52,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="m3vit-tiny-cityscapes", help="preset or YAML (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="config override")
     p.add_argument("--weights", help="an M3ViT checkpoint (.pth or a directory of rank shards) or a packed "
-                                     "weights file; default: synthetic weights")
+                                     "weights file; default: the checkpoint shipped for the config, else synthetic")
+    p.add_argument("--synthetic", action="store_true", help="synthetic (untrained) weights even when a trained "
+                                                              "checkpoint is shipped for the config")
     p.add_argument("--seed", type=cli_args.seed, default=0, help="seed of the synthetic weights (default: 0)")
+    p.add_argument("--scene", type=cli_args.count(0, 1_000_000), default=0,
+                   help="index of the held-out generated scene (test split, seed 0; default: 0)")
     p.add_argument("--photo", nargs="+", default=["motorcycle"], choices=sorted(PHOTOS),
                    help="bundled photo(s) to run (default: motorcycle); several go in one kernel call")
     p.add_argument("--taps", default=DEFAULT_TAPS, help="taps checked bit for bit besides the kernel output "
@@ -82,6 +92,9 @@ def _run(args, cfg) -> int:
     import skimage.data
     import torch
 
+    from edgemoe.golden.dataset import scene_seed
+    from edgemoe.golden.pretrained import checkpoint_recipe, shipped_checkpoint
+    from edgemoe.golden.scenes import render_scene
     from edgemoe.golden.synthetic import synthetic_state_dict
     from edgemoe.hls.project import HLSProject
     from edgemoe.images import to_model_input
@@ -90,7 +103,8 @@ def _run(args, cfg) -> int:
     from .paths import cache_dir
     from .runtime import Accelerator
     from .simdevice import build_sim_overlay
-    from .visualize import save_overview, save_png, save_task_maps, to_rgb
+    from .visualize import (decoded_outputs, save_overview, save_png, save_task_maps, save_truth_comparison,
+                            scene_figures, to_rgb)
     from .weights_file import is_weights_file, load_weights_file, packed_for
 
     torch.set_grad_enabled(False)
@@ -104,19 +118,25 @@ def _run(args, cfg) -> int:
           f"digest {cfg.digest()[:12]})")
 
     _step(1, steps, "weights -> the kernel's DRAM layout")
-    float_sd = None
+    float_sd, depth_encoding = None, ""
+    shipped = None if args.weights or args.synthetic else shipped_checkpoint(cfg)
     if args.weights and is_weights_file(args.weights):
         packed = load_weights_file(args.weights, cfg)
         print(f"  packed weights file {args.weights} ({packed.source}); no float weights: the fixed-vs-float "
               f"error is skipped")
     else:
-        if args.weights:
+        if args.weights or shipped is not None:
             from edgemoe.golden.checkpoint import load_m3vit_checkpoint
 
-            loaded = load_m3vit_checkpoint(args.weights, m)
-            float_sd, source = loaded.state_dict, f"M3ViT checkpoint {Path(args.weights).name}"
+            path = args.weights or shipped.path
+            loaded = load_m3vit_checkpoint(path, m)
+            float_sd, source = loaded.state_dict, f"M3ViT checkpoint {Path(path).name}"
             for n in loaded.notices:
                 print(f"  {n}")
+            if shipped is not None:
+                print(f"  shipped checkpoint (SHA-256 verified): {shipped.describe()}")
+            recipe = checkpoint_recipe(path) if Path(path).is_file() else None
+            depth_encoding = (recipe or {}).get("depth_encoding", "")
         else:
             float_sd, source = synthetic_state_dict(m, seed=args.seed), f"synthetic (seed {args.seed})"
         print(f"  weights: {source}")
@@ -136,8 +156,14 @@ def _run(args, cfg) -> int:
     entry = build_sim_overlay(cfg, project_dir=project_dir, cache_dir=cache_dir() / "csim-cache", reuse=False,
                               log=lambda s: print("  " + s))
 
-    _step(3, steps, "a real photo")
+    _step(3, steps, "the inputs: a held-out generated street scene and a real photo")
     photos, names = [], []
+    scene = render_scene(scene_seed(0, "test", args.scene), m.img_height, m.img_width)
+    print(f"  scene-{args.scene}: generated street scene {args.scene} of the test split (seed 0; never trained on), "
+          f"with its true labels and depth")
+    photos.append(to_model_input(scene.image_u8, m.img_height, m.img_width, f"  scene-{args.scene}",
+                                 cfg.precision.pixel.bits, log=print))
+    names.append(f"scene-{args.scene}")
     for name in args.photo:
         desc, fetch = PHOTOS[name]
         print(f"  {name}: {desc}, scikit-image bundled sample")
@@ -172,28 +198,38 @@ def _run(args, cfg) -> int:
                       for c in results) + ")")
 
     _step(6, steps, "output images")
+    shown = decoded_outputs(res, depth_encoding)
     saved = []
     for i, name in enumerate(names):
         saved.append(save_png(out / f"{name}_input.png", to_rgb(res.images[i])))
-    saved += save_task_maps(res, out, names)
+    saved += save_task_maps(shown, out, names)
+    weights_note = ("\n(synthetic weights: an untrained model, so the maps carry no scene meaning)"
+                    if "synthetic" in packed.source else "")
     for i, name in enumerate(names):
-        saved.append(save_overview(out / f"{name}_overview.png", res, i,
+        saved.append(save_overview(out / f"{name}_overview.png", shown, i,
                                    f"edgemoe {cfg.name}, simulated device, {packed.source or 'packed'} weights: "
-                                   f"{'bit-exact' if ok else 'NOT bit-exact'} with golden"
-                                   + ("\n(synthetic weights: an untrained model, so the maps carry no scene meaning)"
-                                      if "synthetic" in packed.source else "")))
+                                   f"{'bit-exact' if ok else 'NOT bit-exact'} with golden" + weights_note,
+                                   depth_unit="m" if depth_encoding else ""))
+    figures = scene_figures(shown, 0, scene.label, scene.depth_m) if depth_encoding else None
+    saved.append(save_truth_comparison(out / f"{names[0]}_truth.png", shown, 0, scene.label, scene.depth_m,
+                                       f"held-out generated scene {args.scene}: truth vs the device's prediction"
+                                       + (f" (mIoU {100 * figures['miou']:.1f}%, AbsRel {figures['abs_rel']:.3f})"
+                                          if figures else weights_note)))
     for path in saved:
         print(f"  {path}")
+    if figures:
+        print(f"  {names[0]}: mIoU {100 * figures['miou']:.1f}%, pixel accuracy {100 * figures['pixel_acc']:.1f}%, "
+              f"depth AbsRel {figures['abs_rel']:.3f}, delta<1.25 {100 * figures['delta1']:.1f}% (this one scene)")
     if "synthetic" in packed.source:
         print("  note: synthetic weights are an untrained model: the maps are what it computes, not a scene "
-              "parse (--weights CHECKPOINT for a trained M3ViT)")
-    for task, out_t in res.outputs.items():
-        mp = res.map(task)
+              "parse (drop --synthetic, or --weights CHECKPOINT, for a trained M3ViT)")
+    for task, out_t in shown.outputs.items():
+        mp = shown.map(task)
         if out_t.shape[1] > 1:
             hist = np.bincount(mp.reshape(-1), minlength=out_t.shape[1]) / mp.size
             print(f"  {task}: pixels per class " + ", ".join(f"{v:.0%}" for v in hist))
         else:
-            print(f"  {task}: range {float(mp.min()):.3f}..{float(mp.max()):.3f}")
+            print(f"  {task}: range {float(mp.min()):.3f}..{float(mp.max()):.3f}" + (" m" if depth_encoding else ""))
     _close_step()
     print(f"\ndemo done in {time.perf_counter() - t_start:.1f} s: {'bit-exact' if ok else 'NOT bit-exact'}; "
           f"images in {out}/")

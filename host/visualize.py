@@ -5,11 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-#: M3ViT's 7-class Cityscapes (the Cityscapes categories) and their Cityscapes colours
-CITYSCAPES7 = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
-CITYSCAPES7_COLORS = np.array([(128, 64, 128), (70, 70, 70), (250, 170, 30), (107, 142, 35), (70, 130, 180),
-                               (220, 20, 60), (0, 0, 142)], dtype=np.uint8)
-DEPTH_CMAP = "magma"
+from edgemoe.golden.scenes import CLASS_COLOURS as CITYSCAPES7_COLORS
+from edgemoe.golden.scenes import CLASSES as CITYSCAPES7  # M3ViT's 7 classes: the Cityscapes categories
+from edgemoe.golden.scenes import DEPTH_COLOURMAP as DEPTH_CMAP
 
 
 def palette(num_classes: int) -> np.ndarray:
@@ -95,7 +93,78 @@ def save_task_maps(result, out_dir: str | Path, stems: list[str]) -> list[Path]:
     return paths
 
 
-def save_overview(path: str | Path, result, index: int = 0, title: str = "") -> Path:
+def decoded_outputs(result, depth_encoding: str = ""):
+    """``result`` with each one-channel (depth) output in metres when the head's ``depth_encoding`` says how
+    (``ln_m``: the natural log of metres, as edgemoe's trained heads output); unchanged otherwise."""
+    import dataclasses
+
+    if not depth_encoding:
+        return result
+    from edgemoe.golden.evaluate import DEPTH_ENCODING, depth_from_output
+
+    if depth_encoding != DEPTH_ENCODING:
+        raise ValueError(f"depth_encoding = {depth_encoding!r}: this edgemoe decodes {DEPTH_ENCODING!r}")
+    outputs = {t: (depth_from_output(o).astype(np.float32) if o.shape[1] == 1 else o)
+               for t, o in result.outputs.items()}
+    return dataclasses.replace(result, outputs=outputs)
+
+
+def scene_figures(result, index: int, labels: np.ndarray, depth_m: np.ndarray) -> dict:
+    """mIoU, pixel accuracy, AbsRel and delta1 of image ``index`` of a decoded result against its truth."""
+    from edgemoe.golden.metrics import DepthMetrics, SegMetrics
+
+    seg_task = next(t for t, o in result.outputs.items() if o.shape[1] > 1)
+    seg = SegMetrics(result.outputs[seg_task].shape[1])
+    seg.update(result.map(seg_task)[index], labels)
+    dep = DepthMetrics()
+    dep.update(result.depth[index], depth_m)
+    return {**seg.summary(), **dep.summary()}
+
+
+def _log_depth_rgb(depth_m: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    from matplotlib import colormaps
+
+    d = np.log(np.clip(depth_m, lo, hi) / lo) / np.log(hi / lo)
+    return (colormaps[DEPTH_CMAP](d)[..., :3] * 255).round().astype(np.uint8)
+
+
+def save_truth_comparison(path: str | Path, result, index: int, labels: np.ndarray, depth_m: np.ndarray,
+                          title: str = "") -> Path:
+    """Input, true and predicted labels; true and predicted depth on one log colour scale (metres)."""
+    from matplotlib import cm, colors
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    seg_task = next(t for t, o in result.outputs.items() if o.shape[1] > 1)
+    k = result.outputs[seg_task].shape[1]
+    pred_depth = result.depth[index]
+    lo, hi = 0.5, max(float(np.max(depth_m)), 1.0)
+    fig = Figure(figsize=(12.6, 6.0), dpi=120, layout="constrained")
+    axes = fig.subplots(2, 3)
+    panels = [(axes[0, 0], to_rgb(result.images[index]), "input"),
+              (axes[0, 1], colorize_labels(labels, k), "true labels"),
+              (axes[0, 2], colorize_labels(result.map(seg_task)[index], k), f"{seg_task} (device)"),
+              (axes[1, 1], _log_depth_rgb(depth_m, lo, hi), "true depth"),
+              (axes[1, 2], _log_depth_rgb(pred_depth, lo, hi), "depth (device)")]
+    for ax, rgb, name in panels:
+        ax.imshow(rgb)
+        ax.set_title(name, fontsize=9)
+    names, pal = class_names(k), palette(k)
+    axes[1, 0].legend(handles=[Patch(color=pal[c] / 255, label=names[c]) for c in range(k)], loc="center",
+                      fontsize=8, frameon=False, ncol=2)
+    fig.colorbar(cm.ScalarMappable(colors.LogNorm(lo, hi), DEPTH_CMAP), ax=axes[1, 1:], shrink=0.8,
+                 label="depth (m)")
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def save_overview(path: str | Path, result, index: int = 0, title: str = "", depth_unit: str = "") -> Path:
     """Input | each task's map, with a class legend and a depth colour bar (matplotlib, no display needed)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -119,7 +188,8 @@ def save_overview(path: str | Path, result, index: int = 0, title: str = "") -> 
         else:
             rgb, (lo, hi) = colorize_depth(m)
             ax.imshow(rgb)
-            fig.colorbar(cm.ScalarMappable(colors.Normalize(lo, hi), DEPTH_CMAP), ax=ax, shrink=0.8)
+            fig.colorbar(cm.ScalarMappable(colors.Normalize(lo, hi), DEPTH_CMAP), ax=ax, shrink=0.8,
+                         label=f"depth ({depth_unit})" if depth_unit else None)
         ax.set_title(task)
     for ax in axes:
         ax.set_axis_off()

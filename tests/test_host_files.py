@@ -250,4 +250,42 @@ def test_demo_on_micro(bitstreams, tmp_path, capsys):
         assert fragment in text, fragment
     for name in ("input", "semseg", "depth", "overview"):
         assert (out / f"motorcycle_{name}.png").is_file()
+        assert (out / f"scene-0_{name}.png").is_file()
+    assert (out / "scene-0_truth.png").is_file() and "held-out generated street scene" in text
     assert (out / "hls" / "build_prj.tcl").is_file() and (out / "hls" / "regmap.json").is_file()
+
+
+def test_demo_with_an_edgemoe_trained_checkpoint_shows_metres_and_scene_figures(bitstreams, tmp_path, capsys):
+    """A checkpoint with its training recipe beside it: depth decoded to metres, the scene's mIoU and AbsRel said."""
+    import hashlib
+    import json
+
+    import torch
+
+    from edgemoe.golden.evaluate import DEPTH_ENCODING
+    from edgemoe.golden.pretrained import ShippedCheckpointError, checkpoint_recipe
+    from edgemoe.golden.synthetic import synthetic_state_dict
+    from edgemoe.host.demo import main as demo_main
+
+    ckpt = tmp_path / "trained.pth"
+    torch.save(synthetic_state_dict(load_config("m3vit-micro").model, seed=3), ckpt)
+    recipe = {"depth_encoding": DEPTH_ENCODING, "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest()}
+    (tmp_path / "trained.pth.json").write_text(json.dumps(recipe))
+    assert checkpoint_recipe(ckpt) == recipe
+    out = tmp_path / "demo"
+    assert demo_main(["--config", "m3vit-micro", "--weights", str(ckpt), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "scene-0: mIoU" in text and "depth AbsRel" in text and " m\n" in text
+    # an altered checkpoint no longer matches its recipe: refused, not used
+    ckpt.write_bytes(ckpt.read_bytes()[:-1] + b"x")
+    with pytest.raises(ShippedCheckpointError, match="SHA-256"):
+        checkpoint_recipe(ckpt)
+    assert demo_main(["--config", "m3vit-micro", "--weights", str(ckpt), "--out", str(out)]) == 2
+    assert "SHA-256" in capsys.readouterr().err
+
+
+def test_shipped_checkpoints_are_only_for_their_own_model():
+    from edgemoe.golden.pretrained import shipped_checkpoint
+
+    assert shipped_checkpoint(load_config("m3vit-micro")) is None
+    assert shipped_checkpoint(load_config("m3vit-tiny-cityscapes", ["model.depth=2", "model.moe_blocks=odd"])) is None
