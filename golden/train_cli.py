@@ -100,7 +100,11 @@ def cmd_eval(args) -> int:
     torch.set_grad_enabled(False)
     sd = _state_dict(cfg, args.weights)
     test = load_split(args.data, args.split)
-    rows = {"float": evaluate(cfg.model, float_predictor(cfg, sd), test, args.scenes, desc="float")}
+    floating = float_predictor(cfg, sd)
+    rows = {"float": evaluate(cfg.model, floating, test, args.scenes, desc="float")}
+    n_fixed = min(args.fixed_scenes, len(test))
+    if n_fixed < rows["float"]["scenes"]:  # the same scenes as the fixed-point rows, to compare like with like
+        rows[f"float (first {n_fixed})"] = evaluate(cfg.model, floating, test, n_fixed, desc="float")
     profiles = [p for p in args.profiles.split(",") if p] if args.profiles else [cfg.precision.name]
     golden_tokens: dict[str, list] = {}
     for name in profiles:

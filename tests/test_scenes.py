@@ -258,7 +258,7 @@ def test_commands_data_train_calibrate_eval(tmp_path, monkeypatch, capsys):
     assert "fixed w16a32" in out and "fixed w16a16-cal" in out and "device (sim)" in out
     assert "device tokens == golden fixed-point tokens (w16a32) on 2 scene(s), both tasks: yes, bit for bit" in out
     figures = json.loads((tmp_path / "e.json").read_text())
-    assert set(figures["rows"]) == {"float", "fixed w16a32", "fixed w16a16-cal", "device (sim)"}
+    assert set(figures["rows"]) == {"float", "float (first 2)", "fixed w16a32", "fixed w16a16-cal", "device (sim)"}
     assert figures["rows"]["float"]["scenes"] == 4 and figures["device_equal"] is True
 
 
