@@ -171,8 +171,14 @@ def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, p
 
     With ``budget_s`` (seconds of this call) or ``stop_at_step``, the call may
     stop early: it saves the run state and returns None, and the same call
-    later resumes where it stopped.
+    later resumes where it stopped.  Gradients are on for the run whatever
+    the caller's grad mode is.
     """
+    with torch.enable_grad():
+        return _train(cfg, data_dir, out, settings, progress, log, command, budget_s, stop_at_step)
+
+
+def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, budget_s, stop_at_step):
     from tqdm import tqdm
 
     from .float_model import M3ViT
