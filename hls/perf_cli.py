@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 from edgemoe import cli_args
 from edgemoe.config import ConfigError
@@ -95,6 +96,23 @@ def cmd_explore(args) -> int:
     return 0
 
 
+def read_eval_figures(path: str) -> dict:
+    """The figures ``edgemoe eval --json`` wrote, checked for the shape the report reads."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("--eval", path, "no such file (write it with edgemoe eval --json FILE)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, IsADirectoryError) as e:
+        raise ConfigError("--eval", path, f"not the JSON edgemoe eval --json writes ({e})") from None
+    keys = ("scenes", "miou", "pixel_acc", "abs_rel", "rmse_m", "delta1", "iou")
+    ok = (isinstance(data, dict) and isinstance(data.get("rows"), dict) and isinstance(data.get("classes"), list)
+          and all(isinstance(r, dict) and all(k in r for k in keys) and isinstance(r["iou"], list)
+                  and len(r["iou"]) == len(data["classes"]) for r in data["rows"].values()))
+    if not ok:
+        raise ConfigError("--eval", path, "not the JSON edgemoe eval --json writes (rows of task metrics per model)")
+    return data
+
+
 def cmd_report(args) -> int:
     from edgemoe.cli import _config
 
@@ -103,8 +121,9 @@ def cmd_report(args) -> int:
     cfg = _config(args)
     t0 = time.perf_counter()
     tasks = None if args.task == "all" else [cfg.model.task_names[cfg.model.task_index(args.task)]]
+    metrics = None if args.eval is None else (read_eval_figures(args.eval), args.eval)
     out = write_report(cfg, args.out, mode=args.mode, batch=args.batch, images=args.images, seed=args.seed,
-                       tasks=tasks, cap=args.cap)
+                       tasks=tasks, cap=args.cap, task_metrics=metrics)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB) in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -162,5 +181,6 @@ def add_commands(subparsers, add_config_args) -> None:
     p.add_argument("--task", type=cli_args.task, default="all", help="task name/index or 'all'")
     p.add_argument("--seed", type=cli_args.seed, default=0)
     p.add_argument("--cap", type=cli_args.fraction, default=DEFAULT_CAP)
+    p.add_argument("--eval", help="task metrics from `edgemoe eval --json FILE`, shown as a section")
     p.set_defaults(func=cmd_report)
 

@@ -226,8 +226,26 @@ class Section:
     pre: str = ""                      # preformatted block
 
 
+def task_metrics_section(figures: dict, source: str) -> Section:
+    """The task metrics of ``edgemoe eval --json`` (float, fixed-point profiles, device) as a report section."""
+    classes = figures["classes"]
+    rows = []
+    for name, r in figures["rows"].items():
+        rows.append([name, r["scenes"], f"{100 * r['miou']:.2f}", f"{100 * r['pixel_acc']:.2f}", f"{r['abs_rel']:.4f}",
+                     f"{r['rmse_m']:.2f}", f"{100 * r['delta1']:.2f}"]
+                    + ["n/a" if v is None or v != v else f"{100 * v:.1f}" for v in r["iou"]])
+    equal = figures.get("device_equal")
+    text = (f"From {source} (edgemoe eval): segmentation mIoU and pixel accuracy, depth AbsRel, RMSE (m) and "
+            "delta < 1.25, then IoU per class, on generated test scenes."
+            + ("" if equal is None else f" Device tokens equal the golden fixed-point tokens: {'yes' if equal else 'NO'}."))
+    return Section("Task metrics: float vs fixed point vs device", text=text,
+                   tables=[(["model", "scenes", "mIoU %", "pixel acc %", "AbsRel", "RMSE m", "d<1.25 %"]
+                            + [f"{c} IoU %" for c in classes], rows)])
+
+
 def build_sections(cfg, *, mode: str = "onchip", batch: int = 8, images: int = 1, seed: int = 0,
-                   tasks=None, state_dict=None, cap: float = DEFAULT_CAP) -> tuple[list[Section], dict]:
+                   tasks=None, state_dict=None, cap: float = DEFAULT_CAP,
+                   task_metrics: tuple[dict, str] | None = None) -> tuple[list[Section], dict]:
     m, h = cfg.model, cfg.hardware
     t0 = time.perf_counter()
     runs, _ = golden_runs(cfg, images, seed, tasks, state_dict)
@@ -355,6 +373,8 @@ def build_sections(cfg, *, mode: str = "onchip", batch: int = 8, images: int = 1
                              "model on the same 8-bit pixels.",
                         figures=[fig_accuracy(runs)], tables=tables))
 
+    if task_metrics is not None:
+        secs.append(task_metrics_section(*task_metrics))
     notes = main.notes + [f"{k}: {v}" for k, v in PENALTIES.items()]
     secs.append(Section("Model notes", pre="\n".join(notes)))
     meta = {"golden_s": golden_s, "estimate": main, "resources": res, "runs": runs}

@@ -260,6 +260,15 @@ def test_commands_data_train_calibrate_eval(tmp_path, monkeypatch, capsys):
     figures = json.loads((tmp_path / "e.json").read_text())
     assert set(figures["rows"]) == {"float", "float (first 2)", "fixed w16a32", "fixed w16a16-cal", "device (sim)"}
     assert figures["rows"]["float"]["scenes"] == 4 and figures["device_equal"] is True
+    # the report shows them as a section; a file that is not eval's JSON is a one-line error
+    report = tmp_path / "r.md"
+    assert main(["report", *small, "--out", str(report), "--eval", str(tmp_path / "e.json")]) == 0
+    text = report.read_text()
+    assert "## Task metrics: float vs fixed point vs device" in text and "fixed w16a16-cal" in text
+    capsys.readouterr()
+    (tmp_path / "bad.json").write_text('{"rows": 3}')
+    assert main(["report", *small, "--out", str(report), "--eval", str(tmp_path / "bad.json")]) == 2
+    assert "--eval" in capsys.readouterr().err
 
 
 def test_command_errors_are_one_line(tmp_path, capsys):
