@@ -180,6 +180,16 @@ def cmd_calibrate(args) -> int:
 
 # --- registration ------------------------------------------------------------------------------
 
+def _add_model_data_args(p, add_config_args, split: str) -> None:
+    """The config, a scene dataset and one of its splits, and the weights to run on it."""
+    from .dataset import SPLITS
+
+    add_config_args(p)
+    p.add_argument("--data", required=True, help="dataset folder (edgemoe data scenes)")
+    p.add_argument("--split", choices=SPLITS, default=split, help="split to use (default: %(default)s)")
+    p.add_argument("--weights", help="M3ViT checkpoint (default: synthetic weights)")
+
+
 def add_commands(sub, add_config_args) -> None:
     from edgemoe import cli_args
 
@@ -209,10 +219,7 @@ def add_commands(sub, add_config_args) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="task metrics (mIoU, depth AbsRel/RMSE/delta) for float, fixed-point and device")
-    add_config_args(p)
-    p.add_argument("--data", required=True, help="dataset folder (edgemoe data scenes)")
-    p.add_argument("--split", choices=("test", "val", "train"), default="test")
-    p.add_argument("--weights", help="M3ViT checkpoint (default: synthetic weights)")
+    _add_model_data_args(p, add_config_args, "test")
     p.add_argument("--profiles", help="comma-separated precision profiles or profile YAML files "
                                       "(default: the config's own)")
     p.add_argument("--scenes", type=cli_args.count(1, 1_000_000), help="scenes for the float model (default: all)")
@@ -225,10 +232,7 @@ def add_commands(sub, add_config_args) -> None:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("calibrate", help="measure activation/weight ranges per profile field; propose integer bits")
-    add_config_args(p)
-    p.add_argument("--data", required=True, help="dataset folder (edgemoe data scenes)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="val")
-    p.add_argument("--weights", help="M3ViT checkpoint (default: synthetic weights)")
+    _add_model_data_args(p, add_config_args, "val")
     p.add_argument("--scenes", type=cli_args.count(1, 100_000), default=16)
     p.add_argument("--headroom", type=cli_args.number(1.0, 16.0, "a factor"), default=1.25,
                    help="range margin over the largest value seen (default: %(default)s)")

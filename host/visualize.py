@@ -93,6 +93,18 @@ def save_task_maps(result, out_dir: str | Path, stems: list[str]) -> list[Path]:
     return paths
 
 
+def _save_figure(fig, axes, title: str, path: str | Path) -> Path:
+    """Axes off, the title on top, the figure written to ``path`` (folders made)."""
+    for ax in axes:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
 def decoded_outputs(result, depth_encoding: str = ""):
     """``result`` with each one-channel (depth) output in metres when the head's ``depth_encoding`` says how
     (``ln_m``: the natural log of metres, as edgemoe's trained heads output); unchanged otherwise."""
@@ -154,14 +166,7 @@ def save_truth_comparison(path: str | Path, result, index: int, labels: np.ndarr
                       fontsize=8, frameon=False, ncol=2)
     fig.colorbar(cm.ScalarMappable(colors.LogNorm(lo, hi), DEPTH_CMAP), ax=axes[1, 1:], shrink=0.8,
                  label="depth (m)")
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save_figure(fig, axes.ravel(), title, path)
 
 
 def save_overview(path: str | Path, result, index: int = 0, title: str = "", depth_unit: str = "") -> Path:
@@ -191,11 +196,4 @@ def save_overview(path: str | Path, result, index: int = 0, title: str = "", dep
             fig.colorbar(cm.ScalarMappable(colors.Normalize(lo, hi), DEPTH_CMAP), ax=ax, shrink=0.8,
                          label=f"depth ({depth_unit})" if depth_unit else None)
         ax.set_title(task)
-    for ax in axes:
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save_figure(fig, axes, title, path)
