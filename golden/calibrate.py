@@ -111,13 +111,32 @@ def propose_profile(model_cfg, profile, ranges: dict[str, FieldRange], headroom:
         bits = min(max(bits, 1 - t.bits), t.bits)
         if bits != t.int_bits:
             changes[fname] = replace(t, int_bits=bits)
-    proposed = replace(profile, name=name or f"{profile.name}-cal", **changes)
-    accum = exact_accumulator(model_cfg, proposed)
-    if accum != profile.accum:
-        changes["accum"] = accum
+    from edgemoe.config import ConfigError
+
+    tried: set[str] = set()
+    while True:
+        proposed = replace(profile, name=name or f"{profile.name}-cal", **changes)
+        accum = exact_accumulator(model_cfg, proposed)
         proposed = replace(proposed, accum=accum)
-    check_precision(model_cfg, proposed)
-    return proposed, changes
+        try:
+            check_precision(model_cfg, proposed)
+        except ConfigError as e:
+            # a re-sized field broke a width rule (e.g. LayerNorm's epsilon needs its fraction bits):
+            # first keep its old fraction bits (one bit wider), then give up re-sizing it
+            fname = e.field.removeprefix("precision.")
+            if fname not in changes:
+                raise
+            old = getattr(profile, fname)
+            if fname in tried:
+                del changes[fname]
+            else:
+                tried.add(fname)
+                new = changes[fname]
+                changes[fname] = replace(new, bits=new.int_bits + old.frac_bits)
+            continue
+        if accum != profile.accum:
+            changes["accum"] = accum
+        return proposed, changes
 
 
 def format_ranges(profile, ranges: dict[str, FieldRange], proposed=None) -> str:

@@ -280,3 +280,18 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "no such folder" in err
     assert main(["data", "scenes", "--out", str(tmp_path / "d"), "--n", "0"]) == 2
     assert "--n" in capsys.readouterr().err
+
+
+def test_calibration_keeps_fraction_bits_a_width_rule_needs():
+    """LayerNorm's epsilon needs ln_centered's fraction bits: a wider range widens the field instead."""
+    from edgemoe.golden.calibrate import FieldRange, propose_profile
+    from edgemoe.golden.numerics.widths import check_precision
+
+    cfg = load_config("m3vit-tiny-cityscapes", ["precision.profile=w16a16"])
+    p = cfg.precision
+    ranges = {"ln_centered": FieldRange("ln_centered", p.ln_centered, 30.0, 0, 100, 1),
+              "act": FieldRange("act", p.act, 30.0, 0, 100, 1)}
+    proposed, changes = propose_profile(cfg.model, p, ranges, headroom=1.25)
+    assert proposed.act.bits == 16 and proposed.act.int_bits == 7
+    assert proposed.ln_centered.int_bits == 7 and proposed.ln_centered.frac_bits == p.ln_centered.frac_bits
+    check_precision(cfg.model, proposed)
