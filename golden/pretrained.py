@@ -17,7 +17,7 @@ from pathlib import Path
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 #: config name -> checkpoint file in CHECKPOINT_DIR
-SHIPPED: dict[str, str] = {}
+SHIPPED: dict[str, str] = {"m3vit-tiny-cityscapes": "m3vit-tiny-scenes.pth"}
 
 
 class ShippedCheckpointError(ValueError):

@@ -285,7 +285,13 @@ def test_demo_with_an_edgemoe_trained_checkpoint_shows_metres_and_scene_figures(
 
 
 def test_shipped_checkpoints_are_only_for_their_own_model():
+    from edgemoe.golden.checkpoint import load_m3vit_checkpoint
     from edgemoe.golden.pretrained import shipped_checkpoint
 
+    tiny = load_config("m3vit-tiny-cityscapes")
+    shipped = shipped_checkpoint(tiny)                       # verified against its recipe's SHA-256
+    assert shipped is not None and shipped.depth_encoding == "ln_m" and "generated street scenes" in shipped.describe()
+    assert shipped.recipe["config_digest"] == tiny.digest() and shipped.path.stat().st_size < 50e6
+    assert set(load_m3vit_checkpoint(shipped.path, tiny.model).state_dict) >= {"decoders.semseg.conv_4.weight"}
     assert shipped_checkpoint(load_config("m3vit-micro")) is None
     assert shipped_checkpoint(load_config("m3vit-tiny-cityscapes", ["model.depth=2", "model.moe_blocks=odd"])) is None
