@@ -166,8 +166,12 @@ def export_checkpoint(model, path: Path) -> Path:
 
 
 def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, progress: bool = True,
-          log=print, command: str = "", budget_s: float | None = None, stop_at_step: int | None = None) -> dict | None:
+          log=print, command: str = "", budget_s: float | None = None, stop_at_step: int | None = None,
+          init: str | Path | None = None) -> dict | None:
     """Train (or resume) a run; returns the recipe written next to the checkpoint ``out``.
+
+    ``init``: an M3ViT checkpoint the run starts from instead of random
+    weights (fine-tuning); ignored when resuming a saved run state.
 
     With ``budget_s`` (seconds of this call) or ``stop_at_step``, the call may
     stop early: it saves the run state and returns None, and the same call
@@ -175,10 +179,10 @@ def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, p
     the caller's grad mode is.
     """
     with torch.enable_grad():
-        return _train(cfg, data_dir, out, settings, progress, log, command, budget_s, stop_at_step)
+        return _train(cfg, data_dir, out, settings, progress, log, command, budget_s, stop_at_step, init)
 
 
-def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, budget_s, stop_at_step):
+def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, budget_s, stop_at_step, init):
     from tqdm import tqdm
 
     from .float_model import M3ViT
@@ -198,6 +202,12 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
     torch.manual_seed(settings.seed)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     model = M3ViT(cfg.model).train()
+    init_sha = _sha256(Path(init)) if init is not None and Path(init).is_file() else None
+    if init is not None and not out.with_name(out.name + ".state.pt").exists():
+        from .checkpoint import load_m3vit_checkpoint
+
+        model.load_state_dict(load_m3vit_checkpoint(init, cfg.model).state_dict)
+        log(f"starting from {init}")
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
@@ -269,6 +279,7 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
               "generator_version": recipe["generator_version"], "train_scenes": n},
               "settings": asdict(settings), "steps": step, "wall_s": round(time.monotonic() - t0, 1),
               "threads": torch.get_num_threads(), "depth_encoding": DEPTH_ENCODING, "val": val,
+              "init": None if init is None else {"checkpoint": str(init), "sha256": init_sha},
               "command": command, "checkpoint": out.name, "sha256": _sha256(out), "history": history}
     tmp = out.with_name(f".{out.name}.json.tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")

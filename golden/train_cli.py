@@ -56,7 +56,7 @@ def cmd_train(args) -> int:
                              seed=args.seed, val_scenes=args.val_scenes)
     command = "edgemoe " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("edgemoe") else ""
     result = train(cfg, args.data, args.out, settings, command=command,
-                   budget_s=None if args.budget_min is None else args.budget_min * 60)
+                   budget_s=None if args.budget_min is None else args.budget_min * 60, init=args.init)
     if result is None:
         return 0
     v = result["val"]
@@ -214,6 +214,7 @@ def add_commands(sub, add_config_args) -> None:
     p.add_argument("--warmup", type=cli_args.count(0, 10_000_000), default=100, help="warm-up steps")
     p.add_argument("--val-scenes", type=cli_args.count(0, 1_000_000), default=64)
     p.add_argument("--seed", type=cli_args.seed, default=0)
+    p.add_argument("--init", help="M3ViT checkpoint to start from (fine-tuning), e.g. the shipped one")
     p.add_argument("--budget-min", type=cli_args.number(0.0, 100_000.0, "minutes"),
                    help="stop after this many minutes (state saved; the same command resumes)")
     p.set_defaults(func=cmd_train)

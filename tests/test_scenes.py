@@ -172,6 +172,11 @@ def test_short_training_lowers_the_loss_and_resumes(micro_data, tmp_path):
     loaded = load_m3vit_checkpoint(out, cfg.model)
     assert set(loaded.state_dict) == set(torch.load(out))
     assert json.loads(out.with_name("small.pth.json").read_text())["val"]["scenes"] == 8
+    # fine-tuning starts from a checkpoint: its first loss is the trained model's, and the recipe names it
+    tuned = train(cfg, micro_data, tmp_path / "ck" / "tuned.pth", dataclasses.replace(settings, steps=2),
+                  progress=False, log=lambda *_: None, init=out)
+    assert tuned["init"]["sha256"] == recipe["sha256"]
+    assert tuned["history"][0]["loss"] < np.mean(losses[:8])
 
 
 def test_training_refuses_a_mismatched_dataset(micro_data, tmp_path):
