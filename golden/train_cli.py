@@ -85,10 +85,16 @@ def _device_predictor(cfg, args, state_dict, tokens_out: dict):
 
 
 def cmd_eval(args) -> int:
+    import torch
+
+    with torch.no_grad():
+        return _eval(args)
+
+
+def _eval(args) -> int:
     import dataclasses
 
     import numpy as np
-    import torch
 
     from edgemoe.config import load_config
 
@@ -97,7 +103,6 @@ def cmd_eval(args) -> int:
     from .scenes import CLASSES
 
     cfg = _config(args)
-    torch.set_grad_enabled(False)
     sd = _state_dict(cfg, args.weights)
     test = load_split(args.data, args.split)
     floating = float_predictor(cfg, sd)
@@ -156,6 +161,13 @@ def _profile_config(cfg, args, profile: str):
 # --- calibrate ------------------------------------------------------------------------------
 
 def cmd_calibrate(args) -> int:
+    import torch
+
+    with torch.no_grad():
+        return _calibrate(args)
+
+
+def _calibrate(args) -> int:
     import dataclasses
 
     import torch
@@ -164,7 +176,6 @@ def cmd_calibrate(args) -> int:
     from .dataset import load_split
 
     cfg = _config(args)
-    torch.set_grad_enabled(False)
     sd = _state_dict(cfg, args.weights)
     split = load_split(args.data, args.split, limit=args.scenes)
     images = torch.from_numpy(split.images_u8).permute(0, 3, 1, 2).float() / 255
