@@ -49,7 +49,8 @@ def scene_seed(seed: int, split: str, index: int) -> tuple[int, int, int]:
     return (seed, SPLITS.index(split), index)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -107,7 +108,7 @@ def write_dataset(out_dir: str | Path, counts: dict[str, int], seed: int = 0, he
         np.savez_compressed(tmp, images_u8=split.images_u8, labels=split.labels,
                             depth_m=split.depth_m.astype(np.float16))
         tmp.replace(path)
-        files[name] = {"file": path.name, "scenes": counts[name], "sha256": _sha256(path)}
+        files[name] = {"file": path.name, "scenes": counts[name], "sha256": sha256_file(path)}
         if name == "test" or (name == "train" and "test" not in counts):
             save_contact_sheet(out / "contact_sheet.png", split)
     recipe = {"generator_version": GENERATOR_VERSION, "seed": int(seed), "height": height, "width": width,
@@ -153,7 +154,7 @@ def load_split(data_dir: str | Path, split: str, limit: int | None = None) -> Sp
         raise DatasetError(f"{Path(data_dir) / RECIPE}: split file {entry['file']!r} must be a plain file name")
     if not path.is_file():
         raise DatasetError(f"{path}: missing")
-    if _sha256(path) != entry.get("sha256"):
+    if sha256_file(path) != entry.get("sha256"):
         raise DatasetError(f"{path}: SHA-256 differs from the recipe's (changed or truncated): render it again")
     with np.load(path, allow_pickle=False) as z:
         try:

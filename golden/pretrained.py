@@ -9,7 +9,6 @@ its bytes match that SHA-256 and its config matches the model asked for.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,9 @@ def checkpoint_recipe(path: str | Path) -> dict | None:
         raise ShippedCheckpointError(f"{recipe_path}: not a JSON training recipe ({e})") from None
     if not isinstance(recipe, dict):
         raise ShippedCheckpointError(f"{recipe_path}: not a JSON training recipe (a {type(recipe).__name__})")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    from .dataset import sha256_file
+
+    digest = sha256_file(path)
     if digest != recipe.get("sha256"):
         raise ShippedCheckpointError(f"{path}: SHA-256 {digest[:16]}… differs from its recipe's "
                                      f"{str(recipe.get('sha256'))[:16]}…: the file was altered or truncated")

@@ -22,7 +22,6 @@ time, final validation figures and the checkpoint's SHA-256).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dataset import Split, load_split, read_recipe
+from .dataset import Split, load_split, read_recipe, sha256_file
 from .evaluate import DEPTH_ENCODING, evaluate, task_roles
 
 class TrainingError(ValueError):
@@ -153,10 +152,6 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def export_checkpoint(model, path: Path) -> Path:
     """Write the model's state dict in M3ViT's key layout, float tensors as float16, atomically."""
     sd = {k: (v.detach().half() if v.is_floating_point() else v.detach()).clone() for k, v in model.state_dict().items()}
@@ -202,7 +197,7 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
     torch.manual_seed(settings.seed)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     model = M3ViT(cfg.model).train()
-    init_sha = _sha256(Path(init)) if init is not None and Path(init).is_file() else None
+    init_sha = sha256_file(Path(init)) if init is not None and Path(init).is_file() else None
     if init is not None and not out.with_name(out.name + ".state.pt").exists():
         from .checkpoint import load_m3vit_checkpoint
 
@@ -280,7 +275,7 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
               "settings": asdict(settings), "steps": step, "wall_s": round(time.monotonic() - t0, 1),
               "threads": torch.get_num_threads(), "depth_encoding": DEPTH_ENCODING, "val": val,
               "init": None if init is None else {"checkpoint": str(init), "sha256": init_sha},
-              "command": command, "checkpoint": out.name, "sha256": _sha256(out), "history": history}
+              "command": command, "checkpoint": out.name, "sha256": sha256_file(out), "history": history}
     tmp = out.with_name(f".{out.name}.json.tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")
     os.replace(tmp, out.with_name(out.name + ".json"))

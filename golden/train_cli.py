@@ -84,14 +84,21 @@ def _device_predictor(cfg, args, state_dict, tokens_out: dict):
     return predict
 
 
+def _without_grad(command):
+    """Run a command under torch.no_grad() (the global grad mode is left as it was)."""
+    import functools
+
+    @functools.wraps(command)
+    def run(args) -> int:
+        import torch
+
+        with torch.no_grad():
+            return command(args)
+    return run
+
+
+@_without_grad
 def cmd_eval(args) -> int:
-    import torch
-
-    with torch.no_grad():
-        return _eval(args)
-
-
-def _eval(args) -> int:
     import dataclasses
 
     import numpy as np
@@ -160,14 +167,8 @@ def _profile_config(cfg, args, profile: str):
 
 # --- calibrate ------------------------------------------------------------------------------
 
+@_without_grad
 def cmd_calibrate(args) -> int:
-    import torch
-
-    with torch.no_grad():
-        return _calibrate(args)
-
-
-def _calibrate(args) -> int:
     import dataclasses
 
     import torch
