@@ -12,6 +12,17 @@ that near and far pixels count alike; the load-balancing term keeps every
 expert in use).  The depth head therefore predicts ``ln(depth / 1 m)``
 (:data:`DEPTH_ENCODING`), and :func:`depth_from_output` turns it back.
 
+Two options trade exactness for what 2 CPU cores can do in a couple of
+hours.  ``class_balance = p`` weights the cross-entropy of class c by
+``(median frequency / frequency of c) ** p`` over the training labels
+(p = 1 is median-frequency balancing; thin classes such as poles and people
+cover ~1% of the pixels and are otherwise never predicted).
+``head_crop = f`` runs each head's last (full-resolution) stage on a random
+window of f x f of its map (:meth:`UpHead.forward` ``crop``), about 1/f^2
+less of the head's dominant cost; the backbone and the other stages still
+see the whole image.  The cropped stage's BatchNorm keeps its running
+statistics, so ``head_crop < 1`` needs ``init`` (a trained model).
+
 AdamW with a linear warm-up and a cosine decay; horizontal flips and small
 brightness/contrast changes as augmentation.  The run state (model,
 optimiser, step, data order) is saved atomically every ``save_every_s``
@@ -35,6 +46,7 @@ import torch.nn.functional as F
 
 from .dataset import Split, load_split, read_recipe, sha256_file
 from .evaluate import DEPTH_ENCODING, evaluate, task_roles
+from .heads import HeadCrop
 
 class TrainingError(ValueError):
     """A training option, dataset or run state that cannot be used; the message names it."""
@@ -52,6 +64,8 @@ class TrainSettings:
     warmup_steps: int = 150
     depth_weight: float = 1.0
     balance_weight: float = 0.01
+    class_balance: float = 0.0
+    head_crop: float = 1.0
     seed: int = 0
     val_scenes: int = 64
     save_every_s: float = 120.0
@@ -67,6 +81,10 @@ class TrainSettings:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise TrainingError(f"--{name.replace('_', '-')} = {v!r}: must be a finite number >= 0")
+        if not isinstance(self.class_balance, (int, float)) or not 0 <= self.class_balance <= 2:
+            raise TrainingError(f"--class-balance = {self.class_balance!r}: must be a number in [0, 2]")
+        if not isinstance(self.head_crop, (int, float)) or not 0.1 <= self.head_crop <= 1:
+            raise TrainingError(f"--head-crop = {self.head_crop!r}: must be a number in [0.1, 1]")
 
 
 def learning_rate(step: int, s: TrainSettings) -> float:
@@ -111,20 +129,52 @@ def batch_tensors(split: Split, index: np.ndarray, rng: np.random.Generator | No
     return images, labels, depth
 
 
-def step_loss(model, images, labels, depth_ln, s: TrainSettings) -> tuple[torch.Tensor, dict]:
-    """The training loss of one batch and its parts (floats)."""
+def class_weights(labels: np.ndarray, classes: int, power: float) -> torch.Tensor:
+    """Cross-entropy weight per class: ``(median frequency / frequency) ** power`` over ``labels``.
+
+    Classes absent from ``labels`` get weight 1; ``power = 0`` gives all ones.
+    """
+    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=classes)[:classes].astype(np.float64)
+    present = counts > 0
+    w = np.ones(classes)
+    if power > 0 and present.any():
+        freq = counts / counts.sum()
+        w[present] = (np.median(freq[present]) / freq[present]) ** power
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def random_crop(model, batch: int, fraction: float, rng: np.random.Generator) -> HeadCrop | None:
+    """A random window per image of ``fraction`` of each side of the heads' last stage (None for 1: the whole map)."""
+    if fraction >= 1:
+        return None
+    h, w = next(iter(model.decoders.values())).last_stage_size()
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    return HeadCrop(tuple(int(t) for t in rng.integers(0, h - ch + 1, batch)),
+                    tuple(int(t) for t in rng.integers(0, w - cw + 1, batch)), ch, cw)
+
+
+def step_loss(model, images, labels, depth_ln, s: TrainSettings, weights: torch.Tensor | None = None,
+              crop: HeadCrop | None = None) -> tuple[torch.Tensor, dict]:
+    """The training loss of one batch and its parts (floats).
+
+    ``weights``: cross-entropy weight per class (:func:`class_weights`);
+    ``crop``: the heads' window (:func:`random_crop`); labels and depth are
+    cut to the same window.
+    """
     seg_task, depth_task = task_roles(model.cfg)
+    if crop is not None:
+        labels, depth_ln = crop.cut(labels, scale=2), crop.cut(depth_ln, scale=2)
     records = []
     for mlp in model.moe_mlps().values():
         mlp.record = {}
         records.append(mlp.record)
     try:
-        seg = model(images, seg_task)
-        ce = F.cross_entropy(seg, labels)
+        seg = model.decoders[seg_task](model.forward_backbone(images, seg_task), crop=crop)
+        ce = F.cross_entropy(seg, labels, weight=weights)
         bal = balance_loss(records)
         for r in records:
             r.clear()
-        dep = model(images, depth_task)
+        dep = model.decoders[depth_task](model.forward_backbone(images, depth_task), crop=crop)
         l1 = F.l1_loss(dep, depth_ln)
         bal = bal + balance_loss(records)
     finally:
@@ -197,6 +247,9 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
     torch.manual_seed(settings.seed)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     model = M3ViT(cfg.model).train()
+    if settings.head_crop < 1 and init is None:
+        raise TrainingError(f"--head-crop {settings.head_crop:g} fine-tunes a trained model (the cropped stage "
+                            "keeps its BatchNorm statistics); give --init CKPT, or --head-crop 1")
     init_sha = sha256_file(Path(init)) if init is not None and Path(init).is_file() else None
     if init is not None and not out.with_name(out.name + ".state.pt").exists():
         from .checkpoint import load_m3vit_checkpoint
@@ -225,6 +278,11 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
     if state is not None:
         rng.bit_generator.state = state["rng"]
     n = len(train_split)
+    seg_task = task_roles(cfg.model)[0]
+    weights = class_weights(train_split.labels, cfg.model.tasks[cfg.model.task_index(seg_task)].out_channels,
+                            settings.class_balance) if settings.class_balance > 0 else None
+    if weights is not None:
+        log("class weights: " + ", ".join(f"{w:.2f}" for w in weights.tolist()))
     last_save = time.monotonic()
     t0 = time.monotonic() - wall_s
 
@@ -247,8 +305,9 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
             g["lr"] = learning_rate(step, settings)
         index = rng.choice(n, size=min(settings.batch, n), replace=False)
         images, labels, depth_ln = batch_tensors(train_split, index, rng)
+        crop = random_crop(model, len(index), settings.head_crop, rng)
         tick = time.monotonic()
-        loss, parts = step_loss(model, images, labels, depth_ln, settings)
+        loss, parts = step_loss(model, images, labels, depth_ln, settings, weights, crop)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step} (parts {parts}); lower --lr")
         opt.zero_grad(set_to_none=True)

@@ -53,7 +53,8 @@ def cmd_train(args) -> int:
 
     cfg = _config(args)
     settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, warmup_steps=args.warmup,
-                             seed=args.seed, val_scenes=args.val_scenes)
+                             seed=args.seed, val_scenes=args.val_scenes, class_balance=args.class_balance,
+                             head_crop=args.head_crop, depth_weight=args.depth_weight)
     command = "edgemoe " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("edgemoe") else ""
     result = train(cfg, args.data, args.out, settings, command=command,
                    budget_s=None if args.budget_min is None else args.budget_min * 60, init=args.init)
@@ -225,6 +226,13 @@ def add_commands(sub, add_config_args) -> None:
     p.add_argument("--lr", type=cli_args.number(0.0, 1.0, "a learning rate"), default=6e-4)
     p.add_argument("--warmup", type=cli_args.count(0, 10_000_000), default=100, help="warm-up steps")
     p.add_argument("--val-scenes", type=cli_args.count(0, 1_000_000), default=64)
+    p.add_argument("--class-balance", type=cli_args.number(0.0, 2.0, "an exponent"), default=0.0,
+                   help="weight class c's cross-entropy by (median freq / freq c) ** this (default: %(default)s)")
+    p.add_argument("--head-crop", type=cli_args.number(0.1, 1.0, "a fraction"), default=1.0,
+                   help="train the heads' last stage on a random window of this fraction of each side "
+                        "(default: %(default)s, the whole map)")
+    p.add_argument("--depth-weight", type=cli_args.number(0.0, 100.0, "a weight"), default=1.0,
+                   help="weight of the depth L1 term (default: %(default)s)")
     p.add_argument("--seed", type=cli_args.seed, default=0)
     p.add_argument("--init", help="M3ViT checkpoint to start from (fine-tuning), e.g. the shipped one")
     p.add_argument("--budget-min", type=cli_args.number(0.0, 100_000.0, "minutes"),
