@@ -204,7 +204,7 @@ def _add_model_data_args(p, add_config_args, split: str) -> None:
 
 
 def add_commands(sub, add_config_args) -> None:
-    from edgemoe import cli_args
+    from edgemoe.cli import args as cli_args
 
     p = sub.add_parser("data", help="make datasets: `data scenes` renders street scenes with labels and depth")
     data_sub = p.add_subparsers(dest="data_command", required=True)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgemoe import cli_args
+from edgemoe.cli import args as cli_args
 
 from .errors import HostError
 

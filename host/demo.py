@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgemoe import cli_args
+from edgemoe.cli import args as cli_args
 
 PHOTOS = {
     "motorcycle": ("Middlebury stereo 'motorcycle' (left view)", lambda d: d.stereo_motorcycle()[0]),

@@ -1,23 +1,18 @@
 """The ``edgemoe`` command line.
 
-    edgemoe config   [--config C] [--set section.field=value ...] [--fields]
-    edgemoe numerics [--config C]
-    edgemoe golden   [--config C] [--task semseg|depth|all] [--weights W | --timm-weights W]
-                     [--seed S] [--images N | --image FILE ...]
-    edgemoe generate [--config C] --out DIR [--compile]
-    edgemoe perf     [--config C] [--mode onchip|edgemoe-dram] [--batch B] [--routing uniform|skewed[:A]|golden]
-                     [--as-written] [--resources]
-    edgemoe explore  [--config C] [--board zcu102|u50|u280] [--batch 1 8] [--mode onchip|edgemoe-dram|both]
-                     [--out chosen.yaml]
-    edgemoe report   [--config C] --out report.html|report.md [--batch 8] [--images 1]
-    edgemoe run      [--config C] [--weights W] [--device auto|sim|board] [--task T] [--out DIR] IMAGE...
-    edgemoe compare  [--config C] [--weights W] [--device ...] [--taps blocks|all|none|LIST] [--images N | --image F ...]
-    edgemoe pack     [--config C] [--weights CKPT | --timm-weights W | --seed S] --out FILE
-    edgemoe register [--config C] [--board B] OVERLAY [FILE ...]
-
 Every command takes ``--config`` (a preset name or a YAML file) and any
 number of ``--set`` overrides.  Errors in what the user typed end in one line
 naming the field (exit status 2), never in a traceback.
+
+Layout: one module per command group, each with ``add_commands(subparsers)``
+that adds its commands to the main parser's subparsers and sets
+``func=cmd_...`` on each (``cmd_...(args) -> int``, the exit status).
+:data:`COMMAND_MODULES` lists them in the order of ``edgemoe --help``.
+Shared option helpers (``add_config_args``, ``config``, weights loading)
+live in :mod:`edgemoe.cli.common`, the checked argparse types in
+:mod:`edgemoe.cli.args`.  Commands raise; :func:`main` alone turns
+exceptions into one-line errors and exit statuses.  Library packages never
+import ``edgemoe.cli``.
 """
 from __future__ import annotations
 
@@ -26,7 +21,7 @@ import dataclasses
 import sys
 import time
 
-from edgemoe import cli_args
+from edgemoe.cli import args as cli_args
 from edgemoe.config import Config, ConfigError, HardwareConfig, ModelConfig, PrecisionProfile, load_config
 
 
