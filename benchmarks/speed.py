@@ -33,7 +33,9 @@ def main(argv=None) -> int:
     from edgemoe.golden.fixed_model import FixedM3ViT
     from edgemoe.golden.float_model import M3ViT
     from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
-    from edgemoe.hls.perf_model import estimate
+    from edgemoe.perf.cycles import estimate
+    from edgemoe.perf.measured import SimResults
+    from edgemoe.sim import formats, results
     from edgemoe.hls.project import HLSProject
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -78,7 +80,8 @@ def main(argv=None) -> int:
         host = acc.infer(images, task)
 
     exact = np.array_equal(csim_tokens, golden.tokens.numpy())
-    est = {mode: estimate(cfg, None, 1, mode) for mode in ("onchip", "edgemoe-dram")}
+    measured = SimResults.read(results, layernorm_plan=formats.layernorm_plan)
+    est = {mode: estimate(cfg, None, 1, mode, measured=measured) for mode in ("onchip", "edgemoe-dram")}
 
     print(f"{cfg.name} / {cfg.precision.name}: {n} synthetic image(s), task {m.task_names[m.task_index(task)]}, "
           f"{torch.get_num_threads()} torch threads, one run each")

@@ -11,8 +11,8 @@ import yaml
 from edgemoe.boards import BOARDS
 from edgemoe.config import load_config
 from edgemoe.cli import main as cli_main
-from edgemoe.hls import perf_cli
-from edgemoe.hls.explore import DesignPoint, choose, explore, pareto
+from edgemoe.cli import perf as perf_cli
+from edgemoe.perf.explore import DesignPoint, choose, explore, pareto
 
 SMALL = {"cu_in": (8, 16), "cu_out": (8, 16, 32), "attn_parallel": (2, 4), "axi_width": (256,),
          "profile": ("w16a32", "w16a16")}
@@ -125,10 +125,8 @@ def test_explore_command_writes_config(capsys, tmp_path):
 
 
 def test_add_commands_hooks_into_a_parser():
-    from edgemoe.cli import _add_config_args
-
     parser = argparse.ArgumentParser()
-    perf_cli.add_commands(parser.add_subparsers(dest="command", required=True), _add_config_args)
+    perf_cli.add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["explore", "--config", "m3vit-micro", "--set", "hardware.cu_in=8", "--board", "u280",
                               "--batch", "1", "8"])
     assert args.func is perf_cli.cmd_explore and args.batch == [1, 8] and args.set == ["hardware.cu_in=8"]
@@ -155,7 +153,7 @@ def test_report_html_is_self_contained(tmp_path, capsys):
 
 
 def test_report_markdown_writes_pngs(tmp_path):
-    from edgemoe.hls.report import write_report
+    from edgemoe.perf.report import write_report
 
     out = write_report(load_config("m3vit-micro"), tmp_path / "r.md", images=1, tasks=["depth"], batch=2)
     md = out.read_text()

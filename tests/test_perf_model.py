@@ -1,4 +1,4 @@
-"""Structure of the cycle and resource models (hls/perf_model.py, hls/resource_model.py)."""
+"""Structure of the cycle and resource models (edgemoe/perf/cycles.py, edgemoe/perf/resources.py)."""
 from __future__ import annotations
 
 import json
@@ -10,10 +10,13 @@ import pytest
 from edgemoe.boards import BOARDS
 from edgemoe.config import load_config
 from edgemoe.hls.layout import WeightLayout
-from edgemoe.hls.perf_model import (AS_WRITTEN, MODES, PENALTIES, Routing, as_routing, as_written_findings,
-                                    calibration, estimate, routing_from_golden, skewed_routing, template_context,
-                                    uniform_routing)
-from edgemoe.hls.resource_model import bram36_for, dsp_per_mult, estimate_resources, yosys_comparison
+from edgemoe.perf.cycles import AS_WRITTEN, MODES, PENALTIES, as_written_findings, estimate, template_context
+from edgemoe.perf.measured import SimResults, calibration
+from edgemoe.perf.primitives import bram36_for, dsp_per_mult
+from edgemoe.perf.resources import estimate_resources, yosys_comparison
+from edgemoe.perf.routing import Routing, as_routing, routing_from_golden, skewed_routing, uniform_routing
+from edgemoe.sim import results
+from edgemoe.sim.formats import layernorm_plan
 
 TINY = "m3vit-tiny-cityscapes"
 MICRO = "m3vit-micro"
@@ -21,6 +24,11 @@ MICRO = "m3vit-micro"
 
 def cfg_of(name=TINY, *sets):
     return load_config(name, list(sets))
+
+
+def measured(root):
+    """What the sim tools wrote under ``root``, read the way the commands read it."""
+    return SimResults.read(results, root, layernorm_plan)
 
 
 def linear_iters(est, kinds=("linear",)):
@@ -192,7 +200,7 @@ def test_edgemoe_reference_configuration_in_published_range():
 
 
 def test_roofline_matches_design_reference():
-    """DESIGN.md: ~1.0 ms compute (16x16-bit, one MAC per DSP) and ~2.4 ms of weights at 15 GB/s."""
+    """The reference design: ~1.0 ms compute (16x16-bit, one MAC per DSP) and ~2.4 ms of weights at 15 GB/s."""
     r = estimate(cfg_of(TINY, "precision.profile=w16a16")).roofline
     assert r.dsp_per_mac == 1
     assert r.compute_ms == pytest.approx(1.0, rel=0.1)
@@ -234,14 +242,14 @@ def test_calibration_from_rtl_measurements(tmp_path):
     (d / "config.yaml").write_text(cfg.to_yaml())
     (d / "perf.json").write_text(json.dumps({"exp": {"icarus": {"latency": 40, "ii": 1.0}},
                                              "recip": {"verilator": {"latency": 9, "latency_max": 11, "ii": 1.0}}}))
-    cal = calibration(cfg, tmp_path)
+    cal = calibration(cfg, measured(tmp_path))
     assert cal["exp"]["latency"] == 40 and cal["recip"]["latency"] == 11
     assert "this config" in cal["exp"]["how"]
-    slow = estimate(cfg, sim_root=tmp_path)
+    slow = estimate(cfg, measured=measured(tmp_path))
     assert slow.calibrated and slow.latency["exp"] == 40
     empty = tmp_path / "empty"
     empty.mkdir()
-    plain = estimate(cfg, sim_root=empty)
+    plain = estimate(cfg, measured=measured(empty))
     assert not plain.calibrated and any("uncalibrated" in n for n in plain.notes)
     att = lambda e: e.step_cycles("attn_stream") + e.step_cycles("attn_av")  # noqa: E731
     assert att(slow) > att(plain)
@@ -252,7 +260,7 @@ def test_calibration_exp_ii_limits_attention(tmp_path):
     d = tmp_path / cfg.digest()[:12]
     d.mkdir()
     (d / "perf.json").write_text(json.dumps({"exp": {"icarus": {"latency": 7, "ii": 8.0}}}))
-    slow = estimate(cfg, sim_root=tmp_path)
+    slow = estimate(cfg, measured=measured(tmp_path))
     fast = estimate(cfg, calibrate=False)
     assert slow.step_cycles("attn_av") > 1.5 * fast.step_cycles("attn_av")
 
@@ -336,7 +344,7 @@ def test_uram_used_on_alveo_only():
 def test_yosys_figures_side_by_side(tmp_path):
     """The model reads the sim tools' own files: resources.json rows, then per-unit synth.json."""
     cfg = cfg_of(MICRO)
-    rows, text = yosys_comparison(cfg, tmp_path)
+    rows, text = yosys_comparison(cfg, measured(tmp_path))
     assert rows == [] and "no yosys figures" in text and cfg.digest()[:12] in text
     d = tmp_path / cfg.digest()[:12]
     (d / "recip" / "rtl").mkdir(parents=True)
@@ -350,7 +358,7 @@ def test_yosys_figures_side_by_side(tmp_path):
     other = tmp_path / cfg_of(MICRO, "precision.profile=w16a16").digest()[:12]
     other.mkdir()
     (other / "resources.json").write_text(json.dumps([{"unit": "rsqrt", "dsp": 9, "lut": 9, "ff": 9, "bram": 0}]))
-    rows, text = yosys_comparison(cfg, tmp_path)
+    rows, text = yosys_comparison(cfg, measured(tmp_path))
     by = {r["unit"]: r for r in rows}
     assert set(by) == {"exp", "softmax", "gelu_naive", "recip"}
     assert by["exp"]["yosys"]["dsp"] == 3 and by["exp"]["model"]["dsp"] >= 1
@@ -362,10 +370,12 @@ def test_yosys_figures_side_by_side(tmp_path):
 
 
 def test_rtl_unit_models_follow_the_hardware_parameters():
-    from edgemoe.hls.resource_model import rtl_unit_models
+    from edgemoe.perf.resources import rtl_unit_models
 
-    small = rtl_unit_models(cfg_of(MICRO, "hardware.cu_in=4", "hardware.cu_out=4"))
-    big = rtl_unit_models(cfg_of(MICRO, "hardware.cu_in=8", "hardware.cu_out=8"))
+    small_cfg = cfg_of(MICRO, "hardware.cu_in=4", "hardware.cu_out=4")
+    big_cfg = cfg_of(MICRO, "hardware.cu_in=8", "hardware.cu_out=8")
+    small = rtl_unit_models(small_cfg, layernorm_plan=layernorm_plan(small_cfg))
+    big = rtl_unit_models(big_cfg, layernorm_plan=layernorm_plan(big_cfg))
     assert big["compute_tile"].dsp > 3 * small["compute_tile"].dsp
     assert set(small) >= {"exp", "recip", "rsqrt", "gelu", "softmax", "compute_tile", "layernorm", "topk",
                           "attn_schedule"}

@@ -25,8 +25,10 @@ import numpy as np
 
 from edgemoe.boards import BOARDS
 
-from .perf_model import (MODES, PENALTIES, Routing, as_written_findings, estimate, uniform_routing)
-from .resource_model import DEFAULT_CAP, estimate_resources, yosys_comparison
+from .cycles import MODES, PENALTIES, as_written_findings, estimate
+from .measured import SimResults
+from .resources import DEFAULT_CAP, estimate_resources, yosys_comparison
+from .routing import Routing, uniform_routing
 
 KIND_COLORS = {"linear": "#4C72B0", "attention": "#DD8452", "moe": "#55A868", "norm": "#C44E52",
                "elementwise": "#8172B3", "io": "#937860"}
@@ -245,15 +247,17 @@ def task_metrics_section(figures: dict, source: str) -> Section:
 
 def build_sections(cfg, *, mode: str = "onchip", batch: int = 8, images: int = 1, seed: int = 0,
                    tasks=None, state_dict=None, cap: float = DEFAULT_CAP,
-                   task_metrics: tuple[dict, str] | None = None) -> tuple[list[Section], dict]:
+                   task_metrics: tuple[dict, str] | None = None,
+                   measured: SimResults | None = None) -> tuple[list[Section], dict]:
+    """The report's sections; ``measured``: what the sim tools wrote (unit latencies, yosys figures)."""
     m, h = cfg.model, cfg.hardware
     t0 = time.perf_counter()
     runs, _ = golden_runs(cfg, images, seed, tasks, state_dict)
     golden_s = time.perf_counter() - t0
     first = next(iter(runs))
     routing = Routing(tuple(runs[first][1]), False, f"golden gating of {images} synthetic image(s), task {first}")
-    est = {md: estimate(cfg, routing, 1, md) for md in MODES}
-    est_b = {md: estimate(cfg, routing, batch, md) for md in MODES} if batch > 1 else {}
+    est = {md: estimate(cfg, routing, 1, md, measured=measured) for md in MODES}
+    est_b = {md: estimate(cfg, routing, batch, md, measured=measured) for md in MODES} if batch > 1 else {}
     main = est[mode]
     res = estimate_resources(cfg, mode, 1)
     secs: list[Section] = []
@@ -301,7 +305,7 @@ def build_sections(cfg, *, mode: str = "onchip", batch: int = 8, images: int = 1
     for bname in BOARDS:
         c2 = cfg.replace(hardware=dataclasses.replace(h, board=bname, part=""))
         for md in MODES:
-            e = estimate(c2, routing, 1, md)
+            e = estimate(c2, routing, 1, md, measured=measured)
             rr = e.roofline
             board_rows.append([bname, md, _fmt(rr.compute_ms), _fmt(rr.traffic_ms), _fmt(rr.bound_ms), rr.bound_kind,
                                _fmt(e.ms_per_image), f"{rr.ratio:.1f}x", f"{rr.design_ratio:.1f}x"])
@@ -320,7 +324,7 @@ def build_sections(cfg, *, mode: str = "onchip", batch: int = 8, images: int = 1
     rows.append([f"{res.board} limit", lim["dsp"], lim["bram36"], lim["uram"], lim["lut"], lim["ff"]])
     rows.append(["utilisation"] + [f"{100 * ut[k]:.1f}%" if math.isfinite(ut[k]) else "n/a"
                                    for k in ("dsp", "bram36", "uram", "lut", "ff")])
-    ys_rows, ys_text = yosys_comparison(cfg)
+    ys_rows, ys_text = yosys_comparison(cfg, measured)
     tables = [(["unit", "DSP", "BRAM36", "URAM", "LUT", "FF"], rows)]
     if ys_rows:
         def side_by_side(r_, k):
@@ -336,7 +340,7 @@ def build_sections(cfg, *, mode: str = "onchip", batch: int = 8, images: int = 1
                         tables=tables, pre=res.table(details=True)))
 
     # as written
-    fr = as_written_findings(cfg, routing)
+    fr = as_written_findings(cfg, routing, measured=measured)
     secs.append(Section("The template as written",
                         text="The estimates above assume every PIPELINE II=1 of the template is met and weight tiles "
                              "load at the AXI width. A literal reading of the template costs more; each row applies one "

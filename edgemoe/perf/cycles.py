@@ -31,8 +31,8 @@ Two modes (``mode``):
     and softmax state go to DRAM and come back for A*V.
 
 Memory time is ``bytes / min(axi_width/8 per cycle, board bandwidth)`` (board
-bandwidth = peak x a sustained fraction, :data:`MEM_EFFICIENCY`), plus the
-DRAM latency per burst.
+bandwidth = peak x a sustained fraction, ``Board.mem_efficiency`` of
+:mod:`edgemoe.boards`), plus the board's DRAM latency per burst.
 
 **Intended schedule vs as written.**  The default estimate assumes every
 ``PIPELINE II=1`` in the template is met, loops stop at ``k_dim`` and weight
@@ -54,35 +54,24 @@ used for all the batch's rows (experts: the union of the images' active
 experts, their queues concatenated).
 
 **Calibration.**  Unit latencies and IIs (exp, reciprocal, rsqrt, GELU)
-measured by the RTL testbenches (``build/sim/<digest>/perf.json``, found at
-run time) replace the default operator latencies; the estimate says which
-figures are calibrated.
+measured by the RTL testbenches replace the default operator latencies when
+the caller passes what the sim tools wrote (``measured``, a
+:class:`~edgemoe.perf.measured.SimResults`; see :func:`edgemoe.perf.measured.calibration`);
+the estimate says which figures are calibrated.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from edgemoe.boards import BOARDS
 
+from .measured import SimResults, calibration
+from .routing import Routing, as_routing
+
 MODES = ("onchip", "edgemoe-dram")
-
-# --- board facts edgemoe.boards does not carry (kept here; see the module docstring) ------
-
-#: sustained fraction of the board's peak DRAM bandwidth.  ZCU102: DESIGN.md's
-#: ~15 GB/s of the PS DDR4's 19.2 GB/s peak; Alveo HBM: ~80 % is typical.
-MEM_EFFICIENCY = {"zcu102": 15.0 / 19.2, "u50": 0.80, "u280": 0.80}
-#: first-beat latency of a DRAM read burst (ns)
-DRAM_LATENCY_NS = {"zcu102": 200.0, "u50": 300.0, "u280": 300.0}
-#: peak bandwidth (GB/s) of the physical port one m_axi bundle reaches: a ZCU102
-#: PL->PS HP port is 128 bits wide at up to 333 MHz; an Alveo HBM pseudo-channel
-#: 256 bits at 450 MHz.  Used only with ``port_limit=True`` (not in the brief's formula).
-PORT_GBPS = {"zcu102": 128 / 8 * 0.333, "u50": 14.4, "u280": 14.4}
 
 #: default operator latencies (cycles) when no RTL measurement exists
 DEFAULT_LATENCY = {
@@ -94,7 +83,6 @@ DEFAULT_LATENCY = {
     "div_const": 4,  # floor_div by a constant: multiply-shift
     "exp": 6, "recip": 8, "rsqrt": 8, "gelu": 4,   # the RTL units (calibrated when measured)
 }
-RTL_UNITS = ("exp", "recip", "rsqrt", "gelu")
 #: cycles from ap_start to the first loop and from the last write to ap_done
 CALL_OVERHEAD = 200
 
@@ -112,36 +100,14 @@ PENALTIES = {
 AS_WRITTEN = frozenset({"word_loads", "no_overlap", "short_bursts"})
 
 
-# --- calibration from the RTL testbenches ----------------------------------------------------
+# --- the numbers the templates are rendered with ---------------------------------------------
 
-def _sim_root() -> Path:
-    env = os.environ.get("EDGEMOE_SIM_BUILD")
-    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent / "build" / "sim"
-
-
-_PREC_CACHE: dict[tuple, str | None] = {}
 _CTX_CACHE: dict[str, dict] = {}
-
-
-def _dir_precision(d: Path) -> str | None:
-    """Precision profile name of a build/sim/<digest> folder (from its config.yaml; cached by mtime)."""
-    cy = d / "config.yaml"
-    try:
-        key = (str(cy), cy.stat().st_mtime_ns)
-    except OSError:
-        return None
-    if key not in _PREC_CACHE:
-        try:
-            import yaml
-            _PREC_CACHE[key] = ((yaml.safe_load(cy.read_text()) or {}).get("precision") or {}).get("name")
-        except Exception:  # noqa: BLE001 - foreign or partial file
-            _PREC_CACHE[key] = None
-    return _PREC_CACHE[key]
 
 
 def template_context(cfg) -> dict:
     """``writer.context(cfg)`` (the numbers the templates are rendered with), cached by config digest."""
-    from .writer import context
+    from edgemoe.hls.writer import context
 
     key = cfg.digest()
     if key not in _CTX_CACHE:
@@ -149,170 +115,6 @@ def template_context(cfg) -> dict:
             _CTX_CACHE.clear()
         _CTX_CACHE[key] = context(cfg)
     return _CTX_CACHE[key]
-
-
-def _how(d: Path, digest: str, same: list) -> str:
-    if d.name == digest:
-        return "this config"
-    return f"same profile, {d.name}" if d in same else f"profile {_dir_precision(d)}, {d.name}"
-
-
-def calibration(cfg, root: Path | None = None) -> dict[str, dict]:
-    """Measured latency / II of the RTL units for ``cfg``'s precision, if the testbenches ran.
-
-    Looks at ``build/sim/<digest>/perf.json`` (measured by cocotb), then at any
-    build folder of the same precision profile (unit latencies depend on the
-    types, not the model size), then at the generated units' design latency
-    (``<unit>/rtl/unit.json``), and last at other profiles' figures.
-    Returns {unit: {latency, ii, source, how}}.
-    """
-    root = root or _sim_root()
-    if not root.is_dir():
-        return {}
-    digest = cfg.digest()[:12]
-    dirs = [root / digest] + sorted(d for d in root.iterdir() if d.is_dir() and d.name != digest)
-    same = [d for d in dirs if d.is_dir() and (d.name == digest or _dir_precision(d) == cfg.precision.name)]
-    # unit latencies depend on the unit's types; other profiles' figures come last (said so in "how")
-    dirs = same + [d for d in dirs if d.is_dir() and d not in same]
-    out: dict[str, dict] = {}
-    # measured figures first (cocotb perf.json), then the generated units' design latency
-    for d in dirs:
-        how = _how(d, digest, same)
-        perf = d / "perf.json"
-        if not perf.is_file():
-            continue
-        try:
-            data = json.loads(perf.read_text())
-        except (OSError, ValueError):
-            continue
-        for unit, sims in data.items():
-            if unit not in RTL_UNITS or unit in out or not isinstance(sims, dict):
-                continue
-            figs = [s for s in sims.values() if isinstance(s, dict)]
-            lat = [x for s in figs if isinstance(x := s.get("latency_max", s.get("latency")), (int, float))]
-            ii = [x for s in figs if isinstance(x := s.get("ii"), (int, float))]
-            if lat:
-                out[unit] = {"latency": int(max(lat)), "ii": float(max(ii)) if ii else 1.0,
-                             "source": str(perf), "how": f"measured in RTL simulation ({how})"}
-    for d in dirs:
-        how = _how(d, digest, same)
-        for unit in RTL_UNITS:
-            uj = d / unit / "rtl" / "unit.json"
-            if unit in out or not uj.is_file():
-                continue
-            try:
-                info = json.loads(uj.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(info.get("latency"), (int, float)):
-                out[unit] = {"latency": int(info["latency"]), "ii": 1.0, "source": str(uj),
-                             "how": f"design latency of the generated RTL unit ({how})"}
-    return out
-
-
-# --- routing ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Routing:
-    """Tokens per expert in every MoE block: ``counts[i]`` is [images, experts] for the i-th MoE block.
-
-    ``expected`` marks a distribution (expected tokens per expert, possibly
-    fractional) rather than one input's exact counts; an expert is then active
-    with probability ``1 - exp(-count)`` (Poisson).
-    """
-
-    counts: tuple
-    expected: bool
-    source: str
-
-    @property
-    def images(self) -> int:
-        return int(self.counts[0].shape[0]) if self.counts else 1
-
-    def active_experts(self) -> list[float]:
-        """Mean active experts per image, per MoE block."""
-        out = []
-        for c in self.counts:
-            act = (1 - np.exp(-c)) if self.expected else (c > 0)
-            out.append(float(np.mean(np.sum(act, axis=1))))
-        return out
-
-
-def uniform_routing(cfg) -> Routing:
-    """Every expert gets ``N * top_k / E`` tokens (expected)."""
-    m = cfg.model
-    c = np.full((1, m.num_experts), m.num_tokens * m.top_k / m.num_experts)
-    return Routing(tuple(c.copy() for _ in m.moe_blocks), True, "uniform (expected N*k/E tokens per expert)")
-
-
-def skewed_routing(cfg, alpha: float = 1.0) -> Routing:
-    """Zipf-like expected tokens: expert of rank r gets a share ~ 1/(r+1)^alpha, at most N each."""
-    m = cfg.model
-    total = m.num_tokens * m.top_k
-    w = 1.0 / np.arange(1, m.num_experts + 1) ** alpha
-    c = np.zeros(m.num_experts)
-    free = np.ones(m.num_experts, bool)
-    left = float(total)
-    for _ in range(m.num_experts):  # water-fill under the cap of N tokens per expert
-        share = left * w * free / np.sum(w * free)
-        c = np.where(free, np.minimum(c + share, m.num_tokens), c)
-        left = total - c.sum()
-        free = c < m.num_tokens - 1e-9
-        if left <= 1e-9 or not free.any():
-            break
-    return Routing(tuple(c[None, :].copy() for _ in m.moe_blocks), True, f"skewed (Zipf alpha={alpha:g})")
-
-
-def routing_from_golden(cfg, images=2, task: str | int = 0, seed: int = 0, state_dict=None) -> Routing:
-    """Exact tokens per expert of ``images`` (a tensor, or a count of synthetic images) from the golden model."""
-    import torch
-
-    from edgemoe.golden.fixed_model import FixedM3ViT
-    from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
-
-    m = cfg.model
-    sd = state_dict if state_dict is not None else synthetic_state_dict(m, seed=seed)
-    if isinstance(images, int):
-        imgs = synthetic_images(m, images, seed=seed)
-        what = f"{images} synthetic image(s), seed {seed}"
-    else:
-        imgs = images
-        what = f"{len(images)} image(s)"
-    with torch.no_grad():
-        res = FixedM3ViT(cfg, sd).forward(imgs, task, keep_taps=True)
-    counts = tuple(res.taps[f"blocks.{b}.expert_counts"].to(torch.float64).numpy() for b in m.moe_blocks)
-    name = m.task_names[m.task_index(task)]
-    return Routing(counts, False, f"golden gating of {what}, task {name}"
-                   + ("" if state_dict is not None else f" (synthetic weights seed {seed})"))
-
-
-def as_routing(cfg, routing) -> Routing:
-    """Normalise what :func:`estimate` accepts: None (uniform), a Routing, or counts per MoE block
-    (a list in ``moe_blocks`` order or a dict {block: counts}; each [E] or [images, E])."""
-    m = cfg.model
-    if routing is None:
-        return uniform_routing(cfg)
-    if isinstance(routing, Routing):
-        rt = routing
-    else:
-        if isinstance(routing, dict):
-            seq = [routing[b] for b in m.moe_blocks]
-        else:
-            seq = list(routing)
-            if len(seq) == m.num_experts and len(m.moe_blocks) != m.num_experts and np.ndim(seq[0]) == 0:
-                seq = [seq] * len(m.moe_blocks)  # one distribution for every block
-        arrs = []
-        for c in seq:
-            a = np.asarray(c, dtype=np.float64)
-            arrs.append(a[None, :] if a.ndim == 1 else a)
-        expected = any(not np.allclose(a, np.round(a)) for a in arrs)
-        rt = Routing(tuple(arrs), expected, "given counts" + (" (expected)" if expected else ""))
-    if len(rt.counts) != len(m.moe_blocks):
-        raise ValueError(f"routing: {len(rt.counts)} MoE blocks given, the model has {len(m.moe_blocks)}")
-    for c in rt.counts:
-        if c.shape[-1] != m.num_experts:
-            raise ValueError(f"routing: {c.shape[-1]} experts per block given, the model has {m.num_experts}")
-    return rt
 
 
 # --- results -----------------------------------------------------------------------------------
@@ -539,13 +341,13 @@ class _Kernel:
         self.act_bytes = math.ceil(p.act.bits / 8)
         board = BOARDS[h.board]
         clock_hz = h.clock_mhz * 1e6
-        eff = board.mem_gbps * MEM_EFFICIENCY.get(h.board, 0.8) * 1e9 / clock_hz   # bytes per cycle
+        eff = board.mem_gbps * board.mem_efficiency * 1e9 / clock_hz   # bytes per cycle
         axi = h.axi_width / 8
-        port = PORT_GBPS.get(h.board, board.mem_gbps) * 1e9 / clock_hz if port_limit else math.inf
+        port = board.port_gbps * 1e9 / clock_hz if port_limit else math.inf
         self.bw_board = eff
         self.bw_w = min(axi, eff, port)                 # the weights bundle
         self.bw_a = min(2 * min(axi, port), eff)        # activations: separate read / write bundles (DRAM mode)
-        self.lat_axi = DRAM_LATENCY_NS.get(h.board, 250.0) * h.clock_mhz / 1e3
+        self.lat_axi = board.dram_latency_ns * h.clock_mhz / 1e3
         self.blk = max(1, h.axi_width // p.act.bits)    # activation words per AXI beat (Edge-MoE FEATURE_BLOCK)
         self.steps: list[Step] = []
 
@@ -811,8 +613,8 @@ def _group_counts(rt: Routing, block_i: int, images: list[int]) -> np.ndarray:
 
 
 def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_weights: bool | None = None,
-             penalties=frozenset(), port_limit: bool = False, calibrate: bool = True,
-             sim_root: Path | None = None) -> PerfEstimate:
+             penalties=frozenset(), port_limit: bool = False, measured: SimResults | None = None,
+             calibrate: bool = True) -> PerfEstimate:
     """Latency of one kernel call of ``batch`` images (per-image figures on the result).
 
     routing: None (uniform expected counts), a :class:`Routing` (e.g. from
@@ -821,9 +623,11 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
     (Edge-MoE's architecture).  share_weights: load each weight once per call
     for the whole batch (default: ``batch > 1``; the current kernel does not).
     penalties: names from :data:`PENALTIES` (``AS_WRITTEN`` = all), onchip only.
-    port_limit: also cap a bundle at the physical port bandwidth (:data:`PORT_GBPS`).
+    port_limit: also cap a bundle at the physical port bandwidth (``Board.port_gbps``).
+    measured: what the sim tools wrote, read by the caller; calibrates the RTL
+    units' latencies unless ``calibrate`` is false (without it: default latencies).
     """
-    from .resource_model import dsp_per_mult
+    from .primitives import dsp_per_mult
 
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: must be one of {', '.join(MODES)}")
@@ -837,7 +641,7 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
     m, h = cfg.model, cfg.hardware
     rt = as_routing(cfg, routing)
     ctx = template_context(cfg)
-    cal = calibration(cfg, sim_root) if calibrate else {}
+    cal = calibration(cfg, measured) if calibrate else {}
     lat = dict(DEFAULT_LATENCY)
     unit_ii = {}
     for u, c in cal.items():
@@ -898,7 +702,7 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
     clock = h.clock_mhz * 1e6
     macs = est.macs_per_image
     wbytes = est.weight_bytes_per_image
-    board_gbps = board.mem_gbps * MEM_EFFICIENCY.get(h.board, 0.8)
+    board_gbps = board.mem_gbps * board.mem_efficiency
     est.roofline = Roofline(
         macs_per_image=macs, weight_bytes_per_image=wbytes, dsp_per_mac=dpm,
         board_macs_per_cycle=board.dsp / dpm, unit_macs_per_cycle=h.cu_in * h.cu_out,
@@ -911,21 +715,21 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
     return est
 
 
-def as_written_findings(cfg, routing=None, batch: int = 1) -> list[dict]:
+def as_written_findings(cfg, routing=None, batch: int = 1, measured: SimResults | None = None) -> list[dict]:
     """What each penalty of the template as written costs (onchip mode), alone and all together.
 
     Rows: {penalty, description, ms_per_image, factor (vs intended)}; the
     first row is the intended schedule, the last all penalties together.
     """
-    base = estimate(cfg, routing, batch, "onchip")
+    base = estimate(cfg, routing, batch, "onchip", measured=measured)
     rows = [{"penalty": "(intended schedule)", "description": "every PIPELINE II=1 met, loads at AXI width",
              "ms_per_image": base.ms_per_image, "factor": 1.0}]
     for name, desc in PENALTIES.items():
-        e = estimate(cfg, routing, batch, "onchip", penalties={name})
+        e = estimate(cfg, routing, batch, "onchip", penalties={name}, measured=measured)
         status = "" if name in AS_WRITTEN else "[fixed in the template] "
         rows.append({"penalty": name, "description": status + desc, "ms_per_image": e.ms_per_image,
                      "factor": e.ms_per_image / base.ms_per_image})
-    e = estimate(cfg, routing, batch, "onchip", penalties=AS_WRITTEN)
+    e = estimate(cfg, routing, batch, "onchip", penalties=AS_WRITTEN, measured=measured)
     rows.append({"penalty": "(all: as written)", "description": "every penalty the template still has",
                  "ms_per_image": e.ms_per_image, "factor": e.ms_per_image / base.ms_per_image})
     return rows

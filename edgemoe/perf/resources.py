@@ -1,45 +1,35 @@
 """Resource model of the generated accelerator: DSP, BRAM36/URAM, LUT, FF per unit.
 
-Counts come from the same parameters the templates use (``writer.context``:
+Counts come from the same parameters the templates use (the kernel plan:
 ``row_words``, ``cu_word_bits``, the weight word width of the layout, the
-tables' lengths) and the precision profile's types:
+tables' lengths) and the precision profile's types, in the primitives of
+:mod:`edgemoe.perf.primitives`:
 
-* **DSP48E2**: one 27x18 signed multiplier per DSP; a wider product is split
-  into 27- and 18-bit parts (the low parts unsigned, 26/17 useful bits), the
-  better orientation wins (:func:`dsp_per_mult`).
-* **Memories**: each array (after the template's ARRAY_PARTITION) is a set of
-  banks; a bank goes to registers when fully partitioned, to LUTRAM when small
-  (<= :data:`LUTRAM_MAX_BITS`), to URAM on boards that have it when large
-  (>= :data:`URAM_MIN_BITS`), otherwise to the cheapest BRAM36/BRAM18 aspect
-  ratio (:func:`bram36_for`).
 * **Tables** (exp2, reciprocal, rsqrt, GELU): one ROM per unit instance
   (HLS duplicates a ROM per parallel reader), LUTROM when small, else BRAM.
 * **LUT / FF**: rough per-MAC and per-unit figures (adder trees, casts, control,
   m_axi adapters); they are the least certain numbers here and say so.
 
-``mode`` follows :mod:`edgemoe.hls.perf_model`: ``"onchip"`` is the generated
+``mode`` follows :mod:`edgemoe.perf.cycles`: ``"onchip"`` is the generated
 kernel (activations in on-chip row buffers), ``"edgemoe-dram"`` Edge-MoE's
 architecture (intermediates in DRAM, whole-layer weight ping-pong buffers).
 With ``batch > 1`` and weight sharing, the on-chip kernel must hold every
 image's rows at once (the buffers scale with the batch); in DRAM mode they do not.
 
-Where the RTL units have yosys figures (``build/sim/<digest>/...`` JSON written
-by the sim helpers), :func:`yosys_comparison` prints model vs yosys side by side.
+Where the RTL units have yosys figures (read by the caller into a
+:class:`~edgemoe.perf.measured.SimResults`), :func:`yosys_comparison` sets
+model and yosys side by side.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from edgemoe.boards import BOARDS
 
-#: banks of at most this many bits go to LUTRAM (distributed RAM), not BRAM
-LUTRAM_MAX_BITS = 2048
-#: banks of at least this many bits go to URAM on boards that have URAM
-URAM_MIN_BITS = 147_456
+from .measured import SimResults, yosys_figures
+from .primitives import Memory, UnitResources, add_mac_array
+
 #: default utilisation cap for "fits the board"
 DEFAULT_CAP = 0.80
 
@@ -50,117 +40,6 @@ LUT_PER_MAXI = 1200         # one m_axi adapter, plus per data bit below
 FF_PER_MAXI = 1500
 LUT_PER_MAXI_BIT = 3
 FF_PER_MAXI_BIT = 6
-
-_BRAM36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
-_BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
-
-
-# --- primitives -------------------------------------------------------------------------
-
-def _parts(bits: int, port: int) -> int:
-    """Pieces a ``bits``-wide signed operand splits into on a ``port``-bit signed input."""
-    if bits <= port:
-        return 1
-    return 1 + math.ceil((bits - port) / (port - 1))
-
-
-def dsp_per_mult(a_bits: int, b_bits: int, a_signed: bool = True, b_signed: bool = True) -> int:
-    """DSP48E2 slices for one a x b product (27x18 signed multiplier per slice).
-
-    Unsigned operands need one more bit on a signed port.  Both orientations
-    are tried; e.g. 32x16 -> 2, 16x16 -> 1, 24x24 -> 2, 8x16 -> 1.
-    """
-    a = a_bits + (0 if a_signed else 1)
-    b = b_bits + (0 if b_signed else 1)
-    return min(_parts(a, 27) * _parts(b, 18), _parts(b, 27) * _parts(a, 18))
-
-
-def bram36_for(depth: int, width: int) -> float:
-    """BRAM36 equivalents of one memory bank (BRAM18 counts 0.5)."""
-    if depth <= 0 or width <= 0:
-        return 0.0
-    b36 = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM36_SHAPES)
-    b18 = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM18_SHAPES)
-    return float(min(b36, 0.5 * b18))
-
-
-def uram_for(depth: int, width: int) -> int:
-    """URAM288 blocks (4K x 72) of one bank."""
-    return math.ceil(width / 72) * math.ceil(depth / 4096)
-
-
-@dataclass
-class Memory:
-    """One array after partitioning: ``banks`` banks of ``depth`` x ``width`` bits."""
-
-    name: str
-    depth: int
-    width: int
-    banks: int = 1
-    registers: bool = False   # fully partitioned: flip-flops
-
-    @property
-    def bits(self) -> int:
-        return self.depth * self.width * self.banks
-
-    def cost(self, board) -> dict:
-        """{'bram36', 'uram', 'lut', 'ff', 'kind'} for this array on ``board``."""
-        bank_bits = self.depth * self.width
-        if self.registers:
-            return {"bram36": 0.0, "uram": 0, "lut": 0, "ff": self.bits, "kind": "registers"}
-        if bank_bits <= LUTRAM_MAX_BITS:
-            lut = self.banks * math.ceil(self.depth / 64) * self.width * 2  # dual-port RAM64X1D
-            return {"bram36": 0.0, "uram": 0, "lut": lut, "ff": 0, "kind": "LUTRAM"}
-        if board.uram and bank_bits >= URAM_MIN_BITS:
-            return {"bram36": 0.0, "uram": self.banks * uram_for(self.depth, self.width), "lut": 0, "ff": 0,
-                    "kind": "URAM"}
-        return {"bram36": self.banks * bram36_for(self.depth, self.width), "uram": 0, "lut": 0, "ff": 0,
-                "kind": "BRAM"}
-
-
-@dataclass
-class UnitResources:
-    """Resources of one unit (a function of the kernel or a shared structure)."""
-
-    name: str
-    dsp: int = 0
-    bram36: float = 0.0
-    uram: int = 0
-    lut: int = 0
-    ff: int = 0
-    detail: list[str] = field(default_factory=list)
-
-    def add_memory(self, mem: Memory, board, copies: int = 1) -> None:
-        c = mem.cost(board)
-        self.bram36 += copies * c["bram36"]
-        self.uram += copies * c["uram"]
-        self.lut += copies * c["lut"]
-        self.ff += copies * c["ff"]
-        amount = {"BRAM": f"{copies * c['bram36']:g} BRAM36", "URAM": f"{copies * c['uram']} URAM",
-                  "LUTRAM": f"{copies * c['lut']} LUT", "registers": f"{copies * c['ff']} FF"}[c["kind"]]
-        xs = f"{copies}x " if copies > 1 else ""
-        self.detail.append(f"{xs}{mem.name} [{mem.banks} bank(s) x {mem.depth} x {mem.width}b] -> {amount}")
-
-    def add_mults(self, what: str, count: int, a_bits: int, b_bits: int, a_signed=True, b_signed=True) -> None:
-        per = dsp_per_mult(a_bits, b_bits, a_signed, b_signed)
-        self.dsp += count * per
-        # partial products of a split multiply are summed in LUTs
-        self.lut += count * (per - 1) * (a_bits + b_bits)
-        self.detail.append(f"{count} x {what} {a_bits}x{b_bits}b -> {count * per} DSP ({per}/product)")
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "dsp": self.dsp, "bram36": self.bram36, "uram": self.uram,
-                "lut": self.lut, "ff": self.ff, "detail": list(self.detail)}
-
-
-# --- tables and arithmetic units --------------------------------------------------------
-
-def add_mac_array(u: "UnitResources", cu_in: int, cu_out: int, x_bits: int, w_bits: int, acc_bits: int) -> None:
-    """``cu_in x cu_out`` multipliers, the per-neuron adder trees and accumulators into ``u``."""
-    macs = cu_in * cu_out
-    u.add_mults("MAC", macs, x_bits, w_bits)
-    u.lut += macs * (x_bits + w_bits + math.ceil(math.log2(max(2, cu_in))))  # adder trees
-    u.ff += macs * 2 * (x_bits + w_bits) + cu_out * acc_bits
 
 
 def _table_rom(name: str, entries: int, bits: int) -> Memory:
@@ -173,7 +52,7 @@ def arithmetic_units(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
     These are the RTL units of ``sim/`` too, so they are what yosys figures are
     compared against.
     """
-    from .perf_model import template_context
+    from .cycles import template_context
 
     ctx = ctx or template_context(cfg)
     p = cfg.precision
@@ -212,7 +91,7 @@ def arithmetic_units(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
     return units
 
 
-def rtl_unit_models(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
+def rtl_unit_models(cfg, ctx: dict | None = None, layernorm_plan=None) -> dict[str, UnitResources]:
     """The model's figure for each RTL unit of ``sim/`` (the structure that unit builds).
 
     The four table units of :func:`arithmetic_units`, and:
@@ -224,15 +103,16 @@ def rtl_unit_models(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
       datapath and one ``y * score`` product per neuron, the output casts;
     * ``layernorm``: the LayerNorm arithmetic (square, normalise, affine), two
       sequential dividers by D, one rsqrt, the unit's row slots
-      (``sim.formats.layernorm_plan``: S rows of D words, a copy per read port)
-      and the gamma/beta RAM;
+      (``layernorm_plan``, the RTL unit's own plan, passed in by the caller: S
+      rows of D words, a copy per read port) and the gamma/beta RAM; only
+      when ``layernorm_plan`` is given;
     * ``topk``: ``k`` sorted (logit, index) registers with their comparators and
       the per-expert queue RAM (E x 2**token_bits words);
     * ``attn_schedule``: counters only.
 
     These are what :func:`yosys_comparison` sets beside the yosys figures.
     """
-    from .perf_model import template_context
+    from .cycles import template_context
 
     ctx = ctx or template_context(cfg)
     m, p, h = cfg.model, cfg.precision, cfg.hardware
@@ -266,29 +146,28 @@ def rtl_unit_models(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
     u.lut += h.cu_out * 4 * p.act.bits  # bias align + cast per neuron
     units["compute_tile"] = u
 
-    from edgemoe.sim.formats import layernorm_plan   # the RTL unit's own sizes (no Amaranth import)
-
-    plan = layernorm_plan(cfg)
-    u = UnitResources("layernorm")
-    u.add_mults("(x-mean)^2", 1, p.ln_centered.bits, p.ln_centered.bits)
-    u.add_mults("(x-mean)*inv_std", 1, p.ln_centered.bits, p.ln_inv_std.bits, b_signed=p.ln_inv_std.signed)
-    u.add_mults("norm*gamma", 1, p.ln_norm.bits, p.ln_gamma.bits)
-    r = units["rsqrt"]
-    u.dsp += r.dsp
-    u.lut += r.lut
-    u.ff += r.ff
-    # S row slots, read by the statistics and the output pass (one copy per read port)
-    u.add_memory(Memory(f"row slots ({plan.slots} rows)", plan.slots * m.embed_dim, p.act.bits), board, copies=2)
-    u.add_memory(Memory("gamma/beta", m.embed_dim, p.ln_gamma.bits + p.ln_beta.bits), board)
-    sum_bits, sq_bits = plan.sum_max.bit_length(), plan.sumsq_max.bit_length()
-    # sequential dividers (shift + long division by D's odd part): a remainder subtract per quotient bit
-    div_lut = sum(d.step_bits * (d.odd - 1).bit_length() * 2 for d in (plan.mean_div, plan.var_div))
-    u.lut += div_lut + 2 * (sum_bits + sq_bits) + 4 * p.act.bits + 200
-    u.ff += 2 * (sum_bits + sq_bits) + plan.slots * (p.ln_inv_std.bits + p.act.bits) \
-        + (plan.rsqrt_depth + plan.out_depth) * 2 * p.act.bits
-    u.detail.append(f"mean / var: shift + long division by {plan.mean_div.odd} ({plan.mean_div.cycles} and "
-                    f"{plan.var_div.cycles} cycles), no DSP")
-    units["layernorm"] = u
+    plan = layernorm_plan
+    if plan is not None:
+        u = UnitResources("layernorm")
+        u.add_mults("(x-mean)^2", 1, p.ln_centered.bits, p.ln_centered.bits)
+        u.add_mults("(x-mean)*inv_std", 1, p.ln_centered.bits, p.ln_inv_std.bits, b_signed=p.ln_inv_std.signed)
+        u.add_mults("norm*gamma", 1, p.ln_norm.bits, p.ln_gamma.bits)
+        r = units["rsqrt"]
+        u.dsp += r.dsp
+        u.lut += r.lut
+        u.ff += r.ff
+        # S row slots, read by the statistics and the output pass (one copy per read port)
+        u.add_memory(Memory(f"row slots ({plan.slots} rows)", plan.slots * m.embed_dim, p.act.bits), board, copies=2)
+        u.add_memory(Memory("gamma/beta", m.embed_dim, p.ln_gamma.bits + p.ln_beta.bits), board)
+        sum_bits, sq_bits = plan.sum_max.bit_length(), plan.sumsq_max.bit_length()
+        # sequential dividers (shift + long division by D's odd part): a remainder subtract per quotient bit
+        div_lut = sum(d.step_bits * (d.odd - 1).bit_length() * 2 for d in (plan.mean_div, plan.var_div))
+        u.lut += div_lut + 2 * (sum_bits + sq_bits) + 4 * p.act.bits + 200
+        u.ff += 2 * (sum_bits + sq_bits) + plan.slots * (p.ln_inv_std.bits + p.act.bits) \
+            + (plan.rsqrt_depth + plan.out_depth) * 2 * p.act.bits
+        u.detail.append(f"mean / var: shift + long division by {plan.mean_div.odd} ({plan.mean_div.cycles} and "
+                        f"{plan.var_div.cycles} cycles), no DSP")
+        units["layernorm"] = u
 
     u = UnitResources("topk")
     token_bits = max(1, math.ceil(math.log2(m.num_tokens)))
@@ -367,8 +246,8 @@ class ResourceEstimate:
 def estimate_resources(cfg, mode: str = "onchip", batch: int = 1, share_weights: bool | None = None,
                        board: str | None = None) -> ResourceEstimate:
     """Resources of the accelerator for ``cfg`` on ``board`` (default: the config's board)."""
-    from .layout import WeightLayout
-    from .perf_model import template_context
+    from edgemoe.hls.layout import WeightLayout
+    from .cycles import template_context
 
     if mode not in ("onchip", "edgemoe-dram"):
         raise ValueError(f"mode {mode!r}: must be 'onchip' or 'edgemoe-dram'")
@@ -506,69 +385,16 @@ def estimate_resources(cfg, mode: str = "onchip", batch: int = 1, share_weights:
 
 # --- yosys figures of the RTL units -------------------------------------------------------
 
-def _sim_root() -> Path:
-    env = os.environ.get("EDGEMOE_SIM_BUILD")
-    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent / "build" / "sim"
-
-
-#: keys of the sim tools' JSON (edgemoe.sim.resources.COLUMNS; ``bram`` counts BRAM36 blocks)
-_YOSYS_KEYS = {"dsp": ("dsp",), "lut": ("lut",), "ff": ("ff",), "bram36": ("bram",)}
-
-
-def _pick_figures(d: dict) -> dict:
-    out = {}
-    for key, names in _YOSYS_KEYS.items():
-        for nm in names:
-            if nm in d and isinstance(d[nm], (int, float)):
-                out[key] = d[nm]
-                break
-    return out
-
-
-def yosys_figures(cfg, root: Path | None = None) -> dict[str, dict]:
-    """{unit: {dsp, lut, ff, bram36, source}} from the RTL units' yosys runs, if any; never runs yosys.
-
-    Reads what ``python -m edgemoe.sim.resources`` writes for this config:
-    ``build/sim/<digest12>/resources.json`` (a list of rows with ``unit``,
-    ``lut``, ``ff``, ``dsp``, ``bram`` in BRAM36), then each unit's cached
-    ``<unit>/rtl/synth.json`` (``{"resources": {...}}``) for units not in it.
-    Only this config's own folder counts: the units depend on the model's
-    sizes, the precision and the hardware parameters alike.
-    """
-    d = (root or _sim_root()) / cfg.digest()[:12]
-    if not d.is_dir():
-        return {}
-    found: dict[str, dict] = {}
-    table = d / "resources.json"
-    for row in _read_json(table) or []:
-        if isinstance(row, dict) and "unit" in row:
-            figs = _pick_figures(row)
-            if figs:
-                found[str(row["unit"])] = {**figs, "source": str(table)}
-    for f in sorted(d.glob("*/rtl/synth.json")):
-        unit = f.parent.parent.name
-        res = (_read_json(f) or {}).get("resources")
-        if unit not in found and isinstance(res, dict) and _pick_figures(res):
-            found[unit] = {**_pick_figures(res), "source": str(f)}
-    return found
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def yosys_comparison(cfg, root: Path | None = None) -> tuple[list[dict], str]:
+def yosys_comparison(cfg, measured: SimResults | None) -> tuple[list[dict], str]:
     """Model vs yosys per RTL unit: (rows, text).  Empty rows when no yosys figures exist.
 
     Each row: ``unit``, ``model`` (:func:`rtl_unit_models`, None for a unit the
     model has no figure of, like the naive GELU reference), ``yosys`` and
     ``ratio`` (yosys / model per resource, None where the model says 0).
     """
-    ys = yosys_figures(cfg, root)
-    model = rtl_unit_models(cfg)
+    ys = yosys_figures(cfg, measured)
+    plan = measured.layernorm_plan if measured is not None else None
+    model = rtl_unit_models(cfg, layernorm_plan=plan(cfg) if plan is not None else None)
     rows = []
     for unit, fig in ys.items():
         m = model.get(unit)
@@ -576,8 +402,9 @@ def yosys_comparison(cfg, root: Path | None = None) -> tuple[list[dict], str]:
         ratio = {k: (fig[k] / md[k] if md and md.get(k) else None) for k in ("dsp", "lut", "ff", "bram36") if k in fig}
         rows.append({"unit": unit, "model": md, "yosys": fig, "ratio": ratio})
     if not rows:
-        return [], (f"no yosys figures of the RTL units for this config under {(root or _sim_root())}/"
-                    f"{cfg.digest()[:12]} (make sim-report, or python -m edgemoe.sim.resources "
+        where = f"{measured.root}/{cfg.digest()[:12]}" if measured is not None else "the sim build folder"
+        return [], (f"no yosys figures of the RTL units for this config under {where} "
+                    f"(make sim-report, or python -m edgemoe.sim.resources "
                     f"--config <this config>); model only")
     def cell(v):
         return "-" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))

@@ -2,8 +2,8 @@
 
 For every grid point the hardware config is built (and validated) like a
 user's config; invalid points are skipped with the reason counted.  Each
-valid point gets a latency (:func:`edgemoe.hls.perf_model.estimate`) and a
-resource estimate (:func:`edgemoe.hls.resource_model.estimate_resources`);
+valid point gets a latency (:func:`edgemoe.perf.cycles.estimate`) and a
+resource estimate (:func:`edgemoe.perf.resources.estimate_resources`);
 it is feasible when DSP, BRAM36, URAM and LUT stay under ``cap`` of the
 board.  The result holds the Pareto fronts (latency vs DSP, latency vs BRAM)
 of the feasible points and the chosen point: the fastest feasible one, ties
@@ -12,7 +12,7 @@ writes the chosen hardware + precision as a config file ``load_config`` reads
 (``preset: <name>`` plus overrides), for ``edgemoe generate``.
 
 Batch sizes are images per kernel call with each weight load shared by the
-batch (the option the current kernel does not implement; see perf_model);
+batch (the option the current kernel does not implement; see :mod:`edgemoe.perf.cycles`);
 they are not a config field, so the YAML records the chosen batch in a comment.
 """
 from __future__ import annotations
@@ -28,8 +28,10 @@ import yaml
 from edgemoe.boards import BOARDS
 from edgemoe.config import Config, ConfigError
 
-from .perf_model import MODES, as_routing, estimate
-from .resource_model import DEFAULT_CAP, estimate_resources
+from .cycles import MODES, estimate
+from .measured import SimResults
+from .resources import DEFAULT_CAP, estimate_resources
+from .routing import as_routing
 
 #: the default grid (every combination is tried; invalid ones are skipped)
 GRID = {
@@ -224,10 +226,12 @@ def _point_config(base: Config, board: str, cu_in, cu_out, par, axi, profile) ->
 
 
 def explore(cfg: Config, board: str | None = None, batches=(1,), modes=("onchip",), grid: dict | None = None,
-            cap: float = DEFAULT_CAP, routing=None, progress: bool = True, port_limit: bool = False) -> ExploreResult:
+            cap: float = DEFAULT_CAP, routing=None, progress: bool = True, port_limit: bool = False,
+            measured: SimResults | None = None) -> ExploreResult:
     """Sweep ``grid`` (default :data:`GRID`; ``profile`` None = keep the config's precision) on ``board``.
 
     ``port_limit``: cap each AXI bundle at its physical port (ZCU102 HP port, one HBM pseudo-channel).
+    ``measured``: what the sim tools wrote (calibrates each point's unit latencies).
     """
     from tqdm import tqdm
 
@@ -258,7 +262,7 @@ def explore(cfg: Config, board: str | None = None, batches=(1,), modes=("onchip"
             continue
         for mode in modes:
             for batch in batches:
-                est = estimate(pc, rt, batch, mode, port_limit=port_limit)
+                est = estimate(pc, rt, batch, mode, port_limit=port_limit, measured=measured)
                 res = estimate_resources(pc, mode, batch)
                 t, u = res.totals, res.utilisation
                 viol = res.violations(cap)

@@ -1,0 +1,129 @@
+"""FPGA primitives the resource model counts in: DSP48E2 slices, BRAM36/BRAM18, URAM, LUTRAM, registers.
+
+* **DSP48E2**: one 27x18 signed multiplier per DSP; a wider product is split
+  into 27- and 18-bit parts (the low parts unsigned, 26/17 useful bits), the
+  better orientation wins (:func:`dsp_per_mult`).
+* **Memories**: each array (after the template's ARRAY_PARTITION) is a set of
+  banks (:class:`Memory`); a bank goes to registers when fully partitioned, to
+  LUTRAM when small (<= :data:`LUTRAM_MAX_BITS`), to URAM on boards that have
+  it when large (>= :data:`URAM_MIN_BITS`), otherwise to the cheapest
+  BRAM36/BRAM18 aspect ratio (:func:`bram36_for`).
+* :class:`UnitResources` sums one unit's multipliers and memories, with a
+  line of detail per item.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+#: banks of at most this many bits go to LUTRAM (distributed RAM), not BRAM
+LUTRAM_MAX_BITS = 2048
+#: banks of at least this many bits go to URAM on boards that have URAM
+URAM_MIN_BITS = 147_456
+
+_BRAM36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
+_BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+def _parts(bits: int, port: int) -> int:
+    """Pieces a ``bits``-wide signed operand splits into on a ``port``-bit signed input."""
+    if bits <= port:
+        return 1
+    return 1 + math.ceil((bits - port) / (port - 1))
+
+
+def dsp_per_mult(a_bits: int, b_bits: int, a_signed: bool = True, b_signed: bool = True) -> int:
+    """DSP48E2 slices for one a x b product (27x18 signed multiplier per slice).
+
+    Unsigned operands need one more bit on a signed port.  Both orientations
+    are tried; e.g. 32x16 -> 2, 16x16 -> 1, 24x24 -> 2, 8x16 -> 1.
+    """
+    a = a_bits + (0 if a_signed else 1)
+    b = b_bits + (0 if b_signed else 1)
+    return min(_parts(a, 27) * _parts(b, 18), _parts(b, 27) * _parts(a, 18))
+
+
+def bram36_for(depth: int, width: int) -> float:
+    """BRAM36 equivalents of one memory bank (BRAM18 counts 0.5)."""
+    if depth <= 0 or width <= 0:
+        return 0.0
+    b36 = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM36_SHAPES)
+    b18 = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM18_SHAPES)
+    return float(min(b36, 0.5 * b18))
+
+
+def uram_for(depth: int, width: int) -> int:
+    """URAM288 blocks (4K x 72) of one bank."""
+    return math.ceil(width / 72) * math.ceil(depth / 4096)
+
+
+@dataclass
+class Memory:
+    """One array after partitioning: ``banks`` banks of ``depth`` x ``width`` bits."""
+
+    name: str
+    depth: int
+    width: int
+    banks: int = 1
+    registers: bool = False   # fully partitioned: flip-flops
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width * self.banks
+
+    def cost(self, board) -> dict:
+        """{'bram36', 'uram', 'lut', 'ff', 'kind'} for this array on ``board``."""
+        bank_bits = self.depth * self.width
+        if self.registers:
+            return {"bram36": 0.0, "uram": 0, "lut": 0, "ff": self.bits, "kind": "registers"}
+        if bank_bits <= LUTRAM_MAX_BITS:
+            lut = self.banks * math.ceil(self.depth / 64) * self.width * 2  # dual-port RAM64X1D
+            return {"bram36": 0.0, "uram": 0, "lut": lut, "ff": 0, "kind": "LUTRAM"}
+        if board.uram and bank_bits >= URAM_MIN_BITS:
+            return {"bram36": 0.0, "uram": self.banks * uram_for(self.depth, self.width), "lut": 0, "ff": 0,
+                    "kind": "URAM"}
+        return {"bram36": self.banks * bram36_for(self.depth, self.width), "uram": 0, "lut": 0, "ff": 0,
+                "kind": "BRAM"}
+
+
+@dataclass
+class UnitResources:
+    """Resources of one unit (a function of the kernel or a shared structure)."""
+
+    name: str
+    dsp: int = 0
+    bram36: float = 0.0
+    uram: int = 0
+    lut: int = 0
+    ff: int = 0
+    detail: list[str] = field(default_factory=list)
+
+    def add_memory(self, mem: Memory, board, copies: int = 1) -> None:
+        c = mem.cost(board)
+        self.bram36 += copies * c["bram36"]
+        self.uram += copies * c["uram"]
+        self.lut += copies * c["lut"]
+        self.ff += copies * c["ff"]
+        amount = {"BRAM": f"{copies * c['bram36']:g} BRAM36", "URAM": f"{copies * c['uram']} URAM",
+                  "LUTRAM": f"{copies * c['lut']} LUT", "registers": f"{copies * c['ff']} FF"}[c["kind"]]
+        xs = f"{copies}x " if copies > 1 else ""
+        self.detail.append(f"{xs}{mem.name} [{mem.banks} bank(s) x {mem.depth} x {mem.width}b] -> {amount}")
+
+    def add_mults(self, what: str, count: int, a_bits: int, b_bits: int, a_signed=True, b_signed=True) -> None:
+        per = dsp_per_mult(a_bits, b_bits, a_signed, b_signed)
+        self.dsp += count * per
+        # partial products of a split multiply are summed in LUTs
+        self.lut += count * (per - 1) * (a_bits + b_bits)
+        self.detail.append(f"{count} x {what} {a_bits}x{b_bits}b -> {count * per} DSP ({per}/product)")
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "dsp": self.dsp, "bram36": self.bram36, "uram": self.uram,
+                "lut": self.lut, "ff": self.ff, "detail": list(self.detail)}
+
+
+def add_mac_array(u: "UnitResources", cu_in: int, cu_out: int, x_bits: int, w_bits: int, acc_bits: int) -> None:
+    """``cu_in x cu_out`` multipliers, the per-neuron adder trees and accumulators into ``u``."""
+    macs = cu_in * cu_out
+    u.add_mults("MAC", macs, x_bits, w_bits)
+    u.lut += macs * (x_bits + w_bits + math.ceil(math.log2(max(2, cu_in))))  # adder trees
+    u.ff += macs * 2 * (x_bits + w_bits) + cu_out * acc_bits
