@@ -179,6 +179,67 @@ def test_short_training_lowers_the_loss_and_resumes(micro_data, tmp_path):
     assert tuned["history"][0]["loss"] < np.mean(losses[:8])
 
 
+def test_head_crop_computes_the_window_of_the_whole_output():
+    from edgemoe.golden.float_model import M3ViT
+    from edgemoe.golden.heads import HeadCrop
+
+    cfg = _small_cfg()
+    torch.manual_seed(0)
+    model = M3ViT(cfg.model).eval()
+    head = model.decoders[cfg.model.task_names[0]]
+    images = torch.rand(2, 3, cfg.model.img_height, cfg.model.img_width)
+    with torch.no_grad():
+        tokens = model.forward_backbone(images, 0)
+        full = head(tokens)
+        crop = HeadCrop(tops=(0, 3), lefts=(5, 1), height=8, width=12)
+        part = head(tokens, crop=crop)
+    assert part.shape == (2, full.shape[1], 16, 24)
+    windows = crop.cut(full, scale=2)
+    # away from the window's border (zero padding, upsampling clamp) the window is exact
+    torch.testing.assert_close(part[..., 4:-4, 4:-4], windows[..., 4:-4, 4:-4], rtol=0, atol=1e-5)
+    assert (part - windows).abs().max() > 1e-3  # the border is not
+    with pytest.raises(ValueError, match="leave the"):
+        head(tokens, crop=HeadCrop(tops=(0, 30), lefts=(0, 0), height=8, width=12))
+    # in training mode the cropped stage normalises with its running statistics, not the window's
+    last, first = getattr(head, f"syncbn_fc_{head.stages - 1}"), head.syncbn_fc_0
+    last_before, first_before = last.running_mean.clone(), first.running_mean.clone()
+    head.train()
+    with torch.no_grad():
+        head(tokens, crop=crop)
+    assert torch.equal(last.running_mean, last_before)
+    assert not torch.equal(first.running_mean, first_before)  # the uncropped stages did train
+
+
+def test_class_weights_follow_median_frequency():
+    from edgemoe.golden.train import class_weights
+
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    assert class_weights(labels, 4, 0.0).tolist() == [1, 1, 1, 1]
+    w = class_weights(labels, 4, 1.0).numpy()
+    np.testing.assert_allclose(w, [0.5, 1.0, 3.0, 1.0], rtol=1e-6)  # median freq 0.3; class 3 absent -> 1
+    np.testing.assert_allclose(class_weights(labels, 4, 0.5).numpy(), np.sqrt([0.5, 1.0, 3.0, 1.0]), rtol=1e-6)
+
+
+def test_cropped_class_balanced_fine_tuning_runs_and_needs_a_trained_model(micro_data, tmp_path):
+    from edgemoe.golden.train import TrainingError, TrainSettings, train
+
+    cfg = _small_cfg()
+    settings = TrainSettings(steps=3, batch=4, lr=1e-3, warmup_steps=1, val_scenes=4, save_every_s=1e9,
+                             class_balance=0.5, head_crop=0.5)
+    with pytest.raises(TrainingError, match="--head-crop 0.5 fine-tunes a trained model"):
+        train(cfg, micro_data, tmp_path / "a.pth", settings, progress=False, log=lambda *_: None)
+    base = train(cfg, micro_data, tmp_path / "base.pth", dataclasses.replace(settings, head_crop=1.0),
+                 progress=False, log=lambda *_: None)
+    lines = []
+    tuned = train(cfg, micro_data, tmp_path / "tuned.pth", settings, progress=False, log=lines.append,
+                  init=tmp_path / "base.pth")
+    assert tuned["settings"]["head_crop"] == 0.5 and tuned["settings"]["class_balance"] == 0.5
+    assert tuned["init"]["sha256"] == base["sha256"]
+    assert any(line.startswith("class weights: ") for line in lines)
+    with pytest.raises(TrainingError, match="--head-crop"):
+        TrainSettings(head_crop=0.05).check()
+
+
 def test_training_refuses_a_mismatched_dataset(micro_data, tmp_path):
     from edgemoe.golden.train import TrainingError, TrainSettings, train
 
