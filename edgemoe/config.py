@@ -464,12 +464,12 @@ def _read_yaml(path: Path) -> dict:
 
 def load_config(source: str | Path | Config | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """A preset name, a YAML file path or a Config, with ``section.field=value`` overrides."""
-    from edgemoe.presets import PRESETS
+    from edgemoe.presets import DEFAULT_PRESET, PRESETS
 
     if isinstance(source, Config):
         data: dict = source.to_dict()
     else:
-        src = "m3vit-tiny-cityscapes" if source is None else str(source)
+        src = DEFAULT_PRESET if source is None else str(source)
         if src in PRESETS:
             data = {"preset": src}
         else:

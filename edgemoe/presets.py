@@ -94,6 +94,8 @@ def _micro() -> Config:
 
 
 PRESETS = {"m3vit-tiny-cityscapes": _tiny, "m3vit-micro": _micro}
+#: the config of every command (and of load_config()) when none is given
+DEFAULT_PRESET = "m3vit-tiny-cityscapes"
 
 
 def preset(name: str) -> Config:

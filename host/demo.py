@@ -1,10 +1,8 @@
 """The main job on the embedded default: a real photo through the simulated accelerator, checked against golden.
 
-    python -m edgemoe.host.demo [--config m3vit-tiny-cityscapes] [--weights CKPT] [--out out/demo]
-
 1. weights: the checkpoint shipped for the config (trained by edgemoe on its
    generated street scenes; checked against its recipe's SHA-256), the M3ViT
-   checkpoint given, or synthetic weights (``--synthetic``), packed into the
+   checkpoint given, or synthetic weights, packed into the
    kernel's DRAM layout (a versioned file with a checksum; cached);
 2. the accelerator: the Vitis HLS project generated (kernel, testbench, tcl,
    board flow) and its kernel compiled with g++ into the simulated overlay,
@@ -26,8 +24,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-
-from edgemoe.cli import args as cli_args
 
 PHOTOS = {
     "motorcycle": ("Middlebury stereo 'motorcycle' (left view)", lambda d: d.stereo_motorcycle()[0]),
@@ -53,41 +49,16 @@ def _step(i: int, n: int, text: str) -> None:
     print(f"\n[{i}/{n}] {text}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = cli_args.OneLineParser(prog="python -m edgemoe.host.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="m3vit-tiny-cityscapes", help="preset or YAML (default: %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="config override")
-    p.add_argument("--weights", help="an M3ViT checkpoint (.pth or a directory of rank shards) or a packed "
-                                     "weights file; default: the checkpoint shipped for the config, else synthetic")
-    p.add_argument("--synthetic", action="store_true", help="synthetic (untrained) weights even when a trained "
-                                                              "checkpoint is shipped for the config")
-    p.add_argument("--seed", type=cli_args.seed, default=0, help="seed of the synthetic weights (default: 0)")
-    p.add_argument("--scene", type=cli_args.count(0, 1_000_000), default=0,
-                   help="index of the held-out generated scene (test split, seed 0; default: 0)")
-    p.add_argument("--photo", nargs="+", default=["motorcycle"], choices=sorted(PHOTOS),
-                   help="bundled photo(s) to run (default: motorcycle); several go in one kernel call")
-    p.add_argument("--taps", default=DEFAULT_TAPS, help="taps checked bit for bit besides the kernel output "
-                                                        "(comma list, 'blocks', 'all' or 'none'; default: %(default)s)")
-    p.add_argument("--out", default="out/demo", type=cli_args.output_folder,
-                   help="output folder (default: %(default)s)")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:  # --help, or a usage error already printed in one line
-        return e.code if isinstance(e.code, int) else 2
+def run_demo(cfg, weights: str | None = None, synthetic: bool = False, seed: int = 0, scene_index: int = 0,
+             photo_names=("motorcycle",), taps: str = DEFAULT_TAPS, out_dir="out/demo") -> int:
+    """The six steps for ``cfg``; 0 when the device is bit-exact with the golden model, else 1.
 
-    from edgemoe.cli import describe_os_error, user_error_types
-    from edgemoe.config import load_config
-
-    try:
-        return _run(args, load_config(args.config, args.set))
-    except user_error_types() as e:
-        print(f"demo: error: {e}", file=sys.stderr)
-    except OSError as e:
-        print(f"demo: error: {describe_os_error(e)}", file=sys.stderr)
-    return 2
-
-
-def _run(args, cfg) -> int:
+    ``weights``: an M3ViT checkpoint or a packed weights file (default: the
+    checkpoint shipped for the config, else synthetic weights of ``seed``;
+    ``synthetic`` forces those); ``scene_index``: the held-out test scene;
+    ``photo_names``: keys of :data:`PHOTOS`; ``taps``: checked bit for bit
+    besides the kernel output.
+    """
     import numpy as np
     import skimage.data
     import torch
@@ -109,7 +80,7 @@ def _run(args, cfg) -> int:
 
     torch.set_grad_enabled(False)
     t_start = time.perf_counter()
-    out = Path(args.out)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     m = cfg.model
     steps = 6
@@ -119,16 +90,16 @@ def _run(args, cfg) -> int:
 
     _step(1, steps, "weights -> the kernel's DRAM layout")
     float_sd, depth_encoding = None, ""
-    shipped = None if args.weights or args.synthetic else shipped_checkpoint(cfg)
-    if args.weights and is_weights_file(args.weights):
-        packed = load_weights_file(args.weights, cfg)
-        print(f"  packed weights file {args.weights} ({packed.source}); no float weights: the fixed-vs-float "
+    shipped = None if weights or synthetic else shipped_checkpoint(cfg)
+    if weights and is_weights_file(weights):
+        packed = load_weights_file(weights, cfg)
+        print(f"  packed weights file {weights} ({packed.source}); no float weights: the fixed-vs-float "
               f"error is skipped")
     else:
-        if args.weights or shipped is not None:
+        if weights or shipped is not None:
             from edgemoe.golden.checkpoint import load_m3vit_checkpoint
 
-            path = args.weights or shipped.path
+            path = weights or shipped.path
             loaded = load_m3vit_checkpoint(path, m)
             float_sd, source = loaded.state_dict, f"M3ViT checkpoint {Path(path).name}"
             for n in loaded.notices:
@@ -138,7 +109,7 @@ def _run(args, cfg) -> int:
             recipe = checkpoint_recipe(path) if Path(path).is_file() else None
             depth_encoding = (recipe or {}).get("depth_encoding", "")
         else:
-            float_sd, source = synthetic_state_dict(m, seed=args.seed), f"synthetic (seed {args.seed})"
+            float_sd, source = synthetic_state_dict(m, seed=seed), f"synthetic (seed {seed})"
         print(f"  weights: {source}")
         packed = packed_for(cfg, float_sd, source, cache_dir() / "host-cache" / "weights",
                             log=lambda s: print("  " + s))
@@ -158,13 +129,13 @@ def _run(args, cfg) -> int:
 
     _step(3, steps, "the inputs: a held-out generated street scene and a real photo")
     photos, names = [], []
-    scene = render_scene(scene_seed(0, "test", args.scene), m.img_height, m.img_width)
-    print(f"  scene-{args.scene}: generated street scene {args.scene} of the test split (seed 0; never trained on), "
+    scene = render_scene(scene_seed(0, "test", scene_index), m.img_height, m.img_width)
+    print(f"  scene-{scene_index}: generated street scene {scene_index} of the test split (seed 0; never trained on), "
           f"with its true labels and depth")
-    photos.append(to_model_input(scene.image_u8, m.img_height, m.img_width, f"  scene-{args.scene}",
+    photos.append(to_model_input(scene.image_u8, m.img_height, m.img_width, f"  scene-{scene_index}",
                                  cfg.precision.pixel.bits, log=print))
-    names.append(f"scene-{args.scene}")
-    for name in args.photo:
+    names.append(f"scene-{scene_index}")
+    for name in photo_names:
         desc, fetch = PHOTOS[name]
         print(f"  {name}: {desc}, scikit-image bundled sample")
         photos.append(to_model_input(fetch(skimage.data), m.img_height, m.img_width, f"  {name}",
@@ -186,7 +157,7 @@ def _run(args, cfg) -> int:
     print("  (kernel = the kernel's C simulation on this CPU, not the speed of the FPGA)")
 
     _step(5, steps, "check against the golden model")
-    taps = select_taps(cfg, args.taps)
+    taps = select_taps(cfg, taps)
     results = compare_device(acc, res.pixels, "all", taps, float_sd, result=res)
     for c in results:
         print()
@@ -212,7 +183,7 @@ def _run(args, cfg) -> int:
                                    depth_unit="m" if depth_encoding else ""))
     figures = scene_figures(shown, 0, scene.label, scene.depth_m) if depth_encoding else None
     saved.append(save_truth_comparison(out / f"{names[0]}_truth.png", shown, 0, scene.label, scene.depth_m,
-                                       f"held-out generated scene {args.scene}: truth vs the device's prediction"
+                                       f"held-out generated scene {scene_index}: truth vs the device's prediction"
                                        + (f" (mIoU {100 * figures['miou']:.1f}%, AbsRel {figures['abs_rel']:.3f})"
                                           if figures else weights_note)))
     for path in saved:
@@ -236,5 +207,6 @@ def _run(args, cfg) -> int:
     return 0 if ok else 1
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m edgemoe.host.demo (make demo): the command line is edgemoe.cli.demo
+    from edgemoe.cli.demo import main
     sys.exit(main())

@@ -187,7 +187,7 @@ def test_run_gives_inputs_with_one_name_distinct_outputs(sim_bitstreams, tmp_pat
 
 
 def test_demo_usage_errors_are_one_line(tmp_path, capsys):
-    from edgemoe.host.demo import main as demo_main
+    from edgemoe.cli.demo import main as demo_main
 
     afile = tmp_path / "afile"
     afile.write_text("x")

@@ -599,7 +599,7 @@ def test_a_builtin_profile_name_on_other_arithmetic_is_refused(tmp_path):
 
 
 def test_field_docs_list_the_profile_switch():
-    from edgemoe.cli import field_docs
+    from edgemoe.cli.golden import field_docs
 
     docs = field_docs()
     section = docs.split("[precision]")[1].split("[hardware]")[0]

@@ -239,7 +239,7 @@ def test_cli_register_a_board_build(bitstreams, capsys):
 
 
 def test_demo_on_micro(bitstreams, tmp_path, capsys):
-    from edgemoe.host.demo import main as demo_main
+    from edgemoe.cli.demo import main as demo_main
 
     out = tmp_path / "demo"
     assert demo_main(["--config", "m3vit-micro", "--out", str(out)]) == 0
@@ -265,7 +265,7 @@ def test_demo_with_an_edgemoe_trained_checkpoint_shows_metres_and_scene_figures(
     from edgemoe.golden.evaluate import DEPTH_ENCODING
     from edgemoe.golden.pretrained import ShippedCheckpointError, checkpoint_recipe
     from edgemoe.golden.synthetic import synthetic_state_dict
-    from edgemoe.host.demo import main as demo_main
+    from edgemoe.cli.demo import main as demo_main
 
     ckpt = tmp_path / "trained.pth"
     torch.save(synthetic_state_dict(load_config("m3vit-micro").model, seed=3), ckpt)

@@ -1,59 +1,29 @@
-"""Host commands of the ``edgemoe`` command line: run, compare, pack, register.
-
-    edgemoe run      [--config C] [--weights W] [--device auto|sim|board] [--overlay O]
-                     [--task semseg|depth|all] [--out DIR] [--batch N] IMAGE...
-    edgemoe compare  [--config C] [--weights W] [--device ...] [--taps blocks|all|none|LIST]
-                     [--images N | --image FILE ...]
-    edgemoe pack     [--config C] [--weights CKPT | --timm-weights W | --seed S] --out FILE
-    edgemoe register [--config C] [--board B] OVERLAY [FILE ...]
+"""The ``run``, ``compare``, ``pack`` and ``register`` commands: the host runtime on a board or the simulated device.
 
 ``--weights`` takes a packed weights file (``edgemoe pack``) or an M3ViT
 checkpoint (packed on the fly and cached); without it, synthetic weights
-(``--seed``).  ``add_commands(subparsers, add_config_args)`` registers them
-on the main parser; errors a user can cause end in one line (exit status 2).
+(``--seed``).
 """
 from __future__ import annotations
 
 import argparse
-import functools
-import sys
 import time
 from pathlib import Path
 
 from edgemoe.cli import args as cli_args
-
-from .errors import HostError
-
-
-def _guard(func):
-    """One-line errors for host problems (the main CLI handles config/image/checkpoint errors)."""
-    @functools.wraps(func)
-    def run(args) -> int:
-        try:
-            return func(args)
-        except HostError as e:
-            print(f"edgemoe {args.command}: error: {e}", file=sys.stderr)
-            return 2
-    return run
-
-
-def _config(args):
-    from edgemoe.config import load_config
-
-    return load_config(args.config, args.set)
+from edgemoe.cli.common import add_config_args, config_from_args, load_state_dict, print_header
+from edgemoe.host.errors import HostError
 
 
 def _float_state_dict(cfg, args):
     """(float state dict or None, notices): what --weights / --timm-weights / --seed name."""
     from edgemoe.golden.synthetic import synthetic_state_dict
 
-    from .weights_file import is_weights_file
+    from edgemoe.host.weights_file import is_weights_file
 
     if args.weights and is_weights_file(args.weights):
         return None, []
     if args.weights or args.timm_weights:
-        from edgemoe.cli import load_state_dict
-
         return load_state_dict(cfg, args.weights, args.timm_weights, args.seed)
     return synthetic_state_dict(cfg.model, seed=args.seed), [f"weights: synthetic (seed {args.seed})"]
 
@@ -68,17 +38,11 @@ def _weights(args, state_dict):
 
 
 def _accelerator(cfg, args, state_dict):
-    from .runtime import Accelerator
+    from edgemoe.host.runtime import Accelerator
 
     weights, source = _weights(args, state_dict)
     return Accelerator(cfg, overlay=args.overlay, weights=weights, device=args.device, manifest=args.manifest,
                        timeout=args.timeout, max_batch=args.batch, weights_source=source, log=print)
-
-
-def _header(cfg) -> None:
-    m = cfg.model
-    print(f"config {cfg.name}: {m.img_height}x{m.img_width}, dim {m.embed_dim}, depth {m.depth}, "
-          f"{m.num_experts} experts top-{m.top_k}; precision {cfg.precision.name}; digest {cfg.digest()[:12]}")
 
 
 def _images(cfg, paths: list[str]):
@@ -96,12 +60,11 @@ def _images(cfg, paths: list[str]):
 
 # --- run ---------------------------------------------------------------------------------
 
-@_guard
 def cmd_run(args) -> int:
-    from .visualize import save_task_maps, unique_stems
+    from edgemoe.host.visualize import save_task_maps, unique_stems
 
-    cfg = _config(args)
-    _header(cfg)
+    cfg = config_from_args(args)
+    print_header(cfg)
     state_dict, notices = _float_state_dict(cfg, args)
     for n in notices:
         print(f"  {n}")
@@ -125,14 +88,13 @@ def cmd_run(args) -> int:
 
 # --- compare -------------------------------------------------------------------------------
 
-@_guard
 def cmd_compare(args) -> int:
     from edgemoe.golden.synthetic import synthetic_images
 
-    from .compare import compare_device, format_comparison, select_taps
+    from edgemoe.host.compare import compare_device, format_comparison, select_taps
 
-    cfg = _config(args)
-    _header(cfg)
+    cfg = config_from_args(args)
+    print_header(cfg)
     taps = select_taps(cfg, args.taps)
     state_dict, notices = _float_state_dict(cfg, args)
     for n in notices:
@@ -158,11 +120,10 @@ def cmd_compare(args) -> int:
 
 # --- pack / register -------------------------------------------------------------------------
 
-@_guard
 def cmd_pack(args) -> int:
-    from .weights_file import load_weights_file, log_saturation, pack_state_dict
+    from edgemoe.host.weights_file import load_weights_file, log_saturation, pack_state_dict
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     state_dict, notices = _float_state_dict(cfg, args)
     if state_dict is None:
         raise HostError(f"{args.weights} is already a packed weights file")
@@ -180,13 +141,12 @@ def cmd_pack(args) -> int:
     return 0
 
 
-@_guard
 def cmd_register(args) -> int:
     from edgemoe.hls.interface import register_map_json
 
-    from . import manifest as mf
+    from edgemoe.host import manifest as mf
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     overlay = Path(args.overlay)
     regmap = Path(args.regmap) if args.regmap else overlay.with_suffix(".regmap.json")
     if not args.regmap:
@@ -224,7 +184,7 @@ def _add_device_args(p: argparse.ArgumentParser) -> None:
                    help=f"seconds to wait for ap_done per call, > 0 and <= {cli_args.MAX_TIMEOUT:g} (default: 10)")
 
 
-def add_commands(subparsers, add_config_args) -> None:
+def add_commands(subparsers) -> None:
     """Register run, compare, pack and register on the main parser's subparsers."""
     p = subparsers.add_parser("run", help="run images through the accelerator (board or simulated): "
                                           "segmentation and depth PNGs, per-stage times")

@@ -1,12 +1,4 @@
-"""The ``perf``, ``explore`` and ``report`` commands (hooked into ``edgemoe.cli`` by :func:`add_commands`).
-
-    edgemoe perf     [--config C] [--set ...] [--mode onchip|edgemoe-dram] [--batch B]
-                     [--routing uniform|skewed[:ALPHA]|golden] [--task T] [--images N] [--as-written]
-                     [--resources] [--port-limit] [--json FILE]
-    edgemoe explore  [--config C] [--board zcu102|u50|u280] [--batch 1 8] [--mode onchip|edgemoe-dram|both]
-                     [--cap 0.8] [--profiles ...] [--quick] [--out chosen.yaml]
-    edgemoe report   [--config C] --out report.html|report.md [--mode ...] [--batch B] [--images N]
-"""
+"""The ``perf``, ``explore`` and ``report`` commands: cycle and resource models, design-space search, report."""
 from __future__ import annotations
 
 import json
@@ -15,11 +7,12 @@ import time
 from pathlib import Path
 
 from edgemoe.cli import args as cli_args
+from edgemoe.cli.common import add_config_args, config_from_args
 from edgemoe.config import ConfigError
 
 
 def _routing(cfg, args):
-    from .perf_model import routing_from_golden, skewed_routing, uniform_routing
+    from edgemoe.perf.routing import routing_from_golden, skewed_routing, uniform_routing
 
     spec = (args.routing or "uniform").strip().lower()
     if spec == "uniform":
@@ -39,22 +32,29 @@ def _routing(cfg, args):
     raise ConfigError("--routing", args.routing, "must be uniform, skewed[:ALPHA] or golden")
 
 
+def _measured():
+    """What the RTL units' tools wrote under the sim build folder: the models' calibration and yosys figures."""
+    from edgemoe.perf.measured import SimResults
+    from edgemoe.sim import formats, results
+
+    return SimResults.read(results, layernorm_plan=formats.layernorm_plan)
+
+
 def cmd_perf(args) -> int:
-    from edgemoe.cli import _config
+    from edgemoe.perf.cycles import MODES, as_written_findings, estimate, format_findings
+    from edgemoe.perf.resources import estimate_resources
 
-    from .perf_model import MODES, as_written_findings, estimate, format_findings
-    from .resource_model import estimate_resources
-
-    cfg = _config(args)
+    cfg = config_from_args(args)
     routing = _routing(cfg, args)
-    est = estimate(cfg, routing, args.batch, args.mode, port_limit=args.port_limit)
+    measured = _measured()
+    est = estimate(cfg, routing, args.batch, args.mode, port_limit=args.port_limit, measured=measured)
     print(est.table())
     other = [m for m in MODES if m != args.mode][0]
-    o = estimate(cfg, routing, args.batch, other, port_limit=args.port_limit)
+    o = estimate(cfg, routing, args.batch, other, port_limit=args.port_limit, measured=measured)
     print(f"other mode ({other}): {o.ms_per_image:.2f} ms/image, {o.roofline.ratio:.1f}x roofline")
     if args.as_written:
         print("\nthe template as written (onchip, each penalty alone):")
-        print(format_findings(as_written_findings(cfg, routing, args.batch)))
+        print(format_findings(as_written_findings(cfg, routing, args.batch, measured)))
     if args.resources:
         print()
         print(estimate_resources(cfg, args.mode, args.batch).table(details=args.details))
@@ -66,12 +66,10 @@ def cmd_perf(args) -> int:
 
 
 def cmd_explore(args) -> int:
-    from edgemoe.cli import _config
+    from edgemoe.perf.cycles import MODES
+    from edgemoe.perf.explore import GRID, QUICK_GRID, explore
 
-    from .explore import GRID, QUICK_GRID, explore
-    from .perf_model import MODES
-
-    cfg = _config(args)
+    cfg = config_from_args(args)
     modes = MODES if args.mode == "both" else (args.mode,)
     grid = dict(QUICK_GRID if args.quick else GRID)
     if args.profiles:
@@ -84,7 +82,7 @@ def cmd_explore(args) -> int:
             grid[name] = tuple(vals)
     t0 = time.perf_counter()
     res = explore(cfg, args.board, args.batch, modes, grid, args.cap, progress=not args.no_progress,
-                  port_limit=args.port_limit)
+                  port_limit=args.port_limit, measured=_measured())
     print(res.summary(max_rows=args.rows))
     print(f"({time.perf_counter() - t0:.1f} s)")
     if res.chosen is None:
@@ -114,26 +112,24 @@ def read_eval_figures(path: str) -> dict:
 
 
 def cmd_report(args) -> int:
-    from edgemoe.cli import _config
+    from edgemoe.perf.report import write_report
 
-    from .report import write_report
-
-    cfg = _config(args)
+    cfg = config_from_args(args)
     t0 = time.perf_counter()
     tasks = None if args.task == "all" else [cfg.model.task_names[cfg.model.task_index(args.task)]]
     metrics = None if args.eval is None else (read_eval_figures(args.eval), args.eval)
     out = write_report(cfg, args.out, mode=args.mode, batch=args.batch, images=args.images, seed=args.seed,
-                       tasks=tasks, cap=args.cap, task_metrics=metrics)
+                       tasks=tasks, cap=args.cap, task_metrics=metrics, measured=_measured())
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB) in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
-def add_commands(subparsers, add_config_args) -> None:
+def add_commands(subparsers) -> None:
     """Register ``perf``, ``explore`` and ``report`` on an argparse subparsers object."""
     from edgemoe.boards import BOARDS
 
-    from .perf_model import MODES
-    from .resource_model import DEFAULT_CAP
+    from edgemoe.perf.cycles import MODES
+    from edgemoe.perf.resources import DEFAULT_CAP
 
     p = subparsers.add_parser("perf", help="cycle model of the generated kernel: per-step table, totals, roofline")
     add_config_args(p)
@@ -183,4 +179,3 @@ def add_commands(subparsers, add_config_args) -> None:
     p.add_argument("--cap", type=cli_args.fraction, default=DEFAULT_CAP)
     p.add_argument("--eval", help="task metrics from `edgemoe eval --json FILE`, shown as a section")
     p.set_defaults(func=cmd_report)
-

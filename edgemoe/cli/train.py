@@ -1,29 +1,15 @@
-"""Data, training and evaluation commands of the ``edgemoe`` command line.
-
-    edgemoe data scenes --out DIR [--n N] [--val N] [--test N] [--seed S] [--config C]
-    edgemoe train       --data DIR --out CKPT [--steps N] [--batch B] [--lr LR] [--budget-min M] [--config C]
-    edgemoe eval        --data DIR [--weights CKPT] [--profiles P,...] [--scenes N] [--fixed-scenes N]
-                        [--device sim|board|none] [--device-scenes N] [--config C]
-    edgemoe calibrate   --data DIR [--weights CKPT] [--scenes N] [--headroom H] --out PROFILE.yaml [--config C]
-
-``add_commands(subparsers, add_config_args)`` registers them on the main
-parser; bad input ends in one line (exit status 2).
-"""
+"""The ``data``, ``train``, ``eval`` and ``calibrate`` commands: scene datasets, training, task metrics, calibration."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-
-def _config(args):
-    from edgemoe.config import load_config
-
-    return load_config(args.config, args.set)
+from edgemoe.cli import args as cli_args
+from edgemoe.cli.common import add_config_args, config_from_args, load_state_dict
 
 
 def _state_dict(cfg, weights: str | None, seed: int = 0):
-    from edgemoe.cli import load_state_dict
-
+    """The float state dict of ``--weights`` (synthetic without it), its notices printed."""
     sd, notices = load_state_dict(cfg, weights, None, seed)
     for n in notices:
         print(f"  {n}")
@@ -33,9 +19,9 @@ def _state_dict(cfg, weights: str | None, seed: int = 0):
 # --- data ---------------------------------------------------------------------------------
 
 def cmd_data_scenes(args) -> int:
-    from .dataset import write_dataset
+    from edgemoe.golden.dataset import write_dataset
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     m = cfg.model
     counts = {"train": args.n, "val": args.val if args.val is not None else max(8, args.n // 20),
               "test": args.test if args.test is not None else max(8, args.n // 8)}
@@ -49,15 +35,16 @@ def cmd_data_scenes(args) -> int:
 # --- train --------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from .train import TrainSettings, train
+    from edgemoe.golden.train import TrainSettings, train
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, warmup_steps=args.warmup,
                              seed=args.seed, val_scenes=args.val_scenes, class_balance=args.class_balance,
                              head_crop=args.head_crop, depth_weight=args.depth_weight)
     command = "edgemoe " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("edgemoe") else ""
     result = train(cfg, args.data, args.out, settings, command=command,
-                   budget_s=None if args.budget_min is None else args.budget_min * 60, init=args.init)
+                   budget_s=None if args.budget_min is None else args.budget_min * 60, init=args.init,
+                   threads=args.threads)
     if result is None:
         return 0
     v = result["val"]
@@ -104,13 +91,11 @@ def cmd_eval(args) -> int:
 
     import numpy as np
 
-    from edgemoe.config import load_config
+    from edgemoe.golden.dataset import load_split
+    from edgemoe.golden.evaluate import evaluate, fixed_predictor, float_predictor, format_table
+    from edgemoe.golden.scenes import CLASSES
 
-    from .dataset import load_split
-    from .evaluate import evaluate, fixed_predictor, float_predictor, format_table
-    from .scenes import CLASSES
-
-    cfg = _config(args)
+    cfg = config_from_args(args)
     sd = _state_dict(cfg, args.weights)
     test = load_split(args.data, args.split)
     floating = float_predictor(cfg, sd)
@@ -174,10 +159,10 @@ def cmd_calibrate(args) -> int:
 
     import torch
 
-    from .calibrate import format_ranges, measure_ranges, propose_profile
-    from .dataset import load_split
+    from edgemoe.golden.calibrate import format_ranges, measure_ranges, propose_profile
+    from edgemoe.golden.dataset import load_split
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     sd = _state_dict(cfg, args.weights)
     split = load_split(args.data, args.split, limit=args.scenes)
     images = torch.from_numpy(split.images_u8).permute(0, 3, 1, 2).float() / 255
@@ -193,9 +178,9 @@ def cmd_calibrate(args) -> int:
 
 # --- registration ------------------------------------------------------------------------------
 
-def _add_model_data_args(p, add_config_args, split: str) -> None:
+def _add_model_data_args(p, split: str) -> None:
     """The config, a scene dataset and one of its splits, and the weights to run on it."""
-    from .dataset import SPLITS
+    from edgemoe.golden.dataset import SPLITS
 
     add_config_args(p)
     p.add_argument("--data", required=True, help="dataset folder (edgemoe data scenes)")
@@ -203,9 +188,7 @@ def _add_model_data_args(p, add_config_args, split: str) -> None:
     p.add_argument("--weights", help="M3ViT checkpoint (default: synthetic weights)")
 
 
-def add_commands(sub, add_config_args) -> None:
-    from edgemoe.cli import args as cli_args
-
+def add_commands(sub) -> None:
     p = sub.add_parser("data", help="make datasets: `data scenes` renders street scenes with labels and depth")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("scenes", help="render train/val/test street scenes (image, 7-class labels, depth)")
@@ -235,12 +218,13 @@ def add_commands(sub, add_config_args) -> None:
                    help="weight of the depth L1 term (default: %(default)s)")
     p.add_argument("--seed", type=cli_args.seed, default=0)
     p.add_argument("--init", help="M3ViT checkpoint to start from (fine-tuning), e.g. the shipped one")
+    p.add_argument("--threads", type=cli_args.count(1, 1024), help="CPU threads (default: one per core)")
     p.add_argument("--budget-min", type=cli_args.number(0.0, 100_000.0, "minutes"),
                    help="stop after this many minutes (state saved; the same command resumes)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="task metrics (mIoU, depth AbsRel/RMSE/delta) for float, fixed-point and device")
-    _add_model_data_args(p, add_config_args, "test")
+    _add_model_data_args(p, "test")
     p.add_argument("--profiles", help="comma-separated precision profiles or profile YAML files "
                                       "(default: the config's own)")
     p.add_argument("--scenes", type=cli_args.count(1, 1_000_000), help="scenes for the float model (default: all)")
@@ -253,7 +237,7 @@ def add_commands(sub, add_config_args) -> None:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("calibrate", help="measure activation/weight ranges per profile field; propose integer bits")
-    _add_model_data_args(p, add_config_args, "val")
+    _add_model_data_args(p, "val")
     p.add_argument("--scenes", type=cli_args.count(1, 100_000), default=16)
     p.add_argument("--headroom", type=cli_args.number(1.0, 16.0, "a factor"), default=1.25,
                    help="range margin over the largest value seen (default: %(default)s)")
