@@ -8,11 +8,11 @@ Layout: one module per command group, each with ``add_commands(subparsers)``
 that adds its commands to the main parser's subparsers and sets
 ``func=cmd_...`` on each (``cmd_...(args) -> int``, the exit status).
 :data:`COMMAND_MODULES` lists them in the order of ``edgemoe --help``.
-Shared option helpers (``add_config_args``, ``config_from_args``,
-``load_state_dict``) live in :mod:`edgemoe.cli.common`, the checked argparse types in
-:mod:`edgemoe.cli.args`.  Commands raise; :func:`main` alone turns
-exceptions into one-line errors and exit statuses.  Library packages never
-import ``edgemoe.cli``.
+Shared helpers (``add_config_args``, ``config_from_args``,
+``load_state_dict``, ``user_error_types``) live in :mod:`edgemoe.cli.common`,
+the checked argparse types in :mod:`edgemoe.cli.args`.  Commands raise;
+:func:`run` alone turns exceptions into one-line errors and exit statuses.
+Library packages never import ``edgemoe.cli``.
 """
 from __future__ import annotations
 
