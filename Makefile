@@ -59,12 +59,12 @@ sim: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow $(wildcard tests/test_sim_*.py)
 
 sim-report: setup
-	$(PY) -m edgemoe.sim.resources --config m3vit-tiny-cityscapes --profiles w16a32,w16a16 --out build/sim/resources.md
+	$(VENV)/bin/edgemoe sim resources --config m3vit-tiny-cityscapes --profiles w16a32,w16a16 --out build/sim/resources.md
 
 # PROJECT=<generated project> runs the RTL `make hls` exported there (whole network, tokens compared bit for bit)
 PROJECT ?=
 sim-kernel: setup
-	$(PY) -m edgemoe.sim.kernel_harness $(if $(PROJECT),--project $(PROJECT),--standin --config m3vit-micro --images 2 --task semseg --task depth --backpressure)
+	$(VENV)/bin/edgemoe sim kernel $(if $(PROJECT),--project $(PROJECT),--standin --config m3vit-micro --images 2 --task semseg --task depth --backpressure)
 
 bench: setup
 	$(PY) benchmarks/speed.py --config m3vit-tiny-cityscapes --images 2

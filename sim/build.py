@@ -1,16 +1,7 @@
-"""Verilog generation and the build folder of the RTL units.
+"""Verilog generation of the RTL units, cached in the sim build folder.
 
-Layout (never in git; the repository ignores ``/build/``)::
-
-    build/sim/<config digest, 12 hex>/
-        config.yaml                 the config the units were generated for
-        perf.json                   measured latency / II per unit and simulator
-        <unit>/
-            rtl/<top>.v             generated Verilog (+ <top>.il RTLIL twin, stamp, unit.json,
-                                    synth.json: cached yosys figures)
-            icarus/  verilator/     simulator builds and test runs
-
-``EDGEMOE_SIM_BUILD`` overrides the root (default ``<repo>/build/sim``).
+:func:`generate` writes a unit's Verilog, its RTLIL twin and ``unit.json``
+into ``<config folder>/<unit>/rtl/`` (the layout is :mod:`edgemoe.sim.results`'s).
 Generation is cached: a unit's Verilog is regenerated only when the stamp
 (hash of the generator sources, the golden numerics and the Amaranth
 version) or the config changes.  Concurrent pytest workers are serialised by
@@ -18,62 +9,17 @@ a lock file per unit.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+
+from .results import atomic_write, config_digest, locked, unit_dir
 
 SIM_DIR = Path(__file__).resolve().parent
 REPO = SIM_DIR.parent
 GOLDEN_NUMERICS = REPO / "golden" / "numerics"
-
-
-def build_root() -> Path:
-    env = os.environ.get("EDGEMOE_SIM_BUILD")
-    return Path(env).resolve() if env else REPO / "build" / "sim"
-
-
-def config_digest(cfg) -> str:
-    """The 12-hex prefix of the config's SHA-256 (``Config.digest``)."""
-    return cfg.digest()[:12]
-
-
-def config_dir(cfg, root: Path | None = None) -> Path:
-    d = (root or build_root()) / config_digest(cfg)
-    d.mkdir(parents=True, exist_ok=True)
-    cy = d / "config.yaml"
-    text = cfg.to_yaml()
-    if not cy.is_file() or cy.read_text() != text:
-        atomic_write(cy, text)
-    return d
-
-
-def unit_dir(cfg, unit: str, root: Path | None = None) -> Path:
-    d = config_dir(cfg, root) / unit
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (created if missing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+#: the generator sources: the registry, the units, and the shared formats
+GENERATOR_SOURCES = (SIM_DIR, SIM_DIR / "units")
 
 
 def source_stamp() -> str:
@@ -81,8 +27,9 @@ def source_stamp() -> str:
     import amaranth
 
     h = hashlib.sha256(amaranth.__version__.encode())
-    for f in sorted(SIM_DIR.glob("*.py")) + sorted(GOLDEN_NUMERICS.glob("*.py")):
-        h.update(f.name.encode())
+    files = [f for d in GENERATOR_SOURCES for f in sorted(d.glob("*.py"))] + sorted(GOLDEN_NUMERICS.glob("*.py"))
+    for f in files:
+        h.update(str(f.relative_to(REPO)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -125,13 +72,12 @@ def emit_rtlil(elaboratable, name: str, ports=None, out_dir: Path | str = ".") -
 def generate(unit: str, cfg, root: Path | None = None, force: bool = False) -> Path:
     """The Verilog of registered ``unit`` for ``cfg`` (generated unless cached); returns its path.
 
-    Any unit of :func:`edgemoe.sim.units.all_units` (stream and attention /
-    routing units).  Next to it: ``<top>.il`` (the same design as RTLIL, for
-    synthesis) and ``unit.json`` (the design latency, ROM bits, and what the
-    unit's spec adds: port formats for a stream unit, parameters / ports /
-    RAM bits for an attention unit).
+    Any unit of :func:`edgemoe.sim.units.registry.all_units`.  Next to it: ``<top>.il``
+    (the same design as RTLIL, for synthesis) and ``unit.json`` (the design latency,
+    ROM bits, and what the unit's spec adds: port formats for a stream unit,
+    parameters / ports / RAM bits for a multi-field unit).
     """
-    from .units import get_unit
+    from .units.registry import get_unit
 
     spec = get_unit(unit)
     rtl = unit_dir(cfg, unit, root) / "rtl"

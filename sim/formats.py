@@ -66,7 +66,7 @@ def naive_gelu(x: torch.Tensor, act: FixedType, step_log2: int = NAIVE_STEP_LOG2
 
 # --- LayerNorm unit: exact ranges, constant dividers, row-buffer plan ---------------------------------
 
-#: pipeline stages of :func:`edgemoe.sim.unit_rsqrt.rsqrt_datapath` (normalise 2, table read 1,
+#: pipeline stages of :func:`edgemoe.sim.units.rsqrt.rsqrt_datapath` (normalise 2, table read 1,
 #: interpolate 2, shift-round 2); the LayerNorm unit asserts it against the built lane
 RSQRT_DEPTH = 7
 #: quotient bits the LayerNorm's sequential dividers settle per cycle (at least; more for short rows)
@@ -118,7 +118,7 @@ def divider_plan(divisor: int, dividend_max: int, max_cycles: int, step_bits: in
 
 @dataclass(frozen=True)
 class LayerNormPlan:
-    """Sizes and timing of the LayerNorm unit (``edgemoe.sim.unit_layernorm``) for one config.
+    """Sizes and timing of the LayerNorm unit (``edgemoe.sim.units.layernorm``) for one config.
 
     Raw words throughout (``raw * 2**-frac_bits``); ``sum_max`` bounds the row sum of
     ``x - act.min_raw`` (act fraction bits), ``sumsq_max`` the row sum of ``c * c``

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 from .build import SIM_DIR
@@ -45,24 +44,3 @@ def lint(verilog_path: Path | str, top: str | None = None, waivers: bool = True,
     if errors or (r.returncode != 0 and not warnings):
         raise LintError(f"verilator lint of {path} failed:\n{text}")
     return warnings
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description="verilator --lint-only -Wall on generated Verilog")
-    ap.add_argument("files", nargs="+")
-    ap.add_argument("--no-waivers", action="store_true")
-    args = ap.parse_args(argv)
-    bad = 0
-    for f in args.files:
-        w = lint(f, waivers=not args.no_waivers)
-        print(f"{f}: {'clean' if not w else f'{len(w)} warning(s)'}")
-        for line in w:
-            print("  " + line)
-        bad += bool(w)
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

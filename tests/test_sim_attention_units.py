@@ -21,12 +21,14 @@ import torch
 from edgemoe.config import load_config
 from edgemoe.sim.build import generate, unit_info
 from edgemoe.sim.runner import run_unit
-from edgemoe.sim.units_attention import (ATTENTION_UNITS, SOFTMAX_RECURRENCE, attn_cycles, schedule_expected,
-                                         schedule_problems, schedule_stream, softmax_expected, topk_expected)
+from edgemoe.sim.units.registry import (MULTI_FIELD_UNITS, SOFTMAX_RECURRENCE, attn_cycles, schedule_expected,
+                                        schedule_problems, schedule_stream, softmax_expected, topk_expected)
 
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("yosys") is None,
                                 reason="Icarus Verilog / Yosys not installed (make setup)")
 
+#: the units of this file: the multi-field units but the compute tile (tests/test_sim_compute_tile.py)
+ATTENTION_UNITS = {u: s for u, s in MULTI_FIELD_UNITS.items() if u != "compute_tile"}
 PROFILES = {"w16a32": ["precision.profile=w16a32"], "w16a16": ["precision.profile=w16a16"]}
 #: (num_tokens, parallel) of the schedule runs: micro's own, P=1, P=N, and a 5-token model with P=3
 SCHEDULES = {"N9P2": [], "N9P1": ["hardware.attn_parallel=1"], "N9P9": ["hardware.attn_parallel=9"],
@@ -90,9 +92,13 @@ def test_topk_on_verilator():
 
 
 def test_one_registry_and_entry_point_for_every_unit(tmp_path, capsys):
-    """get_unit / all_units cover the stream and the attention units; runner.main runs either kind."""
-    from edgemoe.sim.runner import main
-    from edgemoe.sim.units import UNITS, all_units, get_unit
+    """get_unit / all_units cover the stream and the attention units; `edgemoe sim units` runs either kind."""
+    from edgemoe.cli import main as cli_main
+    from edgemoe.sim.units.registry import STREAM_UNITS as UNITS
+    from edgemoe.sim.units.registry import all_units, get_unit
+
+    def main(argv):
+        return cli_main(["sim", "units", *argv])
 
     assert all_units() == [*UNITS, *ATTENTION_UNITS, "compute_tile"]
     assert get_unit("softmax") is ATTENTION_UNITS["softmax"] and get_unit("exp") is UNITS["exp"]
@@ -223,7 +229,7 @@ def _amaranth_run(unit, bench):
 
 @pytest.mark.parametrize("n,par", [(2, 1), (2, 2), (3, 2), (6, 4), (13, 4), (17, 16), (17, 17)])
 def test_schedule_sweep_in_amaranth_sim(n, par):
-    from edgemoe.sim.unit_attn_schedule import AttnScheduleUnit
+    from edgemoe.sim.units.attn_schedule import AttnScheduleUnit
 
     u = AttnScheduleUnit(n, par)
     words = []
@@ -256,7 +262,7 @@ def test_schedule_sweep_in_amaranth_sim(n, par):
 @pytest.mark.parametrize("par", [1, 3])
 def test_softmax_recurrence_variants_in_amaranth_sim(recurrence, par):
     """Every recurrence depth is exact; II = 1 once P >= R rows interleave, else R."""
-    from edgemoe.sim.unit_softmax import OnlineSoftmaxUnit
+    from edgemoe.sim.units.softmax import OnlineSoftmaxUnit
 
     cfg = micro(f"hardware.attn_parallel={par}", profile="w16a16")
     p = cfg.precision
@@ -300,7 +306,7 @@ def test_softmax_recurrence_variants_in_amaranth_sim(recurrence, par):
 @pytest.mark.parametrize("e,k,n", [(4, 1, 5), (4, 4, 5), (16, 2, 20), (3, 3, 1), (5, 2, 7)])
 def test_topk_sweep_in_amaranth_sim(e, k, n):
     from edgemoe.golden.numerics.fixed import FixedType
-    from edgemoe.sim.unit_topk import TopKQueueUnit
+    from edgemoe.sim.units.topk import TopKQueueUnit
 
     lt = FixedType(16, 6, True)
     u = TopKQueueUnit(lt, e, k, n)

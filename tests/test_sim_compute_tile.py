@@ -1,4 +1,4 @@
-"""Compute tile RTL unit (sim/unit_compute_tile.py): cu_in x cu_out MACs, exact against golden ``linear``.
+"""Compute tile RTL unit (sim/units/compute_tile.py): cu_in x cu_out MACs, exact against golden ``linear``.
 
 Normal suite: cocotb on Icarus for m3vit-micro (w16a32, w16a16: cu 8x8), a
 4x2 tile with a bias finer than the products and a wrapping, ties-to-even
@@ -60,7 +60,7 @@ def test_compute_tile_verilog_is_lint_clean_and_described(case):
 
 
 def test_compute_tile_registry_entry():
-    from edgemoe.sim.units import all_units, get_unit
+    from edgemoe.sim.units.registry import all_units, get_unit
 
     spec = get_unit("compute_tile")
     assert spec.test_module == "tb_compute_tile" and spec.top == "edgemoe_compute_tile"

@@ -1,6 +1,6 @@
-"""RTL harness of the kernel top (sim/kernel_harness.py, sim/tb/tb_kernel.py) on the stand-in top.
+"""RTL harness of the kernel top (sim/kernel/harness.py, sim/kernel/tb_kernel.py) on the stand-in top.
 
-No Vitis HLS here, so the harness runs on :mod:`edgemoe.sim.unit_kernel_standin` (same module
+No Vitis HLS here, so the harness runs on :mod:`edgemoe.sim.kernel.standin` (same module
 name, ports and register map as the exported RTL; computes only the ``pixels`` tap).  Normal
 suite, m3vit-micro on Icarus: the pixels tap bit-exact for 2 images and both tasks; random AXI
 back-pressure with buffers off the bus beat (partial WSTRB); one bundle shared by every buffer on
@@ -20,14 +20,20 @@ import pytest
 from edgemoe.config import load_config
 from edgemoe.golden.fixed_model import tap_schedule
 from edgemoe.hls.interface import STATUS, TOP, config_hash32
-from edgemoe.sim.kernel_harness import main, run_kernel_rtl
-from edgemoe.sim.kernel_rtl import (KernelInterfaceError, KernelRTL, NoExportedRTL, find_exported_rtl,
+from edgemoe.cli import main as cli_main
+from edgemoe.sim.kernel.harness import run_kernel_rtl
+from edgemoe.sim.kernel.rtl import (KernelInterfaceError, KernelRTL, NoExportedRTL, find_exported_rtl,
                                     parse_ports)
+from edgemoe.sim.kernel.standin import STATUS_NOT_IMPLEMENTED, standin_rtl, standin_verilog
 from edgemoe.sim.lint import lint
 from edgemoe.sim.runner import SimulationFailed
-from edgemoe.sim.unit_kernel_standin import STATUS_NOT_IMPLEMENTED, standin_rtl, standin_verilog
 
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed (make setup)")
+
+
+def main(argv: list[str]) -> int:
+    """``edgemoe sim kernel ARGV``."""
+    return cli_main(["sim", "kernel", *argv])
 
 SHARED_64 = ["hardware.bundles={image: gmem, weights: gmem, activations: gmem}", "hardware.axi_width=64"]
 
@@ -150,7 +156,7 @@ def test_no_exported_rtl_cli_exits_2(tmp_path):
         find_exported_rtl(proj)
     assert str(proj) in str(e.value) and "edgemoe_vit_prj/solution1" in str(e.value)
     assert proj / "edgemoe_vit_prj" / "solution1" / "syn" / "verilog" in e.value.searched
-    r = subprocess.run([sys.executable, "-m", "edgemoe.sim.kernel_harness", "--config", "m3vit-micro",
+    r = subprocess.run([sys.executable, "-m", "edgemoe", "sim", "kernel", "--config", "m3vit-micro",
                         "--project", str(proj)], capture_output=True, text=True,
                        env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert r.returncode == 2, r.stdout + r.stderr

@@ -1,4 +1,4 @@
-"""LayerNorm RTL unit (sim/unit_layernorm.py): exact against golden ``numerics.layernorm.layernorm``.
+"""LayerNorm RTL unit (sim/units/layernorm.py): exact against golden ``numerics.layernorm.layernorm``.
 
 Normal suite: cocotb on Icarus for m3vit-micro (w16a32, w16a16: D = 64, the
 divisions are shifts), one Verilator run with D = 96 (a sequential division by
@@ -71,8 +71,7 @@ def test_layernorm_fails_on_a_wrong_epsilon():
     """Twice the epsilon in the golden model: the rows whose variance floors to 0 (r = rsqrt(eps))
     with non-zero centred words differ, so the edge-row test must fail and the runner raise."""
     with pytest.raises(SimulationFailed) as e:
-        run_unit("layernorm", micro(profile="w16a16"), "icarus", vectors=3, perturb=True,
-                 extra_env={"EDGEMOE_SIM_LN_PERTURB": "eps"}, tag="perturb-eps")
+        run_unit("layernorm", micro(profile="w16a16"), "icarus", vectors=3, perturb="eps", tag="perturb-eps")
     msg = str(e.value)
     assert "cocotb tests failed" in msg and "edge_rows_and_params" in msg and "expected" in msg
 
@@ -84,7 +83,7 @@ def _divider_run(plan, numerators: list[int], gap: int) -> list[tuple[int, int]]
     from amaranth import Elaboratable, Module, Signal
     from amaranth.sim import Simulator
 
-    from edgemoe.sim.unit_layernorm import const_divider
+    from edgemoe.sim.units.layernorm import const_divider
 
     class Top(Elaboratable):
         def __init__(self):
@@ -177,7 +176,7 @@ def test_layernorm_verilog_is_lint_clean(case):
 
 
 def test_layernorm_registry_and_unit_json():
-    from edgemoe.sim.units import all_units, get_unit
+    from edgemoe.sim.units.registry import all_units, get_unit
 
     spec = get_unit("layernorm")
     assert spec.test_module == "tb_layernorm" and spec.top == "edgemoe_layernorm" and "layernorm" in all_units()

@@ -19,8 +19,10 @@ from edgemoe.config import load_config
 from edgemoe.sim.build import generate
 from edgemoe.sim.lint import lint
 from edgemoe.sim.pysim import check_unit
-from edgemoe.sim.runner import SimulationFailed, load_perf, parse_results, run_unit
-from edgemoe.sim.units import UNITS, random_words, unit_vectors
+from edgemoe.sim.results import load_perf
+from edgemoe.sim.runner import SimulationFailed, parse_results, run_unit
+from edgemoe.sim.units.registry import STREAM_UNITS as UNITS
+from edgemoe.sim.units.registry import random_words, unit_vectors
 
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("yosys") is None,
                                 reason="Icarus Verilog / Yosys not installed (make setup)")
@@ -244,7 +246,7 @@ def test_resource_table_and_naive_gelu_ratio():
 
 def test_resources_json_keeps_other_units_rows(tmp_path):
     """A table run over some units replaces their rows and keeps the others (the model reads the file)."""
-    from edgemoe.sim.resources import merge_rows
+    from edgemoe.sim.results import merge_resource_rows as merge_rows
 
     path = tmp_path / "resources.json"
     merge_rows(path, [{"unit": "softmax", "lut": 1}, {"unit": "exp", "lut": 2}])

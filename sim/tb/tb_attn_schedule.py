@@ -1,7 +1,7 @@
-"""cocotb tests of the attention schedule unit (``edgemoe.sim.unit_attn_schedule``).
+"""cocotb tests of the attention schedule unit (``edgemoe.sim.units.attn_schedule``).
 
 Each recorded schedule (one output word per cycle) is checked by
-``edgemoe.sim.units_attention.schedule_problems``: every query meets every
+``edgemoe.sim.units.registry.schedule_problems``: every query meets every
 key once in the golden ``key_order``; slot o holds the HLS STREAM loop's
 query / step; one key and at most one query read per cycle; refill / done
 flags; exactly ``ATTN_CYCLES`` cycles.
@@ -21,17 +21,16 @@ from __future__ import annotations
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from attn_harness import PortHarness, check
-from edgemoe.sim.stream_tb import TbContext
-from edgemoe.sim.units_attention import attn_cycles, schedule_problems
+from edgemoe.sim.tb.context import TbContext
+from edgemoe.sim.tb.scoreboard import check
+from edgemoe.sim.units.registry import attn_cycles, schedule_problems
 
 
 def _setup(dut):
     ctx = TbContext.from_env()
     out = {f: False for f in ("out_key", "out_last", "out_active", "out_refill", "out_done", "out_query",
                               "out_step", "out_load", "out_load_query")}
-    h = PortHarness(dut, (), out, seed=ctx.seed, in_valid="start_valid", in_ready="start_ready")
-    return ctx, h
+    return ctx, ctx.harness(dut, (), out, in_valid="start_valid", in_ready="start_ready")
 
 
 def _words(ctx, dut, raw: list[dict]) -> list[dict]:

@@ -1,4 +1,4 @@
-"""cocotb tests of the compute tile (``edgemoe.sim.unit_compute_tile``).
+"""cocotb tests of the compute tile (``edgemoe.sim.units.compute_tile``).
 
 Every output word is compared exactly with the golden spec: per row,
 ``linear(x, act, w, weight, b, bias, act)`` (mode 0), ``gelu`` of it (mode 1),
@@ -23,20 +23,20 @@ import random
 import cocotb
 import torch
 
-from attn_harness import PortHarness, check, compare_words, reset_idle_test
 from edgemoe.golden.numerics.approx import gelu
 from edgemoe.golden.numerics.matmul import linear
-from edgemoe.sim.stream_tb import TbContext, backpressure_parts, to_word
-from edgemoe.sim.units import tile_k_max
+from edgemoe.sim.tb.context import TbContext
+from edgemoe.sim.tb.harness import backpressure_parts, reset_idle_test, to_word
+from edgemoe.sim.tb.scoreboard import check, compare
+from edgemoe.sim.units.registry import tile_k_max
 
 STORE, GELU, SCORE = 0, 1, 2
 
 
 def _setup(dut):
     ctx = TbContext.from_env()
-    h = PortHarness(dut, ("in_x", "in_w", "in_bias", "in_score", "in_mode", "in_last"),
-                    {"out_data": False, "out_mode": False}, seed=ctx.seed)
-    return ctx, h
+    return ctx, ctx.harness(dut, ("in_x", "in_w", "in_bias", "in_score", "in_mode", "in_last"),
+                            {"out_data": False, "out_mode": False})
 
 
 def _pack(vals, bits: int) -> int:
@@ -122,7 +122,7 @@ async def _run(ctx, h, dut, rows: list, label: str, **knobs):
         exp.append(_row_expected(p, x, w, b, s, mode, ctx.perturb))
     tr = await h.transfer(items, len(exp), **knobs)
     got = [_decode(ctx, dut, w) for w in tr.outputs]
-    return compare_words(got, exp, label), tr, lasts
+    return compare(got, exp, label), tr, lasts
 
 
 reset_idle = reset_idle_test(_setup)

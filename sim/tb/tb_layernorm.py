@@ -1,8 +1,8 @@
-"""cocotb tests of the LayerNorm unit (``edgemoe.sim.unit_layernorm``).
+"""cocotb tests of the LayerNorm unit (``edgemoe.sim.units.layernorm``).
 
 Every output word is compared exactly with the golden
 :func:`edgemoe.golden.numerics.layernorm.layernorm` (through
-``edgemoe.sim.units_attention.layernorm_expected``: rows [R, D] raw ``act``,
+``edgemoe.sim.units.registry.layernorm_expected``: rows [R, D] raw ``act``,
 gamma / beta raw ``ln_gamma`` / ``ln_beta``, eps = ``model.ln_eps``), with
 ``out_last`` on each row's last word.  Gamma / beta are loaded through the
 parameter port before the rows (and reloaded between batches).
@@ -25,27 +25,23 @@ Tests:
   slots are full (``slots * D`` words), nothing lost; a reset in mid-row
   restarts cleanly and keeps gamma / beta.
 
-Self-test (the runner's ``perturb``): the expectation rounds the ln_norm cast
-by another mode, or, with ``EDGEMOE_SIM_LN_PERTURB=eps`` in the environment,
-uses twice the epsilon (only rows of small variance change: ``edge_rows_and_params``
+Self-test (the runner's ``perturb``): with ``perturb=True`` the expectation
+rounds the ln_norm cast by another mode; with ``perturb="eps"`` it uses twice
+the epsilon (only rows of small variance change: ``edge_rows_and_params``
 must fail).
 """
 from __future__ import annotations
 
-import os
 import random
 
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from attn_harness import PortHarness, check, compare_words, reset_idle_test
 from edgemoe.sim.formats import layernorm_plan
-from edgemoe.sim.stream_tb import TbContext, backpressure_parts, to_word
-from edgemoe.sim.units_attention import layernorm_expected
-
-#: self-test perturbation when the runner's perturb flag is set: "rounding" (default: the ln_norm
-#: cast's rounding mode swapped) or "eps" (twice the epsilon); see ``layernorm_expected``
-ENV_LN_PERTURB = "EDGEMOE_SIM_LN_PERTURB"
+from edgemoe.sim.tb.context import TbContext
+from edgemoe.sim.tb.harness import backpressure_parts, reset_idle_test, to_word
+from edgemoe.sim.tb.scoreboard import check, compare
+from edgemoe.sim.units.registry import layernorm_expected
 
 IN_FIELDS = ("in_data",)
 OUT_FIELDS = {"out_data": True, "out_last": False}
@@ -53,13 +49,17 @@ OUT_FIELDS = {"out_data": True, "out_last": False}
 
 def _setup(dut):
     ctx = TbContext.from_env()
-    h = PortHarness(dut, IN_FIELDS, OUT_FIELDS, seed=ctx.seed)
+    h = ctx.harness(dut, IN_FIELDS, OUT_FIELDS)
     dut.param_we.value = 0
     return ctx, h
 
 
 def _perturb(ctx):
-    return (os.environ.get(ENV_LN_PERTURB) or "rounding") if ctx.perturb else False
+    """The self-test's perturbation: "eps" (twice the epsilon) when named, else "rounding" (the ln_norm
+    cast's rounding mode swapped); see ``layernorm_expected``."""
+    if not ctx.perturb:
+        return False
+    return ctx.perturb if isinstance(ctx.perturb, str) else "rounding"
 
 
 async def load_params(dut, p, gamma: list[int], beta: list[int]) -> None:
@@ -140,7 +140,7 @@ async def run_rows(ctx, h, dut, rows, gamma, beta, label: str, **knobs):
     items = [(x,) for row in rows for x in row]
     tr = await h.transfer(items, len(expected), **knobs)
     got = [(w["out_data"], w["out_last"]) for w in tr.outputs]
-    return compare_words(got, expected, label), tr
+    return compare(got, expected, label), tr
 
 
 reset_idle = reset_idle_test(_setup)
@@ -239,7 +239,7 @@ async def hold_and_reset(dut):
     exp_rows = layernorm_expected(rows, gamma, beta, ctx.cfg, perturb=_perturb(ctx))
     expected = [(y, int(i == d - 1)) for row in exp_rows for i, y in enumerate(row)]
     tr = await h.transfer(items[taken:], len(expected))
-    problems = compare_words([(w["out_data"], w["out_last"]) for w in tr.outputs], expected, "hold/release")
+    problems = compare([(w["out_data"], w["out_last"]) for w in tr.outputs], expected, "hold/release")
     await h.expect_idle(8)
     # reset in mid-row (and with rows in every pass): a fresh start, gamma / beta kept
     await h.transfer([(x,) for x in random_row(rng, p.act, d) * 2 + [0] * (d // 2)], 0)

@@ -1,7 +1,7 @@
-"""cocotb tests of the online softmax unit (``edgemoe.sim.unit_softmax``).
+"""cocotb tests of the online softmax unit (``edgemoe.sim.units.softmax``).
 
 Every output word (slot, max, 1/sum) is compared exactly with the golden
-online softmax (``edgemoe.sim.units_attention.softmax_expected``: online_init,
+online softmax (``edgemoe.sim.units.registry.softmax_expected``: online_init,
 online_step per score, online_finish; and, for whole attention heads in the
 hardware's schedule, ``online_softmax_state`` over ``key_order``).
 
@@ -27,9 +27,10 @@ import random
 import cocotb
 import torch
 
-from attn_harness import PortHarness, check, compare_words, reset_idle_test
-from edgemoe.sim.stream_tb import TbContext, backpressure_parts
-from edgemoe.sim.units_attention import SOFTMAX_RECURRENCE, schedule_expected, schedule_stream, softmax_expected
+from edgemoe.sim.tb.context import TbContext
+from edgemoe.sim.tb.harness import backpressure_parts, reset_idle_test
+from edgemoe.sim.tb.scoreboard import check, compare
+from edgemoe.sim.units.registry import SOFTMAX_RECURRENCE, schedule_expected, schedule_stream, softmax_expected
 
 IN_FIELDS = ("in_score", "in_last", "in_slot")
 OUT_FIELDS = {"out_slot": False, "out_max": True, "out_inv": False}
@@ -37,8 +38,7 @@ OUT_FIELDS = {"out_slot": False, "out_max": True, "out_inv": False}
 
 def _setup(dut):
     ctx = TbContext.from_env()
-    h = PortHarness(dut, IN_FIELDS, OUT_FIELDS, seed=ctx.seed)
-    return ctx, h
+    return ctx, ctx.harness(dut, IN_FIELDS, OUT_FIELDS)
 
 
 def _expected(ctx, words):
@@ -106,7 +106,7 @@ async def schedule_full_rate(dut):
         words, _ = schedule_stream(scores, par)
         exp = softmax_expected(words, p, perturb=True) if ctx.perturb else schedule_expected(scores, par, p)
         tr = await h.transfer(words, len(exp))
-        problems += compare_words(_rows_out(tr), exp, f"head {k} (schedule order)")
+        problems += compare(_rows_out(tr), exp, f"head {k} (schedule order)")
         lasts = [c for c, w in zip(tr.in_cycles, words) if w[1]]
         lat += [o - i for i, o in zip(lasts, tr.out_cycles)]
         ii.append((tr.in_cycles[-1] - tr.in_cycles[0]) / (len(words) - 1))
@@ -117,11 +117,11 @@ async def schedule_full_rate(dut):
     rows = [[rng.randint(t.min_raw, t.max_raw) for _ in range(2 * n)] for _ in range(par)]
     words = interleave(rows, par, rng, round_robin=True)
     tr = await h.transfer(words, par)
-    problems += compare_words(_rows_out(tr), _expected(ctx, words), "round-robin rows")
+    problems += compare(_rows_out(tr), _expected(ctx, words), "round-robin rows")
     ii_rr = (tr.in_cycles[-1] - tr.in_cycles[0]) / (len(words) - 1)
     single = [(rng.randint(t.min_raw, t.max_raw), int(i == 4 * n - 1), 0) for i in range(4 * n)]
     tr1 = await h.transfer(single, 1)
-    problems += compare_words(_rows_out(tr1), _expected(ctx, single), "single row")
+    problems += compare(_rows_out(tr1), _expected(ctx, single), "single row")
     ii_1 = (tr1.in_cycles[-1] - tr1.in_cycles[0]) / (len(single) - 1)
     await h.expect_idle(8)
     ctx.record(latency=min(lat), latency_max=max(lat), ii=ii_rr, ii_single_row=ii_1,
@@ -161,7 +161,7 @@ async def edge_rows(dut):
     words = interleave(rows, par, rng)
     exp = _expected(ctx, words)
     tr = await h.transfer(words, len(exp), p_gap=0.2, p_stall=0.2)
-    problems = compare_words(_rows_out(tr), exp, "edge rows")
+    problems = compare(_rows_out(tr), exp, "edge rows")
     await h.expect_idle(8)
     ctx.record(edge_rows=len(rows), edge_words=len(words), saturating_row=sat)
     check(problems)
@@ -180,7 +180,7 @@ async def random_backpressure(dut):
         words = interleave(part, par, rng)
         exp = _expected(ctx, words)
         tr = await h.transfer(words, len(exp), **knobs)
-        problems += compare_words(_rows_out(tr), exp, f"stalls{k} {knobs}")
+        problems += compare(_rows_out(tr), exp, f"stalls{k} {knobs}")
         nwords += len(words)
         cycles += tr.cycles
     await h.expect_idle(16)
@@ -202,7 +202,7 @@ async def hold_and_reset(dut):
     if not 1 <= taken < len(words):
         raise AssertionError(f"{taken}/{len(words)} scores taken with the output stalled for 60 cycles")
     tr = await h.transfer(words[taken:], len(exp))
-    problems = compare_words(_rows_out(tr), exp, "hold/release")
+    problems = compare(_rows_out(tr), exp, "hold/release")
     await h.expect_idle(8)
     # reset in mid-row: the slots' state returns to online_init
     half = [(rng.randint(p.attn_score.min_raw, p.attn_score.max_raw), 0, o) for o in range(par) for _ in range(3)]
@@ -212,6 +212,6 @@ async def hold_and_reset(dut):
     fresh = interleave([random_row(rng, p.attn_score, rng.randint(1, 5)) for _ in range(2 * par)], par, rng)
     exp2 = _expected(ctx, fresh)
     tr2 = await h.transfer(fresh, len(exp2))
-    problems += compare_words(_rows_out(tr2), exp2, "after a mid-row reset")
+    problems += compare(_rows_out(tr2), exp2, "after a mid-row reset")
     ctx.record(hold_taken=taken)
     check(problems)

@@ -1,8 +1,8 @@
-"""cocotb tests of one stream unit (any entry of ``edgemoe.sim.units.UNITS``).
+"""cocotb tests of one stream unit (any entry of ``edgemoe.sim.units.registry.STREAM_UNITS``).
 
-Loaded by the runner (``edgemoe.sim.runner.run_unit``) with this folder on
-the Python path; the unit, the config and the seed come from the
-environment (see ``edgemoe.sim.stream_tb.TbContext``).  Every output word is
+Loaded by the runner (``edgemoe.sim.runner.run_unit``); the unit, the
+config and the seed come from the run's parameters
+(``edgemoe.sim.tb.context.TbContext``).  Every output word is
 compared exactly with the golden model; each test raises on the first
 problem list, which the runner turns into a pytest failure.
 
@@ -24,33 +24,29 @@ from __future__ import annotations
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from edgemoe.sim.stream_tb import TbContext, backpressure_parts, compare
-from edgemoe.sim.units import random_words, unit_vectors
+from edgemoe.sim.tb.context import TbContext
+from edgemoe.sim.tb.harness import backpressure_parts, reset_idle_test
+from edgemoe.sim.tb.scoreboard import check, compare
+from edgemoe.sim.units.registry import random_words, unit_vectors
 
 
-def _check(problems: list[str]) -> None:
-    if problems:
-        raise AssertionError("mismatch against the golden model:\n  " + "\n  ".join(problems))
-
-
-@cocotb.test()
-async def reset_idle(dut):
+def _setup(dut):
     ctx = TbContext.from_env()
-    h = ctx.harness(dut)
-    await h.start()
-    await h.expect_idle(32)
+    return ctx, ctx.harness(dut)
+
+
+reset_idle = reset_idle_test(_setup, cycles=32)
 
 
 @cocotb.test()
 async def edges_full_rate(dut):
-    ctx = TbContext.from_env()
-    h = ctx.harness(dut)
+    ctx, h = _setup(dut)
     await h.start()
     vg = unit_vectors(ctx.spec, ctx.cfg, seed=ctx.seed, n_random=0)
     words = vg["edge"] + vg["tie"]
     tr = await h.transfer(words)
     await h.expect_idle(16)
-    _check(compare(words, tr.outputs, ctx.expected(words), "edges+ties"))
+    check(compare(tr.outputs, ctx.expected(words), "edges+ties", inputs=words))
     lat = tr.latencies
     ctx.record(latency=min(lat), latency_max=max(lat), ii=tr.initiation_interval,
                full_rate_words=len(words), full_rate_cycles=tr.cycles,
@@ -63,8 +59,7 @@ async def edges_full_rate(dut):
 
 @cocotb.test()
 async def random_backpressure(dut):
-    ctx = TbContext.from_env()
-    h = ctx.harness(dut)
+    ctx, h = _setup(dut)
     await h.start()
     if ctx.exhaustive:                               # every input word, in a shuffled order
         import random
@@ -78,31 +73,30 @@ async def random_backpressure(dut):
     cycles = n = 0
     for k, (part, knobs) in enumerate(parts):
         tr = await h.transfer(part, **knobs)
-        problems += compare(part, tr.outputs, ctx.expected(part), f"stalls{k} {knobs}")
+        problems += compare(tr.outputs, ctx.expected(part), f"stalls{k} {knobs}", inputs=part)
         cycles += tr.cycles
         n += len(part)
     await h.expect_idle(16)
     ctx.record(backpressure_words=n, backpressure_cycles=cycles)
-    _check(problems)
+    check(problems)
 
 
 @cocotb.test()
 async def full_hold_and_flush(dut):
     import random
 
-    ctx = TbContext.from_env()
-    h = ctx.harness(dut)
+    ctx, h = _setup(dut)
     await h.start()
     t = ctx.spec.in_type(ctx.cfg)
     words = random_words(t, random.Random(ctx.seed + 2), 64, ctx.spec.log_uniform)
     # consumer stalled: the pipe takes one word per stage, then must stop and hold them
-    held, _ = await h.fill_and_hold(words, hold=40)
+    held = await h.hold(words, 40)
     if not 1 <= held < 40:
         raise AssertionError(f"{held} words accepted in 40 cycles with the consumer stalled")
     # release: the held words come out first, then the rest, all exact and in order
     tr = await h.transfer(words[held:])
     tail = await h.drain(held)
-    problems = compare(words, tr.outputs + tail, ctx.expected(words), "fill/hold/release")
+    problems = compare(tr.outputs + tail, ctx.expected(words), "fill/hold/release", inputs=words)
     await h.expect_idle(16)
     # reset in mid-stream: nothing in flight survives it
     for w in words[:8]:
@@ -113,4 +107,4 @@ async def full_hold_and_flush(dut):
     await h.reset()
     await h.expect_idle(32)
     ctx.record(hold_depth=held)
-    _check(problems)
+    check(problems)

@@ -1,6 +1,6 @@
-"""cocotb tests of the top-k / expert-queue unit (``edgemoe.sim.unit_topk``).
+"""cocotb tests of the top-k / expert-queue unit (``edgemoe.sim.units.topk``).
 
-Every output word is compared exactly with ``edgemoe.sim.units_attention.topk_expected``
+Every output word is compared exactly with ``edgemoe.sim.units.registry.topk_expected``
 (golden ``topk`` per token; ``Routing.counts`` / ``Routing.queue`` per image).
 
 Tests:
@@ -26,17 +26,17 @@ import random
 import cocotb
 import torch
 
-from attn_harness import PortHarness, check, compare_words, reset_idle_test
-from edgemoe.sim.stream_tb import TbContext, backpressure_parts
-from edgemoe.sim.units_attention import KIND_COUNT, KIND_QUEUE, KIND_TOKEN, topk_expected
+from edgemoe.sim.tb.context import TbContext
+from edgemoe.sim.tb.harness import backpressure_parts, reset_idle_test
+from edgemoe.sim.tb.scoreboard import check, compare
+from edgemoe.sim.units.registry import KIND_COUNT, KIND_QUEUE, KIND_TOKEN, topk_expected
 
 
 def _setup(dut):
     ctx = TbContext.from_env()
     out = {"out_kind": False, "out_token": False, "out_expert": False, "out_count": False,
            "out_experts": False, "out_logits": False, "out_last": False}
-    h = PortHarness(dut, ("in_logit", "in_last"), out, seed=ctx.seed)
-    return ctx, h
+    return ctx, ctx.harness(dut, ("in_logit", "in_last"), out)
 
 
 def _decode(ctx, dut, w: dict) -> tuple:
@@ -70,7 +70,7 @@ async def _run(ctx, h, dut, images: list[torch.Tensor], label: str, flags=None, 
         exp += topk_expected(img.unsqueeze(0), ctx.cfg.model.top_k, perturb=ctx.perturb)
     tr = await h.transfer(items, len(exp), **knobs)
     got = [_decode(ctx, dut, w) for w in tr.outputs]
-    problems = compare_words(got, exp, label)
+    problems = compare(got, exp, label)
     lasts = [i for i, w in enumerate(tr.outputs) if w["out_last"]]
     want = [i for i in range(len(exp)) if i + 1 == len(exp) or
             (exp[i][0] != KIND_TOKEN and exp[i + 1][0] == KIND_TOKEN)]
@@ -192,7 +192,7 @@ async def hold_and_reset(dut):
     if taken != 2 * e - 1:
         raise AssertionError(f"{taken} logits taken with the output stalled, expected {2 * e - 1}")
     tr = await h.transfer(items[taken:], len(exp))
-    problems = compare_words([_decode(ctx, dut, w) for w in tr.outputs], exp, "hold/release")
+    problems = compare([_decode(ctx, dut, w) for w in tr.outputs], exp, "hold/release")
     await h.expect_idle(8)
     # reset in mid-image (queues partly built): the next image starts from empty queues
     await h.transfer(items[:(n // 2 + 1) * e], (n // 2 + 1))
@@ -201,6 +201,6 @@ async def hold_and_reset(dut):
     img2 = torch.randint(-50, 50, (n, e), generator=g)
     exp2 = topk_expected(img2.unsqueeze(0), k, perturb=ctx.perturb)
     tr2 = await h.transfer(_items(img2), len(exp2))
-    problems += compare_words([_decode(ctx, dut, w) for w in tr2.outputs], exp2, "after a mid-image reset")
+    problems += compare([_decode(ctx, dut, w) for w in tr2.outputs], exp2, "after a mid-image reset")
     ctx.record(hold_taken=taken)
     check(problems)

@@ -1,7 +1,7 @@
 """Online (single-pass) softmax unit, bit-exact with :mod:`edgemoe.golden.numerics.softmax`.
 
 The attention's softmax state per query row, folded in while QK^T streams
-(DESIGN.md "Single-pass softmax"): a running max ``m`` and a running sum ``l``
+(Edge-MoE's single-pass softmax): a running max ``m`` and a running sum ``l``
 rescaled whenever the max grows, exactly :func:`~edgemoe.golden.numerics.softmax.online_step`::
 
     m' = max(m, s)
@@ -25,17 +25,17 @@ Each slot keeps its own state (``m``, ``l``); a row starts from the golden
 again after each ``in_last``), so consecutive rows of a slot need no extra
 signal.  Rows of different slots may interleave in any order.
 
-Datapath (global-stall pipeline, like :class:`edgemoe.sim.rtl.Pipe`: one
+Datapath (global-stall pipeline, like :class:`edgemoe.sim.units.base.Pipe`: one
 clock enable ``ce = ~out_valid | out_ready`` for every stage):
 
 1. input: ``m_old`` of the slot, ``m' = max(m_old, s)`` written back at once
    (the max recurrence is one cycle); registered: ``m_old - m'`` and ``s - m'``;
-2. two exp datapaths (:func:`edgemoe.sim.unit_exp.exp_datapath`, D stages)
+2. two exp datapaths (:func:`edgemoe.sim.units.exp.exp_datapath`, D stages)
    give ``alpha = exp(m - m')`` and ``e = exp(s - m')``;
 3. the sum recurrence in ``R`` stages (``recurrence``, default 2: the
    multiply-add, then the rounding / saturation and the write-back of ``l``);
 4. on ``last``: the reciprocal datapath
-   (:func:`edgemoe.sim.unit_recip.recip_datapath`) of the final ``l``; output register.
+   (:func:`edgemoe.sim.units.recip.recip_datapath`) of the final ``l``; output register.
 
 Throughput: the ``l`` recurrence is loop-carried over ``R`` stages, so a
 score may enter only if no score of the same slot is in the ``R - 1``
@@ -58,10 +58,10 @@ from amaranth.lib.wiring import In, Out
 
 from edgemoe.golden.numerics.fixed import FixedType
 
-from .formats import exp_input_type
-from .rtl import Lane, overflow_fix, resize, round_shift_const, shape_of
-from .unit_exp import exp_datapath
-from .unit_recip import recip_datapath
+from ..formats import exp_input_type
+from .base import Lane, overflow_fix, resize, round_shift_const, shape_of
+from .exp import exp_datapath
+from .recip import recip_datapath
 
 
 def pick(regs: list[Signal], index: Value) -> Value:

@@ -1,25 +1,25 @@
 """Run the kernel's RTL -- what ``make hls`` exports, or the stand-in -- on golden inputs, bit for bit.
 
     from edgemoe.config import load_config
-    from edgemoe.sim.kernel_harness import run_kernel_rtl
+    from edgemoe.sim.kernel.harness import run_kernel_rtl
     cfg = load_config("m3vit-micro")
     r = run_kernel_rtl(cfg, rtl="out/micro", tap=None, task="semseg", images=1)  # Vitis-exported RTL
     r = run_kernel_rtl(cfg, tap="pixels", task=[0, 1], images=2, backpressure=True)  # the stand-in
     r.calls[0].cycles, r.calls[0].mismatches      # raises SimulationFailed on any failure
 
-or ``python -m edgemoe.sim.kernel_harness --config m3vit-micro [--project DIR | --standin] [--tap pixels]
+or ``edgemoe sim kernel --config m3vit-micro [--project DIR | --standin] [--tap pixels]
 [--task semseg] [--images N] [--sim icarus|verilator] [--backpressure]``.
 
 The DUT (``rtl``):
 
 * a generated project directory (``HLSProject.write`` / ``edgemoe generate``): the Verilog that
-  ``make hls`` (Vitis HLS) exported under it, found by :func:`edgemoe.sim.kernel_rtl.find_exported_rtl`;
-  :class:`~edgemoe.sim.kernel_rtl.NoExportedRTL` when there is none;
-* ``None`` / ``"standin"``: :mod:`edgemoe.sim.unit_kernel_standin`, an Amaranth top with the same
+  ``make hls`` (Vitis HLS) exported under it, found by :func:`edgemoe.sim.kernel.rtl.find_exported_rtl`;
+  :class:`~edgemoe.sim.kernel.rtl.NoExportedRTL` when there is none;
+* ``None`` / ``"standin"``: :mod:`edgemoe.sim.kernel.standin`, an Amaranth top with the same
   module name, ports and register map that computes only the ``pixels`` tap (so the harness
   itself is tested where there is no Vitis); ``standin_cfg`` generates it for another config
   (its ``config_hash`` then differs: the harness must say so);
-* a :class:`~edgemoe.sim.kernel_rtl.KernelRTL`.
+* a :class:`~edgemoe.sim.kernel.rtl.KernelRTL`.
 
 What a run does:
 
@@ -30,7 +30,8 @@ What a run does:
    per call: the tap's words (tap id, stride ``MAX_TAP_WORDS`` per image) or with no tap
    (``TAP_NONE``) the output tokens (stride ``N_TOKENS * DIM``); the expected status from the
    top function's rules (``bad_task``, ``bad_tap``, ``ok``);
-3. a job (JSON + ``.npz``) for ``sim/tb/tb_kernel.py``: register map (``hls/interface.py``),
+3. a job (JSON + ``.npz``) for the testbench ``sim/kernel/tb_kernel.py`` (its path in the run's
+   :class:`~edgemoe.sim.tb.context.TbParams`): register map (``hls/interface.py``),
    one RAM window per m_axi bundle above 4 GiB (args of a bundle share it), buffers at 4 KB-aligned
    addresses (``misalign``: shifted off the bus beat), expected ``config_hash``;
 4. the simulator build (cached in ``build/sim/<digest>/kernel_standin/<sim>/`` or
@@ -44,7 +45,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,12 +52,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .build import atomic_write, config_dir, locked
-from .kernel_rtl import CONTROL_PREFIX, KernelRTL, NoExportedRTL, bundles, find_exported_rtl, m_axi_prefix
-from .runner import SIMULATORS, SimulationFailed, build_sources, check_results, log_tail, run_env
+from ..results import atomic_write, config_dir, locked
+from ..runner import SIMULATORS, SimulationFailed, build_sources, check_results, log_tail, run_env
+from ..tb.context import TbParams
+from .rtl import CONTROL_PREFIX, KernelRTL, NoExportedRTL, bundles, find_exported_rtl, m_axi_prefix
 
-TEST_MODULE = "tb_kernel"
-ENV_JOB = "EDGEMOE_SIM_KERNEL_JOB"           # = tb_kernel.ENV_JOB
+TEST_MODULE = "edgemoe.sim.kernel.tb_kernel"
 WINDOW_BASE = 1 << 32                        # bundle k's RAM window at (k + 1) * 4 GiB: pointer high words used
 PAGE = 4096
 #: build arguments for foreign (Vitis HLS) RTL on Verilator: its warnings are not ours to fix
@@ -127,7 +127,7 @@ def resolve_rtl(cfg, rtl=None, standin_cfg=None, root: Path | None = None) -> Ke
     if isinstance(rtl, KernelRTL):
         return rtl
     if rtl is None or rtl == "standin":
-        from .unit_kernel_standin import standin_rtl
+        from .standin import standin_rtl
 
         return standin_rtl(standin_cfg or cfg, root)
     return find_exported_rtl(Path(rtl))
@@ -240,7 +240,7 @@ def prepare_job(cfg, rtl: KernelRTL, tasks: list[int], tap: int, tap_name: str, 
     status_names = dict(STATUS)
     notes = {}
     if standin:
-        from .unit_kernel_standin import STANDIN_STATUS
+        from .standin import STANDIN_STATUS
 
         status_names = dict(STANDIN_STATUS)
         notes = {n: "the stand-in computes only the pixels tap; other taps and TAP_NONE need the exported RTL "
@@ -330,7 +330,9 @@ def run_kernel_rtl(cfg, rtl=None, tap="auto", task: int | str | Sequence = 0, im
                 get_runner(simulator).test(
                     test_module=TEST_MODULE, hdl_toplevel=dut.top, hdl_toplevel_lang="verilog", build_dir=sim_dir,
                     test_dir=run_dir, results_xml=str(results_xml), seed=seed, log_file=log,
-                    extra_env={ENV_JOB: str(job), "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py"})
+                    extra_env={**TbParams(unit="kernel", config=str(config_dir(cfg, root) / "config.yaml"),
+                                          seed=seed, perturb=perturb, simulator=simulator, job=str(job)).to_env(),
+                               "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py"})
             except SystemExit as e:
                 exit_note = f" (simulator exit status {e.code})"
             except RuntimeError as e:
@@ -349,9 +351,9 @@ def run_kernel_rtl(cfg, rtl=None, tap="auto", task: int | str | Sequence = 0, im
                            {"cycles_total": res.get("cycles_total"), "job": str(job)})
 
 
-# --- command line -----------------------------------------------------------------------------
+# --- what the command line needs -------------------------------------------------------------
 
-def _config_source(config: str | None, project: Path | None) -> str:
+def config_source(config: str | None, project: Path | None) -> str:
     """``--config`` if given, else the generated project's ``config.yaml``, else the micro preset."""
     if config is not None:
         return config
@@ -375,72 +377,3 @@ def check_project_config(cfg, project: Path) -> None:
                                                       f"(digest {digest[:12]}, this one {cfg.digest()[:12]}); "
                                                       f"leave --config out to use {d / 'config.yaml'}")
             return
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(
-        prog="python -m edgemoe.sim.kernel_harness",
-        description="run the kernel RTL exported by Vitis HLS (`make hls`), or the stand-in top, on golden "
-                    "inputs and compare its output words bit for bit")
-    ap.add_argument("--config", default=None,
-                    help="preset or YAML (default: the --project's config.yaml, else m3vit-micro)")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
-    src = ap.add_mutually_exclusive_group()
-    src.add_argument("--project", type=Path, help="generated project dir holding the RTL `make hls` exported")
-    src.add_argument("--standin", action="store_true", help="the stand-in top (the default without --project)")
-    ap.add_argument("--tap", default=None,
-                    help="tap name or id, or 'none' for the whole network (default: none on exported RTL, "
-                         "pixels on the stand-in)")
-    ap.add_argument("--task", action="append", default=None,
-                    help="task name or index; repeat for several calls (default: the first task)")
-    ap.add_argument("--images", type=int, default=1)
-    ap.add_argument("--sim", default="icarus", choices=SIMULATORS)
-    ap.add_argument("--seed", type=int, default=0, help="synthetic images")
-    ap.add_argument("--weights-seed", type=int, default=0, help="synthetic weights")
-    ap.add_argument("--backpressure", action="store_true", help="random pauses on every AXI channel")
-    ap.add_argument("--misalign", action="store_true", help="buffers off the bus beat")
-    ap.add_argument("--max-cycles", type=int, default=None, help="per call, before the run fails")
-    args = ap.parse_args(argv)
-    if args.project is not None:
-        try:
-            rtl = find_exported_rtl(args.project)
-        except NoExportedRTL as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(f"exported RTL: {rtl.describe()}")
-    from edgemoe.config import load_config          # torch: after the cheap check above
-
-    from edgemoe.config import ConfigError
-
-    try:
-        cfg = load_config(_config_source(args.config, args.project), args.set)
-        if args.project is not None:
-            check_project_config(cfg, args.project)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.project is None:
-        rtl = "standin"
-        print(f"{'--standin' if args.standin else 'no --project'}: running the stand-in top of {cfg.name} (the "
-              f"control registers and AXI behaviour of the kernel; it computes only the pixels tap), "
-              f"not Vitis-exported RTL")
-    tap = "auto" if args.tap is None else args.tap
-    try:
-        r = run_kernel_rtl(cfg, rtl, tap=tap, task=args.task or [0], images=args.images, simulator=args.sim,
-                           seed=args.seed, weights_seed=args.weights_seed, backpressure=args.backpressure,
-                           misalign=args.misalign, max_cycles=args.max_cycles)
-    except SimulationFailed as e:
-        print(f"FAIL: {e}")
-        return 1
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(("PASS " if r.passed else "FAIL ") + r.summary())
-    print(f"{r.seconds:.1f} s (build {r.build_seconds:.1f} s); log {r.log}")
-    return 0 if r.passed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ with the memory initialisation files (``*.dat``, read by ``$readmemh``)
 beside them.  :func:`find_exported_rtl` returns the file list and the top
 module (:class:`KernelRTL`) or raises :class:`NoExportedRTL`, naming the
 folders searched, when there is none (no Vitis HLS here: the harness then
-runs the stand-in of :mod:`edgemoe.sim.unit_kernel_standin`).
+runs the stand-in of :mod:`edgemoe.sim.kernel.standin`).
 
 The port names are Vitis HLS's for this top function (``hls/interface.py``:
 every argument ``s_axilite``, the pointers ``m_axi`` in the bundles of

@@ -28,7 +28,7 @@ Pipeline (global stall, ``in_ready = ~out_valid | out_ready``):
    starts fresh;
 4. the bias aligned into the exact sum (at ``max(act.frac + weight.frac,
    bias.frac)`` fraction bits), one cast to ``act`` (its rounding and overflow);
-5. .. 8. the GELU of :func:`.unit_gelu.gelu_datapath` (one per neuron), ``y``
+5. .. 8. the GELU of :func:`.gelu.gelu_datapath` (one per neuron), ``y``
    and the score carried alongside;
 9. the output register: ``y``, ``gelu(y)`` or ``y * score`` by mode.
 
@@ -42,8 +42,8 @@ from amaranth.lib.wiring import In, Out
 
 from edgemoe.golden.numerics.fixed import FixedType
 
-from .rtl import Lane, overflow_fix, resize, round_shift_const, width_for
-from .unit_gelu import gelu_datapath
+from .base import Lane, overflow_fix, resize, round_shift_const, width_for
+from .gelu import gelu_datapath
 
 MODE_STORE, MODE_GELU, MODE_SCORE = 0, 1, 2
 
@@ -74,7 +74,7 @@ class ComputeTileUnit(wiring.Component):
 
     @classmethod
     def from_config(cls, cfg) -> "ComputeTileUnit":
-        from .units import tile_k_max
+        from .registry import tile_k_max
 
         p, h = cfg.precision, cfg.hardware
         return cls(p.act, p.weight, p.bias, p.gate_score, h.cu_in, h.cu_out, tile_k_max(cfg),

@@ -4,8 +4,8 @@ Per token, the ``k`` best of ``E`` gate logits, ranked as
 :func:`edgemoe.golden.numerics.topk.topk` (highest logit first, equal logits
 rank the lower expert index first); per image, the per-expert token queues
 (ascending token index) and counts of :class:`edgemoe.golden.moe.Routing`
-(``queue(image, e)``, ``counts(E)``): the patch reordering of DESIGN.md
-("Patch reordering for MoE").
+(``queue(image, e)``, ``counts(E)``): Edge-MoE's patch reordering for MoE
+(each expert runs once per image over the tokens routed to it).
 
 Ports (valid/ready handshakes):
 
@@ -48,8 +48,8 @@ from amaranth.lib.wiring import In, Out
 
 from edgemoe.golden.numerics.fixed import FixedType
 
-from .rtl import shape_of
-from .unit_softmax import eq_const, pick
+from .base import shape_of
+from .softmax import eq_const, pick
 
 KIND_TOKEN, KIND_COUNT, KIND_QUEUE = 0, 1, 2
 
@@ -124,7 +124,7 @@ class TopKQueueUnit(wiring.Component):
         gt = [Signal(name=f"rank_gt{j}") for j in range(k)]
         for j in range(k):
             m.d.comb += gt[j].eq(~ok[j] | (v_in > best_v[j]))
-        # (Mux expressions, no comb if/case blocks: see unit_softmax.pick)
+        # (Mux expressions, no comb if/case blocks: see softmax.pick)
         new_v, new_i, new_ok = [], [], []
         for j in range(k):
             shifted = (best_v[j - 1], best_i[j - 1], ok[j - 1]) if j > 0 else (v_in, e_cnt, 1)

@@ -15,7 +15,7 @@ Datapath (one word per cycle):
    the rsqrt table (``tables.rsqrt_table(F, L)``, 3 * 2**L + 1 entries, two
    read ports) at the top bits of ``m - 1`` and the next entry;
 3. linear interpolation with the low ``F - L`` bits;
-4. :func:`~edgemoe.sim.rtl.shift_round_var` by ``F + e2/2 - out.frac_bits``;
+4. :func:`~edgemoe.sim.units.base.shift_round_var` by ``F + e2/2 - out.frac_bits``;
    non-positive inputs select ``out.max_raw``.
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ from amaranth import Cat, Const, Mux, unsigned
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import rsqrt_table
 
-from .formats import rsqrt_input_type
-from .rtl import DatapathUnit, Pipe, resize, table_lookup_round, width_for
-from .unit_recip import normalise
+from ..formats import rsqrt_input_type
+from .base import DatapathUnit, Pipe, resize, table_lookup_round, width_for
+from .recip import normalise
 
 
 

@@ -13,7 +13,7 @@ Datapath (one word per cycle):
 2. ``n = t >> F`` (integer part, <= 0), ``f`` = low F bits; the exp2 table
    (``tables.exp2_table(F, L)``, two read ports) at ``f >> (F-L)`` and the next entry;
 3. linear interpolation with the low ``F-L`` bits of ``f``;
-4. :func:`~edgemoe.sim.rtl.shift_round_var` by ``F - out.frac_bits - n``.
+4. :func:`~edgemoe.sim.units.base.shift_round_var` by ``F - out.frac_bits - n``.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from amaranth import Const, Mux
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import exp2_table, log2e_raw
 
-from .formats import exp_input_type
-from .rtl import DatapathUnit, Pipe, resize, table_lookup_round, width_for
+from ..formats import exp_input_type
+from .base import DatapathUnit, Pipe, resize, table_lookup_round, width_for
 
 
 def exp_datapath(p: Pipe, x, in_type: FixedType, out: FixedType, table_frac: int, table_bits: int,

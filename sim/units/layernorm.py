@@ -11,10 +11,10 @@ Per row of ``D = model.embed_dim`` words (raw words, ``raw * 2**-frac_bits``;
     y    = cast(n * gamma + beta) to act            n * gamma and beta aligned (exact left shifts) to
                                                     max(F_norm + F_gamma, F_beta), one cast
 
-Every cast is :func:`~edgemoe.sim.rtl.round_shift_const` (the target type's
-rounding) then :func:`~edgemoe.sim.rtl.overflow_fix` (its overflow mode), as
+Every cast is :func:`~edgemoe.sim.units.base.round_shift_const` (the target type's
+rounding) then :func:`~edgemoe.sim.units.base.overflow_fix` (its overflow mode), as
 :func:`~edgemoe.golden.numerics.fixed.quantize`; the rsqrt is
-:func:`edgemoe.sim.unit_rsqrt.rsqrt_datapath` (table ``tables.rsqrt_table``).
+:func:`edgemoe.sim.units.rsqrt.rsqrt_datapath` (table ``tables.rsqrt_table``).
 
 Ports (valid/ready handshakes: a word moves on a rising edge where valid and
 ready are both high):
@@ -76,10 +76,10 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .formats import DividerPlan, LayerNormPlan, layernorm_plan
-from .rtl import Lane, overflow_fix, resize, round_shift_const, shape_of
-from .unit_rsqrt import rsqrt_datapath
-from .unit_softmax import eq_const, pick
+from ..formats import DividerPlan, LayerNormPlan, layernorm_plan
+from .base import Lane, overflow_fix, resize, round_shift_const, shape_of
+from .rsqrt import rsqrt_datapath
+from .softmax import eq_const, pick
 
 
 def _wrap_inc(v: Value, n: int) -> Value:

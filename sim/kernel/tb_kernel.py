@@ -1,7 +1,7 @@
 """cocotb test of the kernel top ``edgemoe_vit``: Vitis-exported RTL or the stand-in, the same way.
 
-The job (``EDGEMOE_SIM_KERNEL_JOB``: a JSON file written by
-:func:`edgemoe.sim.kernel_harness.run_kernel_rtl`, with an ``.npz`` of the
+The job (a JSON file written by :func:`edgemoe.sim.kernel.harness.run_kernel_rtl`,
+named by the run's :class:`~edgemoe.sim.tb.context.TbParams` ``job``, with an ``.npz`` of the
 golden inputs and expected words) says everything: the register map (offsets
 from ``hls/interface.py``), the buffers (bundle, address, bytes), the calls
 (task, tap, images, expected status, expected words per image and their stride),
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import warnings
 from pathlib import Path
@@ -43,10 +42,11 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from edgemoe.sim.tb.context import read_params
+
 # cocotbext-axi 0.1.28 still uses APIs cocotb 2 deprecates (setimmediatevalue, Task.kill, ...): not ours to fix
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
 
-ENV_JOB = "EDGEMOE_SIM_KERNEL_JOB"
 CANARY = 0xA5               #: every RAM byte that is not an input, before each call
 LITE_TIMEOUT_CYCLES = 10_000
 
@@ -366,7 +366,7 @@ class KernelBench:
 @cocotb.test()
 async def kernel_calls(dut):
     """Every call of the job, bit for bit against the golden words."""
-    job = json.loads(Path(os.environ[ENV_JOB]).read_text())
+    job = json.loads(Path(read_params().job).read_text())
     data = np.load(job["data"])
     tb = KernelBench(dut, job, data)
     results = {"calls": [], "widths": None, "problems": tb.problems}

@@ -1,7 +1,8 @@
 """Attention schedule unit: the reordered attention's key stream and query slots.
 
-The address / control generator of Edge-MoE's reordered attention
-(DESIGN.md "Reordered attention"), the same schedule as
+The address / control generator of Edge-MoE's reordered attention (P query
+rows in flight, each meeting the keys in a rotated order so one key stream
+serves them all), the same schedule as
 :func:`edgemoe.golden.attention.key_order` and the generated HLS kernel's
 ``STREAM`` loop (``hls/templates/edgemoe_vit.cpp.j2``): at schedule cycle
 ``t`` the key stream is at key ``t % N``, and query slot ``o`` (``0 <= o < P``)
@@ -32,8 +33,8 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .unit_softmax import eq_const
-from .units_attention import attn_cycles
+from .softmax import eq_const
+from .registry import attn_cycles
 
 
 def _bits(n: int) -> int:
@@ -90,7 +91,7 @@ class AttnScheduleUnit(wiring.Component):
             self.out_done.eq(Cat(*[a & eq_const(s, N - 1) for a, s in zip(active, step)])),
         ]
         # the one query read this cycle (refills never coincide: slot o refills only at key o)
-        # (expressions only, no comb if/case blocks: see unit_softmax.pick)
+        # (expressions only, no comb if/case blocks: see softmax.pick)
         load_q = Const(0, self.query_bits)
         for o in range(P):
             load_q = load_q | Mux(self.out_refill[o], query[o], 0)

@@ -1,12 +1,12 @@
 """A stand-in for the Vitis-exported kernel top: its control interface and AXI behaviour, not its network.
 
-What it is for: the RTL harness (:mod:`edgemoe.sim.kernel_harness`,
-``sim/tb/tb_kernel.py``) drives the kernel that ``make hls`` exports; without
+What it is for: the RTL harness (:mod:`edgemoe.sim.kernel.harness`,
+``sim/kernel/tb_kernel.py``) drives the kernel that ``make hls`` exports; without
 Vitis HLS there is no such RTL, so the harness itself is tested on this
 Amaranth module, which has the same Verilog module name (``edgemoe_vit``),
 the same port names and case as Vitis HLS's (``ap_clk``, ``ap_rst_n``,
 ``interrupt``, ``s_axi_control_*``, ``m_axi_<bundle>_*`` with the full AXI4
-signal set of :data:`edgemoe.sim.kernel_rtl.M_AXI_SIGNALS`, 64-bit addresses,
+signal set of :data:`edgemoe.sim.kernel.rtl.M_AXI_SIGNALS`, 64-bit addresses,
 data width ``cfg.hardware.axi_width``), and the same control register map.
 It computes ONE tap for real (``pixels``); it is not the accelerator.
 
@@ -56,8 +56,8 @@ from amaranth.hdl import ClockDomain, Value
 
 from edgemoe.hls.interface import CONTROL_REGISTERS, STATUS, TOP, kernel_args, register_map
 
-from .unit_softmax import eq_const, pick
-from .kernel_rtl import (CONTROL_PREFIX, M_AXI_SIGNALS, S_AXI_SIGNALS, KernelRTL, bundles, control_addr_bits,
+from ..units.softmax import eq_const, pick
+from .rtl import (CONTROL_PREFIX, M_AXI_SIGNALS, S_AXI_SIGNALS, KernelRTL, bundles, control_addr_bits,
                          m_axi_prefix)
 
 #: status value of the stand-in for a valid tap it does not compute (and for TAP_NONE); not a kernel status
@@ -432,19 +432,21 @@ class KernelStandin(Elaboratable):
 # --- generation (cached like the RTL units: build/sim/<digest12>/kernel_standin/rtl/) ------------
 
 def _stamp() -> str:
-    """The unit sources' stamp plus the HLS interface files the stand-in reads its map from."""
-    from .build import REPO, source_stamp
+    """The unit sources' stamp plus the stand-in's own sources and the HLS interface files it reads its map from."""
+    from ..build import REPO, source_stamp
 
     h = hashlib.sha256(source_stamp().encode())
-    for f in ("interface.py", "writer.py", "layout.py"):
-        h.update((REPO / "hls" / f).read_bytes())
+    for f in (Path(__file__), Path(__file__).with_name("rtl.py"), *(REPO / "hls" / f for f in
+                                                                  ("interface.py", "writer.py", "layout.py"))):
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
 def standin_verilog(cfg, root: Path | None = None, force: bool = False) -> Path:
     """The stand-in's Verilog for ``cfg`` (``build/sim/<digest12>/kernel_standin/rtl/edgemoe_vit.v``), generated
     unless cached; ``standin.json`` beside it records the parameters."""
-    from .build import atomic_write, cached_output, emit_verilog, unit_dir
+    from ..build import cached_output, emit_verilog
+    from ..results import atomic_write, unit_dir
 
     rtl = unit_dir(cfg, UNIT, root) / "rtl"
 
@@ -462,6 +464,6 @@ def standin_verilog(cfg, root: Path | None = None, force: bool = False) -> Path:
 
 
 def standin_rtl(cfg, root: Path | None = None) -> KernelRTL:
-    """The stand-in as a :class:`~edgemoe.sim.kernel_rtl.KernelRTL` (origin "stand-in")."""
+    """The stand-in as a :class:`~edgemoe.sim.kernel.rtl.KernelRTL` (origin "stand-in")."""
     path = standin_verilog(cfg, root)
     return KernelRTL([path], TOP, [], "stand-in", path.parent)

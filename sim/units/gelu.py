@@ -24,7 +24,7 @@ from amaranth import Mux, unsigned
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import gelu_table
 
-from .rtl import DatapathUnit, Pipe, interpolate_step, overflow_fix, resize, round_shift_const, width_for
+from .base import DatapathUnit, Pipe, interpolate_step, overflow_fix, resize, round_shift_const, width_for
 
 
 def gelu_datapath(p: Pipe, x, act: FixedType, table_type: FixedType, step_log2: int, span: float,

@@ -13,7 +13,7 @@ Datapath (one word per cycle):
    the reciprocal table (``tables.recip_table(F, L)``, two read ports) at the
    top L bits of ``m - 1`` and the next entry;
 3. linear interpolation with the low ``F - L`` bits;
-4. :func:`~edgemoe.sim.rtl.shift_round_var` by ``F + p - x_frac - out.frac_bits``;
+4. :func:`~edgemoe.sim.units.base.shift_round_var` by ``F + p - x_frac - out.frac_bits``;
    non-positive inputs select ``out.max_raw``.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from amaranth import Cat, Const, Mux, unsigned
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.tables import recip_table
 
-from .rtl import DatapathUnit, Pipe, msb_index, resize, table_lookup_round, width_for
+from .base import DatapathUnit, Pipe, msb_index, resize, table_lookup_round, width_for
 
 
 def normalise(p: Pipe, name: str, x, in_type: FixedType, **carry):

@@ -1,7 +1,7 @@
 """Naive GELU reference unit: one dense table of GELU itself, no interpolation.
 
 Not part of the numerics spec: the baseline that the GELU unit
-(:mod:`edgemoe.sim.unit_gelu`, ReLU minus a small interpolated correction
+(:mod:`edgemoe.sim.units.gelu`, ReLU minus a small interpolated correction
 table) is compared against in the resource report.  The straightforward
 design reaches a similar accuracy (~1e-4) by tabulating GELU(x) directly:
 
@@ -19,8 +19,8 @@ from amaranth import Module, Mux
 
 from edgemoe.golden.numerics.fixed import FixedType
 
-from .formats import NAIVE_STEP_LOG2, naive_gelu, naive_gelu_table, naive_grid  # noqa: F401 (re-export)
-from .rtl import Pipe, StreamUnit, resize, shape_of, width_for
+from ..formats import NAIVE_STEP_LOG2, naive_gelu, naive_gelu_table, naive_grid  # noqa: F401 (re-export)
+from .base import Pipe, StreamUnit, resize, shape_of, width_for
 
 class NaiveGeluUnit(StreamUnit):
     """Stream unit: ``in_data`` raw ``act`` -> ``out_data`` raw ``act`` = dense-table GELU(x)."""
