@@ -213,14 +213,15 @@ def markdown(rows: list[dict], family: str = "xcup") -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_comparison(cfg) -> str:
-    """Markdown: the accelerator resource model's figure of each unit beside yosys's (``y/m`` = yosys / model)."""
+def model_comparison(cfg, root: Path | None = None) -> str:
+    """Markdown: the accelerator resource model's figure of each unit beside yosys's (``y/m`` = yosys / model),
+    from the yosys figures under ``root`` (default :func:`edgemoe.sim.results.sim_root`)."""
     from edgemoe.perf.measured import SimResults
     from edgemoe.perf.resources import yosys_comparison
 
     from . import formats, results
 
-    rows, _ = yosys_comparison(cfg, SimResults.read(results, layernorm_plan=formats.layernorm_plan))
+    rows, _ = yosys_comparison(cfg, SimResults.read(results, root, layernorm_plan=formats.layernorm_plan))
     if not rows:
         return ""
     out = ["", f"### Resource model vs yosys: {cfg.name}, {cfg.precision.name}", "",
@@ -249,5 +250,5 @@ def write_tables(rows: list[dict], configs: list, family: str = "xcup", root: Pa
         folder = config_dir(cfg, root)
         mine = merge_resource_rows(folder / RESOURCES_JSON, [r for r in rows if r["digest"] == cfg.digest()[:12]])
         atomic_write(folder / RESOURCES_MD, markdown(mine, family))
-        text += model_comparison(cfg)
+        text += model_comparison(cfg, root)
     return text
