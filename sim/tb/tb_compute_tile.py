@@ -26,7 +26,7 @@ import torch
 from edgemoe.golden.numerics.approx import gelu
 from edgemoe.golden.numerics.matmul import linear
 from edgemoe.sim.tb.context import TbContext
-from edgemoe.sim.tb.harness import backpressure_parts, reset_idle_test, to_word
+from edgemoe.sim.tb.harness import backpressure_parts, from_word, reset_idle_test, to_word
 from edgemoe.sim.tb.scoreboard import check, compare
 from edgemoe.sim.units.registry import tile_k_max
 
@@ -82,11 +82,8 @@ def _row_items(ctx, x, w, b, score, mode) -> list[tuple]:
 def _decode(ctx, dut, word: dict) -> tuple:
     co = ctx.cfg.hardware.cu_out
     ob = len(dut.out_data) // co
-    vals = []
-    for o in range(co):
-        v = (word["out_data"] >> (o * ob)) & ((1 << ob) - 1)
-        vals.append(v - (1 << ob) if v >> (ob - 1) else v)
-    return (word["out_mode"], tuple(vals))
+    vals = tuple(from_word((word["out_data"] >> (o * ob)) & ((1 << ob) - 1), ob, True) for o in range(co))
+    return (word["out_mode"], vals)
 
 
 def _rand_row(ctx, g: torch.Generator, rng: random.Random, k: int, mode=None, scale=None):

@@ -27,7 +27,7 @@ import cocotb
 import torch
 
 from edgemoe.sim.tb.context import TbContext
-from edgemoe.sim.tb.harness import backpressure_parts, reset_idle_test
+from edgemoe.sim.tb.harness import backpressure_parts, from_word, reset_idle_test
 from edgemoe.sim.tb.scoreboard import check, compare
 from edgemoe.sim.units.registry import KIND_COUNT, KIND_QUEUE, KIND_TOKEN, topk_expected
 
@@ -42,14 +42,12 @@ def _setup(dut):
 def _decode(ctx, dut, w: dict) -> tuple:
     k = ctx.cfg.model.top_k
     eb = len(dut.out_experts) // k
-    lb = ctx.cfg.precision.gate_logit.bits
+    lt = ctx.cfg.precision.gate_logit
+    lb = lt.bits
     if w["out_kind"] == KIND_TOKEN:
         ex = tuple((w["out_experts"] >> (j * eb)) & ((1 << eb) - 1) for j in range(k))
-        lg = []
-        for j in range(k):
-            v = (w["out_logits"] >> (j * lb)) & ((1 << lb) - 1)
-            lg.append(v - (1 << lb) if ctx.cfg.precision.gate_logit.signed and v >> (lb - 1) else v)
-        return (KIND_TOKEN, w["out_token"], ex, tuple(lg))
+        lg = tuple(from_word((w["out_logits"] >> (j * lb)) & ((1 << lb) - 1), lb, lt.signed) for j in range(k))
+        return (KIND_TOKEN, w["out_token"], ex, lg)
     if w["out_kind"] == KIND_COUNT:
         return (KIND_COUNT, w["out_expert"], w["out_count"])
     return (KIND_QUEUE, w["out_expert"], w["out_count"], w["out_token"])
