@@ -212,11 +212,15 @@ def export_checkpoint(model, path: Path) -> Path:
 
 def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, progress: bool = True,
           log=print, command: str = "", budget_s: float | None = None, stop_at_step: int | None = None,
-          init: str | Path | None = None) -> dict | None:
+          init: str | Path | None = None, threads: int | None = None) -> dict | None:
     """Train (or resume) a run; returns the recipe written next to the checkpoint ``out``.
 
     ``init``: an M3ViT checkpoint the run starts from instead of random
     weights (fine-tuning); ignored when resuming a saved run state.
+    ``threads``: torch's CPU threads (default: one per core).  On a busy
+    machine one thread often beats two, which stall each other at every
+    parallel operation when a core is taken; the number does not change the
+    run's results, so a run may resume with another.
 
     With ``budget_s`` (seconds of this call) or ``stop_at_step``, the call may
     stop early: it saves the run state and returns None, and the same call
@@ -224,10 +228,10 @@ def train(cfg, data_dir: str | Path, out: str | Path, settings: TrainSettings, p
     the caller's grad mode is.
     """
     with torch.enable_grad():
-        return _train(cfg, data_dir, out, settings, progress, log, command, budget_s, stop_at_step, init)
+        return _train(cfg, data_dir, out, settings, progress, log, command, budget_s, stop_at_step, init, threads)
 
 
-def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, budget_s, stop_at_step, init):
+def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, budget_s, stop_at_step, init, threads):
     from tqdm import tqdm
 
     from .float_model import M3ViT
@@ -245,7 +249,9 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
     train_split = load_split(data_dir, "train")
     val_split = load_split(data_dir, "val", limit=settings.val_scenes) if "val" in recipe["splits"] else None
     torch.manual_seed(settings.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024):
+        raise TrainingError(f"--threads = {threads!r}: must be an integer in 1..1024")
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     model = M3ViT(cfg.model).train()
     if settings.head_crop < 1 and init is None:
         raise TrainingError(f"--head-crop {settings.head_crop:g} fine-tunes a trained model (the cropped stage "
