@@ -238,6 +238,8 @@ def test_cropped_class_balanced_fine_tuning_runs_and_needs_a_trained_model(micro
     assert any(line.startswith("class weights: ") for line in lines)
     with pytest.raises(TrainingError, match="--head-crop"):
         TrainSettings(head_crop=0.05).check()
+    with pytest.raises(TrainingError, match="--threads = 0"):
+        train(cfg, micro_data, tmp_path / "t.pth", settings, progress=False, init=tmp_path / "base.pth", threads=0)
 
 
 def test_training_refuses_a_mismatched_dataset(micro_data, tmp_path):
