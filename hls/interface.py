@@ -1,8 +1,12 @@
-"""The kernel's interface: top-function arguments and the s_axilite register map.
+"""The kernel's interface: its IP name (VLNV), top-function arguments and the s_axilite register map.
 
-The argument list here is the one source of the C++ signature, its
-INTERFACE pragmas, the register-map JSON the host driver uses, and the csim
-bridge.  Offsets follow Vitis HLS's s_axilite layout: control and interrupt
+The argument list here is the one source of the C++ signature
+(:func:`kernel_signature`, which the kernel header and source print), its
+INTERFACE pragmas and the register-map JSON the host driver uses.  The IP
+name (:data:`VLNV`) is the one the Vitis HLS export gives the kernel, the
+block design instantiates and the host driver binds to.
+
+Offsets follow Vitis HLS's s_axilite layout: control and interrupt
 registers at 0x00-0x0c, then each argument in order (64-bit pointers take
 low/high words plus a reserved word, scalars a data word plus a reserved
 word, output scalars a data word plus a control word holding ap_vld).
@@ -17,6 +21,15 @@ from dataclasses import asdict, dataclass
 from edgemoe import __version__
 
 TOP = "edgemoe_vit"
+#: the exported IP's vendor, library and version (``export_design -vendor -library -version``)
+IP_VENDOR = "edgemoe.org"
+IP_LIBRARY = "hls"
+IP_VERSION = "1.0"
+#: the kernel's IP name as the block design instantiates it and a ``.hwh`` records it
+VLNV = f"{IP_VENDOR}:{IP_LIBRARY}:{TOP}:{IP_VERSION}"
+#: every VLNV the kernel can appear under: the Vivado IP export (ZCU102) and the vendor a Vitis ``.xo`` gets
+#: by default (Alveo)
+VLNVS = (VLNV, f"xilinx.com:{IP_LIBRARY}:{TOP}:{IP_VERSION}")
 #: status register values written by the kernel
 STATUS = {"ok": 0, "bad_task": 1, "bad_tap": 2}
 #: tap register value meaning "no tap: run to the end and write the tokens"
@@ -71,6 +84,20 @@ def kernel_args(cfg) -> list[Arg]:
         placed.append(Arg(a.name, a.kind, a.ctype, a.bits, a.doc, off))
         off += 12 if a.kind == "m_axi" else 8
     return placed
+
+
+def kernel_signature(cfg) -> list[str]:
+    """The top function's parameter list, one line per argument kind (pointers, scalars, outputs).
+
+    The templates print ``void <TOP>(`` + these lines joined by ``,`` and a line
+    break; an output scalar is passed by pointer.
+    """
+    lines = []
+    for kind in ("m_axi", "scalar", "output"):
+        params = [f"{a.ctype}{'*' if kind == 'output' else ''} {a.name}" for a in kernel_args(cfg) if a.kind == kind]
+        if params:
+            lines.append(", ".join(params))
+    return lines
 
 
 def config_hash32(cfg) -> int:

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from edgemoe.config import Config, ConfigError, load_config
-from edgemoe.golden.fixed_model import pixel_codes, tap_schedule, tap_shapes, tap_type
+from edgemoe.golden.fixed_model import pixel_codes, tap_type
 from edgemoe.golden.numerics.fixed import to_float
 from edgemoe.golden.weights import QuantizedWeights, quantize_weights
 
 from .csim import CompileResult, CsimLibrary, ToolError, compile_sources
 from .interface import STATUS, TAP_NONE, config_hash32
 from .layout import WeightLayout, pack_weights
+from .plan import KernelPlan
 from .shared_files import Busy, exclusive
 from .writer import SOURCES, render, write
 
@@ -58,14 +59,15 @@ class HLSProject:
             weights = synthetic_state_dict(self.config.model, seed=seed)
         self.weights: QuantizedWeights = weights if isinstance(weights, QuantizedWeights) \
             else quantize_weights(self.config, weights)
-        self.layout = WeightLayout.of(self.config)
+        self.plan = KernelPlan.from_config(self.config)
+        self.layout: WeightLayout = self.plan.layout
         self.packed_weights: np.ndarray = pack_weights(self.config, self.weights)
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.project_dir: Path | None = None
         self.compiled: CompileResult | None = None
         self._lib: CsimLibrary | None = None
-        self.taps = tap_schedule(self.config.model)
-        self._shapes = tap_shapes(self.config.model)
+        self.taps = list(self.plan.taps)
+        self._shapes = self.plan.tap_shapes
 
     # --- write -------------------------------------------------------------------------
     def write(self, out_dir: str | Path) -> Path:

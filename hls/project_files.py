@@ -55,7 +55,7 @@ def write_project_files(project, out: Path) -> list[Path]:
     cfg = project.config
     board = BOARDS[cfg.hardware.board]
     env = _env()
-    ctx = context(cfg) | {"board": board, "part": cfg.hardware.part or board.part, "ip_version": "1.0",
+    ctx = context(cfg) | {"board": board, "part": cfg.hardware.part or board.part,
                           "ap_types": ap_types_dir(), "bundles_sorted": sorted(set(cfg.hardware.bundle_of.values()))}
     files = dict(PROJECT_FILES)
     files.update(ALVEO_FILES if board.flow == "alveo" else

@@ -1,12 +1,13 @@
 """Fill the Jinja2 templates (hls/templates/) from a config: one function per output file.
 
 Every number a template needs comes from the config, the golden numerics
-(types, tables) or the weight layout; nothing is retyped here.
+(types, tables), the kernel plan (:class:`~edgemoe.hls.plan.KernelPlan`:
+widths, tiles, taps, weight offsets) or the interface (arguments, C
+signature, IP name); nothing is derived or retyped here.
 """
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import jinja2
@@ -14,13 +15,13 @@ import jinja2
 from edgemoe import __version__
 from edgemoe.config import PrecisionProfile
 from edgemoe.golden.attention import attention_scale
-from edgemoe.golden.fixed_model import tap_schedule, tap_shapes, tap_type
 from edgemoe.golden.numerics.fixed import ROUNDING_MODES
 from edgemoe.golden.numerics.layernorm import eps_raw
 from edgemoe.golden.numerics.tables import exp2_table, gelu_table, log2e_raw, recip_table, rsqrt_table
 
-from .interface import STATUS, TAP_NONE, TOP, config_hash32, kernel_args, register_map_json
-from .layout import WeightLayout
+from .interface import (IP_LIBRARY, IP_VENDOR, IP_VERSION, STATUS, TAP_NONE, TOP, VLNV, config_hash32, kernel_args,
+                        kernel_signature, register_map_json)
+from .plan import KernelPlan
 from .quoting import FILTERS, single_line
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -46,69 +47,22 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def _container_bits(bits: int) -> int:
-    for w in (8, 16, 32, 64):
-        if bits <= w:
-            return w
-    raise ValueError(f"{bits}-bit words do not fit a 64-bit container")
-
-
 def tap_words(cfg) -> dict[str, int]:
-    """Words per image of every tap, in schedule order (the kernel writes taps row-major)."""
-    return {name: math.prod(shape) for name, shape in tap_shapes(cfg.model).items()}
-
-
-def out_word_bits(cfg) -> int:
-    """Output words hold every tap's raw words: 32 bits unless a tap type is wider."""
-    widest = max((t.bits + (0 if t.signed else 1)) for name in tap_schedule(cfg.model)
-                 if (t := tap_type(name, cfg.precision)) is not None)
-    return 32 if widest <= 32 else 64
+    """Words per image of every tap, in schedule order (the kernel writes taps row-major): the plan's."""
+    return dict(KernelPlan.from_config(cfg).tap_words)
 
 
 def context(cfg) -> dict:
-    """Everything the templates read."""
+    """Everything the templates read: the config, the kernel plan's numbers, the numerics' tables."""
     m, p, h = cfg.model, cfg.precision, cfg.hardware
-    layout = WeightLayout.of(cfg)
-    off = {s.key: s.offset for s in layout.slots}
+    plan = KernelPlan.from_config(cfg)
     types = []
     for field in PrecisionProfile.type_fields():
         t = getattr(p, field)
         types.append({"field": field, "spelled": str(t), "bits": t.bits, "signed": t.signed, "frac": t.frac_bits,
                       "min_raw": t.min_raw, "max_raw": t.max_raw, "rounding": t.rounding, "overflow": t.overflow})
-    taps = tap_schedule(m)
-    tap_id = {name: i for i, name in enumerate(taps)}
-    steps = ("norm1", "qkv", "scores", "softmax_max", "softmax_inv", "attn", "proj", "resid1", "norm2",
-             "gate_logits", "gate_scores", "topk_idx", "topk_score", "expert_counts", "moe", "fc1", "fc2", "out")
-    block_taps = {f"TAP_{s.upper()}": [tap_id.get(f"blocks.{b}.{s}", -1) for b in range(m.depth)] for s in steps}
-
-    def per_block(suffix: str) -> list[int]:
-        return [off.get(f"backbone.blocks.{b}.{suffix}", -1) for b in range(m.depth)]
-
-    block_offsets = {
-        "OFF_NORM1_W": per_block("norm1.weight"), "OFF_NORM1_B": per_block("norm1.bias"),
-        "OFF_QKV_W": per_block("attn.qkv.weight"), "OFF_QKV_B": per_block("attn.qkv.bias"),
-        "OFF_PROJ_W": per_block("attn.proj.weight"), "OFF_PROJ_B": per_block("attn.proj.bias"),
-        "OFF_NORM2_W": per_block("norm2.weight"), "OFF_NORM2_B": per_block("norm2.bias"),
-        "OFF_FC1_W": per_block("mlp.fc1.weight"), "OFF_FC1_B": per_block("mlp.fc1.bias"),
-        "OFF_FC2_W": per_block("mlp.fc2.weight"), "OFF_FC2_B": per_block("mlp.fc2.bias"),
-    }
-    gate_offsets = [[off.get(f"backbone.blocks.{b}.mlp.gate.{t}.w_gate", -1) for t in range(len(m.tasks))]
-                    for b in range(m.depth)]
-    expert_offsets = {
-        name: [[off.get(f"backbone.blocks.{b}.mlp.experts.{e}.{suffix}", -1) for e in range(m.num_experts)]
-               for b in range(m.depth)]
-        for name, suffix in (("OFF_EXP_W1", "htoh4.weight"), ("OFF_EXP_B1", "htoh4.bias"),
-                             ("OFF_EXP_W2", "h4toh.weight"), ("OFF_EXP_B2", "h4toh.bias"))}
-    n, par = m.num_tokens, h.attn_parallel
-    attn_cycles = ((n - 1) // par) * n + (n - 1) % par + n
-    row_words = max(3 * m.embed_dim, m.mlp_hidden, m.expert_hidden, m.patch_dim, m.num_experts)
-    row_words = -(-row_words // h.cu_in) * h.cu_in
-    words = tap_words(cfg)
-    cu_bits = max(p.act.bits, p.qkv.bits, p.gate_logit.bits, p.pixel.bits + 1)
-    depths = {"image": m.in_chans * m.img_height * m.img_width, "weights": layout.total_words,
-              "activations": max(words.values())}
     return {
-        "version": __version__, "cfg": cfg, "m": m, "h": h, "profile": p.name, "top": TOP,
+        "version": __version__, "cfg": cfg, "m": m, "h": h, "profile": p.name, "top": TOP, "plan": plan,
         "rounding_modes": list(ROUNDING_MODES), "types": types,
         "rounding": {f: getattr(p, f).rounding for f in PrecisionProfile.type_fields()},
         "table_frac": p.table_frac_bits, "log2e": log2e_raw(p.table_frac_bits),
@@ -122,12 +76,14 @@ def context(cfg) -> dict:
         "config_hash": config_hash32(cfg), "tap_none": TAP_NONE, "status": STATUS,
         "score_shift": attention_scale(m.head_dim)[0], "ln_eps_raw": eps_raw(m.ln_eps, p),
         "is_moe": ["true" if m.is_moe(b) else "false" for b in range(m.depth)],
-        "attn_cycles": attn_cycles, "row_words": row_words, "layout": layout, "off": off,
-        "pixel_word_bits": _container_bits(p.pixel.bits), "out_word_bits": out_word_bits(cfg),
-        "cu_word_bits": cu_bits, "block_offsets": block_offsets, "gate_offsets": gate_offsets,
-        "expert_offsets": expert_offsets, "taps": taps, "tap_id": tap_id, "block_taps": block_taps,
-        "max_tap_words": max(words.values()), "args": kernel_args(cfg), "bundles": h.bundle_of,
-        "depths": depths, "max_tiles": -(-max(3 * m.embed_dim, m.mlp_hidden, m.expert_hidden) // h.cu_out),
+        "attn_cycles": plan.attn_cycles, "row_words": plan.row_words, "layout": plan.layout, "off": plan.offsets,
+        "pixel_word_bits": plan.pixel_word_bits, "out_word_bits": plan.out_word_bits,
+        "cu_word_bits": plan.cu_word_bits, "block_offsets": plan.block_offsets, "gate_offsets": plan.gate_offsets,
+        "expert_offsets": plan.expert_offsets, "taps": list(plan.taps), "tap_id": plan.tap_id,
+        "block_taps": plan.block_taps, "max_tap_words": plan.max_tap_words, "args": kernel_args(cfg),
+        "signature": kernel_signature(cfg), "bundles": h.bundle_of, "depths": plan.buffer_depths,
+        "max_tiles": plan.max_tiles, "vlnv": VLNV, "ip_vendor": IP_VENDOR, "ip_library": IP_LIBRARY,
+        "ip_version": IP_VERSION,
     }
 
 
@@ -147,7 +103,7 @@ def render(cfg, names: list[str] | None = None) -> dict[str, str]:
         "tensors": [{"key": s.key, "offset": s.offset, "shape": list(s.shape), "class": s.tensor_class}
                     for s in layout.slots]}, indent=1)
     out["taps.json"] = json.dumps([{"id": i, "name": t, "words": w} for i, (t, w) in
-                                   enumerate(tap_words(cfg).items())], indent=1)
+                                   enumerate(ctx["plan"].tap_words.items())], indent=1)
     return out
 
 

@@ -16,10 +16,10 @@ import time
 
 from pynq import DefaultIP
 
+from edgemoe.hls.interface import VLNVS
+
 from .errors import KernelError, KernelTimeout, OverlayMismatchError
 
-#: VLNVs the driver binds to: the Vivado IP export (ZCU102) and the Vitis .xo default vendor (Alveo)
-VLNVS = ["edgemoe.org:hls:edgemoe_vit:1.0", "xilinx.com:hls:edgemoe_vit:1.0"]
 REQUIRED = ("ap_ctrl", "image", "weights", "activations", "task", "tap")
 
 
@@ -36,7 +36,8 @@ def _address(buf) -> int:
 class EdgeMoEDriver(DefaultIP):
     """Register-level driver of one edgemoe_vit instance."""
 
-    bindto = VLNVS
+    #: the VLNVs the driver binds to (:data:`edgemoe.hls.interface.VLNVS`)
+    bindto = list(VLNVS)
 
     def __init__(self, description):
         super().__init__(description=description)

@@ -37,10 +37,11 @@ import pynq
 import torch
 
 from edgemoe.config import Config, load_config
+from edgemoe.hls.interface import VLNVS
 from edgemoe.images import ImageError
 
 from . import manifest as mf
-from .driver import VLNVS, EdgeMoEDriver
+from .driver import EdgeMoEDriver
 from .errors import DeviceError, KernelTimeout, ManifestError, OverlayMismatchError, WeightsFileError
 from .simdevice import SimDevice, buffer_types
 from .weights_file import PackedWeights, is_weights_file, load_weights_file, packed_for
@@ -442,20 +443,20 @@ class Accelerator:
 
     def run_tap(self, images, task, tap: str | int, progress=None) -> np.ndarray:
         """A debug tap's raw words [B, *tap shape] (the kernel stops after that step)."""
-        from edgemoe.golden.fixed_model import tap_schedule, tap_shapes
-        from edgemoe.hls.writer import tap_words
+        from edgemoe.hls.plan import KernelPlan
 
         m = self.cfg.model
-        taps = tap_schedule(m)
+        plan = KernelPlan.from_config(self.cfg)
+        taps = plan.taps
         if isinstance(tap, str):
             if tap not in taps:
                 raise OverlayMismatchError(f"tap {tap!r} is not a tap of config {self.cfg.name!r} (see taps.json)")
             tap_id, name = taps.index(tap), tap
         else:
             tap_id, name = int(tap), taps[int(tap)]
-        shape = tap_shapes(m)[name]
-        words = int(np.prod(shape))
-        stride = max(tap_words(self.cfg).values())
+        shape = plan.tap_shapes[name]
+        words = plan.tap_words[name]
+        stride = plan.max_tap_words
         _, codes = preprocess(images, self.cfg)
         b = len(codes)
         out = np.empty((b, *shape), np.int64)

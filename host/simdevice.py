@@ -36,15 +36,16 @@ import pynq
 from pynq.buffer import PynqBuffer
 
 from edgemoe import __version__
+from edgemoe.hls.interface import TOP, VLNV
+from edgemoe.hls.plan import KernelPlan
 from edgemoe.hls.shared_files import replace_bytes, sha256_file
 
 from .errors import OverlayMismatchError, SimBusError
 
 SIMBIT_FORMAT = "edgemoe-simbit"
 SIMBIT_VERSION = 2  # 2: records the library's SHA-256
-#: the kernel's IP (Vitis HLS export: vendor edgemoe.org, library hls, version 1.0) and its instance name
-VLNV = "edgemoe.org:hls:edgemoe_vit:1.0"
-INSTANCE = "edgemoe_vit_0"
+#: the kernel's instance name in the block design (its IP name, VLNV, is the interface's)
+INSTANCE = f"{TOP}_0"
 #: where the kernel's AXI-Lite registers sit (M_AXI_HPM0_FPD on the ZCU102, as in the block design)
 CTRL_BASE = 0xA000_0000
 CTRL_RANGE = 0x1_0000
@@ -53,21 +54,9 @@ DDR_BASE = 0x8_0000_0000
 PAGE = 4096
 
 
-def container_bits(bits: int) -> int:
-    for w in (8, 16, 32, 64):
-        if bits <= w:
-            return w
-    raise ValueError(f"{bits}-bit words do not fit a 64-bit container")
-
-
 def buffer_types(cfg) -> dict[str, np.dtype]:
-    """numpy dtype of the words in each m_axi buffer (the kernel's pixel/weight/out word types)."""
-    from edgemoe.hls.layout import WeightLayout
-    from edgemoe.hls.writer import out_word_bits
-
-    return {"image": np.dtype(f"uint{container_bits(cfg.precision.pixel.bits)}"),
-            "weights": WeightLayout.of(cfg).numpy_dtype,
-            "activations": np.dtype(f"int{out_word_bits(cfg)}")}
+    """numpy dtype of the words in each m_axi buffer (the kernel plan's pixel / weight / output word types)."""
+    return KernelPlan.from_config(cfg).buffer_types
 
 
 # --- the simulated overlay file ------------------------------------------------------
@@ -75,25 +64,23 @@ def buffer_types(cfg) -> dict[str, np.dtype]:
 def simbit_data(cfg, library: str, regmap: str, library_sha256: str) -> dict:
     """Contents of a ``.simbit``: what the simulated PL holds (paths relative to the file; the library's
     SHA-256 from its build record)."""
-    from edgemoe.golden.fixed_model import tap_schedule
-    from edgemoe.hls.interface import TOP, config_hash32
-    from edgemoe.hls.layout import WeightLayout
-    from edgemoe.hls.writer import tap_words
+    from edgemoe.hls.interface import config_hash32
 
     m = cfg.model
-    types = buffer_types(cfg)
+    plan = KernelPlan.from_config(cfg)
+    types = plan.buffer_types
     return {
         "format": SIMBIT_FORMAT, "version": SIMBIT_VERSION, "kernel": TOP, "instance": INSTANCE, "vlnv": VLNV,
         "phys_addr": CTRL_BASE, "addr_range": CTRL_RANGE, "library": library, "library_sha256": library_sha256,
         "regmap": regmap,
         "config_name": cfg.name, "config_digest": cfg.digest(), "config_hash": config_hash32(cfg),
         "generator_version": __version__, "clock_mhz": cfg.hardware.clock_mhz,
-        "tasks": len(m.tasks), "taps": len(tap_schedule(m)),
+        "tasks": len(m.tasks), "taps": len(plan.taps),
         "buffers": {
-            "image": {"dtype": types["image"].str, "words_per_image": m.in_chans * m.img_height * m.img_width},
-            "weights": {"dtype": types["weights"].str, "words": WeightLayout.of(cfg).total_words},
+            "image": {"dtype": types["image"].str, "words_per_image": plan.buffer_depths["image"]},
+            "weights": {"dtype": types["weights"].str, "words": plan.layout.total_words},
             "activations": {"dtype": types["activations"].str, "words_per_image": m.num_tokens * m.embed_dim,
-                            "tap_words_per_image": max(tap_words(cfg).values())},
+                            "tap_words_per_image": plan.max_tap_words},
         },
     }
 

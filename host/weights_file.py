@@ -28,7 +28,8 @@ import torch
 
 from edgemoe import __version__
 from edgemoe.golden.file_kind import describe
-from edgemoe.hls.layout import WeightLayout, pack_weights
+from edgemoe.hls.layout import pack_weights
+from edgemoe.hls.plan import KernelPlan
 
 from .errors import WeightsFileError
 
@@ -40,7 +41,7 @@ HEAD_PREFIX = "decoders."
 
 def layout_signature(cfg) -> dict:
     """What the packed words depend on: word width, size and the tensor table (offsets, shapes, classes)."""
-    layout = WeightLayout.of(cfg)
+    layout = KernelPlan.from_config(cfg).layout
     table = [[s.key, s.offset, list(s.shape), s.tensor_class] for s in layout.slots]
     return {"word_bits": layout.word_bits, "total_words": layout.total_words, "align_words": layout.align_words,
             "tensors_sha256": hashlib.sha256(json.dumps(table).encode()).hexdigest()}
@@ -172,7 +173,7 @@ def unpack_words(cfg, words: np.ndarray):
     from edgemoe.golden.float_model import expected_shapes
     from edgemoe.golden.weights import QuantizedTensor, QuantizedWeights
 
-    layout = WeightLayout.of(cfg)
+    layout = KernelPlan.from_config(cfg).layout
     shapes = expected_shapes(cfg.model)
     p = cfg.precision
     experts: dict[str, dict[int, torch.Tensor]] = {}
@@ -248,7 +249,7 @@ def load_weights_file(path: str | Path, cfg) -> PackedWeights:
         raise WeightsFileError(f"{what}: wrong shapes: its weight layout {header.get('layout')} is not the layout "
                                f"of config {cfg.name!r} {want_layout} (packed by edgemoe "
                                f"{header.get('generator_version')}); re-pack it")
-    dtype = WeightLayout.of(cfg).numpy_dtype
+    dtype = KernelPlan.from_config(cfg).buffer_types["weights"]
     if words.dtype != dtype or words.shape != (want_layout["total_words"],):
         raise WeightsFileError(f"{what}: wrong shapes: 'words' holds {words.shape} {words.dtype}, config "
                                f"{cfg.name!r} needs ({want_layout['total_words']},) {dtype}")

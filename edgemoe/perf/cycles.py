@@ -1,9 +1,9 @@
 """Cycle model of the generated kernel (``hls/templates/edgemoe_vit.cpp.j2``), per layer and step.
 
 Every figure is built from the loop structure of the template and the numbers
-the templates are rendered with (:func:`edgemoe.hls.writer.context`:
-``row_words``, ``attn_cycles``, ``cu_word_bits``; the weight layout's word
-width), loop by loop: trip count x initiation interval + pipeline depth.
+the templates are rendered with (the kernel plan, :class:`edgemoe.hls.plan.KernelPlan`:
+``row_words``, ``attn_cycles``, the word widths), loop by loop: trip count x
+initiation interval + pipeline depth.
 
 Two modes (``mode``):
 
@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgemoe.boards import BOARDS
+from edgemoe.hls.plan import KernelPlan
 
 from .measured import SimResults, calibration
 from .routing import Routing, as_routing
@@ -98,23 +99,6 @@ PENALTIES = {
 }
 #: the penalties the current kernel template still has (the others were fixed in it)
 AS_WRITTEN = frozenset({"word_loads", "no_overlap", "short_bursts"})
-
-
-# --- the numbers the templates are rendered with ---------------------------------------------
-
-_CTX_CACHE: dict[str, dict] = {}
-
-
-def template_context(cfg) -> dict:
-    """``writer.context(cfg)`` (the numbers the templates are rendered with), cached by config digest."""
-    from edgemoe.hls.writer import context
-
-    key = cfg.digest()
-    if key not in _CTX_CACHE:
-        if len(_CTX_CACHE) > 512:
-            _CTX_CACHE.clear()
-        _CTX_CACHE[key] = context(cfg)
-    return _CTX_CACHE[key]
 
 
 # --- results -----------------------------------------------------------------------------------
@@ -328,16 +312,17 @@ def _log2c(x: int) -> int:
 class _Kernel:
     """Loop-level cycle formulas of one mode; appends Steps."""
 
-    def __init__(self, cfg, mode, penalties, port_limit, lat, unit_ii, ctx):
+    def __init__(self, cfg, mode, penalties, port_limit, lat, unit_ii, plan: KernelPlan):
         self.cfg, self.mode, self.pen, self.lat, self.unit_ii = cfg, mode, penalties, lat, unit_ii
         m, p, h = cfg.model, cfg.precision, cfg.hardware
         self.m, self.p, self.h = m, p, h
-        self.row_words = ctx["row_words"]
-        self.attn_cycles = ctx["attn_cycles"]
-        self.cu_bits = ctx["cu_word_bits"]
-        self.wbytes = ctx["layout"].word_bits / 8
-        self.out_bytes = ctx["out_word_bits"] / 8
-        self.pix_bytes = ctx["pixel_word_bits"] / 8
+        self.plan = plan
+        self.row_words = plan.row_words
+        self.attn_cycles = plan.attn_cycles
+        self.cu_bits = plan.cu_word_bits
+        self.wbytes = plan.weight_word_bits / 8
+        self.out_bytes = plan.out_word_bits / 8
+        self.pix_bytes = plan.pixel_word_bits / 8
         self.act_bytes = math.ceil(p.act.bits / 8)
         board = BOARDS[h.board]
         clock_hz = h.clock_mhz * 1e6
@@ -364,6 +349,11 @@ class _Kernel:
         return bursts * self.lat_axi + nbytes / self.bw_w
 
     # --- compute unit ------------------------------------------------------------------
+    def layer(self, name, block, rows, layer: str, **kw):
+        """:meth:`linear` with the sizes and bias of the plan's linear layer called ``layer``."""
+        lin = self.plan.linear(layer)
+        return self.linear(name, block, rows, lin.k, lin.n_out, bias=lin.has_bias, **kw)
+
     def linear(self, name, block, rows, k, n_out, *, gelu=False, score=False, bias=True, kind="linear",
                exposed_load=True):
         """One compute_unit call on ``rows`` rows (may be fractional: expected counts). Returns total cycles."""
@@ -445,7 +435,7 @@ class _Kernel:
                 cyc = npatch * m.patch_dim + self.lat_axi + bursts * L["loop"]
             cyc *= nimg
             self.add("patch_gather", -1, "io", cyc, cyc, cyc, img_bytes * nimg, 0.0, 0.0, PATCHES=cyc)
-            self.linear("patch_embed", -1, npatch * nimg, m.patch_dim, m.embed_dim)
+            self.layer("patch_embed", -1, npatch * nimg, "patch_embed")
             wb = (m.num_tokens * m.embed_dim + m.embed_dim) * self.wbytes
             rows = m.num_tokens * nimg
             if "short_bursts" in self.pen:
@@ -458,7 +448,7 @@ class _Kernel:
             comp = npatch * nimg * beats + 8
             mem = self.lat_axi + img_bytes * nimg / self.bw_a
             self.add("patch_gather", -1, "io", comp, mem, max(comp, mem), img_bytes * nimg, 0.0, 0.0, STREAM=comp)
-            self.linear("patch_embed", -1, npatch * nimg, m.patch_dim, m.embed_dim)
+            self.layer("patch_embed", -1, npatch * nimg, "patch_embed")
             wb = (m.num_tokens * m.embed_dim + m.embed_dim) * self.wbytes
             self.stream_dram("embed", -1, "elementwise", m.num_tokens * nimg, m.embed_dim,
                              nbytes=wb + 2 * m.num_tokens * m.embed_dim * self.act_bytes * nimg, wbytes=wb)
@@ -543,8 +533,8 @@ class _Kernel:
     def moe(self, block, counts, expected, nimg):
         """MoE step of one MoE block; ``counts`` [E]: tokens per expert of this call group."""
         m, L = self.m, self.lat
-        n, d, e, k, hx = m.num_tokens * nimg, m.embed_dim, m.num_experts, m.top_k, m.expert_hidden
-        self.linear("gate", block, n, d, e, bias=False, kind="moe")
+        n, d, e, k = m.num_tokens * nimg, m.embed_dim, m.num_experts, m.top_k
+        self.layer("gate", block, n, f"blocks.{block}.gate.0", kind="moe")
         if self.mode == "onchip":
             exp_ii = self.unit_ii.get("exp", 1.0)
             per_tok = ((e + 1) + (e * exp_ii + L["exp"] + 1) + L["recip"] + (e + L["mul"] + L["cast"]) + e
@@ -569,14 +559,16 @@ class _Kernel:
             else:
                 pa, rows = 1.0, c
             mark = len(self.steps)
+            ep = f"blocks.{block}.experts.{ex}"
             if self.mode == "onchip":
                 tot_gather += pa * self.rows_loop("expert_gather", block, "moe", rows, d, depth=2)
-                tot_fc1 += pa * self.linear("expert_fc1", block, rows, d, hx, gelu=True, kind="moe")
-                tot_fc2 += pa * self.linear("expert_fc2", block, rows, hx, d, score=True, kind="moe")
+                tot_fc1 += pa * self.layer("expert_fc1", block, rows, f"{ep}.fc1", gelu=True, kind="moe")
+                tot_fc2 += pa * self.layer("expert_fc2", block, rows, f"{ep}.fc2", score=True, kind="moe")
             else:
                 # Edge-MoE: load(fc2 e) beside compute(fc1 e); load(fc1 e+1) beside compute(fc2 e)
-                self.linear("expert_fc1", block, rows, d, hx, gelu=True, kind="moe", exposed_load=prev_compute is None)
-                self.linear("expert_fc2", block, rows, hx, d, score=True, kind="moe", exposed_load=False)
+                self.layer("expert_fc1", block, rows, f"{ep}.fc1", gelu=True, kind="moe",
+                           exposed_load=prev_compute is None)
+                self.layer("expert_fc2", block, rows, f"{ep}.fc2", score=True, kind="moe", exposed_load=False)
                 s1, s2 = self.steps[-2], self.steps[-1]
                 load1 = s1.loops["LOAD_LAYER"]
                 load2 = s2.loops["LOAD_LAYER"]
@@ -640,14 +632,14 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
     share = (batch > 1) if share_weights is None else bool(share_weights)
     m, h = cfg.model, cfg.hardware
     rt = as_routing(cfg, routing)
-    ctx = template_context(cfg)
+    plan = KernelPlan.from_config(cfg)
     cal = calibration(cfg, measured) if calibrate else {}
     lat = dict(DEFAULT_LATENCY)
     unit_ii = {}
     for u, c in cal.items():
         lat[u] = c["latency"]
         unit_ii[u] = c["ii"]
-    k = _Kernel(cfg, mode, pen if mode == "onchip" else frozenset(), port_limit, lat, unit_ii, ctx)
+    k = _Kernel(cfg, mode, pen if mode == "onchip" else frozenset(), port_limit, lat, unit_ii, plan)
 
     groups = [list(range(batch))] if share else [[i] for i in range(batch)]
     for imgs in groups:
@@ -656,17 +648,17 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
         mi = 0
         for b in range(m.depth):
             k.layernorm("norm1", b, nimg)
-            k.linear("qkv", b, m.num_tokens * nimg, m.embed_dim, 3 * m.embed_dim)
+            k.layer("qkv", b, m.num_tokens * nimg, f"blocks.{b}.qkv")
             k.attention(b, nimg)
-            k.linear("proj", b, m.num_tokens * nimg, m.embed_dim, m.embed_dim)
+            k.layer("proj", b, m.num_tokens * nimg, f"blocks.{b}.proj")
             k.residual("resid1", b, nimg)
             k.layernorm("norm2", b, nimg)
             if m.is_moe(b):
                 k.moe(b, _group_counts(rt, mi, imgs), rt.expected, nimg)
                 mi += 1
             else:
-                k.linear("fc1", b, m.num_tokens * nimg, m.embed_dim, m.mlp_hidden, gelu=True)
-                k.linear("fc2", b, m.num_tokens * nimg, m.mlp_hidden, m.embed_dim)
+                k.layer("fc1", b, m.num_tokens * nimg, f"blocks.{b}.fc1", gelu=True)
+                k.layer("fc2", b, m.num_tokens * nimg, f"blocks.{b}.fc2")
             k.residual("resid2", b, nimg)
         k.output(nimg)
 
@@ -687,10 +679,10 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
                      "layers, expert loads ping-ponged behind the previous expert's compute")
     if not cal:
         notes.append("uncalibrated: no RTL measurements under build/sim for this precision")
-    if ctx["layout"].word_bits > cfg.precision.weight.bits:
+    if plan.weight_word_bits > cfg.precision.weight.bits:
         notes.append(f"weights are {cfg.precision.weight.bits}-bit but the layout's words are "
-                     f"{ctx['layout'].word_bits}-bit (widest weight class), so DRAM traffic is that of "
-                     f"{ctx['layout'].word_bits}-bit weights")
+                     f"{plan.weight_word_bits}-bit (widest weight class), so DRAM traffic is that of "
+                     f"{plan.weight_word_bits}-bit weights")
 
     est = PerfEstimate(cfg, mode, batch, share, pen if mode == "onchip" else frozenset(), steps, rt, cal, lat,
                        h.clock_mhz, h.board,
@@ -698,7 +690,7 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
                         "board_bytes_per_cycle": k.bw_board, "dram_latency_cycles": k.lat_axi},
                        notes, total)
     board = BOARDS[h.board]
-    dpm = dsp_per_mult(ctx["cu_word_bits"], ctx["layout"].word_bits)
+    dpm = dsp_per_mult(plan.cu_word_bits, plan.weight_word_bits)
     clock = h.clock_mhz * 1e6
     macs = est.macs_per_image
     wbytes = est.weight_bytes_per_image

@@ -1,8 +1,8 @@
 """Resource model of the generated accelerator: DSP, BRAM36/URAM, LUT, FF per unit.
 
-Counts come from the same parameters the templates use (the kernel plan:
-``row_words``, ``cu_word_bits``, the weight word width of the layout, the
-tables' lengths) and the precision profile's types, in the primitives of
+Counts come from the same parameters the templates use (the kernel plan,
+:class:`edgemoe.hls.plan.KernelPlan`: ``row_words``, ``cu_word_bits``, the
+weight word width, the tables' lengths) and the precision profile's types, in the primitives of
 :mod:`edgemoe.perf.primitives`:
 
 * **Tables** (exp2, reciprocal, rsqrt, GELU): one ROM per unit instance
@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from edgemoe.boards import BOARDS
+from edgemoe.hls.plan import KernelPlan
 
 from .measured import SimResults, yosys_figures
 from .primitives import Memory, UnitResources, add_mac_array
@@ -46,22 +47,21 @@ def _table_rom(name: str, entries: int, bits: int) -> Memory:
     return Memory(name, entries, bits)
 
 
-def arithmetic_units(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
+def arithmetic_units(cfg, plan: KernelPlan | None = None) -> dict[str, UnitResources]:
     """One instance of each fixed-point unit (exp, recip, rsqrt, GELU): table ROM + multipliers.
 
     These are the RTL units of ``sim/`` too, so they are what yosys figures are
     compared against.
     """
-    from .cycles import template_context
-
-    ctx = ctx or template_context(cfg)
+    plan = plan or KernelPlan.from_config(cfg)
+    rom = plan.table_entries
     p = cfg.precision
     board = BOARDS[cfg.hardware.board]
     tf = p.table_frac_bits
     units = {}
 
     u = UnitResources("exp")
-    u.add_memory(_table_rom("exp2 table", len(ctx["exp2_table"]), tf + 1), board)
+    u.add_memory(_table_rom("exp2 table", rom["exp2"], tf + 1), board)
     u.add_mults("x*log2e", 1, p.attn_score.bits + 1, tf + 2)
     u.add_mults("interpolation", 1, tf + 2, tf - p.exp_table_bits + 1)
     u.lut += 3 * (tf + 8) + 200  # range reduction shifter, output cast
@@ -69,21 +69,21 @@ def arithmetic_units(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
     units["exp"] = u
 
     u = UnitResources("recip")
-    u.add_memory(_table_rom("reciprocal table", len(ctx["recip_table"]), tf + 1), board)
+    u.add_memory(_table_rom("reciprocal table", rom["recip"], tf + 1), board)
     u.add_mults("interpolation", 1, tf + 2, tf - p.recip_table_bits + 1)
     u.lut += 2 * p.softmax_sum.bits * 6 + 200  # leading-one detector + normalising shifters
     u.ff += 4 * (tf + 8)
     units["recip"] = u
 
     u = UnitResources("rsqrt")
-    u.add_memory(_table_rom("rsqrt table", len(ctx["rsqrt_table"]), tf + 1), board)
+    u.add_memory(_table_rom("rsqrt table", rom["rsqrt"], tf + 1), board)
     u.add_mults("interpolation", 1, tf + 2, tf - p.rsqrt_table_bits + 1)
     u.lut += 2 * 64 * 6 + 200  # 64-bit normaliser (wide_t input)
     u.ff += 4 * (tf + 8)
     units["rsqrt"] = u
 
     u = UnitResources("gelu")
-    u.add_memory(_table_rom("GELU table", len(ctx["gelu_table"]), p.gelu_table.bits), board)
+    u.add_memory(_table_rom("GELU table", rom["gelu"], p.gelu_table.bits), board)
     u.add_mults("interpolation", 1, p.gelu_table.bits + 1, max(1, p.act.frac_bits - p.gelu_step_log2) + 1)
     u.lut += 3 * p.act.bits + 100
     u.ff += 3 * p.act.bits
@@ -91,7 +91,7 @@ def arithmetic_units(cfg, ctx: dict | None = None) -> dict[str, UnitResources]:
     return units
 
 
-def rtl_unit_models(cfg, ctx: dict | None = None, layernorm_plan=None) -> dict[str, UnitResources]:
+def rtl_unit_models(cfg, plan: KernelPlan | None = None, layernorm_plan=None) -> dict[str, UnitResources]:
     """The model's figure for each RTL unit of ``sim/`` (the structure that unit builds).
 
     The four table units of :func:`arithmetic_units`, and:
@@ -112,12 +112,10 @@ def rtl_unit_models(cfg, ctx: dict | None = None, layernorm_plan=None) -> dict[s
 
     These are what :func:`yosys_comparison` sets beside the yosys figures.
     """
-    from .cycles import template_context
-
-    ctx = ctx or template_context(cfg)
+    plan = plan or KernelPlan.from_config(cfg)
     m, p, h = cfg.model, cfg.precision, cfg.hardware
     board = BOARDS[h.board]
-    units = arithmetic_units(cfg, ctx)
+    units = arithmetic_units(cfg, plan)
     pp = h.attn_parallel
 
     u = UnitResources("softmax")
@@ -134,7 +132,7 @@ def rtl_unit_models(cfg, ctx: dict | None = None, layernorm_plan=None) -> dict[s
     units["softmax"] = u
 
     u = UnitResources("compute_tile")
-    k_bits = math.ceil(math.log2(max(2, max(m.embed_dim, m.mlp_hidden, m.expert_hidden, m.patch_dim))))
+    k_bits = math.ceil(math.log2(max(2, plan.k_max)))
     add_mac_array(u, h.cu_in, h.cu_out, p.act.bits, p.weight.bits,
                   p.act.bits + p.weight.bits + k_bits)
     g = units["gelu"]
@@ -246,24 +244,20 @@ class ResourceEstimate:
 def estimate_resources(cfg, mode: str = "onchip", batch: int = 1, share_weights: bool | None = None,
                        board: str | None = None) -> ResourceEstimate:
     """Resources of the accelerator for ``cfg`` on ``board`` (default: the config's board)."""
-    from edgemoe.hls.layout import WeightLayout
-    from .cycles import template_context
-
     if mode not in ("onchip", "edgemoe-dram"):
         raise ValueError(f"mode {mode!r}: must be 'onchip' or 'edgemoe-dram'")
     share = (batch > 1) if share_weights is None else bool(share_weights and batch > 1)
-    ctx = template_context(cfg)
+    plan = KernelPlan.from_config(cfg)
     m, p, h = cfg.model, cfg.precision, cfg.hardware
     bname = board or h.board
     brd = BOARDS[bname]
-    layout: WeightLayout = ctx["layout"]
-    wb = layout.word_bits
-    cub = ctx["cu_word_bits"]
-    rw = ctx["row_words"]
+    wb = plan.weight_word_bits
+    cub = plan.cu_word_bits
+    rw = plan.row_words
     n, d, e = m.num_tokens, m.embed_dim, m.num_experts
     hd = m.head_dim
     per_img = batch if share else 1
-    arith = arithmetic_units(cfg, ctx)
+    arith = arithmetic_units(cfg, plan)
     units: list[UnitResources] = []
 
     def arith_instances(u: UnitResources, name: str, count: int) -> None:
@@ -404,7 +398,7 @@ def yosys_comparison(cfg, measured: SimResults | None) -> tuple[list[dict], str]
     if not rows:
         where = f"{measured.root}/{cfg.digest()[:12]}" if measured is not None else "the sim build folder"
         return [], (f"no yosys figures of the RTL units for this config under {where} "
-                    f"(make sim-report, or python -m edgemoe.sim.resources "
+                    f"(make sim-report, or edgemoe sim resources "
                     f"--config <this config>); model only")
     def cell(v):
         return "-" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))

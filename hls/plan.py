@@ -1,0 +1,251 @@
+"""The kernel plan: every hardware number derived from a config, computed once.
+
+:class:`KernelPlan` is the one source of the numbers the generated kernel is
+built with and the rest of the toolchain must agree on: buffer widths and
+tiles, the attention schedule's length, word widths and their numpy types,
+the debug taps, the longest dot product, and a record per linear layer
+(offsets in the weight buffer, fraction bits, sizes).  The templates are
+rendered from it (:func:`edgemoe.hls.writer.context`), the performance and
+resource models read it, and so do the host's packing and simulated device;
+nothing derives these numbers a second time.
+
+    plan = KernelPlan.from_config(cfg)
+    plan.row_words, plan.attn_cycles, plan.buffer_types["activations"]
+    plan.linear("blocks.0.qkv").weight_offset
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgemoe.config import Config
+
+from .layout import WeightLayout
+
+#: the per-block steps of the tap schedule, in schedule order (``TAP_<STEP>[DEPTH]`` in the kernel)
+BLOCK_STEPS = ("norm1", "qkv", "scores", "softmax_max", "softmax_inv", "attn", "proj", "resid1", "norm2",
+               "gate_logits", "gate_scores", "topk_idx", "topk_score", "expert_counts", "moe", "fc1", "fc2", "out")
+#: per-block weight tensors: kernel constant -> key suffix under ``backbone.blocks.<b>.`` (-1 where absent)
+BLOCK_TENSORS = {
+    "OFF_NORM1_W": "norm1.weight", "OFF_NORM1_B": "norm1.bias",
+    "OFF_QKV_W": "attn.qkv.weight", "OFF_QKV_B": "attn.qkv.bias",
+    "OFF_PROJ_W": "attn.proj.weight", "OFF_PROJ_B": "attn.proj.bias",
+    "OFF_NORM2_W": "norm2.weight", "OFF_NORM2_B": "norm2.bias",
+    "OFF_FC1_W": "mlp.fc1.weight", "OFF_FC1_B": "mlp.fc1.bias",
+    "OFF_FC2_W": "mlp.fc2.weight", "OFF_FC2_B": "mlp.fc2.bias",
+}
+#: per-expert weight tensors: kernel constant -> key suffix under ``backbone.blocks.<b>.mlp.experts.<e>.``
+EXPERT_TENSORS = {"OFF_EXP_W1": "htoh4.weight", "OFF_EXP_B1": "htoh4.bias",
+                  "OFF_EXP_W2": "h4toh.weight", "OFF_EXP_B2": "h4toh.bias"}
+
+
+def container_bits(bits: int) -> int:
+    """The narrowest C / numpy integer (8, 16, 32 or 64 bits) holding ``bits``-bit words."""
+    for w in (8, 16, 32, 64):
+        if bits <= w:
+            return w
+    raise ValueError(f"{bits}-bit words do not fit a 64-bit container")
+
+
+def attn_cycles(num_tokens: int, parallel: int) -> int:
+    """``ATTN_CYCLES``: key-stream steps of the reordered attention schedule (``parallel`` query slots)."""
+    n, par = num_tokens, parallel
+    return ((n - 1) // par) * n + (n - 1) % par + n
+
+
+@dataclass(frozen=True)
+class LinearPlan:
+    """One linear layer as the compute unit runs it: ``y[n_out] = W[n_out, k] x[k] (+ b)``.
+
+    ``name``: ``patch_embed``, ``blocks.<b>.qkv|proj|fc1|fc2``, ``blocks.<b>.gate.<task>``,
+    ``blocks.<b>.experts.<e>.fc1|fc2``.  Offsets are in weight words; ``bias_offset`` is -1
+    (and ``bias_frac`` None) for a layer without bias (the gates).
+    """
+
+    name: str
+    weight_key: str
+    bias_key: str | None
+    weight_offset: int
+    bias_offset: int
+    weight_frac: int
+    bias_frac: int | None
+    k: int
+    n_out: int
+
+    @property
+    def has_bias(self) -> bool:
+        return self.bias_offset >= 0
+
+    @property
+    def weight_words(self) -> int:
+        """Words of W and b in the weight buffer."""
+        return self.n_out * self.k + (self.n_out if self.has_bias else 0)
+
+
+def _linears(cfg, layout: WeightLayout) -> tuple[LinearPlan, ...]:
+    m, p = cfg.model, cfg.precision
+    slots = {s.key: s for s in layout.slots}
+
+    def rec(name: str, wkey: str, bkey: str | None) -> LinearPlan:
+        w = slots[wkey]
+        b = slots.get(bkey) if bkey else None
+        n_out, k = w.shape
+        return LinearPlan(name, wkey, bkey if b else None, w.offset, b.offset if b else -1,
+                          getattr(p, w.tensor_class).frac_bits, getattr(p, b.tensor_class).frac_bits if b else None,
+                          k, n_out)
+
+    out = [rec("patch_embed", "backbone.patch_embed.proj.weight", "backbone.patch_embed.proj.bias")]
+    for b in range(m.depth):
+        pre = f"backbone.blocks.{b}."
+        out += [rec(f"blocks.{b}.qkv", pre + "attn.qkv.weight", pre + "attn.qkv.bias"),
+                rec(f"blocks.{b}.proj", pre + "attn.proj.weight", pre + "attn.proj.bias")]
+        if m.is_moe(b):
+            out += [rec(f"blocks.{b}.gate.{t}", pre + f"mlp.gate.{t}.w_gate", None) for t in range(len(m.tasks))]
+            for e in range(m.num_experts):
+                ep = pre + f"mlp.experts.{e}."
+                out += [rec(f"blocks.{b}.experts.{e}.fc1", ep + "htoh4.weight", ep + "htoh4.bias"),
+                        rec(f"blocks.{b}.experts.{e}.fc2", ep + "h4toh.weight", ep + "h4toh.bias")]
+        else:
+            out += [rec(f"blocks.{b}.fc1", pre + "mlp.fc1.weight", pre + "mlp.fc1.bias"),
+                    rec(f"blocks.{b}.fc2", pre + "mlp.fc2.weight", pre + "mlp.fc2.bias")]
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """The derived hardware numbers of one config (see the module docstring).  Build with :meth:`from_config`."""
+
+    config: Config
+    layout: WeightLayout
+    #: width (words) of the on-chip activation rows (``ROW_WORDS``): the widest row any step keeps, rounded up
+    #: to a multiple of ``cu_in``
+    row_words: int
+    #: output tiles of the widest layer (``MAX_TILES``): ceil(max(3D, MLP hidden, expert hidden) / cu_out)
+    max_tiles: int
+    #: longest dot product the compute unit accumulates: patch, embedding, MLP and expert widths
+    k_max: int
+    #: ``ATTN_CYCLES`` of the reordered key stream (:func:`attn_cycles`)
+    attn_cycles: int
+    #: word widths of the m_axi buffers and of the compute unit's operands
+    pixel_word_bits: int
+    weight_word_bits: int
+    out_word_bits: int
+    cu_word_bits: int
+    #: debug taps in schedule order (tap id = index), their golden shapes and words per image
+    taps: tuple[str, ...]
+    tap_shapes: dict
+    tap_words: dict
+    #: weight-buffer offset (words) of every tensor, by state-dict key
+    offsets: dict
+    #: the linear layers in kernel order
+    linears: tuple[LinearPlan, ...]
+    #: entries of the numerics' ROM tables: ``exp2``, ``recip``, ``rsqrt``, ``gelu``
+    table_entries: dict
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "KernelPlan":
+        """The plan of ``cfg`` (cached by the config's digest and names: the plan is immutable)."""
+        key = (cfg.digest(), cfg.name, cfg.precision.name)
+        plan = _CACHE.get(key)
+        if plan is None:
+            if len(_CACHE) > 512:
+                _CACHE.clear()
+            plan = _CACHE[key] = cls._build(cfg)
+        return plan
+
+    @classmethod
+    def _build(cls, cfg: Config) -> "KernelPlan":
+        from edgemoe.golden.fixed_model import tap_schedule, tap_shapes, tap_type
+        from edgemoe.golden.numerics.tables import exp2_table, gelu_table, recip_table, rsqrt_table
+
+        m, p, h = cfg.model, cfg.precision, cfg.hardware
+        layout = WeightLayout.of(cfg)
+        row = max(3 * m.embed_dim, m.mlp_hidden, m.expert_hidden, m.patch_dim, m.num_experts)
+        taps = tuple(tap_schedule(m))
+        shapes = dict(tap_shapes(m))
+        # output words hold every tap's raw words: 32 bits unless a tap type is wider
+        widest = max((t.bits + (0 if t.signed else 1)) for name in taps if (t := tap_type(name, p)) is not None)
+        return cls(
+            config=cfg, layout=layout,
+            row_words=-(-row // h.cu_in) * h.cu_in,
+            max_tiles=-(-max(3 * m.embed_dim, m.mlp_hidden, m.expert_hidden) // h.cu_out),
+            k_max=max(m.patch_dim, m.embed_dim, m.mlp_hidden, m.expert_hidden),
+            attn_cycles=attn_cycles(m.num_tokens, h.attn_parallel),
+            pixel_word_bits=container_bits(p.pixel.bits),
+            weight_word_bits=layout.word_bits,
+            out_word_bits=32 if widest <= 32 else 64,
+            cu_word_bits=max(p.act.bits, p.qkv.bits, p.gate_logit.bits, p.pixel.bits + 1),
+            taps=taps, tap_shapes=shapes,
+            tap_words={name: math.prod(shape) for name, shape in shapes.items()},
+            offsets={s.key: s.offset for s in layout.slots},
+            linears=_linears(cfg, layout),
+            table_entries={"exp2": len(exp2_table(p.table_frac_bits, p.exp_table_bits)),
+                           "recip": len(recip_table(p.table_frac_bits, p.recip_table_bits)),
+                           "rsqrt": len(rsqrt_table(p.table_frac_bits, p.rsqrt_table_bits)),
+                           "gelu": len(gelu_table(p.gelu_table, p.gelu_step_log2, p.gelu_range))},
+        )
+
+    # --- taps ------------------------------------------------------------------------------
+    @property
+    def tap_id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.taps)}
+
+    @property
+    def max_tap_words(self) -> int:
+        """Words per image of the largest tap: the activations buffer's stride in a tap call."""
+        return max(self.tap_words.values())
+
+    @property
+    def block_taps(self) -> dict[str, list[int]]:
+        """``TAP_<STEP>`` -> tap id of that step in every block (-1 where the block has no such tap)."""
+        ids = self.tap_id
+        return {f"TAP_{s.upper()}": [ids.get(f"blocks.{b}.{s}", -1) for b in range(self.config.model.depth)]
+                for s in BLOCK_STEPS}
+
+    # --- weight offsets ----------------------------------------------------------------------
+    @property
+    def block_offsets(self) -> dict[str, list[int]]:
+        """``OFF_<TENSOR>`` -> offset of that tensor in every block (-1 where absent)."""
+        return {name: [self.offsets.get(f"backbone.blocks.{b}.{suffix}", -1) for b in range(self.config.model.depth)]
+                for name, suffix in BLOCK_TENSORS.items()}
+
+    @property
+    def gate_offsets(self) -> list[list[int]]:
+        """[block][task] offset of the gate's weights (-1 in dense blocks)."""
+        m = self.config.model
+        return [[self.offsets.get(f"backbone.blocks.{b}.mlp.gate.{t}.w_gate", -1) for t in range(len(m.tasks))]
+                for b in range(m.depth)]
+
+    @property
+    def expert_offsets(self) -> dict[str, list[list[int]]]:
+        """``OFF_EXP_<TENSOR>`` -> [block][expert] offset (-1 in dense blocks)."""
+        m = self.config.model
+        return {name: [[self.offsets.get(f"backbone.blocks.{b}.mlp.experts.{e}.{suffix}", -1)
+                        for e in range(m.num_experts)] for b in range(m.depth)]
+                for name, suffix in EXPERT_TENSORS.items()}
+
+    def linear(self, name: str) -> LinearPlan:
+        """The linear layer called ``name`` (see :class:`LinearPlan`)."""
+        for rec in self.linears:
+            if rec.name == name:
+                return rec
+        raise KeyError(f"no linear layer {name!r} in config {self.config.name!r}")
+
+    # --- buffers -----------------------------------------------------------------------------
+    @property
+    def buffer_types(self) -> dict[str, np.dtype]:
+        """numpy dtype of the words in each m_axi buffer (the kernel's pixel / weight / output word types)."""
+        return {"image": np.dtype(f"uint{self.pixel_word_bits}"), "weights": self.layout.numpy_dtype,
+                "activations": np.dtype(f"int{self.out_word_bits}")}
+
+    @property
+    def buffer_depths(self) -> dict[str, int]:
+        """Words per image of each m_axi buffer (the INTERFACE pragmas' depth)."""
+        m = self.config.model
+        return {"image": m.in_chans * m.img_height * m.img_width, "weights": self.layout.total_words,
+                "activations": self.max_tap_words}
+
+
+_CACHE: dict[tuple, KernelPlan] = {}
