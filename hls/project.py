@@ -23,6 +23,7 @@ from edgemoe.golden.numerics.fixed import to_float
 from edgemoe.golden.weights import QuantizedWeights, quantize_weights
 
 from .csim import CompileResult, CsimLibrary, ToolError, compile_sources
+from .errors import KernelError
 from .interface import STATUS, TAP_NONE, config_hash32
 from .layout import WeightLayout, pack_weights
 from .plan import KernelPlan
@@ -43,10 +44,6 @@ def default_cache_dir() -> Path:
     from edgemoe.host.paths import cache_dir
 
     return cache_dir() / "csim-cache"
-
-
-class KernelError(RuntimeError):
-    """The kernel reported a bad status register."""
 
 
 class HLSProject:

@@ -53,11 +53,12 @@ def user_error_types() -> tuple[type[Exception], ...]:
     from edgemoe.golden.train import TrainingError
     from edgemoe.golden.numerics.fixed import FixedTypeError
     from edgemoe.hls.csim import ToolError
+    from edgemoe.hls.errors import KernelError
     from edgemoe.host.errors import HostError
     from edgemoe.images import ImageError
 
-    return (ConfigError, FixedTypeError, ImageError, ToolError, HostError, CheckpointError, DatasetError, TrainingError,
-            ShippedCheckpointError)
+    return (ConfigError, FixedTypeError, ImageError, ToolError, HostError, KernelError, CheckpointError, DatasetError,
+            TrainingError, ShippedCheckpointError)
 
 
 def describe_os_error(e: OSError) -> str:
