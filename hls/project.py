@@ -41,7 +41,7 @@ def kernel_sources(cfg: Config) -> dict[str, bytes]:
 
 def default_cache_dir() -> Path:
     """Where compiled libraries are cached: ``<cache>/csim-cache`` (``$EDGEMOE_CACHE``, else <repo>/build)."""
-    from edgemoe.host.paths import cache_dir
+    from edgemoe.paths import cache_dir
 
     return cache_dir() / "csim-cache"
 

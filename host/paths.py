@@ -4,13 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgemoe.paths import cache_dir, repo_root  # the locations every stage shares
 
-def repo_root() -> Path | None:
-    """The source checkout edgemoe runs from (an editable install), or None."""
-    import edgemoe
-
-    root = Path(edgemoe.__file__).resolve().parents[1]
-    return root if (root / "pyproject.toml").is_file() else None
+__all__ = ["bitstreams_dir", "cache_dir", "repo_root"]
 
 
 def bitstreams_dir() -> Path:
@@ -22,12 +18,3 @@ def bitstreams_dir() -> Path:
     if root is not None and (root / "bitstreams").is_dir():
         return root / "bitstreams"
     return Path.cwd() / "bitstreams"
-
-
-def cache_dir() -> Path:
-    """Compiled csim libraries and packed-weight caches: ``$EDGEMOE_CACHE``, else <repo>/build, else ./build."""
-    env = os.environ.get("EDGEMOE_CACHE")
-    if env:
-        return Path(env)
-    root = repo_root()
-    return (root if root is not None else Path.cwd()) / "build"
