@@ -247,10 +247,11 @@ STREAM_UNITS: dict[str, StreamUnitSpec] = {s.name: s for s in (
 # --- parameters of the multi-field units ----------------------------------------------------------
 
 def tile_k_max(cfg) -> int:
-    """Longest dot product the compute tile accumulates (its accumulator width follows):
-    the patch embedding, the attention / MLP / expert layers of the model."""
-    m = cfg.model
-    return max(m.in_chans * m.patch_size ** 2, m.embed_dim, int(m.embed_dim * m.mlp_ratio), m.expert_hidden)
+    """Longest dot product the compute tile accumulates (its accumulator width follows): the kernel
+    plan's ``k_max`` (the patch embedding, the attention / MLP / expert layers of the model)."""
+    from edgemoe.hls.plan import KernelPlan
+
+    return KernelPlan.from_config(cfg).k_max
 
 
 def _tile_params(cfg) -> dict:
@@ -411,9 +412,10 @@ def unit_formats(spec: StreamUnitSpec, cfg) -> dict:
 # --- exact expectations (golden) ------------------------------------------------------------------
 
 def attn_cycles(num_tokens: int, parallel: int) -> int:
-    """``ATTN_CYCLES`` of the generated kernel (the formula of ``hls/writer.py``)."""
-    n, par = num_tokens, parallel
-    return ((n - 1) // par) * n + (n - 1) % par + n
+    """``ATTN_CYCLES`` of the generated kernel (the kernel plan's, :func:`edgemoe.hls.plan.attn_cycles`)."""
+    from edgemoe.hls.plan import attn_cycles as kernel_attn_cycles
+
+    return kernel_attn_cycles(num_tokens, parallel)
 
 
 def softmax_expected(words: list[tuple[int, int, int]], p, perturb: bool = False) -> list[tuple[int, int, int]]:
