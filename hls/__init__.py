@@ -1,1 +1,1 @@
-"""hls: config -> Jinja2 templates -> Vitis HLS project; g++ C simulation; perf/resource model."""
+"""hls: config -> kernel plan -> Jinja2 templates -> Vitis HLS project; g++ C simulation (the generator only)."""
