@@ -1,6 +1,6 @@
 """The float M3ViT reference (torch), built from timm's ViT pieces.
 
-Layout and state-dict keys follow M3ViT (DESIGN.md, "Reference model"): a timm
+Layout and state-dict keys follow M3ViT's own checkpoints: a timm
 ViT backbone without final norm whose MoE blocks replace the MLP by
 :class:`MoEMlp` (FMoE parameter names, one gate per task), and one
 :class:`~edgemoe.golden.heads.UpHead` per task.  Input images are

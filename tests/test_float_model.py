@@ -26,7 +26,7 @@ def images(micro):
 
 
 def _design_tiny_shapes() -> dict[str, tuple[int, ...]]:
-    """The tiny preset's state dict as DESIGN.md lists it."""
+    """The tiny preset's state dict as M3ViT's own checkpoint of this model names and shapes it."""
     d, out = 192, {}
     out["backbone.cls_token"] = (1, 1, d)
     out["backbone.pos_embed"] = (1, 129, d)
