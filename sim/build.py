@@ -20,6 +20,9 @@ REPO = SIM_DIR.parent
 GOLDEN_NUMERICS = REPO / "golden" / "numerics"
 #: the generator sources: the registry, the units, and the shared formats
 GENERATOR_SOURCES = (SIM_DIR, SIM_DIR / "units")
+#: other files the units' designs read numbers from (the kernel plan: the compute tile's k_max,
+#: the attention schedule's length)
+PLAN_SOURCES = (REPO / "hls" / "plan.py",)
 
 
 def source_stamp() -> str:
@@ -27,7 +30,8 @@ def source_stamp() -> str:
     import amaranth
 
     h = hashlib.sha256(amaranth.__version__.encode())
-    files = [f for d in GENERATOR_SOURCES for f in sorted(d.glob("*.py"))] + sorted(GOLDEN_NUMERICS.glob("*.py"))
+    files = ([f for d in GENERATOR_SOURCES for f in sorted(d.glob("*.py"))] + sorted(GOLDEN_NUMERICS.glob("*.py"))
+             + list(PLAN_SOURCES))
     for f in files:
         h.update(str(f.relative_to(REPO)).encode())
         h.update(f.read_bytes())
