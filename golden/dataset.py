@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgemoe.files import atomic_output, atomic_write_text
+
 from .scenes import CLASSES, DEPTH_COLOURMAP, SKY_DEPTH_M, colour_labels, render_scene
 
 SPLITS = ("train", "val", "test")
@@ -104,18 +106,15 @@ def write_dataset(out_dir: str | Path, counts: dict[str, int], seed: int = 0, he
             continue
         split = render_split(name, counts[name], seed, height, width, progress)
         path = out / f"{name}.npz"
-        tmp = out / f".{name}.tmp.npz"
-        np.savez_compressed(tmp, images_u8=split.images_u8, labels=split.labels,
-                            depth_m=split.depth_m.astype(np.float16))
-        tmp.replace(path)
+        with atomic_output(path, suffix=".tmp.npz") as tmp:
+            np.savez_compressed(tmp, images_u8=split.images_u8, labels=split.labels,
+                                depth_m=split.depth_m.astype(np.float16))
         files[name] = {"file": path.name, "scenes": counts[name], "sha256": sha256_file(path)}
         if name == "test" or (name == "train" and "test" not in counts):
             save_contact_sheet(out / "contact_sheet.png", split)
     recipe = {"generator_version": GENERATOR_VERSION, "seed": int(seed), "height": height, "width": width,
               "classes": list(CLASSES), "depth_unit": "m", "sky_depth_m": SKY_DEPTH_M, "splits": files}
-    tmp = out / f".{RECIPE}.tmp"
-    tmp.write_text(json.dumps(recipe, indent=2) + "\n")
-    tmp.replace(recipe_path)
+    atomic_write_text(recipe_path, json.dumps(recipe, indent=2) + "\n")
     return recipe_path
 
 
@@ -208,8 +207,7 @@ def save_contact_sheet(path: str | Path, split: Split, count: int = 6) -> Path:
     fig.text(0.5, 0.4 / fig_h, f"image | labels | depth (log scale, bright = far, {0.5:g}..{SKY_DEPTH_M:g} m)",
              ha="center", va="bottom", fontsize=8)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_output(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path

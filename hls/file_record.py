@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path, PurePosixPath
+
+from edgemoe.files import atomic_write_text
 
 RECORD = ".edgemoe-generated.json"
 
@@ -62,7 +63,5 @@ def replace_record(out: Path, written: list[Path]) -> list[str]:
         if path is not None and _sha256(path) == digest:
             path.unlink()
             removed.append(rel)
-    tmp = out / f"{RECORD}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"files": now}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, out / RECORD)
+    atomic_write_text(out / RECORD, json.dumps({"files": now}, indent=1, sort_keys=True) + "\n")
     return removed

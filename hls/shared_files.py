@@ -1,13 +1,14 @@
-"""Files that several edgemoe processes share: exclusive locks, SHA-256 checksums, atomic replacement.
+"""Files that several edgemoe processes share: exclusive locks and SHA-256 checksums.
 
 The build cache, a project folder and the bitstream manifest are written by
 parallel runs (sweeps, CI jobs on one build server).  :func:`exclusive`
 holds an advisory POSIX ``flock`` on a lock file or on a folder itself for
 the duration of a ``with`` block (the lock goes with the process, so a
 crashed run never leaves a stale one behind; without ``fcntl`` the block
-runs unlocked).  :func:`replace_bytes` writes a file under a temporary name
-and renames it into place, so a reader sees the old file or the new one,
-never half of one, and a library already loaded from the old file stays valid.
+runs unlocked).  Writers replace shared files with
+:func:`edgemoe.files.atomic_write_bytes` (a temporary file renamed into place):
+a reader sees the old file or the new one, never half of one, and a library
+already loaded from the old file stays valid.
 """
 from __future__ import annotations
 
@@ -55,14 +56,3 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def replace_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from edgemoe import __version__
-from edgemoe.hls.shared_files import exclusive, replace_bytes, sha256_file
+from edgemoe.files import atomic_write_bytes
+from edgemoe.hls.shared_files import exclusive, sha256_file
 
 from .errors import ManifestError
 
@@ -197,7 +198,7 @@ def add_entry(cfg, overlay: str | Path, files: list[str | Path] = (), board: str
         data["entries"] = [e for e in data["entries"]
                            if e["name"] != entry["name"] and e["overlay"] != entry["overlay"]]
         data["entries"].append(entry)
-        replace_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+        atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
     return Entry(entry, root)
 
 

@@ -36,9 +36,10 @@ import pynq
 from pynq.buffer import PynqBuffer
 
 from edgemoe import __version__
+from edgemoe.files import atomic_write_bytes
 from edgemoe.hls.interface import TOP, VLNV
 from edgemoe.hls.plan import KernelPlan
-from edgemoe.hls.shared_files import replace_bytes, sha256_file
+from edgemoe.hls.shared_files import sha256_file
 
 from .errors import OverlayMismatchError, SimBusError
 
@@ -421,7 +422,7 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     """Replace ``path`` atomically (a new inode: a library already loaded from it stays valid) unless equal."""
     if path.is_file() and path.read_bytes() == data:
         return
-    replace_bytes(path, data)
+    atomic_write_bytes(path, data)
 
 
 def _reuse_problem(entry) -> str | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from edgemoe import __version__
+from edgemoe.files import atomic_output
 from edgemoe.golden.file_kind import describe
 from edgemoe.hls.layout import pack_weights
 from edgemoe.hls.plan import KernelPlan
@@ -100,11 +100,9 @@ class PackedWeights:
         heads = {k: v.detach().cpu().numpy() for k, v in self.heads.items()}
         header = self.header()
         header["sha256"] = self.sha256 = _checksum(header, self.words, heads)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_output(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, header=np.array(json.dumps(header, indent=1)), words=self.words,
                      **{"head." + k: v for k, v in heads.items()})
-        os.replace(tmp, path)
         self.path = path
         return path
 

