@@ -29,7 +29,7 @@ def timed(fn):
 
 
 def main(argv=None) -> int:
-    from edgemoe.config import load_config
+    from edgemoe.loading import load_config
     from edgemoe.golden.fixed_model import FixedM3ViT
     from edgemoe.golden.float_model import M3ViT
     from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict

@@ -1,10 +1,12 @@
 """The typed configuration: model, precision profile and hardware.
 
-A :class:`Config` is built from a preset name or a YAML file plus
-``section.field=value`` overrides (:func:`load_config`), and is validated as a
-whole: every error names the field, its value and what is allowed
-(:class:`ConfigError`).  Presets and named precision profiles live in
-:mod:`edgemoe.presets`; board facts in :mod:`edgemoe.boards`.
+A :class:`Config` is validated as a whole when it is made: every error names
+the field, its value and what is allowed (:class:`ConfigError`).  The named
+precision profiles live here with :class:`PrecisionProfile` (a config that
+names none gets :data:`DEFAULT_PROFILE`); the named model presets in
+:mod:`edgemoe.presets`; board facts in :mod:`edgemoe.boards`.  A config is
+read from a preset name or a YAML file plus ``section.field=value`` overrides
+by :func:`edgemoe.loading.load_config`.
 """
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ import json
 import math
 import re
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, get_type_hints
 
 import yaml
@@ -207,6 +208,83 @@ class PrecisionProfile:
         return tuple(f.name for f in fields(cls) if f.type in (FixedType, "FixedType"))
 
 
+# --- named precision profiles ---------------------------------------------------
+
+_T = FixedType.parse
+
+#: Edge-MoE's storage widths of the weights and input (shared by the profiles below):
+#: linear weights <16,2>, attention biases <16,7>, other biases, embeddings and LN
+#: <16,5>, patch-embed weights <16,0>, pixels ufixed<8,0>.
+_EDGE_MOE_WEIGHTS = dict(
+    pixel=_T("ufixed<8,0,RND,SAT>"),
+    weight=_T("fixed<16,2,RND_CONV,SAT>"),
+    patch_weight=_T("fixed<16,0,RND_CONV,SAT>"),
+    bias=_T("fixed<16,5,RND_CONV,SAT>"),
+    attn_bias=_T("fixed<16,7,RND_CONV,SAT>"),
+    embed=_T("fixed<16,5,RND_CONV,SAT>"),
+    ln_gamma=_T("fixed<16,5,RND_CONV,SAT>"),
+    ln_beta=_T("fixed<16,5,RND_CONV,SAT>"),
+)
+
+#: Precision profiles.  w16a32 is Edge-MoE's (activations <32,10>); w16a16 halves
+#: the datapath; the rest of each profile sizes the intermediates for exactness.
+PRECISION_PROFILES: dict[str, PrecisionProfile] = {p.name: p for p in (
+    PrecisionProfile(
+        name="w16a32", **_EDGE_MOE_WEIGHTS,
+        act=_T("fixed<32,10,TRN,SAT>"),
+        accum=_T("fixed<60,24,TRN,SAT>"),
+        ln_centered=_T("fixed<24,10,TRN,SAT>"),
+        ln_inv_std=_T("ufixed<32,11,TRN,SAT>"),
+        ln_norm=_T("fixed<24,6,TRN,SAT>"),
+        qkv=_T("fixed<24,8,TRN,SAT>"),
+        attn_score=_T("fixed<24,8,TRN,SAT>"),
+        exp=_T("ufixed<18,1,RND,SAT>"),
+        softmax_sum=_T("ufixed<32,9,RND,SAT>"),
+        softmax_inv=_T("ufixed<18,1,RND,SAT>"),
+        attn_prob=_T("ufixed<18,1,RND,SAT>"),
+        gelu_table=_T("ufixed<20,0,RND,SAT>"),
+        gate_logit=_T("fixed<24,8,TRN,SAT>"),
+        gate_score=_T("ufixed<18,1,RND,SAT>"),
+        table_frac_bits=20, exp_table_bits=8, recip_table_bits=8, rsqrt_table_bits=7,
+    ),
+    PrecisionProfile(
+        name="w16a16", **_EDGE_MOE_WEIGHTS,
+        act=_T("fixed<16,6,RND,SAT>"),
+        accum=_T("fixed<48,22,TRN,SAT>"),
+        ln_centered=_T("fixed<16,6,RND,SAT>"),
+        ln_inv_std=_T("ufixed<24,11,RND,SAT>"),
+        ln_norm=_T("fixed<16,6,RND,SAT>"),
+        qkv=_T("fixed<16,6,RND,SAT>"),
+        attn_score=_T("fixed<16,6,RND,SAT>"),
+        exp=_T("ufixed<16,1,RND,SAT>"),
+        softmax_sum=_T("ufixed<24,9,RND,SAT>"),
+        softmax_inv=_T("ufixed<16,1,RND,SAT>"),
+        attn_prob=_T("ufixed<16,1,RND,SAT>"),
+        gelu_table=_T("ufixed<16,0,RND,SAT>"),
+        gate_logit=_T("fixed<16,6,RND,SAT>"),
+        gate_score=_T("ufixed<16,1,RND,SAT>"),
+        table_frac_bits=18, exp_table_bits=6, recip_table_bits=7, rsqrt_table_bits=6,
+    ),
+)}
+# 8-bit weights on top of w16a16: the narrow profile "one switch away".
+PRECISION_PROFILES["w8a16"] = PrecisionProfile(**{
+    **PRECISION_PROFILES["w16a16"].__dict__, "name": "w8a16",
+    "weight": _T("fixed<8,0,RND_CONV,SAT>"), "patch_weight": _T("fixed<8,0,RND_CONV,SAT>")})
+
+
+#: the profile of a config that names none
+DEFAULT_PROFILE = "w16a32"
+#: ``precision.profile``: not a field of the profile but the switch between them (YAML ``precision: NAME``)
+PROFILE_SWITCH_DOC = ("the named profile every field below starts from: " + ", ".join(PRECISION_PROFILES)
+                      + "; fields set as well override it and make the name <profile>+custom")
+
+
+def precision_profile(name: str) -> PrecisionProfile:
+    if not isinstance(name, str) or name not in PRECISION_PROFILES:
+        raise ConfigError("precision", name, f"must be one of {', '.join(PRECISION_PROFILES)}")
+    return PRECISION_PROFILES[name]
+
+
 # --- hardware -----------------------------------------------------------------
 
 BUFFERS = ("image", "weights", "activations")  # activations: output tokens or a debug tap
@@ -243,7 +321,6 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.precision is None:
-            from edgemoe.presets import DEFAULT_PROFILE, precision_profile
             object.__setattr__(self, "precision", precision_profile(DEFAULT_PROFILE))
         validate(self)
 
@@ -288,7 +365,7 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
-# --- building from plain data (YAML / CLI) -----------------------------------------
+# --- building sections from plain data (YAML / CLI values, see edgemoe.loading) ---------
 
 def _coerce(section: str, name: str, hint: Any, value: Any) -> Any:
     """Convert a YAML/CLI value to the field's type, with a field-naming error."""
@@ -387,115 +464,6 @@ def build_section(cls: type, section: str, base: Any, updates: dict) -> Any:
         else:
             changes[key] = _coerce(section, key, hints[key], value)
     return dataclasses.replace(base, **changes)
-
-
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """``"model.depth=4"`` -> ("model", "depth", 4) with the value parsed as YAML."""
-    if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise ConfigError("override", text, "must look like section.field=value, e.g. model.depth=4")
-    key, raw = text.split("=", 1)
-    section, name = key.strip().split(".", 1)
-    if section not in ("model", "precision", "hardware"):
-        raise ConfigError("override", text, "section must be model, precision or hardware")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str) and "<" in raw:  # fixed<...> is not YAML-special; keep as typed
-        value = raw.strip()
-    return section, name.strip(), value
-
-
-def config_from_dict(data: dict, name: str = "custom") -> Config:
-    """Build a config from plain data: ``{preset?, model?, precision?, hardware?}``.
-
-    ``precision`` may be a profile name or a mapping with an optional ``base``
-    profile name plus field overrides.
-    """
-    from edgemoe.presets import PRECISION_PROFILES, precision_profile, preset
-
-    if not isinstance(data, dict):
-        raise ConfigError("config", data, "must be a mapping with keys preset, model, precision, hardware")
-    unknown = set(data) - {"preset", "name", "model", "precision", "hardware"}
-    if unknown:
-        raise ConfigError("config", sorted(map(str, unknown)),
-                          "unknown top-level keys; allowed: preset, name, model, precision, hardware")
-    base_name = data.get("preset")
-    base = preset(base_name) if base_name is not None else Config(name="default")
-    model = build_section(ModelConfig, "model", base.model, data.get("model") or {})
-    prec_data = data.get("precision")
-    if prec_data is None:
-        precision = base.precision
-    elif isinstance(prec_data, str):
-        precision = precision_profile(prec_data)
-    elif not isinstance(prec_data, dict):
-        raise ConfigError("precision", prec_data, f"must be a profile name ({', '.join(PRECISION_PROFILES)}) or a "
-                                                  "mapping of field: value with an optional base: profile name")
-    else:
-        prec_data = dict(prec_data)
-        prec_base = precision_profile(prec_data.pop("base")) if "base" in prec_data else base.precision
-        precision = build_section(PrecisionProfile, "precision", prec_base, prec_data)
-        if "name" not in prec_data and prec_data:
-            precision = dataclasses.replace(precision, name=f"{prec_base.name}+custom")
-    hardware = build_section(HardwareConfig, "hardware", base.hardware, data.get("hardware") or {})
-    return Config(model, precision, hardware, name=data.get("name", base_name or name))
-
-
-def _read_yaml(path: Path) -> dict:
-    """The mapping a YAML config file holds; ConfigError (one line, naming the file) for anything else."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError("config", str(path), f"is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
-                                               f"{e.start}); a config is a UTF-8 YAML file") from None
-    except OSError as e:
-        raise ConfigError("config", str(path), f"cannot be read: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError("config", str(path), "is not valid YAML: " + " ".join(str(e).split())) from None
-    if data is None:
-        raise ConfigError("config", str(path), "is empty; a config file holds a mapping with keys "
-                                               "preset, name, model, precision, hardware")
-    if not isinstance(data, dict):
-        raise ConfigError("config", str(path), "must hold a mapping with keys preset, model, precision, hardware")
-    return data
-
-
-def load_config(source: str | Path | Config | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """A preset name, a YAML file path or a Config, with ``section.field=value`` overrides."""
-    from edgemoe.presets import DEFAULT_PRESET, PRESETS
-
-    if isinstance(source, Config):
-        data: dict = source.to_dict()
-    else:
-        src = DEFAULT_PRESET if source is None else str(source)
-        if src in PRESETS:
-            data = {"preset": src}
-        else:
-            path = Path(src)
-            if not path.is_file():
-                raise ConfigError("config", src, f"is neither a preset ({', '.join(PRESETS)}) nor a YAML file")
-            data = _read_yaml(path)
-            if "name" not in data:
-                CONFIG_NAME.check("name", path.stem, f"; a config file without name: is named after its file: "
-                                                     f"set name: in {path.name} or rename it")
-                data["name"] = path.stem
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    for text in overrides:
-        section, name, value = parse_override(text)
-        if section == "precision" and name == "profile":
-            data["precision"] = value
-            continue
-        sec = data.get(section)
-        if isinstance(sec, str):  # precision given by name: it becomes the base
-            sec = {"base": sec}
-        sec = dict(sec or {})
-        if section == "precision" and "name" in sec and name != "name":
-            sec["name"] = str(sec["name"]).split("+")[0] + "+custom"
-        sec[name] = value
-        data[section] = sec
-    return config_from_dict(data)
 
 
 # --- validation ------------------------------------------------------------------------
@@ -621,8 +589,6 @@ def _check_weight_words(m: ModelConfig) -> None:
 
 def _check_profile_name(p: PrecisionProfile) -> None:
     """A profile may carry a built-in profile's name only if it is that profile."""
-    from edgemoe.presets import PRECISION_PROFILES
-
     PROFILE_NAME.check("precision.name", p.name)
     builtin = PRECISION_PROFILES.get(p.name)
     if builtin is not None and builtin != p:

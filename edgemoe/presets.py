@@ -1,82 +1,11 @@
-"""Named model presets and precision profiles (the only place they are spelled)."""
+"""Named model presets: the built-in configs (the only place they are spelled).
+
+The named precision profiles they use live with :class:`~edgemoe.config.PrecisionProfile`
+in :mod:`edgemoe.config`; :func:`edgemoe.loading.load_config` reads a preset by name.
+"""
 from __future__ import annotations
 
-from edgemoe.config import Config, ConfigError, HardwareConfig, ModelConfig, PrecisionProfile, TaskConfig
-from edgemoe.golden.numerics.fixed import FixedType
-
-_T = FixedType.parse
-
-#: Edge-MoE's storage widths of the weights and input (shared by the profiles below):
-#: linear weights <16,2>, attention biases <16,7>, other biases, embeddings and LN
-#: <16,5>, patch-embed weights <16,0>, pixels ufixed<8,0>.
-_EDGE_MOE_WEIGHTS = dict(
-    pixel=_T("ufixed<8,0,RND,SAT>"),
-    weight=_T("fixed<16,2,RND_CONV,SAT>"),
-    patch_weight=_T("fixed<16,0,RND_CONV,SAT>"),
-    bias=_T("fixed<16,5,RND_CONV,SAT>"),
-    attn_bias=_T("fixed<16,7,RND_CONV,SAT>"),
-    embed=_T("fixed<16,5,RND_CONV,SAT>"),
-    ln_gamma=_T("fixed<16,5,RND_CONV,SAT>"),
-    ln_beta=_T("fixed<16,5,RND_CONV,SAT>"),
-)
-
-#: Precision profiles.  w16a32 is Edge-MoE's (activations <32,10>); w16a16 halves
-#: the datapath; the rest of each profile sizes the intermediates for exactness.
-PRECISION_PROFILES: dict[str, PrecisionProfile] = {p.name: p for p in (
-    PrecisionProfile(
-        name="w16a32", **_EDGE_MOE_WEIGHTS,
-        act=_T("fixed<32,10,TRN,SAT>"),
-        accum=_T("fixed<60,24,TRN,SAT>"),
-        ln_centered=_T("fixed<24,10,TRN,SAT>"),
-        ln_inv_std=_T("ufixed<32,11,TRN,SAT>"),
-        ln_norm=_T("fixed<24,6,TRN,SAT>"),
-        qkv=_T("fixed<24,8,TRN,SAT>"),
-        attn_score=_T("fixed<24,8,TRN,SAT>"),
-        exp=_T("ufixed<18,1,RND,SAT>"),
-        softmax_sum=_T("ufixed<32,9,RND,SAT>"),
-        softmax_inv=_T("ufixed<18,1,RND,SAT>"),
-        attn_prob=_T("ufixed<18,1,RND,SAT>"),
-        gelu_table=_T("ufixed<20,0,RND,SAT>"),
-        gate_logit=_T("fixed<24,8,TRN,SAT>"),
-        gate_score=_T("ufixed<18,1,RND,SAT>"),
-        table_frac_bits=20, exp_table_bits=8, recip_table_bits=8, rsqrt_table_bits=7,
-    ),
-    PrecisionProfile(
-        name="w16a16", **_EDGE_MOE_WEIGHTS,
-        act=_T("fixed<16,6,RND,SAT>"),
-        accum=_T("fixed<48,22,TRN,SAT>"),
-        ln_centered=_T("fixed<16,6,RND,SAT>"),
-        ln_inv_std=_T("ufixed<24,11,RND,SAT>"),
-        ln_norm=_T("fixed<16,6,RND,SAT>"),
-        qkv=_T("fixed<16,6,RND,SAT>"),
-        attn_score=_T("fixed<16,6,RND,SAT>"),
-        exp=_T("ufixed<16,1,RND,SAT>"),
-        softmax_sum=_T("ufixed<24,9,RND,SAT>"),
-        softmax_inv=_T("ufixed<16,1,RND,SAT>"),
-        attn_prob=_T("ufixed<16,1,RND,SAT>"),
-        gelu_table=_T("ufixed<16,0,RND,SAT>"),
-        gate_logit=_T("fixed<16,6,RND,SAT>"),
-        gate_score=_T("ufixed<16,1,RND,SAT>"),
-        table_frac_bits=18, exp_table_bits=6, recip_table_bits=7, rsqrt_table_bits=6,
-    ),
-)}
-# 8-bit weights on top of w16a16: the narrow profile "one switch away".
-PRECISION_PROFILES["w8a16"] = PrecisionProfile(**{
-    **PRECISION_PROFILES["w16a16"].__dict__, "name": "w8a16",
-    "weight": _T("fixed<8,0,RND_CONV,SAT>"), "patch_weight": _T("fixed<8,0,RND_CONV,SAT>")})
-
-
-#: the profile of a config that names none
-DEFAULT_PROFILE = "w16a32"
-#: ``precision.profile``: not a field of the profile but the switch between them (YAML ``precision: NAME``)
-PROFILE_SWITCH_DOC = ("the named profile every field below starts from: " + ", ".join(PRECISION_PROFILES)
-                      + "; fields set as well override it and make the name <profile>+custom")
-
-
-def precision_profile(name: str) -> PrecisionProfile:
-    if not isinstance(name, str) or name not in PRECISION_PROFILES:
-        raise ConfigError("precision", name, f"must be one of {', '.join(PRECISION_PROFILES)}")
-    return PRECISION_PROFILES[name]
+from edgemoe.config import Config, ConfigError, HardwareConfig, ModelConfig, TaskConfig, precision_profile
 
 
 def _tiny() -> Config:

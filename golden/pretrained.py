@@ -68,7 +68,7 @@ def shipped_checkpoint(cfg) -> ShippedCheckpoint | None:
     name = SHIPPED.get(cfg.name)
     if name is None:
         return None
-    from edgemoe.config import load_config
+    from edgemoe.loading import load_config
 
     if load_config(cfg.name).model != cfg.model:
         return None  # the preset's name with another model shape (--set model.*): no shipped weights fit

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgemoe.config import Config, ConfigError, load_config
+from edgemoe.config import Config, ConfigError
 from edgemoe.golden.fixed_model import pixel_codes, tap_type
 from edgemoe.golden.numerics.fixed import to_float
 from edgemoe.golden.weights import QuantizedWeights, quantize_weights
+from edgemoe.loading import load_config
 
 from .csim import CompileResult, CsimLibrary, ToolError, compile_sources
 from .errors import KernelError

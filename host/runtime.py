@@ -36,9 +36,10 @@ import numpy as np
 import pynq
 import torch
 
-from edgemoe.config import Config, load_config
+from edgemoe.config import Config
 from edgemoe.hls.interface import VLNVS
 from edgemoe.images import ImageError
+from edgemoe.loading import load_config
 
 from . import manifest as mf
 from .driver import EdgeMoEDriver

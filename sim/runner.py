@@ -1,6 +1,6 @@
 """Run a unit's cocotb testbench on Icarus or Verilator through cocotb's runner.
 
-    from edgemoe.config import load_config
+    from edgemoe.loading import load_config
     from edgemoe.sim.runner import run_unit
     cfg = load_config("m3vit-micro", ["precision.profile=w16a16"])
     result = run_unit("exp", cfg, simulator="icarus")     # raises SimulationFailed on any failure

@@ -9,7 +9,7 @@ CSIM_CACHE = Path(__file__).resolve().parents[1] / "build" / "csim-cache"
 
 def micro_sim_overlay(tmp_path_factory):
     """m3vit-micro with synthetic weights: (cfg, state dict, simulated overlay entry, packed weights)."""
-    from edgemoe.config import load_config
+    from edgemoe.loading import load_config
     from edgemoe.golden.synthetic import synthetic_state_dict
     from edgemoe.host.simdevice import build_sim_overlay
     from edgemoe.host.weights_file import pack_state_dict

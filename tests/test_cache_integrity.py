@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from edgemoe.cli import main as cli_main
-from edgemoe.config import load_config
 from edgemoe.files import atomic_write_bytes
 from edgemoe.hls import csim
 from edgemoe.hls.csim import CsimLibrary, compile_library
@@ -25,6 +24,7 @@ from edgemoe.hls.writer import write
 from edgemoe.host import manifest as mf
 from edgemoe.host.errors import OverlayMismatchError
 from edgemoe.host.simdevice import SimParser, build_sim_overlay
+from edgemoe.loading import load_config
 
 #: two configs whose kernels differ only in the config hash they export
 A = ["hardware.clock_mhz=200"]

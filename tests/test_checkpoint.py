@@ -5,10 +5,10 @@ import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from edgemoe.config import load_config
 from edgemoe.golden.checkpoint import CheckpointError, load_m3vit_checkpoint, load_timm_vit, save_checkpoint
 from edgemoe.golden.float_model import M3ViT
 from edgemoe.golden.synthetic import synthetic_state_dict
+from edgemoe.loading import load_config
 
 
 @pytest.fixture(scope="module")

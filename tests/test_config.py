@@ -13,11 +13,12 @@ import pytest
 import yaml
 
 from edgemoe.config import (
-    BUFFERS, Config, ConfigError, HardwareConfig, ModelConfig, PrecisionProfile, TaskConfig, load_config,
-    parse_override)
+    BUFFERS, PRECISION_PROFILES, Config, ConfigError, HardwareConfig, ModelConfig, PrecisionProfile, TaskConfig,
+    precision_profile)
 from edgemoe.golden.numerics.fixed import FixedType
 from edgemoe.golden.numerics.widths import check_precision
-from edgemoe.presets import PRECISION_PROFILES, PRESETS, precision_profile, preset
+from edgemoe.loading import load_config, parse_override
+from edgemoe.presets import PRESETS, preset
 
 MICRO = "m3vit-micro"
 

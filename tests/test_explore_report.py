@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from edgemoe.boards import BOARDS
-from edgemoe.config import load_config
 from edgemoe.cli import main as cli_main
 from edgemoe.cli import perf as perf_cli
+from edgemoe.loading import load_config
 from edgemoe.perf.explore import DesignPoint, choose, explore, pareto
 
 SMALL = {"cu_in": (8, 16), "cu_out": (8, 16, 32), "attn_parallel": (2, 4), "axi_width": (256,),

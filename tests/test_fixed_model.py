@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgemoe.config import load_config
 from edgemoe.golden.attention import attention, attention_scale, key_order
 from edgemoe.golden.fixed_model import FixedM3ViT, pixel_codes, tap_schedule, tap_type
 from edgemoe.golden.float_model import M3ViT
@@ -15,6 +14,7 @@ from edgemoe.golden.numerics.softmax import online_finish, online_init, online_s
 from edgemoe.golden.report import compare
 from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
 from edgemoe.golden.weights import TENSOR_CLASSES, quantize_weights, tensor_class
+from edgemoe.loading import load_config
 
 
 @pytest.fixture(scope="module")

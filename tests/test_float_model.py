@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgemoe.config import load_config
 from edgemoe.golden.float_model import M3ViT, MoEMlp, expected_shapes
 from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
+from edgemoe.loading import load_config
 
 
 @pytest.fixture(scope="module")

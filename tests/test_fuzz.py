@@ -32,8 +32,9 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from edgemoe.cli import main  # noqa: E402
-from edgemoe.config import HardwareConfig, ModelConfig, PrecisionProfile, load_config  # noqa: E402
+from edgemoe.config import HardwareConfig, ModelConfig, PrecisionProfile  # noqa: E402
 from edgemoe.host.paths import repo_root  # noqa: E402
+from edgemoe.loading import load_config  # noqa: E402
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

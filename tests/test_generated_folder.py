@@ -13,9 +13,9 @@ import os
 
 import pytest
 
-from edgemoe.config import load_config
 from edgemoe.hls.file_record import RECORD
 from edgemoe.hls.project import HLSProject
+from edgemoe.loading import load_config
 
 
 def _generate(out, board):

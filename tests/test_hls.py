@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from edgemoe.config import ConfigError, load_config
+from edgemoe.config import ConfigError
 from edgemoe.golden.fixed_model import FixedM3ViT
 from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
 from edgemoe.hls.interface import TAP_NONE, config_hash32, kernel_args, register_map
 from edgemoe.hls.layout import WeightLayout, layout_tensor
 from edgemoe.hls.lint import check_project, check_source
 from edgemoe.hls.project import HLSProject, KernelError
+from edgemoe.loading import load_config
 
 #: configs whose csim must equal golden at every tap: name -> overrides of m3vit-micro
 CONFIGS = {

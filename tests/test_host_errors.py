@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgemoe.config import load_config
 from edgemoe.golden.fixed_model import FixedM3ViT
 from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
 from edgemoe.host import manifest as mf
@@ -17,6 +16,7 @@ from edgemoe.host.errors import (KernelError, KernelTimeout, ManifestError, Over
 from edgemoe.host.runtime import Accelerator
 from edgemoe.host.weights_file import load_weights_file, pack_state_dict
 from edgemoe.images import ImageError
+from edgemoe.loading import load_config
 
 from conftest import micro_sim_overlay
 

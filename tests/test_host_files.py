@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from edgemoe.config import load_config
 from edgemoe.golden.synthetic import synthetic_state_dict
 from edgemoe.golden.weights import quantize_weights
 from edgemoe.hls.interface import config_hash32
@@ -19,6 +18,7 @@ from edgemoe.cli import main as host_main
 from edgemoe.host.errors import ManifestError, WeightsFileError
 from edgemoe.host.simdevice import SimParser, build_sim_overlay
 from edgemoe.host.weights_file import VERSION, is_weights_file, load_weights_file, pack_state_dict
+from edgemoe.loading import load_config
 
 from conftest import CSIM_CACHE as CACHE
 

@@ -24,12 +24,13 @@ import pytest
 import yaml
 
 from edgemoe.boards import BOARDS
-from edgemoe.config import ConfigError, load_config
+from edgemoe.config import ConfigError
 from edgemoe.hls.csim import ap_types_dir
 from edgemoe.hls.interface import config_hash32
 from edgemoe.hls.project import HLSProject
 from edgemoe.hls.project_files import ALVEO_FILES, PROJECT_FILES, ZYNQ_FILES
 from edgemoe.hls.writer import SOURCES, TEMPLATES
+from edgemoe.loading import load_config
 
 tkinter = pytest.importorskip("tkinter")
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import edgemoe.golden.numerics.approx as approx
+from edgemoe.config import precision_profile
 from edgemoe.golden.numerics.accuracy import FUNCTIONS, REL_FLOOR_LSBS, ErrorRow, format_table, measure_errors
 from edgemoe.golden.numerics.approx import gelu, msb_index, rsqrt
 from edgemoe.golden.numerics.fixed import FixedType, from_float, quantize, to_float
@@ -24,7 +25,6 @@ from edgemoe.golden.numerics.overflow import OverflowCounter
 from edgemoe.golden.numerics.softmax import (
     exp_of, gate_softmax, normalise, online_finish, online_init, online_softmax_state, online_step, recip_of)
 from edgemoe.golden.numerics.topk import topk
-from edgemoe.presets import precision_profile
 
 PROFILES = ["w16a32", "w16a16"]
 

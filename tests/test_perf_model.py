@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from edgemoe.boards import BOARDS
-from edgemoe.config import load_config
 from edgemoe.hls.layout import WeightLayout
 from edgemoe.hls.writer import context as template_context
+from edgemoe.loading import load_config
 from edgemoe.perf.cycles import AS_WRITTEN, MODES, PENALTIES, as_written_findings, estimate
 from edgemoe.perf.measured import SimResults, calibration
 from edgemoe.perf.primitives import bram36_for, dsp_per_mult

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgemoe.config import load_config
 from edgemoe.golden import dataset as ds
 from edgemoe.golden.metrics import DepthMetrics, SegMetrics
 from edgemoe.golden.scenes import CLASSES, FLAT, SKY, SKY_DEPTH_M, render_scene
+from edgemoe.loading import load_config
 
 
 # --- scenes ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import shutil
 import pytest
 import torch
 
-from edgemoe.config import load_config
+from edgemoe.loading import load_config
 from edgemoe.sim.build import generate, unit_info
 from edgemoe.sim.runner import run_unit
 from edgemoe.sim.units.registry import (MULTI_FIELD_UNITS, SOFTMAX_RECURRENCE, attn_cycles, schedule_expected,

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from edgemoe.config import load_config
+from edgemoe.loading import load_config
 from edgemoe.sim.build import generate, unit_info
 from edgemoe.sim.runner import SimulationFailed, run_unit
 

@@ -17,10 +17,10 @@ import sys
 
 import pytest
 
-from edgemoe.config import load_config
 from edgemoe.golden.fixed_model import tap_schedule
 from edgemoe.hls.interface import STATUS, TOP, config_hash32
 from edgemoe.cli import main as cli_main
+from edgemoe.loading import load_config
 from edgemoe.sim.kernel.harness import run_kernel_rtl
 from edgemoe.sim.kernel.rtl import (KernelInterfaceError, KernelRTL, NoExportedRTL, find_exported_rtl,
                                     parse_ports)

@@ -17,7 +17,7 @@ import shutil
 
 import pytest
 
-from edgemoe.config import load_config
+from edgemoe.loading import load_config
 from edgemoe.sim.build import generate, unit_info
 from edgemoe.sim.formats import divider_plan, layernorm_plan
 from edgemoe.sim.runner import SimulationFailed, run_unit

@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from edgemoe.config import load_config
+from edgemoe.loading import load_config
 from edgemoe.sim.build import generate
 from edgemoe.sim.lint import lint
 from edgemoe.sim.pysim import check_unit

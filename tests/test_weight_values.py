@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from edgemoe.cli import main
-from edgemoe.config import load_config
 from edgemoe.golden.checkpoint import save_checkpoint
 from edgemoe.golden.fixed_model import FixedM3ViT
 from edgemoe.golden.float_model import M3ViT
@@ -15,6 +14,7 @@ from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
 from edgemoe.golden.weights import quantize_weights
 from edgemoe.host.errors import WeightsFileError
 from edgemoe.host.weights_file import load_weights_file, pack_state_dict, packed_for
+from edgemoe.loading import load_config
 
 PROJ = "backbone.blocks.0.attn.proj.weight"
 #: the three values of PROJ outside w16a32's weight type fixed<16,2> (-2 .. 2 - 2**-14)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from edgemoe.config import Config, ConfigError, load_config
+from edgemoe.config import Config, ConfigError
+from edgemoe.loading import load_config
 from edgemoe.presets import DEFAULT_PRESET
 
 

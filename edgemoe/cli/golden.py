@@ -13,7 +13,7 @@ from edgemoe.config import HardwareConfig, ModelConfig, PrecisionProfile
 
 def field_docs() -> str:
     """Every config field with its type, default and description (generated from the dataclasses)."""
-    from edgemoe.presets import DEFAULT_PROFILE, PROFILE_SWITCH_DOC
+    from edgemoe.config import DEFAULT_PROFILE, PROFILE_SWITCH_DOC
 
     lines = []
     for section, cls in (("model", ModelConfig), ("precision", PrecisionProfile), ("hardware", HardwareConfig)):

@@ -15,7 +15,8 @@ from edgemoe.sim.runner import SIMULATORS      # light: no torch, Amaranth or co
 # --- units: the cocotb testbenches -------------------------------------------------------------------
 
 def cmd_sim_units(args) -> int:
-    from edgemoe.config import ConfigError, load_config
+    from edgemoe.config import ConfigError
+    from edgemoe.loading import load_config
     from edgemoe.sim.runner import SimulationFailed, run_unit
     from edgemoe.sim.units.registry import all_units
 
@@ -41,7 +42,7 @@ def cmd_sim_units(args) -> int:
 # --- resources: the yosys table ----------------------------------------------------------------------
 
 def cmd_sim_resources(args) -> int:
-    from edgemoe.config import load_config
+    from edgemoe.loading import load_config
     from edgemoe.sim.resources import resource_table, write_tables
     from edgemoe.sim.units.registry import all_units
 
@@ -85,7 +86,7 @@ def cmd_sim_kernel(args) -> int:
     if args.project is not None:
         rtl = find_exported_rtl(args.project)        # NoExportedRTL: one line, exit status 2
         print(f"exported RTL: {rtl.describe()}")
-    from edgemoe.config import load_config          # torch: after the cheap check above
+    from edgemoe.loading import load_config         # torch: after the cheap check above
 
     cfg = load_config(config_source(args.config, args.project), args.set)
     if args.project is not None:

@@ -139,7 +139,8 @@ def _profile_config(cfg, args, profile: str):
     (as ``edgemoe calibrate`` writes)."""
     import dataclasses
 
-    from edgemoe.config import ConfigError, load_config
+    from edgemoe.config import ConfigError
+    from edgemoe.loading import load_config
 
     if profile == cfg.precision.name:
         return cfg

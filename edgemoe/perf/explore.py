@@ -181,7 +181,8 @@ class ExploreResult:
 
     def chosen_config_data(self, point: DesignPoint | None = None) -> dict:
         """The YAML data of a point: ``preset`` (if the model is a preset's) + hardware + precision."""
-        from edgemoe.presets import PRECISION_PROFILES, PRESETS, preset
+        from edgemoe.config import PRECISION_PROFILES
+        from edgemoe.presets import PRESETS, preset
 
         p = point or self.chosen
         if p is None:
@@ -217,7 +218,7 @@ class ExploreResult:
 
 
 def _point_config(base: Config, board: str, cu_in, cu_out, par, axi, profile) -> Config:
-    from edgemoe.presets import precision_profile
+    from edgemoe.config import precision_profile
 
     hw = dataclasses.replace(base.hardware, board=board, part="", cu_in=cu_in, cu_out=cu_out, attn_parallel=par,
                              axi_width=axi)

@@ -207,7 +207,7 @@ def measure_errors(profile, n: int = 200_000, seed: int = 0, only: Iterable[str]
     named functions (see :data:`FUNCTIONS`).  Deterministic for a given seed.
     """
     if isinstance(profile, str):
-        from edgemoe.presets import precision_profile
+        from edgemoe.config import precision_profile
         profile = precision_profile(profile)
     names = FUNCTIONS if only is None else tuple(only)
     unknown = [x for x in names if x not in _MEASURES]

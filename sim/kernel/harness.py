@@ -1,6 +1,6 @@
 """Run the kernel's RTL -- what ``make hls`` exports, or the stand-in -- on golden inputs, bit for bit.
 
-    from edgemoe.config import load_config
+    from edgemoe.loading import load_config
     from edgemoe.sim.kernel.harness import run_kernel_rtl
     cfg = load_config("m3vit-micro")
     r = run_kernel_rtl(cfg, rtl="out/micro", tap=None, task="semseg", images=1)  # Vitis-exported RTL

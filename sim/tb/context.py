@@ -62,7 +62,7 @@ class TbContext:
     def from_env(cls) -> "TbContext":
         import torch
 
-        from edgemoe.config import load_config
+        from edgemoe.loading import load_config
 
         torch.set_num_threads(1)   # small tensors; parallel test workers share the cores
         params = read_params()
