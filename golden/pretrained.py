@@ -36,9 +36,23 @@ class ShippedCheckpoint:
 
     def describe(self) -> str:
         r, v = self.recipe, self.recipe.get("val", {})
+        runs = lineage(r)
         figures = f"; validation mIoU {100 * v['miou']:.1f}%, AbsRel {v['abs_rel']:.3f}" if v else ""
+        steps = " + ".join(str(x["steps"]) for x in runs)
+        minutes = " + ".join(f"{x['wall_s'] / 60:.0f}" for x in runs)
+        how = f"{steps} steps, {minutes} min" if len(runs) == 1 else f"{steps} steps in {len(runs)} runs, {minutes} min"
         return (f"{self.path.name}: trained by edgemoe on {r['data']['train_scenes']} generated street scenes, "
-                f"{r['steps']} steps, {r['wall_s'] / 60:.0f} min on {r.get('threads', '?')} CPU threads{figures}")
+                f"{how} on {r.get('threads', '?')} CPU threads{figures}")
+
+
+def lineage(recipe: dict) -> list[dict]:
+    """The training runs that made a checkpoint, first run first: a fine-tuning run's recipe
+    holds the recipe of the checkpoint it started from (``init.recipe``)."""
+    runs = [recipe]
+    while isinstance(runs[-1].get("init"), dict) and isinstance(runs[-1]["init"].get("recipe"), dict) \
+            and len(runs) < 64:
+        runs.append(runs[-1]["init"]["recipe"])
+    return runs[::-1]
 
 
 def checkpoint_recipe(path: str | Path) -> dict | None:

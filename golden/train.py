@@ -44,6 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgemoe.files import atomic_output, atomic_write_text
+
 from .dataset import Split, load_split, read_recipe, sha256_file
 from .evaluate import DEPTH_ENCODING, evaluate, task_roles
 from .heads import HeadCrop
@@ -196,17 +198,22 @@ def evaluate_model(model, split: Split, batch: int = 8) -> dict:
         model.train(was_training)
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _init_recipe(init) -> dict | None:
+    """The training recipe of the checkpoint a fine-tuning run starts from (None if it has none)."""
+    from .pretrained import ShippedCheckpointError, checkpoint_recipe
+
+    try:
+        return checkpoint_recipe(init)
+    except ShippedCheckpointError as e:
+        raise TrainingError(f"--init {init}: {e}") from None
 
 
 def export_checkpoint(model, path: Path) -> Path:
     """Write the model's state dict in M3ViT's key layout, float tensors as float16, atomically."""
     sd = {k: (v.detach().half() if v.is_floating_point() else v.detach()).clone() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(sd, path)
+    with atomic_output(path) as tmp:
+        torch.save(sd, tmp)
     return path
 
 
@@ -257,6 +264,7 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
         raise TrainingError(f"--head-crop {settings.head_crop:g} fine-tunes a trained model (the cropped stage "
                             "keeps its BatchNorm statistics); give --init CKPT, or --head-crop 1")
     init_sha = sha256_file(Path(init)) if init is not None and Path(init).is_file() else None
+    init_recipe = _init_recipe(init) if init_sha is not None else None
     if init is not None and not out.with_name(out.name + ".state.pt").exists():
         from .checkpoint import load_m3vit_checkpoint
 
@@ -293,10 +301,11 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
     t0 = time.monotonic() - wall_s
 
     def save_state():
-        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                      "wall_s": time.monotonic() - t0, "history": history, "config_digest": cfg.digest(),
-                      "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                      "settings": asdict(settings)}, state_path)
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                 "wall_s": time.monotonic() - t0, "history": history, "config_digest": cfg.digest(),
+                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "settings": asdict(settings)}
+        with atomic_output(state_path) as tmp:
+            torch.save(state, tmp)
 
     bar = tqdm(total=settings.steps, initial=step, desc="train", unit="step", disable=not progress)
     window: list[float] = []
@@ -339,9 +348,7 @@ def _train(cfg, data_dir, out, settings: TrainSettings, progress, log, command, 
               "generator_version": recipe["generator_version"], "train_scenes": n},
               "settings": asdict(settings), "steps": step, "wall_s": round(time.monotonic() - t0, 1),
               "threads": torch.get_num_threads(), "depth_encoding": DEPTH_ENCODING, "val": val,
-              "init": None if init is None else {"checkpoint": str(init), "sha256": init_sha},
+              "init": None if init is None else {"checkpoint": str(init), "sha256": init_sha, "recipe": init_recipe},
               "command": command, "checkpoint": out.name, "sha256": sha256_file(out), "history": history}
-    tmp = out.with_name(f".{out.name}.json.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, out.with_name(out.name + ".json"))
+    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(result, indent=1) + "\n")
     return result

@@ -235,6 +235,11 @@ def test_cropped_class_balanced_fine_tuning_runs_and_needs_a_trained_model(micro
                   init=tmp_path / "base.pth")
     assert tuned["settings"]["head_crop"] == 0.5 and tuned["settings"]["class_balance"] == 0.5
     assert tuned["init"]["sha256"] == base["sha256"]
+    # the recipe keeps the run it started from: the shipped model's description sums both
+    from edgemoe.golden.pretrained import lineage
+
+    assert tuned["init"]["recipe"]["sha256"] == base["sha256"]
+    assert [r["steps"] for r in lineage(tuned)] == [3, 3] and lineage(base) == [base]
     assert any(line.startswith("class weights: ") for line in lines)
     with pytest.raises(TrainingError, match="--head-crop"):
         TrainSettings(head_crop=0.05).check()
