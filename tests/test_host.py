@@ -22,12 +22,10 @@ from edgemoe.host.errors import DeviceError
 from edgemoe.host.runtime import Accelerator, select_device
 from edgemoe.host.simdevice import VLNV, SimDevice
 
-from conftest import micro_sim_overlay
-
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    cfg, sd, entry, packed = micro_sim_overlay(tmp_path_factory)
+def setup(micro_sim_overlay):
+    cfg, sd, entry, packed = micro_sim_overlay
     return cfg, sd, entry, packed, FixedM3ViT(cfg, sd)
 
 

@@ -18,12 +18,10 @@ from edgemoe.host.weights_file import load_weights_file, pack_state_dict
 from edgemoe.images import ImageError
 from edgemoe.loading import load_config
 
-from conftest import micro_sim_overlay
-
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    cfg, sd, entry, packed = micro_sim_overlay(tmp_path_factory)
+def setup(micro_sim_overlay):
+    cfg, sd, entry, packed = micro_sim_overlay
     images = synthetic_images(cfg.model, 2, seed=1)
     golden = {t: FixedM3ViT(cfg, sd).forward(images, t, keep_taps=False).tokens.numpy() for t in (0, 1)}
     return cfg, entry, packed, images, golden

@@ -20,8 +20,6 @@ from edgemoe.host.simdevice import SimParser, build_sim_overlay
 from edgemoe.host.weights_file import VERSION, is_weights_file, load_weights_file, pack_state_dict
 from edgemoe.loading import load_config
 
-from conftest import CSIM_CACHE as CACHE
-
 
 @pytest.fixture(scope="module")
 def cfg():
@@ -145,13 +143,13 @@ def test_an_entry_must_checksum_its_overlay_and_register_map(cfg, tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".simbit", ".csim.so", ".regmap.json"])
-def test_a_tampered_simulated_overlay_is_reported_not_rebuilt(cfg, bitstreams, tmp_path, suffix, capsys):
-    entry = build_sim_overlay(cfg, bitstreams, cache_dir=CACHE)
+def test_a_tampered_simulated_overlay_is_reported_not_rebuilt(cfg, bitstreams, csim_cache, tmp_path, suffix, capsys):
+    entry = build_sim_overlay(cfg, bitstreams, cache_dir=csim_cache)
     (tampered,) = [f for f in bitstreams.iterdir() if f.name.endswith(suffix)]
     tampered.write_bytes(tampered.read_bytes() + b" ")
     with pytest.raises(ManifestError, match=rf"{tampered.name}: SHA-256 .* differs from manifest entry "
                                             rf"'{entry.name}'"):
-        build_sim_overlay(cfg, bitstreams, cache_dir=CACHE)
+        build_sim_overlay(cfg, bitstreams, cache_dir=csim_cache)
     rc = host_main(["run", "--config", "m3vit-micro", "--device", "sim", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and f"{tampered}: SHA-256" in err, err
@@ -175,9 +173,9 @@ def test_a_broken_manifest_is_a_one_line_error(bitstreams, tmp_path, content, me
     assert re.search(message, err), err
 
 
-def test_simbit_is_what_pynq_reads(cfg, tmp_path):
-    entry = build_sim_overlay(cfg, tmp_path, cache_dir=CACHE)
-    assert build_sim_overlay(cfg, tmp_path, cache_dir=CACHE).name == entry.name  # reused when it verifies
+def test_simbit_is_what_pynq_reads(cfg, csim_cache, tmp_path):
+    entry = build_sim_overlay(cfg, tmp_path, cache_dir=csim_cache)
+    assert build_sim_overlay(cfg, tmp_path, cache_dir=csim_cache).name == entry.name  # reused when it verifies
     parser = SimParser(entry.overlay)
     ip = parser.ip_dict["edgemoe_vit_0"]
     assert ip["type"] == "edgemoe.org:hls:edgemoe_vit:1.0" and ip["phys_addr"] == 0xA000_0000
