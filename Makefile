@@ -44,7 +44,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 DEMO_ARGS ?=
 demo: setup
-	$(PY) -m edgemoe.host.demo $(DEMO_ARGS)
+	$(PY) -m edgemoe.cli.demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=10

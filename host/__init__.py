@@ -11,7 +11,7 @@ Modules (imported lazily: ``from edgemoe.host import Accelerator`` pulls in pynq
 - :mod:`~edgemoe.host.manifest`: bitstreams/manifest.json (add an entry, verify before loading);
 - :mod:`~edgemoe.host.compare`: device vs golden per tap, fixed vs float per task output;
 - :mod:`~edgemoe.host.visualize`: segmentation / depth PNGs;
-- :mod:`~edgemoe.host.demo`: :func:`~edgemoe.host.demo.run_demo`, the main job (``make demo``).
+- :mod:`~edgemoe.host.demo`: :func:`~edgemoe.host.demo.run_demo`, the main job (``make demo``; its command line is ``edgemoe.cli.demo``).
 """
 from __future__ import annotations
 

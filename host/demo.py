@@ -21,7 +21,6 @@
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -206,7 +205,3 @@ def run_demo(cfg, weights: str | None = None, synthetic: bool = False, seed: int
           f"images in {out}/")
     return 0 if ok else 1
 
-
-if __name__ == "__main__":  # python -m edgemoe.host.demo (make demo): the command line is edgemoe.cli.demo
-    from edgemoe.cli.demo import main
-    sys.exit(main())

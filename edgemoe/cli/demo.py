@@ -1,5 +1,7 @@
-"""The demo's options (``python -m edgemoe.host.demo``, ``make demo``), run by :func:`edgemoe.host.demo.run_demo`."""
+"""The demo's command line (``python -m edgemoe.cli.demo``, ``make demo``), run by :func:`edgemoe.host.demo.run_demo`."""
 from __future__ import annotations
+
+import sys
 
 from edgemoe.cli import args as cli_args
 from edgemoe.cli import run
@@ -14,7 +16,7 @@ def _run(args) -> int:
 
 
 def build_parser() -> cli_args.OneLineParser:
-    p = cli_args.OneLineParser(prog="python -m edgemoe.host.demo", description=demo.__doc__.split("\n\n")[0])
+    p = cli_args.OneLineParser(prog="python -m edgemoe.cli.demo", description=demo.__doc__.split("\n\n")[0])
     p.add_argument("--config", default=DEFAULT_PRESET, help="preset or YAML (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="config override")
     p.add_argument("--weights", help="an M3ViT checkpoint (.pth or a directory of rank shards) or a packed "
@@ -39,3 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo; the exit status: 0 bit-exact, 1 not, 2 bad input (one line on stderr)."""
     return run(build_parser(), argv, lambda args: "demo")
 
+
+if __name__ == "__main__":
+    sys.exit(main())
