@@ -20,17 +20,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from edgemoe.errors import ConfigError  # noqa: F401 - re-exported: the config's error
 from edgemoe.golden.numerics.fixed import FixedType, FixedTypeError
-
-
-class ConfigError(ValueError):
-    """A configuration value outside what is allowed; names the field."""
-
-    def __init__(self, field_name: str, value: Any, allowed: str):
-        self.field = field_name
-        self.value = value
-        self.allowed = allowed
-        super().__init__(f"{field_name} = {value!r}: {allowed}")
 
 
 def _doc(text: str, **kw) -> Any:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from edgemoe.errors import ConfigError
+
 from .fixed import FixedType
 from .tables import gelu_table_peak
 
@@ -21,7 +23,6 @@ def _mag(t: FixedType) -> int:
 
 
 def _error(field: str, value, allowed: str):
-    from edgemoe.config import ConfigError
     return ConfigError(f"precision.{field}", str(value) if isinstance(value, FixedType) else value, allowed)
 
 

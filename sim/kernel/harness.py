@@ -186,7 +186,7 @@ def prepare_job(cfg, rtl: KernelRTL, tasks: list[int], tap: int, tap_name: str, 
     from edgemoe.hls.interface import STATUS, TAP_NONE, config_hash32, register_map
     from edgemoe.hls.layout import pack_weights
     from edgemoe.hls.writer import context
-    from edgemoe.host.simdevice import buffer_types
+    from edgemoe.hls.plan import KernelPlan
 
     torch.set_num_threads(1)
     m = cfg.model
@@ -196,7 +196,7 @@ def prepare_job(cfg, rtl: KernelRTL, tasks: list[int], tap: int, tap_name: str, 
         weights = synthetic_state_dict(m, seed=weights_seed)
     qw = weights if isinstance(weights, QuantizedWeights) else quantize_weights(cfg, weights)
     model = FixedM3ViT.from_quantized(cfg, qw)
-    types = buffer_types(cfg)
+    types = KernelPlan.from_config(cfg).buffer_types
     pixels = model.quantize_images(synthetic_images(m, images, seed=seed)).numpy().astype(types["image"])
     packed = pack_weights(cfg, qw)
     ob = types["activations"].itemsize
