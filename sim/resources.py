@@ -213,42 +213,17 @@ def markdown(rows: list[dict], family: str = "xcup") -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_comparison(cfg, root: Path | None = None) -> str:
-    """Markdown: the accelerator resource model's figure of each unit beside yosys's (``y/m`` = yosys / model),
-    from the yosys figures under ``root`` (default :func:`edgemoe.sim.results.sim_root`)."""
-    from edgemoe.perf.measured import SimResults
-    from edgemoe.perf.resources import yosys_comparison
-
-    from . import formats, results
-
-    rows, _ = yosys_comparison(cfg, SimResults.read(results, root, layernorm_plan=formats.layernorm_plan))
-    if not rows:
-        return ""
-    out = ["", f"### Resource model vs yosys: {cfg.name}, {cfg.precision.name}", "",
-           "| unit | DSP model | DSP yosys | LUT model | LUT yosys | LUT y/m | FF model | FF yosys | FF y/m |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        m, y, q = r["model"], r["yosys"], r["ratio"]
-        if m is None:
-            continue
-        ratio = {k: "-" if q.get(k) is None else f"{q[k]:.2f}x" for k in ("lut", "ff")}
-        out.append(f"| {r['unit']} | {m['dsp']} | {_fmt(y.get('dsp'))} | {m['lut']} | {_fmt(y.get('lut'))} | "
-                   f"{ratio['lut']} | {m['ff']} | {_fmt(y.get('ff'))} | {ratio['ff']} |")
-    return "\n".join(out) + "\n"
-
-
 def write_tables(rows: list[dict], configs: list, family: str = "xcup", root: Path | None = None) -> str:
     """Store each config's rows in its build folder and return the report.
 
     Per config: its rows merged into ``resources.json`` (other units' earlier rows kept,
     :func:`edgemoe.sim.results.merge_resource_rows`) and the merged table as ``resources.md``.
-    Returns the markdown of ``rows`` (:func:`markdown`) followed by each config's
-    :func:`model_comparison`.
+    Returns the markdown of ``rows`` (:func:`markdown`); the resource model's figures
+    beside these (:func:`edgemoe.perf.resources.model_comparison`) are the caller's to add.
     """
     text = markdown(rows, family)
     for cfg in configs:
         folder = config_dir(cfg, root)
         mine = merge_resource_rows(folder / RESOURCES_JSON, [r for r in rows if r["digest"] == cfg.digest()[:12]])
         atomic_write(folder / RESOURCES_MD, markdown(mine, family))
-        text += model_comparison(cfg, root)
     return text

@@ -53,8 +53,14 @@ def cmd_sim_resources(args) -> int:
             ov = list(args.set) + ([f"precision.profile={prof}"] if prof else [])
             configs.append(load_config(name, ov))
     units = [u for u in (args.units or ",".join(all_units())).split(",") if u]
+    from edgemoe.perf.measured import SimResults
+    from edgemoe.perf.resources import model_comparison
+    from edgemoe.sim import formats, results
+
     rows = resource_table(units, configs, args.family, args.jobs)
     text = write_tables(rows, configs, args.family)
+    measured = SimResults.read(results, layernorm_plan=formats.layernorm_plan)  # after the tables are written
+    text += "".join(model_comparison(cfg, measured) for cfg in configs)
     if args.out:
         args.out.write_text(text)
     sys.stdout.write(text)

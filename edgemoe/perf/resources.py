@@ -417,3 +417,26 @@ def yosys_comparison(cfg, measured: SimResults | None) -> tuple[list[dict], str]
             line += f"{cell(m.get(k)):>13}{cell(y.get(k)):>8}{rat(q.get(k)):>7}"
         lines.append(line)
     return rows, "\n".join(lines)
+
+
+def model_comparison(cfg, measured) -> str:
+    """Markdown: the resource model's figure of each RTL unit beside yosys's (``y/m`` = yosys / model),
+    from the yosys figures in ``measured`` (:class:`~edgemoe.perf.measured.SimResults`); "" without any."""
+    rows, _ = yosys_comparison(cfg, measured)
+    if not rows:
+        return ""
+
+    def fmt(v) -> str:
+        return f"{v:g}" if isinstance(v, float) else "-" if v is None else str(v)
+
+    out = ["", f"### Resource model vs yosys: {cfg.name}, {cfg.precision.name}", "",
+           "| unit | DSP model | DSP yosys | LUT model | LUT yosys | LUT y/m | FF model | FF yosys | FF y/m |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        m, y, q = r["model"], r["yosys"], r["ratio"]
+        if m is None:
+            continue
+        ratio = {k: "-" if q.get(k) is None else f"{q[k]:.2f}x" for k in ("lut", "ff")}
+        out.append(f"| {r['unit']} | {m['dsp']} | {fmt(y.get('dsp'))} | {m['lut']} | {fmt(y.get('lut'))} | "
+                   f"{ratio['lut']} | {m['ff']} | {fmt(y.get('ff'))} | {ratio['ff']} |")
+    return "\n".join(out) + "\n"
