@@ -9,7 +9,7 @@ from edgemoe.config import Config, ConfigError, HardwareConfig, ModelConfig, Tas
 
 
 def _tiny() -> Config:
-    """M3ViT-tiny on Cityscapes as Edge-MoE deploys it (DESIGN.md)."""
+    """M3ViT-tiny on Cityscapes as Edge-MoE deploys it (the ModelConfig defaults: a ViT-Tiny/16 backbone, 16 experts, top-2, two task heads)."""
     return Config(ModelConfig(), precision_profile("w16a32"), HardwareConfig(), name="m3vit-tiny-cityscapes")
 
 
