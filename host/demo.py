@@ -72,7 +72,7 @@ def run_demo(cfg, weights: str | None = None, synthetic: bool = False, seed: int
     from .compare import compare_device, format_comparison, select_taps
     from .paths import cache_dir
     from .runtime import Accelerator
-    from .simdevice import build_sim_overlay
+    from .sim_overlay import build_sim_overlay
     from .visualize import (decoded_outputs, save_overview, save_png, save_task_maps, save_truth_comparison,
                             scene_figures, to_rgb)
     from .weights_file import is_weights_file, load_weights_file, packed_for

@@ -38,13 +38,14 @@ import torch
 
 from edgemoe.config import Config
 from edgemoe.hls.interface import VLNVS
+from edgemoe.hls.plan import KernelPlan
 from edgemoe.images import ImageError
 from edgemoe.loading import load_config
 
 from . import manifest as mf
 from .driver import EdgeMoEDriver
 from .errors import DeviceError, KernelTimeout, ManifestError, OverlayMismatchError, WeightsFileError
-from .simdevice import SimDevice, buffer_types
+from .simdevice import SimDevice
 from .weights_file import PackedWeights, is_weights_file, load_weights_file, packed_for
 
 DEVICE_KINDS = ("auto", "sim", "board")
@@ -137,7 +138,7 @@ def preprocess(images, cfg) -> tuple[torch.Tensor, np.ndarray]:
     except ValueError as e:
         raise ImageError(str(e)) from None
     top = (1 << cfg.precision.pixel.bits) - 1
-    dtype = buffer_types(cfg)["image"]
+    dtype = KernelPlan.from_config(cfg).buffer_types["image"]
     return (codes.to(torch.float64) / top).to(torch.float32), codes.numpy().astype(dtype)
 
 
@@ -250,7 +251,7 @@ def resolve_overlay(cfg, overlay, device, manifest=None, cache_dir=None, log=pri
         return entry
     if sim:
         from .paths import cache_dir as default_cache
-        from .simdevice import build_sim_overlay
+        from .sim_overlay import build_sim_overlay
 
         cache = (Path(cache_dir) if cache_dir is not None else default_cache()) / "csim-cache"
         return build_sim_overlay(cfg, None if manifest is None else mf.manifest_path(manifest).parent,
@@ -291,7 +292,7 @@ class Accelerator:
                  f"config hash {self.driver_config_hash:#010x} verified)")
         self.weights = resolve_weights(self.cfg, weights, seed, None if cache_dir is None else
                                        Path(cache_dir) / "host-cache" / "weights", self.log, weights_source)
-        self.types = buffer_types(self.cfg)
+        self.types = KernelPlan.from_config(self.cfg).buffer_types
         self._wbuf = pynq.allocate(self.weights.words.shape, self.types["weights"], target=self.device)
         self._wbuf[:] = self.weights.words
         self._wbuf.sync_to_device()
@@ -444,7 +445,6 @@ class Accelerator:
 
     def run_tap(self, images, task, tap: str | int, progress=None) -> np.ndarray:
         """A debug tap's raw words [B, *tap shape] (the kernel stops after that step)."""
-        from edgemoe.hls.plan import KernelPlan
 
         m = self.cfg.model
         plan = KernelPlan.from_config(self.cfg)

@@ -9,10 +9,9 @@ the C-simulation library of the generated kernel on the memory behind the
 addresses written to the pointer registers, then raises ap_done / ap_idle
 and fills the config_hash and status output registers, as the hardware does.
 
-A simulated overlay is a ``.simbit`` JSON file in bitstreams/ (see
-:func:`build_sim_overlay`) naming the csim library (with the SHA-256 it had
-when it was compiled, checked before it is loaded), the register map and the
-config; it is registered in the same manifest as a real build.
+A simulated overlay is a ``.simbit`` JSON file (:mod:`edgemoe.host.simbit`;
+built by :func:`edgemoe.host.sim_overlay.build_sim_overlay`) naming the csim
+library, the register map and the config.
 ``SimDevice.get_bitfile_metadata`` turns it into the ip_dict pynq expects,
 so ``pynq.Overlay("x.simbit", device=sim).edgemoe_vit_0`` is the kernel driver.
 
@@ -24,162 +23,19 @@ the next n starts hang); a hung kernel is reset by downloading the overlay again
 from __future__ import annotations
 
 import bisect
-import hashlib
-import json
 import time
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import pynq
 from pynq.buffer import PynqBuffer
 
-from edgemoe import __version__
-from edgemoe.files import atomic_write_bytes
-from edgemoe.hls.interface import TOP, VLNV
-from edgemoe.hls.plan import KernelPlan
-from edgemoe.hls.shared_files import sha256_file
+from .errors import SimBusError
+from .simbit import SimParser
 
-from .errors import OverlayMismatchError, SimBusError
-
-SIMBIT_FORMAT = "edgemoe-simbit"
-SIMBIT_VERSION = 2  # 2: records the library's SHA-256
-#: the kernel's instance name in the block design (its IP name, VLNV, is the interface's)
-INSTANCE = f"{TOP}_0"
-#: where the kernel's AXI-Lite registers sit (M_AXI_HPM0_FPD on the ZCU102, as in the block design)
-CTRL_BASE = 0xA000_0000
-CTRL_RANGE = 0x1_0000
 #: simulated DDR: allocations start here, aligned to pages
 DDR_BASE = 0x8_0000_0000
 PAGE = 4096
-
-
-def buffer_types(cfg) -> dict[str, np.dtype]:
-    """numpy dtype of the words in each m_axi buffer (the kernel plan's pixel / weight / output word types)."""
-    return KernelPlan.from_config(cfg).buffer_types
-
-
-# --- the simulated overlay file ------------------------------------------------------
-
-def simbit_data(cfg, library: str, regmap: str, library_sha256: str) -> dict:
-    """Contents of a ``.simbit``: what the simulated PL holds (paths relative to the file; the library's
-    SHA-256 from its build record)."""
-    from edgemoe.hls.interface import config_hash32
-
-    m = cfg.model
-    plan = KernelPlan.from_config(cfg)
-    types = plan.buffer_types
-    return {
-        "format": SIMBIT_FORMAT, "version": SIMBIT_VERSION, "kernel": TOP, "instance": INSTANCE, "vlnv": VLNV,
-        "phys_addr": CTRL_BASE, "addr_range": CTRL_RANGE, "library": library, "library_sha256": library_sha256,
-        "regmap": regmap,
-        "config_name": cfg.name, "config_digest": cfg.digest(), "config_hash": config_hash32(cfg),
-        "generator_version": __version__, "clock_mhz": cfg.hardware.clock_mhz,
-        "tasks": len(m.tasks), "taps": len(plan.taps),
-        "buffers": {
-            "image": {"dtype": types["image"].str, "words_per_image": plan.buffer_depths["image"]},
-            "weights": {"dtype": types["weights"].str, "words": plan.layout.total_words},
-            "activations": {"dtype": types["activations"].str, "words_per_image": m.num_tokens * m.embed_dim,
-                            "tap_words_per_image": plan.max_tap_words},
-        },
-    }
-
-
-def load_simbit(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise OverlayMismatchError(f"{path}: not a simulated overlay (.simbit JSON): {e}") from None
-    if not isinstance(data, dict) or data.get("format") != SIMBIT_FORMAT:
-        raise OverlayMismatchError(f"{path}: not a simulated overlay (format is not {SIMBIT_FORMAT!r}); "
-                                   f"a real .bit/.xclbin needs --device board")
-    if data.get("version") != SIMBIT_VERSION:
-        raise OverlayMismatchError(f"{path}: .simbit version {data.get('version')!r}, this edgemoe reads "
-                                   f"{SIMBIT_VERSION}; rebuild it")
-    data["_root"] = str(path.resolve().parent)
-    return data
-
-
-def library_problem(simbit: dict) -> str | None:
-    """Why the csim library a loaded ``.simbit`` names cannot be loaded (None when it matches its record)."""
-    lib = Path(simbit["_root"]) / str(simbit.get("library"))
-    if not lib.is_file():
-        return f"its C simulation library {lib} is missing"
-    got = sha256_file(lib)
-    if got != simbit.get("library_sha256"):
-        return (f"its C simulation library {lib} has SHA-256 {got[:12]}..., compiled as "
-                f"{str(simbit.get('library_sha256'))[:12]}... (truncated or replaced since it was built)")
-    return None
-
-
-def _pynq_registers(regmap: dict) -> dict:
-    """The register map in the form of a .hwh-derived ip_dict (so ``driver.register_map`` works too)."""
-    out = {}
-    for name, reg in regmap["registers"].items():
-        if "bits" in reg:  # control registers
-            access = "read-write"
-            fields = {b.upper(): {"bit_offset": i, "bit_width": 1, "access": "read-write", "description": b}
-                      for b, i in reg["bits"].items()}
-            out[name.upper()] = {"address_offset": reg["offset"], "size": 32, "access": access,
-                                 "description": name, "fields": fields}
-        elif reg["kind"] == "pointer":
-            for i, half in enumerate(("low", "high")):
-                out[f"{name}_{i + 1}"] = {"address_offset": reg["offset"] + 4 * i, "size": 32,
-                                          "access": "write-only", "description": f"{reg['doc']} ({half} word)",
-                                          "fields": {name: {"bit_offset": 0, "bit_width": 32,
-                                                            "access": "write-only", "description": half}}}
-        elif reg["kind"] == "scalar":
-            out[name] = {"address_offset": reg["offset"], "size": 32, "access": "write-only",
-                         "description": reg["doc"],
-                         "fields": {name: {"bit_offset": 0, "bit_width": 32, "access": "write-only",
-                                           "description": reg["doc"]}}}
-        else:
-            out[name] = {"address_offset": reg["offset"], "size": 32, "access": "read-only",
-                         "description": reg["doc"],
-                         "fields": {name: {"bit_offset": 0, "bit_width": 32, "access": "read-only",
-                                           "description": reg["doc"]}}}
-            out[f"{name}_ctrl"] = {"address_offset": reg["ctrl_offset"], "size": 32, "access": "read-only",
-                                   "description": f"{name} control",
-                                   "fields": {f"{name}_ap_vld": {"bit_offset": reg["ap_vld_bit"], "bit_width": 1,
-                                                                 "access": "read-only", "description": "ap_vld"}}}
-    return out
-
-
-class SimParser:
-    """What ``pynq.Overlay`` reads from a parser (HWH/XclBin), built from a ``.simbit``."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.simbit = load_simbit(path)
-        root = Path(self.simbit["_root"])
-        self.library = root / self.simbit["library"]
-        problem = library_problem(self.simbit)
-        if problem is not None:
-            raise OverlayMismatchError(f"{path}: {problem}; rebuild the simulated overlay")
-        try:
-            self.regmap = json.loads((root / self.simbit["regmap"]).read_text())
-        except (OSError, ValueError) as e:  # ValueError: not UTF-8 or not JSON
-            raise OverlayMismatchError(f"{path}: register map {self.simbit['regmap']} cannot be read: {e}") from None
-        inst = self.simbit["instance"]
-        self.ip_dict = {inst: {
-            "fullpath": inst, "type": self.simbit["vlnv"], "bdtype": None, "state": None,
-            "phys_addr": self.simbit["phys_addr"], "addr_range": self.simbit["addr_range"],
-            "mem_id": "s_axi_control", "memtype": "REGISTER", "gpio": {}, "interrupts": {},
-            "parameters": {"C_S_AXI_CONTROL_BASEADDR": hex(self.simbit["phys_addr"]),
-                           "C_S_AXI_CONTROL_HIGHADDR": hex(self.simbit["phys_addr"] + self.simbit["addr_range"] - 1),
-                           "CONFIG_DIGEST": self.simbit["config_digest"],
-                           "CLK_FREQ_MHZ": self.simbit["clock_mhz"]},
-            "registers": _pynq_registers(self.regmap),
-        }}
-        self.mem_dict: dict = {}
-        self.gpio_dict: dict = {}
-        self.interrupt_pins: dict = {}
-        self.interrupt_controllers: dict = {}
-        self.hierarchy_dict: dict = {}
-        self.clock_dict: dict = {}
-        self.systemgraph = None
 
 
 # --- the kernel as the simulated PL runs it ---------------------------------------------
@@ -410,81 +266,3 @@ class SimDevice(pynq.Device):
                 raise SimBusError(f"kernel {what} pointer {address:#x}: that buffer was freed")
         raise SimBusError(f"kernel {what} pointer {address:#x}: {nbytes} bytes there are not inside one "
                           f"allocated buffer (allocate with pynq.allocate(..., target=device))")
-
-
-# --- building a simulated overlay ---------------------------------------------------------
-
-def overlay_name(cfg) -> str:
-    return f"{cfg.file_label()}-{cfg.digest()[:8]}"
-
-
-def _write_if_changed(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically (a new inode: a library already loaded from it stays valid) unless equal."""
-    if path.is_file() and path.read_bytes() == data:
-        return
-    atomic_write_bytes(path, data)
-
-
-def _reuse_problem(entry) -> str | None:
-    """Why a registered (and verified) simulated overlay cannot be reused as it is."""
-    try:
-        return library_problem(load_simbit(entry.overlay))
-    except OverlayMismatchError as e:
-        return str(e)
-
-
-def build_sim_overlay(cfg, out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-                      project_dir: str | Path | None = None, reuse: bool = True, log=None):
-    """Generate and compile the kernel for ``cfg`` and register it as a simulated overlay.
-
-    Writes ``<name>.simbit``, ``<name>.csim.so`` and ``<name>.regmap.json`` to
-    ``out_dir`` (default bitstreams/) and adds their manifest entry; returns the
-    :class:`~edgemoe.host.manifest.Entry`.  ``project_dir``: an already
-    generated HLS project to compile (else the sources generated for ``cfg``,
-    from memory; ``cache_dir`` defaults to <cache>/csim-cache).  With
-    ``reuse``, a registered overlay that verifies is returned as is (one whose
-    files changed since registration is an error naming the file; one whose
-    library does not match its build record is rebuilt, and ``log`` says why).
-    """
-    from edgemoe.hls.csim import compile_library, compile_sources
-    from edgemoe.hls.interface import config_hash32, register_map_json
-    from edgemoe.hls.project import CSIM_SOURCES, kernel_sources
-
-    from . import manifest
-    from .paths import cache_dir as default_cache
-
-    log = log or (lambda _: None)
-    out = Path(out_dir) if out_dir is not None else manifest.default_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    if reuse:
-        entry = manifest.find_overlay(cfg, "sim", out)
-        problem = None if entry is None else _reuse_problem(entry)
-        if entry is not None and problem is None:
-            log(f"simulated overlay: {entry.overlay} (registered in {manifest.manifest_path(out)})")
-            return entry
-        if problem is not None:
-            log(f"simulated overlay {entry.overlay}: {problem}; rebuilding it")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache() / "csim-cache"
-    t0 = time.perf_counter()
-    if project_dir is None:
-        res = compile_sources(kernel_sources(cfg), CSIM_SOURCES, cache / "lib", config_hash32(cfg))
-    else:
-        res = compile_library(Path(project_dir), CSIM_SOURCES, cache / "lib", config_hash32(cfg))
-    if res.notice:
-        log(res.notice)
-    name = overlay_name(cfg)
-    lib, regmap, simbit = out / f"{name}.csim.so", out / f"{name}.regmap.json", out / f"{name}.simbit"
-    library = res.library.read_bytes()
-    if hashlib.sha256(library).hexdigest() != res.sha256:
-        raise OverlayMismatchError(f"{res.library}: changed since it was verified against its build record "
-                                   f"(another process is writing the cache?); run again")
-    _write_if_changed(lib, library)
-    _write_if_changed(regmap, register_map_json(cfg).encode())
-    _write_if_changed(simbit, (json.dumps(simbit_data(cfg, lib.name, regmap.name, res.sha256), indent=1)
-                               + "\n").encode())
-    entry = manifest.add_entry(cfg, simbit, [lib], board="sim", flow="sim", name=f"{name}-sim", regmap=regmap,
-                               manifest=out)
-    how = "cached library" if res.cached else f"g++ {res.seconds:.1f} s"
-    log(f"simulated overlay: {simbit} ({how}; {time.perf_counter() - t0:.1f} s), "
-        f"registered in {manifest.manifest_path(out)}")
-    return entry

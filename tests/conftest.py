@@ -17,7 +17,7 @@ def micro_sim_overlay(tmp_path_factory, csim_cache):
     """m3vit-micro with synthetic weights: (cfg, state dict, simulated overlay entry, packed weights)."""
     from edgemoe.loading import load_config
     from edgemoe.golden.synthetic import synthetic_state_dict
-    from edgemoe.host.simdevice import build_sim_overlay
+    from edgemoe.host.sim_overlay import build_sim_overlay
     from edgemoe.host.weights_file import pack_state_dict
 
     cfg = load_config("m3vit-micro")

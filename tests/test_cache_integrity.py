@@ -23,7 +23,8 @@ from edgemoe.hls.shared_files import sha256_file
 from edgemoe.hls.writer import write
 from edgemoe.host import manifest as mf
 from edgemoe.host.errors import OverlayMismatchError
-from edgemoe.host.simdevice import SimParser, build_sim_overlay
+from edgemoe.host.sim_overlay import build_sim_overlay
+from edgemoe.host.simbit import SimParser
 from edgemoe.loading import load_config
 
 #: two configs whose kernels differ only in the config hash they export

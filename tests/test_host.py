@@ -20,7 +20,8 @@ from edgemoe.host.compare import check_tap, compare_device, format_comparison, s
 from edgemoe.host.driver import EdgeMoEDriver
 from edgemoe.host.errors import DeviceError
 from edgemoe.host.runtime import Accelerator, select_device
-from edgemoe.host.simdevice import VLNV, SimDevice
+from edgemoe.hls.interface import VLNV
+from edgemoe.host.simdevice import SimDevice
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from edgemoe.hls.layout import WeightLayout, pack_weights
 from edgemoe.host import manifest as mf
 from edgemoe.cli import main as host_main
 from edgemoe.host.errors import ManifestError, WeightsFileError
-from edgemoe.host.simdevice import SimParser, build_sim_overlay
+from edgemoe.host.sim_overlay import build_sim_overlay
+from edgemoe.host.simbit import SimParser
 from edgemoe.host.weights_file import VERSION, is_weights_file, load_weights_file, pack_state_dict
 from edgemoe.loading import load_config
 

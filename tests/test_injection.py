@@ -187,7 +187,7 @@ def test_values_that_can_only_be_identifiers_are_refused(field, tmp_path):
 
 def test_file_names_made_from_a_name_cannot_leave_their_folder(tmp_path):
     from edgemoe.golden.synthetic import synthetic_state_dict
-    from edgemoe.host.simdevice import overlay_name
+    from edgemoe.host.sim_overlay import overlay_name
     from edgemoe.host.weights_file import packed_for
 
     cfg = load_config("m3vit-micro")
