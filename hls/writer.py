@@ -47,11 +47,6 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def tap_words(cfg) -> dict[str, int]:
-    """Words per image of every tap, in schedule order (the kernel writes taps row-major): the plan's."""
-    return dict(KernelPlan.from_config(cfg).tap_words)
-
-
 def context(cfg) -> dict:
     """Everything the templates read: the config, the kernel plan's numbers, the numerics' tables."""
     m, p, h = cfg.model, cfg.precision, cfg.hardware

@@ -66,9 +66,9 @@ class TaskComparison:
 def select_taps(cfg, spec: str | None) -> list[str]:
     """``none``, ``all``, ``blocks`` (every block output) or a comma list of tap names / globs ('blocks.1.*')."""
     from edgemoe.config import ConfigError
-    from edgemoe.golden.fixed_model import tap_schedule
+    from edgemoe.hls.plan import KernelPlan
 
-    schedule = tap_schedule(cfg.model)
+    schedule = list(KernelPlan.from_config(cfg).taps)
     if spec in (None, "", "none"):
         return []
     if spec == "all":

@@ -135,10 +135,10 @@ def resolve_rtl(cfg, rtl=None, standin_cfg=None, root: Path | None = None) -> Ke
 
 def tap_id(cfg, tap) -> tuple[int, str]:
     """(tap register value, name): a tap name, an id (unchecked: bad ids are a test), None / "none" = TAP_NONE."""
-    from edgemoe.golden.fixed_model import tap_schedule
     from edgemoe.hls.interface import TAP_NONE
+    from edgemoe.hls.plan import KernelPlan
 
-    taps = tap_schedule(cfg.model)
+    taps = KernelPlan.from_config(cfg).taps
     if tap is None or (isinstance(tap, str) and tap.lower() == "none") or tap == TAP_NONE:
         return TAP_NONE, "none"
     if isinstance(tap, str) and tap.lstrip("-").isdigit():

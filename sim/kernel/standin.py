@@ -99,21 +99,22 @@ class KernelStandin(Elaboratable):
     """
 
     def __init__(self, cfg):
-        from edgemoe.hls.writer import context, tap_words
+        from edgemoe.hls.interface import TAP_NONE, config_hash32
+        from edgemoe.hls.plan import KernelPlan
 
-        ctx = context(cfg)
+        plan = KernelPlan.from_config(cfg)
         self.cfg = cfg
         self.regmap = register_map(cfg)["registers"]
         self.args = kernel_args(cfg)
         self.tasks = len(cfg.model.tasks)
-        self.num_taps = len(ctx["taps"])
-        self.tap_pixels = ctx["tap_id"]["pixels"]
-        self.tap_none = ctx["tap_none"]
-        self.config_hash = ctx["config_hash"]
-        self.pixel_bits = ctx["pixel_word_bits"]
-        self.out_bits = ctx["out_word_bits"]
-        self.max_tap_words = ctx["max_tap_words"]
-        self.pixel_words = tap_words(cfg)["pixels"]
+        self.num_taps = len(plan.taps)
+        self.tap_pixels = plan.tap_id["pixels"]
+        self.tap_none = TAP_NONE
+        self.config_hash = config_hash32(cfg)
+        self.pixel_bits = plan.pixel_word_bits
+        self.out_bits = plan.out_word_bits
+        self.max_tap_words = plan.max_tap_words
+        self.pixel_words = plan.tap_words["pixels"]
         self.data_bits = cfg.hardware.axi_width
         self.addr_bits = 64
         if self.pixel_bits > self.out_bits:
