@@ -1,4 +1,8 @@
-"""The ``perf``, ``explore`` and ``report`` commands: cycle and resource models, design-space search, report."""
+"""The ``perf``, ``explore`` and ``report`` commands: cycle and resource models, design-space search, report.
+
+``perf --compare`` puts the estimate beside Edge-MoE's published design (measured and modelled,
+:mod:`edgemoe.perf.reference`), the physical floors and the task heads (:mod:`edgemoe.perf.heads`).
+"""
 from __future__ import annotations
 
 import json
@@ -58,11 +62,104 @@ def cmd_perf(args) -> int:
     if args.resources:
         print()
         print(estimate_resources(cfg, args.mode, args.batch).table(details=args.details))
+    out = est.as_dict()
+    if args.compare:
+        print()
+        out["compare"] = print_comparison(cfg, est, routing, args.task, args.head_runs, args.seed, args.details)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(est.as_dict(), f, indent=1, default=str)
+            json.dump(out, f, indent=1, default=str)
         print(f"wrote {args.json}")
     return 0
+
+
+def print_comparison(cfg, est, routing, task, head_runs: int, seed: int, details: bool = False) -> dict:
+    """``perf --compare``: ours, Edge-MoE measured and modelled, the physical floors and the heads, with ratios.
+
+    Returns the figures printed (for ``--json``).
+    """
+    from dataclasses import replace
+
+    from edgemoe.perf import heads
+    from edgemoe.perf.reference import MEASURED_PRESET, MEASURED_SOURCE, ReferenceDesign, estimate_reference
+
+    board = cfg.hardware.board
+    ref = estimate_reference(cfg, board, routing)
+    ref_free = estimate_reference(cfg, board, routing, replace(ReferenceDesign(), debug_returns=False))
+    ours, meas = est.ms_per_image, ref.measured_ms
+
+    def ratios(ms: float) -> str:
+        vs_meas = f"{ms / meas:>9.2f}x" if meas else f"{'-':>10}"
+        return f"{ms:>10.2f}{vs_meas}{ms / ours:>9.2f}x"
+
+    print(f"comparison on {board}: {cfg.name}, one image of one task (backbone kernel unless stated); "
+          f"routing {ref.routing.source}")
+    print(f"  {'':<56}{'ms/image':>10}{'/ EM meas':>10}{'/ ours':>10}")
+    rows = [(f"ours: generated kernel, modelled ({est.mode}, batch {est.batch})", ours)]
+    if meas:
+        rows.append(("Edge-MoE: measured (demo loop, host work included)", meas))
+    rows += [("Edge-MoE: modelled kernel, as published", ref.ms_per_image),
+             ("Edge-MoE: modelled, without the debug early returns", ref_free.ms_per_image),
+             (f"floor: weights {ref.weight_bytes / 1e6:.2f} MB / {ref.ddr_gbps:.1f} GB/s DDR", ref.weight_floor_ms),
+             (f"floor: {ref.macs / 1e9:.3f} GMAC / ({ref.board.dsp} DSP x {ref.design.clock_mhz:g} MHz)",
+              ref.compute_floor_ms)]
+    for label, ms in rows:
+        print(f"  {label:<56}{ratios(ms)}")
+    if meas:
+        print(f"  measured: {MEASURED_SOURCE}")
+        print(f"  Edge-MoE modelled / measured = {ref.ms_per_image / meas:.2f}: {ref.host_gap_ms:.1f} ms of the "
+              f"demo figure is outside the kernel as modelled (host work the repository does not show)")
+    else:
+        print(f"  Edge-MoE measured: none for this config and board (measured on {MEASURED_PRESET} on zcu102 only)")
+    print(f"  ours / Edge-MoE modelled = {ours / ref.ms_per_image:.2f}; Edge-MoE modelled / floor = "
+          f"{ref.ms_per_image / max(ref.weight_floor_ms, ref.compute_floor_ms):.1f}x; ours / floor = "
+          f"{ours / max(ref.weight_floor_ms, ref.compute_floor_ms):.1f}x")
+
+    print("  Edge-MoE modelled, where its time goes:")
+    for r in ref.kind_rows():
+        print(f"    {r['what']:<54}{r['ms']:>10.2f} ms{r['share']:>7.1%}  binds {r['binds']}")
+    if details:
+        print("\n".join("    " + line for line in ref.table().splitlines()))
+    ex = [s for s in ref.steps if s.name == "experts"]
+    if ex:
+        print(f"    (MoE experts: {sum(s.detail['active_experts'] for s in ex) / len(ex):.1f} active per block, "
+              f"their weight loads {ref.ms(sum(s.detail['load_cycles'] for s in ex)):.2f} ms against "
+              f"{ref.ms(sum(s.detail['compute_cycles'] for s in ex)):.2f} ms of compute, ping-ponged)")
+    port_bound = sum(v for k, v in ref.by_binding().items() if k.startswith("port")) / ref.total_cycles
+    print(f"    port-bound share: {port_bound:.0%} at {ref.port_gbps:.2f} GB/s per {ref.design.port_bits}-bit PS port")
+
+    m = cfg.model
+    name = m.task_names[m.task_index(task)]
+    macs = heads.task_head_macs(m)
+    cpu = heads.ZCU102_A53
+    a53 = heads.modelled_ms(macs[name], cpu)
+    timing = heads.measure_host_ms(m, name, head_runs, seed) if head_runs else None
+    print(f"  end to end, task {name}: kernel + the float head on the host (where the heads run today)")
+    print(f"    heads: " + ", ".join(f"{t} {v / 1e9:.3f} GMAC" for t, v in macs.items())
+          + f" (conv MACs; {macs[name] / ref.macs:.1f}x the backbone's {ref.macs / 1e9:.3f} GMAC)")
+    print(f"    {'head on the ZCU102 A53s, modelled':<54}{a53:>10.2f} ms  ({cpu.name}, "
+          f"{cpu.sustained_gmacs:.1f} GMAC/s sustained)")
+    print(f"      basis: {cpu.basis}")
+    if timing is not None:
+        print(f"    {'head on this host, measured':<54}{timing.median_ms:>10.2f} ms  ({timing.describe()})")
+    else:
+        print(f"    {'head on this host, measured':<54}{'-':>10}     (--head-runs 0: not measured)")
+    for label, kernel in (("ours", ours), ("Edge-MoE modelled", ref.ms_per_image)):
+        line = (f"    {label + ' + head (A53 modelled)':<54}{kernel + a53:>10.2f} ms  "
+                f"kernel {kernel / (kernel + a53):.1%}")
+        if timing is not None:
+            t = kernel + timing.median_ms
+            line += f"; + head (this host) {t:.2f} ms, kernel {kernel / t:.1%}"
+        print(line)
+    if meas:
+        print(f"    the head alone on the A53 is modelled at {a53 / meas:.1f}x the {meas:g} ms demo figure: that "
+              f"figure cannot include this head run on the A53")
+    return {"ours_ms": ours, "measured_ms": meas, "reference": ref.as_dict(),
+            "reference_no_debug_returns_ms": ref_free.ms_per_image,
+            "weight_floor_ms": ref.weight_floor_ms, "compute_floor_ms": ref.compute_floor_ms,
+            "heads": {"task": name, "macs": macs, "a53_ms": a53, "a53_gmacs": cpu.sustained_gmacs,
+                      "host_ms": timing.median_ms if timing else None,
+                      "host_runs_ms": list(timing.runs_ms) if timing else None}}
 
 
 def cmd_explore(args) -> int:
@@ -143,8 +240,13 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=cli_args.seed, default=0)
     p.add_argument("--as-written", action="store_true", help="also cost the template as literally written")
     p.add_argument("--resources", action="store_true", help="also print the resource estimate")
-    p.add_argument("--details", action="store_true", help="with --resources: per-array / per-multiplier details")
+    p.add_argument("--details", action="store_true", help="with --resources: per-array / per-multiplier details; "
+                   "with --compare: Edge-MoE's per-step table")
     p.add_argument("--port-limit", action="store_true", help="cap each AXI bundle at its physical port bandwidth")
+    p.add_argument("--compare", action="store_true",
+                   help="also compare with Edge-MoE (measured and modelled), the physical floors and the task heads")
+    p.add_argument("--head-runs", type=cli_args.count(0, 100), default=3,
+                   help="with --compare: timed runs of the float head on this host (0: do not measure)")
     p.add_argument("--json", type=cli_args.output_file, help="write the estimate as JSON")
     p.set_defaults(func=cmd_perf)
 

@@ -6,6 +6,8 @@ One concept per module:
 * :mod:`.resources` -- DSP, BRAM36/URAM, LUT, FF per unit of the accelerator and of the RTL units;
 * :mod:`.primitives` -- what one multiplier or memory bank costs on the FPGA;
 * :mod:`.routing` -- tokens per expert in each MoE block (uniform, skewed, the golden model's);
+* :mod:`.reference` -- Edge-MoE's published design modelled call by call, beside its measured figure;
+* :mod:`.heads` -- the task heads' MACs, modelled time on the board's CPU and measured time on this host;
 * :mod:`.measured` -- what the RTL units of ``sim/`` measured (latencies, yosys figures), read by
   the caller and passed in;
 * :mod:`.explore` -- the design-space exploration under a board's resources;
