@@ -100,7 +100,8 @@ def print_comparison(cfg, est, routing, task, head_runs: int, seed: int, details
         rows.append(("Edge-MoE: measured (demo loop, host work included)", meas))
     rows += [("Edge-MoE: modelled kernel, as published", ref.ms_per_image),
              ("Edge-MoE: modelled, without the debug early returns", ref_free.ms_per_image),
-             (f"floor: weights {ref.weight_bytes / 1e6:.2f} MB / {ref.ddr_gbps:.1f} GB/s sustained", ref.weight_floor_ms),
+             (f"floor: weights {ref.weight_bytes / 1e6:.2f} MB / {ref.ddr_gbps:.1f} GB/s sustained",
+              ref.weight_floor_ms),
              (f"floor: {ref.macs / 1e9:.3f} GMAC / ({ref.board.dsp} DSP x {ref.design.clock_mhz:g} MHz)",
               ref.compute_floor_ms)]
     for label, ms in rows:

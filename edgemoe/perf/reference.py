@@ -80,7 +80,10 @@ repository shows.  The kernel alone is therefore expected *below* 59 ms; the
 difference is reported, not fitted.  Operator latencies of Vitis HLS's
 ``hls::sqrt``, division and ``hls::exp`` on 32-bit fixed point are estimates
 (``ReferenceDesign.lat_*``), not synthesis results; they move the total by
-well under a millisecond.
+well under a millisecond.  The two HPC ports (weights, inout1) pass through the
+PS's coherent interconnect; they are modelled at the same 128-bit rate as the
+HP ports, each port at its full width (no SmartConnect or DDR-controller
+inefficiency beyond the board's sustained fraction of the total).
 
 Costs: a step (a pipelined loop or a DATAFLOW region) takes the largest of
 its loop iterations x II, the bytes on each port and direction over the
