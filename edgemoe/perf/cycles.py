@@ -1,63 +1,61 @@
 """Cycle model of the generated kernel (``hls/templates/edgemoe_vit.cpp.j2``), per layer and step.
 
-Every figure is built from the loop structure of the template and the numbers
-the templates are rendered with (the kernel plan, :class:`edgemoe.hls.plan.KernelPlan`:
-``row_words``, ``attn_cycles``, the word widths), loop by loop: trip count x
-initiation interval + pipeline depth.
+**The headline is the kernel as written** (:mod:`edgemoe.perf.loops`): every
+labelled loop of the template with the II its constraints allow (bank ports,
+m_axi accesses, recurrences, DSPs), its pipeline depth, and its entries per
+image from the kernel's call structure; nothing assumed met, nothing
+overlapped that the code does not overlap.  ``ms_per_image``, the per-step
+``cycles_total`` and the roofline's ``modelled_ms`` are that figure;
+:meth:`PerfEstimate.loops_table` (:func:`format_loops`) lists the loops.
+
+**The intended schedule** is the second column (``Step.cycles_intended``,
+``PerfEstimate.intended_ms_per_image``): the same steps if every
+``PIPELINE II=1`` were met, loops stopped at ``k_dim`` and weight tiles
+loaded at the AXI width behind the compute (ping-pong), built loop by loop
+from the same kernel plan (:class:`edgemoe.hls.plan.KernelPlan`:
+``row_words``, ``attn_cycles``, the word widths): trip count x II + depth.
 
 Two modes (``mode``):
 
 ``"onchip"`` -- **the generated kernel**.  Activations live in the static
     ``rows_t`` buffers; only weights (and the image / output tokens) cross
-    DRAM.  ``compute_unit``: per output tile (``CU_OUT`` rows of W) the ROWS
-    loop runs, per row, the MAC loop (``ceil(k/CU_IN)`` iterations, II 1) and
-    then the FINISH loop (``CU_OUT`` iterations, II 1); the next tile's
-    ``load_tile`` (weights over AXI) overlaps it (ping-pong), so a tile costs
-    ``max(load, compute)``.  Attention: the reordered key stream
-    (``ATTN_CYCLES`` steps per head; per step every slot does a
-    ``HEAD_DIM``-term score on ``CU_IN`` multipliers, and the online-softmax
-    running sum is a loop-carried recurrence), then A*V row by row
-    (``N x N`` keys per head, the score recomputed).  LayerNorm / residual /
-    embed loops are one element per cycle.  MoE: gate on the compute unit,
-    softmax + top-k per token, queue fill, and per *active* expert (token
-    counts from the routing) gather + fc1 + fc2.
+    DRAM.  As written: the loop model.  Intended: ``compute_unit`` per output
+    tile (``CU_OUT`` rows of W) runs the ROWS loop (per row the MAC loop,
+    ``ceil(k/CU_IN)`` iterations, then FINISH, ``CU_OUT`` iterations) with the
+    next tile's load beside it; attention's reordered key stream
+    (``ATTN_CYCLES`` steps per head) then A*V; LayerNorm / residual / embed
+    one element per cycle; MoE gate, softmax + top-k, queues, and per
+    *active* expert (token counts from the routing) gather + fc1 + fc2.
 
 ``"edgemoe-dram"`` -- **Edge-MoE's architecture** with the same unit
-    parameters: every intermediate goes through DRAM between steps (linear
+    parameters, for comparison (no generated kernel: its own schedule is the
+    headline): every intermediate goes through DRAM between steps (linear
     layers stream rows in and out, II 1 over ``rows x tiles x ceil(k/CU_IN)``,
     whole-layer weight loads; experts ping-pong their loads behind the
     previous compute), attention streams keys/values from DRAM one AXI beat
     (``axi_width / act_bits`` words) per cycle with ``P`` query slots, scores
     and softmax state go to DRAM and come back for A*V.
 
-Memory time is ``bytes / min(axi_width/8 per cycle, board bandwidth)`` (board
-bandwidth = peak x a sustained fraction, ``Board.mem_efficiency`` of
-:mod:`edgemoe.boards`), plus the board's DRAM latency per burst.
+Memory time of the intended schedule and of Edge-MoE's is ``bytes /
+min(axi_width/8 per cycle, port, board bandwidth)`` plus the board's DRAM
+latency per burst.  Each m_axi bundle reaches memory through a port of its
+own: on Zynq boards (a ZCU102 HP port is 128 bits, ``Board.port_gbps``)
+that port always caps it; ``port_limit`` caps the other boards' too.  The
+board bandwidth is peak x a sustained fraction (``Board.mem_efficiency``).
 
-**Intended schedule vs as written.**  The default estimate assumes every
-``PIPELINE II=1`` in the template is met, loops stop at ``k_dim`` and weight
-tiles load at the AXI width.  The template as written does not yet get there;
-``penalties=AS_WRITTEN`` (or :func:`as_written_findings`) applies what a
-literal reading of the text costs: loops bounded by ``ROW_WORDS`` with a
-guard, one weight word per ``LOAD_K`` iteration, no DATAFLOW between
-``load_tile`` and the ROWS loop, unpartitioned row buffers (``CU_IN`` reads
-per cycle on a dual-port RAM), attention loops without a PIPELINE pragma
-around partially unrolled inner loops, LayerNorm re-reading gamma/beta from
-DRAM on every row, 16-pixel bursts in the patch gather.
-
-**Batching.**  The current kernel loops over ``num_images`` inside one call
-and reloads every weight tile for every image: a batch amortises only the
-call overhead.  ``share_weights=True`` (the default for ``batch > 1``) models
-the option the design-space exploration explores and the kernel does not
-implement yet: each weight tile / layer / expert is loaded once per call and
-used for all the batch's rows (experts: the union of the images' active
-experts, their queues concatenated).
+**Batching.**  The kernel loops over ``num_images`` inside one call and
+reloads every weight tile for every image: as written, a batch amortises
+only the call overhead.  ``share_weights=True`` (the default for ``batch >
+1``) models, in the intended column and in Edge-MoE's mode, the option the
+design-space exploration explores and the kernel does not implement: each
+weight tile / layer / expert loaded once per call for all the batch's rows.
 
 **Calibration.**  Unit latencies and IIs (exp, reciprocal, rsqrt, GELU)
-measured by the RTL testbenches replace the default operator latencies when
-the caller passes what the sim tools wrote (``measured``, a
-:class:`~edgemoe.perf.measured.SimResults`; see :func:`edgemoe.perf.measured.calibration`);
-the estimate says which figures are calibrated.
+measured by the RTL testbenches replace the default operator latencies
+(:data:`edgemoe.perf.primitives.OP_LATENCY`) when the caller passes what the
+sim tools wrote (``measured``, a :class:`~edgemoe.perf.measured.SimResults`;
+see :func:`edgemoe.perf.measured.calibration`); the estimate says which
+figures are calibrated.
 """
 from __future__ import annotations
 
@@ -69,43 +67,27 @@ import numpy as np
 from edgemoe.boards import BOARDS
 from edgemoe.hls.plan import KernelPlan
 
+from .loops import CALL_OVERHEAD, LoopEstimate, loop_estimate
 from .measured import SimResults, calibration
+from .primitives import OP_LATENCY
 from .routing import Routing, as_routing
 
 MODES = ("onchip", "edgemoe-dram")
 
-#: default operator latencies (cycles) when no RTL measurement exists
-DEFAULT_LATENCY = {
-    "mul": 3,        # DSP48E2 multiplier, A/M/P registers
-    "add": 1,
-    "cast": 1,       # round + saturate
-    "bram": 2,       # BRAM read
-    "loop": 1,       # entering / leaving a non-pipelined loop iteration
-    "div_const": 4,  # floor_div by a constant: multiply-shift
-    "exp": 6, "recip": 8, "rsqrt": 8, "gelu": 4,   # the RTL units (calibrated when measured)
-}
-#: cycles from ap_start to the first loop and from the last write to ap_done
-CALL_OVERHEAD = 200
-
-#: penalties of the template as written (see module docstring)
-PENALTIES = {
-    "row_words_bounds": "MAC / LOAD_K / WRITE_C loops run to ROW_WORDS with an if (k < k_dim) guard",
-    "word_loads": "load_tile's LOAD_K reads one weight word per cycle, not an AXI beat",
-    "no_overlap": "no DATAFLOW: load_tile(t+1) runs before the ROWS loop, not beside it",
-    "ports": "rows_t buffers are not partitioned: CU_IN reads per cycle on a dual-port RAM",
-    "unpipelined_attention": "STREAM / AV_KEYS have no PIPELINE pragma (inner loops only partially unrolled)",
-    "ln_dram_params": "LN_OUT reads gamma and beta from DRAM on every row (2 reads per cycle, one port)",
-    "short_bursts": "PATCH_X / EMBED_D burst one patch row / token row at a time (DRAM latency per burst)",
-}
-#: the penalties the current kernel template still has (the others were fixed in it)
-AS_WRITTEN = frozenset({"word_loads", "no_overlap", "short_bursts"})
+#: default operator latencies (cycles) when no RTL measurement exists: the one table, in primitives
+DEFAULT_LATENCY = OP_LATENCY
 
 
 # --- results -----------------------------------------------------------------------------------
 
 @dataclass
 class Step:
-    """One step of the kernel for one call (``batch`` images): cycles and DRAM bytes."""
+    """One step of the kernel for one call (``batch`` images): cycles and DRAM bytes.
+
+    ``cycles_total`` is the headline's (onchip: the kernel as written, with ``cycles_memory``
+    the part spent in loops that access an m_axi pointer); ``cycles_intended`` the intended
+    schedule's; ``loops`` the intended schedule's loop detail.
+    """
 
     name: str
     block: int              # -1: before the blocks (patch embedding), depth: after (output)
@@ -117,6 +99,7 @@ class Step:
     weight_bytes: float = 0.0
     macs: float = 0.0
     loops: dict = field(default_factory=dict)
+    cycles_intended: float = 0.0
 
     def merged(self, other: "Step") -> "Step":
         loops = dict(self.loops)
@@ -124,7 +107,8 @@ class Step:
             loops[k] = loops.get(k, 0.0) + v
         return Step(self.name, self.block, self.kind, self.cycles_compute + other.cycles_compute,
                     self.cycles_memory + other.cycles_memory, self.cycles_total + other.cycles_total,
-                    self.bytes + other.bytes, self.weight_bytes + other.weight_bytes, self.macs + other.macs, loops)
+                    self.bytes + other.bytes, self.weight_bytes + other.weight_bytes, self.macs + other.macs, loops,
+                    self.cycles_intended + other.cycles_intended)
 
 
 @dataclass
@@ -174,13 +158,17 @@ class Roofline:
 
 @dataclass
 class PerfEstimate:
-    """Latency estimate of one kernel call of ``batch`` images."""
+    """Latency estimate of one kernel call of ``batch`` images.
+
+    The headline (``ms_per_image``, ``cycles_total`` of each step) is the kernel as written
+    (onchip: ``loops``, the loop model) or Edge-MoE's schedule; ``intended_*`` the intended
+    schedule of the same steps.
+    """
 
     cfg: object
     mode: str
     batch: int
     share_weights: bool
-    penalties: frozenset
     steps: list[Step]
     routing: Routing
     calibration: dict
@@ -191,6 +179,8 @@ class PerfEstimate:
     notes: list[str]
     total_cycles: float = 0.0
     roofline: Roofline | None = None
+    loops: LoopEstimate | None = None
+    intended_cycles: float = 0.0
 
     # per image figures
     @property
@@ -208,6 +198,15 @@ class PerfEstimate:
     @property
     def images_per_s(self) -> float:
         return 1e3 / self.ms_per_image
+
+    @property
+    def intended_ms_per_image(self) -> float:
+        """The intended schedule (every PIPELINE II met, loads behind the compute): the second column."""
+        return self.intended_cycles / self.batch / (self.clock_mhz * 1e3)
+
+    def loops_table(self, top: int | None = None) -> str:
+        """Per-loop rows of the kernel as written, sorted by cycles (:func:`format_loops`)."""
+        return format_loops(self, top)
 
     @property
     def weight_bytes_per_image(self) -> float:
@@ -258,23 +257,25 @@ class PerfEstimate:
                                              for u, c in sorted(self.calibration.items()))
                                     if self.calibration else "none (default unit latencies)"),
                  ]
-        if self.penalties:
-            lines.append("penalties (template as written): " + ", ".join(sorted(self.penalties)))
-        lines.append(f"  {'block':>5} {'step':<16}{'compute':>12}{'memory':>12}{'total':>12}{'us':>9}"
+        head = "as written" if self.loops is not None else "total"
+        lines.append(f"  {'block':>5} {'step':<16}{'compute':>12}{'memory':>12}{head:>12}{'us':>9}{'intended':>12}"
                      f"{'DRAM KB':>10}{'MMAC':>9}")
         us = 1.0 / self.clock_mhz
         for s in self.steps:
             blk = "emb" if s.block < 0 else ("out" if s.block >= self.cfg.model.depth else str(s.block))
             lines.append(f"  {blk:>5} {s.name:<16}{s.cycles_compute / b:>12,.0f}{s.cycles_memory / b:>12,.0f}"
-                         f"{s.cycles_total / b:>12,.0f}{s.cycles_total / b * us:>9.1f}{s.bytes / b / 1024:>10.1f}"
-                         f"{s.macs / b / 1e6:>9.2f}")
+                         f"{s.cycles_total / b:>12,.0f}{s.cycles_total / b * us:>9.1f}{s.cycles_intended / b:>12,.0f}"
+                         f"{s.bytes / b / 1024:>10.1f}{s.macs / b / 1e6:>9.2f}")
         if per_block:
             lines.append("  per block (us): " + ", ".join(
                 f"{'emb' if k < 0 else 'out' if k >= self.cfg.model.depth else k}: {v * us:.0f}"
                 for k, v in self.per_block().items()))
         r = self.roofline
-        lines.append(f"total: {self.cycles_per_image:,.0f} cycles/image = {self.ms_per_image:.2f} ms/image "
+        what = "as written" if self.loops is not None else "Edge-MoE schedule"
+        lines.append(f"total ({what}): {self.cycles_per_image:,.0f} cycles/image = {self.ms_per_image:.2f} ms/image "
                      f"({self.images_per_s:.1f} img/s); call of {b}: {self.ms_per_call:.2f} ms")
+        lines.append(f"intended schedule (every PIPELINE II met, loads behind the compute): "
+                     f"{self.intended_ms_per_image:.2f} ms/image")
         lines.append(f"work: {self.macs_per_image / 1e9:.3f} GMAC/image; weights {self.weight_bytes_per_image / 1e6:.2f} "
                      f"MB/image; DRAM total {self.dram_bytes_per_image / 1e6:.2f} MB/image")
         if r is not None:
@@ -291,8 +292,10 @@ class PerfEstimate:
     def as_dict(self) -> dict:
         return {
             "config": self.cfg.name, "mode": self.mode, "batch": self.batch, "share_weights": self.share_weights,
-            "board": self.board, "clock_mhz": self.clock_mhz, "penalties": sorted(self.penalties),
+            "board": self.board, "clock_mhz": self.clock_mhz,
             "cycles_per_image": self.cycles_per_image, "ms_per_image": self.ms_per_image,
+            "intended_ms_per_image": self.intended_ms_per_image,
+            "loops": self.loops.rows() if self.loops is not None else None,
             "images_per_s": self.images_per_s, "weight_bytes_per_image": self.weight_bytes_per_image,
             "dram_bytes_per_image": self.dram_bytes_per_image, "macs_per_image": self.macs_per_image,
             "calibration": self.calibration, "latency": self.latency, "bandwidth": self.bandwidth,
@@ -312,8 +315,8 @@ def _log2c(x: int) -> int:
 class _Kernel:
     """Loop-level cycle formulas of one mode; appends Steps."""
 
-    def __init__(self, cfg, mode, penalties, port_limit, lat, unit_ii, plan: KernelPlan):
-        self.cfg, self.mode, self.pen, self.lat, self.unit_ii = cfg, mode, penalties, lat, unit_ii
+    def __init__(self, cfg, mode, port_limit, lat, unit_ii, plan: KernelPlan):
+        self.cfg, self.mode, self.lat, self.unit_ii = cfg, mode, lat, unit_ii
         m, p, h = cfg.model, cfg.precision, cfg.hardware
         self.m, self.p, self.h = m, p, h
         self.plan = plan
@@ -328,7 +331,7 @@ class _Kernel:
         clock_hz = h.clock_mhz * 1e6
         eff = board.mem_gbps * board.mem_efficiency * 1e9 / clock_hz   # bytes per cycle
         axi = h.axi_width / 8
-        port = board.port_gbps * 1e9 / clock_hz if port_limit else math.inf
+        port = board.port_gbps * 1e9 / clock_hz if (port_limit or board.flow == "zynq") else math.inf
         self.bw_board = eff
         self.bw_w = min(axi, eff, port)                 # the weights bundle
         self.bw_a = min(2 * min(axi, port), eff)        # activations: separate read / write bundles (DRAM mode)
@@ -362,10 +365,9 @@ class _Kernel:
         if self.mode == "edgemoe-dram":
             return self._linear_dram(name, block, rows, k, n_out, gelu=gelu, score=score, bias=bias, kind=kind,
                                      exposed_load=exposed_load)
-        h, L, pen = self.h, self.lat, self.pen
+        h, L = self.h, self.lat
         tiles = math.ceil(n_out / h.cu_out)
-        mac_trip = self.row_words / h.cu_in if "row_words_bounds" in pen else math.ceil(k / h.cu_in)
-        mac_ii = math.ceil(h.cu_in / 2) if "ports" in pen else 1
+        mac_trip, mac_ii = math.ceil(k / h.cu_in), 1
         mac = mac_trip * mac_ii + self.mac_depth()
         fin_ii = max(1.0, self.unit_ii.get("gelu", 1.0)) if gelu else 1.0
         fin_depth = L["bram"] + L["cast"] + (L["gelu"] if gelu else 0) + (L["mul"] + L["add"] + L["bram"] if score else 0)
@@ -373,16 +375,8 @@ class _Kernel:
         row = L["loop"] + mac + finish
         comp_tile = rows * row
         wbytes = (n_out * k + (n_out if bias else 0)) * self.wbytes
-        tile_bytes = wbytes / tiles
-        if "word_loads" in pen:
-            per_row = (self.row_words if "row_words_bounds" in pen else k) + L["loop"] + 2
-            load = max(h.cu_out * per_row + self.lat_axi, self.load_cycles(tile_bytes))
-        else:
-            load = self.load_cycles(tile_bytes)
-        if "no_overlap" in pen:
-            total = tiles * (load + comp_tile)
-        else:
-            total = load + (tiles - 1) * max(comp_tile, load) + comp_tile
+        load = self.load_cycles(wbytes / tiles)
+        total = load + (tiles - 1) * max(comp_tile, load) + comp_tile
         self.add(name, block, kind, tiles * comp_tile, tiles * load, total, wbytes, wbytes, rows * n_out * k,
                  MAC=tiles * rows * mac, MAC_ITER=tiles * rows * mac_trip * mac_ii, FINISH=tiles * rows * finish,
                  LOAD_TILE=tiles * load)
@@ -429,20 +423,11 @@ class _Kernel:
         img_bytes = m.in_chans * m.img_height * m.img_width * self.pix_bytes
         if self.mode == "onchip":
             bursts = npatch * m.in_chans * m.patch_size
-            if "short_bursts" in self.pen:  # PATCH_X: one burst of PATCH pixels, latency each
-                cyc = bursts * (m.patch_size + self.lat_axi + L["loop"])
-            else:
-                cyc = npatch * m.patch_dim + self.lat_axi + bursts * L["loop"]
-            cyc *= nimg
+            cyc = (npatch * m.patch_dim + self.lat_axi + bursts * L["loop"]) * nimg
             self.add("patch_gather", -1, "io", cyc, cyc, cyc, img_bytes * nimg, 0.0, 0.0, PATCHES=cyc)
             self.layer("patch_embed", -1, npatch * nimg, "patch_embed")
             wb = (m.num_tokens * m.embed_dim + m.embed_dim) * self.wbytes
-            rows = m.num_tokens * nimg
-            if "short_bursts" in self.pen:
-                self.rows_loop("embed", -1, "elementwise", rows, m.embed_dim, depth=4,
-                               extra_per_row=self.lat_axi, nbytes=wb * nimg, wbytes=wb * nimg)
-            else:
-                self.rows_loop("embed", -1, "elementwise", rows, m.embed_dim, depth=4, nbytes=wb, wbytes=wb)
+            self.rows_loop("embed", -1, "elementwise", m.num_tokens * nimg, m.embed_dim, depth=4, nbytes=wb, wbytes=wb)
         else:
             beats = math.ceil(m.patch_dim * self.pix_bytes * 8 / self.h.axi_width)
             comp = npatch * nimg * beats + 8
@@ -459,14 +444,9 @@ class _Kernel:
         per_row_fixed = 2 * L["div_const"] + L["rsqrt"]
         if self.mode == "onchip":
             params = 2 * d * self.wbytes
-            if "ln_dram_params" in self.pen:
-                per = (d + 2) + (d + 4) + (2 * d + 8 + self.lat_axi) + per_row_fixed + 3 * L["loop"]
-                nbytes = params * n
-            else:
-                per = (d + 2) + (d + 4) + (d + 8) + per_row_fixed + 3 * L["loop"]
-                nbytes = params
-            cyc = n * per + (0 if "ln_dram_params" in self.pen else self.lat_axi + params / self.bw_w)
-            self.add(name, block, "norm", cyc, 0.0, cyc, nbytes, nbytes, 0.0, LN_SUM=n * (d + 2),
+            per = (d + 2) + (d + 4) + (d + 8) + per_row_fixed + 3 * L["loop"]
+            cyc = n * per + self.lat_axi + params / self.bw_w
+            self.add(name, block, "norm", cyc, 0.0, cyc, params, params, 0.0, LN_SUM=n * (d + 2),
                      LN_VAR=n * (d + 4), LN_OUT=n * (d + 8), RSQRT=n * per_row_fixed)
         else:
             params = 2 * d * self.wbytes
@@ -502,26 +482,14 @@ class _Kernel:
             return
         chunks = math.ceil(hd / h.cu_in)
         tree = L["bram"] + L["mul"] + _log2c(h.cu_in) + L["add"]
-        if "unpipelined_attention" in self.pen:
-            port_ii = math.ceil(P * h.cu_in / 2) if "ports" in self.pen else 1
-            score = chunks * port_ii + tree
-            # STREAM: P unrolled slots, each a sequential SCORE_D loop, then the online step chain
-            step = P * score + (L["add"] + L["exp"] + L["mul"] + L["add"] + L["cast"]) + 2 + L["loop"]
-            stream = self.attn_cycles * step
-            refill = n * (hd + 2)
-            av_port = math.ceil(h.cu_in / 2) if "ports" in self.pen else 1
-            av_key = (chunks * av_port + tree) + (L["exp"] + 2 * L["mul"] + L["cast"]) + (chunks * av_port + tree) \
-                + L["loop"]
-            av = n * ((hd + 2) + (hd + 1) + n * av_key + (hd + 3) + L["loop"])
-        else:
-            rec = L["mul"] + L["add"] + L["cast"]          # l = l * alpha + e: loop-carried per slot
-            ii_s = max(chunks, rec, exp_ii)
-            depth_s = tree + L["cast"] + L["exp"] + L["mul"] + L["add"] + L["cast"] + L["recip"]
-            stream = self.attn_cycles * ii_s + depth_s
-            refill = n * chunks
-            ii_av = max(chunks, exp_ii)
-            depth_av = 2 * tree + L["exp"] + 2 * L["mul"] + 2 * L["cast"]
-            av = n * (chunks + L["loop"] + n * ii_av + depth_av + chunks + 2)
+        rec = L["mul"] + L["add"] + L["cast"]          # l = l * alpha + e: loop-carried per slot
+        ii_s = max(chunks, rec, exp_ii)
+        depth_s = tree + L["cast"] + L["exp"] + L["mul"] + L["add"] + L["cast"] + L["recip"]
+        stream = self.attn_cycles * ii_s + depth_s
+        refill = n * chunks
+        ii_av = max(chunks, exp_ii)
+        depth_av = 2 * tree + L["exp"] + 2 * L["mul"] + 2 * L["cast"]
+        av = n * (chunks + L["loop"] + n * ii_av + depth_av + chunks + 2)
         per_head = stream + refill + av
         cyc_qk = nimg * heads * (stream + refill)
         cyc_av = nimg * heads * av
@@ -592,8 +560,7 @@ class _Kernel:
         n = m.num_tokens * nimg
         nbytes = n * m.embed_dim * self.out_bytes
         if self.mode == "onchip":
-            cols = self.row_words if "row_words_bounds" in self.pen else m.embed_dim
-            cyc = n * (cols + 2 + self.lat["loop"]) + self.lat_axi
+            cyc = n * (m.embed_dim + 2 + self.lat["loop"]) + self.lat_axi
             self.add("write_tokens", m.depth, "io", cyc, nbytes / self.bw_w, max(cyc, nbytes / self.bw_w), nbytes,
                      0.0, 0.0, WRITE_ROWS=cyc)
         # DRAM mode: the residual stream x already lives in DRAM
@@ -605,17 +572,17 @@ def _group_counts(rt: Routing, block_i: int, images: list[int]) -> np.ndarray:
 
 
 def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_weights: bool | None = None,
-             penalties=frozenset(), port_limit: bool = False, measured: SimResults | None = None,
-             calibrate: bool = True) -> PerfEstimate:
+             port_limit: bool = False, measured: SimResults | None = None, calibrate: bool = True) -> PerfEstimate:
     """Latency of one kernel call of ``batch`` images (per-image figures on the result).
 
     routing: None (uniform expected counts), a :class:`Routing` (e.g. from
     :func:`routing_from_golden` / :func:`skewed_routing`), or counts per MoE
-    block.  mode: ``"onchip"`` (the generated kernel) or ``"edgemoe-dram"``
-    (Edge-MoE's architecture).  share_weights: load each weight once per call
-    for the whole batch (default: ``batch > 1``; the current kernel does not).
-    penalties: names from :data:`PENALTIES` (``AS_WRITTEN`` = all), onchip only.
-    port_limit: also cap a bundle at the physical port bandwidth (``Board.port_gbps``).
+    block.  mode: ``"onchip"`` (the generated kernel: the headline is the loop
+    model of the kernel as written) or ``"edgemoe-dram"`` (Edge-MoE's
+    architecture).  share_weights: in the intended schedule and Edge-MoE's, load
+    each weight once per call for the whole batch (default: ``batch > 1``; the
+    kernel as written does not).  port_limit: cap every board's bundles at one
+    memory port's bandwidth (``Board.port_gbps``; Zynq boards always are).
     measured: what the sim tools wrote, read by the caller; calibrates the RTL
     units' latencies unless ``calibrate`` is false (without it: default latencies).
     """
@@ -625,10 +592,6 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
         raise ValueError(f"mode {mode!r}: must be one of {', '.join(MODES)}")
     if batch < 1:
         raise ValueError(f"batch {batch}: must be >= 1")
-    pen = frozenset(penalties)
-    unknown = pen - set(PENALTIES)
-    if unknown:
-        raise ValueError(f"unknown penalties {sorted(unknown)}; known: {', '.join(PENALTIES)}")
     share = (batch > 1) if share_weights is None else bool(share_weights)
     m, h = cfg.model, cfg.hardware
     rt = as_routing(cfg, routing)
@@ -639,7 +602,7 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
     for u, c in cal.items():
         lat[u] = c["latency"]
         unit_ii[u] = c["ii"]
-    k = _Kernel(cfg, mode, pen if mode == "onchip" else frozenset(), port_limit, lat, unit_ii, plan)
+    k = _Kernel(cfg, mode, port_limit, lat, unit_ii, plan)
 
     groups = [list(range(batch))] if share else [[i] for i in range(batch)]
     for imgs in groups:
@@ -664,19 +627,44 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
 
     merged: dict[tuple, Step] = {}
     for s in k.steps:
+        s.cycles_intended = s.cycles_total
         key = (s.block, s.name)
         merged[key] = merged[key].merged(s) if key in merged else s
     steps = list(merged.values())
-    total = sum(s.cycles_total for s in steps) + CALL_OVERHEAD
+    intended = sum(s.cycles_intended for s in steps) + CALL_OVERHEAD
+    loops = None
+    if mode == "onchip":
+        loops = loop_estimate(cfg, rt, batch, lat, unit_ii, port_limit)
+        written = loops.by_step()
+        maxi = loops.maxi_cycles()
+        for s in steps:
+            key = (s.name, s.block)
+            s.cycles_total = written.pop(key, 0.0) * batch
+            s.cycles_memory = maxi.get(key, 0.0) * batch
+            s.cycles_compute = s.cycles_total - s.cycles_memory
+        for (name, block), cyc in written.items():   # kernel work the intended schedule has no step for
+            mem = maxi.get((name, block), 0.0) * batch
+            steps.append(Step(name, block, "elementwise", cyc * batch - mem, mem, cyc * batch, 0.0))
+        steps.sort(key=lambda s: s.block)
+        total = loops.cycles_per_image * batch
+    else:
+        total = intended
 
     notes = []
     if batch > 1:
-        notes.append("the current kernel loops over the images of a call and reloads every weight tile per image; "
-                     + ("weight sharing across the batch is the DSE option modelled here, not implemented yet"
-                        if share else "modelled as such (no sharing)"))
+        notes.append("the kernel loops over the images of a call and reloads every weight tile per image"
+                     + ("; weight sharing across the batch (intended column) is the DSE option, not implemented"
+                        if share else " (no sharing modelled)"))
     if mode == "edgemoe-dram":
         notes.append("Edge-MoE mode: intermediates through DRAM, whole-layer weight loads exposed for dense "
                      "layers, expert loads ping-ponged behind the previous expert's compute")
+    else:
+        binding = {}
+        for r in loops.rows():
+            binding[r["binding"]] = binding.get(r["binding"], 0.0) + r["cycles"]
+        top = sorted(binding.items(), key=lambda kv: -kv[1])[:3]
+        notes.append("as written: " + ", ".join(f"{100 * c / loops.cycles_per_image:.0f}% in loops bound by {b}"
+                                                for b, c in top) + " (edgemoe perf --loops lists them)")
     if not cal:
         notes.append("uncalibrated: no RTL measurements under build/sim for this precision")
     if plan.weight_word_bits > cfg.precision.weight.bits:
@@ -684,11 +672,10 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
                      f"{plan.weight_word_bits}-bit (widest weight class), so DRAM traffic is that of "
                      f"{plan.weight_word_bits}-bit weights")
 
-    est = PerfEstimate(cfg, mode, batch, share, pen if mode == "onchip" else frozenset(), steps, rt, cal, lat,
-                       h.clock_mhz, h.board,
+    est = PerfEstimate(cfg, mode, batch, share, steps, rt, cal, lat, h.clock_mhz, h.board,
                        {"weights_bytes_per_cycle": k.bw_w, "activations_bytes_per_cycle": k.bw_a,
                         "board_bytes_per_cycle": k.bw_board, "dram_latency_cycles": k.lat_axi},
-                       notes, total)
+                       notes, total, loops=loops, intended_cycles=intended)
     board = BOARDS[h.board]
     dpm = dsp_per_mult(plan.cu_word_bits, plan.weight_word_bits)
     clock = h.clock_mhz * 1e6
@@ -707,28 +694,48 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
     return est
 
 
-def as_written_findings(cfg, routing=None, batch: int = 1, measured: SimResults | None = None) -> list[dict]:
-    """What each penalty of the template as written costs (onchip mode), alone and all together.
+def format_loops(est: PerfEstimate, top: int | None = None) -> str:
+    """The loops of the kernel as written (onchip estimates): label, function, iterations per image,
+    achievable II (and the pragma's), binding constraint, cycles per image and share, sorted by cycles."""
+    if est.loops is None:
+        return f"mode {est.mode}: no generated kernel to list the loops of (Edge-MoE's schedule)"
+    return est.loops.table(top)
 
-    Rows: {penalty, description, ms_per_image, factor (vs intended)}; the
-    first row is the intended schedule, the last all penalties together.
+
+def as_written_findings(cfg, routing=None, batch: int = 1, measured: SimResults | None = None) -> list[dict]:
+    """Where the kernel as written spends its time, by the constraint that binds each loop (onchip mode).
+
+    Rows: {penalty, description, ms_per_image, factor}; the first row is the
+    intended schedule (factor 1), then one row per binding constraint: the
+    ms/image of the loops it binds and, as ``factor``, their excess over the
+    pragmas' II (ms) relative to the intended total; the last row the kernel as
+    written (factor: as written / intended).
     """
-    base = estimate(cfg, routing, batch, "onchip", measured=measured)
-    rows = [{"penalty": "(intended schedule)", "description": "every PIPELINE II=1 met, loads at AXI width",
-             "ms_per_image": base.ms_per_image, "factor": 1.0}]
-    for name, desc in PENALTIES.items():
-        e = estimate(cfg, routing, batch, "onchip", penalties={name}, measured=measured)
-        status = "" if name in AS_WRITTEN else "[fixed in the template] "
-        rows.append({"penalty": name, "description": status + desc, "ms_per_image": e.ms_per_image,
-                     "factor": e.ms_per_image / base.ms_per_image})
-    e = estimate(cfg, routing, batch, "onchip", penalties=AS_WRITTEN, measured=measured)
-    rows.append({"penalty": "(all: as written)", "description": "every penalty the template still has",
-                 "ms_per_image": e.ms_per_image, "factor": e.ms_per_image / base.ms_per_image})
+    est = estimate(cfg, routing, batch, "onchip", measured=measured)
+    base = est.intended_ms_per_image
+    rows = [{"penalty": "(intended schedule)", "description": "every PIPELINE II met, loads behind the compute",
+             "ms_per_image": base, "factor": 1.0}]
+    us = 1e-3 / est.clock_mhz
+    groups: dict = {}
+    for r in est.loops.rows():
+        g = groups.setdefault(r["binding"], {"cycles": 0.0, "excess": 0.0, "loops": []})
+        g["cycles"] += r["cycles"]
+        g["excess"] += r["cycles"] - r["cycles_target"]
+        if r["cycles"] > 0:
+            g["loops"].append(f"{r['label']} (II {r['ii']:.3g})" if r["target_ii"] else r["label"])
+    for name, g in sorted(groups.items(), key=lambda kv: -kv[1]["cycles"]):
+        if g["cycles"] <= 0:
+            continue
+        more = len(g["loops"]) - 4
+        rows.append({"penalty": name, "description": ", ".join(g["loops"][:4]) + (f" +{more} more" if more > 0 else ""),
+                     "ms_per_image": g["cycles"] * us, "factor": g["excess"] * us / base})
+    rows.append({"penalty": "(all: as written)", "description": "the headline: every loop as the tool schedules it",
+                 "ms_per_image": est.ms_per_image, "factor": est.ms_per_image / base})
     return rows
 
 
 def format_findings(rows: list[dict]) -> str:
-    lines = [f"  {'penalty':<24}{'ms/image':>10}{'x':>8}  description"]
+    lines = [f"  {'binding constraint':<34}{'ms/image':>10}{'excess':>8}  loops (achievable II)"]
     for r in rows:
-        lines.append(f"  {r['penalty']:<24}{r['ms_per_image']:>10.2f}{r['factor']:>8.2f}  {r['description']}")
+        lines.append(f"  {r['penalty'][:34]:<34}{r['ms_per_image']:>10.2f}{r['factor']:>8.2f}  {r['description']}")
     return "\n".join(lines)

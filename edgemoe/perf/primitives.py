@@ -10,6 +10,8 @@
   BRAM36/BRAM18 aspect ratio (:func:`bram36_for`).
 * :class:`UnitResources` sums one unit's multipliers and memories, with a
   line of detail per item.
+* :data:`OP_LATENCY`: cycles of one operator at the kernel clock, the one
+  table the cycle models (:mod:`.cycles`, :mod:`.loops`) schedule with.
 """
 from __future__ import annotations
 
@@ -20,6 +22,20 @@ from dataclasses import dataclass, field
 LUTRAM_MAX_BITS = 2048
 #: banks of at least this many bits go to URAM on boards that have URAM
 URAM_MIN_BITS = 147_456
+
+#: cycles of one operator (kernel clock, <= 300 MHz on UltraScale+) when no RTL measurement replaces it
+OP_LATENCY = {
+    "mul": 3,        # DSP48E2 multiplier (<= 27x18 per slice, a cascade for wider), A/M/P registers
+    "mul_wide": 5,   # 64 x 64-bit product (wide_t operands the tool cannot narrow): a DSP cascade
+    "add": 1,        # integer add / compare / select up to 64 bits: one carry chain
+    "cast": 1,       # round + saturate to a narrower word
+    "bram": 2,       # BRAM / LUTRAM read, address to registered data
+    "store": 1,      # BRAM / LUTRAM / register write
+    "loop": 1,       # a non-pipelined loop iteration's exit / branch test
+    "call": 2,       # entering and leaving a function that is not inlined
+    "div_const": 4,  # floor_div by a constant: multiply-shift
+    "exp": 6, "recip": 8, "rsqrt": 8, "gelu": 4,   # the numerics' table units (calibrated when measured)
+}
 
 _BRAM36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
 _BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))

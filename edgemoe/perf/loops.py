@@ -1,0 +1,779 @@
+"""Loop-level model of the generated kernel as written (``hls/templates/edgemoe_vit.cpp.j2``).
+
+Every labelled loop of the kernel (``LABEL: for ...``) is a :class:`LoopSpec`:
+its function, parent loop, pragma, trip count (a formula of the kernel's
+constants and the call's arguments) and, per iteration, what constrains its
+initiation interval: accesses to each on-chip array and the banks they spread
+over, m_axi accesses per pointer (burst or not), loop-carried recurrences and
+their operators, multipliers.  :func:`loop_estimate` computes each loop's
+achievable II from those constraints separately, names the one that binds,
+counts the loop's entries and iterations per image by walking the kernel's
+call structure (depth, MoE blocks, active experts per routing) and returns
+cycles per loop and per step.  Nothing here assumes a pragma is met.
+
+The scheduling rules (how Vitis HLS builds the hardware):
+
+* **Bank ports.**  A BRAM / LUTRAM bank (and a ROM: the numerics' global
+  tables) has 2 ports: ``k`` accesses of one bank per iteration need
+  ``II >= ceil(k / 2)``.  ``ARRAY_PARTITION cyclic factor=F`` / ``complete``
+  gives F banks along that dimension; ``a[r][k0 + i]``, ``i < F`` hits F banks.
+  Only the template's partition pragmas count (the tool's throughput-driven
+  automatic partitioning is not assumed).  Reads of one address by unrolled
+  copies of an inlined function (the key row every query slot scores) are
+  one read.
+* **m_axi.**  A bundle performs at most one read and one write transaction
+  per cycle.  Only an unconditional, sequential read of one array in a
+  pipelined loop becomes a burst; any other access is a transaction of its
+  own.  In a pipelined loop at most :data:`MAXI_OUTSTANDING` transactions are
+  in flight, so single-beat accesses cost ``latency / outstanding`` cycles
+  each (Little's law; the DRAM latency is ``Board.dram_latency_ns``); outside
+  a pipeline each access pays the whole latency.  A beat is the pointer's
+  element (16-bit ``weight_word_t``, 8-bit pixels: no widening).  Every
+  bundle reaches memory through a port of its own (``Board.port_gbps``; a
+  ZCU102 HP port is 128 bits) and all share the DDR (``Board.mem_gbps x
+  mem_efficiency``); bursts are :data:`MAXI_BURST_BEATS` beats long.
+* **Recurrence.**  A value carried from one iteration to the next through
+  an operator chain of latency L (``l * alpha + e`` of the online softmax, a
+  read-modify-write through a RAM) forces ``II >= L``.
+* **DSPs.**  An iteration's multipliers beyond the board's DSPs must share
+  slices: ``II >= ceil(DSPs per iteration / board DSPs)``.
+* **Unrolling.**  PIPELINE fully unrolls every loop inside it, UNROLL with a
+  factor inside a pipelined loop included.  A loop without PIPELINE (the
+  project sets ``config_compile -pipeline_loops 0``) runs sequentially: each
+  iteration takes its body's latency plus one cycle for the exit test, and an
+  inner pipelined loop pays its depth on every entry.
+* **Calls.**  Function calls in a sequential region run one after the other
+  (no DATAFLOW), so ``load_tile`` never overlaps the compute; a call inside a
+  loop pays its latency per iteration.
+
+Operator latencies come from :data:`edgemoe.perf.primitives.OP_LATENCY` (the
+RTL units' measurements replace them when given).  A loop's cycles per image
+are ``entries x (trip x II + depth)`` when pipelined and ``iterations x
+(body + 1)`` when not; the totals are sums of the loops and the functions'
+call overheads, nothing else.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from edgemoe.boards import BOARDS
+from edgemoe.hls.interface import TOP
+from edgemoe.hls.plan import KernelPlan
+
+from .primitives import OP_LATENCY, dsp_per_mult
+
+#: ports of one BRAM / LUTRAM / ROM bank (true dual port)
+BANK_PORTS = 2
+#: m_axi transactions a bundle keeps in flight (the tool's default num_read_outstanding / num_write_outstanding)
+MAXI_OUTSTANDING = 16
+#: beats per burst (the tool's default max_read_burst_length / max_write_burst_length)
+MAXI_BURST_BEATS = 16
+#: cycles from ap_start to the first loop and from the last write to ap_done
+CALL_OVERHEAD = 200
+#: the constraint names, in the order the table lists them
+CONSTRAINTS = ("bank ports", "m_axi", "recurrence", "DSPs")
+
+
+# --- what a loop does per iteration ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Port:
+    """Accesses of one on-chip array per iteration, spread evenly over ``spread`` of its banks."""
+
+    array: str
+    reads: int = 0
+    writes: int = 0
+    spread: int = 1
+
+    @property
+    def per_bank(self) -> int:
+        return math.ceil((self.reads + self.writes) / max(1, self.spread))
+
+
+@dataclass(frozen=True)
+class Axi:
+    """m_axi accesses of one pointer argument per iteration.
+
+    ``burst``: the tool infers a burst (unconditional, sequential, one array, pipelined loop);
+    ``why``: what prevents it otherwise.
+    """
+
+    arg: str
+    reads: int = 0
+    writes: int = 0
+    burst: bool = False
+    why: str = ""
+    when: str = ""   # a condition on the call's arguments (e.g. ``has_bias``); empty: every iteration
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """A value carried to the next iteration through the operators ``ops`` (names of OP_LATENCY)."""
+
+    what: str
+    ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Mults:
+    """``count`` multipliers of ``a_bits`` x ``b_bits`` per iteration."""
+
+    count: int
+    a_bits: int
+    b_bits: int
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """One labelled loop of the kernel as written.
+
+    pragma: as the template writes it (``PIPELINE II=1``, ``PIPELINE``, ``UNROLL``,
+    ``UNROLL factor=16``, ``-``).  trip: a formula over the kernel constants
+    (``N_TOKENS``, ``CU_IN``, ...) and the call's arguments (``rows``, ``k_dim``,
+    ``tiles``, ...).  ops: the critical path of one iteration (the pipeline's
+    depth, or a sequential body's latency).  tap_only: runs only in a debug-tap
+    call.  step: the estimate step its cycles count to (None: the caller's).
+    inlined_in: for a loop of an inlined function, the pipelined loops it is
+    inlined (and so fully unrolled) into.
+    """
+
+    label: str
+    function: str
+    parent: str | None
+    pragma: str
+    trip: str
+    ports: tuple[Port, ...] = ()
+    axi: tuple[Axi, ...] = ()
+    recurrences: tuple[Recurrence, ...] = ()
+    mults: tuple[Mults, ...] = ()
+    ops: tuple[str, ...] = ()
+    tap_only: bool = False
+    step: str | None = None
+    inlined_in: str | None = None
+
+    @property
+    def pipelined(self) -> bool:
+        return self.pragma.startswith("PIPELINE")
+
+    @property
+    def target_ii(self) -> int:
+        if not self.pipelined:
+            return 0
+        return int(self.pragma.split("II=")[1]) if "II=" in self.pragma else 1
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A kernel function that is not inlined: its call overhead and straight-line code (ops)."""
+
+    name: str
+    ops: tuple[str, ...] = ("call",)
+
+
+@dataclass
+class LoopII:
+    """A loop's achievable II, each constraint separately, the binding one and the pipeline depth.
+
+    For a loop without PIPELINE ``ii`` is the cycles of one iteration (body + exit test),
+    ``maxi`` of them the DRAM round trips of its m_axi accesses (paid only in the
+    iterations that make them); for a loop unrolled into a pipeline it is 0 (its
+    work is its parent's).
+    """
+
+    ii: float
+    binding: str
+    depth: float
+    constraints: dict = field(default_factory=dict)
+    detail: dict = field(default_factory=dict)
+    unrolled_in: str | None = None
+    maxi: float = 0.0
+
+
+# --- the kernel as written -------------------------------------------------------------------------
+
+def _log2c(x: int) -> int:
+    return max(0, math.ceil(math.log2(max(1, x))))
+
+
+def kernel_constants(cfg, plan: KernelPlan) -> dict:
+    """The kernel's constants (``edgemoe_config.h``) the trip formulas read."""
+    m, h = cfg.model, cfg.hardware
+    return {"N_TOKENS": m.num_tokens, "DIM": m.embed_dim, "HEADS": m.num_heads, "HEAD_DIM": m.head_dim,
+            "EXPERTS": m.num_experts, "TOP_K": m.top_k, "DEPTH": m.depth, "NUM_PATCHES": m.num_patches,
+            "PATCH": m.patch_size, "IN_CHANS": m.in_chans, "IMG_H": m.img_height, "IMG_W": m.img_width,
+            "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
+            "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "ATTN_P": h.attn_parallel, "ATTN_CYCLES": plan.attn_cycles,
+            "ROW_WORDS": plan.row_words}
+
+
+def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
+    """Banks of each on-chip array after the template's ARRAY_PARTITION pragmas (1: unpartitioned)."""
+    m, h = cfg.model, cfg.hardware
+    rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
+    return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
+            "w": h.cu_out * h.cu_in, "b": h.cu_out, "moe_acc": 1, "q": h.attn_parallel, "row_max": 1,
+            "row_inv": 1, "qi": 1, "av_acc": 1, "gamma": 1, "beta": 1, "c": 1, "route": 1,
+            "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1}
+
+
+def kernel_functions() -> tuple[FunctionSpec, ...]:
+    """The kernel's functions that are not inlined, with their straight-line code."""
+    return (FunctionSpec("load_tile"), FunctionSpec("compute_unit", ("call", "add")),
+            FunctionSpec("layernorm"), FunctionSpec("residual_add"), FunctionSpec("attention"),
+            FunctionSpec("gate_token", ("call", "recip")), FunctionSpec("write_rows"), FunctionSpec("run_image"))
+
+
+def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
+    """Every labelled loop of the kernel, in source order, with what constrains it."""
+    m, h = cfg.model, cfg.hardware
+    banks = array_banks(cfg, plan)
+    ci, co, P, hd = h.cu_in, h.cu_out, h.attn_parallel, m.head_dim
+    cu, wb = plan.cu_word_bits, plan.weight_word_bits
+    acc_bits = 64  # wide_t
+
+    def spread(n, array):
+        return min(n, banks[array])
+
+    mac_tree = ("add",) * _log2c(ci)
+    hd_tree = ("add",) * _log2c(hd)
+    S = LoopSpec
+    return (
+        # load_tile
+        S("LOAD_ROWS", "load_tile", None, "-", "CU_OUT",
+          axi=(Axi("weights", reads=1, why="outside a pipeline; conditional (b_off >= 0 && row < n_out)",
+                   when="has_bias"),),
+          ops=("store",)),
+        S("LOAD_K", "load_tile", "LOAD_ROWS", "PIPELINE II=1", "k_dim",
+          ports=(Port("w", writes=1),),
+          axi=(Axi("weights", reads=1, why="conditional read (row < n_out ? ... : 0)"),),
+          ops=("store",)),
+        # compute_unit
+        S("TILES", "compute_unit", None, "-", "tiles", ops=("add",)),
+        S("ROWS", "compute_unit", "TILES", "-", "rows"),
+        S("INIT", "compute_unit", "ROWS", "UNROLL", "CU_OUT", ops=("store",)),
+        S("MAC", "compute_unit", "ROWS", "PIPELINE II=1", "ceil(k_dim / CU_IN)",
+          ports=(Port("in", reads=ci, spread=spread(ci, "in")), Port("w", reads=co * ci, spread=co * spread(ci, "w"))),
+          recurrences=(Recurrence("acc[o] += sum of CU_IN products", ("add",)),),
+          mults=(Mults(co * ci, cu, wb),),
+          ops=("bram", "mul") + mac_tree + ("add",)),
+        S("MAC_O", "compute_unit", "MAC", "-", "CU_OUT"),
+        S("MAC_I", "compute_unit", "MAC_O", "-", "CU_IN"),
+        S("FINISH", "compute_unit", "ROWS", "PIPELINE II=1", "CU_OUT",
+          ports=(Port("b", reads=1), Port("out", writes=1), Port("moe_acc", reads=1, writes=1)),
+          mults=(Mults(1, cu, 18), Mults(1, acc_bits, 16)),
+          ops=("bram", "add", "cast", "gelu", "mul", "bram", "add", "store")),
+        # layernorm
+        S("LN_PARAMS", "layernorm", None, "PIPELINE II=1", "DIM",
+          ports=(Port("gamma", writes=1), Port("beta", writes=1)),
+          axi=(Axi("weights", reads=2, why="two arrays (gamma, beta) in one loop"),), ops=("store",)),
+        S("LN_ROWS", "layernorm", None, "-", "N_TOKENS", ops=("div_const", "div_const", "add", "rsqrt"),
+          ports=(Port("RSQRT_TABLE", reads=2),)),
+        S("LN_SUM", "layernorm", "LN_ROWS", "-", "DIM", ops=("bram", "add")),
+        S("LN_VAR", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM",
+          ports=(Port("x", reads=1), Port("c", writes=1)),
+          recurrences=(Recurrence("sq += c * c", ("add",)),), mults=(Mults(1, 24, 24),),
+          ops=("bram", "add", "cast", "mul", "add")),
+        S("LN_OUT", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM",
+          ports=(Port("c", reads=1), Port("gamma", reads=1), Port("beta", reads=1), Port("y", writes=1)),
+          mults=(Mults(1, 24, 32), Mults(1, 24, 16)),
+          ops=("bram", "mul", "cast", "mul", "add", "cast", "store")),
+        # residual_add
+        S("ADD_ROWS", "residual_add", None, "-", "N_TOKENS"),
+        S("ADD_D", "residual_add", "ADD_ROWS", "PIPELINE II=1", "DIM",
+          ports=(Port("x", reads=1, writes=1), Port("y", reads=1)), ops=("bram", "add", "cast", "store")),
+        # attention (score and online_step are inlined)
+        S("SCORE_D", "score", None, f"UNROLL factor={ci}", "HEAD_DIM", inlined_in="STREAM, AV_KEYS"),
+        S("HEADS_LOOP", "attention", None, "-", "HEADS", step="attn_stream"),
+        S("STREAM", "attention", "HEADS_LOOP", "PIPELINE", "ATTN_CYCLES",
+          ports=(Port("qkv", reads=hd + P * hd, spread=spread(hd, "qkv")),    # the key row once, P query refills
+                 Port("q", reads=P * hd, writes=P * hd, spread=banks["q"]),   # slot o's bank: refill + score
+                 Port("row_max", writes=P), Port("row_inv", writes=P),
+                 Port("EXP2_TABLE", reads=2 * 2 * P), Port("RECIP_TABLE", reads=2 * P)),
+          axi=(Axi("activations", writes=3 * P, why="conditional tap writes (scores, max, 1/sum) of every slot"),),
+          recurrences=(Recurrence("l = l * alpha + e (online softmax sum)", ("mul_wide", "add", "cast")),
+                       Recurrence("m = max(m, s)", ("add",))),
+          mults=(Mults(P * hd, cu, cu), Mults(P, acc_bits, acc_bits), Mults(2 * P, acc_bits, 18)),
+          ops=("bram", "mul") + hd_tree + ("cast", "exp", "mul_wide", "add", "cast", "recip", "store"),
+          step="attn_stream"),
+        S("SLOTS", "attention", "STREAM", "UNROLL", "ATTN_P", step="attn_stream"),
+        S("LOAD_Q", "attention", "SLOTS", "-", "HEAD_DIM", step="attn_stream"),
+        S("AV_ROWS", "attention", "HEADS_LOOP", "-", "N_TOKENS", step="attn_av"),
+        S("AV_LOAD_Q", "attention", "AV_ROWS", "-", "HEAD_DIM", ops=("bram", "store"), step="attn_av"),
+        S("AV_INIT", "attention", "AV_ROWS", "-", "HEAD_DIM", ops=("store",), step="attn_av"),
+        S("AV_KEYS", "attention", "AV_ROWS", "PIPELINE II=1", "N_TOKENS",
+          ports=(Port("qkv", reads=2 * hd, spread=spread(2 * hd, "qkv")), Port("qi", reads=hd),
+                 Port("av_acc", reads=hd, writes=hd), Port("EXP2_TABLE", reads=2)),
+          recurrences=(Recurrence("acc[d] += p * v (read-modify-write of a RAM)", ("bram", "add")),),
+          mults=(Mults(hd, cu, cu), Mults(hd, 18, cu), Mults(1, acc_bits, 18), Mults(1, acc_bits, acc_bits)),
+          ops=("bram", "mul") + hd_tree + ("cast", "add", "exp", "mul_wide", "cast", "mul", "add", "store"),
+          step="attn_av"),
+        S("AV_D", "attention", "AV_KEYS", f"UNROLL factor={ci}", "HEAD_DIM", step="attn_av"),
+        S("AV_OUT", "attention", "AV_ROWS", "-", "HEAD_DIM", ops=("bram", "cast", "store"), step="attn_av"),
+        # gate_token (once per token)
+        S("GATE_MAX", "gate_token", None, "-", "EXPERTS - 1", ops=("bram", "add")),
+        S("GATE_EXP", "gate_token", None, "-", "EXPERTS", ops=("bram", "add", "exp", "store"),
+          ports=(Port("EXP2_TABLE", reads=2),)),
+        S("GATE_SCORE", "gate_token", None, "-", "EXPERTS", ops=("bram", "mul_wide", "cast", "store")),
+        S("TOPK_CLEAR", "gate_token", None, "-", "EXPERTS", ops=("store",)),
+        S("TOPK", "gate_token", None, "-", "TOP_K", ops=("bram", "store")),
+        S("TOPK_SCAN", "gate_token", "TOPK", "-", "EXPERTS", ops=("bram", "add", "add")),
+        # write_rows
+        S("WRITE_R", "write_rows", None, "-", "rows"),
+        S("WRITE_C", "write_rows", "WRITE_R", "PIPELINE II=1", "cols", ports=(Port("src", reads=1),),
+          axi=(Axi("activations", writes=1, burst=True),), ops=("bram",)),
+        # run_image
+        S("PIX", "run_image", None, "-", "IN_CHANS * IMG_H * IMG_W", tap_only=True,
+          axi=(Axi("image", reads=1, why="outside a pipeline"), Axi("activations", writes=1, why="outside a pipeline"))),
+        S("PATCHES", "run_image", None, "-", "NUM_PATCHES", ops=("div_const",), step="patch_gather"),
+        S("PATCH_C", "run_image", "PATCHES", "-", "IN_CHANS", step="patch_gather"),
+        S("PATCH_Y", "run_image", "PATCH_C", "-", "PATCH", step="patch_gather"),
+        S("PATCH_X", "run_image", "PATCH_Y", "PIPELINE II=1", "PATCH", ports=(Port("big", writes=1),),
+          axi=(Axi("image", reads=1, burst=True),), ops=("store",), step="patch_gather"),
+        S("EMBED_R", "run_image", None, "-", "N_TOKENS", step="embed"),
+        S("EMBED_D", "run_image", "EMBED_R", "PIPELINE II=1", "DIM",
+          ports=(Port("tbuf", reads=1), Port("x", writes=1)),
+          axi=(Axi("weights", reads=2, why="two arrays (cls token, position table), one conditional (r == 0)"),),
+          ops=("add", "cast", "store"), step="embed"),
+        S("BLOCKS", "run_image", None, "-", "DEPTH", step="resid2"),
+        S("GATE_TOKENS", "run_image", "BLOCKS", "-", "N_TOKENS", step="gate_topk"),
+        S("TAP_GS", "run_image", "GATE_TOKENS", "-", "EXPERTS", tap_only=True),
+        S("TAP_TK", "run_image", "BLOCKS", "-", "N_TOKENS", tap_only=True),
+        S("TAP_TK_K", "run_image", "TAP_TK", "-", "TOP_K", tap_only=True),
+        S("Q_CLEAR", "run_image", "BLOCKS", "-", "EXPERTS", ops=("store",), step="queues"),
+        S("Q_FILL", "run_image", "BLOCKS", "-", "N_TOKENS", step="queues"),
+        S("Q_FILL_K", "run_image", "Q_FILL", "-", "TOP_K", ops=("bram", "bram", "store", "add", "store"),
+          step="queues"),
+        S("TAP_EC", "run_image", "BLOCKS", "-", "EXPERTS", tap_only=True),
+        S("MOE_CLEAR", "run_image", "BLOCKS", "-", "N_TOKENS", step="moe_clear"),
+        S("MOE_CLEAR_D", "run_image", "MOE_CLEAR", "-", "DIM", ops=("store",), step="moe_clear"),
+        S("EXPERT_LOOP", "run_image", "BLOCKS", "-", "EXPERTS", ops=("bram", "add"), step="expert_gather"),
+        S("GATHER", "run_image", "EXPERT_LOOP", "-", "n", ops=("bram",), step="expert_gather"),
+        S("GATHER_D", "run_image", "GATHER", "-", "DIM", ops=("bram", "store"), step="expert_gather"),
+        S("MOE_OUT", "run_image", "BLOCKS", "-", "N_TOKENS", step="moe_out"),
+        S("MOE_OUT_D", "run_image", "MOE_OUT", "-", "DIM", ops=("bram", "cast", "store"), step="moe_out"),
+        # the top function
+        S("IMAGES", TOP, None, "-", "num_images", step="write_tokens"),
+    )
+
+
+def source_loops(source: str) -> list[tuple[str, str, str | None]]:
+    """(label, function, parent label) of every ``LABEL: for`` loop of a generated kernel source.
+
+    Functions start at column 0 (``static ... name(`` / ``void name(``); a loop's parent is the
+    nearest enclosing labelled loop, by indentation (the templates indent every body).
+    """
+    func_re = re.compile(r"^(?:static\s+)?[A-Za-z_][\w:<>, ]*?\b([A-Za-z_]\w*)\s*\(")
+    loop_re = re.compile(r"^(\s*)([A-Z][A-Z0-9_]*)\s*:\s*for\s*\(")
+    out, stack, func = [], [], None
+    for line in source.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "//")):
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent == 0 and not stripped.startswith("}"):
+            f = func_re.match(line)
+            if f and not stripped.startswith(("typedef", "enum", "struct")):
+                func, stack = f.group(1), []
+            continue
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        lp = loop_re.match(line)
+        if lp:
+            out.append((lp.group(2), func, stack[-1][1] if stack else None))
+            stack.append((indent, lp.group(2)))
+    return out
+
+
+# --- constraints -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Memory:
+    """The m_axi side: DRAM latency (cycles), bytes per cycle of one port and of the DDR, word bits per pointer."""
+
+    latency: float
+    port_bpc: float
+    ddr_bpc: float
+    word_bits: dict
+    bundle_of: dict
+
+
+def memory_of(cfg, plan: KernelPlan, port_limit: bool | None = None) -> Memory:
+    """The memory facts of ``cfg``'s board at its clock; ``port_limit`` None: per port on Zynq boards."""
+    h = cfg.hardware
+    board = BOARDS[h.board]
+    clock = h.clock_mhz * 1e6
+    per_port = board.flow == "zynq" if port_limit is None else (port_limit or board.flow == "zynq")
+    return Memory(latency=board.dram_latency_ns * h.clock_mhz / 1e3,
+                  port_bpc=board.port_gbps * 1e9 / clock if per_port else math.inf,
+                  ddr_bpc=board.mem_gbps * board.mem_efficiency * 1e9 / clock,
+                  word_bits={"weights": plan.weight_word_bits, "image": plan.pixel_word_bits,
+                             "activations": plan.out_word_bits},
+                  bundle_of=h.bundle_of)
+
+
+def analyse(spec: LoopSpec, specs: dict, mem: Memory, lat: dict, board_dsp: int) -> LoopII:
+    """The achievable II of one loop and what binds it (see the module docstring for the rules)."""
+    if spec.inlined_in:
+        return LoopII(0.0, f"unrolled into {spec.inlined_in}", 0.0, unrolled_in=spec.inlined_in)
+    up = spec.parent
+    while up is not None:
+        if specs[up].pipelined:
+            return LoopII(0.0, f"unrolled into {up}", 0.0, unrolled_in=up)
+        up = specs[up].parent
+    path = float(sum(lat[o] for o in spec.ops))
+    if not spec.pipelined:
+        # sequential: body latency (+ a whole DRAM round trip per m_axi access) + the exit test
+        maxi = sum((a.reads + a.writes) * (mem.latency + lat["loop"]) for a in spec.axi)
+        if spec.pragma.startswith("UNROLL"):
+            return LoopII(0.0, "unrolled (sequential region)", max(1.0, path),
+                          detail={"body": max(1.0, path)})
+        why = "sequential (no PIPELINE)" + (": DRAM round trip per access" if maxi > path else "")
+        detail = {why: f"body {max(1.0, path):g} + exit {lat['loop']:g}"
+                  + (f" + m_axi {maxi:g} cycles" if maxi else "") + " per iteration"}
+        return LoopII(max(1.0, path) + maxi + lat["loop"], why, 0.0, detail=detail, maxi=maxi)
+    cons = {c: float(spec.target_ii) if c == "bank ports" else 0.0 for c in CONSTRAINTS}
+    detail: dict = {}
+    for p in spec.ports:
+        need = math.ceil(p.per_bank / BANK_PORTS)
+        if need > cons["bank ports"]:
+            cons["bank ports"] = float(need)
+            detail["bank ports"] = f"{p.array}: {p.reads + p.writes} accesses on {p.spread} bank(s)"
+    maxi_depth = 0.0
+    per_bundle: dict[str, list] = {}
+    for a in spec.axi:
+        per_bundle.setdefault(mem.bundle_of.get(a.arg, a.arg), []).append(a)
+    for bundle, accs in per_bundle.items():
+        reads, writes = sum(a.reads for a in accs), sum(a.writes for a in accs)
+        beats = reads + writes
+        nbytes = sum((a.reads + a.writes) * mem.word_bits[a.arg] / 8 for a in accs)
+        single = sum(a.reads + a.writes for a in accs if not a.burst)
+        terms = {"one read + one write per cycle": max(reads, writes),
+                 "port bandwidth": nbytes / mem.port_bpc,
+                 "DDR bandwidth": nbytes / mem.ddr_bpc,
+                 "latency / outstanding": single * mem.latency / MAXI_OUTSTANDING
+                 + (beats - single) * mem.latency / (MAXI_OUTSTANDING * MAXI_BURST_BEATS)}
+        what, ii = max(terms.items(), key=lambda kv: kv[1])
+        if ii > cons["m_axi"]:
+            cons["m_axi"] = ii
+            whys = sorted({a.why for a in accs if not a.burst and a.why})
+            detail["m_axi"] = f"{bundle}: {what}" + (f" ({'; '.join(whys)})" if whys and single else "")
+        maxi_depth = max(maxi_depth, mem.latency)
+    for r in spec.recurrences:
+        L = float(sum(lat[o] for o in r.ops))
+        if L > cons["recurrence"]:
+            cons["recurrence"] = L
+            detail["recurrence"] = f"{r.what}: {'+'.join(r.ops)} = {L:g}"
+    dsp = sum(mu.count * dsp_per_mult(mu.a_bits, mu.b_bits) for mu in spec.mults)
+    cons["DSPs"] = float(math.ceil(dsp / board_dsp)) if dsp else 0.0
+    if dsp:
+        detail["DSPs"] = f"{dsp} DSP per iteration of {board_dsp}"
+    binding = max(CONSTRAINTS, key=lambda c: cons[c])
+    ii = max(cons.values())
+    if ii <= spec.target_ii:
+        binding = "pragma II met"
+    return LoopII(ii, binding, path + maxi_depth + lat["loop"], cons, detail)
+
+
+# --- per image: entries and iterations of every loop --------------------------------------------------
+
+@dataclass
+class LoopRecord:
+    """One loop of the kernel with its constraints and its work per image."""
+
+    spec: LoopSpec
+    ii: LoopII
+    entries: float = 0.0
+    iterations: float = 0.0
+    axi_iterations: float = 0.0                   # iterations of a sequential loop that make its m_axi accesses
+    by_step: dict = field(default_factory=dict)   # (step, block) -> [entries, iterations, axi_iterations]
+
+    def cycles_of(self, entries: float, iterations: float, axi_iterations: float, ii: float | None = None) -> float:
+        if self.ii.unrolled_in is not None:
+            return 0.0
+        if self.spec.pragma.startswith("UNROLL"):
+            return entries * self.ii.depth
+        if not self.spec.pipelined:
+            return iterations * (self.ii.ii - self.ii.maxi) + axi_iterations * self.ii.maxi
+        return iterations * (self.ii.ii if ii is None else ii) + entries * self.ii.depth
+
+    @property
+    def cycles(self) -> float:
+        return self.cycles_of(self.entries, self.iterations, self.axi_iterations)
+
+    @property
+    def cycles_target(self) -> float:
+        """Cycles if the PIPELINE pragma's II were met (the loop as intended)."""
+        return self.cycles_of(self.entries, self.iterations, self.axi_iterations, float(self.spec.target_ii))
+
+    @property
+    def trip(self) -> float:
+        return self.iterations / self.entries if self.entries else 0.0
+
+
+@dataclass
+class FunctionRecord:
+    spec: FunctionSpec
+    latency: float
+    calls: float = 0.0
+    by_step: dict = field(default_factory=dict)
+
+    @property
+    def cycles(self) -> float:
+        return self.calls * self.latency
+
+
+@dataclass
+class LoopEstimate:
+    """Cycles per image of every loop and function of the kernel as written (one image; no overlap)."""
+
+    cfg: object
+    loops: dict          # label -> LoopRecord, in source order
+    functions: dict      # name -> FunctionRecord
+    batch: int
+    clock_mhz: float
+
+    @property
+    def call_overhead(self) -> float:
+        return CALL_OVERHEAD / self.batch
+
+    @property
+    def cycles_per_image(self) -> float:
+        return (sum(r.cycles for r in self.loops.values()) + sum(f.cycles for f in self.functions.values())
+                + self.call_overhead)
+
+    @property
+    def ms_per_image(self) -> float:
+        return self.cycles_per_image / (self.clock_mhz * 1e3)
+
+    def by_step(self) -> dict:
+        """(step, block) -> cycles per image (the call overhead counts to the output step)."""
+        out: dict = {}
+        for r in self.loops.values():
+            for key, v in r.by_step.items():
+                out[key] = out.get(key, 0.0) + r.cycles_of(*v)
+        for f in self.functions.values():
+            for key, c in f.by_step.items():
+                out[key] = out.get(key, 0.0) + c * f.latency
+        key = ("write_tokens", self.cfg.model.depth)
+        out[key] = out.get(key, 0.0) + self.call_overhead
+        return out
+
+    def maxi_cycles(self) -> dict:
+        """(step, block) -> cycles per image of the loops that access an m_axi pointer."""
+        out: dict = {}
+        for r in self.loops.values():
+            if r.spec.axi:
+                for key, v in r.by_step.items():
+                    out[key] = out.get(key, 0.0) + r.cycles_of(*v)
+        return out
+
+    def rows(self) -> list[dict]:
+        """One row per loop and per function body, sorted by cycles per image (largest first)."""
+        total = self.cycles_per_image
+        out = []
+        for r in self.loops.values():
+            s = r.spec
+            out.append({"label": s.label, "function": s.function, "parent": s.parent, "pragma": s.pragma,
+                        "trip": s.trip, "trip_mean": r.trip, "entries": r.entries, "iterations": r.iterations,
+                        "ii": r.ii.ii, "target_ii": s.target_ii, "binding": r.ii.binding, "depth": r.ii.depth,
+                        "constraints": dict(r.ii.constraints), "detail": dict(r.ii.detail),
+                        "cycles": r.cycles, "cycles_target": r.cycles_target,
+                        "share": r.cycles / total if total else 0.0})
+        for f in self.functions.values():
+            out.append({"label": f"{f.spec.name}()", "function": f.spec.name, "parent": None, "pragma": "-",
+                        "trip": "calls", "trip_mean": 1.0, "entries": f.calls, "iterations": f.calls,
+                        "ii": f.latency, "target_ii": 0, "binding": "call + straight-line code", "depth": 0.0,
+                        "constraints": {}, "detail": {}, "cycles": f.cycles, "cycles_target": f.cycles,
+                        "share": f.cycles / total if total else 0.0})
+        out.append({"label": "(call)", "function": TOP, "parent": None, "pragma": "-", "trip": "calls / batch",
+                    "trip_mean": 1.0, "entries": 1.0 / self.batch, "iterations": 1.0 / self.batch,
+                    "ii": CALL_OVERHEAD, "target_ii": 0, "binding": "ap_start to ap_done overhead", "depth": 0.0,
+                    "constraints": {}, "detail": {}, "cycles": self.call_overhead,
+                    "cycles_target": self.call_overhead, "share": self.call_overhead / total if total else 0.0})
+        return sorted(out, key=lambda r: -r["cycles"])
+
+    def table(self, top: int | None = None) -> str:
+        """Per-loop rows: label, function, iterations/image, II (achievable / pragma), binding, cycles, share."""
+        us = 1.0 / self.clock_mhz
+        rows = self.rows()
+        shown = rows if top is None else rows[:top]
+        lines = [f"loops of the kernel as written: {self.cycles_per_image:,.0f} cycles/image = "
+                 f"{self.ms_per_image:.2f} ms/image",
+                 f"  {'loop':<14}{'function':<14}{'iters/image':>13}{'II':>8}{'pragma':>8}  {'binding':<34}"
+                 f"{'cycles/image':>14}{'ms':>9}{'share':>8}  why"]
+        for r in shown:
+            ii = "-" if r["ii"] == 0 else f"{r['ii']:.4g}"
+            tgt = str(r["target_ii"]) if r["target_ii"] else "-"
+            why = r["detail"].get(r["binding"], "")
+            lines.append(f"  {r['label']:<14}{r['function']:<14}{r['iterations']:>13,.0f}{ii:>8}{tgt:>8}  "
+                         f"{r['binding'][:34]:<34}{r['cycles']:>14,.0f}{r['cycles'] * us / 1e3:>9.2f}"
+                         f"{100 * r['share']:>7.1f}%  {why}")
+        if top is not None and len(rows) > top:
+            rest = sum(r["cycles"] for r in rows[top:])
+            lines.append(f"  ({len(rows) - top} more rows: {rest:,.0f} cycles, "
+                         f"{100 * rest / self.cycles_per_image:.1f}%)")
+        return "\n".join(lines)
+
+
+class _Walk:
+    """Entries and iterations of every loop per image, by walking the kernel's call structure.
+
+    ``args``: the call's arguments the trip formulas read (``rows``, ``k_dim``, ...), besides the
+    kernel constants; what one entry of a loop nest costs is computed once per distinct ``args``.
+    """
+
+    _GLOBALS = {"ceil": math.ceil, "min": min, "max": max}
+
+    def __init__(self, cfg, plan, specs, records, functions):
+        self.cfg, self.plan, self.specs, self.records, self.functions = cfg, plan, specs, records, functions
+        self.const = kernel_constants(cfg, plan)
+        self.linears = {lin.name: lin for lin in plan.linears}
+        self.children: dict = {}
+        self.top_level: dict = {}
+        for s in specs.values():
+            if s.parent is None:
+                self.top_level.setdefault(s.function, []).append(s)
+            else:
+                self.children.setdefault(s.parent, []).append(s)
+        self.code = {s.label: compile(s.trip, s.label, "eval") for s in specs.values()}
+        self.when = {s.label: [compile(a.when or "True", s.label, "eval") for a in s.axi] for s in specs.values()}
+        self.cache: dict = {}
+
+    def _nest(self, label: str, env: dict, only, out: list, entries: float = 1.0) -> None:
+        s = self.specs[label]
+        if s.tap_only:
+            return
+        it = entries * float(eval(self.code[label], self._GLOBALS, env))  # noqa: S307
+        ax = it if any(eval(c, self._GLOBALS, env) for c in self.when[label]) else 0.0  # noqa: S307
+        out.append((label, entries, it, ax))
+        for child in self.children.get(label, ()):
+            if only is None or child.label in only:
+                self._nest(child.label, env, None, out, it)
+
+    def loop(self, label: str, entries: float, args: dict, step, only=None) -> None:
+        """``entries`` entries of loop ``label`` and of the loops nested in it (within its function)."""
+        if entries == 0:
+            return
+        key = (label, tuple(sorted(args.items())), only)
+        nest = self.cache.get(key)
+        if nest is None:
+            nest = []
+            self._nest(label, {**self.const, **args}, only, nest)
+            self.cache[key] = nest
+        for lab, e, it, ax in nest:
+            rec = self.records[lab]
+            k = (self.specs[lab].step or step[0], step[1])
+            rec.entries += entries * e
+            rec.iterations += entries * it
+            rec.axi_iterations += entries * ax
+            acc = rec.by_step.setdefault(k, [0.0, 0.0, 0.0])
+            acc[0] += entries * e
+            acc[1] += entries * it
+            acc[2] += entries * ax
+
+    def call(self, name: str, times: float, args: dict, step, skip=()) -> None:
+        """``times`` calls of function ``name``: its body and the loops at its top level."""
+        if times == 0:
+            return
+        f = self.functions[name]
+        f.calls += times
+        f.by_step[step] = f.by_step.get(step, 0.0) + times
+        for s in self.top_level.get(name, ()):
+            if s.label not in skip:
+                self.loop(s.label, times, args, step)
+
+    # --- the kernel's functions ------------------------------------------------------------------
+    def compute_unit(self, rows: float, layer: str, step, times: float = 1.0) -> None:
+        lin = self.linears[layer]
+        tiles = math.ceil(lin.n_out / self.cfg.hardware.cu_out)
+        self.call("compute_unit", times, {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles}, step)
+        # load_tile(0) before TILES, load_tile(t + 1) in all but the last tile
+        self.call("load_tile", times * tiles, {"k_dim": lin.k, "n_out": lin.n_out, "has_bias": lin.has_bias}, step)
+
+    def layernorm(self, step) -> None:
+        self.call("layernorm", 1.0, {}, step)
+
+    def run_image(self, counts_per_block: list, expected: bool) -> None:
+        m = self.cfg.model
+        c: dict = {}
+        self.call("run_image", 1.0, c, ("write_tokens", m.depth),
+                  skip={"BLOCKS", "EMBED_R", "PATCHES", "PIX"})
+        self.loop("PATCHES", 1.0, c, ("patch_gather", -1))
+        self.compute_unit(m.num_patches, "patch_embed", ("patch_embed", -1))
+        self.loop("EMBED_R", 1.0, c, ("embed", -1))
+        mi = 0
+        for b in range(m.depth):
+            self.loop("BLOCKS", 1.0 / m.depth, c, ("resid2", b), only=())
+            self.layernorm(("norm1", b))
+            self.compute_unit(m.num_tokens, f"blocks.{b}.qkv", ("qkv", b))
+            self.call("attention", 1.0, c, ("attn_stream", b))
+            self.compute_unit(m.num_tokens, f"blocks.{b}.proj", ("proj", b))
+            self.call("residual_add", 1.0, c, ("resid1", b))
+            self.layernorm(("norm2", b))
+            if m.is_moe(b):
+                self.compute_unit(m.num_tokens, f"blocks.{b}.gate.0", ("gate", b))
+                self.loop("GATE_TOKENS", 1.0, c, ("gate_topk", b))
+                self.call("gate_token", m.num_tokens, c, ("gate_topk", b))
+                self.loop("Q_CLEAR", 1.0, c, ("queues", b))
+                self.loop("Q_FILL", 1.0, c, ("queues", b))
+                self.loop("MOE_CLEAR", 1.0, c, ("moe_clear", b))
+                self.loop("EXPERT_LOOP", 1.0, c, ("expert_gather", b), only=())
+                for e, cnt in enumerate(counts_per_block[mi]):
+                    if cnt <= 0:
+                        continue
+                    pa, n = (1.0 - math.exp(-cnt), cnt / (1.0 - math.exp(-cnt))) if expected else (1.0, float(cnt))
+                    self.loop("GATHER", pa, {"n": n}, ("expert_gather", b))
+                    self.compute_unit(n, f"blocks.{b}.experts.{e}.fc1", ("expert_fc1", b), pa)
+                    self.compute_unit(n, f"blocks.{b}.experts.{e}.fc2", ("expert_fc2", b), pa)
+                self.loop("MOE_OUT", 1.0, c, ("moe_out", b))
+                mi += 1
+            else:
+                self.compute_unit(m.num_tokens, f"blocks.{b}.fc1", ("fc1", b))
+                self.compute_unit(m.num_tokens, f"blocks.{b}.fc2", ("fc2", b))
+            self.call("residual_add", 1.0, c, ("resid2", b))
+        self.call("write_rows", 1.0, {"rows": m.num_tokens, "cols": m.embed_dim}, ("write_tokens", m.depth))
+
+
+def loop_estimate(cfg, routing, batch: int = 1, latency: dict | None = None, unit_ii: dict | None = None,
+                  port_limit: bool | None = None) -> LoopEstimate:
+    """Cycles per image of every loop of the kernel as written, for one call of ``batch`` images.
+
+    routing: a :class:`~edgemoe.perf.routing.Routing` (tokens per expert per MoE block and image);
+    latency: operator latencies (default :data:`OP_LATENCY`); unit_ii: measured IIs of the table
+    units (a unit with II > 1 in a pipelined loop bounds it); port_limit: None = per-port on Zynq.
+    """
+    from .routing import as_routing
+
+    plan = KernelPlan.from_config(cfg)
+    lat = dict(OP_LATENCY if latency is None else latency)
+    mem = memory_of(cfg, plan, port_limit)
+    board = BOARDS[cfg.hardware.board]
+    specs = {s.label: s for s in kernel_loops(cfg, plan)}
+    records = {}
+    for label, s in specs.items():
+        ii = analyse(s, specs, mem, lat, board.dsp)
+        for unit, u_ii in (unit_ii or {}).items():   # a measured table unit that is not fully pipelined
+            if ii.unrolled_in is None and s.pipelined and unit in s.ops:
+                ii.constraints["unit II"] = max(ii.constraints.get("unit II", 0.0), float(u_ii))
+                if u_ii > ii.ii:
+                    ii.detail["unit II"] = f"{unit} accepts one input every {u_ii:g} cycles (measured)"
+                    ii.ii, ii.binding = float(u_ii), "unit II"
+        records[label] = LoopRecord(s, ii)
+    functions = {f.name: FunctionRecord(f, float(sum(lat[o] for o in f.ops))) for f in kernel_functions()}
+    walk = _Walk(cfg, plan, specs, records, functions)
+    rt = as_routing(cfg, routing)
+    for i in range(batch):
+        counts = [c[i % c.shape[0]] for c in rt.counts]
+        walk.run_image(counts, rt.expected)
+    walk.loop("IMAGES", 1.0, {"num_images": batch}, ("write_tokens", cfg.model.depth), only=())
+    for r in records.values():
+        r.entries /= batch
+        r.iterations /= batch
+        r.axi_iterations /= batch
+        r.by_step = {k: [x / batch for x in v] for k, v in r.by_step.items()}
+    for f in functions.values():
+        f.calls /= batch
+        f.by_step = {k: v / batch for k, v in f.by_step.items()}
+    return LoopEstimate(cfg, records, functions, batch, cfg.hardware.clock_mhz)

@@ -1,0 +1,216 @@
+"""The loop-level model of the kernel as written (edgemoe/perf/loops.py) and the headline it gives."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgemoe.boards import BOARDS
+from edgemoe.hls.plan import KernelPlan
+from edgemoe.hls.writer import render
+from edgemoe.loading import load_config
+from edgemoe.perf.cycles import as_written_findings, estimate, format_loops
+from edgemoe.perf.loops import (BANK_PORTS, MAXI_OUTSTANDING, Axi, LoopSpec, Memory, Mults, Port, Recurrence, analyse,
+                                kernel_loops, loop_estimate, memory_of, source_loops)
+from edgemoe.perf.primitives import OP_LATENCY
+
+TINY = "m3vit-tiny-cityscapes"
+MICRO = "m3vit-micro"
+MEM = Memory(latency=60.0, port_bpc=16.0, ddr_bpc=50.0, word_bits={"weights": 16, "activations": 32, "image": 8},
+             bundle_of={"weights": "gmem1", "activations": "gmem2", "image": "gmem0"})
+
+
+def ii_of(**kw) -> object:
+    spec = LoopSpec("L", "f", None, kw.pop("pragma", "PIPELINE II=1"), "1", **kw)
+    return analyse(spec, {"L": spec}, MEM, OP_LATENCY, 2520)
+
+
+# --- the constraints, one at a time ----------------------------------------------------------------
+
+def test_bank_ports_two_accesses_per_bank_per_cycle():
+    assert ii_of(ports=(Port("a", reads=2),)).ii == 1
+    r = ii_of(ports=(Port("a", reads=4),))
+    assert (r.ii, r.binding) == (2, "bank ports") and "a: 4 accesses on 1 bank" in r.detail["bank ports"]
+    assert ii_of(ports=(Port("a", reads=64, writes=64),)).ii == 64          # an unpartitioned accumulator
+    assert ii_of(ports=(Port("a", reads=16, spread=16),)).ii == 1           # cyclic 16: one read per bank
+    assert ii_of(ports=(Port("a", reads=80, spread=16),)).ii == math.ceil(5 / BANK_PORTS)
+    assert ii_of(ports=(Port("a", reads=3), Port("b", reads=9))).constraints["bank ports"] == 5
+
+
+def test_maxi_one_transaction_per_cycle_and_latency_without_burst():
+    burst = ii_of(axi=(Axi("weights", reads=1, burst=True),))
+    assert burst.ii == 1 and burst.constraints["m_axi"] == 1                # one 16-bit beat per cycle
+    assert burst.depth >= MEM.latency                                        # the first beat's latency, per entry
+    two = ii_of(axi=(Axi("weights", reads=1, burst=True), Axi("weights", reads=1, burst=True)))
+    assert two.ii == 2 and two.binding == "m_axi"                            # one read per cycle per bundle
+    single = ii_of(axi=(Axi("weights", reads=1, why="conditional"),))
+    assert single.ii == pytest.approx(MEM.latency / MAXI_OUTSTANDING)        # Little's law
+    assert "latency / outstanding" in single.detail["m_axi"] and "conditional" in single.detail["m_axi"]
+    # one read and one write per cycle: a read and a write on one bundle fit one cycle
+    assert ii_of(axi=(Axi("activations", reads=1, burst=True), Axi("activations", writes=1, burst=True))).ii == 1
+    # two bundles are two ports
+    assert ii_of(axi=(Axi("weights", reads=1, burst=True), Axi("image", reads=1, burst=True))).ii == 1
+    # port bandwidth: 32-bit words on a 2-byte-per-cycle port
+    narrow = Memory(60.0, 2.0, 50.0, MEM.word_bits, MEM.bundle_of)
+    spec = LoopSpec("L", "f", None, "PIPELINE II=1", "1", axi=(Axi("activations", writes=1, burst=True),))
+    assert analyse(spec, {"L": spec}, narrow, OP_LATENCY, 2520).ii == 2
+
+
+def test_recurrence_and_dsps():
+    r = ii_of(recurrences=(Recurrence("l = l * alpha + e", ("mul_wide", "add", "cast")),))
+    assert r.ii == OP_LATENCY["mul_wide"] + OP_LATENCY["add"] + OP_LATENCY["cast"] and r.binding == "recurrence"
+    assert ii_of(recurrences=(Recurrence("acc += x", ("add",)),)).binding == "pragma II met"
+    d = ii_of(mults=(Mults(3000, 16, 16),))                                  # 3000 DSPs on a 2520-DSP board
+    assert (d.ii, d.binding) == (2, "DSPs")
+    assert ii_of(mults=(Mults(1000, 32, 16),)).constraints["DSPs"] == 1
+
+
+def test_sequential_and_unrolled_loops():
+    seq = ii_of(pragma="-", ops=("bram", "add"))
+    assert seq.ii == OP_LATENCY["bram"] + OP_LATENCY["add"] + OP_LATENCY["loop"]
+    assert seq.binding.startswith("sequential")
+    assert ii_of(pragma="-").ii == 2                                         # one cycle of body, one of exit test
+    rt = ii_of(pragma="-", ops=("store",), axi=(Axi("weights", reads=1),))    # a DRAM round trip per iteration
+    assert rt.ii == 1 + MEM.latency + 2 * OP_LATENCY["loop"] and rt.maxi == MEM.latency + OP_LATENCY["loop"]
+    outer = LoopSpec("P", "f", None, "PIPELINE II=1", "4")
+    inner = LoopSpec("I", "f", "P", "UNROLL factor=4", "16")
+    innermost = LoopSpec("J", "f", "I", "-", "2")
+    specs = {"P": outer, "I": inner, "J": innermost}
+    for s in (inner, innermost):
+        r = analyse(s, specs, MEM, OP_LATENCY, 2520)
+        assert r.ii == 0 and r.unrolled_in == "P"
+
+
+# --- the model and the kernel cannot drift ------------------------------------------------------------
+
+@pytest.mark.parametrize("name,sets", [(TINY, []), (MICRO, []),
+                                       (MICRO, ["hardware.cu_in=4", "hardware.attn_parallel=1"]),
+                                       (TINY, ["hardware.board=u50", "precision.profile=w8a16"])])
+def test_model_loops_are_the_kernels_loops(name, sets):
+    """Every labelled loop of the generated source is in the model with its function and parent, and no other."""
+    cfg = load_config(name, sets)
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    found = source_loops(src)
+    assert len(found) == len({f[0] for f in found}), "a label twice in the kernel"
+    model = {(s.label, s.function, s.parent) for s in kernel_loops(cfg, KernelPlan.from_config(cfg))}
+    assert set(found) == model, (sorted(set(found) - model), sorted(model - set(found)))
+    # and the pragma the model reads is the one under each label
+    lines = src.splitlines()
+    for s in kernel_loops(cfg, KernelPlan.from_config(cfg)):
+        i = next(n for n, line in enumerate(lines) if line.lstrip().startswith(f"{s.label}:"))
+        below = []
+        for line in lines[i + 1:i + 4]:
+            if not line.startswith("#pragma HLS"):
+                break
+            below.append(line)
+        pipeline = [p for p in below if "PIPELINE" in p]
+        unroll = [p for p in below if "UNROLL" in p]
+        if s.pipelined:
+            assert pipeline and (f"II={s.target_ii}" in pipeline[0] or "II=" not in pipeline[0]), s.label
+        elif s.pragma.startswith("UNROLL"):
+            assert unroll and unroll[0].split("HLS ")[1].strip() == s.pragma, s.label
+        else:
+            assert not pipeline and not unroll, s.label
+
+
+def test_source_parser_on_a_small_example():
+    src = """static void f(int n) {
+    A: for (int i = 0; i < n; i++) {
+        B: for (int j = 0; j < 4; j++) x += 1;
+        C: for (int j = 0; j < 4; j++)
+            D: for (int k = 0; k < 2; k++) y += 1;
+    }
+    if (n) {
+        E: for (int i = 0; i < n; i++) z += 1;
+    }
+}
+void top(int a,
+         int b) {
+    F: for (int i = 0; i < a; i++) f(i);
+}"""
+    assert source_loops(src) == [("A", "f", None), ("B", "f", "A"), ("C", "f", "A"), ("D", "f", "C"),
+                                 ("E", "f", None), ("F", "top", None)]
+
+
+# --- what the loops add up to -------------------------------------------------------------------------------
+
+def test_totals_are_sums_of_loops():
+    cfg = load_config(TINY)
+    le = loop_estimate(cfg, None)
+    rows = le.rows()
+    assert le.cycles_per_image == pytest.approx(sum(r["cycles"] for r in rows))
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    assert [r["cycles"] for r in rows] == sorted((r["cycles"] for r in rows), reverse=True)
+    assert sum(le.by_step().values()) == pytest.approx(le.cycles_per_image)
+    est = estimate(cfg)
+    assert est.cycles_per_image == pytest.approx(le.cycles_per_image)
+    assert sum(s.cycles_total for s in est.steps) == pytest.approx(est.total_cycles)
+    # a pipelined loop: entries x (trip x II + depth)
+    mac = le.loops["MAC"]
+    assert mac.cycles == pytest.approx(mac.iterations * mac.ii.ii + mac.entries * mac.ii.depth)
+
+
+def test_call_counts_follow_the_model_structure():
+    """compute_unit: patch embed + qkv, proj per block + fc1, fc2 per dense block + gate and 2 per active expert."""
+    cfg = load_config(MICRO)
+    m = cfg.model
+    counts = np.zeros(m.num_experts)
+    counts[:3] = [m.num_tokens, m.num_tokens - 2, 2]          # three active experts, exact counts
+    le = loop_estimate(cfg, [counts] * len(m.moe_blocks))
+    dense = m.depth - len(m.moe_blocks)
+    f = le.functions
+    assert f["compute_unit"].calls == 1 + 2 * m.depth + 2 * dense + len(m.moe_blocks) * (1 + 2 * 3)
+    assert f["layernorm"].calls == 2 * m.depth and f["attention"].calls == m.depth
+    assert f["residual_add"].calls == 2 * m.depth and f["write_rows"].calls == 1
+    assert f["gate_token"].calls == m.num_tokens * len(m.moe_blocks)
+    assert le.loops["GATHER"].iterations == len(m.moe_blocks) * m.num_tokens * m.top_k
+    assert le.loops["STREAM"].iterations == m.depth * m.num_heads * KernelPlan.from_config(cfg).attn_cycles
+    # tap-only loops never run in an inference call
+    assert all(le.loops[t].iterations == 0 for t in ("PIX", "TAP_GS", "TAP_TK", "TAP_EC"))
+    # batch: the same loops per image, the call overhead shared
+    b4 = loop_estimate(cfg, [counts] * len(m.moe_blocks), batch=4)
+    assert b4.loops["MAC"].iterations == le.loops["MAC"].iterations
+    assert b4.cycles_per_image == pytest.approx(le.cycles_per_image - 200 * 3 / 4)
+
+
+def test_weight_streaming_is_per_port_on_zynq():
+    z = load_config(TINY)
+    u = load_config(TINY, ["hardware.board=u50"])
+    mz, mu = memory_of(z, KernelPlan.from_config(z)), memory_of(u, KernelPlan.from_config(u))
+    board = BOARDS["zcu102"]
+    assert mz.port_bpc == pytest.approx(board.port_gbps * 1e9 / (z.hardware.clock_mhz * 1e6))
+    assert mz.port_bpc < z.hardware.axi_width / 8                            # a 128-bit HP port
+    assert mz.ddr_bpc == pytest.approx(board.mem_gbps * board.mem_efficiency * 1e9 / (z.hardware.clock_mhz * 1e6))
+    assert mz.latency == pytest.approx(board.dram_latency_ns * z.hardware.clock_mhz / 1e3)
+    assert math.isinf(mu.port_bpc) and not math.isinf(memory_of(u, KernelPlan.from_config(u), True).port_bpc)
+
+
+# --- the headline ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [TINY, MICRO])
+def test_headline_is_as_written_and_not_below_intended(name):
+    est = estimate(load_config(name))
+    assert est.loops is not None
+    assert est.ms_per_image == pytest.approx(est.loops.ms_per_image)
+    assert est.roofline.modelled_ms == est.ms_per_image
+    assert est.ms_per_image >= est.intended_ms_per_image
+    text = est.table()
+    assert f"total (as written): {est.cycles_per_image:,.0f} cycles/image" in text and "intended" in text
+    assert estimate(load_config(name), mode="edgemoe-dram").loops is None
+
+
+def test_loops_table_and_findings():
+    cfg = load_config(MICRO)
+    est = estimate(cfg)
+    text = format_loops(est, top=10)
+    assert text == est.loops_table(10)
+    lines = text.splitlines()
+    assert lines[0].startswith("loops of the kernel as written") and "binding" in lines[1]
+    top = est.loops.rows()[0]
+    assert lines[2].split()[0] == top["label"] and "more rows" in lines[-1]
+    rows = as_written_findings(cfg)
+    assert rows[0]["penalty"] == "(intended schedule)" and rows[-1]["penalty"] == "(all: as written)"
+    assert rows[-1]["ms_per_image"] == pytest.approx(est.ms_per_image)
+    assert sum(r["ms_per_image"] for r in rows[1:-1]) == pytest.approx(est.ms_per_image)
+    assert "no generated kernel" in format_loops(estimate(cfg, mode="edgemoe-dram"))
