@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgemoe.boards import BOARDS
 from edgemoe.config import Config
 
 from .layout import WeightLayout
@@ -246,6 +247,20 @@ class KernelPlan:
         m = self.config.model
         return {"image": m.in_chans * m.img_height * m.img_width, "weights": self.layout.total_words,
                 "activations": self.max_tap_words}
+
+    @property
+    def m_axi_latency(self) -> int:
+        """Cycles from an m_axi read request to its first beat (``config_interface -m_axi_latency``): the
+        board's DRAM latency at the kernel clock, rounded up."""
+        h = self.config.hardware
+        return math.ceil(BOARDS[h.board].dram_latency_ns * h.clock_mhz / 1000)
+
+    @property
+    def m_axi_alignment_bytes(self) -> int:
+        """Bytes every m_axi buffer starts on (``config_interface -m_axi_alignment_byte_size``): one
+        ``align_words`` block of the weight layout, which starts every tensor on it (one bus word); the
+        host passes whole buffers, which start on pages."""
+        return self.layout.align_words * self.weight_word_bits // 8
 
 
 _CACHE: dict[tuple, KernelPlan] = {}
