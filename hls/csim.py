@@ -1,11 +1,12 @@
 """C simulation: the generated kernel compiled with g++ into a shared library, called with numpy.
 
 Libraries live in a content-addressed cache: ``<cache>/<key>/`` where the
-key is a SHA-256 of the compiler command and of every source file's name
-and bytes.  g++ compiles a private snapshot of exactly the bytes that were
-hashed (never the project folder itself, which another run may be
-rewriting), into a temporary folder beside the entry that is renamed into
-place when complete, under a per-key lock.  Each entry holds the library,
+key is a SHA-256 of the compiler command (with its ``-D`` defines, see
+:data:`DEFINES`) and of every source file's name and bytes.  g++ compiles a
+private snapshot of exactly the bytes that were hashed (never the project
+folder itself, which another run may be rewriting), into a temporary
+folder beside the entry that is renamed into place when complete, under a
+per-key lock.  Each entry holds the library,
 ``compile.log`` and ``library.json``, the build record: the library's
 SHA-256, its size in bytes and the config hash the library itself exports.
 An entry is reused only when the library matches its record (and the
@@ -53,6 +54,10 @@ CXX_FLAGS = ["-std=c++14", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra",
              "-Wno-unknown-pragmas", "-Wno-unused-label"]
 #: file names inside a cache entry
 LIBRARY, LOG, RECORD = "libedgemoe_csim.so", "compile.log", "library.json"
+#: the macros a C simulation build may define (``defines``): name -> what it selects in the kernel
+DEFINES = {
+    "EDGEMOE_SYNTH_ARITH": "the synthesis arithmetic: exact-width accum_t accumulators instead of 64-bit integers",
+}
 
 
 @dataclass
@@ -81,37 +86,57 @@ def read_sources(project_dir: str | Path, units: list[str]) -> dict[str, bytes]:
 
 
 def compile_library(project_dir: str | Path, sources: list[str], cache_root: str | Path,
-                    config_hash: int | None = None) -> CompileResult:
+                    config_hash: int | None = None, defines: tuple[str, ...] = ()) -> CompileResult:
     """g++ a generated project's ``sources`` (paths relative to it) into ``libedgemoe_csim.so``, cached.
 
     The folder is read once (:func:`read_sources`); see :func:`compile_sources`.
     """
-    return compile_sources(read_sources(project_dir, sources), sources, cache_root, config_hash)
+    return compile_sources(read_sources(project_dir, sources), sources, cache_root, config_hash, defines)
+
+
+def define_flags(defines: tuple[str, ...] | list[str]) -> list[str]:
+    """``-D`` flags of ``defines`` (names of :data:`DEFINES`), sorted and without repeats."""
+    unknown = sorted(set(defines) - set(DEFINES))
+    if unknown:
+        raise ToolError(f"C simulation defines {unknown}: not macros the kernel reads; known: {', '.join(DEFINES)}")
+    return [f"-D{name}" for name in sorted(set(defines))]
+
+
+def compiler_command(cxx: str, defines: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The g++ command (without sources and output) that builds a library with ``defines``."""
+    return [cxx, *CXX_FLAGS, *define_flags(defines)]
+
+
+def cache_key(files: dict[str, bytes], command: list[str]) -> str:
+    """Cache entry name of ``files`` built by ``command``: SHA-256 of the command and every file's name and bytes."""
+    h = hashlib.sha256(" ".join(command).encode())
+    for rel in sorted(files):
+        h.update(f"\0{rel}\0{len(files[rel])}\0".encode())
+        h.update(files[rel])
+    return h.hexdigest()[:20]
 
 
 def compile_sources(files: dict[str, bytes], units: list[str], cache_root: str | Path,
-                    config_hash: int | None = None) -> CompileResult:
+                    config_hash: int | None = None, defines: tuple[str, ...] = ()) -> CompileResult:
     """g++ the translation units ``units`` of the source tree ``files`` (relative path -> bytes), cached by content.
 
     ``config_hash``: what the library must export (``edgemoe_config_hash``); a
     cached entry recording another value is rebuilt, a fresh build reporting
-    another value is an error.
+    another value is an error.  ``defines``: macros of :data:`DEFINES` to
+    compile with (part of the cache key).
     """
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
         raise ToolError("C simulation needs a C++ compiler: g++ not found on PATH (apt-get install g++)")
-    command = " ".join([cxx, *CXX_FLAGS])
-    h = hashlib.sha256(command.encode())
-    for rel in sorted(files):
-        h.update(f"\0{rel}\0{len(files[rel])}\0".encode())
-        h.update(files[rel])
+    flags = compiler_command(cxx, defines)
+    command = " ".join(flags)
     cache_root = Path(cache_root)
-    entry = cache_root / h.hexdigest()[:20]
+    entry = cache_root / cache_key(files, flags)
     with exclusive(cache_root / f"{entry.name}.lock"):
         problem = entry_problem(entry, config_hash)
         if problem is None:
             return _result(entry, 0.0, True)
-        seconds = _build(cxx, files, units, entry, config_hash, command)
+        seconds = _build(flags, files, units, entry, config_hash, command)
     notice = None if problem == _MISSING else f"cached C simulation library {entry / LIBRARY}: {problem}; rebuilt it"
     return _result(entry, seconds, False, notice)
 
@@ -142,7 +167,7 @@ def entry_problem(entry: Path, config_hash: int | None = None) -> str | None:
     return None
 
 
-def _build(cxx: str, files: dict[str, bytes], units: list[str], entry: Path, config_hash: int | None,
+def _build(flags: list[str], files: dict[str, bytes], units: list[str], entry: Path, config_hash: int | None,
            command: str) -> float:
     """Compile a snapshot of ``files`` into a fresh folder beside ``entry``, then rename it into place."""
     entry.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +179,7 @@ def _build(cxx: str, files: dict[str, bytes], units: list[str], entry: Path, con
             for rel, data in files.items():
                 (src / rel).parent.mkdir(parents=True, exist_ok=True)
                 (src / rel).write_bytes(data)
-            cmd = [cxx, *CXX_FLAGS, f"-I{src / 'include'}", f"-isystem{ap_types_dir()}",
+            cmd = [*flags, f"-I{src / 'include'}", f"-isystem{ap_types_dir()}",
                    *[str(src / u) for u in units], "-o", str(build / LIBRARY)]
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True)
