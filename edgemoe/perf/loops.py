@@ -24,11 +24,15 @@ The scheduling rules (how Vitis HLS builds the hardware):
 * **m_axi.**  A bundle performs at most one read and one write transaction
   per cycle.  Only an unconditional, sequential read of one array in a
   pipelined loop becomes a burst; any other access is a transaction of its
-  own.  In a pipelined loop at most :data:`MAXI_OUTSTANDING` transactions are
+  own (one issued only in a debug-tap call still takes its port slot in the
+  schedule, but moves no data in an inference call).  In a pipelined loop at most :data:`MAXI_OUTSTANDING` transactions are
   in flight, so single-beat accesses cost ``latency / outstanding`` cycles
-  each (Little's law; the DRAM latency is ``Board.dram_latency_ns``); outside
+  each (Little's law; the latency is ``KernelPlan.m_axi_latency``, the board's
+  DRAM latency at the kernel clock, which the project also tells the tool); outside
   a pipeline each access pays the whole latency.  A beat is the pointer's
-  element (16-bit ``weight_word_t``, 8-bit pixels: no widening).  Every
+  element (16-bit ``weight_word_t``, 8-bit pixels): ``max_widen_bitwidth``
+  widens only aligned bursts of a length the tool can prove a multiple of the
+  wide word, and the kernel's burst lengths are call arguments.  Every
   bundle reaches memory through a port of its own (``Board.port_gbps``; a
   ZCU102 HP port is 128 bits) and all share the DDR (``Board.mem_gbps x
   mem_efficiency``); bursts are :data:`MAXI_BURST_BEATS` beats long.
@@ -106,6 +110,7 @@ class Axi:
     burst: bool = False
     why: str = ""
     when: str = ""   # a condition on the call's arguments (e.g. ``has_bias``); empty: every iteration
+    tap_only: bool = False   # issued only in a debug-tap call: holds its port slot, moves no data otherwise
 
 
 @dataclass(frozen=True)
@@ -213,8 +218,9 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     m, h = cfg.model, cfg.hardware
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
-            "w": h.cu_out * h.cu_in, "b": h.cu_out, "moe_acc": 1, "q": h.attn_parallel, "row_max": 1,
-            "row_inv": 1, "qi": 1, "av_acc": 1, "gamma": 1, "beta": 1, "c": 1, "route": 1,
+            "w": h.cu_out * h.cu_in, "b": h.cu_out, "moe_acc": 1, "q": h.attn_parallel * m.head_dim,
+            "row_max": 1, "row_inv": 1, "qi": m.head_dim, "av_acc": m.head_dim, "gamma": 1, "beta": 1, "c": 1,
+            "cls": 1, "route": 1, "ex": 1, "taken": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1}
 
 
@@ -241,14 +247,11 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     S = LoopSpec
     return (
         # load_tile
-        S("LOAD_ROWS", "load_tile", None, "-", "CU_OUT",
-          axi=(Axi("weights", reads=1, why="outside a pipeline; conditional (b_off >= 0 && row < n_out)",
-                   when="has_bias"),),
-          ops=("store",)),
-        S("LOAD_K", "load_tile", "LOAD_ROWS", "PIPELINE II=1", "k_dim",
-          ports=(Port("w", writes=1),),
-          axi=(Axi("weights", reads=1, why="conditional read (row < n_out ? ... : 0)"),),
-          ops=("store",)),
+        S("LOAD_B", "load_tile", None, "PIPELINE II=1", "min(CU_OUT, n_out - tile * CU_OUT) if has_bias else 0",
+          ports=(Port("b", writes=1),), axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
+        S("LOAD_W", "load_tile", None, "PIPELINE II=1", "min(CU_OUT, n_out - tile * CU_OUT) * k_dim",
+          ports=(Port("w", writes=1),), axi=(Axi("weights", reads=1, burst=True),),
+          recurrences=(Recurrence("(o, k) counters", ("add",)),), ops=("add", "store")),
         # compute_unit
         S("TILES", "compute_unit", None, "-", "tiles", ops=("add",)),
         S("ROWS", "compute_unit", "TILES", "-", "rows"),
@@ -265,12 +268,14 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           mults=(Mults(1, cu, 18), Mults(1, acc_bits, 16)),
           ops=("bram", "add", "cast", "gelu", "mul", "bram", "add", "store")),
         # layernorm
-        S("LN_PARAMS", "layernorm", None, "PIPELINE II=1", "DIM",
-          ports=(Port("gamma", writes=1), Port("beta", writes=1)),
-          axi=(Axi("weights", reads=2, why="two arrays (gamma, beta) in one loop"),), ops=("store",)),
+        S("LN_GAMMA", "layernorm", None, "PIPELINE II=1", "DIM", ports=(Port("gamma", writes=1),),
+          axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
+        S("LN_BETA", "layernorm", None, "PIPELINE II=1", "DIM", ports=(Port("beta", writes=1),),
+          axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
         S("LN_ROWS", "layernorm", None, "-", "N_TOKENS", ops=("div_const", "div_const", "add", "rsqrt"),
           ports=(Port("RSQRT_TABLE", reads=2),)),
-        S("LN_SUM", "layernorm", "LN_ROWS", "-", "DIM", ops=("bram", "add")),
+        S("LN_SUM", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM", ports=(Port("x", reads=1),),
+          recurrences=(Recurrence("sum += x", ("add",)),), ops=("bram", "add")),
         S("LN_VAR", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM",
           ports=(Port("x", reads=1), Port("c", writes=1)),
           recurrences=(Recurrence("sq += c * c", ("add",)),), mults=(Mults(1, 24, 24),),
@@ -284,14 +289,15 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("ADD_D", "residual_add", "ADD_ROWS", "PIPELINE II=1", "DIM",
           ports=(Port("x", reads=1, writes=1), Port("y", reads=1)), ops=("bram", "add", "cast", "store")),
         # attention (score and online_step are inlined)
-        S("SCORE_D", "score", None, f"UNROLL factor={ci}", "HEAD_DIM", inlined_in="STREAM, AV_KEYS"),
+        S("SCORE_D", "score", None, "UNROLL", "HEAD_DIM", inlined_in="STREAM, AV_KEYS"),
         S("HEADS_LOOP", "attention", None, "-", "HEADS", step="attn_stream"),
         S("STREAM", "attention", "HEADS_LOOP", "PIPELINE", "ATTN_CYCLES",
           ports=(Port("qkv", reads=hd + P * hd, spread=spread(hd, "qkv")),    # the key row once, P query refills
-                 Port("q", reads=P * hd, writes=P * hd, spread=banks["q"]),   # slot o's bank: refill + score
+                 Port("q", reads=P * hd, writes=P * hd, spread=banks["q"]),   # one register per word
                  Port("row_max", writes=P), Port("row_inv", writes=P),
                  Port("EXP2_TABLE", reads=2 * 2 * P), Port("RECIP_TABLE", reads=2 * P)),
-          axi=(Axi("activations", writes=3 * P, why="conditional tap writes (scores, max, 1/sum) of every slot"),),
+          axi=(Axi("activations", writes=3 * P, why="conditional tap writes (scores, max, 1/sum) of every slot",
+                   tap_only=True),),
           recurrences=(Recurrence("l = l * alpha + e (online softmax sum)", ("mul_wide", "add", "cast")),
                        Recurrence("m = max(m, s)", ("add",))),
           mults=(Mults(P * hd, cu, cu), Mults(P, acc_bits, acc_bits), Mults(2 * P, acc_bits, 18)),
@@ -300,59 +306,78 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("SLOTS", "attention", "STREAM", "UNROLL", "ATTN_P", step="attn_stream"),
         S("LOAD_Q", "attention", "SLOTS", "-", "HEAD_DIM", step="attn_stream"),
         S("AV_ROWS", "attention", "HEADS_LOOP", "-", "N_TOKENS", step="attn_av"),
-        S("AV_LOAD_Q", "attention", "AV_ROWS", "-", "HEAD_DIM", ops=("bram", "store"), step="attn_av"),
-        S("AV_INIT", "attention", "AV_ROWS", "-", "HEAD_DIM", ops=("store",), step="attn_av"),
+        S("AV_LOAD_Q", "attention", "AV_ROWS", "PIPELINE II=1", "HEAD_DIM", ports=(Port("qkv", reads=1),),
+          ops=("bram", "store"), step="attn_av"),
+        S("AV_INIT", "attention", "AV_ROWS", "UNROLL", "HEAD_DIM", ops=("store",), step="attn_av"),
         S("AV_KEYS", "attention", "AV_ROWS", "PIPELINE II=1", "N_TOKENS",
-          ports=(Port("qkv", reads=2 * hd, spread=spread(2 * hd, "qkv")), Port("qi", reads=hd),
-                 Port("av_acc", reads=hd, writes=hd), Port("EXP2_TABLE", reads=2)),
-          recurrences=(Recurrence("acc[d] += p * v (read-modify-write of a RAM)", ("bram", "add")),),
+          ports=(Port("qkv", reads=2 * hd, spread=spread(2 * hd, "qkv")), Port("qi", reads=hd, spread=banks["qi"]),
+                 Port("av_acc", reads=hd, writes=hd, spread=banks["av_acc"]), Port("EXP2_TABLE", reads=2)),
+          recurrences=(Recurrence("acc[d] += p * v (a register)", ("add",)),),
           mults=(Mults(hd, cu, cu), Mults(hd, 18, cu), Mults(1, acc_bits, 18), Mults(1, acc_bits, acc_bits)),
           ops=("bram", "mul") + hd_tree + ("cast", "add", "exp", "mul_wide", "cast", "mul", "add", "store"),
           step="attn_av"),
-        S("AV_D", "attention", "AV_KEYS", f"UNROLL factor={ci}", "HEAD_DIM", step="attn_av"),
-        S("AV_OUT", "attention", "AV_ROWS", "-", "HEAD_DIM", ops=("bram", "cast", "store"), step="attn_av"),
+        S("AV_D", "attention", "AV_KEYS", "UNROLL", "HEAD_DIM", step="attn_av"),
+        S("AV_OUT", "attention", "AV_ROWS", "PIPELINE II=1", "HEAD_DIM", ports=(Port("out", writes=1),),
+          ops=("cast", "store"), step="attn_av"),
         # gate_token (once per token)
-        S("GATE_MAX", "gate_token", None, "-", "EXPERTS - 1", ops=("bram", "add")),
-        S("GATE_EXP", "gate_token", None, "-", "EXPERTS", ops=("bram", "add", "exp", "store"),
-          ports=(Port("EXP2_TABLE", reads=2),)),
-        S("GATE_SCORE", "gate_token", None, "-", "EXPERTS", ops=("bram", "mul_wide", "cast", "store")),
-        S("TOPK_CLEAR", "gate_token", None, "-", "EXPERTS", ops=("store",)),
+        S("GATE_MAX", "gate_token", None, "PIPELINE II=1", "EXPERTS - 1", ports=(Port("logits", reads=1),),
+          recurrences=(Recurrence("mx = max(mx, logit)", ("add",)),), ops=("bram", "add")),
+        S("GATE_EXP", "gate_token", None, "PIPELINE II=1", "EXPERTS",
+          ports=(Port("logits", reads=1), Port("ex", writes=1), Port("EXP2_TABLE", reads=2)),
+          recurrences=(Recurrence("total += ex", ("add",)),), mults=(Mults(2, acc_bits, acc_bits),),
+          ops=("bram", "add", "exp", "add")),
+        S("GATE_SCORE", "gate_token", None, "PIPELINE II=1", "EXPERTS", ports=(Port("ex", reads=1),),
+          mults=(Mults(1, acc_bits, acc_bits),), ops=("bram", "mul_wide", "cast", "store")),
+        S("TOPK_CLEAR", "gate_token", None, "PIPELINE II=1", "EXPERTS", ports=(Port("taken", writes=1),),
+          ops=("store",)),
         S("TOPK", "gate_token", None, "-", "TOP_K", ops=("bram", "store")),
-        S("TOPK_SCAN", "gate_token", "TOPK", "-", "EXPERTS", ops=("bram", "add", "add")),
+        S("TOPK_SCAN", "gate_token", "TOPK", "PIPELINE II=1", "EXPERTS",
+          ports=(Port("taken", reads=1), Port("logits", reads=1)),
+          recurrences=(Recurrence("(best, best_logit) = larger", ("add",)),), ops=("bram", "add", "add")),
         # write_rows
         S("WRITE_R", "write_rows", None, "-", "rows"),
         S("WRITE_C", "write_rows", "WRITE_R", "PIPELINE II=1", "cols", ports=(Port("src", reads=1),),
           axi=(Axi("activations", writes=1, burst=True),), ops=("bram",)),
         # run_image
-        S("PIX", "run_image", None, "-", "IN_CHANS * IMG_H * IMG_W", tap_only=True,
-          axi=(Axi("image", reads=1, why="outside a pipeline"), Axi("activations", writes=1, why="outside a pipeline"))),
+        S("PIX", "run_image", None, "PIPELINE II=1", "IN_CHANS * IMG_H * IMG_W", tap_only=True,
+          axi=(Axi("image", reads=1, burst=True), Axi("activations", writes=1, burst=True))),
         S("PATCHES", "run_image", None, "-", "NUM_PATCHES", ops=("div_const",), step="patch_gather"),
         S("PATCH_C", "run_image", "PATCHES", "-", "IN_CHANS", step="patch_gather"),
         S("PATCH_Y", "run_image", "PATCH_C", "-", "PATCH", step="patch_gather"),
         S("PATCH_X", "run_image", "PATCH_Y", "PIPELINE II=1", "PATCH", ports=(Port("big", writes=1),),
           axi=(Axi("image", reads=1, burst=True),), ops=("store",), step="patch_gather"),
+        S("EMBED_CLS", "run_image", None, "PIPELINE II=1", "DIM", ports=(Port("cls", writes=1),),
+          axi=(Axi("weights", reads=1, burst=True),), ops=("store",), step="embed"),
         S("EMBED_R", "run_image", None, "-", "N_TOKENS", step="embed"),
         S("EMBED_D", "run_image", "EMBED_R", "PIPELINE II=1", "DIM",
-          ports=(Port("tbuf", reads=1), Port("x", writes=1)),
-          axi=(Axi("weights", reads=2, why="two arrays (cls token, position table), one conditional (r == 0)"),),
-          ops=("add", "cast", "store"), step="embed"),
+          ports=(Port("cls", reads=1), Port("tbuf", reads=1), Port("x", writes=1)),
+          axi=(Axi("weights", reads=1, burst=True),), ops=("add", "cast", "store"), step="embed"),
         S("BLOCKS", "run_image", None, "-", "DEPTH", step="resid2"),
         S("GATE_TOKENS", "run_image", "BLOCKS", "-", "N_TOKENS", step="gate_topk"),
-        S("TAP_GS", "run_image", "GATE_TOKENS", "-", "EXPERTS", tap_only=True),
+        S("TAP_GS", "run_image", "GATE_TOKENS", "PIPELINE II=1", "EXPERTS", tap_only=True,
+          axi=(Axi("activations", writes=1, burst=True),)),
         S("TAP_TK", "run_image", "BLOCKS", "-", "N_TOKENS", tap_only=True),
-        S("TAP_TK_K", "run_image", "TAP_TK", "-", "TOP_K", tap_only=True),
-        S("Q_CLEAR", "run_image", "BLOCKS", "-", "EXPERTS", ops=("store",), step="queues"),
+        S("TAP_TK_K", "run_image", "TAP_TK", "PIPELINE II=1", "TOP_K", tap_only=True,
+          axi=(Axi("activations", writes=1, burst=True),)),
+        S("Q_CLEAR", "run_image", "BLOCKS", "PIPELINE II=1", "EXPERTS", ports=(Port("route", writes=1),),
+          ops=("store",), step="queues"),
         S("Q_FILL", "run_image", "BLOCKS", "-", "N_TOKENS", step="queues"),
-        S("Q_FILL_K", "run_image", "Q_FILL", "-", "TOP_K", ops=("bram", "bram", "store", "add", "store"),
-          step="queues"),
-        S("TAP_EC", "run_image", "BLOCKS", "-", "EXPERTS", tap_only=True),
+        S("Q_FILL_K", "run_image", "Q_FILL", "PIPELINE II=1", "TOP_K",
+          ports=(Port("route", reads=2, writes=3),),
+          recurrences=(Recurrence("count[e]++ (read-modify-write of a RAM, e varies)", ("bram", "add")),),
+          ops=("bram", "bram", "store", "add", "store"), step="queues"),
+        S("TAP_EC", "run_image", "BLOCKS", "PIPELINE II=1", "EXPERTS", tap_only=True,
+          axi=(Axi("activations", writes=1, burst=True),)),
         S("MOE_CLEAR", "run_image", "BLOCKS", "-", "N_TOKENS", step="moe_clear"),
-        S("MOE_CLEAR_D", "run_image", "MOE_CLEAR", "-", "DIM", ops=("store",), step="moe_clear"),
+        S("MOE_CLEAR_D", "run_image", "MOE_CLEAR", "PIPELINE II=1", "DIM", ports=(Port("moe_acc", writes=1),),
+          ops=("store",), step="moe_clear"),
         S("EXPERT_LOOP", "run_image", "BLOCKS", "-", "EXPERTS", ops=("bram", "add"), step="expert_gather"),
         S("GATHER", "run_image", "EXPERT_LOOP", "-", "n", ops=("bram",), step="expert_gather"),
-        S("GATHER_D", "run_image", "GATHER", "-", "DIM", ops=("bram", "store"), step="expert_gather"),
+        S("GATHER_D", "run_image", "GATHER", "PIPELINE II=1", "DIM", ports=(Port("hbuf", reads=1), Port("tbuf", writes=1)),
+          ops=("bram", "store"), step="expert_gather"),
         S("MOE_OUT", "run_image", "BLOCKS", "-", "N_TOKENS", step="moe_out"),
-        S("MOE_OUT_D", "run_image", "MOE_OUT", "-", "DIM", ops=("bram", "cast", "store"), step="moe_out"),
+        S("MOE_OUT_D", "run_image", "MOE_OUT", "PIPELINE II=1", "DIM",
+          ports=(Port("moe_acc", reads=1), Port("tbuf", writes=1)), ops=("bram", "cast", "store"), step="moe_out"),
         # the top function
         S("IMAGES", TOP, None, "-", "num_images", step="write_tokens"),
     )
@@ -405,7 +430,7 @@ def memory_of(cfg, plan: KernelPlan, port_limit: bool | None = None) -> Memory:
     board = BOARDS[h.board]
     clock = h.clock_mhz * 1e6
     per_port = board.flow == "zynq" if port_limit is None else (port_limit or board.flow == "zynq")
-    return Memory(latency=board.dram_latency_ns * h.clock_mhz / 1e3,
+    return Memory(latency=float(plan.m_axi_latency),
                   port_bpc=board.port_gbps * 1e9 / clock if per_port else math.inf,
                   ddr_bpc=board.mem_gbps * board.mem_efficiency * 1e9 / clock,
                   word_bits={"weights": plan.weight_word_bits, "image": plan.pixel_word_bits,
@@ -446,9 +471,10 @@ def analyse(spec: LoopSpec, specs: dict, mem: Memory, lat: dict, board_dsp: int)
         per_bundle.setdefault(mem.bundle_of.get(a.arg, a.arg), []).append(a)
     for bundle, accs in per_bundle.items():
         reads, writes = sum(a.reads for a in accs), sum(a.writes for a in accs)
-        beats = reads + writes
-        nbytes = sum((a.reads + a.writes) * mem.word_bits[a.arg] / 8 for a in accs)
-        single = sum(a.reads + a.writes for a in accs if not a.burst)
+        moved = [a for a in accs if not a.tap_only]   # what an inference call issues
+        beats = sum(a.reads + a.writes for a in moved)
+        nbytes = sum((a.reads + a.writes) * mem.word_bits[a.arg] / 8 for a in moved)
+        single = sum(a.reads + a.writes for a in moved if not a.burst)
         terms = {"one read + one write per cycle": max(reads, writes),
                  "port bandwidth": nbytes / mem.port_bpc,
                  "DDR bandwidth": nbytes / mem.ddr_bpc,
@@ -663,12 +689,7 @@ class _Walk:
             self._nest(label, {**self.const, **args}, only, nest)
             self.cache[key] = nest
         for lab, e, it, ax in nest:
-            rec = self.records[lab]
-            k = (self.specs[lab].step or step[0], step[1])
-            rec.entries += entries * e
-            rec.iterations += entries * it
-            rec.axi_iterations += entries * ax
-            acc = rec.by_step.setdefault(k, [0.0, 0.0, 0.0])
+            acc = self.records[lab].by_step.setdefault((self.specs[lab].step or step[0], step[1]), [0.0, 0.0, 0.0])
             acc[0] += entries * e
             acc[1] += entries * it
             acc[2] += entries * ax
@@ -689,8 +710,12 @@ class _Walk:
         lin = self.linears[layer]
         tiles = math.ceil(lin.n_out / self.cfg.hardware.cu_out)
         self.call("compute_unit", times, {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles}, step)
-        # load_tile(0) before TILES, load_tile(t + 1) in all but the last tile
-        self.call("load_tile", times * tiles, {"k_dim": lin.k, "n_out": lin.n_out, "has_bias": lin.has_bias}, step)
+        # load_tile(0) before TILES, load_tile(t + 1) in all but the last tile: the full tiles, then a partial one
+        co = self.cfg.hardware.cu_out
+        args = {"k_dim": lin.k, "n_out": lin.n_out, "has_bias": lin.has_bias}
+        full, part = divmod(lin.n_out, co)
+        self.call("load_tile", times * full, dict(args, tile=0), step)
+        self.call("load_tile", times * (part > 0), dict(args, tile=full), step)
 
     def layernorm(self, step) -> None:
         self.call("layernorm", 1.0, {}, step)
@@ -769,10 +794,10 @@ def loop_estimate(cfg, routing, batch: int = 1, latency: dict | None = None, uni
         walk.run_image(counts, rt.expected)
     walk.loop("IMAGES", 1.0, {"num_images": batch}, ("write_tokens", cfg.model.depth), only=())
     for r in records.values():
-        r.entries /= batch
-        r.iterations /= batch
-        r.axi_iterations /= batch
         r.by_step = {k: [x / batch for x in v] for k, v in r.by_step.items()}
+        r.entries = sum(v[0] for v in r.by_step.values())
+        r.iterations = sum(v[1] for v in r.by_step.values())
+        r.axi_iterations = sum(v[2] for v in r.by_step.values())
     for f in functions.values():
         f.calls /= batch
         f.by_step = {k: v / batch for k, v in f.by_step.items()}
