@@ -562,6 +562,11 @@ def validate(cfg: Config) -> None:
                           + (f"; unknown {extra}" if extra else ""))
     for b, name in bundles.items():
         IDENTIFIER.check(f"hardware.bundles.{b}", name)
+    ports = BOARDS[h.board].ports  # each bundle is linked to a memory port of its own
+    if len(set(bundles.values())) > ports:
+        raise ConfigError("hardware.bundles", dict(bundles),
+                          f"names {len(set(bundles.values()))} m_axi bundles; board {h.board} has {ports} memory "
+                          f"ports, so 1..{ports} bundles")
 
     _check_weight_words(m)
     _check_profile_name(p)
