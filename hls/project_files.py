@@ -11,6 +11,7 @@ from edgemoe.boards import BOARDS
 from .csim import ap_types_dir
 from .file_record import replace_record
 from .interface import TOP
+from .memory_map import INSTANCE, placement
 from .writer import DATA_FILES, SOURCES, _env, context
 
 #: generated file -> template ("{board}" is the board's name)
@@ -56,7 +57,7 @@ def write_project_files(project, out: Path) -> list[Path]:
     board = BOARDS[cfg.hardware.board]
     env = _env()
     ctx = context(cfg) | {"board": board, "part": cfg.hardware.part or board.part,
-                          "ap_types": ap_types_dir(), "bundles_sorted": sorted(set(cfg.hardware.bundle_of.values()))}
+                          "ap_types": ap_types_dir(), "placement": placement(cfg), "instance": INSTANCE[board.flow]}
     files = dict(PROJECT_FILES)
     files.update(ALVEO_FILES if board.flow == "alveo" else
                  {k.format(board=board.name): v for k, v in ZYNQ_FILES.items()})
