@@ -7,10 +7,15 @@ An entry per build (a real ``.bit``/``.hwh``/``.xclbin`` or a simulated
      "config_name": "m3vit-micro", "config_digest": "<sha256>", "config_hash": 305419896,
      "generator_version": "0.1.0", "created": "2025-01-01T00:00:00",
      "overlay": "m3vit-micro-1a2b3c4d.simbit", "regmap": "m3vit-micro-1a2b3c4d.regmap.json",
+     "memory": {"board": "zcu102", "flow": "zynq", "memory": "PS DDR", ...,
+                "bundles": [{"bundle": "gmem0", "args": ["image"], "banks": [], "target": "S_AXI_HP0_FPD"}, ...]},
      "files": {"m3vit-micro-1a2b3c4d.simbit": {"sha256": "...", "bytes": 812}, ...}}
 
 Paths are relative to the manifest's folder and stay inside it; ``files``
 lists the overlay and the register map with every other file of the build.
+``memory`` is where the generator placed each m_axi bundle on the config's
+board (:func:`edgemoe.hls.memory_map.placement_data`: HBM pseudo-channels on
+Alveo, the PS's HP ports on Zynq); :meth:`Entry.placement` reads it back.
 Names and overlays are unique: :func:`read_manifest` refuses a manifest with
 two entries for one overlay, or an entry missing a field, naming the file,
 the entry's index and the field.  :func:`add_entry` records a build;
@@ -75,6 +80,14 @@ class Entry:
     def regmap_path(self) -> Path | None:
         return self.root / self.data["regmap"] if self.data.get("regmap") else None
 
+    def placement(self) -> dict[str, dict] | None:
+        """m_axi argument -> its bundle's placement record (``bundle``, ``banks``, ``target``), as the generator
+        placed it; None for an entry registered before placements were recorded."""
+        mem = self.data.get("memory")
+        if mem is None:
+            return None
+        return {arg: b for b in mem["bundles"] for arg in b["args"]}
+
     def regmap(self) -> dict:
         if self.regmap_path is None:
             raise ManifestError(f"manifest entry {self.name!r} names no register map (regmap.json)")
@@ -133,6 +146,12 @@ def _check_entry(path: Path, i: int, e) -> None:
             raise ManifestError(f"{where}: {name!r} is {got}; it must be {what}")
     if e["flow"] not in FLOWS:
         raise ManifestError(f"{where}: 'flow' is {e['flow']!r}; it must be one of {', '.join(FLOWS)}")
+    mem = e.get("memory")
+    if mem is not None and not (isinstance(mem, dict) and isinstance(mem.get("bundles"), list) and all(
+            isinstance(b, dict) and isinstance(b.get("args"), list) and isinstance(b.get("target"), str)
+            and isinstance(b.get("banks"), list) for b in mem["bundles"])):
+        raise ManifestError(f"{where}: 'memory' is {mem!r}; it must be the generator's placement "
+                            f"({{\"bundles\": [{{\"bundle\", \"args\", \"banks\", \"target\"}}, ...], ...}}) or absent")
     if e.get("regmap") is not None and not isinstance(e["regmap"], str):
         raise ManifestError(f"{where}: 'regmap' is {e['regmap']!r}; it must be a file name or null")
     for rel, info in e["files"].items():
@@ -169,6 +188,7 @@ def add_entry(cfg, overlay: str | Path, files: list[str | Path] = (), board: str
     An entry with the same name or overlay is replaced.
     """
     from edgemoe.hls.interface import config_hash32
+    from edgemoe.hls.memory_map import placement_data
 
     path = manifest_path(manifest)
     root = path.parent
@@ -192,7 +212,7 @@ def add_entry(cfg, overlay: str | Path, files: list[str | Path] = (), board: str
              "config_digest": cfg.digest(), "config_hash": config_hash32(cfg), "generator_version": __version__,
              "created": datetime.datetime.now().isoformat(timespec="seconds"),
              "overlay": _relative(overlay, root), "regmap": _relative(Path(regmap), root) if regmap else None,
-             "files": recorded}
+             "memory": placement_data(cfg), "files": recorded}
     with exclusive(path.with_name(path.name + ".lock")):
         data = read_manifest(path, must_exist=False)
         data["entries"] = [e for e in data["entries"]

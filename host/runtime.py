@@ -17,7 +17,12 @@ What happens:
    register map; the kernel's config_hash register must match the config;
 3. the packed weights are written once into a ``pynq.allocate`` buffer that
    stays for the accelerator's lifetime: a task switch only writes the task
-   register (every MoE block then uses that task's gate), nothing is reloaded;
+   register (every MoE block then uses that task's gate), nothing is reloaded.
+   Every buffer is allocated where the kernel's port for it reaches memory:
+   on Zynq the one PS DDR (the device's memory); on Alveo the HBM bank the
+   overlay links its argument to (``overlay.ip_dict[cu]["registers"][arg]["memory"]``,
+   from the xclbin's connectivity, checked against the generator's placement
+   in the manifest), with as many images per call as fit there;
 4. per call: images are cropped/resized to the configured size and turned into
    pixel codes, up to ``max_batch`` images go to the kernel per call
    (ap_start, then ap_done within ``timeout``), the tokens come back and the
@@ -36,8 +41,9 @@ import numpy as np
 import pynq
 import torch
 
+from edgemoe.boards import BOARDS
 from edgemoe.config import Config
-from edgemoe.hls.interface import VLNVS
+from edgemoe.hls.interface import VLNVS, kernel_args
 from edgemoe.hls.plan import KernelPlan
 from edgemoe.images import ImageError
 from edgemoe.loading import load_config
@@ -198,7 +204,23 @@ class Result:
                 f"({total / max(n, 1) * 1e3:.1f} ms/image)")
 
 
+# --- memory banks (Alveo) ----------------------------------------------------------------------
+
+#: room a buffer may take beyond its bytes in a memory bank (allocations are page-aligned)
+PAGE_SLACK = 4096
+
+
+def _bank_tags(tag: str, mem_dict: dict) -> list[str]:
+    """The banks a memory tag stands for: itself, or the members of an XRT memory group ``MBG[i,j,...]``
+    (``i``, ``j``: indices in the memory topology)."""
+    if not tag.startswith("MBG["):
+        return [tag]
+    by_idx = {m["idx"]: m["tag"] for m in mem_dict.values()}
+    return [by_idx.get(int(i), f"memory #{i}") for i in tag[4:].rstrip("]").split(",") if i.strip().isdigit()]
+
+
 # --- the accelerator -----------------------------------------------------------------------------
+
 
 def resolve_weights(cfg, weights=None, seed: int = 0, cache_dir=None, log=print, source: str = "") -> PackedWeights:
     """A packed weights file, an M3ViT checkpoint, a float state dict (``source`` names it; packed and
@@ -290,10 +312,11 @@ class Accelerator:
         self._check_config_hash()
         self.log(f"overlay: {self.entry.overlay} (manifest entry {self.entry.name!r}, {self.entry.flow}; "
                  f"config hash {self.driver_config_hash:#010x} verified)")
+        self.targets = self._memory_targets()
         self.weights = resolve_weights(self.cfg, weights, seed, None if cache_dir is None else
                                        Path(cache_dir) / "host-cache" / "weights", self.log, weights_source)
         self.types = KernelPlan.from_config(self.cfg).buffer_types
-        self._wbuf = pynq.allocate(self.weights.words.shape, self.types["weights"], target=self.device)
+        self._wbuf = pynq.allocate(self.weights.words.shape, self.types["weights"], target=self.targets["weights"])
         self._wbuf[:] = self.weights.words
         self._wbuf.sync_to_device()
         self._ibuf = self._abuf = None
@@ -315,6 +338,60 @@ class Accelerator:
             raise OverlayMismatchError(f"{ours[0]} is {types[ours[0]]}; the edgemoe driver binds to "
                                        f"{', '.join(VLNVS)}: the bitstream holds another version of the kernel")
         return drv
+
+    def _memory_targets(self) -> dict:
+        """m_axi argument -> where its buffer is allocated (``pynq.allocate(..., target=)``).
+
+        Zynq: the device (every HP port reaches the one PS DDR).  Alveo: the memory bank the overlay
+        links the argument to, read from the overlay's description (pynq's ``memory`` of the argument's
+        register; ``MBG`` when it is linked to several banks: the largest of them), which must be the
+        banks the generator placed it on (the manifest's ``memory``).  ``max_batch`` drops to the
+        images that fit the banks of the image and activation buffers.
+        """
+        from edgemoe.hls.memory_map import buffer_bytes
+
+        args = [a.name for a in kernel_args(self.cfg) if a.kind == "m_axi"]
+        if BOARDS[self.cfg.hardware.board].flow != "alveo":
+            return dict.fromkeys(args, self.device)
+        regs = self.overlay.ip_dict[self.driver.name]["registers"]
+        mem_dict = self.overlay.mem_dict
+        placed = self.entry.placement()
+        targets, tags_of = {}, {}
+        for name in args:
+            reg = regs.get(name, {})
+            tags = list(reg.get("MBG") or ([reg["memory"]] if reg.get("memory") else []))
+            if not tags or any(t not in mem_dict for t in tags):
+                raise OverlayMismatchError(f"overlay {self.entry.overlay.name}: kernel argument {name!r} of "
+                                           f"{self.driver.name} is linked to no memory bank of its memory topology "
+                                           f"({tags or 'none'}); link the .xo with the generated alveo_link.cfg")
+            banks = sorted({b for t in tags for b in _bank_tags(t, mem_dict)})
+            want = None if placed is None or name not in placed else sorted(f"HBM[{i}]" for i in placed[name]["banks"])
+            if want is not None and banks != want:
+                raise OverlayMismatchError(f"overlay {self.entry.overlay.name} links kernel argument {name!r} to "
+                                           f"{', '.join(banks)}, but the generator placed it on "
+                                           f"{placed[name]['target']} (manifest entry {self.entry.name!r}): the "
+                                           f".xclbin was linked with another alveo_link.cfg; link it with the "
+                                           f"generated one")
+            desc = max((mem_dict[t] for t in tags), key=lambda d: (d["size"], -d["idx"]))
+            targets[name], tags_of[name] = self.device.get_memory(desc), desc["tag"]
+        need = buffer_bytes(self.cfg)
+        per_memory: dict[str, list[str]] = {}
+        for name, tag in tags_of.items():
+            per_memory.setdefault(tag, []).append(name)
+        for tag, names in per_memory.items():
+            room = targets[names[0]].size - PAGE_SLACK * len(names)
+            fixed = sum(need[n] for n in names if n == "weights")
+            per_image = sum(need[n] for n in names if n != "weights")
+            fit = (room - fixed) // per_image if per_image else self.max_batch
+            if fixed > room or fit < 1:
+                what = ", ".join(f"{n} {need[n]} bytes" + ("" if n == "weights" else " per image") for n in names)
+                raise DeviceError(f"{what}: more than {tag} holds ({targets[names[0]].size} bytes), the largest "
+                                  f"memory the overlay links {' and '.join(names)} to (a buffer lies in one memory)")
+            if fit < self.max_batch:
+                self.log(f"  {tag} holds {fit} image(s) of {' and '.join(names)}: at most {fit} per kernel call")
+                self.max_batch = fit
+        self.log("memory: " + ", ".join(f"{n} on {t}" for n, t in tags_of.items()))
+        return targets
 
     def _check_config_hash(self) -> None:
         from edgemoe.hls.interface import config_hash32
@@ -358,9 +435,10 @@ class Accelerator:
         if n > self._cap_images or act_words > self._cap_words:
             self._cap_images = max(n, self._cap_images)
             self._cap_words = max(act_words, self._cap_words)
-            self._ibuf = pynq.allocate((self._cap_images, pix), self.types["image"], target=self.device)
+            self._ibuf = self._abuf = None  # the old buffers' memory is free before the new ones take it
+            self._ibuf = pynq.allocate((self._cap_images, pix), self.types["image"], target=self.targets["image"])
             self._abuf = pynq.allocate((self._cap_images * self._cap_words,), self.types["activations"],
-                                       target=self.device)
+                                       target=self.targets["activations"])
 
     def _read_activations(self, n: int, stride: int) -> np.ndarray:
         """The kernel's output words [n, stride] (image i starts at word i * stride)."""

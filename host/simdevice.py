@@ -11,9 +11,21 @@ and fills the config_hash and status output registers, as the hardware does.
 
 A simulated overlay is a ``.simbit`` JSON file (:mod:`edgemoe.host.simbit`;
 built by :func:`edgemoe.host.sim_overlay.build_sim_overlay`) naming the csim
-library, the register map and the config.
+library, the register map, the config and the memory placement.
 ``SimDevice.get_bitfile_metadata`` turns it into the ip_dict pynq expects,
-so ``pynq.Overlay("x.simbit", device=sim).edgemoe_vit_0`` is the kernel driver.
+so ``pynq.Overlay("x.simbit", device=sim).edgemoe_vit_0`` is the kernel driver
+(``edgemoe_vit_1``, the compute unit, for an Alveo config).
+
+Memory: for a Zynq config every buffer comes from one simulated PS DDR
+(``pynq.allocate(..., target=device)``).  For an Alveo config the device is
+a simulated HBM card, as XRT sees one: the overlay's memories
+(``overlay.HBM0`` ..., :class:`SimMemory`) allocate inside their
+pseudo-channel's address range, an allocation without a bank is refused
+while the overlay uses several (pynq's "Multiple memories active"), and a
+kernel call whose m_axi argument is a buffer outside the bank(s) the
+argument is linked to fails with :class:`~edgemoe.host.errors.SimBusError`
+naming the argument, the bank it is on and the bank it must be on (XRT
+refuses such a buffer).
 
 The kernel runs synchronously inside the register write that sets ap_start;
 ap_done is up when that write returns (the driver's timeout only matters for
@@ -23,6 +35,7 @@ the next n starts hang); a hung kernel is reset by downloading the overlay again
 from __future__ import annotations
 
 import bisect
+import re
 import time
 import weakref
 from dataclasses import dataclass
@@ -30,12 +43,48 @@ import numpy as np
 import pynq
 from pynq.buffer import PynqBuffer
 
-from .errors import SimBusError
+from .errors import DeviceError, SimBusError
 from .simbit import SimParser
 
 #: simulated DDR: allocations start here, aligned to pages
 DDR_BASE = 0x8_0000_0000
 PAGE = 4096
+
+
+def _pages(nbytes: int) -> int:
+    """Bytes a buffer of ``nbytes`` occupies: whole pages, at least one."""
+    return -(-max(nbytes, 1) // PAGE) * PAGE
+
+
+def pynq_memory_name(tag: str) -> str:
+    """The overlay attribute pynq gives a memory bank (``HBM[1]`` -> ``overlay.HBM1``)."""
+    return re.sub("[^A-Za-z0-9_]", "", tag)
+
+
+class SimMemory:
+    """One memory bank of the simulated card (pynq's ``XrtMemory``): ``pynq.allocate(..., target=memory)``
+    places the buffer inside the bank's address range.  Equal memories are interchangeable."""
+
+    def __init__(self, device: "SimDevice", desc: dict):
+        self.device = device
+        self.desc = desc
+        self.idx = desc["idx"]
+        self.tag = desc["tag"]
+        self.base_address = desc["base_address"]
+        self.size = desc["size"]
+
+    def allocate(self, shape, dtype, **kwargs) -> PynqBuffer:
+        # (no ``buf.memory`` as XrtMemory sets: a PynqBuffer with one unmaps its memory when freed)
+        return self.device._allocate_in(shape, dtype, self.base_address, self.base_address + self.size, self.tag)
+
+    def __eq__(self, other) -> bool:
+        return type(other) is SimMemory and other.device is self.device and other.idx == self.idx
+
+    def __hash__(self) -> int:
+        return hash((id(self.device), self.idx))
+
+    def __repr__(self) -> str:
+        return f"SimMemory({self.tag!r}, base {self.base_address:#x}, {self.size} bytes)"
 
 
 # --- the kernel as the simulated PL runs it ---------------------------------------------
@@ -70,6 +119,17 @@ class _SimKernel:
         self.AP_IDLE, self.AP_READY = 1 << bits["ap_idle"], 1 << bits["ap_ready"]
         self.outputs = {r["offset"]: r["ctrl_offset"] for r in regs.values() if r.get("kind") == "output"}
         self.tap_none = parser.regmap["tap_none"]
+        #: Alveo: m_axi argument -> (linked range [lo, hi), its tags, the sp target); empty on Zynq
+        self.linked: dict[str, tuple[int, int, list[str], str]] = {}
+        if parser.alveo:
+            targets = {a: b["target"] for b in parser.simbit["memory"]["bundles"] for a in b["args"]}
+            for name, reg in parser.ip_dict[parser.simbit["instance"]]["registers"].items():
+                if "memory" in reg:
+                    tags = reg.get("MBG", [reg["memory"]])
+                    banks = [parser.mem_dict[t] for t in tags]
+                    self.linked[name] = (min(b["base_address"] for b in banks),
+                                         max(b["base_address"] + b["size"] for b in banks), tags, targets[name])
+        self.instance = parser.simbit["instance"]
         self.values: dict[int, int] = {}
         self.reset()
 
@@ -104,6 +164,21 @@ class _SimKernel:
         off = self.reg[name]
         return self.values.get(off, 0) | (self.values.get(off + 4, 0) << 32)
 
+    def check_linked(self, name: str) -> None:
+        """Refuse an m_axi argument whose buffer is outside the bank(s) the argument is linked to (Alveo)."""
+        if name not in self.linked:
+            return
+        lo, hi, tags, target = self.linked[name]
+        address = self._ptr(name)
+        if lo <= address < hi:
+            return
+        on = self.device.bank_of(address)
+        raise SimBusError(
+            f"kernel argument {name!r} is a buffer on {on} (address {address:#x}), but {self.instance}.{name} is "
+            f"linked to {target} (sp={self.instance}.{name}:{target} in alveo_link.cfg): XRT refuses a buffer "
+            f"outside the memory its argument is linked to; allocate it on {target} "
+            f"(pynq.allocate(..., target=overlay.{pynq_memory_name(tags[0])}))")
+
     def run(self) -> None:
         """ap_start: run the csim library on the buffers behind the pointer registers."""
         task = self.values.get(self.reg["task"], 0) & 0xFF
@@ -120,6 +195,8 @@ class _SimKernel:
             else sb["activations"]["tap_words_per_image"]
         try:
             if touches_memory:
+                for name in self.linked:
+                    self.check_linked(name)
                 pix = self.device.memory(self._ptr("image"), n * sb["image"]["words_per_image"],
                                          sb["image"]["dtype"], "image")
                 w = self.device.memory(self._ptr("weights"), sb["weights"]["words"], sb["weights"]["dtype"], "weights")
@@ -198,18 +275,85 @@ class SimDevice(pynq.Device):
         pass
 
     def allocate(self, shape, dtype, **kwargs) -> PynqBuffer:
-        """A zeroed, coherent buffer at a fresh simulated physical address."""
+        """A zeroed, coherent buffer at a fresh simulated physical address (Zynq: the PS DDR).
+
+        With an Alveo overlay loaded this is pynq's allocation on the default memory, which is
+        refused while the overlay uses several banks: allocate on a bank (``target=overlay.HBM1``).
+        """
+        if self._banks():
+            return self.default_memory.allocate(shape, dtype, **kwargs)
         dtype = np.dtype(dtype)
         shape = tuple(shape) if isinstance(shape, (tuple, list)) else (int(shape),)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        backing = np.zeros(max(nbytes, 1), dtype=np.uint8)
         addr = self._next
-        self._next += -(-max(nbytes, 1) // PAGE) * PAGE
-        if len(self._allocs) > 256:  # forget freed buffers (addresses are never reused)
+        self._next += _pages(nbytes)
+        return self._place(shape, dtype, addr, nbytes)
+
+    # --- memory banks (Alveo) ---------------------------------------------------------
+    def _banks(self) -> list[dict]:
+        """The loaded overlay's used memory banks (empty for a Zynq overlay or none loaded)."""
+        return [m for m in (getattr(self, "mem_dict", None) or {}).values() if m["used"] and not m["streaming"]]
+
+    @property
+    def default_memory(self) -> SimMemory:
+        """pynq's default memory of an XRT device: the one used bank; an error when there are several."""
+        banks = self._banks()
+        if not banks:
+            raise RuntimeError("No active memories in design")
+        if len(banks) > 1:
+            raise RuntimeError("Multiple memories active in design: specify the memory using the `target` "
+                               f"parameters ({', '.join(b['tag'] for b in banks)} are used)")
+        return self.get_memory(banks[0])
+
+    def get_memory(self, desc: dict) -> SimMemory:
+        """The memory bank of a ``mem_dict`` entry (what ``overlay.HBM1`` returns)."""
+        return SimMemory(self, desc)
+
+    def get_memory_by_name(self, name: str) -> SimMemory:
+        for m in (getattr(self, "mem_dict", None) or {}).values():
+            if m["tag"] == name:
+                return self.get_memory(m)
+        raise RuntimeError("Could not find memory")
+
+    def bank_of(self, address: int) -> str:
+        """The memory bank holding ``address``, as a phrase for messages."""
+        for m in (getattr(self, "mem_dict", None) or {}).values():
+            if not m["streaming"] and m["base_address"] <= address < m["base_address"] + m["size"]:
+                return m["tag"]
+        return "no memory bank of the card (host memory, or an allocation without a bank)"
+
+    def _allocate_in(self, shape, dtype, lo: int, hi: int, tag: str) -> PynqBuffer:
+        """A buffer inside [lo, hi): after every earlier one there, else in the first gap freed buffers left."""
+        dtype = np.dtype(dtype)
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else (int(shape),)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        need = _pages(nbytes)
+        i0, i1 = bisect.bisect_left(self._starts, lo), bisect.bisect_left(self._starts, hi)
+        inside = self._allocs[i0:i1]
+        top = max((s + _pages(n) for s, n, _ in inside), default=lo)
+        if top + need <= hi:
+            return self._place(shape, dtype, top, nbytes)
+        live = [(s, n) for s, n, ref in inside if ref() is not None]
+        self._allocs[i0:i1] = [a for a in inside if a[2]() is not None]  # freed buffers' space is reused
+        self._starts = [a[0] for a in self._allocs]
+        cur = lo
+        for s, n in live + [(hi, 0)]:
+            if s - cur >= need:
+                return self._place(shape, dtype, cur, nbytes)
+            cur = s + _pages(n)
+        used = sum(_pages(n) for _, n in live)
+        raise DeviceError(f"cannot allocate {nbytes} bytes on {tag}: {hi - lo} bytes, {used} of them in live "
+                          f"buffers")
+
+    def _place(self, shape, dtype, addr: int, nbytes: int) -> PynqBuffer:
+        """Record a zeroed buffer of ``nbytes`` at ``addr`` (kept sorted by address)."""
+        backing = np.zeros(max(nbytes, 1), dtype=np.uint8)
+        if len(self._allocs) > 256:  # forget freed buffers (the PS DDR's addresses are never reused)
             self._allocs = [a for a in self._allocs if a[2]() is not None]
             self._starts = [a[0] for a in self._allocs]
-        self._starts.append(addr)
-        self._allocs.append((addr, nbytes, weakref.ref(backing)))
+        i = bisect.bisect_left(self._starts, addr)
+        self._starts.insert(i, addr)
+        self._allocs.insert(i, (addr, nbytes, weakref.ref(backing)))
         return PynqBuffer(shape, dtype, buffer=backing, device=self, device_address=addr, bo=addr, coherent=True)
 
     def read_registers(self, address: int, length: int) -> bytes:
