@@ -56,8 +56,10 @@ def cmd_perf(args) -> int:
     other = [m for m in MODES if m != args.mode][0]
     o = estimate(cfg, routing, args.batch, other, port_limit=args.port_limit, measured=measured)
     print(f"other mode ({other}): {o.ms_per_image:.2f} ms/image, {o.roofline.ratio:.1f}x roofline")
+    if args.loops:
+        print("\n" + est.loops_table())
     if args.as_written:
-        print("\nthe template as written (onchip, each penalty alone):")
+        print("\nthe kernel as written, loops grouped by the constraint that binds them:")
         print(format_findings(as_written_findings(cfg, routing, args.batch, measured)))
     if args.resources:
         print()
@@ -239,11 +241,15 @@ def add_commands(subparsers) -> None:
     p.add_argument("--task", type=cli_args.task, default="0", help="task for --routing golden (name or index)")
     p.add_argument("--images", type=cli_args.images, default=2, help="synthetic images for --routing golden")
     p.add_argument("--seed", type=cli_args.seed, default=0)
-    p.add_argument("--as-written", action="store_true", help="also cost the template as literally written")
+    p.add_argument("--as-written", action="store_true",
+                   help="also group the kernel's loops by the constraint that binds their II")
+    p.add_argument("--loops", action="store_true",
+                   help="per-loop table of the kernel as written: trips, achievable II, binding constraint, cycles")
     p.add_argument("--resources", action="store_true", help="also print the resource estimate")
     p.add_argument("--details", action="store_true", help="with --resources: per-array / per-multiplier details; "
                    "with --compare: Edge-MoE's per-step table")
-    p.add_argument("--port-limit", action="store_true", help="cap each AXI bundle at its physical port bandwidth")
+    p.add_argument("--port-limit", action="store_true",
+                   help="cap each AXI bundle at its physical port bandwidth (always on for Zynq boards)")
     p.add_argument("--compare", action="store_true",
                    help="also compare with Edge-MoE (measured and modelled), the physical floors and the task heads")
     p.add_argument("--head-runs", type=cli_args.count(0, 100), default=3,
