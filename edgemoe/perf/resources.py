@@ -1,14 +1,43 @@
-"""Resource model of the generated accelerator: DSP, BRAM36/URAM, LUT, FF per unit.
+"""Resource model of the generated accelerator: DSP, BRAM36/URAM, LUT, FF of what the kernel instantiates.
 
-Counts come from the same parameters the templates use (the kernel plan,
-:class:`edgemoe.hls.plan.KernelPlan`: ``row_words``, ``cu_word_bits``, the
-weight word width, the tables' lengths) and the precision profile's types, in the primitives of
-:mod:`edgemoe.perf.primitives`:
+:func:`estimate_resources` lists every thing the kernel as written
+(``hls/templates/edgemoe_vit.cpp.j2``) instantiates as an :class:`Item`:
+an array, a ROM, a group of multipliers, a divider, logic or a function's
+control, with where it is (function / loop label), how many copies, its
+shape and its DSP / BRAM36 / URAM / LUT / FF.  Sizes come from the kernel
+plan (:class:`edgemoe.hls.plan.KernelPlan`: ``row_words``, ``cu_word_bits``,
+the weight word width, the tables' lengths) and the precision profile's types,
+costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
 
-* **Tables** (exp2, reciprocal, rsqrt, GELU): one ROM per unit instance
-  (HLS duplicates a ROM per parallel reader), LUTROM when small, else BRAM.
-* **LUT / FF**: rough per-MAC and per-unit figures (adder trees, casts, control,
-  m_axi adapters); they are the least certain numbers here and say so.
+* **Function instances.**  A function that is not inlined is one RTL instance
+  per call site (in each instance of its caller) unless an ``ALLOCATION``
+  pragma limits it: ``compute_unit`` is one instance shared by every layer
+  (:data:`CALL_SITES`, :data:`ALLOCATION_LIMITS`).
+* **Multipliers** are counted where the code unrolls them: ``MAC_O x MAC_I``
+  in the compute unit, ``SCORE_D`` (HEAD_DIM per query slot, ``ATTN_P`` slots)
+  in ``STREAM``, ``SCORE_D`` and ``AV_D`` in ``AV_KEYS``.  A loop that misses
+  its II may let the tool share some; that is not assumed.  DSPs per
+  multiply follow the operand widths (:func:`~edgemoe.perf.primitives.dsp_per_mult`):
+  a narrow type's width (``cu_word_t``, ``gate_score_t``, a table entry, a
+  masked index); a ``wide_t`` (64-bit) where the operand is a ``wide_t``
+  result the tool cannot narrow (a saturating ``to_<type>()``: :func:`cast_bits`);
+  ``int`` address products are 32 x 32.
+* **Arrays** are their declared element type and shape after the template's
+  ARRAY_PARTITION pragmas: every ``rows_t`` is ``[N_TOKENS][ROW_WORDS]``
+  ``cu_word_t`` (``x``, ``hbuf``, ``tbuf``, ``big`` in ``CU_IN`` cyclic banks,
+  ``logits`` in one); a bank goes to registers, LUTRAM, URAM or BRAM36/BRAM18
+  by :meth:`Memory.cost <edgemoe.perf.primitives.Memory.cost>`.
+* **Tables** (exp2, reciprocal, rsqrt, GELU; declared ``long long``) are a ROM
+  at the width their entries need (:func:`table_bits`) in each function
+  instance that reads them.
+* **Dividers**: ``/`` and ``%`` by a constant that is not a power of two are
+  divider cores (LUT / FF only).
+* **LUT / FF**: rough per-structure figures (casts, shifts, adder trees,
+  control, m_axi adapters); the least certain numbers here, and they say so.
+
+The estimate fits when every resource is at most :data:`DEFAULT_CAP` of the
+board (:attr:`ResourceEstimate.fit`, :attr:`~ResourceEstimate.binding`,
+:attr:`~ResourceEstimate.verdict`).
 
 ``mode`` follows :mod:`edgemoe.perf.cycles`: ``"onchip"`` is the generated
 kernel (activations in on-chip row buffers), ``"edgemoe-dram"`` Edge-MoE's
@@ -16,31 +45,44 @@ architecture (intermediates in DRAM, whole-layer weight ping-pong buffers).
 With ``batch > 1`` and weight sharing, the on-chip kernel must hold every
 image's rows at once (the buffers scale with the batch); in DRAM mode they do not.
 
-Where the RTL units have yosys figures (read by the caller into a
+The RTL units of ``sim/`` have their own figures (:func:`rtl_unit_models`);
+where yosys figures exist (read by the caller into a
 :class:`~edgemoe.perf.measured.SimResults`), :func:`yosys_comparison` sets
 model and yosys side by side.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgemoe.boards import BOARDS
+from edgemoe.hls.interface import TOP
 from edgemoe.hls.plan import KernelPlan
 
 from .measured import SimResults, yosys_figures
-from .primitives import Memory, UnitResources, add_mac_array
+from .primitives import Memory, UnitResources, add_mac_array, dsp_per_mult
 
-#: default utilisation cap for "fits the board"
+#: a design fits a board when every resource is used at most this fraction of the board's
 DEFAULT_CAP = 0.80
+#: the resources the verdict checks, and their names
+RESOURCES = ("dsp", "bram36", "uram", "lut", "ff")
+RESOURCE_NAMES = {"dsp": "DSP", "bram36": "BRAM36", "uram": "URAM", "lut": "LUT", "ff": "FF"}
 
 #: rough LUT / FF figures (not measured: order-of-magnitude per structure)
 LUT_PER_CONTROL = 1500      # FSM + loop counters of one function
 FF_PER_CONTROL = 2000
+LUT_PER_PIPELINE = 150      # one pipelined loop's controller
+FF_PER_PIPELINE = 200
+LUT_PER_CAST = 160          # round + saturate of a 64-bit value
+LUT_PER_WIDE_SHIFT = 64 * 6  # a variable shift of a 64-bit value (barrel shifter)
+LUT_PER_MSB = 150           # msb_index of a 64-bit value
 LUT_PER_MAXI = 1200         # one m_axi adapter, plus per data bit below
 FF_PER_MAXI = 1500
 LUT_PER_MAXI_BIT = 3
 FF_PER_MAXI_BIT = 6
+LUT_S_AXILITE = 2000        # s_axilite registers + the top level's control
+FF_S_AXILITE = 2500
 
 
 def _table_rom(name: str, entries: int, bits: int) -> Memory:
@@ -183,11 +225,397 @@ def rtl_unit_models(cfg, plan: KernelPlan | None = None, layernorm_plan=None) ->
     return units
 
 
+# --- the kernel as written: what it instantiates --------------------------------------------
+
+#: wide_t (edgemoe_numerics.h): ``long long``
+WIDE_BITS = 64
+#: C ``int``: loop counters, offsets, sizes
+INT_BITS = 32
+
+#: call sites of each kernel function that is not inlined, by caller (hls/templates/edgemoe_vit.cpp.j2;
+#: the tests check them against the generated source)
+CALL_SITES = {
+    "run_image": {TOP: 1},
+    "compute_unit": {"run_image": 8},
+    "load_tile": {"compute_unit": 2},
+    "layernorm": {"run_image": 2},
+    "residual_add": {"run_image": 2},
+    "attention": {"run_image": 1},
+    "gate_token": {"run_image": 1},
+    "write_rows": {"run_image": 14},
+}
+#: ``ALLOCATION function instances=<f> limit=<n>`` of the template: f -> n
+ALLOCATION_LIMITS = {"compute_unit": 1}
+
+
+def function_instances() -> dict[str, int]:
+    """RTL instances of each kernel function: one per call site in each instance of its caller (the
+    tool's default), at most its ALLOCATION limit."""
+    out = {TOP: 1}
+
+    def count(name: str) -> int:
+        if name not in out:
+            n = sum(sites * count(caller) for caller, sites in CALL_SITES[name].items())
+            out[name] = min(n, ALLOCATION_LIMITS.get(name, n))
+        return out[name]
+
+    for name in CALL_SITES:
+        count(name)
+    return out
+
+
+def cast_bits(t) -> tuple[int, bool]:
+    """(bits, signed) of a ``to_<type>()`` / ``fix_<type>()`` result as a multiplier operand: the type when
+    it wraps (the wide_t holds the type's word), a signed 64-bit wide_t when it saturates (a compare and
+    select on the 64-bit value, which the tool does not narrow)."""
+    return (t.bits, t.signed) if t.overflow == "WRAP" else (WIDE_BITS, True)
+
+
+def table_bits(cfg) -> dict[str, int]:
+    """Bits of the widest entry of each numerics table (``exp2``, ``recip``, ``rsqrt``, ``gelu``): the ROM's
+    width.  The tables are declared ``long long``; a constant array is kept at the width its entries need."""
+    from edgemoe.golden.numerics.tables import exp2_table, gelu_table, recip_table, rsqrt_table
+
+    p = cfg.precision
+    tables = {"exp2": exp2_table(p.table_frac_bits, p.exp_table_bits),
+              "recip": recip_table(p.table_frac_bits, p.recip_table_bits),
+              "rsqrt": rsqrt_table(p.table_frac_bits, p.rsqrt_table_bits),
+              "gelu": gelu_table(p.gelu_table, p.gelu_step_log2, p.gelu_range)}
+    return {k: max(1, max(abs(int(v)) for v in t).bit_length()) for k, t in tables.items()}
+
+
+@dataclass
+class Item:
+    """One thing the kernel instantiates: an array, a ROM, a group of multipliers, a divider, logic, control.
+
+    ``where``: function[/loop label]; ``count``: copies of it (per instance of its function, times the
+    instances); ``shape``: banks x depth x width, or the operand widths; resources are of all copies.
+    """
+
+    unit: str
+    kind: str
+    what: str
+    where: str
+    count: int
+    shape: str
+    dsp: int = 0
+    bram36: float = 0.0
+    uram: int = 0
+    lut: int = 0
+    ff: int = 0
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class _Items:
+    """Builds the :class:`Item` list; ``unit`` is the group the next items go to."""
+
+    def __init__(self, board):
+        self.board = board
+        self.items: list[Item] = []
+        self.unit = ""
+
+    def add(self, kind, what, where, count, shape, note="", **res) -> Item:
+        it = Item(self.unit, kind, what, where, count, shape, note=note, **res)
+        self.items.append(it)
+        return it
+
+    def array(self, what, where, depth, width, banks=1, count=1, registers=False, kind="array", note="") -> Item:
+        c = Memory(what, depth, width, banks, registers).cost(self.board)
+        bank = "" if banks == 1 else f"{banks} banks x "
+        return self.add(kind, what, where, count, f"{bank}{depth} x {width}b -> {c['kind']}", note,
+                        bram36=count * c["bram36"], uram=count * c["uram"], lut=count * c["lut"], ff=count * c["ff"])
+
+    def rom(self, what, where, entries, width, count=1, note="") -> Item:
+        return self.array(what, where, entries, width, count=count, kind="ROM", note=note)
+
+    def mults(self, what, where, count, a_bits, b_bits, a_signed=True, b_signed=True, note="") -> Item:
+        u = UnitResources(what)
+        u.add_mults(what, count, a_bits, b_bits, a_signed, b_signed)
+        per = dsp_per_mult(a_bits, b_bits, a_signed, b_signed)
+        sa, sb = "s" if a_signed else "u", "s" if b_signed else "u"
+        return self.add("multipliers", what, where, count, f"{a_bits}{sa} x {b_bits}{sb}: {per} DSP each", note,
+                        dsp=u.dsp, lut=u.lut)
+
+    def divider(self, what, where, count, dividend_bits, divisor, pipelined, note="") -> Item | None:
+        """``/`` or ``%`` by a constant: a divider core (a shift when the constant is a power of two)."""
+        if divisor & (divisor - 1) == 0:
+            return None
+        d_bits = divisor.bit_length() + 1
+        if pipelined:   # one subtract stage per quotient bit
+            lut, ff = dividend_bits * d_bits, dividend_bits * (d_bits + dividend_bits // 2)
+        else:           # one subtract stage, iterated
+            lut, ff = 3 * (dividend_bits + d_bits), 3 * dividend_bits + d_bits
+        return self.add("divider", what, where, count,
+                        f"{dividend_bits}b / {divisor} ({'pipelined' if pipelined else 'sequential'})", note,
+                        lut=count * lut, ff=count * ff)
+
+    def logic(self, what, where, count, lut_each, ff_each=0, shape="", note="") -> Item:
+        return self.add("logic", what, where, count, shape, note, lut=int(count * lut_each), ff=int(count * ff_each))
+
+    def control(self, function, count, loops=0) -> Item:
+        """The FSM of ``count`` instances of ``function`` and its ``loops`` pipelined loops."""
+        return self.add("control", f"{function}(): FSM" + (f" + {loops} pipeline(s)" if loops else ""), function,
+                        count, "", lut=count * (LUT_PER_CONTROL + loops * LUT_PER_PIPELINE),
+                        ff=count * (FF_PER_CONTROL + loops * FF_PER_PIPELINE))
+
+
+def _exp_neg(b: _Items, where: str, count: int, cfg, tb: dict, x_bits: int = WIDE_BITS) -> None:
+    """``count`` inlined ``exp_neg``: the ``x * LOG2E_RAW`` product and the table interpolation."""
+    from edgemoe.golden.numerics.tables import log2e_raw
+
+    p = cfg.precision
+    b.mults("exp_neg: x * LOG2E_RAW", where, count, x_bits, log2e_raw(p.table_frac_bits).bit_length(),
+            b_signed=False, note="constant operand")
+    b.mults("exp_neg: EXP2_TABLE interpolation", where, count, tb["exp2"] + 1,
+            p.table_frac_bits - p.exp_table_bits, b_signed=False)
+    b.logic("exp_neg: range reduction, shift_round, fix_exp", where, count, LUT_PER_WIDE_SHIFT + LUT_PER_CAST)
+
+
+def _reciprocal(b: _Items, where: str, count: int, cfg, tb: dict) -> None:
+    p = cfg.precision
+    b.mults("reciprocal: RECIP_TABLE interpolation", where, count, tb["recip"] + 1,
+            p.table_frac_bits - p.recip_table_bits, b_signed=False)
+    b.logic("reciprocal: msb_index, normalising shifts, fix_softmax_inv", where, count,
+            LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST)
+
+
+def _axi(b: _Items, where: str, bundles: int, width: int) -> None:
+    """``bundles`` m_axi adapters of ``width`` bits (read and write channels, burst buffers) and the control."""
+    b.add("interface", "m_axi adapter (read + write channels)", where, bundles, f"{width}b",
+          lut=bundles * (LUT_PER_MAXI + LUT_PER_MAXI_BIT * width), ff=bundles * (FF_PER_MAXI + FF_PER_MAXI_BIT * width),
+          bram36=bundles * max(0.5, width / 128), note="burst buffers in BRAM")
+    b.add("interface", "s_axilite control + top level", where, 1, "", lut=LUT_S_AXILITE, ff=FF_S_AXILITE)
+
+
+def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> list[Item]:
+    """Every array, ROM, multiplier group, divider, logic and control block of the kernel as written."""
+    m, p, h = cfg.model, cfg.precision, cfg.hardware
+    n, d, e, hd, P = m.num_tokens, m.embed_dim, m.num_experts, m.head_dim, h.attn_parallel
+    ci, co = h.cu_in, h.cu_out
+    cu, wb, rw, W = plan.cu_word_bits, plan.weight_word_bits, plan.row_words, WIDE_BITS
+    inst = function_instances()
+    tb = table_bits(cfg)
+    te = plan.table_entries
+    b = _Items(brd)
+
+    # compute unit: one instance (ALLOCATION limit in run_image), its tile loads -------------------
+    b.unit = "compute unit"
+    k = inst["compute_unit"]
+    b.mults("MAC: in[r][k0 + i] * w[o][k0 + i]", "compute_unit/MAC", k * co * ci, cu, wb,
+            note="MAC_O x MAC_I unrolled under MAC's PIPELINE")
+    b.logic("MAC adder trees + accumulate", "compute_unit/MAC", k * co, ci * (cu + wb) + p.accum.bits,
+            shape=f"{ci} products of {cu + wb}b into {p.accum.bits}b")
+    b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_unit/ROWS", 1, p.accum.bits, banks=co, count=k,
+            registers=True)
+    b.array("w[2][CU_OUT][ROW_WORDS] weight tile ping-pong", "compute_unit", 2 * rw // ci, wb, banks=co * ci,
+            count=k, note="dim 2 complete, dim 3 cyclic CU_IN")
+    b.array("b[2][CU_OUT] bias ping-pong", "compute_unit", 2, wb, banks=co, count=k, note="dim 2 complete")
+    b.mults("FINISH: wide_t(y) * wide_t(row_score[r])", "compute_unit/FINISH", k, cu, p.gate_score.bits,
+            b_signed=p.gate_score.signed, note="cu_word_t x gate_score_t")
+    b.mults("gelu: GELU_TABLE interpolation", "compute_unit/FINISH", k, tb["gelu"] + 1,
+            p.act.frac_bits - p.gelu_step_log2, b_signed=False)
+    b.rom("GELU_TABLE", "compute_unit/FINISH (gelu)", te["gelu"], tb["gelu"], count=k)
+    b.logic("FINISH: align + bias shifts, cu_cast (3 casts), gelu cast, moe_acc add", "compute_unit/FINISH", k,
+            2 * LUT_PER_WIDE_SHIFT + 4 * LUT_PER_CAST + 2 * W, 4 * W)
+    b.divider("tiles = (n_out + CU_OUT - 1) / CU_OUT", "compute_unit", k, INT_BITS, co, pipelined=False)
+    b.control("compute_unit", k, loops=2)
+
+    # the compute unit's weight tile loads --------------------------------------------------------
+    b.unit = "weight loads"
+    lt = inst["load_tile"]
+    b.mults("load_tile: row0 * k_dim, rows * k_dim", "load_tile", 2 * lt, INT_BITS, INT_BITS,
+            note=f"{lt} instance(s): one per call site")
+    b.control("load_tile", lt, loops=2)
+
+    # attention ----------------------------------------------------------------------------------
+    b.unit = "attention"
+    b.array("row_max[N_TOKENS] (attn_score_t)", "attention", n, p.attn_score.bits)
+    b.array("row_inv[N_TOKENS] (softmax_inv_t)", "attention", n, p.softmax_inv.bits)
+    b.array("q[ATTN_P][HEAD_DIM] (cu_word_t)", "attention/HEADS_LOOP", 1, cu, banks=P * hd, registers=True)
+    b.array("m[ATTN_P], l[ATTN_P] (wide_t)", "attention/HEADS_LOOP", 1, W, banks=2 * P, registers=True)
+    b.array("qi[HEAD_DIM] (cu_word_t)", "attention/AV_ROWS", 1, cu, banks=hd, registers=True)
+    b.array("acc[HEAD_DIM] (wide_t)", "attention/AV_ROWS", 1, W, banks=hd, registers=True)
+    b.mults("score: q[d] * k[d] (SCORE_D unrolled)", "attention/STREAM", P * hd, cu, cu,
+            note=f"HEAD_DIM per query slot, {P} slots (SLOTS unrolled)")
+    b.logic("score adder trees", "attention/STREAM", P, hd * (2 * cu) + LUT_PER_CAST)
+    _exp_neg(b, "attention/STREAM", 2 * P, cfg, tb)
+    a, a_s = cast_bits(p.exp)
+    b.mults("online_step: l * alpha", "attention/STREAM", P, W, a, b_signed=a_s, note="wide_t x wide_t")
+    _reciprocal(b, "attention/STREAM", P, cfg, tb)
+    b.logic("online_step: max, e << SOFTMAX_SUM_FRAC, to_softmax_sum", "attention/STREAM", P, 3 * W + LUT_PER_CAST)
+    b.divider("key = t % N_TOKENS", "attention/STREAM", 1, INT_BITS, n, pipelined=True)
+    b.divider("query = rel / N_TOKENS, step = rel % N_TOKENS", "attention/STREAM", 2 * P, INT_BITS, n,
+              pipelined=True)
+    b.mults("score: qi[d] * k[d] (SCORE_D unrolled)", "attention/AV_KEYS", hd, cu, cu, note="score recomputed")
+    b.logic("score adder tree", "attention/AV_KEYS", 1, hd * (2 * cu) + LUT_PER_CAST)
+    _exp_neg(b, "attention/AV_KEYS", 1, cfg, tb)
+    a, a_s = cast_bits(p.exp)
+    b.mults("p = exp_neg(..) * wide_t(row_inv[i])", "attention/AV_KEYS", 1, a, p.softmax_inv.bits, a_signed=a_s,
+            b_signed=p.softmax_inv.signed)
+    b.mults("AV_D: attn_prob_t(p) * v[d] (unrolled)", "attention/AV_KEYS", hd, p.attn_prob.bits, cu,
+            a_signed=p.attn_prob.signed, note="HEAD_DIM per key")
+    b.logic("AV_D accumulators + to_attn_prob", "attention/AV_KEYS", 1, hd * W + LUT_PER_CAST)
+    b.rom("EXP2_TABLE", "attention (exp_neg)", te["exp2"], tb["exp2"], count=inst["attention"])
+    b.rom("RECIP_TABLE", "attention (reciprocal)", te["recip"], tb["recip"], count=inst["attention"])
+    b.control("attention", inst["attention"], loops=4)
+
+    # LayerNorm and residual: one instance per call site ------------------------------------------
+    b.unit = "layernorm + residual"
+    ln = inst["layernorm"]
+    b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", d, wb, count=2 * ln)
+    b.array("c[DIM] (ln_centered_t)", "layernorm/LN_ROWS", d, p.ln_centered.bits, count=ln)
+    b.mults("LN_VAR: wide_t(c[d]) * wide_t(c[d])", "layernorm/LN_VAR", ln, p.ln_centered.bits, p.ln_centered.bits,
+            a_signed=p.ln_centered.signed, b_signed=p.ln_centered.signed)
+    a, a_s = cast_bits(p.ln_inv_std)
+    b.mults("LN_OUT: wide_t(c[d]) * inv_std", "layernorm/LN_OUT", ln, p.ln_centered.bits, a,
+            a_signed=p.ln_centered.signed, b_signed=a_s, note="inv_std: rsqrt()'s wide_t")
+    a, a_s = cast_bits(p.ln_norm)
+    b.mults("LN_OUT: n * wide_t(gamma[d])", "layernorm/LN_OUT", ln, a, wb, a_signed=a_s,
+            note="n: to_ln_norm()'s wide_t")
+    b.mults("rsqrt: RSQRT_TABLE interpolation", "layernorm/LN_ROWS", ln, tb["rsqrt"] + 1,
+            p.table_frac_bits - p.rsqrt_table_bits, b_signed=False)
+    b.rom("RSQRT_TABLE", "layernorm (rsqrt)", te["rsqrt"], tb["rsqrt"], count=ln)
+    b.divider("floor_div(sum | sq, DIM): / and %", "layernorm/LN_ROWS", 4 * ln, W, d, pipelined=False)
+    b.logic("casts (to_ln_centered, to_ln_norm, to_act), rsqrt normalisation, sums", "layernorm", ln,
+            3 * LUT_PER_CAST + LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + 4 * W, 4 * W)
+    b.control("layernorm", ln, loops=5)
+    ra = inst["residual_add"]
+    b.logic("residual_add: add + to_act", "residual_add/ADD_D", ra, W + LUT_PER_CAST)
+    b.control("residual_add", ra, loops=1)
+
+    # gating, top-k, routing ---------------------------------------------------------------------
+    b.unit = "gate + top-k + queues"
+    g = inst["gate_token"]
+    b.array("ex[EXPERTS] (wide_t)", "gate_token", e, W, count=g)
+    b.array("taken[EXPERTS] (bool)", "gate_token", e, 1, count=g)
+    b.array("scores[EXPERTS] (gate_score_t)", "run_image/GATE_TOKENS", e, p.gate_score.bits)
+    _exp_neg(b, "gate_token/GATE_EXP", g, cfg, tb)
+    _reciprocal(b, "gate_token", g, cfg, tb)
+    a, a_s = cast_bits(p.softmax_inv)
+    b.mults("GATE_SCORE: ex[e] * inv", "gate_token/GATE_SCORE", g, W, a, b_signed=a_s, note="wide_t x wide_t")
+    b.rom("EXP2_TABLE", "gate_token (exp_neg)", te["exp2"], tb["exp2"], count=g)
+    b.rom("RECIP_TABLE", "gate_token (reciprocal)", te["recip"], tb["recip"], count=g)
+    b.logic("max, top-k compares, to_gate_score", "gate_token", g, 3 * p.gate_logit.bits + 2 * W + LUT_PER_CAST)
+    b.control("gate_token", g, loops=5)
+    b.array("route.count[EXPERTS] (ap_uint<16>)", "run_image", e, 16, count=per_img, note=batch_note)
+    b.array("route.queue[EXPERTS][N_TOKENS] (ap_uint<16>)", "run_image", e * n, 16, count=per_img, note=batch_note)
+    b.array("route.queue_score[EXPERTS][N_TOKENS] (gate_score_t)", "run_image", e * n, p.gate_score.bits,
+            count=per_img, note=batch_note)
+    b.array("route.chosen[N_TOKENS][TOP_K] (ap_uint<16>)", "run_image", n * m.top_k, 16, count=per_img,
+            note=batch_note)
+    b.array("route.chosen_score[N_TOKENS][TOP_K] (gate_score_t)", "run_image", n * m.top_k, p.gate_score.bits,
+            count=per_img, note=batch_note)
+
+    # the row buffers --------------------------------------------------------------------------------
+    b.unit = "activation buffers"
+    for name in ("x", "hbuf", "tbuf", "big"):
+        b.array(f"rows_t {name}[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_image", n * rw // ci, cu, banks=ci,
+                count=per_img, note="cyclic CU_IN on dim 2" + (f"; {batch_note}" if batch_note else ""))
+    b.array("rows_t logits[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_image", n * rw, cu, count=per_img,
+            note="not partitioned" + (f"; {batch_note}" if batch_note else ""))
+    b.array("moe_acc[N_TOKENS][DIM] (wide_t)", "run_image", n * d, W, count=per_img, note=batch_note)
+    b.array("identity[N_TOKENS] (ap_uint<16>)", "run_image", n, 16)
+    b.array("no_score[N_TOKENS] (gate_score_t)", "run_image", n, p.gate_score.bits)
+    b.array("cls[DIM] (weight_word_t)", "run_image/EMBED_CLS", d, wb)
+    b.logic("EMBED_D: shifts, add, to_act; PIX / PATCH_X addressing", "run_image", 1,
+            2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST + 2 * INT_BITS)
+    b.control("run_image", inst["run_image"], loops=12)
+
+    # the m_axi side: adapters, the output writers, the top ------------------------------------------
+    b.unit = "m_axi adapters"
+    nb = len(set(h.bundle_of.values()))
+    _axi(b, TOP, nb, h.axi_width)
+    wr = inst["write_rows"]
+    b.mults("write_rows: r * cols", "write_rows/WRITE_R", wr, INT_BITS, INT_BITS,
+            note=f"{wr} instance(s): one per call site")
+    b.control("write_rows", wr, loops=1)
+    b.mults("IMAGES: i * words", f"{TOP}/IMAGES", 1, INT_BITS, INT_BITS)
+    return b.items
+
+
+def _dram_items(cfg, plan: KernelPlan, brd) -> list[Item]:
+    """Edge-MoE's architecture (intermediates in DRAM, whole-layer weight ping-pong, three more bundles):
+    a design the generated kernel is compared with, modelled structure by structure."""
+    m, p, h = cfg.model, cfg.precision, cfg.hardware
+    n, d, hd, P = m.num_tokens, m.embed_dim, m.head_dim, h.attn_parallel
+    ci, co = h.cu_in, h.cu_out
+    cu, wb, rw = plan.cu_word_bits, plan.weight_word_bits, plan.row_words
+    tb = table_bits(cfg)
+    te = plan.table_entries
+    b = _Items(brd)
+    macs = ci * co
+
+    b.unit = "compute unit"
+    b.mults("MAC", "compute unit", macs, cu, wb)
+    b.logic("MAC adder trees + accumulate", "compute unit", co, ci * (cu + wb) + p.accum.bits)
+    b.mults("score-scaled accumulate", "compute unit", 1, p.act.bits, p.gate_score.bits, b_signed=p.gate_score.signed)
+    b.mults("gelu: GELU_TABLE interpolation", "compute unit", 1, tb["gelu"] + 1,
+            p.act.frac_bits - p.gelu_step_log2, b_signed=False)
+    b.rom("GELU_TABLE", "compute unit", te["gelu"], tb["gelu"])
+    # whole-layer ping-pong weight buffers of CU_OUT x CU_IN blocks (one block per address: hls::vector)
+    layer = max(d * d, d * m.mlp_hidden, d * m.expert_hidden, d * m.patch_dim)  # q, k, v are separate layers
+    b.array("layer weights (ping + pong)", "compute unit", math.ceil(layer / macs), wb * macs, count=2)
+    b.array("input row blocks", "compute unit", math.ceil(rw / ci), cu, banks=ci)
+    b.array("bias ping-pong", "compute unit", 2, wb, banks=co, registers=True)
+    b.logic("output cast", "compute unit", 1, 4 * p.accum.bits)
+    b.control("compute unit", 1)
+
+    b.unit = "attention"
+    blk = max(1, h.axi_width // p.act.bits)
+    b.mults("QK^T slot MAC", "attention", P * blk, p.qkv.bits, p.qkv.bits)
+    b.mults("A*V MAC", "attention", P * blk, p.attn_prob.bits, p.qkv.bits, a_signed=p.attn_prob.signed)
+    _exp_neg(b, "attention", 2 * P, cfg, tb)
+    _reciprocal(b, "attention", P, cfg, tb)
+    b.rom("EXP2_TABLE", "attention", te["exp2"], tb["exp2"])
+    b.rom("RECIP_TABLE", "attention", te["recip"], tb["recip"])
+    b.array("q blocks[P][DIM]", "attention", math.ceil(d / blk), p.qkv.bits * blk, banks=P)
+    b.array("A*V acc[P][DIM]", "attention", math.ceil(d / blk), 48 * blk, banks=P)
+    b.control("attention", 2)
+
+    b.unit = "layernorm + residual"
+    b.mults("(x-mean)^2", "layernorm", 1, p.ln_centered.bits, p.ln_centered.bits)
+    b.mults("(x-mean)*inv_std", "layernorm", 1, p.ln_centered.bits, p.ln_inv_std.bits, b_signed=p.ln_inv_std.signed)
+    b.mults("norm*gamma", "layernorm", 1, p.ln_norm.bits, p.ln_gamma.bits)
+    b.mults("rsqrt: RSQRT_TABLE interpolation", "layernorm", 1, tb["rsqrt"] + 1,
+            p.table_frac_bits - p.rsqrt_table_bits, b_signed=False)
+    b.rom("RSQRT_TABLE", "layernorm", te["rsqrt"], tb["rsqrt"])
+    b.array("c[DIM]", "layernorm", d, p.ln_centered.bits)
+    b.control("layernorm", 2)
+
+    if m.moe_blocks:
+        b.unit = "gate + top-k + queues"
+        _exp_neg(b, "gate", 1, cfg, tb)
+        _reciprocal(b, "gate", 1, cfg, tb)
+        b.mults("exp*inv", "gate", 1, p.exp.bits, p.softmax_inv.bits, a_signed=False, b_signed=False)
+        b.rom("EXP2_TABLE", "gate", te["exp2"], tb["exp2"])
+        b.rom("RECIP_TABLE", "gate", te["recip"], tb["recip"])
+        b.array("route.queue[E][N]", "gate", m.num_experts * n, 16)
+        b.array("route.queue_score[E][N]", "gate", m.num_experts * n, p.gate_score.bits)
+        b.array("route.chosen[N][K] + score", "gate", n * m.top_k, 16 + p.gate_score.bits)
+        b.control("gate", 2)
+
+    b.unit = "activation buffers"
+    b.array("stream FIFOs", "dataflow", 64, cu * ci, banks=3)
+    b.array("softmax state rows", "attention", n, 2 * m.num_heads * p.act.bits)
+
+    b.unit = "m_axi adapters"
+    nb = len(set(h.bundle_of.values())) + 3
+    _axi(b, "top", nb, h.axi_width)
+    return b.items
+
+
 # --- the whole design ---------------------------------------------------------------------
 
 @dataclass
 class ResourceEstimate:
-    """Per-unit resources, totals and utilisation of a board."""
+    """Per-item and per-unit resources, totals, utilisation of a board and the fit verdict.
+
+    ``items``: every :class:`Item`; ``units``: the items summed per unit (one
+    :class:`~edgemoe.perf.primitives.UnitResources` each, a detail line per item).
+    """
 
     cfg: object
     mode: str
@@ -195,10 +623,11 @@ class ResourceEstimate:
     share_weights: bool
     units: list[UnitResources]
     board: str
+    items: list[Item] = field(default_factory=list)
 
     @property
     def totals(self) -> dict[str, float]:
-        return {k: sum(getattr(u, k) for u in self.units) for k in ("dsp", "bram36", "uram", "lut", "ff")}
+        return {k: sum(getattr(u, k) for u in self.units) for k in RESOURCES}
 
     @property
     def limits(self) -> dict[str, int]:
@@ -207,174 +636,127 @@ class ResourceEstimate:
 
     @property
     def utilisation(self) -> dict[str, float]:
+        """used / available per resource (inf where the board has none and the design uses some)."""
         t, lim = self.totals, self.limits
         return {k: (t[k] / lim[k] if lim[k] else (0.0 if t[k] == 0 else math.inf)) for k in t}
 
-    def fits(self, cap: float = DEFAULT_CAP, check=("dsp", "bram36", "uram", "lut")) -> bool:
+    def fits(self, cap: float = DEFAULT_CAP, check=RESOURCES) -> bool:
         u = self.utilisation
         return all(u[k] <= cap for k in check)
 
-    def violations(self, cap: float = DEFAULT_CAP, check=("dsp", "bram36", "uram", "lut")) -> list[str]:
+    def violations(self, cap: float = DEFAULT_CAP, check=RESOURCES) -> list[str]:
         u = self.utilisation
         return [k for k in check if u[k] > cap]
 
+    @property
+    def fit(self) -> bool:
+        """Every resource at most :data:`DEFAULT_CAP` of the board."""
+        return self.fits()
+
+    @property
+    def binding(self) -> str:
+        """The resource with the highest utilisation (the one that binds)."""
+        u = self.utilisation
+        return max(RESOURCES, key=lambda k: u[k])
+
+    @property
+    def verdict(self) -> str:
+        u = self.utilisation
+        over = self.violations()
+        head = f"binding: {RESOURCE_NAMES[self.binding]} at {_pct(u[self.binding])}"
+        if not over:
+            return f"fits the {self.board} at <= {DEFAULT_CAP:.0%} of every resource ({head})"
+        return (f"does not fit the {self.board} at <= {DEFAULT_CAP:.0%}: "
+                + ", ".join(f"{RESOURCE_NAMES[k]} {_pct(u[k])}" for k in over) + f" ({head})")
+
     def table(self, details: bool = False) -> str:
-        lines = [f"resources of {self.cfg.name} ({self.cfg.precision.name}, cu {self.cfg.hardware.cu_in}x"
-                 f"{self.cfg.hardware.cu_out}, P={self.cfg.hardware.attn_parallel}) on {self.board}, mode {self.mode}, "
-                 f"batch {self.batch}{' (weights shared)' if self.share_weights and self.batch > 1 else ''}",
-                 f"  {'unit':<22}{'DSP':>8}{'BRAM36':>9}{'URAM':>6}{'LUT':>10}{'FF':>10}"]
+        """Units and their items (with ``details`` every item and its note; else the items that use DSPs or
+        block memories), totals, the board, utilisation and the verdict."""
+        h = self.cfg.hardware
+        lines = [f"resources of {self.cfg.name} ({self.cfg.precision.name}, cu {h.cu_in}x{h.cu_out}, "
+                 f"P={h.attn_parallel}) on {self.board}, mode {self.mode}, batch {self.batch}"
+                 f"{' (weights shared)' if self.share_weights and self.batch > 1 else ''}",
+                 f"  {'unit / item':<{_W_WHAT}} {'where':<{_W_WHERE}} {'count':>5}  {'shape':<{_W_SHAPE}}"
+                 f"{'DSP':>7}{'BRAM36':>8}{'URAM':>6}{'LUT':>9}{'FF':>9}"]
         for u in self.units:
-            lines.append(f"  {u.name:<22}{u.dsp:>8}{u.bram36:>9.1f}{u.uram:>6}{u.lut:>10}{u.ff:>10}")
-            if details:
-                lines += [f"      {d}" for d in u.detail]
+            lines.append(f"  {u.name:<{_W_WHAT + _W_WHERE + _W_SHAPE + 9}}{u.dsp:>7}{u.bram36:>8.1f}{u.uram:>6}"
+                         f"{u.lut:>9}{u.ff:>9}")
+            for it in self.items:
+                if it.unit != u.name or not (details or it.dsp or it.bram36 or it.uram):
+                    continue
+                lines.append(f"    {_KIND[it.kind] + ': ' + it.what:<{_W_WHAT - 2}} {it.where:<{_W_WHERE}} {it.count:>5}  "
+                             f"{it.shape:<{_W_SHAPE}}{it.dsp:>7}{it.bram36:>8.1f}{it.uram:>6}{it.lut:>9}{it.ff:>9}")
+                if details and it.note:
+                    lines.append(f"      ({it.note})")
         t, lim, ut = self.totals, self.limits, self.utilisation
-        lines.append(f"  {'total':<22}{t['dsp']:>8.0f}{t['bram36']:>9.1f}{t['uram']:>6.0f}{t['lut']:>10.0f}{t['ff']:>10.0f}")
-        lines.append(f"  {'board limit':<22}{lim['dsp']:>8}{lim['bram36']:>9}{lim['uram']:>6}{lim['lut']:>10}{lim['ff']:>10}")
-        lines.append("  " + f"{'utilisation':<22}" + "".join(
-            f"{100 * ut[k]:>{w - 1}.1f}%" if math.isfinite(ut[k]) else f"{'n/a':>{w}}"
-            for k, w in (("dsp", 8), ("bram36", 9), ("uram", 6), ("lut", 10), ("ff", 10))))
-        lines.append("  (LUT/FF are rough per-structure figures; DSP and memories follow the types and sizes)")
+        pad = _W_WHAT + _W_WHERE + _W_SHAPE + 9
+        lines.append(f"  {'total':<{pad}}{t['dsp']:>7.0f}{t['bram36']:>8.1f}{t['uram']:>6.0f}{t['lut']:>9.0f}"
+                     f"{t['ff']:>9.0f}")
+        lines.append(f"  {'board limit':<{pad}}{lim['dsp']:>7}{lim['bram36']:>8}{lim['uram']:>6}{lim['lut']:>9}"
+                     f"{lim['ff']:>9}")
+        lines.append(f"  {'utilisation':<{pad}}" + "".join(
+            f"{_pct(ut[k]):>{w}}" for k, w in (("dsp", 7), ("bram36", 8), ("uram", 6), ("lut", 9), ("ff", 9))))
+        lines.append(f"  verdict: {self.verdict}")
+        lines.append("  (DSPs from operand widths, memories from the buffer shapes; LUT/FF are rough "
+                     "per-structure figures)")
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
         return {"board": self.board, "mode": self.mode, "batch": self.batch, "units": [u.as_dict() for u in self.units],
-                "totals": self.totals, "limits": self.limits, "utilisation": self.utilisation}
+                "items": [it.as_dict() for it in self.items], "totals": self.totals, "limits": self.limits,
+                "utilisation": self.utilisation, "fits": self.fit, "binding": self.binding, "verdict": self.verdict}
+
+
+#: column widths of :meth:`ResourceEstimate.table`
+_W_WHAT, _W_WHERE, _W_SHAPE = 60, 26, 30
+#: the item kinds as the table prints them
+_KIND = {"multipliers": "mul", "array": "array", "ROM": "ROM", "divider": "div", "logic": "logic",
+         "control": "ctrl", "interface": "axi"}
+
+
+def _pct(u: float) -> str:
+    return f"{100 * u:.1f}%" if math.isfinite(u) else "n/a"
+
+
+def _units(items: list[Item]) -> list[UnitResources]:
+    units: dict[str, UnitResources] = {}
+    for it in items:
+        u = units.setdefault(it.unit, UnitResources(it.unit))
+        u.dsp += it.dsp
+        u.bram36 += it.bram36
+        u.uram += it.uram
+        u.lut += it.lut
+        u.ff += it.ff
+        amount = ", ".join(f"{v:g} {k}" for k, v in (("DSP", it.dsp), ("BRAM36", it.bram36), ("URAM", it.uram),
+                                                      ("LUT", it.lut), ("FF", it.ff)) if v)
+        u.detail.append(f"{it.count} x {it.kind} {it.what} @ {it.where} [{it.shape}] -> {amount or 'nothing'}")
+    return list(units.values())
 
 
 def estimate_resources(cfg, mode: str = "onchip", batch: int = 1, share_weights: bool | None = None,
                        board: str | None = None) -> ResourceEstimate:
-    """Resources of the accelerator for ``cfg`` on ``board`` (default: the config's board)."""
+    """Resources of the accelerator for ``cfg`` on ``board`` (default: the config's board).
+
+    ``onchip``: the generated kernel as written, item by item; with ``batch > 1`` and weight sharing
+    every image's row buffers and routing are on chip at once (per-image copies).  ``edgemoe-dram``:
+    Edge-MoE's architecture (buffers independent of the batch).
+    """
     if mode not in ("onchip", "edgemoe-dram"):
         raise ValueError(f"mode {mode!r}: must be 'onchip' or 'edgemoe-dram'")
     share = (batch > 1) if share_weights is None else bool(share_weights and batch > 1)
     plan = KernelPlan.from_config(cfg)
-    m, p, h = cfg.model, cfg.precision, cfg.hardware
-    bname = board or h.board
+    bname = board or cfg.hardware.board
     brd = BOARDS[bname]
-    wb = plan.weight_word_bits
-    cub = plan.cu_word_bits
-    rw = plan.row_words
-    n, d, e = m.num_tokens, m.embed_dim, m.num_experts
-    hd = m.head_dim
-    per_img = batch if share else 1
-    arith = arithmetic_units(cfg, plan)
-    units: list[UnitResources] = []
-
-    def arith_instances(u: UnitResources, name: str, count: int) -> None:
-        a = arith[name]
-        u.dsp += count * a.dsp
-        u.lut += count * a.lut
-        u.ff += count * a.ff
-        u.bram36 += count * a.bram36
-        u.uram += count * a.uram
-        u.detail.append(f"{count} x {name} unit (table + interpolation): {count * a.dsp} DSP, "
-                        f"{count * a.bram36:g} BRAM36, {count * a.lut} LUT")
-
-    # compute unit ---------------------------------------------------------------------
-    cu = UnitResources("compute unit")
-    macs = h.cu_in * h.cu_out
-    acc_bits = p.accum.bits
-    add_mac_array(cu, h.cu_in, h.cu_out, cub, wb, acc_bits)
-    cu.add_mults("score-scaled accumulate", 1, p.act.bits, p.gate_score.bits, b_signed=p.gate_score.signed)
-    arith_instances(cu, "gelu", 1)
-    cu.lut += 4 * acc_bits + LUT_PER_CONTROL  # output cast (round + saturate), control
-    cu.ff += FF_PER_CONTROL
     if mode == "onchip":
-        # static weight_word_t w[2][CU_OUT][ROW_WORDS]: dim 2 complete, dim 3 cyclic CU_IN
-        cu.add_memory(Memory("weight tile ping-pong w[2][CU_OUT][ROW_WORDS]", 2 * math.ceil(rw / h.cu_in), wb,
-                             banks=h.cu_out * h.cu_in), brd)
+        per_img = batch if share else 1
+        note = f"one copy per image of the batch of {batch} (weights shared)" if per_img > 1 else ""
+        items = _onchip_items(cfg, plan, brd, per_img, note)
     else:
-        # Edge-MoE: whole-layer ping-pong weight buffers of CU_OUT x CU_IN blocks (one block per address:
-        # hls::vector, i.e. reshaped to a CU_IN*CU_OUT-word-wide memory)
-        layer = max(d * d, d * m.mlp_hidden, d * m.expert_hidden, d * m.patch_dim)  # q, k, v are separate layers
-        cu.add_memory(Memory("layer weights (ping + pong)", math.ceil(layer / macs), wb * macs), brd, copies=2)
-        cu.add_memory(Memory("input row blocks", math.ceil(rw / h.cu_in), cub, banks=h.cu_in), brd)
-    cu.add_memory(Memory("bias ping-pong b[2][CU_OUT]", 2, wb, banks=h.cu_out, registers=True), brd)
-    units.append(cu)
-
-    # attention ------------------------------------------------------------------------
-    at = UnitResources("attention")
-    pp = h.attn_parallel
-    if mode == "onchip":
-        at.add_mults("QK^T slot MAC", pp * h.cu_in, p.qkv.bits, p.qkv.bits)
-        at.add_mults("A*V score MAC", h.cu_in, p.qkv.bits, p.qkv.bits)
-        at.add_mults("A*V MAC", h.cu_in, p.attn_prob.bits, p.qkv.bits, a_signed=p.attn_prob.signed)
-        at.add_mults("online softmax l*alpha", pp, p.softmax_sum.bits, p.exp.bits,
-                     a_signed=p.softmax_sum.signed, b_signed=p.exp.signed)
-        at.add_mults("probability exp*inv", 1, p.exp.bits, p.softmax_inv.bits, a_signed=False, b_signed=False)
-        arith_instances(at, "exp", 2 * pp + 1)
-        arith_instances(at, "recip", pp)
-        at.add_memory(Memory("q[P][HEAD_DIM]", hd, p.qkv.bits, banks=pp), brd)
-        at.add_memory(Memory("row_max[N]", n, p.attn_score.bits), brd)
-        at.add_memory(Memory("row_inv[N]", n, p.softmax_inv.bits), brd)
-        at.add_memory(Memory("A*V acc[HEAD_DIM]", 1, 64, banks=hd, registers=True), brd)
-    else:
-        blk = max(1, h.axi_width // p.act.bits)
-        at.add_mults("QK^T slot MAC", pp * blk, p.qkv.bits, p.qkv.bits)
-        at.add_mults("A*V MAC", pp * blk, p.attn_prob.bits, p.qkv.bits, a_signed=p.attn_prob.signed)
-        arith_instances(at, "exp", 2 * pp)
-        arith_instances(at, "recip", pp)
-        at.add_memory(Memory("q blocks[P][DIM]", math.ceil(d / blk), p.qkv.bits * blk, banks=pp), brd)
-        at.add_memory(Memory("A*V acc[P][DIM]", math.ceil(d / blk), 48 * blk, banks=pp), brd)
-    at.lut += 2 * LUT_PER_CONTROL
-    at.ff += 2 * FF_PER_CONTROL
-    units.append(at)
-
-    # LayerNorm, residual, gate --------------------------------------------------------
-    ln = UnitResources("layernorm + residual")
-    ln.add_mults("(x-mean)^2", 1, p.ln_centered.bits, p.ln_centered.bits)
-    ln.add_mults("(x-mean)*inv_std", 1, p.ln_centered.bits, p.ln_inv_std.bits, b_signed=p.ln_inv_std.signed)
-    ln.add_mults("norm*gamma", 1, p.ln_norm.bits, p.ln_gamma.bits)
-    ln.add_mults("mean/var by constant", 2, 48, 18)
-    arith_instances(ln, "rsqrt", 1)
-    ln.add_memory(Memory("c[DIM]", d, p.ln_centered.bits), brd)
-    ln.lut += 2 * LUT_PER_CONTROL + 3 * 64
-    ln.ff += 2 * FF_PER_CONTROL
-    units.append(ln)
-
-    if m.moe_blocks:
-        g = UnitResources("gate + top-k + queues")
-        arith_instances(g, "exp", 1)
-        arith_instances(g, "recip", 1)
-        g.add_mults("exp*inv", 1, p.exp.bits, p.softmax_inv.bits, a_signed=False, b_signed=False)
-        rq = per_img if mode == "onchip" else 1
-        g.add_memory(Memory("route.queue[E][N]", e * n, 16), brd, copies=rq)
-        g.add_memory(Memory("route.queue_score[E][N]", e * n, p.gate_score.bits), brd, copies=rq)
-        g.add_memory(Memory("route.chosen[N][K] + score", n * m.top_k, 16 + p.gate_score.bits), brd, copies=rq)
-        g.lut += 2 * LUT_PER_CONTROL + e * 40
-        g.ff += 2 * FF_PER_CONTROL
-        units.append(g)
-
-    # work buffers -------------------------------------------------------------------
-    buf = UnitResources("activation buffers")
-    if mode == "onchip":
-        # static rows_t x, hbuf, tbuf, big, logits: [N_TOKENS][ROW_WORDS] cu words, read CU_IN per
-        # cycle by the MAC loop (cyclic partition by CU_IN for II=1)
-        for name in ("x", "hbuf", "tbuf", "big", "logits"):
-            buf.add_memory(Memory(f"rows_t {name}[N][ROW_WORDS]", n * math.ceil(rw / h.cu_in), cub, banks=h.cu_in),
-                           brd, copies=per_img)
-        if m.moe_blocks:
-            buf.add_memory(Memory("moe_acc[N][DIM] (wide_t)", n * d, 64), brd, copies=per_img)
-        buf.add_memory(Memory("identity/no_score[N]", n, 16 + p.gate_score.bits), brd)
-    else:
-        buf.add_memory(Memory("stream FIFOs", 64, cub * h.cu_in, banks=3), brd)
-        buf.add_memory(Memory("softmax state rows", n, 2 * m.num_heads * p.act.bits), brd)
-    units.append(buf)
-
-    # AXI -----------------------------------------------------------------------------
-    ax = UnitResources("m_axi adapters")
-    nb = len(set(h.bundle_of.values())) + (3 if mode == "edgemoe-dram" else 0)
-    ax.lut += nb * (LUT_PER_MAXI + LUT_PER_MAXI_BIT * h.axi_width)
-    ax.ff += nb * (FF_PER_MAXI + FF_PER_MAXI_BIT * h.axi_width)
-    ax.bram36 += nb * max(0.5, h.axi_width / 128)  # read/write burst buffers
-    ax.lut += 2000  # s_axilite + top-level control
-    ax.ff += 2500
-    ax.detail.append(f"{nb} bundle(s) at {h.axi_width} bits + s_axilite control")
-    units.append(ax)
-
+        items = _dram_items(cfg, plan, brd)
+    units = _units(items)
     for u in units:
         u.lut, u.ff = int(round(u.lut)), int(round(u.ff))
-    return ResourceEstimate(cfg, mode, batch, share, units, bname)
+    return ResourceEstimate(cfg, mode, batch, share, units, bname, items)
 
 
 # --- yosys figures of the RTL units -------------------------------------------------------

@@ -1,0 +1,213 @@
+"""The resource model counts what the kernel instantiates (edgemoe/perf/resources.py).
+
+DSPs per multiply from operand widths, BRAM from the buffer shapes, the shared compute unit once, the
+attention's unrolled multipliers per query slot, and the fit verdict against the board.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edgemoe.boards import BOARDS
+from edgemoe.hls.plan import KernelPlan
+from edgemoe.loading import load_config
+from edgemoe.perf.primitives import bram36_for, dsp_per_mult
+from edgemoe.perf.resources import (ALLOCATION_LIMITS, CALL_SITES, DEFAULT_CAP, RESOURCES, WIDE_BITS, cast_bits,
+                                    estimate_resources, function_instances, table_bits)
+
+TINY = "m3vit-tiny-cityscapes"
+MICRO = "m3vit-micro"
+
+
+def cfg_of(name=TINY, *sets):
+    return load_config(name, list(sets))
+
+
+def item(res, where: str, what: str):
+    """The one item at ``where`` whose name starts with ``what``."""
+    found = [it for it in res.items if it.where == where and it.what.startswith(what)]
+    assert len(found) == 1, (where, what, [(it.where, it.what) for it in res.items])
+    return found[0]
+
+
+# --- DSPs per multiply -----------------------------------------------------------------------------
+
+def test_dsp_per_multiply_from_operand_widths():
+    assert dsp_per_mult(27, 18) == 1                   # one DSP48E2: signed 27 x 18
+    assert dsp_per_mult(32, 16) == 2
+    assert dsp_per_mult(24, 24) == 2
+    assert dsp_per_mult(32, 32) == 4
+    assert dsp_per_mult(64, 64) > dsp_per_mult(32, 32) > dsp_per_mult(32, 16)
+    assert dsp_per_mult(18, 17, b_signed=False) == 1   # an unsigned 17-bit operand fits the 18-bit port
+
+
+def test_wide_t_operands_are_64_bits_unless_the_type_wraps():
+    sat = cfg_of(TINY)
+    wrap = cfg_of(TINY, "precision.exp=ufixed<18,1,RND,WRAP>")
+    assert cast_bits(sat.precision.exp) == (WIDE_BITS, True)
+    assert cast_bits(wrap.precision.exp) == (18, False)
+    a, b = estimate_resources(sat), estimate_resources(wrap)
+    la, lb = item(a, "attention/STREAM", "online_step: l * alpha"), item(b, "attention/STREAM", "online_step: l * alpha")
+    P = sat.hardware.attn_parallel
+    assert la.count == P and la.dsp == P * dsp_per_mult(64, 64)          # wide_t x wide_t
+    assert lb.dsp == P * dsp_per_mult(64, 18, b_signed=False) < la.dsp
+
+
+def test_multipliers_follow_the_kernel_types():
+    cfg = cfg_of(TINY)
+    plan = KernelPlan.from_config(cfg)
+    p = cfg.precision
+    res = estimate_resources(cfg)
+    mac = item(res, "compute_unit/MAC", "MAC:")
+    assert mac.dsp == mac.count * dsp_per_mult(plan.cu_word_bits, plan.weight_word_bits)
+    # q and k are cu_word_t rows: the score products are cu_word_t x cu_word_t
+    score = item(res, "attention/STREAM", "score:")
+    assert score.dsp == score.count * dsp_per_mult(plan.cu_word_bits, plan.cu_word_bits)
+    # y * score in FINISH: cu_word_t x gate_score_t, not wide_t x wide_t
+    fin = item(res, "compute_unit/FINISH", "FINISH: wide_t(y) * wide_t(row_score[r])")
+    assert fin.dsp == dsp_per_mult(plan.cu_word_bits, p.gate_score.bits, b_signed=p.gate_score.signed)
+    # ex[e] * inv: wide_t x wide_t
+    assert item(res, "gate_token/GATE_SCORE", "GATE_SCORE").dsp == dsp_per_mult(64, 64)
+    # 16-bit words: one DSP per MAC instead of two
+    r16 = estimate_resources(cfg_of(TINY, "precision.profile=w16a16"))
+    assert item(r16, "compute_unit/MAC", "MAC:").dsp == mac.count == mac.dsp // 2
+
+
+# --- memories from the buffer shapes ---------------------------------------------------------------
+
+def test_bram_per_bank_from_width_and_depth():
+    assert bram36_for(1024, 36) == 1 and bram36_for(2048, 18) == 1 and bram36_for(4096, 9) == 1
+    assert bram36_for(512, 72) == 1
+    assert bram36_for(512, 36) == 0.5                  # one BRAM18
+    assert bram36_for(6192, 32) == 6.5                 # 13 BRAM18 of 512 x 36
+    assert bram36_for(1024, 37) == 1.5                 # one bit too wide: a BRAM18 more
+
+
+def test_row_buffers_are_the_kernels_shapes():
+    cfg = cfg_of(TINY)
+    plan = KernelPlan.from_config(cfg)
+    n, ci, cu, rw = cfg.model.num_tokens, cfg.hardware.cu_in, plan.cu_word_bits, plan.row_words
+    res = estimate_resources(cfg)
+    x = item(res, "run_image", "rows_t x[")
+    assert x.shape.startswith(f"{ci} banks x {n * rw // ci} x {cu}b")
+    assert x.bram36 == ci * bram36_for(n * rw // ci, cu)
+    # logits is not partitioned in the template: one bank of the whole buffer
+    lg = item(res, "run_image", "rows_t logits[")
+    assert lg.shape.startswith(f"{n * rw} x {cu}b") and lg.bram36 == bram36_for(n * rw, cu)
+    acc = item(res, "run_image", "moe_acc")
+    assert acc.bram36 == bram36_for(n * cfg.model.embed_dim, 64)
+    # a bank under ~1 Kbit is not a block RAM: ex[EXPERTS] of wide_t
+    ex = item(res, "gate_token", "ex[EXPERTS]")
+    assert ex.bram36 == 0 and ex.lut > 0
+    # the weight tile: CU_OUT x CU_IN banks of 2 * ROW_WORDS / CU_IN words
+    w = item(res, "compute_unit", "w[2][CU_OUT][ROW_WORDS]")
+    assert w.shape.startswith(f"{cfg.hardware.cu_out * ci} banks x {2 * rw // ci} x {plan.weight_word_bits}b")
+
+
+def test_tables_are_roms_of_their_entries_width():
+    cfg = cfg_of(TINY)
+    plan = KernelPlan.from_config(cfg)
+    tb = table_bits(cfg)
+    assert all(16 <= b <= 24 for b in tb.values()), tb        # declared long long, entries ~20 bits
+    res = estimate_resources(cfg)
+    rom = item(res, "compute_unit/FINISH (gelu)", "GELU_TABLE")
+    assert rom.kind == "ROM" and rom.shape.startswith(f"{plan.table_entries['gelu']} x {tb['gelu']}b")
+    # one copy in each function instance that reads it
+    exp_roms = [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]
+    assert {it.where.split()[0] for it in exp_roms} == {"attention", "gate_token"}
+
+
+# --- what is shared and what is unrolled -----------------------------------------------------------
+
+def test_shared_compute_unit_is_counted_once():
+    inst = function_instances()
+    assert ALLOCATION_LIMITS["compute_unit"] == 1 and inst["compute_unit"] == 1
+    assert sum(CALL_SITES["compute_unit"].values()) > 1           # many layers call it
+    cfg = cfg_of(TINY)
+    shallow = cfg_of(TINY, "model.depth=4", "model.moe_blocks=[1,3]")
+    for c in (cfg, shallow):
+        res = estimate_resources(c)
+        mac = item(res, "compute_unit/MAC", "MAC:")
+        assert mac.count == c.hardware.cu_in * c.hardware.cu_out
+    assert (item(estimate_resources(cfg), "compute_unit/MAC", "MAC:").dsp
+            == item(estimate_resources(shallow), "compute_unit/MAC", "MAC:").dsp)
+    # a function without ALLOCATION: one instance per call site
+    assert inst["layernorm"] == sum(CALL_SITES["layernorm"].values())
+
+
+def test_attention_multipliers_are_head_dim_per_slot():
+    cfg = cfg_of(TINY)
+    hd, P = cfg.model.head_dim, cfg.hardware.attn_parallel
+    res = estimate_resources(cfg)
+    assert item(res, "attention/STREAM", "score:").count == P * hd
+    assert item(res, "attention/AV_KEYS", "score:").count == hd          # the score recomputed per key
+    assert item(res, "attention/AV_KEYS", "AV_D:").count == hd
+    wide = estimate_resources(cfg_of(TINY, "hardware.attn_parallel=8"))
+    s4, s8 = item(res, "attention/STREAM", "score:"), item(wide, "attention/STREAM", "score:")
+    assert s8.count == 8 * hd and s8.dsp - s4.dsp == 4 * hd * (s4.dsp // s4.count)
+    assert item(wide, "attention/AV_KEYS", "AV_D:").count == hd        # A*V does not grow with the slots
+
+
+@pytest.mark.parametrize("change,what,where", [
+    ("hardware.cu_in=32", "MAC:", "compute_unit/MAC"),
+    ("hardware.cu_out=32", "MAC:", "compute_unit/MAC"),
+    ("hardware.attn_parallel=8", "score:", "attention/STREAM"),
+    ("model.num_heads=2", "score:", "attention/AV_KEYS"),        # head_dim 96: more products per score
+])
+def test_a_config_change_that_should_raise_a_count_does(change, what, where):
+    base = estimate_resources(cfg_of(TINY))
+    more = estimate_resources(cfg_of(TINY, change))
+    b, m = item(base, where, what), item(more, where, what)
+    assert m.count > b.count and m.dsp > b.dsp
+    assert more.totals["dsp"] > base.totals["dsp"]
+
+
+def test_batch_with_shared_weights_copies_the_row_buffers():
+    cfg = cfg_of(TINY)
+    one, four = estimate_resources(cfg, "onchip", 1), estimate_resources(cfg, "onchip", 4)
+    assert item(four, "run_image", "rows_t x[").count == 4
+    assert four.totals["bram36"] > 3 * one.totals["bram36"] * 0.9
+    assert four.totals["dsp"] == one.totals["dsp"]
+
+
+# --- the fit verdict -------------------------------------------------------------------------------
+
+def test_verdict_follows_the_utilisation():
+    for cfg in (cfg_of(TINY), cfg_of(MICRO), cfg_of(TINY, "hardware.board=u280")):
+        res = estimate_resources(cfg)
+        u = res.utilisation
+        assert res.fit == all(u[k] <= DEFAULT_CAP for k in RESOURCES)
+        assert res.binding == max(RESOURCES, key=lambda k: u[k])
+        assert set(res.violations()) == {k for k in RESOURCES if u[k] > DEFAULT_CAP}
+        assert ("does not fit" in res.verdict) == (not res.fit)
+        text = res.table()
+        assert f"verdict: {res.verdict}" in text and "utilisation" in text
+
+
+def test_tiny_preset_on_the_zcu102():
+    """Today the tiny preset does not fit the ZCU102 at 80 %: the DSPs bind.  The attention unrolls
+    ATTN_P x HEAD_DIM + HEAD_DIM score products and HEAD_DIM A*V products, on 32-bit cu_word_t operands
+    (4 DSPs per score product), beside the compute unit's 16 x 16 32 x 16-bit MACs (2 each)."""
+    cfg = cfg_of(TINY)
+    res = estimate_resources(cfg)
+    print(res.table())
+    print(res.verdict)
+    hd, P, board = cfg.model.head_dim, cfg.hardware.attn_parallel, BOARDS["zcu102"]
+    core = (16 * 16 * dsp_per_mult(32, 16) + (P + 1) * hd * dsp_per_mult(32, 32)
+            + hd * dsp_per_mult(18, 32, a_signed=False))
+    assert res.totals["dsp"] > core
+    assert core > 0.7 * board.dsp
+    assert not res.fit and res.binding == "dsp" and "dsp" in res.violations()
+    assert res.utilisation["bram36"] < DEFAULT_CAP                 # the row buffers fit
+
+
+def test_details_list_every_item():
+    res = estimate_resources(cfg_of(MICRO))
+    short, full = res.table(), res.table(details=True)
+    assert all(it.what in full for it in res.items)
+    assert len(full.splitlines()) > len(short.splitlines())
+    d = res.as_dict()
+    assert len(d["items"]) == len(res.items) and d["binding"] == res.binding and d["fits"] == res.fit
+    for k in RESOURCES:
+        assert math.isclose(res.totals[k], sum(getattr(it, k) for it in res.items), abs_tol=1)
