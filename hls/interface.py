@@ -65,12 +65,15 @@ class Arg:
 
 def kernel_args(cfg) -> list[Arg]:
     """Arguments of the top function in order, with their register offsets."""
-    from .layout import word_bits
+    from .layout import matrix_bits, word_bits
 
+    wb, mb, bus = word_bits(cfg.precision), matrix_bits(cfg.precision), cfg.hardware.axi_width
+    packed = f"; matrices packed {wb // mb} elements to a word" if mb < wb else ""
     args = [
         Arg("image", "m_axi", "const pixel_word_t*", 64, "pixel codes [images][C][H][W]"),
-        Arg("weights", "m_axi", "const weight_word_t*", 64,
-            f"packed weight words ({word_bits(cfg.precision)}-bit), see layout.json"),
+        Arg("weights", "m_axi", "const weight_beat_t*", 64,
+            f"packed weight words ({wb}-bit, {bus // wb} per {bus}-bit bus word, little-endian{packed}), "
+            "see layout.json"),
         Arg("activations", "m_axi", "out_word_t*", 64, "output tokens [images][N][D], or the debug tap's words"),
         Arg("task", "scalar", "ap_uint<8>", 32, "task index: selects every MoE block's gate"),
         Arg("num_images", "scalar", "ap_uint<16>", 32, "images in this call"),

@@ -1,7 +1,12 @@
 """The kernel's DRAM weight layout, and packing quantised weights into it.
 
-One flat buffer of signed *weight words* (``word_bits`` wide, every tensor's
-raw words sign-extended into them).  Tensors follow the hardware's order:
+One flat buffer of signed *weight words* (``word_bits`` wide: the widest weight
+class).  Every tensor's raw words are sign-extended into elements of its
+slot's width (``Slot.bits``): the buffer word, except for the compute unit's
+matrices (classes :data:`MATRIX_CLASSES`), which are packed at their own
+container width (``matrix_bits``: 8-bit weights two to a 16-bit word, element
+``i`` in the low byte first: the bytes in order, little-endian), so a bus word
+carries twice as many of them.  Tensors follow the hardware's order:
 patch embedding, cls/pos, then per block norm1, qkv, proj, norm2 and either
 fc1/fc2 or the gates (per task) and the experts (per expert contiguous:
 fc1 weight, fc1 bias, fc2 weight, fc2 bias).  Every tensor starts on an AXI
@@ -18,6 +23,8 @@ import torch
 
 #: profile fields whose raw words live in the weight buffer
 WEIGHT_CLASSES = ("patch_weight", "bias", "embed", "ln_gamma", "ln_beta", "weight", "attn_bias")
+#: the classes of the compute unit's weight matrices, packed at ``matrix_bits``
+MATRIX_CLASSES = ("patch_weight", "weight")
 
 
 @dataclass(frozen=True)
@@ -28,10 +35,20 @@ class Slot:
     offset: int
     shape: tuple[int, ...]
     tensor_class: str
+    #: bits of one element (the buffer's word, or ``matrix_bits`` for a matrix class)
+    bits: int = 16
+    #: bits of one buffer word
+    word_bits: int = 16
 
     @property
     def size(self) -> int:
+        """Elements of the tensor."""
         return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def words(self) -> int:
+        """Buffer words the tensor takes: ``size`` elements of ``bits``, packed."""
+        return -(-self.size * self.bits // self.word_bits)
 
     @property
     def cname(self) -> str:
@@ -39,13 +56,23 @@ class Slot:
         return "OFF_" + self.key.removeprefix("backbone.").replace(".", "_").upper()
 
 
+def _container(bits: int, what: str) -> int:
+    for w in (8, 16, 32):
+        if bits <= w:
+            return w
+    raise ValueError(f"{what} wider than 32 bits ({bits}) are not supported by the weight buffer")
+
+
 def word_bits(precision) -> int:
     """Width of one weight word: the widest weight class, rounded up to 8/16/32."""
-    widest = max(getattr(precision, c).bits for c in WEIGHT_CLASSES)
-    for w in (8, 16, 32):
-        if widest <= w:
-            return w
-    raise ValueError(f"weight classes wider than 32 bits ({widest}) are not supported by the weight buffer")
+    return _container(max(getattr(precision, c).bits for c in WEIGHT_CLASSES), "weight classes")
+
+
+def matrix_bits(precision) -> int:
+    """Width of one element of the compute unit's matrices in the buffer: the wider matrix class rounded up to
+    8/16/32 (a bit more for an unsigned class, whose words the kernel reads signed), at most ``word_bits``."""
+    need = max(getattr(precision, c).bits + (0 if getattr(precision, c).signed else 1) for c in MATRIX_CLASSES)
+    return min(_container(need, "matrix classes"), word_bits(precision))
 
 
 def tensor_order(model_cfg) -> list[tuple[str, tuple[int, ...], str]]:
@@ -89,13 +116,13 @@ class WeightLayout:
 
     @classmethod
     def of(cls, cfg) -> "WeightLayout":
-        wb = word_bits(cfg.precision)
+        wb, mb = word_bits(cfg.precision), matrix_bits(cfg.precision)
         align = max(1, cfg.hardware.axi_width // wb)
         slots, off = [], 0
         for key, shape, tc in tensor_order(cfg.model):
             off = -(-off // align) * align
-            slots.append(Slot(key, off, shape, tc))
-            off += slots[-1].size
+            slots.append(Slot(key, off, shape, tc, mb if tc in MATRIX_CLASSES else wb, wb))
+            off += slots[-1].words
         total = -(-off // align) * align
         return cls(tuple(slots), wb, align, total)
 
@@ -112,6 +139,14 @@ class WeightLayout:
     @property
     def numpy_dtype(self) -> np.dtype:
         return np.dtype({8: np.int8, 16: np.int16, 32: np.int32}[self.word_bits])
+
+    def slot_words(self, buf: np.ndarray, slot: Slot) -> np.ndarray:
+        """The elements of ``slot`` in the packed buffer ``buf``, sign-extended (int64, flat)."""
+        packed = np.ascontiguousarray(buf[slot.offset:slot.offset + slot.words], dtype=self.numpy_dtype)
+        return packed.view(_INT[slot.bits])[:slot.size].astype(np.int64)
+
+
+_INT = {8: np.dtype("<i1"), 16: np.dtype("<i2"), 32: np.dtype("<i4")}
 
 
 def layout_tensor(weights, key: str) -> torch.Tensor:
@@ -132,11 +167,14 @@ def pack_weights(cfg, weights) -> np.ndarray:
     """All backbone tensors as one buffer of weight words (``layout.numpy_dtype``)."""
     layout = WeightLayout.of(cfg)
     buf = np.zeros(layout.total_words, dtype=layout.numpy_dtype)
+    dst = buf.view(np.uint8)
     for s in layout.slots:
         raw = layout_tensor(weights, s.key).reshape(-1)
         if raw.numel() != s.size:
             raise ValueError(f"{s.key}: {raw.numel()} words, layout expects {s.size} {list(s.shape)}")
-        buf[s.offset:s.offset + s.size] = raw.numpy().astype(layout.numpy_dtype)
+        data = raw.numpy().astype(_INT[s.bits]).view(np.uint8)   # little-endian elements, their bytes in order
+        start = s.offset * layout.word_bits // 8
+        dst[start:start + data.size] = data
     return buf
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from edgemoe.boards import BOARDS
 from edgemoe.config import Config
 
-from .layout import WeightLayout
+from .layout import WeightLayout, matrix_bits
 
 #: the per-block steps of the tap schedule, in schedule order (``TAP_<STEP>[DEPTH]`` in the kernel)
 BLOCK_STEPS = ("norm1", "qkv", "scores", "softmax_max", "softmax_inv", "attn", "proj", "resid1", "norm2",
@@ -48,6 +48,14 @@ def container_bits(bits: int) -> int:
         if bits <= w:
             return w
     raise ValueError(f"{bits}-bit words do not fit a 64-bit container")
+
+
+def beat_span(start: int, words: int, words_per_beat: int) -> tuple[int, int, int]:
+    """The bus words (beats) holding weight words ``[start, start + words)``: (first beat, beats, skip), where
+    ``skip`` is the word of the first beat the range starts at (0 when ``start`` is beat-aligned).  The
+    kernel's ``span_of`` computes the same."""
+    first, skip = divmod(start, words_per_beat)
+    return first, -(-(skip + words) // words_per_beat), skip
 
 
 def attn_cycles(num_tokens: int, parallel: int) -> int:
@@ -79,10 +87,19 @@ class LinearPlan:
     def has_bias(self) -> bool:
         return self.bias_offset >= 0
 
+    #: bits of one element of W in the buffer (``MATRIX_WORD_BITS``) and of one buffer word
+    matrix_bits: int = 16
+    word_bits: int = 16
+
     @property
     def weight_words(self) -> int:
-        """Words of W and b in the weight buffer."""
-        return self.n_out * self.k + (self.n_out if self.has_bias else 0)
+        """Buffer words of W and b (W packed at ``matrix_bits``)."""
+        return -(-self.n_out * self.k * self.matrix_bits // self.word_bits) + (self.n_out if self.has_bias else 0)
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes of W and b the compute unit reads."""
+        return (self.n_out * self.k * self.matrix_bits + (self.n_out * self.word_bits if self.has_bias else 0)) / 8
 
 
 def _linears(cfg, layout: WeightLayout) -> tuple[LinearPlan, ...]:
@@ -95,7 +112,7 @@ def _linears(cfg, layout: WeightLayout) -> tuple[LinearPlan, ...]:
         n_out, k = w.shape
         return LinearPlan(name, wkey, bkey if b else None, w.offset, b.offset if b else -1,
                           getattr(p, w.tensor_class).frac_bits, getattr(p, b.tensor_class).frac_bits if b else None,
-                          k, n_out)
+                          k, n_out, w.bits, w.word_bits)
 
     out = [rec("patch_embed", "backbone.patch_embed.proj.weight", "backbone.patch_embed.proj.bias")]
     for b in range(m.depth):
@@ -144,6 +161,16 @@ class KernelPlan:
     linears: tuple[LinearPlan, ...]
     #: entries of the numerics' ROM tables: ``exp2``, ``recip``, ``rsqrt``, ``gelu``
     table_entries: dict
+    #: bits of one bus word of the weight port (``weight_beat_t``): the config's ``hardware.axi_width``
+    weight_beat_bits: int
+    #: weight words per bus word (``WORDS_PER_BEAT``): ``axi_width / weight_word_bits``, the layout's alignment
+    words_per_beat: int
+    #: bits of one element of the compute unit's matrices (``MATRIX_WORD_BITS``, ``matrix_word_t``): packed
+    #: narrower than the weight word when the matrix classes are (``hls.layout.matrix_bits``)
+    matrix_word_bits: int
+    #: rows a bus word of matrix elements can wrap past in the compute unit's unpacking (``UNPACK_WRAPS``):
+    #: ceil(matrix_per_beat / shortest dot product), 1 unless a layer's rows are shorter than a bus word
+    unpack_wraps: int
 
     @classmethod
     def from_config(cls, cfg: Config) -> "KernelPlan":
@@ -164,6 +191,12 @@ class KernelPlan:
         m, p, h = cfg.model, cfg.precision, cfg.hardware
         layout = WeightLayout.of(cfg)
         row = max(3 * m.embed_dim, m.mlp_hidden, m.expert_hidden, m.patch_dim, m.num_experts)
+        wpb = h.axi_width // layout.word_bits
+        if wpb * layout.word_bits != h.axi_width or wpb != layout.align_words:
+            raise ValueError(f"hardware.axi_width {h.axi_width}: not a multiple of the {layout.word_bits}-bit "
+                             f"weight words (the layout aligns tensors to {layout.align_words} words)")
+        k_min = min(m.patch_dim, m.embed_dim, m.mlp_hidden, m.expert_hidden)
+        mb = matrix_bits(p)
         taps = tuple(tap_schedule(m))
         shapes = dict(tap_shapes(m))
         # output words hold every tap's raw words: 32 bits unless a tap type is wider
@@ -186,6 +219,8 @@ class KernelPlan:
                            "recip": len(recip_table(p.table_frac_bits, p.recip_table_bits)),
                            "rsqrt": len(rsqrt_table(p.table_frac_bits, p.rsqrt_table_bits)),
                            "gelu": len(gelu_table(p.gelu_table, p.gelu_step_log2, p.gelu_range))},
+            weight_beat_bits=h.axi_width, words_per_beat=wpb, matrix_word_bits=mb,
+            unpack_wraps=-(-(h.axi_width // mb) // k_min),
         )
 
     # --- taps ------------------------------------------------------------------------------
@@ -234,6 +269,51 @@ class KernelPlan:
                 return rec
         raise KeyError(f"no linear layer {name!r} in config {self.config.name!r}")
 
+    # --- the weight port: bus words ------------------------------------------------------------
+    @property
+    def matrix_per_beat(self) -> int:
+        """Matrix elements per bus word (``MATRIX_PER_BEAT``)."""
+        return self.weight_beat_bits // self.matrix_word_bits
+
+    @property
+    def matrix_per_word(self) -> int:
+        """Matrix elements per weight word (``MATRIX_PER_WORD``): 2 for 8-bit matrices in 16-bit words."""
+        return self.weight_word_bits // self.matrix_word_bits
+
+    def tile_spans(self, lin: LinearPlan) -> list[tuple[tuple[int, int, int] | None, tuple[int, int, int]]]:
+        """Per output tile of ``lin`` (``cu_out`` rows, the last one clamped): the :func:`beat_span` of its
+        biases (None without bias; in weight words) and of its weight rows (in matrix elements), as the
+        kernel's loader reads them."""
+        co, wpb, mpb = self.config.hardware.cu_out, self.words_per_beat, self.matrix_per_beat
+        out = []
+        for row0 in range(0, lin.n_out, co):
+            rows = min(co, lin.n_out - row0)
+            bias = beat_span(lin.bias_offset + row0, rows, wpb) if lin.has_bias else None
+            start = lin.weight_offset * self.matrix_per_word + row0 * lin.k
+            out.append((bias, beat_span(start, rows * lin.k, mpb)))
+        return out
+
+    @property
+    def tile_beats(self) -> int:
+        """Bus words of the largest tile, biases and weights (``TILE_BEATS``): the depth of the compute unit's
+        weight FIFO, which holds one tile so the loader runs one tile ahead of the compute."""
+        return max((b[1] if b else 0) + w[1] for lin in self.linears for b, w in self.tile_spans(lin))
+
+    @property
+    def max_tile_weight_beats(self) -> int:
+        """Bus words of the largest tile's weights (the LOOP_TRIPCOUNT of the loader's and unpacker's loops)."""
+        return max(w[1] for lin in self.linears for _, w in self.tile_spans(lin))
+
+    @property
+    def max_tile_bias_beats(self) -> int:
+        """Bus words of the largest tile's biases."""
+        return max((b[1] for lin in self.linears for b, _ in self.tile_spans(lin) if b), default=1)
+
+    @property
+    def weight_beats(self) -> int:
+        """Bus words of the whole weight buffer (``WEIGHT_BEATS``)."""
+        return self.layout.total_words // self.words_per_beat
+
     # --- buffers -----------------------------------------------------------------------------
     @property
     def buffer_types(self) -> dict[str, np.dtype]:
@@ -247,6 +327,12 @@ class KernelPlan:
         m = self.config.model
         return {"image": m.in_chans * m.img_height * m.img_width, "weights": self.layout.total_words,
                 "activations": self.max_tap_words}
+
+    @property
+    def interface_depths(self) -> dict[str, int]:
+        """Elements per image of each m_axi pointer (the INTERFACE pragmas' ``depth``): words, but bus words
+        for the weights, whose pointer is to ``weight_beat_t``."""
+        return {**self.buffer_depths, "weights": self.weight_beats}
 
     @property
     def m_axi_latency(self) -> int:

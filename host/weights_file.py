@@ -179,7 +179,7 @@ def unpack_words(cfg, words: np.ndarray):
     out = QuantizedWeights()
     for s in layout.slots:
         t = getattr(p, s.tensor_class)
-        raw = np.asarray(words[s.offset:s.offset + s.size]).astype(np.int64)
+        raw = layout.slot_words(np.asarray(words), s)
         if not t.signed:
             raw &= (1 << t.bits) - 1
         raw = torch.from_numpy(raw.reshape(s.shape))

@@ -14,9 +14,13 @@ from edgemoe.golden.synthetic import synthetic_images, synthetic_state_dict
 from edgemoe.hls.interface import TAP_NONE, config_hash32, kernel_args, register_map
 from edgemoe.hls.layout import WeightLayout, layout_tensor
 from edgemoe.hls.lint import check_project, check_source
+from edgemoe.hls.plan import KernelPlan
 from edgemoe.hls.project import HLSProject, KernelError
 from edgemoe.loading import load_config
 
+#: a model whose compute-unit tiles (5 rows of 40 words) start off the bus words
+UNALIGNED = ["model.embed_dim=40", "model.num_heads=2", "model.expert_hidden=80", "hardware.cu_in=4",
+             "hardware.cu_out=5"]
 #: configs whose csim must equal golden at every tap: name -> overrides of m3vit-micro
 CONFIGS = {
     "micro": [],
@@ -34,6 +38,10 @@ CONFIGS = {
     # non-square small image (2x3 patches), depth 3 with MoE first, one head, P = all tokens
     "grid2x3-depth3": ["model.img_height=32", "model.img_width=48", "model.depth=3", "model.moe_blocks=[0]",
                        "model.num_heads=1", "hardware.attn_parallel=7", "model.mlp_ratio=2"],
+    # 5 x 40-word tiles: weight tiles and bias tiles that start inside a 256-bit bus word
+    "unaligned-tiles-cu4x5": UNALIGNED,
+    # the same with 8-bit weights (128 to a 1024-bit bus word): a bus word spans up to four 40-word rows
+    "unaligned-w8a16-bus1024": UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024"],
 }
 
 
@@ -66,6 +74,19 @@ def test_csim_equals_golden_at_every_tap(name, tmp_path_factory):
     for task in range(len(cfg.model.tasks)):
         _assert_every_tap_equal(cfg, sd, proj, images, task)
     assert not proj.compiled.warnings, proj.compiled.warnings
+
+
+def test_unaligned_configs_have_tiles_off_the_bus_word():
+    """The unaligned configs above exercise what they say: tile starts inside a bus word (weights and biases),
+    and on the wide bus a bus word of weights that wraps past several rows."""
+    for name, wraps in (("unaligned-tiles-cu4x5", 1), ("unaligned-w8a16-bus1024", 4)):
+        plan = KernelPlan.from_config(load_config("m3vit-micro", CONFIGS[name]))
+        spans = [s for lin in plan.linears for s in plan.tile_spans(lin)]
+        assert any(w[2] for _, w in spans) and any(b[2] for b, _ in spans if b), name
+        assert plan.unpack_wraps == wraps and plan.tile_beats >= max(w[1] for _, w in spans)
+    for name in ("micro", "micro-w16a16"):
+        plan = KernelPlan.from_config(load_config("m3vit-micro", CONFIGS[name]))
+        assert not any(w[2] for lin in plan.linears for _, w in plan.tile_spans(lin)), name
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -428,11 +428,12 @@ def test_generated_kernel_keeps_every_rule(name):
     # a partial unroll of the score's dot product, which STREAM and AV_KEYS pipeline
     ("unroll-in-pipeline", "STREAM's / AV_KEYS' PIPELINE: HEAD_DIM MACs\n#pragma HLS UNROLL\n",
      "STREAM's / AV_KEYS' PIPELINE: HEAD_DIM MACs\n#pragma HLS UNROLL factor=2\n"),
-    # the weight tile read behind a guard
-    ("conditional-axi-read", "w[o][k] = weights[base + i];", "w[o][k] = i < words ? weights[base + i] : 0;"),
-    # LayerNorm's gamma and beta read in one loop
-    ("shared-bundle-loop", "gamma[d] = weights[g_off + d];",
-     "gamma[d] = weights[g_off + d];\n        beta[d] = weights[b_off + d];"),
+    # the weight tile's bus words read behind a guard
+    ("conditional-axi-read", "beats.write(weights[ws.first + i]);",
+     "beats.write(i < ws.count ? weights[ws.first + i] : weight_beat_t(0));"),
+    # a tile's biases and weights read in one loop
+    ("shared-bundle-loop", "beats.write(weights[ws.first + i]);",
+     "beats.write(weights[ws.first + i]);\n            beats.write(weights[b_off / WORDS_PER_BEAT + i]);"),
     # LN_SUM left to config_compile -pipeline_loops 0
     ("unpipelined-loop", "LN_SUM: for (int d = 0; d < DIM; d++) {\n#pragma HLS PIPELINE II=1\n",
      "LN_SUM: for (int d = 0; d < DIM; d++) {\n"),

@@ -84,7 +84,7 @@ def test_top_k_one_vs_two_changes_expert_work(mode, batch):
     ratio = expert_steps(k1, "cycles_intended") / expert_steps(k2, "cycles_intended")
     assert 0.45 < ratio < 0.85, ratio                  # compute halves, expert weight loads stay
     written = expert_steps(k1, "cycles_total") / expert_steps(k2, "cycles_total")
-    assert ratio <= written < 1                        # as written, the loads weigh at least as much
+    assert 0.45 < written < 1, written                 # as written the loads run behind the compute (DATAFLOW)
     assert expert_steps(k1, "weight_bytes") == pytest.approx(expert_steps(k2, "weight_bytes"), rel=0.01)
     assert k1.ms_per_image < k2.ms_per_image
 
@@ -229,20 +229,24 @@ def test_attention_stream_follows_template_attn_cycles():
         assert vals[p][1] / vals[1][1] == pytest.approx(vals[p][0] / vals[1][0], rel=0.02)
 
 
-def test_tiny_as_written_on_zcu102_is_in_the_reviews_range():
-    """The tiny preset on the ZCU102 comes out at 100-200 ms/image as written, ~2.5x the intended ~50 ms:
-    the review that read the kernel the way Vitis HLS schedules it found ~170 ms.  Its reading, which the
-    loop model follows: the weight tiles stream one 16-bit word per cycle (a 16-bit pointer is not widened)
-    and load before, not beside, each tile's compute (no DATAFLOW), ~60 ms; every row of every tile pays
-    the MAC pipeline's depth and the CU_OUT-cycle FINISH loop; A*V runs at II 4 (128 reads of the qkv
-    rows on 16 banks per key) and the key stream at II 12 (every slot's tap writes hold a write slot of
-    the m_axi bundle each cycle); each pipelined loop pays its depth per entry."""
+def test_tiny_as_written_on_zcu102_hides_the_weight_loads():
+    """The tiny preset on the ZCU102 as written: the compute unit's loader streams 256-bit bus words (16
+    weights each) at the HP port's rate, one tile ahead of the compute in a DATAFLOW region, so the loads no
+    longer add to the run (before: one 16-bit word per cycle, before each tile's compute, ~60 ms of ~128 ms).
+    What remains is the compute process: every row of every tile pays the MAC pipeline's depth and the
+    CU_OUT-cycle FINISH loop; A*V at II 4 and the key stream at II 12 as before."""
     est = estimate(cfg_of(TINY))
-    assert 100.0 <= est.ms_per_image <= 200.0, est.ms_per_image
-    assert est.ms_per_image > 2 * est.intended_ms_per_image
+    assert 50.0 <= est.ms_per_image <= 100.0, est.ms_per_image
+    assert est.ms_per_image >= est.intended_ms_per_image
     rows = est.loops.rows()
-    load = sum(r["cycles"] for r in rows if r["function"] == "load_tile")
-    assert load > 0.3 * est.loops.cycles_per_image                  # weight streaming is the largest part
+    total = est.loops.cycles_per_image
+    load = sum(r["cycles"] for r in rows if r["function"] == "load_tiles")
+    assert 0 < load < 0.02 * total                                   # only the first tile of each call shows
+    le = est.loops.loops
+    assert le["LOAD_W"].ii.binding == "m_axi" and "port bandwidth" in le["LOAD_W"].ii.detail["m_axi"]
+    assert le["LOAD_W"].hidden > 0.9 * le["LOAD_W"].raw_cycles(le["LOAD_W"].entries, le["LOAD_W"].iterations, 0)
+    assert le["MAC"].hidden == 0 and le["FINISH"].hidden == 0       # the compute is the longer process
+    assert rows[0]["label"] in ("MAC", "FINISH") and rows[1]["label"] in ("MAC", "FINISH")
 
 
 def test_as_written_findings_group_the_loops_by_binding_constraint():

@@ -324,6 +324,7 @@ class _Kernel:
         self.attn_cycles = plan.attn_cycles
         self.cu_bits = plan.cu_word_bits
         self.wbytes = plan.weight_word_bits / 8
+        self.mbytes = plan.matrix_word_bits / 8        # an element of a compute-unit matrix (packed)
         self.out_bytes = plan.out_word_bits / 8
         self.pix_bytes = plan.pixel_word_bits / 8
         self.act_bytes = math.ceil(p.act.bits / 8)
@@ -374,7 +375,7 @@ class _Kernel:
         finish = h.cu_out * fin_ii + fin_depth
         row = L["loop"] + mac + finish
         comp_tile = rows * row
-        wbytes = (n_out * k + (n_out if bias else 0)) * self.wbytes
+        wbytes = n_out * k * self.mbytes + (n_out if bias else 0) * self.wbytes
         load = self.load_cycles(wbytes / tiles)
         total = load + (tiles - 1) * max(comp_tile, load) + comp_tile
         self.add(name, block, kind, tiles * comp_tile, tiles * load, total, wbytes, wbytes, rows * n_out * k,
@@ -388,7 +389,7 @@ class _Kernel:
         kin = math.ceil(k / h.cu_in)
         depth = self.mac_depth() + L["cast"] + (L["gelu"] if gelu else 0) + (L["mul"] if score else 0)
         comp = rows * tiles * kin + depth
-        wbytes = (n_out * k + (n_out if bias else 0)) * self.wbytes
+        wbytes = n_out * k * self.mbytes + (n_out if bias else 0) * self.wbytes
         abytes = rows * (k + n_out * (2 if score else 1)) * self.act_bytes
         load = self.load_cycles(wbytes)
         act_mem = self.lat_axi + abytes / self.bw_a
@@ -667,17 +668,17 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
                                                 for b, c in top) + " (edgemoe perf --loops lists them)")
     if not cal:
         notes.append("uncalibrated: no RTL measurements under build/sim for this precision")
-    if plan.weight_word_bits > cfg.precision.weight.bits:
-        notes.append(f"weights are {cfg.precision.weight.bits}-bit but the layout's words are "
-                     f"{plan.weight_word_bits}-bit (widest weight class), so DRAM traffic is that of "
-                     f"{plan.weight_word_bits}-bit weights")
+    if plan.matrix_word_bits > cfg.precision.weight.bits:
+        notes.append(f"weights are {cfg.precision.weight.bits}-bit but the layout packs the matrices in "
+                     f"{plan.matrix_word_bits}-bit elements, so DRAM traffic is that of "
+                     f"{plan.matrix_word_bits}-bit weights")
 
     est = PerfEstimate(cfg, mode, batch, share, steps, rt, cal, lat, h.clock_mhz, h.board,
                        {"weights_bytes_per_cycle": k.bw_w, "activations_bytes_per_cycle": k.bw_a,
                         "board_bytes_per_cycle": k.bw_board, "dram_latency_cycles": k.lat_axi},
                        notes, total, loops=loops, intended_cycles=intended)
     board = BOARDS[h.board]
-    dpm = dsp_per_mult(plan.cu_word_bits, plan.weight_word_bits)
+    dpm = dsp_per_mult(plan.cu_word_bits, plan.matrix_word_bits)
     clock = h.clock_mhz * 1e6
     macs = est.macs_per_image
     wbytes = est.weight_bytes_per_image

@@ -30,11 +30,11 @@ The scheduling rules (how Vitis HLS builds the hardware):
   each (Little's law; the latency is ``KernelPlan.m_axi_latency``, the board's
   DRAM latency at the kernel clock, which the project also tells the tool); outside
   a pipeline each access pays the whole latency.  A beat is the pointer's
-  element (16-bit ``weight_word_t``, 8-bit pixels): ``max_widen_bitwidth``
-  widens only aligned bursts of a length the tool can prove a multiple of the
-  wide word, and the kernel's burst lengths are call arguments.  Every
+  element: a whole bus word (``weight_beat_t``, ``hardware.axi_width`` bits,
+  ``WORDS_PER_BEAT`` weight words) for the weights, an 8-bit pixel, a
+  32- or 64-bit output word.  Every
   bundle reaches memory through a port of its own (``Board.port_gbps``; a
-  ZCU102 HP port is 128 bits) and all share the DDR (``Board.mem_gbps x
+  ZCU102 HP port is 128 bits, so a 256-bit beat takes two of its cycles) and all share the DDR (``Board.mem_gbps x
   mem_efficiency``); bursts are :data:`MAXI_BURST_BEATS` beats long.
 * **Recurrence.**  A value carried from one iteration to the next through
   an operator chain of latency L (``l * alpha + e`` of the online softmax, a
@@ -46,15 +46,19 @@ The scheduling rules (how Vitis HLS builds the hardware):
   project sets ``config_compile -pipeline_loops 0``) runs sequentially: each
   iteration takes its body's latency plus one cycle for the exit test, and an
   inner pipelined loop pays its depth on every entry.
-* **Calls.**  Function calls in a sequential region run one after the other
-  (no DATAFLOW), so ``load_tile`` never overlaps the compute; a call inside a
-  loop pays its latency per iteration.
+* **Calls.**  Function calls in a sequential region run one after the other;
+  a call inside a loop pays its latency per iteration.  The compute unit is a
+  DATAFLOW region of two processes, ``load_tiles`` and ``compute_tiles``, joined
+  by a FIFO that holds one tile: a call takes max(loader, compute) + the
+  shorter process's share of one tile (the fill), and the shorter process's
+  loops count only that fill (``LoopRecord.hidden`` holds the rest).
 
 Operator latencies come from :data:`edgemoe.perf.primitives.OP_LATENCY` (the
 RTL units' measurements replace them when given).  A loop's cycles per image
 are ``entries x (trip x II + depth)`` when pipelined and ``iterations x
-(body + 1)`` when not; the totals are sums of the loops and the functions'
-call overheads, nothing else.
+(body + 1)`` when not, less what runs beside the other process of a DATAFLOW
+region; the totals are sums of the loops and the functions' call overheads,
+nothing else.
 """
 from __future__ import annotations
 
@@ -64,7 +68,7 @@ from dataclasses import dataclass, field
 
 from edgemoe.boards import BOARDS
 from edgemoe.hls.interface import TOP
-from edgemoe.hls.plan import KernelPlan
+from edgemoe.hls.plan import KernelPlan, beat_span
 
 from .primitives import OP_LATENCY, dsp_per_mult
 
@@ -210,23 +214,26 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "PATCH": m.patch_size, "IN_CHANS": m.in_chans, "IMG_H": m.img_height, "IMG_W": m.img_width,
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "ATTN_P": h.attn_parallel, "ATTN_CYCLES": plan.attn_cycles,
-            "ROW_WORDS": plan.row_words}
+            "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
+            "MATRIX_PER_BEAT": plan.matrix_per_beat}
 
 
 def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     """Banks of each on-chip array after the template's ARRAY_PARTITION pragmas (1: unpartitioned)."""
     m, h = cfg.model, cfg.hardware
+    wpb = plan.words_per_beat  # gamma, beta, cls, pos (read_words' dst): cyclic WORDS_PER_BEAT
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
             "w": h.cu_out * h.cu_in, "b": h.cu_out, "moe_acc": 1, "q": h.attn_parallel * m.head_dim,
-            "row_max": 1, "row_inv": 1, "qi": m.head_dim, "av_acc": m.head_dim, "gamma": 1, "beta": 1, "c": 1,
-            "cls": 1, "route": 1, "ex": 1, "taken": 1,
+            "row_max": 1, "row_inv": 1, "qi": m.head_dim, "av_acc": m.head_dim, "gamma": wpb, "beta": wpb, "c": 1,
+            "cls": wpb, "pos": wpb, "dst": wpb, "route": 1, "ex": 1, "taken": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1}
 
 
 def kernel_functions() -> tuple[FunctionSpec, ...]:
     """The kernel's functions that are not inlined, with their straight-line code."""
-    return (FunctionSpec("load_tile"), FunctionSpec("compute_unit", ("call", "add")),
+    return (FunctionSpec("compute_unit"), FunctionSpec("load_tiles", ("call", "add")),
+            FunctionSpec("compute_tiles", ("call", "add", "add")),
             FunctionSpec("layernorm"), FunctionSpec("residual_add"), FunctionSpec("attention"),
             FunctionSpec("gate_token", ("call", "recip")), FunctionSpec("write_rows"), FunctionSpec("run_image"))
 
@@ -236,7 +243,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     m, h = cfg.model, cfg.hardware
     banks = array_banks(cfg, plan)
     ci, co, P, hd = h.cu_in, h.cu_out, h.attn_parallel, m.head_dim
-    cu, wb = plan.cu_word_bits, plan.weight_word_bits
+    wpb, mpb = plan.words_per_beat, plan.matrix_per_beat
+    cu, wb = plan.cu_word_bits, plan.matrix_word_bits
     acc_bits = 64  # wide_t
 
     def spread(n, array):
@@ -246,32 +254,41 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     hd_tree = ("add",) * _log2c(hd)
     S = LoopSpec
     return (
-        # load_tile
-        S("LOAD_B", "load_tile", None, "PIPELINE II=1", "min(CU_OUT, n_out - tile * CU_OUT) if has_bias else 0",
-          ports=(Port("b", writes=1),), axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
-        S("LOAD_W", "load_tile", None, "PIPELINE II=1", "min(CU_OUT, n_out - tile * CU_OUT) * k_dim",
-          ports=(Port("w", writes=1),), axi=(Axi("weights", reads=1, burst=True),),
-          recurrences=(Recurrence("(o, k) counters", ("add",)),), ops=("add", "store")),
-        # compute_unit
-        S("TILES", "compute_unit", None, "-", "tiles", ops=("add",)),
-        S("ROWS", "compute_unit", "TILES", "-", "rows"),
-        S("INIT", "compute_unit", "ROWS", "UNROLL", "CU_OUT", ops=("store",)),
-        S("MAC", "compute_unit", "ROWS", "PIPELINE II=1", "ceil(k_dim / CU_IN)",
+        # read_words (inlined: the LayerNorm parameters, the cls token and the position rows)
+        S("READ_BEATS", "read_words", None, "PIPELINE II=1", "beats",
+          ports=(Port("dst", writes=min(wpb, m.embed_dim), spread=spread(min(wpb, m.embed_dim), "dst")),),
+          axi=(Axi("weights", reads=1, burst=True),), ops=("add", "store")),
+        S("READ_WORDS", "read_words", "READ_BEATS", "-", "WORDS_PER_BEAT"),
+        # load_tiles: the compute unit's loader process
+        S("LOAD_TILES", "load_tiles", None, "-", "tiles", ops=("add", "add")),
+        S("LOAD_B", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "bias_beats / tiles",
+          axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
+        S("LOAD_W", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "weight_beats / tiles",
+          axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
+        # compute_tiles: the compute unit's compute process
+        S("TILES", "compute_tiles", None, "-", "tiles", ops=("add", "add")),
+        S("UNPACK_B", "compute_tiles", "TILES", "PIPELINE II=1", "bias_beats / tiles",
+          ports=(Port("b", writes=min(wpb, co), spread=spread(min(wpb, co), "b")),), ops=("bram", "add", "store")),
+        S("UNPACK_B_J", "compute_tiles", "UNPACK_B", "-", "WORDS_PER_BEAT"),
+        S("UNPACK_W", "compute_tiles", "TILES", "PIPELINE II=1", "weight_beats / tiles",
+          ports=(Port("w", writes=mpb, spread=spread(min(mpb, ci), "w")),),
+          recurrences=(Recurrence("(o0, k0): the next bus word's row and column", ("add",) * plan.unpack_wraps),),
+          ops=("bram",) + ("add",) * (plan.unpack_wraps + 1) + ("store",)),
+        S("UNPACK_W_J", "compute_tiles", "UNPACK_W", "-", "MATRIX_PER_BEAT"),
+        S("ROWS", "compute_tiles", "TILES", "-", "rows"),
+        S("INIT", "compute_tiles", "ROWS", "UNROLL", "CU_OUT", ops=("store",)),
+        S("MAC", "compute_tiles", "ROWS", "PIPELINE II=1", "ceil(k_dim / CU_IN)",
           ports=(Port("in", reads=ci, spread=spread(ci, "in")), Port("w", reads=co * ci, spread=co * spread(ci, "w"))),
           recurrences=(Recurrence("acc[o] += sum of CU_IN products", ("add",)),),
           mults=(Mults(co * ci, cu, wb),),
           ops=("bram", "mul") + mac_tree + ("add",)),
-        S("MAC_O", "compute_unit", "MAC", "-", "CU_OUT"),
-        S("MAC_I", "compute_unit", "MAC_O", "-", "CU_IN"),
-        S("FINISH", "compute_unit", "ROWS", "PIPELINE II=1", "CU_OUT",
+        S("MAC_O", "compute_tiles", "MAC", "-", "CU_OUT"),
+        S("MAC_I", "compute_tiles", "MAC_O", "-", "CU_IN"),
+        S("FINISH", "compute_tiles", "ROWS", "PIPELINE II=1", "CU_OUT",
           ports=(Port("b", reads=1), Port("out", writes=1), Port("moe_acc", reads=1, writes=1)),
           mults=(Mults(1, cu, 18), Mults(1, acc_bits, 16)),
           ops=("bram", "add", "cast", "gelu", "mul", "bram", "add", "store")),
         # layernorm
-        S("LN_GAMMA", "layernorm", None, "PIPELINE II=1", "DIM", ports=(Port("gamma", writes=1),),
-          axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
-        S("LN_BETA", "layernorm", None, "PIPELINE II=1", "DIM", ports=(Port("beta", writes=1),),
-          axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
         S("LN_ROWS", "layernorm", None, "-", "N_TOKENS", ops=("div_const", "div_const", "add", "rsqrt"),
           ports=(Port("RSQRT_TABLE", reads=2),)),
         S("LN_SUM", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM", ports=(Port("x", reads=1),),
@@ -346,12 +363,10 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("PATCH_Y", "run_image", "PATCH_C", "-", "PATCH", step="patch_gather"),
         S("PATCH_X", "run_image", "PATCH_Y", "PIPELINE II=1", "PATCH", ports=(Port("big", writes=1),),
           axi=(Axi("image", reads=1, burst=True),), ops=("store",), step="patch_gather"),
-        S("EMBED_CLS", "run_image", None, "PIPELINE II=1", "DIM", ports=(Port("cls", writes=1),),
-          axi=(Axi("weights", reads=1, burst=True),), ops=("store",), step="embed"),
         S("EMBED_R", "run_image", None, "-", "N_TOKENS", step="embed"),
         S("EMBED_D", "run_image", "EMBED_R", "PIPELINE II=1", "DIM",
-          ports=(Port("cls", reads=1), Port("tbuf", reads=1), Port("x", writes=1)),
-          axi=(Axi("weights", reads=1, burst=True),), ops=("add", "cast", "store"), step="embed"),
+          ports=(Port("cls", reads=1), Port("pos", reads=1), Port("tbuf", reads=1), Port("x", writes=1)),
+          ops=("bram", "add", "cast", "store"), step="embed"),
         S("BLOCKS", "run_image", None, "-", "DEPTH", step="resid2"),
         S("GATE_TOKENS", "run_image", "BLOCKS", "-", "N_TOKENS", step="gate_topk"),
         S("TAP_GS", "run_image", "GATE_TOKENS", "PIPELINE II=1", "EXPERTS", tap_only=True,
@@ -433,7 +448,7 @@ def memory_of(cfg, plan: KernelPlan, port_limit: bool | None = None) -> Memory:
     return Memory(latency=float(plan.m_axi_latency),
                   port_bpc=board.port_gbps * 1e9 / clock if per_port else math.inf,
                   ddr_bpc=board.mem_gbps * board.mem_efficiency * 1e9 / clock,
-                  word_bits={"weights": plan.weight_word_bits, "image": plan.pixel_word_bits,
+                  word_bits={"weights": plan.weight_beat_bits, "image": plan.pixel_word_bits,
                              "activations": plan.out_word_bits},
                   bundle_of=h.bundle_of)
 
@@ -513,9 +528,12 @@ class LoopRecord:
     entries: float = 0.0
     iterations: float = 0.0
     axi_iterations: float = 0.0                   # iterations of a sequential loop that make its m_axi accesses
-    by_step: dict = field(default_factory=dict)   # (step, block) -> [entries, iterations, axi_iterations]
+    hidden: float = 0.0                           # cycles run beside the other process of a DATAFLOW region
+    #: (step, block) -> [entries, iterations, axi_iterations, hidden cycles]
+    by_step: dict = field(default_factory=dict)
 
-    def cycles_of(self, entries: float, iterations: float, axi_iterations: float, ii: float | None = None) -> float:
+    def raw_cycles(self, entries: float, iterations: float, axi_iterations: float, ii: float | None = None) -> float:
+        """Cycles of the loop's iterations and entries, overlap with a concurrent process not subtracted."""
         if self.ii.unrolled_in is not None:
             return 0.0
         if self.spec.pragma.startswith("UNROLL"):
@@ -524,14 +542,21 @@ class LoopRecord:
             return iterations * (self.ii.ii - self.ii.maxi) + axi_iterations * self.ii.maxi
         return iterations * (self.ii.ii if ii is None else ii) + entries * self.ii.depth
 
+    def cycles_of(self, entries: float, iterations: float, axi_iterations: float, hidden: float = 0.0,
+                  ii: float | None = None) -> float:
+        """Cycles the loop adds to the kernel's run: its raw cycles less those ``hidden`` behind the other
+        process of its DATAFLOW region."""
+        return self.raw_cycles(entries, iterations, axi_iterations, ii) - hidden
+
     @property
     def cycles(self) -> float:
-        return self.cycles_of(self.entries, self.iterations, self.axi_iterations)
+        return self.cycles_of(self.entries, self.iterations, self.axi_iterations, self.hidden)
 
     @property
     def cycles_target(self) -> float:
-        """Cycles if the PIPELINE pragma's II were met (the loop as intended)."""
-        return self.cycles_of(self.entries, self.iterations, self.axi_iterations, float(self.spec.target_ii))
+        """Cycles if the PIPELINE pragma's II were met (the loop as intended; the same overlap)."""
+        return self.cycles_of(self.entries, self.iterations, self.axi_iterations, self.hidden,
+                              float(self.spec.target_ii))
 
     @property
     def trip(self) -> float:
@@ -552,7 +577,8 @@ class FunctionRecord:
 
 @dataclass
 class LoopEstimate:
-    """Cycles per image of every loop and function of the kernel as written (one image; no overlap)."""
+    """Cycles per image of every loop and function of the kernel as written (one image; overlap only within
+    the compute unit's DATAFLOW region)."""
 
     cfg: object
     loops: dict          # label -> LoopRecord, in source order
@@ -678,24 +704,35 @@ class _Walk:
             if only is None or child.label in only:
                 self._nest(child.label, env, None, out, it)
 
-    def loop(self, label: str, entries: float, args: dict, step, only=None) -> None:
-        """``entries`` entries of loop ``label`` and of the loops nested in it (within its function)."""
-        if entries == 0:
-            return
+    def _nest_of(self, label: str, args: dict, only) -> list:
         key = (label, tuple(sorted(args.items())), only)
         nest = self.cache.get(key)
         if nest is None:
             nest = []
             self._nest(label, {**self.const, **args}, only, nest)
             self.cache[key] = nest
-        for lab, e, it, ax in nest:
-            acc = self.records[lab].by_step.setdefault((self.specs[lab].step or step[0], step[1]), [0.0, 0.0, 0.0])
+        return nest
+
+    def cost(self, label: str, args: dict, only=None) -> float:
+        """Raw cycles of one entry of loop ``label`` and the loops nested in it."""
+        return sum(self.records[lab].raw_cycles(e, it, ax) for lab, e, it, ax in self._nest_of(label, args, only))
+
+    def loop(self, label: str, entries: float, args: dict, step, only=None, hidden: float = 0.0) -> None:
+        """``entries`` entries of loop ``label`` and of the loops nested in it (within its function);
+        ``hidden``: the fraction of their cycles that a concurrent DATAFLOW process covers."""
+        if entries == 0:
+            return
+        for lab, e, it, ax in self._nest_of(label, args, only):
+            acc = self.records[lab].by_step.setdefault((self.specs[lab].step or step[0], step[1]),
+                                                       [0.0, 0.0, 0.0, 0.0])
             acc[0] += entries * e
             acc[1] += entries * it
             acc[2] += entries * ax
+            acc[3] += entries * hidden * self.records[lab].raw_cycles(e, it, ax)
 
-    def call(self, name: str, times: float, args: dict, step, skip=()) -> None:
-        """``times`` calls of function ``name``: its body and the loops at its top level."""
+    def call(self, name: str, times: float, args: dict, step, skip=(), only=None, hidden: float = 0.0) -> None:
+        """``times`` calls of function ``name``: its body and the loops at its top level (``only``: of
+        their children, these)."""
         if times == 0:
             return
         f = self.functions[name]
@@ -703,22 +740,37 @@ class _Walk:
         f.by_step[step] = f.by_step.get(step, 0.0) + times
         for s in self.top_level.get(name, ()):
             if s.label not in skip:
-                self.loop(s.label, times, args, step)
+                self.loop(s.label, times, args, step, only, hidden)
 
     # --- the kernel's functions ------------------------------------------------------------------
     def compute_unit(self, rows: float, layer: str, step, times: float = 1.0) -> None:
+        """One DATAFLOW call: the loader and the compute process run concurrently, so the call takes
+        max(loader, compute) + fill, the fill being the shorter process's share of one tile (the loader's
+        first tile before the compute can start, or the compute's last tile after the loader is done).  The
+        shorter process's loops keep only that fill; the rest of their cycles is hidden."""
         lin = self.linears[layer]
-        tiles = math.ceil(lin.n_out / self.cfg.hardware.cu_out)
-        self.call("compute_unit", times, {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles}, step)
-        # load_tile(0) before TILES, load_tile(t + 1) in all but the last tile: the full tiles, then a partial one
-        co = self.cfg.hardware.cu_out
-        args = {"k_dim": lin.k, "n_out": lin.n_out, "has_bias": lin.has_bias}
-        full, part = divmod(lin.n_out, co)
-        self.call("load_tile", times * full, dict(args, tile=0), step)
-        self.call("load_tile", times * (part > 0), dict(args, tile=full), step)
+        spans = self.plan.tile_spans(lin)
+        tiles = len(spans)
+        args = {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles,
+                "bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans)}
+        load_only = None if lin.has_bias else ("LOAD_W",)
+        comp_only = None if lin.has_bias else ("UNPACK_W", "ROWS")
+        load, comp = self.cost("LOAD_TILES", args, load_only), self.cost("TILES", args, comp_only)
+        short = min(load, comp)
+        hidden = (short - short / tiles) / short if short > 0 else 0.0
+        self.call("compute_unit", times, args, step)
+        self.call("load_tiles", times, args, step, only=load_only, hidden=hidden if load <= comp else 0.0)
+        self.call("compute_tiles", times, args, step, only=comp_only, hidden=hidden if load > comp else 0.0)
+
+    def read_words(self, times: float, starts: list, step) -> None:
+        """``times`` x len(starts) inlined read_words calls of DIM words, one from each weight offset of ``starts``."""
+        beats = sum(beat_span(s, self.cfg.model.embed_dim, self.plan.words_per_beat)[1] for s in starts)
+        self.loop("READ_BEATS", times * len(starts), {"beats": beats / len(starts)}, step)
 
     def layernorm(self, step) -> None:
         self.call("layernorm", 1.0, {}, step)
+        pre = f"backbone.blocks.{step[1]}.{step[0]}."   # step: ("norm1" | "norm2", block)
+        self.read_words(1.0, [self.plan.offsets[pre + "weight"], self.plan.offsets[pre + "bias"]], step)
 
     def run_image(self, counts_per_block: list, expected: bool) -> None:
         m = self.cfg.model
@@ -728,6 +780,9 @@ class _Walk:
         self.loop("PATCHES", 1.0, c, ("patch_gather", -1))
         self.compute_unit(m.num_patches, "patch_embed", ("patch_embed", -1))
         self.loop("EMBED_R", 1.0, c, ("embed", -1))
+        pos, dim = self.plan.offsets["backbone.pos_embed"], m.embed_dim
+        self.read_words(1.0, [self.plan.offsets["backbone.cls_token"]], ("embed", -1))
+        self.read_words(1.0, [pos + r * dim for r in range(m.num_tokens)], ("embed", -1))
         mi = 0
         for b in range(m.depth):
             self.loop("BLOCKS", 1.0 / m.depth, c, ("resid2", b), only=())
@@ -798,6 +853,7 @@ def loop_estimate(cfg, routing, batch: int = 1, latency: dict | None = None, uni
         r.entries = sum(v[0] for v in r.by_step.values())
         r.iterations = sum(v[1] for v in r.by_step.values())
         r.axi_iterations = sum(v[2] for v in r.by_step.values())
+        r.hidden = sum(v[3] for v in r.by_step.values())
     for f in functions.values():
         f.calls /= batch
         f.by_step = {k: v / batch for k, v in f.by_step.items()}
