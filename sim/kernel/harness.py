@@ -62,8 +62,9 @@ WINDOW_BASE = 1 << 32                        # bundle k's RAM window at (k + 1) 
 PAGE = 4096
 #: build arguments for foreign (Vitis HLS) RTL on Verilator: its warnings are not ours to fix
 VERILATOR_FOREIGN_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
-#: bytes a buffer is shifted with ``misalign=True``, in its own words (off the bus beat, word-aligned)
-MISALIGN_WORDS = {"image": 5, "weights": 3, "activations": 3}
+#: bytes a buffer is shifted with ``misalign=True``, in its own words (off the bus beat, word-aligned); the
+#: weights stay on the beat: the kernel's weights pointer is to whole bus words (``weight_beat_t``)
+MISALIGN_WORDS = {"image": 5, "weights": 0, "activations": 3}
 
 
 @dataclass
