@@ -27,6 +27,13 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
   ``cu_word_t`` (``x``, ``hbuf``, ``tbuf``, ``big`` in ``CU_IN`` cyclic banks,
   ``logits`` in one); a bank goes to registers, LUTRAM, URAM or BRAM36/BRAM18
   by :meth:`Memory.cost <edgemoe.perf.primitives.Memory.cost>`.
+* **The weight path**: the compute unit is a DATAFLOW region of ``load_tiles``
+  and ``compute_tiles`` joined by a FIFO of ``TILE_BEATS`` bus words of
+  ``AXI_WIDTH`` bits (``KernelPlan.tile_beats``, one tile: BRAM, never URAM);
+  ``compute_tiles`` unpacks a bus word per cycle into the one tile buffer
+  ``w[CU_OUT][ROW_WORDS]`` of ``matrix_word_t`` (each bank's write port
+  selecting among the bus word's fields), ``read_words`` a bus word into
+  WORDS_PER_BEAT banks of gamma / beta / cls / pos.
 * **Tables** (exp2, reciprocal, rsqrt, GELU; declared ``long long``) are a ROM
   at the width their entries need (:func:`table_bits`) in each function
   instance that reads them.
@@ -68,6 +75,8 @@ DEFAULT_CAP = 0.80
 #: the resources the verdict checks, and their names
 RESOURCES = ("dsp", "bram36", "uram", "lut", "ff")
 RESOURCE_NAMES = {"dsp": "DSP", "bram36": "BRAM36", "uram": "URAM", "lut": "LUT", "ff": "FF"}
+#: the resources whose figures are rough per-structure estimates (the verdict says so when one binds)
+ROUGH = ("lut", "ff")
 
 #: rough LUT / FF figures (not measured: order-of-magnitude per structure)
 LUT_PER_CONTROL = 1500      # FSM + loop counters of one function
@@ -237,7 +246,8 @@ INT_BITS = 32
 CALL_SITES = {
     "run_image": {TOP: 1},
     "compute_unit": {"run_image": 8},
-    "load_tile": {"compute_unit": 2},
+    "load_tiles": {"compute_unit": 1},
+    "compute_tiles": {"compute_unit": 1},
     "layernorm": {"run_image": 2},
     "residual_add": {"run_image": 2},
     "attention": {"run_image": 1},
@@ -286,7 +296,8 @@ def table_bits(cfg) -> dict[str, int]:
 
 @dataclass
 class Item:
-    """One thing the kernel instantiates: an array, a ROM, a group of multipliers, a divider, logic, control.
+    """One thing the kernel instantiates: an array, a ROM, a FIFO, a group of multipliers, a divider, logic,
+    control, an interface.
 
     ``where``: function[/loop label]; ``count``: copies of it (per instance of its function, times the
     instances); ``shape``: banks x depth x width, or the operand widths; resources are of all copies.
@@ -390,6 +401,14 @@ def _axi(b: _Items, where: str, bundles: int, width: int) -> None:
     b.add("interface", "s_axilite control + top level", where, 1, "", lut=LUT_S_AXILITE, ff=FF_S_AXILITE)
 
 
+def _read_words(b: _Items, where: str, count: int, plan: KernelPlan) -> None:
+    """``count`` inlined ``read_words``: each of WORDS_PER_BEAT destination banks selects its word of the bus word."""
+    wpb = plan.words_per_beat
+    b.logic("read_words: bus word -> WORDS_PER_BEAT banks", where, count,
+            wpb * (plan.weight_word_bits * math.ceil(wpb / 4) + 2 * INT_BITS), plan.weight_beat_bits,
+            shape=f"{wpb} fields of {plan.weight_word_bits}b")
+
+
 def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> list[Item]:
     """Every array, ROM, multiplier group, divider, logic and control block of the kernel as written."""
     m, p, h = cfg.model, cfg.precision, cfg.hardware
@@ -401,34 +420,54 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     te = plan.table_entries
     b = _Items(brd)
 
-    # compute unit: one instance (ALLOCATION limit in run_image), its tile loads -------------------
+    # compute unit: one instance (ALLOCATION limit in run_image), a DATAFLOW region of load_tiles and
+    # compute_tiles joined by the FIFO of bus words ---------------------------------------------------
     b.unit = "compute unit"
-    k = inst["compute_unit"]
-    b.mults("MAC: in[r][k0 + i] * w[o][k0 + i]", "compute_unit/MAC", k * co * ci, cu, wb,
-            note="MAC_O x MAC_I unrolled under MAC's PIPELINE")
-    b.logic("MAC adder trees + accumulate", "compute_unit/MAC", k * co, ci * (cu + wb) + p.accum.bits,
-            shape=f"{ci} products of {cu + wb}b into {p.accum.bits}b")
-    b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_unit/ROWS", 1, p.accum.bits, banks=co, count=k,
+    k = inst["compute_tiles"]
+    mb, mpb, wpb = plan.matrix_word_bits, plan.matrix_per_beat, plan.words_per_beat
+    b.mults("MAC: in[r][kb + i] * w[o][kb + i]", "compute_tiles/MAC", k * co * ci, cu, mb,
+            note="MAC_O x MAC_I unrolled under MAC's PIPELINE; cu_word_t x matrix_word_t")
+    b.logic("MAC adder trees + accumulate", "compute_tiles/MAC", k * co, ci * (cu + mb) + p.accum.bits,
+            shape=f"{ci} products of {cu + mb}b into {p.accum.bits}b")
+    b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_tiles/ROWS", 1, p.accum.bits, banks=co, count=k,
             registers=True)
-    b.array("w[2][CU_OUT][ROW_WORDS] weight tile ping-pong", "compute_unit", 2 * rw // ci, wb, banks=co * ci,
-            count=k, note="dim 2 complete, dim 3 cyclic CU_IN")
-    b.array("b[2][CU_OUT] bias ping-pong", "compute_unit", 2, wb, banks=co, count=k, note="dim 2 complete")
-    b.mults("FINISH: wide_t(y) * wide_t(row_score[r])", "compute_unit/FINISH", k, cu, p.gate_score.bits,
+    b.array("w[CU_OUT][ROW_WORDS] (matrix_word_t)", "compute_tiles", rw // ci, mb, banks=co * ci, count=k,
+            note="one tile: dim 1 complete, dim 2 cyclic CU_IN")
+    b.array("b[CU_OUT] (weight_word_t)", "compute_tiles", 1, wb, banks=co, count=k, registers=True,
+            note="complete")
+    b.mults("FINISH: wide_t(y) * wide_t(row_score[r])", "compute_tiles/FINISH", k, cu, p.gate_score.bits,
             b_signed=p.gate_score.signed, note="cu_word_t x gate_score_t")
-    b.mults("gelu: GELU_TABLE interpolation", "compute_unit/FINISH", k, tb["gelu"] + 1,
+    b.mults("gelu: GELU_TABLE interpolation", "compute_tiles/FINISH", k, tb["gelu"] + 1,
             p.act.frac_bits - p.gelu_step_log2, b_signed=False)
-    b.rom("GELU_TABLE", "compute_unit/FINISH (gelu)", te["gelu"], tb["gelu"], count=k)
-    b.logic("FINISH: align + bias shifts, cu_cast (3 casts), gelu cast, moe_acc add", "compute_unit/FINISH", k,
+    b.rom("GELU_TABLE", "compute_tiles/FINISH (gelu)", te["gelu"], tb["gelu"], count=k)
+    b.logic("FINISH: align + bias shifts, cu_cast (3 casts), gelu cast, moe_acc add", "compute_tiles/FINISH", k,
             2 * LUT_PER_WIDE_SHIFT + 4 * LUT_PER_CAST + 2 * W, 4 * W)
-    b.divider("tiles = (n_out + CU_OUT - 1) / CU_OUT", "compute_unit", k, INT_BITS, co, pipelined=False)
-    b.control("compute_unit", k, loops=2)
+    b.control("compute_unit", inst["compute_unit"], loops=0)
+    b.control("compute_tiles", k, loops=4)
 
-    # the compute unit's weight tile loads --------------------------------------------------------
+    # the weight path: the loader, the FIFO of one tile's bus words, the unpacking into the tile buffers ----
     b.unit = "weight loads"
-    lt = inst["load_tile"]
-    b.mults("load_tile: row0 * k_dim, rows * k_dim", "load_tile", 2 * lt, INT_BITS, INT_BITS,
-            note=f"{lt} instance(s): one per call site")
-    b.control("load_tile", lt, loops=2)
+    lt = inst["load_tiles"]
+    b.mults("span_of(.., row0 * k_dim, outs * k_dim)", "load_tiles/LOAD_TILES", 2 * lt, INT_BITS, INT_BITS,
+            note="int x int tile offsets and sizes")
+    b.divider("tiles = (n_out + CU_OUT - 1) / CU_OUT", "load_tiles", lt, INT_BITS, co, pipelined=False)
+    b.control("load_tiles", lt, loops=2)
+    nofifo = dataclasses.replace(brd, uram=0)   # a stream is a FIFO in BRAM / LUTRAM / SRL, not URAM
+    c = Memory("beats", plan.tile_beats, plan.weight_beat_bits).cost(nofifo)
+    b.add("FIFO", "beats: hls::stream<weight_beat_t>", "compute_unit (DATAFLOW)", inst["compute_unit"],
+          f"{plan.tile_beats} x {plan.weight_beat_bits}b -> {c['kind']}", "depth TILE_BEATS: one tile's bus words",
+          bram36=inst["compute_unit"] * c["bram36"], lut=inst["compute_unit"] * c["lut"])
+    b.mults("span_of(.., row0 * k_dim, outs * k_dim)", "compute_tiles/TILES", 2 * k, INT_BITS, INT_BITS,
+            note="int x int, as the loader's")
+    b.divider("tiles = (n_out + CU_OUT - 1) / CU_OUT", "compute_tiles", k, INT_BITS, co, pipelined=False)
+    b.logic("UNPACK_W: (o, k) of each field, UNPACK_WRAPS row wraps", "compute_tiles/UNPACK_W", k * mpb,
+            (1 + 2 * plan.unpack_wraps) * INT_BITS, shape=f"{mpb} fields of {mb}b per bus word")
+    b.logic("UNPACK_W: field -> tile bank write select", "compute_tiles/UNPACK_W", k * co * ci,
+            mb * math.ceil(mpb / 4) + 2 * INT_BITS, shape=f"{co * ci} banks x {mpb} fields",
+            note="each bank's write port selects among the bus word's fields")
+    b.logic("UNPACK_B: field -> bias register select", "compute_tiles/UNPACK_B", k * co,
+            wb * math.ceil(wpb / 4) + INT_BITS, shape=f"{co} registers x {wpb} fields")
+    b.logic("beat register", "compute_tiles/UNPACK_W", k, 0, plan.weight_beat_bits)
 
     # attention ----------------------------------------------------------------------------------
     b.unit = "attention"
@@ -465,7 +504,10 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     # LayerNorm and residual: one instance per call site ------------------------------------------
     b.unit = "layernorm + residual"
     ln = inst["layernorm"]
-    b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", d, wb, count=2 * ln)
+    dpb = -(-d // plan.words_per_beat)
+    b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", dpb, wb, banks=plan.words_per_beat, count=2 * ln,
+            note="cyclic WORDS_PER_BEAT")
+    _read_words(b, "layernorm (read_words)", 2 * ln, plan)
     b.array("c[DIM] (ln_centered_t)", "layernorm/LN_ROWS", d, p.ln_centered.bits, count=ln)
     b.mults("LN_VAR: wide_t(c[d]) * wide_t(c[d])", "layernorm/LN_VAR", ln, p.ln_centered.bits, p.ln_centered.bits,
             a_signed=p.ln_centered.signed, b_signed=p.ln_centered.signed)
@@ -519,7 +561,10 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.array("moe_acc[N_TOKENS][DIM] (wide_t)", "run_image", n * d, W, count=per_img, note=batch_note)
     b.array("identity[N_TOKENS] (ap_uint<16>)", "run_image", n, 16)
     b.array("no_score[N_TOKENS] (gate_score_t)", "run_image", n, p.gate_score.bits)
-    b.array("cls[DIM] (weight_word_t)", "run_image/EMBED_CLS", d, wb)
+    dpb = -(-d // plan.words_per_beat)
+    b.array("cls[DIM], pos[DIM] (weight_word_t)", "run_image/EMBED_R", dpb, wb, banks=plan.words_per_beat, count=2,
+            note="cyclic WORDS_PER_BEAT")
+    _read_words(b, "run_image (read_words)", 2, plan)
     b.logic("EMBED_D: shifts, add, to_act; PIX / PATCH_X addressing", "run_image", 1,
             2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST + 2 * INT_BITS)
     b.control("run_image", inst["run_image"], loops=12)
@@ -664,6 +709,8 @@ class ResourceEstimate:
         u = self.utilisation
         over = self.violations()
         head = f"binding: {RESOURCE_NAMES[self.binding]} at {_pct(u[self.binding])}"
+        if self.binding in ROUGH:
+            head += ", a rough figure"
         if not over:
             return f"fits the {self.board} at <= {DEFAULT_CAP:.0%} of every resource ({head})"
         return (f"does not fit the {self.board} at <= {DEFAULT_CAP:.0%}: "
@@ -711,7 +758,7 @@ class ResourceEstimate:
 _W_WHAT, _W_WHERE, _W_SHAPE = 60, 26, 30
 #: the item kinds as the table prints them
 _KIND = {"multipliers": "mul", "array": "array", "ROM": "ROM", "divider": "div", "logic": "logic",
-         "control": "ctrl", "interface": "axi"}
+         "control": "ctrl", "interface": "axi", "FIFO": "FIFO"}
 
 
 def _pct(u: float) -> str:
