@@ -12,7 +12,7 @@ from edgemoe.hls.writer import render
 from edgemoe.loading import load_config
 from edgemoe.perf.cycles import as_written_findings, estimate, format_loops
 from edgemoe.perf.loops import (BANK_PORTS, MAXI_OUTSTANDING, Axi, LoopSpec, Memory, Mults, Port, Recurrence, analyse,
-                                kernel_loops, loop_estimate, memory_of, source_loops)
+                                dataflow_overlap, kernel_loops, loop_estimate, memory_of, source_loops)
 from edgemoe.perf.primitives import OP_LATENCY
 
 TINY = "m3vit-tiny-cityscapes"
@@ -172,6 +172,35 @@ def test_call_counts_follow_the_model_structure():
     b4 = loop_estimate(cfg, [counts] * len(m.moe_blocks), batch=4)
     assert b4.loops["MAC"].iterations == le.loops["MAC"].iterations
     assert b4.cycles_per_image == pytest.approx(le.cycles_per_image - 200 * 3 / 4)
+
+
+def test_dataflow_call_is_the_longer_process_plus_one_tile():
+    assert dataflow_overlap(100.0, 1000.0, 10) == (1010.0, pytest.approx(0.9), 0.0)    # loads behind compute
+    assert dataflow_overlap(1000.0, 100.0, 4) == (1025.0, 0.0, pytest.approx(0.75))    # compute behind loads
+    assert dataflow_overlap(0.0, 50.0, 3) == (50.0, 0.0, 0.0)
+
+
+def test_compute_unit_calls_add_up_to_max_of_loader_and_compute():
+    """Per image, the loader's and the compute process's loops add up to the sum over calls of
+    max(loader, compute) + fill: with one token through an expert the loader is the longer
+    process (its loops show in full, the compute's are hidden); with every token the compute is."""
+    cfg = load_config(MICRO)
+    m = cfg.model
+    counts = np.zeros(m.num_experts)
+    counts[0] = 1                                             # one token through expert 0
+    le = loop_estimate(cfg, [counts] * len(m.moe_blocks))
+    lo = [r for r in le.loops.values() if r.spec.function == "load_tiles"]
+    co = [r for r in le.loops.values() if r.spec.function == "compute_tiles"]
+    assert all(r.cycles >= -1e-9 for r in lo + co)
+    by = lambda recs, step: sum(r.cycles_of(*r.by_step[step]) for r in recs if step in r.by_step)  # noqa: E731
+    raw = lambda recs, step: sum(r.raw_cycles(*r.by_step[step][:3]) for r in recs if step in r.by_step)  # noqa: E731
+    b = m.moe_blocks[0]
+    for step, tiles in ((("expert_fc2", b), -(-m.embed_dim // cfg.hardware.cu_out)),
+                        (("qkv", 0), -(-3 * m.embed_dim // cfg.hardware.cu_out))):
+        load, comp = raw(lo, step), raw(co, step)
+        assert by(lo, step) + by(co, step) == pytest.approx(dataflow_overlap(load, comp, tiles)[0])
+    assert raw(lo, ("expert_fc2", b)) > raw(co, ("expert_fc2", b))   # one token: the loads bind
+    assert raw(lo, ("qkv", 0)) < raw(co, ("qkv", 0))                 # every token: the compute binds
 
 
 def test_weight_streaming_is_per_port_on_zynq():

@@ -669,6 +669,17 @@ class LoopEstimate:
         return "\n".join(lines)
 
 
+def dataflow_overlap(load: float, comp: float, tiles: int) -> tuple[float, float, float]:
+    """One compute_unit call whose loader takes ``load`` cycles and whose compute process ``comp``, over
+    ``tiles`` tiles, the FIFO holding one tile: (cycles of the call, fraction of the loader's cycles hidden,
+    fraction of the compute's hidden).  The call takes max(load, comp) + fill, the fill being the shorter
+    process's share of one tile; the shorter process is the hidden one, all but that fill."""
+    short, long_ = min(load, comp), max(load, comp)
+    fill = short / max(1, tiles)
+    hidden = (short - fill) / short if short > 0 else 0.0
+    return long_ + fill, (hidden if load <= comp else 0.0), (hidden if load > comp else 0.0)
+
+
 class _Walk:
     """Entries and iterations of every loop per image, by walking the kernel's call structure.
 
@@ -756,11 +767,10 @@ class _Walk:
         load_only = None if lin.has_bias else ("LOAD_W",)
         comp_only = None if lin.has_bias else ("UNPACK_W", "ROWS")
         load, comp = self.cost("LOAD_TILES", args, load_only), self.cost("TILES", args, comp_only)
-        short = min(load, comp)
-        hidden = (short - short / tiles) / short if short > 0 else 0.0
+        _, hide_load, hide_comp = dataflow_overlap(load, comp, tiles)
         self.call("compute_unit", times, args, step)
-        self.call("load_tiles", times, args, step, only=load_only, hidden=hidden if load <= comp else 0.0)
-        self.call("compute_tiles", times, args, step, only=comp_only, hidden=hidden if load > comp else 0.0)
+        self.call("load_tiles", times, args, step, only=load_only, hidden=hide_load)
+        self.call("compute_tiles", times, args, step, only=comp_only, hidden=hide_comp)
 
     def read_words(self, times: float, starts: list, step) -> None:
         """``times`` x len(starts) inlined read_words calls of DIM words, one from each weight offset of ``starts``."""
