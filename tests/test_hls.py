@@ -242,6 +242,31 @@ def test_weight_layout_is_aligned_and_complete():
                           layout_tensor(proj.weights, g.key).numpy())
 
 
+def test_w8_matrices_are_packed_two_to_a_word():
+    """w8a16: the compute unit's 8-bit matrices take half the words (their bytes in order, little-endian), so a
+    256-bit bus word carries 32 of them; biases and the rest stay 16-bit words; every tensor on a bus word."""
+    from edgemoe.host.weights_file import unpack_words
+
+    cfg = load_config("m3vit-micro", ["precision.profile=w8a16"])
+    proj = HLSProject(cfg, synthetic_state_dict(cfg.model, seed=0))
+    lay, plan = proj.layout, proj.plan
+    assert (lay.word_bits, plan.matrix_word_bits, plan.matrix_per_beat, plan.words_per_beat) == (16, 8, 32, 16)
+    w16 = WeightLayout.of(load_config("m3vit-micro"))
+    assert lay.total_words < 0.6 * w16.total_words
+    s = lay["backbone.blocks.1.mlp.experts.3.h4toh.weight"]
+    assert s.bits == 8 and s.words == s.size // 2 and s.offset % lay.align_words == 0
+    raw = proj.weights.raw("backbone.blocks.1.mlp.experts.h4toh.weight")[3].numpy().reshape(-1)
+    stored = proj.packed_weights.view(np.uint8)[2 * s.offset:2 * s.offset + s.size].view(np.int8)
+    assert np.array_equal(stored, raw)
+    b = lay["backbone.blocks.1.mlp.experts.3.h4toh.bias"]
+    assert b.bits == 16 and np.array_equal(proj.packed_weights[b.offset:b.offset + b.size],
+                                           proj.weights.raw("backbone.blocks.1.mlp.experts.h4toh.bias")[3].numpy())
+    back = unpack_words(cfg, proj.packed_weights)
+    for key in ("backbone.blocks.1.mlp.experts.h4toh.weight", "backbone.patch_embed.proj.weight",
+                "backbone.blocks.0.attn.qkv.bias"):
+        assert torch.equal(back.raw(key), proj.weights.raw(key)), key
+
+
 def test_register_map_follows_vitis_layout():
     cfg = load_config("m3vit-micro")
     regs = register_map(cfg)["registers"]
