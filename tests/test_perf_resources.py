@@ -50,7 +50,7 @@ def test_wide_t_operands_are_64_bits_unless_the_type_wraps():
     assert cast_bits(sat.precision.exp) == (WIDE_BITS, True)
     assert cast_bits(wrap.precision.exp) == (18, False)
     a, b = estimate_resources(sat), estimate_resources(wrap)
-    la, lb = item(a, "attention/STREAM", "online_step: l * alpha"), item(b, "attention/STREAM", "online_step: l * alpha")
+    la, lb = (item(r, "attention/STREAM", "online_step: l * alpha") for r in (a, b))
     P = sat.hardware.attn_parallel
     assert la.count == P and la.dsp == P * dsp_per_mult(64, 64)          # wide_t x wide_t
     assert lb.dsp == P * dsp_per_mult(64, 18, b_signed=False) < la.dsp
@@ -134,7 +134,7 @@ def test_tables_are_roms_of_their_entries_width():
     tb = table_bits(cfg)
     assert all(16 <= b <= 24 for b in tb.values()), tb        # declared long long, entries ~20 bits
     res = estimate_resources(cfg)
-    rom = item(res, "compute_tiles/FINISH (gelu)", "GELU_TABLE")
+    rom = item(res, "compute_tiles/FINISH", "GELU_TABLE")
     assert rom.kind == "ROM" and rom.shape.startswith(f"{plan.table_entries['gelu']} x {tb['gelu']}b")
     # one copy in each function instance that reads it
     exp_roms = [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]

@@ -11,8 +11,10 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
 
 * **Function instances.**  A function that is not inlined is one RTL instance
   per call site (in each instance of its caller) unless an ``ALLOCATION``
-  pragma limits it: ``compute_unit`` is one instance shared by every layer
-  (:data:`CALL_SITES`, :data:`ALLOCATION_LIMITS`).
+  pragma limits it: ``compute_unit`` is one instance shared by every layer,
+  with one of each of its DATAFLOW processes (:data:`CALL_SITES`,
+  :data:`ALLOCATION_LIMITS`; the tool may share the other functions'
+  sequential calls too, which is not assumed).
 * **Multipliers** are counted where the code unrolls them: ``MAC_O x MAC_I``
   in the compute unit, ``SCORE_D`` (HEAD_DIM per query slot, ``ATTN_P`` slots)
   in ``STREAM``, ``SCORE_D`` and ``AV_D`` in ``AV_KEYS``.  A loop that misses
@@ -291,7 +293,7 @@ def table_bits(cfg) -> dict[str, int]:
               "recip": recip_table(p.table_frac_bits, p.recip_table_bits),
               "rsqrt": rsqrt_table(p.table_frac_bits, p.rsqrt_table_bits),
               "gelu": gelu_table(p.gelu_table, p.gelu_step_log2, p.gelu_range)}
-    return {k: max(1, max(abs(int(v)) for v in t).bit_length()) for k, t in tables.items()}
+    return {k: max(1, max(abs(int(v)) for v in t).bit_length()) + (min(t) < 0) for k, t in tables.items()}
 
 
 @dataclass
@@ -389,7 +391,7 @@ def _reciprocal(b: _Items, where: str, count: int, cfg, tb: dict) -> None:
     p = cfg.precision
     b.mults("reciprocal: RECIP_TABLE interpolation", where, count, tb["recip"] + 1,
             p.table_frac_bits - p.recip_table_bits, b_signed=False)
-    b.logic("reciprocal: msb_index, normalising shifts, fix_softmax_inv", where, count,
+    b.logic("reciprocal: msb_index, shifts, fix_softmax_inv", where, count,
             LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST)
 
 
@@ -439,8 +441,8 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             b_signed=p.gate_score.signed, note="cu_word_t x gate_score_t")
     b.mults("gelu: GELU_TABLE interpolation", "compute_tiles/FINISH", k, tb["gelu"] + 1,
             p.act.frac_bits - p.gelu_step_log2, b_signed=False)
-    b.rom("GELU_TABLE", "compute_tiles/FINISH (gelu)", te["gelu"], tb["gelu"], count=k)
-    b.logic("FINISH: align + bias shifts, cu_cast (3 casts), gelu cast, moe_acc add", "compute_tiles/FINISH", k,
+    b.rom("GELU_TABLE", "compute_tiles/FINISH", te["gelu"], tb["gelu"], count=k)
+    b.logic("FINISH: shifts, cu_cast (3 casts), gelu cast, acc add", "compute_tiles/FINISH", k,
             2 * LUT_PER_WIDE_SHIFT + 4 * LUT_PER_CAST + 2 * W, 4 * W)
     b.control("compute_unit", inst["compute_unit"], loops=0)
     b.control("compute_tiles", k, loops=4)
@@ -460,7 +462,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.mults("span_of(.., row0 * k_dim, outs * k_dim)", "compute_tiles/TILES", 2 * k, INT_BITS, INT_BITS,
             note="int x int, as the loader's")
     b.divider("tiles = (n_out + CU_OUT - 1) / CU_OUT", "compute_tiles", k, INT_BITS, co, pipelined=False)
-    b.logic("UNPACK_W: (o, k) of each field, UNPACK_WRAPS row wraps", "compute_tiles/UNPACK_W", k * mpb,
+    b.logic("UNPACK_W: (o, k) of each field, row wraps", "compute_tiles/UNPACK_W", k * mpb,
             (1 + 2 * plan.unpack_wraps) * INT_BITS, shape=f"{mpb} fields of {mb}b per bus word")
     b.logic("UNPACK_W: field -> tile bank write select", "compute_tiles/UNPACK_W", k * co * ci,
             mb * math.ceil(mpb / 4) + 2 * INT_BITS, shape=f"{co * ci} banks x {mpb} fields",
@@ -484,7 +486,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     a, a_s = cast_bits(p.exp)
     b.mults("online_step: l * alpha", "attention/STREAM", P, W, a, b_signed=a_s, note="wide_t x wide_t")
     _reciprocal(b, "attention/STREAM", P, cfg, tb)
-    b.logic("online_step: max, e << SOFTMAX_SUM_FRAC, to_softmax_sum", "attention/STREAM", P, 3 * W + LUT_PER_CAST)
+    b.logic("online_step: max, shift, to_softmax_sum", "attention/STREAM", P, 3 * W + LUT_PER_CAST)
     b.divider("key = t % N_TOKENS", "attention/STREAM", 1, INT_BITS, n, pipelined=True)
     b.divider("query = rel / N_TOKENS, step = rel % N_TOKENS", "attention/STREAM", 2 * P, INT_BITS, n,
               pipelined=True)
@@ -521,7 +523,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             p.table_frac_bits - p.rsqrt_table_bits, b_signed=False)
     b.rom("RSQRT_TABLE", "layernorm (rsqrt)", te["rsqrt"], tb["rsqrt"], count=ln)
     b.divider("floor_div(sum | sq, DIM): / and %", "layernorm/LN_ROWS", 4 * ln, W, d, pipelined=False)
-    b.logic("casts (to_ln_centered, to_ln_norm, to_act), rsqrt normalisation, sums", "layernorm", ln,
+    b.logic("3 casts, rsqrt normalisation, sums", "layernorm", ln,
             3 * LUT_PER_CAST + LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + 4 * W, 4 * W)
     b.control("layernorm", ln, loops=5)
     ra = inst["residual_add"]
@@ -565,7 +567,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.array("cls[DIM], pos[DIM] (weight_word_t)", "run_image/EMBED_R", dpb, wb, banks=plan.words_per_beat, count=2,
             note="cyclic WORDS_PER_BEAT")
     _read_words(b, "run_image (read_words)", 2, plan)
-    b.logic("EMBED_D: shifts, add, to_act; PIX / PATCH_X addressing", "run_image", 1,
+    b.logic("EMBED_D: shifts, add, to_act; addressing", "run_image", 1,
             2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST + 2 * INT_BITS)
     b.control("run_image", inst["run_image"], loops=12)
 
@@ -731,8 +733,9 @@ class ResourceEstimate:
             for it in self.items:
                 if it.unit != u.name or not (details or it.dsp or it.bram36 or it.uram):
                     continue
-                lines.append(f"    {_KIND[it.kind] + ': ' + it.what:<{_W_WHAT - 2}} {it.where:<{_W_WHERE}} {it.count:>5}  "
-                             f"{it.shape:<{_W_SHAPE}}{it.dsp:>7}{it.bram36:>8.1f}{it.uram:>6}{it.lut:>9}{it.ff:>9}")
+                name = f"{_KIND[it.kind]}: {it.what}"
+                lines.append(f"    {name:<{_W_WHAT - 2}} {it.where:<{_W_WHERE}} {it.count:>5}  {it.shape:<{_W_SHAPE}}"
+                             f"{it.dsp:>7}{it.bram36:>8.1f}{it.uram:>6}{it.lut:>9}{it.ff:>9}")
                 if details and it.note:
                     lines.append(f"      ({it.note})")
         t, lim, ut = self.totals, self.limits, self.utilisation
@@ -755,7 +758,7 @@ class ResourceEstimate:
 
 
 #: column widths of :meth:`ResourceEstimate.table`
-_W_WHAT, _W_WHERE, _W_SHAPE = 60, 26, 30
+_W_WHAT, _W_WHERE, _W_SHAPE = 60, 24, 32
 #: the item kinds as the table prints them
 _KIND = {"multipliers": "mul", "array": "array", "ROM": "ROM", "divider": "div", "logic": "logic",
          "control": "ctrl", "interface": "axi", "FIFO": "FIFO"}
