@@ -362,7 +362,8 @@ def test_onchip_batch_sharing_scales_buffers_dram_mode_does_not():
     on1, on8 = estimate_resources(cfg, "onchip", 1), estimate_resources(cfg, "onchip", 8)
     dr1, dr8 = estimate_resources(cfg, "edgemoe-dram", 1), estimate_resources(cfg, "edgemoe-dram", 8)
     assert on8.totals["bram36"] > 5 * on1.totals["bram36"]
-    assert not on8.fits() and on1.fits()
+    # batch 8 runs out of block RAM; batch 1's buffers fit (the tiny kernel as written is bound by DSP/LUT)
+    assert "bram36" in on8.violations() and "bram36" not in on1.violations()
     assert dr8.totals == dr1.totals
 
 
