@@ -1,13 +1,17 @@
 """Golden fixed-point vs C simulation vs float torch: images/s on the same inputs, one run each.
 
     python benchmarks/speed.py [--config m3vit-tiny-cityscapes] [--images 2] [--task 0] [--cached]
+                               [--baseline REV]
 
 Also runs the host runtime on the simulated device (pynq overlay + driver +
 the same kernel) and prints its overhead per image (everything but the kernel),
 times generating the HLS project (write) and compiling the C simulation
 library with g++ (into a fresh cache unless ``--cached``), checks that the
 csim tokens equal the golden ones word for word, and puts the performance
-model's FPGA estimate beside the measured rates.  One warm-up on one image, then one
+model's FPGA estimate beside the measured rates.  With ``--baseline REV`` it
+also compiles and times the C simulation of that earlier revision (see
+``baseline.py``) on the same inputs and prints its speed beside today's, with
+whether the two kernels wrote the same words.  One warm-up on one image, then one
 timed run each: the figures
 are machine- and load-dependent; the ratios much less.
 """
@@ -45,6 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--task", default="0")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cached", action="store_true", help="use build/csim-cache (a cached library compiles in 0 s)")
+    ap.add_argument("--baseline", metavar="REV", help="also time the C simulation of this earlier revision")
     args = ap.parse_args(argv)
 
     torch.set_grad_enabled(False)
@@ -105,6 +110,21 @@ def main(argv=None) -> int:
           f"{overhead / n * 1e3 / est['onchip'].ms_per_image:.2f}x the modelled FPGA kernel (onchip)")
     exact = exact and np.array_equal(host.tokens[m.task_names[m.task_index(task)]], golden.tokens.numpy())
     print(f"  csim and host-runtime tokens == golden tokens (raw words): {'yes' if exact else 'NO'}")
+    if args.baseline:
+        import hashlib
+
+        from baseline import BaselineError, csim_at
+        try:
+            old = csim_at(args.baseline, args.config, args.set, n, task, args.seed)
+        except BaselineError as e:
+            print(f"  baseline: {e}")
+            return 1
+        same = old["sha256"] == hashlib.sha256(np.ascontiguousarray(csim_tokens).tobytes()).hexdigest()
+        print(f"  csim at {old['commit'][:12]} (--baseline {args.baseline}): compile {old['compile_s']:.1f} s, "
+              f"{old['csim_s']:.2f} s = {n / old['csim_s']:.3f} img/s; today's csim is "
+              f"{old['csim_s'] / csim_s:.2f}x its speed and compiles in {compile_s / old['compile_s']:.2f}x its "
+              f"time; same output words: {'yes' if same else 'NO'}")
+        exact = exact and same
     if not exact and float_tokens is not None:
         diff = int(np.count_nonzero(csim_tokens != golden.tokens.numpy()))
         print(f"  {diff} word(s) differ")
