@@ -314,6 +314,19 @@ class KernelPlan:
         """Bus words of the whole weight buffer (``WEIGHT_BEATS``)."""
         return self.layout.total_words // self.words_per_beat
 
+    # --- attention ------------------------------------------------------------------------------
+    @property
+    def attn_groups(self) -> int:
+        """``ATTN_GROUPS``: groups of ``attn_parallel`` queries, ceil(N / P); a query's online-softmax state is
+        revisited every ``attn_groups`` iterations of the kernel's SOFTMAX loop (the recurrence's distance)."""
+        return -(-self.config.model.num_tokens // self.config.hardware.attn_parallel)
+
+    @property
+    def attn_copy_ii(self) -> int:
+        """II of the attention's HEAD_COPY loop: a token's 3 x HEAD_DIM q / k / v words per iteration from the
+        ``cu_in`` banks of the qkv rows, two ports per bank."""
+        return max(1, math.ceil(math.ceil(3 * self.config.model.head_dim / self.config.hardware.cu_in) / 2))
+
     # --- buffers -----------------------------------------------------------------------------
     @property
     def buffer_types(self) -> dict[str, np.dtype]:

@@ -481,21 +481,25 @@ class _Kernel:
                 self.add(name, block, "attention", comp, mem, max(comp, mem), nbytes, 0.0, qk_macs,
                          KEY_STREAM=comp)
             return
+        # per head: HEAD_COPY (q / k / v columns), STREAM (every score once, P per cycle), SOFTMAX (P lanes,
+        # a query's state revisited every ATTN_GROUPS iterations), SM_FINAL (1/sum), A*V from the stored scores
         chunks = math.ceil(hd / h.cu_in)
-        tree = L["bram"] + L["mul"] + _log2c(h.cu_in) + L["add"]
-        rec = L["mul"] + L["add"] + L["cast"]          # l = l * alpha + e: loop-carried per slot
-        ii_s = max(chunks, rec, exp_ii)
-        depth_s = tree + L["cast"] + L["exp"] + L["mul"] + L["add"] + L["cast"] + L["recip"]
-        stream = self.attn_cycles * ii_s + depth_s
-        refill = n * chunks
-        ii_av = max(chunks, exp_ii)
-        depth_av = 2 * tree + L["exp"] + 2 * L["mul"] + 2 * L["cast"]
-        av = n * (chunks + L["loop"] + n * ii_av + depth_av + chunks + 2)
-        per_head = stream + refill + av
-        cyc_qk = nimg * heads * (stream + refill)
+        G = self.plan.attn_groups
+        tree = L["bram"] + L["mul"] + _log2c(hd) + L["add"]
+        copy = n * self.plan.attn_copy_ii + L["bram"] + L["store"] + L["loop"]
+        stream = self.attn_cycles + tree + L["cast"] + L["store"] + L["loop"]
+        rec = L["bram"] + L["add"] + L["exp"] + L["mul_wide"] + L["add"] + L["cast"] + L["store"]
+        ii_sm = max(math.ceil(rec / G), exp_ii)
+        softmax = n * G * ii_sm + rec + L["loop"]
+        final = n + L["bram"] + L["recip"] + L["store"] + L["loop"]
+        ii_av = max(1.0, exp_ii)
+        depth_av = L["bram"] + L["add"] + L["exp"] + 2 * L["mul"] + L["cast"] + L["add"] + L["store"]
+        av = n * (L["loop"] + L["div_const"] + n * ii_av + depth_av + chunks + 2)
+        per_head = copy + stream + softmax + final + av
+        cyc_qk = nimg * heads * (copy + stream + softmax + final)
         cyc_av = nimg * heads * av
         self.add("attn_stream", block, "attention", cyc_qk, 0.0, cyc_qk, 0.0, 0.0, qk_macs,
-                 STREAM=nimg * heads * stream, LOAD_Q=nimg * heads * refill)
+                 STREAM=nimg * heads * stream, HEAD_COPY=nimg * heads * copy, SOFTMAX=nimg * heads * (softmax + final))
         self.add("attn_av", block, "attention", cyc_av, 0.0, cyc_av, 0.0, 0.0, qk_macs, AV_ROWS=cyc_av)
         return per_head
 

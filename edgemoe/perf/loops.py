@@ -119,10 +119,12 @@ class Axi:
 
 @dataclass(frozen=True)
 class Recurrence:
-    """A value carried to the next iteration through the operators ``ops`` (names of OP_LATENCY)."""
+    """A value carried through the operators ``ops`` (names of OP_LATENCY) to the iteration ``distance``
+    iterations later (1: the next): ``II >= ceil(latency / distance)``."""
 
     what: str
     ops: tuple[str, ...]
+    distance: int = 1
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "PATCH": m.patch_size, "IN_CHANS": m.in_chans, "IMG_H": m.img_height, "IMG_W": m.img_width,
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "ATTN_P": h.attn_parallel, "ATTN_CYCLES": plan.attn_cycles,
+            "ATTN_GROUPS": plan.attn_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
             "MATRIX_PER_BEAT": plan.matrix_per_beat}
 
@@ -225,9 +228,12 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
             "w": h.cu_out * h.cu_in, "b": h.cu_out, "moe_acc": 1, "q": h.attn_parallel * m.head_dim,
-            "row_max": 1, "row_inv": 1, "qi": m.head_dim, "av_acc": m.head_dim, "gamma": wpb, "beta": wpb, "c": 1,
+            "qh": m.head_dim, "kh": m.head_dim, "vh": m.head_dim, "S": h.attn_parallel,
+            "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": 1, "av_acc": m.head_dim,
+            "out": rows, "gamma": wpb, "beta": wpb, "c": 1,
             "cls": wpb, "pos": wpb, "dst": wpb, "route": 1, "ex": 1, "taken": 1,
-            "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1}
+            "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
+            "exp2_lane": 2 * h.attn_parallel}
 
 
 def kernel_functions() -> tuple[FunctionSpec, ...]:
@@ -245,6 +251,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     ci, co, P, hd = h.cu_in, h.cu_out, h.attn_parallel, m.head_dim
     wpb, mpb = plan.words_per_beat, plan.matrix_per_beat
     cu, wb = plan.cu_word_bits, plan.matrix_word_bits
+    qb = cfg.precision.qkv.bits  # qkv_t: the attention's q / k / v words
     acc_bits = 64  # wide_t
 
     def spread(n, array):
@@ -305,37 +312,55 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("ADD_ROWS", "residual_add", None, "-", "N_TOKENS"),
         S("ADD_D", "residual_add", "ADD_ROWS", "PIPELINE II=1", "DIM",
           ports=(Port("x", reads=1, writes=1), Port("y", reads=1)), ops=("bram", "add", "cast", "store")),
-        # attention (score and online_step are inlined)
-        S("SCORE_D", "score", None, "UNROLL", "HEAD_DIM", inlined_in="STREAM, AV_KEYS"),
+        # attention (score and online_step are inlined): per head the q / k / v copies, the score stream into S,
+        # the online softmax from S, A*V from S
+        S("SCORE_D", "score", None, "UNROLL", "HEAD_DIM", inlined_in="STREAM"),
         S("HEADS_LOOP", "attention", None, "-", "HEADS", step="attn_stream"),
-        S("STREAM", "attention", "HEADS_LOOP", "PIPELINE", "ATTN_CYCLES",
-          ports=(Port("qkv", reads=hd + P * hd, spread=spread(hd, "qkv")),    # the key row once, P query refills
-                 Port("q", reads=P * hd, writes=P * hd, spread=banks["q"]),   # one register per word
-                 Port("row_max", writes=P), Port("row_inv", writes=P),
-                 Port("EXP2_TABLE", reads=2 * 2 * P), Port("RECIP_TABLE", reads=2 * P)),
-          axi=(Axi("activations", writes=3 * P, why="conditional tap writes (scores, max, 1/sum) of every slot",
-                   tap_only=True),),
-          recurrences=(Recurrence("l = l * alpha + e (online softmax sum)", ("mul_wide", "add", "cast")),
-                       Recurrence("m = max(m, s)", ("add",))),
-          mults=(Mults(P * hd, cu, cu), Mults(P, acc_bits, acc_bits), Mults(2 * P, acc_bits, 18)),
-          ops=("bram", "mul") + hd_tree + ("cast", "exp", "mul_wide", "add", "cast", "recip", "store"),
-          step="attn_stream"),
+        S("HEAD_COPY", "attention", "HEADS_LOOP", f"PIPELINE II={plan.attn_copy_ii}", "N_TOKENS",
+          ports=(Port("qkv", reads=3 * hd, spread=spread(3 * hd, "qkv")),
+                 *(Port(a, writes=hd, spread=banks[a]) for a in ("qh", "kh", "vh"))),
+          ops=("bram", "store"), step="attn_stream"),
+        S("HEAD_COPY_D", "attention", "HEAD_COPY", "-", "HEAD_DIM", step="attn_stream"),
+        S("STREAM", "attention", "HEADS_LOOP", "PIPELINE II=1", "ATTN_CYCLES",
+          ports=(Port("qh", reads=hd, spread=banks["qh"]), Port("kh", reads=hd, spread=banks["kh"]),
+                 Port("q", reads=P * hd, writes=hd, spread=banks["q"]),    # one register per word
+                 Port("S", writes=P, spread=banks["S"])),                   # slot o writes its bank
+          recurrences=(Recurrence("(key, tn): the stream's position", ("add",)),),
+          mults=(Mults(P * hd, qb, qb),),
+          ops=("bram", "mul") + hd_tree + ("cast", "store"), step="attn_stream"),
+        S("LOAD_Q", "attention", "STREAM", "-", "HEAD_DIM", step="attn_stream"),
         S("SLOTS", "attention", "STREAM", "UNROLL", "ATTN_P", step="attn_stream"),
-        S("LOAD_Q", "attention", "SLOTS", "-", "HEAD_DIM", step="attn_stream"),
-        S("AV_ROWS", "attention", "HEADS_LOOP", "-", "N_TOKENS", step="attn_av"),
-        S("AV_LOAD_Q", "attention", "AV_ROWS", "PIPELINE II=1", "HEAD_DIM", ports=(Port("qkv", reads=1),),
-          ops=("bram", "store"), step="attn_av"),
+        S("TAP_S", "attention", "HEADS_LOOP", "-", "N_TOKENS", tap_only=True),
+        S("TAP_S_J", "attention", "TAP_S", "PIPELINE II=1", "N_TOKENS", tap_only=True,
+          ports=(Port("S", reads=1),), axi=(Axi("activations", writes=1, burst=True),)),
+        S("SOFTMAX", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS * ATTN_GROUPS",
+          ports=(Port("S", reads=P, spread=banks["S"]), Port("row_max", reads=P, writes=P, spread=banks["row_max"]),
+                 Port("row_sum", reads=P, writes=P, spread=banks["row_sum"]),
+                 Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"])),   # a ROM per lane, even / odd
+          recurrences=(Recurrence("(max, sum) of a query: l = l * alpha(m) + e, revisited every ATTN_GROUPS "
+                                  "iterations", ("bram", "add", "exp", "mul_wide", "add", "cast", "store"),
+                                  distance=plan.attn_groups),
+                       Recurrence("(s, g): the step and group", ("add",))),
+          mults=(Mults(P, acc_bits, acc_bits), Mults(2 * P, acc_bits, 18)),
+          ops=("bram", "add", "exp", "mul_wide", "add", "cast", "store"), step="attn_stream"),
+        S("SM_LANES", "attention", "SOFTMAX", "UNROLL", "ATTN_P", step="attn_stream"),
+        S("SM_FINAL", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS",
+          ports=(Port("row_sum", reads=1), Port("row_inv", writes=1), Port("RECIP_TABLE", reads=2)),
+          ops=("bram", "recip", "store"), step="attn_stream"),
+        S("TAP_SM", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS", tap_only=True,
+          ports=(Port("row_max", reads=1), Port("row_inv", reads=1)), axi=(Axi("activations", writes=1, burst=True),)),
+        S("AV_ROWS", "attention", "HEADS_LOOP", "-", "N_TOKENS", ops=("div_const", "bram"), step="attn_av"),
         S("AV_INIT", "attention", "AV_ROWS", "UNROLL", "HEAD_DIM", ops=("store",), step="attn_av"),
         S("AV_KEYS", "attention", "AV_ROWS", "PIPELINE II=1", "N_TOKENS",
-          ports=(Port("qkv", reads=2 * hd, spread=spread(2 * hd, "qkv")), Port("qi", reads=hd, spread=banks["qi"]),
+          ports=(Port("S", reads=1), Port("vh", reads=hd, spread=banks["vh"]),
                  Port("av_acc", reads=hd, writes=hd, spread=banks["av_acc"]), Port("EXP2_TABLE", reads=2)),
           recurrences=(Recurrence("acc[d] += p * v (a register)", ("add",)),),
-          mults=(Mults(hd, cu, cu), Mults(hd, 18, cu), Mults(1, acc_bits, 18), Mults(1, acc_bits, acc_bits)),
-          ops=("bram", "mul") + hd_tree + ("cast", "add", "exp", "mul_wide", "cast", "mul", "add", "store"),
-          step="attn_av"),
+          mults=(Mults(hd, 18, qb), Mults(1, acc_bits, 18), Mults(1, acc_bits, acc_bits)),
+          ops=("bram", "add", "exp", "mul_wide", "cast", "mul", "add", "store"), step="attn_av"),
         S("AV_D", "attention", "AV_KEYS", "UNROLL", "HEAD_DIM", step="attn_av"),
-        S("AV_OUT", "attention", "AV_ROWS", "PIPELINE II=1", "HEAD_DIM", ports=(Port("out", writes=1),),
-          ops=("cast", "store"), step="attn_av"),
+        S("AV_OUT", "attention", "AV_ROWS", "PIPELINE II=1", "ceil(HEAD_DIM / CU_IN)",
+          ports=(Port("out", writes=ci, spread=spread(ci, "out")),), ops=("cast", "store"), step="attn_av"),
+        S("AV_OUT_U", "attention", "AV_OUT", "-", "CU_IN", step="attn_av"),
         # gate_token (once per token)
         S("GATE_MAX", "gate_token", None, "PIPELINE II=1", "EXPERTS - 1", ports=(Port("logits", reads=1),),
           recurrences=(Recurrence("mx = max(mx, logit)", ("add",)),), ops=("bram", "add")),
@@ -503,9 +528,11 @@ def analyse(spec: LoopSpec, specs: dict, mem: Memory, lat: dict, board_dsp: int)
         maxi_depth = max(maxi_depth, mem.latency)
     for r in spec.recurrences:
         L = float(sum(lat[o] for o in r.ops))
-        if L > cons["recurrence"]:
-            cons["recurrence"] = L
-            detail["recurrence"] = f"{r.what}: {'+'.join(r.ops)} = {L:g}"
+        need = float(math.ceil(L / max(1, r.distance)))
+        if need > cons["recurrence"]:
+            cons["recurrence"] = need
+            detail["recurrence"] = f"{r.what}: {'+'.join(r.ops)} = {L:g}" + (
+                f" over {r.distance} iterations" if r.distance > 1 else "")
     dsp = sum(mu.count * dsp_per_mult(mu.a_bits, mu.b_bits) for mu in spec.mults)
     cons["DSPs"] = float(math.ceil(dsp / board_dsp)) if dsp else 0.0
     if dsp:

@@ -16,8 +16,9 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
   :data:`ALLOCATION_LIMITS`; the tool may share the other functions'
   sequential calls too, which is not assumed).
 * **Multipliers** are counted where the code unrolls them: ``MAC_O x MAC_I``
-  in the compute unit, ``SCORE_D`` (HEAD_DIM per query slot, ``ATTN_P`` slots)
-  in ``STREAM``, ``SCORE_D`` and ``AV_D`` in ``AV_KEYS``.  A loop that misses
+  in the compute unit, ``SCORE_D`` (HEAD_DIM per query slot, ``ATTN_P`` slots,
+  ``qkv_t`` operands) in ``STREAM``, ``AV_D`` in ``AV_KEYS`` (the scores are
+  computed once and stored in ``S``).  A loop that misses
   its II may let the tool share some; that is not assumed.  DSPs per
   multiply follow the operand widths (:func:`~edgemoe.perf.primitives.dsp_per_mult`):
   a narrow type's width (``cu_word_t``, ``gate_score_t``, a table entry, a
@@ -473,35 +474,36 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
 
     # attention ----------------------------------------------------------------------------------
     b.unit = "attention"
-    b.array("row_max[N_TOKENS] (attn_score_t)", "attention", n, p.attn_score.bits)
-    b.array("row_inv[N_TOKENS] (softmax_inv_t)", "attention", n, p.softmax_inv.bits)
-    b.array("q[ATTN_P][HEAD_DIM] (cu_word_t)", "attention/HEADS_LOOP", 1, cu, banks=P * hd, registers=True)
-    b.array("m[ATTN_P], l[ATTN_P] (wide_t)", "attention/HEADS_LOOP", 1, W, banks=2 * P, registers=True)
-    b.array("qi[HEAD_DIM] (cu_word_t)", "attention/AV_ROWS", 1, cu, banks=hd, registers=True)
+    qb, G = p.qkv.bits, plan.attn_groups
+    b.array("S[ATTN_P][ATTN_GROUPS][N_TOKENS] (attn_score_t)", "attention", G * n, p.attn_score.bits, banks=P,
+            note="one head's scores, computed once; dim 1 complete (slot o's bank)")
+    b.array("row_max, row_sum[ATTN_P][ATTN_GROUPS]", "attention", G, p.attn_score.bits + p.softmax_sum.bits,
+            banks=P, note="the online softmax's state per query, dim 1 complete (lane p's bank)")
+    b.array("row_inv[ATTN_P][ATTN_GROUPS] (softmax_inv_t)", "attention", P * G, p.softmax_inv.bits)
+    b.array("qh, kh, vh[N_TOKENS][HEAD_DIM] (qkv_t)", "attention", n, qb, banks=hd, count=3,
+            note="the head's q / k / v columns, dim 2 complete: a HEAD_DIM row per cycle")
+    b.array("q[ATTN_P][HEAD_DIM] (qkv_t)", "attention/HEADS_LOOP", 1, qb, banks=P * hd, registers=True)
     b.array("acc[HEAD_DIM] (wide_t)", "attention/AV_ROWS", 1, W, banks=hd, registers=True)
-    b.mults("score: q[d] * k[d] (SCORE_D unrolled)", "attention/STREAM", P * hd, cu, cu,
-            note=f"HEAD_DIM per query slot, {P} slots (SLOTS unrolled)")
-    b.logic("score adder trees", "attention/STREAM", P, hd * (2 * cu) + LUT_PER_CAST)
-    _exp_neg(b, "attention/STREAM", 2 * P, cfg, tb)
+    b.mults("score: q[d] * k[d] (SCORE_D unrolled)", "attention/STREAM", P * hd, qb, qb,
+            note=f"HEAD_DIM per query slot, {P} slots (SLOTS unrolled); qkv_t x qkv_t")
+    b.logic("score adder trees", "attention/STREAM", P, hd * (2 * qb) + LUT_PER_CAST)
+    _exp_neg(b, "attention/SOFTMAX", 2 * P, cfg, tb)
     a, a_s = cast_bits(p.exp)
-    b.mults("online_step: l * alpha", "attention/STREAM", P, W, a, b_signed=a_s, note="wide_t x wide_t")
-    _reciprocal(b, "attention/STREAM", P, cfg, tb)
-    b.logic("online_step: max, shift, to_softmax_sum", "attention/STREAM", P, 3 * W + LUT_PER_CAST)
-    b.divider("key = t % N_TOKENS", "attention/STREAM", 1, INT_BITS, n, pipelined=True)
-    b.divider("query = rel / N_TOKENS, step = rel % N_TOKENS", "attention/STREAM", 2 * P, INT_BITS, n,
-              pipelined=True)
-    b.mults("score: qi[d] * k[d] (SCORE_D unrolled)", "attention/AV_KEYS", hd, cu, cu, note="score recomputed")
-    b.logic("score adder tree", "attention/AV_KEYS", 1, hd * (2 * cu) + LUT_PER_CAST)
+    b.mults("online_step: l * alpha", "attention/SOFTMAX", P, W, a, b_signed=a_s, note="wide_t x wide_t")
+    b.logic("online_step: max, shift, to_softmax_sum", "attention/SOFTMAX", P, 3 * W + LUT_PER_CAST)
+    b.rom("exp2_lane[ATTN_P] (EXP2_TABLE copies)", "attention/SOFTMAX", te["exp2"], tb["exp2"], count=P,
+          note="a ROM per lane (cyclic 2: even / odd entries)")
+    _reciprocal(b, "attention/SM_FINAL", 1, cfg, tb)
+    b.divider("i / ATTN_P, i % ATTN_P", "attention", 8, INT_BITS, P, pipelined=True)
     _exp_neg(b, "attention/AV_KEYS", 1, cfg, tb)
-    a, a_s = cast_bits(p.exp)
-    b.mults("p = exp_neg(..) * wide_t(row_inv[i])", "attention/AV_KEYS", 1, a, p.softmax_inv.bits, a_signed=a_s,
+    b.mults("p = exp_neg(..) * inv", "attention/AV_KEYS", 1, a, p.softmax_inv.bits, a_signed=a_s,
             b_signed=p.softmax_inv.signed)
-    b.mults("AV_D: attn_prob_t(p) * v[d] (unrolled)", "attention/AV_KEYS", hd, p.attn_prob.bits, cu,
-            a_signed=p.attn_prob.signed, note="HEAD_DIM per key")
+    b.mults("AV_D: attn_prob_t(p) * v[d] (unrolled)", "attention/AV_KEYS", hd, p.attn_prob.bits, qb,
+            a_signed=p.attn_prob.signed, note="HEAD_DIM per key; qkv_t v")
     b.logic("AV_D accumulators + to_attn_prob", "attention/AV_KEYS", 1, hd * W + LUT_PER_CAST)
     b.rom("EXP2_TABLE", "attention (exp_neg)", te["exp2"], tb["exp2"], count=inst["attention"])
     b.rom("RECIP_TABLE", "attention (reciprocal)", te["recip"], tb["recip"], count=inst["attention"])
-    b.control("attention", inst["attention"], loops=4)
+    b.control("attention", inst["attention"], loops=9)
 
     # LayerNorm and residual: one instance per call site ------------------------------------------
     b.unit = "layernorm + residual"
