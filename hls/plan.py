@@ -314,6 +314,22 @@ class KernelPlan:
         """Bus words of the whole weight buffer (``WEIGHT_BEATS``)."""
         return self.layout.total_words // self.words_per_beat
 
+    # --- the compute unit's epilogue ----------------------------------------------------------------
+    @property
+    def epilogue_lanes(self) -> int:
+        """``EPI_LANES``: outputs the compute unit's epilogue finishes per cycle.  A row's CU_OUT sums are
+        finished over the next ``epilogue_groups`` MAC iterations, which must not outlast the shortest row
+        (the fewest k-chunks, ceil(k / cu_in), of any layer): ceil(cu_out / that)."""
+        h = self.config.hardware
+        shortest = min(-(-lin.k // h.cu_in) for lin in self.linears)
+        return -(-h.cu_out // shortest)
+
+    @property
+    def epilogue_groups(self) -> int:
+        """``EPI_GROUPS``: MAC iterations the epilogue takes for one row's CU_OUT outputs, ceil(cu_out /
+        epilogue_lanes), at most the shortest row's k-chunks."""
+        return -(-self.config.hardware.cu_out // self.epilogue_lanes)
+
     # --- attention ------------------------------------------------------------------------------
     @property
     def attn_groups(self) -> int:

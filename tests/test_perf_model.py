@@ -60,17 +60,20 @@ def test_doubling_width_roughly_halves_linear_cycles_in_edgemoe_mode():
     assert 0.45 < b.linear_cycles() / a.linear_cycles() < 0.65  # exposed weight loads do not shrink
 
 
-def test_onchip_row_overheads_do_not_scale_with_the_width():
-    """The template's ROWS loop pays the MAC pipeline depth and the CU_OUT-cycle FINISH loop per row;
-    as written, the weight loads (one 16-bit word per LOAD cycle, not overlapped) do not scale either."""
+def test_onchip_mac_pipeline_has_no_per_row_overhead():
+    """The template's MAC loop runs rows x k-chunks in one pipeline, each row's epilogue (FINISH, unrolled
+    into EPI_LANES lanes) beside the next row's MACs: no pipeline depth and no CU_OUT-cycle loop per row, so
+    doubling the unit's width about halves the compute (EPI_GROUPS iterations per tile remain)."""
     a = estimate(cfg_of(TINY, "hardware.cu_in=16"))
     b = estimate(cfg_of(TINY, "hardware.cu_in=32"))
     fin = lambda e: sum(s.loops.get("FINISH", 0.0) for s in e.steps if s.kind == "linear")  # noqa: E731
-    assert fin(a) == pytest.approx(fin(b))
-    assert a.loops.loops["FINISH"].cycles == pytest.approx(b.loops.loops["FINISH"].cycles)
-    assert a.loops.loops["MAC"].iterations == pytest.approx(2 * b.loops.loops["MAC"].iterations)
+    assert fin(a) == fin(b) == 0
+    assert a.loops.loops["FINISH"].cycles == b.loops.loops["FINISH"].cycles == 0
+    assert a.loops.loops["FINISH"].ii.unrolled_in == "MAC"
+    ratio = a.loops.loops["MAC"].iterations / b.loops.loops["MAC"].iterations
+    assert 1.9 < ratio < 2                              # half the chunks, the epilogue's tail per tile stays
     intended = lambda e: sum(s.cycles_intended for s in e.steps if s.kind == "linear")  # noqa: E731
-    assert 0.5 < intended(b) / intended(a) < 0.95
+    assert 0.5 < intended(b) / intended(a) < 0.6
     assert intended(b) / intended(a) < b.linear_cycles() / a.linear_cycles() < 1
 
 
@@ -82,9 +85,15 @@ def test_top_k_one_vs_two_changes_expert_work(mode, batch):
     k2 = estimate(cfg_of(TINY, "model.top_k=2"), mode=mode, batch=batch)
     assert expert_steps(k1, "macs") == pytest.approx(expert_steps(k2, "macs") / 2, rel=1e-6)
     ratio = expert_steps(k1, "cycles_intended") / expert_steps(k2, "cycles_intended")
-    assert 0.45 < ratio < 0.85, ratio                  # compute halves, expert weight loads stay
     written = expert_steps(k1, "cycles_total") / expert_steps(k2, "cycles_total")
-    assert 0.45 < written < 1, written                 # as written the loads run behind the compute (DATAFLOW)
+    if mode == "onchip":
+        # an expert's weights stream once whatever its tokens, and with the MAC pipeline never draining
+        # (no per-row epilogue loop) the loads bind the expert layers: half the tokens saves little
+        assert 0.85 < ratio <= 1, ratio
+        assert 0.85 < written <= 1, written
+    else:
+        assert 0.45 < ratio < 0.85, ratio              # compute halves, expert weight loads stay
+        assert 0.45 < written < 1, written
     assert expert_steps(k1, "weight_bytes") == pytest.approx(expert_steps(k2, "weight_bytes"), rel=0.01)
     assert k1.ms_per_image < k2.ms_per_image
 
@@ -231,22 +240,23 @@ def test_attention_stream_follows_template_attn_cycles():
 
 def test_tiny_as_written_on_zcu102_hides_the_weight_loads():
     """The tiny preset on the ZCU102 as written: the compute unit's loader streams 256-bit bus words (16
-    weights each) at the HP port's rate, one tile ahead of the compute in a DATAFLOW region, so the loads no
-    longer add to the run (before: one 16-bit word per cycle, before each tile's compute, ~60 ms of ~128 ms).
-    What remains is the compute process: every row of every tile pays the MAC pipeline's depth and the
-    CU_OUT-cycle FINISH loop; A*V at II 4 and the key stream at II 12 as before."""
+    weights each) at the HP port's rate, one tile ahead of the compute in a DATAFLOW region.  The compute
+    process runs rows x k-chunks in one II=1 pipeline with the epilogue beside the MACs (before: the MAC
+    pipeline's depth and a CU_OUT-cycle FINISH loop per row, ~35 ms of ~71 ms), and attention keeps its
+    scores on chip (before: A*V at II 4 and the key stream at II 12).  What remains is the MACs, and the
+    loads where few tokens go through an expert."""
     est = estimate(cfg_of(TINY))
-    assert 50.0 <= est.ms_per_image <= 100.0, est.ms_per_image
+    assert 20.0 <= est.ms_per_image <= 40.0, est.ms_per_image
     assert est.ms_per_image >= est.intended_ms_per_image
     rows = est.loops.rows()
-    total = est.loops.cycles_per_image
-    load = sum(r["cycles"] for r in rows if r["function"] == "load_tiles")
-    assert 0 < load < 0.02 * total                                   # only the first tile of each call shows
     le = est.loops.loops
     assert le["LOAD_W"].ii.binding == "m_axi" and "port bandwidth" in le["LOAD_W"].ii.detail["m_axi"]
-    assert le["LOAD_W"].hidden > 0.9 * le["LOAD_W"].raw_cycles(le["LOAD_W"].entries, le["LOAD_W"].iterations, 0)
-    assert le["MAC"].hidden == 0 and le["FINISH"].hidden == 0       # the compute is the longer process
-    assert rows[0]["label"] in ("MAC", "FINISH") and rows[1]["label"] in ("MAC", "FINISH")
+    raw = le["LOAD_W"].raw_cycles(le["LOAD_W"].entries, le["LOAD_W"].iterations, 0)
+    assert 0 < le["LOAD_W"].hidden < raw                 # behind the dense layers' compute, not the experts'
+    assert le["FINISH"].cycles == 0 and le["MAC"].ii.ii == 1
+    assert le["STREAM"].ii.ii == 1 and le["AV_KEYS"].ii.ii == 1 and le["SOFTMAX"].ii.ii == 1
+    assert rows[0]["label"] == "MAC"
+    assert {r["label"] for r in rows[:3]} >= {"MAC", "LOAD_W"}
 
 
 def test_as_written_findings_group_the_loops_by_binding_constraint():
@@ -351,9 +361,11 @@ def test_compute_unit_dsps_follow_width_and_types():
     r32 = estimate_resources(cfg_of(TINY, "hardware.cu_in=32"))
     ra = estimate_resources(cfg_of(TINY, "precision.profile=w16a16"))
     cu = lambda r: next(u for u in r.units if u.name == "compute unit").dsp  # noqa: E731
-    assert cu(r16) - 3 == 16 * 16 * 2                   # 32x16-bit MACs: 2 DSPs each
-    assert cu(r32) - 3 == 32 * 16 * 2
-    assert cu(ra) - 2 == 16 * 16                         # 16x16-bit: one each
+    # the MACs, besides the epilogue's lanes (one y * score product and one GELU interpolation each)
+    mac = lambda r: cu(r) - sum(it.dsp for it in r.items if it.where == "compute_tiles/FINISH")  # noqa: E731
+    assert mac(r16) == 16 * 16 * 2                       # 32x16-bit MACs: 2 DSPs each
+    assert mac(r32) == 32 * 16 * 2
+    assert mac(ra) == 16 * 16                            # 16x16-bit: one each
     assert ra.totals["bram36"] < r16.totals["bram36"]    # 16-bit row buffers
 
 

@@ -69,9 +69,10 @@ def test_multipliers_follow_the_kernel_types():
     assert score.dsp == score.count * dsp_per_mult(p.qkv.bits, p.qkv.bits) == score.count * 2
     s16 = item(estimate_resources(cfg_of(TINY, "precision.profile=w16a16")), "attention/STREAM", "score:")
     assert s16.dsp == s16.count
-    # y * score in FINISH: cu_word_t x gate_score_t, not wide_t x wide_t
+    # y * score in FINISH: cu_word_t x gate_score_t, not wide_t x wide_t; one per epilogue lane
     fin = item(res, "compute_tiles/FINISH", "FINISH: wide_t(y) * wide_t(row_score[r])")
-    assert fin.dsp == dsp_per_mult(plan.cu_word_bits, p.gate_score.bits, b_signed=p.gate_score.signed)
+    assert fin.count == plan.epilogue_lanes
+    assert fin.dsp == fin.count * dsp_per_mult(plan.cu_word_bits, p.gate_score.bits, b_signed=p.gate_score.signed)
     # ex[e] * inv: wide_t x wide_t
     assert item(res, "gate_token/GATE_SCORE", "GATE_SCORE").dsp == dsp_per_mult(64, 64)
     # 16-bit words: one DSP per MAC instead of two
@@ -100,8 +101,9 @@ def test_row_buffers_are_the_kernels_shapes():
     # logits is not partitioned in the template: one bank of the whole buffer
     lg = item(res, "run_image", "rows_t logits[")
     assert lg.shape.startswith(f"{n * rw} x {cu}b") and lg.bram36 == bram36_for(n * rw, cu)
-    acc = item(res, "run_image", "moe_acc")
-    assert acc.bram36 == bram36_for(n * cfg.model.embed_dim, 64)
+    acc = item(res, "run_image", "moe_acc")           # EPI_LANES banks: the epilogue's read-modify-writes
+    lanes = plan.epilogue_lanes
+    assert acc.bram36 == lanes * bram36_for(-(-n * cfg.model.embed_dim // lanes), 64)
     # a bank under ~1 Kbit is not a block RAM: ex[EXPERTS] of wide_t
     ex = item(res, "gate_token", "ex[EXPERTS]")
     assert ex.bram36 == 0 and ex.lut > 0

@@ -20,10 +20,11 @@ Two modes (``mode``):
 ``"onchip"`` -- **the generated kernel**.  Activations live in the static
     ``rows_t`` buffers; only weights (and the image / output tokens) cross
     DRAM.  As written: the loop model.  Intended: ``compute_unit`` per output
-    tile (``CU_OUT`` rows of W) runs the ROWS loop (per row the MAC loop,
-    ``ceil(k/CU_IN)`` iterations, then FINISH, ``CU_OUT`` iterations) with the
-    next tile's load beside it; attention's reordered key stream
-    (``ATTN_CYCLES`` steps per head) then A*V; LayerNorm / residual / embed
+    tile (``CU_OUT`` rows of W) runs the MAC loop (``rows x ceil(k/CU_IN)``
+    iterations in one pipeline, a row's epilogue beside the next row's MACs)
+    with the next tile's load beside it; attention per head: the q / k / v
+    copies, the reordered key stream (``ATTN_CYCLES`` steps) into the stored
+    scores, the online softmax from them, then A*V; LayerNorm / residual / embed
     one element per cycle; MoE gate, softmax + top-k, queues, and per
     *active* expert (token counts from the routing) gather + fc1 + fc2.
 
@@ -368,18 +369,18 @@ class _Kernel:
                                      exposed_load=exposed_load)
         h, L = self.h, self.lat
         tiles = math.ceil(n_out / h.cu_out)
-        mac_trip, mac_ii = math.ceil(k / h.cu_in), 1
-        mac = mac_trip * mac_ii + self.mac_depth()
-        fin_ii = max(1.0, self.unit_ii.get("gelu", 1.0)) if gelu else 1.0
+        # rows x k-chunks in one pipeline, the epilogue (CU_OUT outputs) unrolled in a row's last chunk
+        mac_trip = math.ceil(k / h.cu_in)
+        mac_ii = max(1.0, self.unit_ii.get("gelu", 1.0)) if gelu else 1.0
         fin_depth = L["bram"] + L["cast"] + (L["gelu"] if gelu else 0) + (L["mul"] + L["add"] + L["bram"] if score else 0)
-        finish = h.cu_out * fin_ii + fin_depth
-        row = L["loop"] + mac + finish
-        comp_tile = rows * row
+        mac = (rows * mac_trip + self.plan.epilogue_groups) * mac_ii + self.mac_depth() + fin_depth + L["loop"]
+        finish = 0.0
+        comp_tile = mac
         wbytes = n_out * k * self.mbytes + (n_out if bias else 0) * self.wbytes
         load = self.load_cycles(wbytes / tiles)
         total = load + (tiles - 1) * max(comp_tile, load) + comp_tile
         self.add(name, block, kind, tiles * comp_tile, tiles * load, total, wbytes, wbytes, rows * n_out * k,
-                 MAC=tiles * rows * mac, MAC_ITER=tiles * rows * mac_trip * mac_ii, FINISH=tiles * rows * finish,
+                 MAC=tiles * mac, MAC_ITER=tiles * rows * mac_trip * mac_ii, FINISH=tiles * finish,
                  LOAD_TILE=tiles * load)
         return total
 

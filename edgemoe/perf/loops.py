@@ -217,6 +217,7 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "ATTN_P": h.attn_parallel, "ATTN_CYCLES": plan.attn_cycles,
             "ATTN_GROUPS": plan.attn_groups,
+            "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
             "MATRIX_PER_BEAT": plan.matrix_per_beat}
 
@@ -227,7 +228,7 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     wpb = plan.words_per_beat  # gamma, beta, cls, pos (read_words' dst): cyclic WORDS_PER_BEAT
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
-            "w": h.cu_out * h.cu_in, "b": h.cu_out, "moe_acc": 1, "q": h.attn_parallel * m.head_dim,
+            "w": h.cu_out * h.cu_in, "b": h.cu_out, "moe_acc": plan.epilogue_lanes, "gelu_lane": plan.epilogue_lanes, "q": h.attn_parallel * m.head_dim,
             "qh": m.head_dim, "kh": m.head_dim, "vh": m.head_dim, "S": h.attn_parallel,
             "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": 1, "av_acc": m.head_dim,
             "out": rows, "gamma": wpb, "beta": wpb, "c": 1,
@@ -249,6 +250,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     m, h = cfg.model, cfg.hardware
     banks = array_banks(cfg, plan)
     ci, co, P, hd = h.cu_in, h.cu_out, h.attn_parallel, m.head_dim
+    E = plan.epilogue_lanes
     wpb, mpb = plan.words_per_beat, plan.matrix_per_beat
     cu, wb = plan.cu_word_bits, plan.matrix_word_bits
     qb = cfg.precision.qkv.bits  # qkv_t: the attention's q / k / v words
@@ -282,19 +284,19 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           recurrences=(Recurrence("(o0, k0): the next bus word's row and column", ("add",) * plan.unpack_wraps),),
           ops=("bram",) + ("add",) * (plan.unpack_wraps + 1) + ("store",)),
         S("UNPACK_W_J", "compute_tiles", "UNPACK_W", "-", "MATRIX_PER_BEAT"),
-        S("ROWS", "compute_tiles", "TILES", "-", "rows"),
-        S("INIT", "compute_tiles", "ROWS", "UNROLL", "CU_OUT", ops=("store",)),
-        S("MAC", "compute_tiles", "ROWS", "PIPELINE II=1", "ceil(k_dim / CU_IN)",
-          ports=(Port("in", reads=ci, spread=spread(ci, "in")), Port("w", reads=co * ci, spread=co * spread(ci, "w"))),
-          recurrences=(Recurrence("acc[o] += sum of CU_IN products", ("add",)),),
-          mults=(Mults(co * ci, cu, wb),),
-          ops=("bram", "mul") + mac_tree + ("add",)),
+        S("MAC", "compute_tiles", "TILES", "PIPELINE II=1", "rows * ceil(k_dim / CU_IN) + EPI_GROUPS",
+          ports=(Port("in", reads=ci, spread=spread(ci, "in")), Port("w", reads=co * ci, spread=co * spread(ci, "w")),
+                 # the epilogue: EPI_LANES consecutive columns of out / acc_rows per iteration
+                 Port("b", reads=E, spread=spread(E, "b")), Port("out", writes=E, spread=spread(E, "out")),
+                 Port("moe_acc", reads=E, writes=E, spread=spread(E, "moe_acc")),
+                 Port("gelu_lane", reads=2 * E, spread=spread(E, "gelu_lane"))),
+          recurrences=(Recurrence("acc[o] = (kb ? acc[o] : 0) + sum of CU_IN products", ("add",)),
+                       Recurrence("(r, kb), (dr, po): the MACs' and the epilogue's positions", ("add",))),
+          mults=(Mults(co * ci, cu, wb), Mults(E, cu, 18), Mults(E, acc_bits, 16)),
+          ops=("bram", "mul") + mac_tree + ("add", "add", "cast", "gelu", "mul", "bram", "add", "store")),
+        S("FINISH", "compute_tiles", "MAC", "-", "EPI_LANES"),
         S("MAC_O", "compute_tiles", "MAC", "-", "CU_OUT"),
         S("MAC_I", "compute_tiles", "MAC_O", "-", "CU_IN"),
-        S("FINISH", "compute_tiles", "ROWS", "PIPELINE II=1", "CU_OUT",
-          ports=(Port("b", reads=1), Port("out", writes=1), Port("moe_acc", reads=1, writes=1)),
-          mults=(Mults(1, cu, 18), Mults(1, acc_bits, 16)),
-          ops=("bram", "add", "cast", "gelu", "mul", "bram", "add", "store")),
         # layernorm
         S("LN_ROWS", "layernorm", None, "-", "N_TOKENS", ops=("div_const", "div_const", "add", "rsqrt"),
           ports=(Port("RSQRT_TABLE", reads=2),)),
@@ -792,7 +794,7 @@ class _Walk:
         args = {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles,
                 "bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans)}
         load_only = None if lin.has_bias else ("LOAD_W",)
-        comp_only = None if lin.has_bias else ("UNPACK_W", "ROWS")
+        comp_only = None if lin.has_bias else ("UNPACK_W", "MAC")
         load, comp = self.cost("LOAD_TILES", args, load_only), self.cost("TILES", args, comp_only)
         _, hide_load, hide_comp = dataflow_overlap(load, comp, tiles)
         self.call("compute_unit", times, args, step)

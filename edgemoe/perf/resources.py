@@ -432,21 +432,28 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             note="MAC_O x MAC_I unrolled under MAC's PIPELINE; cu_word_t x matrix_word_t")
     b.logic("MAC adder trees + accumulate", "compute_tiles/MAC", k * co, ci * (cu + mb) + p.accum.bits,
             shape=f"{ci} products of {cu + mb}b into {p.accum.bits}b")
-    b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_tiles/ROWS", 1, p.accum.bits, banks=co, count=k,
+    b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_tiles/TILES", 1, p.accum.bits, banks=co, count=k,
             registers=True)
     b.array("w[CU_OUT][ROW_WORDS] (matrix_word_t)", "compute_tiles", rw // ci, mb, banks=co * ci, count=k,
             note="one tile: dim 1 complete, dim 2 cyclic CU_IN")
     b.array("b[CU_OUT] (weight_word_t)", "compute_tiles", 1, wb, banks=co, count=k, registers=True,
             note="complete")
-    b.mults("FINISH: wide_t(y) * wide_t(row_score[r])", "compute_tiles/FINISH", k, cu, p.gate_score.bits,
-            b_signed=p.gate_score.signed, note="cu_word_t x gate_score_t")
-    b.mults("gelu: GELU_TABLE interpolation", "compute_tiles/FINISH", k, tb["gelu"] + 1,
-            p.act.frac_bits - p.gelu_step_log2, b_signed=False)
-    b.rom("GELU_TABLE", "compute_tiles/FINISH", te["gelu"], tb["gelu"], count=k)
-    b.logic("FINISH: shifts, cu_cast (3 casts), gelu cast, acc add", "compute_tiles/FINISH", k,
+    b.array("done[CU_OUT] (mac_t = accum_t)", "compute_tiles/TILES", 1, p.accum.bits, banks=co, count=k,
+            registers=True, note="a row's sums, which the epilogue finishes over the next EPI_GROUPS iterations")
+    # the epilogue (FINISH) in the MAC pipeline: EPI_LANES outputs per iteration
+    E = plan.epilogue_lanes
+    b.mults("FINISH: wide_t(y) * wide_t(row_score[r])", "compute_tiles/FINISH", k * E, cu, p.gate_score.bits,
+            b_signed=p.gate_score.signed, note="cu_word_t x gate_score_t, one per epilogue lane")
+    b.mults("gelu: GELU_TABLE interpolation", "compute_tiles/FINISH", k * E, tb["gelu"] + 1,
+            p.act.frac_bits - p.gelu_step_log2, b_signed=False, note="one per epilogue lane")
+    b.rom("GELU_TABLE", "compute_tiles/FINISH", te["gelu"], tb["gelu"], count=k * E,
+          note="gelu_lane[EPI_LANES]: a copy per epilogue lane")
+    b.logic("FINISH: shifts, cu_cast (3 casts), gelu cast, acc add", "compute_tiles/FINISH", k * E,
             2 * LUT_PER_WIDE_SHIFT + 4 * LUT_PER_CAST + 2 * W, 4 * W)
+    b.logic("FINISH: done[po + e], b[po + e] selects", "compute_tiles/FINISH", k * E,
+            (p.accum.bits + wb) * math.ceil(plan.epilogue_groups / 4), shape=f"{plan.epilogue_groups}:1 muxes")
     b.control("compute_unit", inst["compute_unit"], loops=0)
-    b.control("compute_tiles", k, loops=4)
+    b.control("compute_tiles", k, loops=3)
 
     # the weight path: the loader, the FIFO of one tile's bus words, the unpacking into the tile buffers ----
     b.unit = "weight loads"
@@ -562,7 +569,10 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
                 count=per_img, note="cyclic CU_IN on dim 2" + (f"; {batch_note}" if batch_note else ""))
     b.array("rows_t logits[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_image", n * rw, cu, count=per_img,
             note="not partitioned" + (f"; {batch_note}" if batch_note else ""))
-    b.array("moe_acc[N_TOKENS][DIM] (wide_t)", "run_image", n * d, W, count=per_img, note=batch_note)
+    E = plan.epilogue_lanes
+    b.array("moe_acc[N_TOKENS][DIM] (wide_t)", "run_image", -(-n * d // E), W, banks=E, count=per_img,
+            note="cyclic EPI_LANES on dim 2: the epilogue's read-modify-writes per cycle"
+            + (f"; {batch_note}" if batch_note else ""))
     b.array("identity[N_TOKENS] (ap_uint<16>)", "run_image", n, 16)
     b.array("no_score[N_TOKENS] (gate_score_t)", "run_image", n, p.gate_score.bits)
     dpb = -(-d // plan.words_per_beat)
