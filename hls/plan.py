@@ -42,6 +42,10 @@ EXPERT_TENSORS = {"OFF_EXP_W1": "htoh4.weight", "OFF_EXP_B1": "htoh4.bias",
                   "OFF_EXP_W2": "h4toh.weight", "OFF_EXP_B2": "h4toh.bias"}
 
 
+#: most columns per cycle of the elementwise loops that cast every column (``KernelPlan.cast_lanes``)
+CAST_LANES = 4
+
+
 def container_bits(bits: int) -> int:
     """The narrowest C / numpy integer (8, 16, 32 or 64 bits) holding ``bits``-bit words."""
     for w in (8, 16, 32, 64):
@@ -329,6 +333,36 @@ class KernelPlan:
         """``EPI_GROUPS``: MAC iterations the epilogue takes for one row's CU_OUT outputs, ceil(cu_out /
         epilogue_lanes), at most the shortest row's k-chunks."""
         return -(-self.config.hardware.cu_out // self.epilogue_lanes)
+
+    # --- the elementwise steps ---------------------------------------------------------------------
+    @property
+    def elementwise_lanes(self) -> int:
+        """``EW_LANES``: words of a row the elementwise loops (LayerNorm, residual add, expert gather, the MoE
+        accumulator's clear and cast) handle per cycle: ``cu_in``, the row buffers' banks (cyclic CU_IN on the
+        column), so a chunk of consecutive columns hits every bank once.  It divides every row (the config
+        checks ``cu_in`` divides ``embed_dim``)."""
+        return self.config.hardware.cu_in
+
+    @property
+    def cast_lanes(self) -> int:
+        """``CAST_LANES``: columns per cycle of the elementwise loops that cast every column (LN_VAR, LN_OUT, the
+        residual add, the MoE accumulator's cast): gcd(cu_in, :data:`CAST_LANES`), so it divides EW_LANES and
+        a chunk still hits distinct banks.  Fewer than EW_LANES because each lane is its own casts (and, in
+        the LayerNorm, its own three products): at cu_in lanes the tiny preset needs ~90% of a ZCU102's LUTs."""
+        return math.gcd(self.config.hardware.cu_in, CAST_LANES)
+
+    @property
+    def ln_param_banks(self) -> int:
+        """Banks of the LayerNorm's gamma / beta (cyclic): read_words writes WORDS_PER_BEAT consecutive words
+        per cycle, LN_OUT reads CAST_LANES: lcm of the two."""
+        return math.lcm(self.words_per_beat, self.cast_lanes)
+
+    @property
+    def moe_acc_banks(self) -> int:
+        """Banks of ``moe_acc`` on the column (cyclic): the epilogue read-modify-writes EPI_LANES consecutive
+        columns per cycle (from a multiple of EPI_LANES), the clear handles EW_LANES (a multiple of
+        CAST_LANES, the cast's): lcm of the two."""
+        return math.lcm(self.epilogue_lanes, self.elementwise_lanes)
 
     # --- attention ------------------------------------------------------------------------------
     @property

@@ -101,8 +101,10 @@ def test_row_buffers_are_the_kernels_shapes():
     # logits is not partitioned in the template: one bank of the whole buffer
     lg = item(res, "run_image", "rows_t logits[")
     assert lg.shape.startswith(f"{n * rw} x {cu}b") and lg.bram36 == bram36_for(n * rw, cu)
-    acc = item(res, "run_image", "moe_acc")           # EPI_LANES banks: the epilogue's read-modify-writes
-    lanes = plan.epilogue_lanes
+    # lcm(EPI_LANES, EW_LANES) banks: the epilogue's read-modify-writes, the clear's EW_LANES words
+    acc = item(res, "run_image", "moe_acc")
+    lanes = plan.moe_acc_banks
+    assert lanes % plan.epilogue_lanes == 0 and lanes % plan.elementwise_lanes == 0
     assert acc.bram36 == lanes * bram36_for(-(-n * cfg.model.embed_dim // lanes), 64)
     # a bank under ~1 Kbit is not a block RAM: ex[EXPERTS] of wide_t
     ex = item(res, "gate_token", "ex[EXPERTS]")

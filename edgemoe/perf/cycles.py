@@ -446,10 +446,12 @@ class _Kernel:
         per_row_fixed = 2 * L["div_const"] + L["rsqrt"]
         if self.mode == "onchip":
             params = 2 * d * self.wbytes
-            per = (d + 2) + (d + 4) + (d + 8) + per_row_fixed + 3 * L["loop"]
+            s = d // self.plan.elementwise_lanes   # the sum: EW_LANES columns per cycle
+            c = d // self.plan.cast_lanes          # the variance and the output: CAST_LANES
+            per = (s + 2) + (c + 4) + (c + 8) + per_row_fixed + 3 * L["loop"]
             cyc = n * per + self.lat_axi + params / self.bw_w
-            self.add(name, block, "norm", cyc, 0.0, cyc, params, params, 0.0, LN_SUM=n * (d + 2),
-                     LN_VAR=n * (d + 4), LN_OUT=n * (d + 8), RSQRT=n * per_row_fixed)
+            self.add(name, block, "norm", cyc, 0.0, cyc, params, params, 0.0, LN_SUM=n * (s + 2),
+                     LN_VAR=n * (c + 4), LN_OUT=n * (c + 8), RSQRT=n * per_row_fixed)
         else:
             params = 2 * d * self.wbytes
             self.stream_dram(name, block, "norm", n, d, passes=2, extra_per_row=per_row_fixed,
@@ -459,7 +461,7 @@ class _Kernel:
         m = self.m
         n = m.num_tokens * nimg
         if self.mode == "onchip":
-            self.rows_loop(name, block, "elementwise", n, m.embed_dim, depth=3)
+            self.rows_loop(name, block, "elementwise", n, m.embed_dim // self.plan.cast_lanes, depth=3)
         else:
             self.stream_dram(name, block, "elementwise", n, m.embed_dim, nbytes=3 * n * m.embed_dim * self.act_bytes)
 
@@ -515,7 +517,7 @@ class _Kernel:
                        + k * (e + 2) + 6 * L["loop"])
             self.rows_loop("gate_topk", block, "moe", n, 0, depth=0, extra_per_row=per_tok)
             self.rows_loop("queues", block, "moe", n, k, ii=2, depth=1, extra_per_row=0)
-            self.rows_loop("moe_clear", block, "moe", n, d, depth=1)
+            self.rows_loop("moe_clear", block, "moe", n, d // self.plan.elementwise_lanes, depth=1)
         else:
             per_tok = math.ceil(d / self.blk) + 3 * e + e + 8
             self.stream_dram("gate_topk", block, "moe", n, 0, extra_per_row=per_tok, nbytes=n * d * self.act_bytes)
@@ -535,7 +537,8 @@ class _Kernel:
             mark = len(self.steps)
             ep = f"blocks.{block}.experts.{ex}"
             if self.mode == "onchip":
-                tot_gather += pa * self.rows_loop("expert_gather", block, "moe", rows, d, depth=2)
+                tot_gather += pa * self.rows_loop("expert_gather", block, "moe", rows,
+                                                  d // self.plan.elementwise_lanes, depth=2)
                 tot_fc1 += pa * self.layer("expert_fc1", block, rows, f"{ep}.fc1", gelu=True, kind="moe")
                 tot_fc2 += pa * self.layer("expert_fc2", block, rows, f"{ep}.fc2", score=True, kind="moe")
             else:
@@ -559,7 +562,7 @@ class _Kernel:
                         setattr(s, f, getattr(s, f) * pa)
                     s.loops = {kk: v * pa for kk, v in s.loops.items()}
         if self.mode == "onchip":
-            self.rows_loop("moe_out", block, "moe", n, d, depth=3)
+            self.rows_loop("moe_out", block, "moe", n, d // self.plan.cast_lanes, depth=3)
 
     def output(self, nimg):
         m = self.m

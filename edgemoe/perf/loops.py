@@ -216,7 +216,8 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "PATCH": m.patch_size, "IN_CHANS": m.in_chans, "IMG_H": m.img_height, "IMG_W": m.img_width,
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "ATTN_P": h.attn_parallel, "ATTN_CYCLES": plan.attn_cycles,
-            "ATTN_GROUPS": plan.attn_groups,
+            "ATTN_GROUPS": plan.attn_groups, "EW_LANES": plan.elementwise_lanes,
+            "CAST_LANES": plan.cast_lanes,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
             "MATRIX_PER_BEAT": plan.matrix_per_beat}
@@ -225,13 +226,14 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
 def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     """Banks of each on-chip array after the template's ARRAY_PARTITION pragmas (1: unpartitioned)."""
     m, h = cfg.model, cfg.hardware
-    wpb = plan.words_per_beat  # gamma, beta, cls, pos (read_words' dst): cyclic WORDS_PER_BEAT
+    wpb = plan.words_per_beat  # cls, pos (read_words' dst): cyclic WORDS_PER_BEAT
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
-            "w": h.cu_out * h.cu_in, "b": h.cu_out, "moe_acc": plan.epilogue_lanes, "gelu_lane": plan.epilogue_lanes, "q": h.attn_parallel * m.head_dim,
+            "w": h.cu_out * h.cu_in, "b": h.cu_out, "moe_acc": plan.moe_acc_banks, "gelu_lane": plan.epilogue_lanes, "q": h.attn_parallel * m.head_dim,
             "qh": m.head_dim, "kh": m.head_dim, "vh": m.head_dim, "S": h.attn_parallel,
             "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": 1, "av_acc": m.head_dim,
-            "out": rows, "gamma": wpb, "beta": wpb, "c": 1,
+            "out": rows, "y": rows, "gamma": plan.ln_param_banks, "beta": plan.ln_param_banks,
+            "c": plan.cast_lanes,
             "cls": wpb, "pos": wpb, "dst": wpb, "route": 1, "ex": 1, "taken": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
             "exp2_lane": 2 * h.attn_parallel}
@@ -251,6 +253,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     banks = array_banks(cfg, plan)
     ci, co, P, hd = h.cu_in, h.cu_out, h.attn_parallel, m.head_dim
     E = plan.epilogue_lanes
+    L = plan.elementwise_lanes   # the elementwise loops' columns per iteration (sums, copies, clears)
+    C = plan.cast_lanes          # and of those that cast every column
     wpb, mpb = plan.words_per_beat, plan.matrix_per_beat
     cu, wb = plan.cu_word_bits, plan.matrix_word_bits
     qb = cfg.precision.qkv.bits  # qkv_t: the attention's q / k / v words
@@ -260,6 +264,9 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         return min(n, banks[array])
 
     mac_tree = ("add",) * _log2c(ci)
+    ew_tree = ("add",) * _log2c(L)   # a lane sum (adder tree) before the running sum
+    cast_tree = ("add",) * _log2c(C)
+    p = cfg.precision
     hd_tree = ("add",) * _log2c(hd)
     S = LoopSpec
     return (
@@ -300,20 +307,29 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # layernorm
         S("LN_ROWS", "layernorm", None, "-", "N_TOKENS", ops=("div_const", "div_const", "add", "rsqrt"),
           ports=(Port("RSQRT_TABLE", reads=2),)),
-        S("LN_SUM", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM", ports=(Port("x", reads=1),),
-          recurrences=(Recurrence("sum += x", ("add",)),), ops=("bram", "add")),
-        S("LN_VAR", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM",
-          ports=(Port("x", reads=1), Port("c", writes=1)),
-          recurrences=(Recurrence("sq += c * c", ("add",)),), mults=(Mults(1, 24, 24),),
-          ops=("bram", "add", "cast", "mul", "add")),
-        S("LN_OUT", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM",
-          ports=(Port("c", reads=1), Port("gamma", reads=1), Port("beta", reads=1), Port("y", writes=1)),
-          mults=(Mults(1, 24, 32), Mults(1, 24, 16)),
+        # EW_LANES consecutive columns per iteration: one word of each of the row buffers' banks
+        S("LN_SUM", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM / EW_LANES",
+          ports=(Port("x", reads=L, spread=spread(L, "x")),),
+          recurrences=(Recurrence("sum += lane sum", ("add",)),), ops=("bram",) + ew_tree + ("add",)),
+        S("LN_SUM_U", "layernorm", "LN_SUM", "-", "EW_LANES"),
+        S("LN_VAR", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM / CAST_LANES",
+          ports=(Port("x", reads=C, spread=spread(C, "x")), Port("c", writes=C, spread=spread(C, "c"))),
+          recurrences=(Recurrence("sq += lane sum of c * c", ("add",)),),
+          mults=(Mults(C, p.ln_centered.bits, p.ln_centered.bits),),
+          ops=("bram", "add", "cast", "mul") + cast_tree + ("add",)),
+        S("LN_VAR_U", "layernorm", "LN_VAR", "-", "CAST_LANES"),
+        S("LN_OUT", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM / CAST_LANES",
+          ports=(Port("c", reads=C, spread=spread(C, "c")), Port("gamma", reads=C, spread=spread(C, "gamma")),
+                 Port("beta", reads=C, spread=spread(C, "beta")), Port("y", writes=C, spread=spread(C, "y"))),
+          mults=(Mults(C, p.ln_centered.bits, acc_bits), Mults(C, acc_bits, plan.weight_word_bits)),
           ops=("bram", "mul", "cast", "mul", "add", "cast", "store")),
+        S("LN_OUT_U", "layernorm", "LN_OUT", "-", "CAST_LANES"),
         # residual_add
         S("ADD_ROWS", "residual_add", None, "-", "N_TOKENS"),
-        S("ADD_D", "residual_add", "ADD_ROWS", "PIPELINE II=1", "DIM",
-          ports=(Port("x", reads=1, writes=1), Port("y", reads=1)), ops=("bram", "add", "cast", "store")),
+        S("ADD_D", "residual_add", "ADD_ROWS", "PIPELINE II=1", "DIM / CAST_LANES",
+          ports=(Port("x", reads=C, writes=C, spread=spread(C, "x")), Port("y", reads=C, spread=spread(C, "y"))),
+          ops=("bram", "add", "cast", "store")),
+        S("ADD_U", "residual_add", "ADD_D", "-", "CAST_LANES"),
         # attention (score and online_step are inlined): per head the q / k / v copies, the score stream into S,
         # the online softmax from S, A*V from S
         S("SCORE_D", "score", None, "UNROLL", "HEAD_DIM", inlined_in="STREAM"),
@@ -411,15 +427,20 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("TAP_EC", "run_image", "BLOCKS", "PIPELINE II=1", "EXPERTS", tap_only=True,
           axi=(Axi("activations", writes=1, burst=True),)),
         S("MOE_CLEAR", "run_image", "BLOCKS", "-", "N_TOKENS", step="moe_clear"),
-        S("MOE_CLEAR_D", "run_image", "MOE_CLEAR", "PIPELINE II=1", "DIM", ports=(Port("moe_acc", writes=1),),
-          ops=("store",), step="moe_clear"),
+        S("MOE_CLEAR_D", "run_image", "MOE_CLEAR", "PIPELINE II=1", "DIM / EW_LANES",
+          ports=(Port("moe_acc", writes=L, spread=spread(L, "moe_acc")),), ops=("store",), step="moe_clear"),
+        S("MOE_CLEAR_U", "run_image", "MOE_CLEAR_D", "-", "EW_LANES", step="moe_clear"),
         S("EXPERT_LOOP", "run_image", "BLOCKS", "-", "EXPERTS", ops=("bram", "add"), step="expert_gather"),
         S("GATHER", "run_image", "EXPERT_LOOP", "-", "n", ops=("bram",), step="expert_gather"),
-        S("GATHER_D", "run_image", "GATHER", "PIPELINE II=1", "DIM", ports=(Port("hbuf", reads=1), Port("tbuf", writes=1)),
+        S("GATHER_D", "run_image", "GATHER", "PIPELINE II=1", "DIM / EW_LANES",
+          ports=(Port("hbuf", reads=L, spread=spread(L, "hbuf")), Port("tbuf", writes=L, spread=spread(L, "tbuf"))),
           ops=("bram", "store"), step="expert_gather"),
+        S("GATHER_U", "run_image", "GATHER_D", "-", "EW_LANES", step="expert_gather"),
         S("MOE_OUT", "run_image", "BLOCKS", "-", "N_TOKENS", step="moe_out"),
-        S("MOE_OUT_D", "run_image", "MOE_OUT", "PIPELINE II=1", "DIM",
-          ports=(Port("moe_acc", reads=1), Port("tbuf", writes=1)), ops=("bram", "cast", "store"), step="moe_out"),
+        S("MOE_OUT_D", "run_image", "MOE_OUT", "PIPELINE II=1", "DIM / CAST_LANES",
+          ports=(Port("moe_acc", reads=C, spread=spread(C, "moe_acc")), Port("tbuf", writes=C, spread=spread(C, "tbuf"))),
+          ops=("bram", "cast", "store"), step="moe_out"),
+        S("MOE_OUT_U", "run_image", "MOE_OUT_D", "-", "CAST_LANES", step="moe_out"),
         # the top function
         S("IMAGES", TOP, None, "-", "num_images", step="write_tokens"),
     )

@@ -515,28 +515,34 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     # LayerNorm and residual: one instance per call site ------------------------------------------
     b.unit = "layernorm + residual"
     ln = inst["layernorm"]
-    dpb = -(-d // plan.words_per_beat)
-    b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", dpb, wb, banks=plan.words_per_beat, count=2 * ln,
-            note="cyclic WORDS_PER_BEAT")
+    L = plan.cast_lanes   # CAST_LANES: columns per iteration of the elementwise loops that cast each column
+    lanes = f"{L} per instance: CAST_LANES columns per cycle"
+    pb = plan.ln_param_banks
+    b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", -(-d // pb), wb, banks=pb, count=2 * ln,
+            note="cyclic lcm(WORDS_PER_BEAT, CAST_LANES)")
     _read_words(b, "layernorm (read_words)", 2 * ln, plan)
-    b.array("c[DIM] (ln_centered_t)", "layernorm/LN_ROWS", d, p.ln_centered.bits, count=ln)
-    b.mults("LN_VAR: wide_t(c[d]) * wide_t(c[d])", "layernorm/LN_VAR", ln, p.ln_centered.bits, p.ln_centered.bits,
-            a_signed=p.ln_centered.signed, b_signed=p.ln_centered.signed)
+    b.array("c[DIM] (ln_centered_t)", "layernorm/LN_ROWS", -(-d // L), p.ln_centered.bits, banks=L, count=ln,
+            note="cyclic CAST_LANES")
+    b.mults("LN_VAR: wide_t(c[d]) * wide_t(c[d])", "layernorm/LN_VAR", ln * L, p.ln_centered.bits,
+            p.ln_centered.bits, a_signed=p.ln_centered.signed, b_signed=p.ln_centered.signed, note=lanes)
     a, a_s = cast_bits(p.ln_inv_std)
-    b.mults("LN_OUT: wide_t(c[d]) * inv_std", "layernorm/LN_OUT", ln, p.ln_centered.bits, a,
-            a_signed=p.ln_centered.signed, b_signed=a_s, note="inv_std: rsqrt()'s wide_t")
+    b.mults("LN_OUT: wide_t(c[d]) * inv_std", "layernorm/LN_OUT", ln * L, p.ln_centered.bits, a,
+            a_signed=p.ln_centered.signed, b_signed=a_s, note=f"inv_std: rsqrt()'s wide_t; {lanes}")
     a, a_s = cast_bits(p.ln_norm)
-    b.mults("LN_OUT: n * wide_t(gamma[d])", "layernorm/LN_OUT", ln, a, wb, a_signed=a_s,
-            note="n: to_ln_norm()'s wide_t")
+    b.mults("LN_OUT: n * wide_t(gamma[d])", "layernorm/LN_OUT", ln * L, a, wb, a_signed=a_s,
+            note=f"n: to_ln_norm()'s wide_t; {lanes}")
     b.mults("rsqrt: RSQRT_TABLE interpolation", "layernorm/LN_ROWS", ln, tb["rsqrt"] + 1,
             p.table_frac_bits - p.rsqrt_table_bits, b_signed=False)
     b.rom("RSQRT_TABLE", "layernorm (rsqrt)", te["rsqrt"], tb["rsqrt"], count=ln)
     b.divider("floor_div(sum | sq, DIM): / and %", "layernorm/LN_ROWS", 4 * ln, W, d, pipelined=False)
-    b.logic("3 casts, rsqrt normalisation, sums", "layernorm", ln,
-            3 * LUT_PER_CAST + LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + 4 * W, 4 * W)
+    b.logic("rsqrt normalisation, running sums", "layernorm", ln, LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + 2 * W, 2 * W)
+    b.logic("per lane: 3 casts, 2 lane-sum adders", "layernorm", ln * L, 3 * LUT_PER_CAST + 2 * W, 2 * W,
+            note=lanes)
+    b.logic("LN_SUM: lane-sum adders", "layernorm/LN_SUM", ln * plan.elementwise_lanes, W,
+            note=f"{plan.elementwise_lanes} per instance: EW_LANES columns per cycle")
     b.control("layernorm", ln, loops=5)
     ra = inst["residual_add"]
-    b.logic("residual_add: add + to_act", "residual_add/ADD_D", ra, W + LUT_PER_CAST)
+    b.logic("residual_add: add + to_act per lane", "residual_add/ADD_D", ra * L, W + LUT_PER_CAST, note=lanes)
     b.control("residual_add", ra, loops=1)
 
     # gating, top-k, routing ---------------------------------------------------------------------
@@ -569,9 +575,10 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
                 count=per_img, note="cyclic CU_IN on dim 2" + (f"; {batch_note}" if batch_note else ""))
     b.array("rows_t logits[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_image", n * rw, cu, count=per_img,
             note="not partitioned" + (f"; {batch_note}" if batch_note else ""))
-    E = plan.epilogue_lanes
+    E = plan.moe_acc_banks
     b.array("moe_acc[N_TOKENS][DIM] (wide_t)", "run_image", -(-n * d // E), W, banks=E, count=per_img,
-            note="cyclic EPI_LANES on dim 2: the epilogue's read-modify-writes per cycle"
+            note="cyclic lcm(EPI_LANES, EW_LANES) on dim 2: the epilogue's read-modify-writes, the clear's and "
+            "the cast's words per cycle"
             + (f"; {batch_note}" if batch_note else ""))
     b.array("identity[N_TOKENS] (ap_uint<16>)", "run_image", n, 16)
     b.array("no_score[N_TOKENS] (gate_score_t)", "run_image", n, p.gate_score.bits)
@@ -581,6 +588,9 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     _read_words(b, "run_image (read_words)", 2, plan)
     b.logic("EMBED_D: shifts, add, to_act; addressing", "run_image", 1,
             2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST + 2 * INT_BITS)
+    if m.moe_blocks:
+        b.logic("MOE_OUT_D: to_act per lane", "run_image/MOE_OUT_D", plan.cast_lanes, LUT_PER_CAST,
+                note="CAST_LANES columns per cycle")
     b.control("run_image", inst["run_image"], loops=12)
 
     # the m_axi side: adapters, the output writers, the top ------------------------------------------
