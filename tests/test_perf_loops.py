@@ -174,6 +174,32 @@ def test_call_counts_follow_the_model_structure():
     assert b4.cycles_per_image == pytest.approx(le.cycles_per_image - 200 * 3 / 4)
 
 
+@pytest.mark.parametrize("name,sets", [(TINY, []), (MICRO, ["hardware.cu_in=4"]), (MICRO, ["hardware.cu_in=2"])])
+def test_elementwise_loops_take_lanes_of_a_row_per_cycle(name, sets):
+    """LN_SUM, the gather and the clear take EW_LANES (= cu_in) columns per iteration, the loops that cast every
+    column CAST_LANES (a divisor of it); each chunk hits distinct banks, so every one meets II 1."""
+    cfg = load_config(name, sets)
+    m, plan = cfg.model, KernelPlan.from_config(cfg)
+    ew, cast = plan.elementwise_lanes, plan.cast_lanes
+    assert ew == cfg.hardware.cu_in and ew % cast == 0 and m.embed_dim % ew == 0
+    assert plan.moe_acc_banks % plan.epilogue_lanes == 0 and plan.moe_acc_banks % ew == 0
+    assert plan.ln_param_banks % plan.words_per_beat == 0 and plan.ln_param_banks % cast == 0
+    counts = np.full(m.num_experts, m.num_tokens * m.top_k / m.num_experts)
+    le = loop_estimate(cfg, [counts] * len(m.moe_blocks))
+    rows = 2 * m.depth * m.num_tokens
+    assert le.loops["LN_SUM"].iterations == rows * m.embed_dim // ew
+    for lab in ("LN_VAR", "LN_OUT", "ADD_D"):
+        assert le.loops[lab].iterations == rows * m.embed_dim // cast, lab
+    assert le.loops["MOE_CLEAR_D"].iterations == len(m.moe_blocks) * m.num_tokens * m.embed_dim // ew
+    assert le.loops["MOE_OUT_D"].iterations == len(m.moe_blocks) * m.num_tokens * m.embed_dim // cast
+    for lab in ("LN_SUM", "LN_VAR", "LN_OUT", "ADD_D", "MOE_CLEAR_D", "GATHER_D", "MOE_OUT_D"):
+        assert le.loops[lab].ii.ii == 1, (lab, le.loops[lab].ii.detail)
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    assert f"variable=c cyclic factor={cast}" in src and f"variable=gamma cyclic factor={plan.ln_param_banks}" in src
+    if plan.moe_acc_banks > 1:
+        assert f"variable=moe_acc cyclic factor={plan.moe_acc_banks} dim=2" in src
+
+
 def test_dataflow_call_is_the_longer_process_plus_one_tile():
     assert dataflow_overlap(100.0, 1000.0, 10) == (1010.0, pytest.approx(0.9), 0.0)    # loads behind compute
     assert dataflow_overlap(1000.0, 100.0, 4) == (1025.0, 0.0, pytest.approx(0.75))    # compute behind loads
