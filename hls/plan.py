@@ -337,10 +337,10 @@ class KernelPlan:
     # --- the elementwise steps ---------------------------------------------------------------------
     @property
     def elementwise_lanes(self) -> int:
-        """``EW_LANES``: words of a row the elementwise loops (LayerNorm, residual add, expert gather, the MoE
-        accumulator's clear and cast) handle per cycle: ``cu_in``, the row buffers' banks (cyclic CU_IN on the
-        column), so a chunk of consecutive columns hits every bank once.  It divides every row (the config
-        checks ``cu_in`` divides ``embed_dim``)."""
+        """``EW_LANES``: words of a row the elementwise loops that copy or clear (the expert gather, the MoE
+        accumulator's clear) handle per cycle: ``cu_in``, the row buffers' banks (cyclic CU_IN on the column),
+        so a chunk of consecutive columns hits every bank once.  It divides every row (the config checks
+        ``cu_in`` divides ``embed_dim``)."""
         return self.config.hardware.cu_in
 
     @property

@@ -446,11 +446,12 @@ class _Kernel:
         per_row_fixed = 2 * L["div_const"] + L["rsqrt"]
         if self.mode == "onchip":
             params = 2 * d * self.wbytes
-            s = d // self.plan.elementwise_lanes   # the sum: EW_LANES columns per cycle
-            c = d // self.plan.cast_lanes          # the variance and the output: CAST_LANES
-            per = (s + 2) + (c + 4) + (c + 8) + per_row_fixed + 3 * L["loop"]
+            # the row sums come with x (the embedding, the residual add); the variance and the output take
+            # CAST_LANES columns per cycle
+            c = d // self.plan.cast_lanes
+            per = (c + 4) + (c + 8) + per_row_fixed + 2 * L["loop"]
             cyc = n * per + self.lat_axi + params / self.bw_w
-            self.add(name, block, "norm", cyc, 0.0, cyc, params, params, 0.0, LN_SUM=n * (s + 2),
+            self.add(name, block, "norm", cyc, 0.0, cyc, params, params, 0.0,
                      LN_VAR=n * (c + 4), LN_OUT=n * (c + 8), RSQRT=n * per_row_fixed)
         else:
             params = 2 * d * self.wbytes

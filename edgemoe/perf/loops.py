@@ -233,7 +233,7 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
             "qh": m.head_dim, "kh": m.head_dim, "vh": m.head_dim, "S": h.attn_parallel,
             "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": 1, "av_acc": m.head_dim,
             "out": rows, "y": rows, "gamma": plan.ln_param_banks, "beta": plan.ln_param_banks,
-            "c": plan.cast_lanes,
+            "c": plan.cast_lanes, "x_sum": 1,
             "cls": wpb, "pos": wpb, "dst": wpb, "route": 1, "ex": 1, "taken": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
             "exp2_lane": 2 * h.attn_parallel}
@@ -253,7 +253,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     banks = array_banks(cfg, plan)
     ci, co, P, hd = h.cu_in, h.cu_out, h.attn_parallel, m.head_dim
     E = plan.epilogue_lanes
-    L = plan.elementwise_lanes   # the elementwise loops' columns per iteration (sums, copies, clears)
+    L = plan.elementwise_lanes   # the elementwise copies' and clears' columns per iteration
     C = plan.cast_lanes          # and of those that cast every column
     wpb, mpb = plan.words_per_beat, plan.matrix_per_beat
     cu, wb = plan.cu_word_bits, plan.matrix_word_bits
@@ -264,8 +264,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         return min(n, banks[array])
 
     mac_tree = ("add",) * _log2c(ci)
-    ew_tree = ("add",) * _log2c(L)   # a lane sum (adder tree) before the running sum
-    cast_tree = ("add",) * _log2c(C)
+    cast_tree = ("add",) * _log2c(C)   # a lane sum (adder tree) before the running sum
     p = cfg.precision
     hd_tree = ("add",) * _log2c(hd)
     S = LoopSpec
@@ -305,13 +304,10 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("MAC_O", "compute_tiles", "MAC", "-", "CU_OUT"),
         S("MAC_I", "compute_tiles", "MAC_O", "-", "CU_IN"),
         # layernorm
-        S("LN_ROWS", "layernorm", None, "-", "N_TOKENS", ops=("div_const", "div_const", "add", "rsqrt"),
-          ports=(Port("RSQRT_TABLE", reads=2),)),
-        # EW_LANES consecutive columns per iteration: one word of each of the row buffers' banks
-        S("LN_SUM", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM / EW_LANES",
-          ports=(Port("x", reads=L, spread=spread(L, "x")),),
-          recurrences=(Recurrence("sum += lane sum", ("add",)),), ops=("bram",) + ew_tree + ("add",)),
-        S("LN_SUM_U", "layernorm", "LN_SUM", "-", "EW_LANES"),
+        # the row's sum comes with x (x_sum, from the embedding or the residual add); CAST_LANES consecutive
+        # columns per iteration: one word of each of that many of the row buffers' banks
+        S("LN_ROWS", "layernorm", None, "-", "N_TOKENS", ops=("bram", "div_const", "div_const", "add", "rsqrt"),
+          ports=(Port("x_sum", reads=1), Port("RSQRT_TABLE", reads=2))),
         S("LN_VAR", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM / CAST_LANES",
           ports=(Port("x", reads=C, spread=spread(C, "x")), Port("c", writes=C, spread=spread(C, "c"))),
           recurrences=(Recurrence("sq += lane sum of c * c", ("add",)),),
@@ -325,10 +321,11 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ops=("bram", "mul", "cast", "mul", "add", "cast", "store")),
         S("LN_OUT_U", "layernorm", "LN_OUT", "-", "CAST_LANES"),
         # residual_add
-        S("ADD_ROWS", "residual_add", None, "-", "N_TOKENS"),
+        S("ADD_ROWS", "residual_add", None, "-", "N_TOKENS", ports=(Port("x_sum", writes=1),), ops=("store",)),
         S("ADD_D", "residual_add", "ADD_ROWS", "PIPELINE II=1", "DIM / CAST_LANES",
           ports=(Port("x", reads=C, writes=C, spread=spread(C, "x")), Port("y", reads=C, spread=spread(C, "y"))),
-          ops=("bram", "add", "cast", "store")),
+          recurrences=(Recurrence("sum += lane sum (the next LayerNorm's row sum)", ("add",)),),
+          ops=("bram", "add", "cast") + cast_tree + ("add",)),
         S("ADD_U", "residual_add", "ADD_D", "-", "CAST_LANES"),
         # attention (score and online_step are inlined): per head the q / k / v copies, the score stream into S,
         # the online softmax from S, A*V from S
@@ -409,6 +406,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("EMBED_R", "run_image", None, "-", "N_TOKENS", step="embed"),
         S("EMBED_D", "run_image", "EMBED_R", "PIPELINE II=1", "DIM",
           ports=(Port("cls", reads=1), Port("pos", reads=1), Port("tbuf", reads=1), Port("x", writes=1)),
+          recurrences=(Recurrence("sum += y (norm1's row sum)", ("add",)),),
           ops=("bram", "add", "cast", "store"), step="embed"),
         S("BLOCKS", "run_image", None, "-", "DEPTH", step="resid2"),
         S("GATE_TOKENS", "run_image", "BLOCKS", "-", "N_TOKENS", step="gate_topk"),

@@ -538,11 +538,11 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.logic("rsqrt normalisation, running sums", "layernorm", ln, LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + 2 * W, 2 * W)
     b.logic("per lane: 3 casts, 2 lane-sum adders", "layernorm", ln * L, 3 * LUT_PER_CAST + 2 * W, 2 * W,
             note=lanes)
-    b.logic("LN_SUM: lane-sum adders", "layernorm/LN_SUM", ln * plan.elementwise_lanes, W,
-            note=f"{plan.elementwise_lanes} per instance: EW_LANES columns per cycle")
     b.control("layernorm", ln, loops=5)
     ra = inst["residual_add"]
-    b.logic("residual_add: add + to_act per lane", "residual_add/ADD_D", ra * L, W + LUT_PER_CAST, note=lanes)
+    b.logic("residual_add: add + to_act + lane-sum adder per lane", "residual_add/ADD_D", ra * L,
+            2 * W + LUT_PER_CAST, note=lanes)
+    b.logic("residual_add: the row's running sum", "residual_add/ADD_D", ra, W, W)
     b.control("residual_add", ra, loops=1)
 
     # gating, top-k, routing ---------------------------------------------------------------------
@@ -586,8 +586,10 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.array("cls[DIM], pos[DIM] (weight_word_t)", "run_image/EMBED_R", dpb, wb, banks=plan.words_per_beat, count=2,
             note="cyclic WORDS_PER_BEAT")
     _read_words(b, "run_image (read_words)", 2, plan)
-    b.logic("EMBED_D: shifts, add, to_act; addressing", "run_image", 1,
-            2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST + 2 * INT_BITS)
+    b.logic("EMBED_D: shifts, add, to_act, row sum; addressing", "run_image", 1,
+            2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST + W + 2 * INT_BITS)
+    b.array("x_sum[N_TOKENS] (wide_t)", "run_image", n, W, count=per_img,
+            note="each row's sum, from the step that writes x to the next LayerNorm")
     if m.moe_blocks:
         b.logic("MOE_OUT_D: to_act per lane", "run_image/MOE_OUT_D", plan.cast_lanes, LUT_PER_CAST,
                 note="CAST_LANES columns per cycle")
