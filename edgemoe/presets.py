@@ -13,6 +13,15 @@ def _tiny() -> Config:
     return Config(ModelConfig(), precision_profile("w16a32"), HardwareConfig(), name="m3vit-tiny-cityscapes")
 
 
+def _tiny_zcu102() -> Config:
+    """The tiny model on the accelerator ``edgemoe explore --config m3vit-tiny-cityscapes --board zcu102``
+    names fastest among the designs that fit a ZCU102 at <= 80% (the kernel as written): 8-bit weights
+    (w8a16), a 16x32 compute unit, 4 query slots, a 256-bit weight port at 300 MHz."""
+    return Config(ModelConfig(), precision_profile("w8a16"),
+                  HardwareConfig(board="zcu102", cu_in=16, cu_out=32, attn_parallel=4, axi_width=256),
+                  name="m3vit-tiny-zcu102")
+
+
 def _micro() -> Config:
     """A small model with every feature of the tiny one, for fast csim/RTL tests."""
     model = ModelConfig(img_height=32, img_width=64, patch_size=16, embed_dim=64, depth=4, num_heads=4,
@@ -22,7 +31,7 @@ def _micro() -> Config:
                   name="m3vit-micro")
 
 
-PRESETS = {"m3vit-tiny-cityscapes": _tiny, "m3vit-micro": _micro}
+PRESETS = {"m3vit-tiny-cityscapes": _tiny, "m3vit-tiny-zcu102": _tiny_zcu102, "m3vit-micro": _micro}
 #: the config of every command (and of load_config()) when none is given
 DEFAULT_PRESET = "m3vit-tiny-cityscapes"
 

@@ -131,8 +131,9 @@ def test_routing_corner_cases(mode, tmp_path_factory):
     _assert_every_tap_equal(cfg, sd, proj, images, 0)
 
 
-def test_tiny_preset_one_image_per_task(tmp_path_factory):
-    cfg = load_config("m3vit-tiny-cityscapes")
+@pytest.mark.parametrize("name", ["m3vit-tiny-cityscapes", "m3vit-tiny-zcu102"])
+def test_tiny_preset_one_image_per_task(tmp_path_factory, name):
+    cfg = load_config(name)
     sd = synthetic_state_dict(cfg.model, seed=0)
     proj = HLSProject(cfg, sd, cache_dir=tmp_path_factory.mktemp("csim"))
     proj.compile()

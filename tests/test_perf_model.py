@@ -425,3 +425,11 @@ def test_rtl_unit_models_follow_the_hardware_parameters():
     assert big["compute_tile"].dsp > 3 * small["compute_tile"].dsp
     assert set(small) >= {"exp", "recip", "rsqrt", "gelu", "softmax", "compute_tile", "layernorm", "topk",
                           "attn_schedule"}
+
+
+def test_zcu102_preset_is_faster_than_the_reference_and_fits():
+    """m3vit-tiny-zcu102 holds what `edgemoe explore --board zcu102` named: same model, faster as written, fits."""
+    ref, fast = load_config("m3vit-tiny-cityscapes"), load_config("m3vit-tiny-zcu102")
+    assert fast.model == ref.model
+    assert estimate(fast).ms_per_image < 0.8 * estimate(ref).ms_per_image
+    assert estimate_resources(fast).fits()
