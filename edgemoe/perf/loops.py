@@ -398,11 +398,11 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # run_image
         S("PIX", "run_image", None, "PIPELINE II=1", "IN_CHANS * IMG_H * IMG_W", tap_only=True,
           axi=(Axi("image", reads=1, burst=True), Axi("activations", writes=1, burst=True))),
-        S("PATCHES", "run_image", None, "-", "NUM_PATCHES", ops=("div_const",), step="patch_gather"),
-        S("PATCH_C", "run_image", "PATCHES", "-", "IN_CHANS", step="patch_gather"),
-        S("PATCH_Y", "run_image", "PATCH_C", "-", "PATCH", step="patch_gather"),
-        S("PATCH_X", "run_image", "PATCH_Y", "PIPELINE II=1", "PATCH", ports=(Port("big", writes=1),),
-          axi=(Axi("image", reads=1, burst=True),), ops=("store",), step="patch_gather"),
+        # the image in its own order, one pixel per cycle, one burst; counters give each pixel's patch position
+        S("PATCH_PIX", "run_image", None, "PIPELINE II=1", "IN_CHANS * IMG_H * IMG_W", ports=(Port("big", writes=1),),
+          axi=(Axi("image", reads=1, burst=True),),
+          recurrences=(Recurrence("(c, gy, py, gx, px): the pixel's patch position", ("add",)),),
+          ops=("add", "store"), step="patch_gather"),
         S("EMBED_R", "run_image", None, "-", "N_TOKENS", step="embed"),
         S("EMBED_D", "run_image", "EMBED_R", "PIPELINE II=1", "DIM",
           ports=(Port("cls", reads=1), Port("pos", reads=1), Port("tbuf", reads=1), Port("x", writes=1)),
@@ -834,8 +834,8 @@ class _Walk:
         m = self.cfg.model
         c: dict = {}
         self.call("run_image", 1.0, c, ("write_tokens", m.depth),
-                  skip={"BLOCKS", "EMBED_R", "PATCHES", "PIX"})
-        self.loop("PATCHES", 1.0, c, ("patch_gather", -1))
+                  skip={"BLOCKS", "EMBED_R", "PATCH_PIX", "PIX"})
+        self.loop("PATCH_PIX", 1.0, c, ("patch_gather", -1))
         self.compute_unit(m.num_patches, "patch_embed", ("patch_embed", -1))
         self.loop("EMBED_R", 1.0, c, ("embed", -1))
         pos, dim = self.plan.offsets["backbone.pos_embed"], m.embed_dim
