@@ -75,11 +75,11 @@ def test_multipliers_follow_the_kernel_types():
     assert fin.dsp == fin.count * dsp_per_mult(plan.cu_word_bits, p.gate_score.bits, b_signed=p.gate_score.signed)
     # LayerNorm: its three products once per CAST_LANES lane and call site, at the operands' widths as written
     ln = CALL_SITES["layernorm"]["run_image"] * plan.cast_lanes
-    var = item(res, "layernorm/LN_VAR", "LN_VAR: wide_t(c[d]) * wide_t(c[d])")
+    var = item(res, "layernorm/LN_STEPS", "LN_VAR: wide_t(c[d]) * wide_t(c[d])")
     assert var.count == ln and var.dsp == ln * dsp_per_mult(p.ln_centered.bits, p.ln_centered.bits)
-    norm = item(res, "layernorm/LN_OUT", "LN_OUT: wide_t(c[d]) * inv_std")
+    norm = item(res, "layernorm/LN_STEPS", "LN_OUT: wide_t(c[d]) * inv_std")
     assert norm.count == ln and norm.dsp == ln * dsp_per_mult(p.ln_centered.bits, WIDE_BITS)
-    aff = item(res, "layernorm/LN_OUT", "LN_OUT: n * wide_t(gamma[d])")
+    aff = item(res, "layernorm/LN_STEPS", "LN_OUT: n * wide_t(gamma[d])")
     assert aff.count == ln and aff.dsp == ln * dsp_per_mult(WIDE_BITS, plan.weight_word_bits)
     # ex[e] * inv: wide_t x wide_t
     assert item(res, "gate_token/GATE_SCORE", "GATE_SCORE").dsp == dsp_per_mult(64, 64)

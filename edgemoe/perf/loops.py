@@ -233,7 +233,7 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
             "qh": m.head_dim, "kh": m.head_dim, "vh": m.head_dim, "S": h.attn_parallel,
             "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": 1, "av_acc": m.head_dim,
             "out": rows, "y": rows, "gamma": plan.ln_param_banks, "beta": plan.ln_param_banks,
-            "c": plan.cast_lanes, "x_sum": 1,
+            "c": 3 * plan.cast_lanes, "x_sum": 1,
             "cls": wpb, "pos": wpb, "dst": wpb, "route": 1, "ex": 1, "taken": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
             "exp2_lane": 2 * h.attn_parallel}
@@ -303,23 +303,24 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("FINISH", "compute_tiles", "MAC", "-", "EPI_LANES"),
         S("MAC_O", "compute_tiles", "MAC", "-", "CU_OUT"),
         S("MAC_I", "compute_tiles", "MAC_O", "-", "CU_IN"),
-        # layernorm
-        # the row's sum comes with x (x_sum, from the embedding or the residual add); CAST_LANES consecutive
-        # columns per iteration: one word of each of that many of the row buffers' banks
-        S("LN_ROWS", "layernorm", None, "-", "N_TOKENS", ops=("bram", "div_const", "div_const", "add", "rsqrt"),
-          ports=(Port("x_sum", reads=1), Port("RSQRT_TABLE", reads=2))),
-        S("LN_VAR", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM / CAST_LANES",
-          ports=(Port("x", reads=C, spread=spread(C, "x")), Port("c", writes=C, spread=spread(C, "c"))),
-          recurrences=(Recurrence("sq += lane sum of c * c", ("add",)),),
-          mults=(Mults(C, p.ln_centered.bits, p.ln_centered.bits),),
-          ops=("bram", "add", "cast", "mul") + cast_tree + ("add",)),
-        S("LN_VAR_U", "layernorm", "LN_VAR", "-", "CAST_LANES"),
-        S("LN_OUT", "layernorm", "LN_ROWS", "PIPELINE II=1", "DIM / CAST_LANES",
-          ports=(Port("c", reads=C, spread=spread(C, "c")), Port("gamma", reads=C, spread=spread(C, "gamma")),
-                 Port("beta", reads=C, spread=spread(C, "beta")), Port("y", writes=C, spread=spread(C, "y"))),
-          mults=(Mults(C, p.ln_centered.bits, acc_bits), Mults(C, acc_bits, plan.weight_word_bits)),
-          ops=("bram", "mul", "cast", "mul", "add", "cast", "store")),
-        S("LN_OUT_U", "layernorm", "LN_OUT", "-", "CAST_LANES"),
+        # layernorm: rows x chunks of CAST_LANES columns in one pipeline, skewed by two rows (centre and square
+        # row r, normalise row r - 2); the row's sum comes with x (x_sum, from the embedding or the residual add)
+        S("LN_STEPS", "layernorm", None, "PIPELINE II=1", "(N_TOKENS + 2) * (DIM / CAST_LANES)",
+          ports=(Port("x", reads=C, spread=spread(C, "x")), Port("x_sum", reads=1),
+                 Port("c", reads=C, writes=C, spread=2 * spread(C, "c")),   # two of its three row buffers
+                 Port("gamma", reads=C, spread=spread(C, "gamma")), Port("beta", reads=C, spread=spread(C, "beta")),
+                 Port("y", writes=C, spread=spread(C, "y")), Port("RSQRT_TABLE", reads=2)),
+          recurrences=(Recurrence("sq += lane sum of c * c", ("add",)),
+                       Recurrence("a row's 1/std to its normalisation, LN_CHUNKS + 1 iterations later",
+                                  ("add", "div_const", "add", "rsqrt", "store"),
+                                  distance=m.embed_dim // C + 1),
+                       Recurrence("(r, d0), the buffers: the position", ("add",))),
+          mults=(Mults(C, p.ln_centered.bits, p.ln_centered.bits), Mults(C, p.ln_centered.bits, acc_bits),
+                 Mults(C, acc_bits, plan.weight_word_bits)),
+          # the longer of the two stages: centre, square, sum, 1/std (the normalisation is shorter)
+          ops=("bram", "div_const", "add", "cast", "mul") + cast_tree + ("add", "div_const", "add", "rsqrt", "store")),
+        S("LN_VAR_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),
+        S("LN_OUT_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),
         # residual_add
         S("ADD_ROWS", "residual_add", None, "-", "N_TOKENS", ports=(Port("x_sum", writes=1),), ops=("store",)),
         S("ADD_D", "residual_add", "ADD_ROWS", "PIPELINE II=1", "DIM / CAST_LANES",

@@ -12,7 +12,7 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
 * **Function instances.**  A function that is not inlined is one RTL instance
   per call site (in each instance of its caller) unless an ``ALLOCATION``
   pragma limits it: ``compute_unit`` is one instance shared by every layer,
-  with one of each of its DATAFLOW processes (:data:`CALL_SITES`,
+  with one of each of its DATAFLOW processes, ``write_rows`` one shared by every tap (:data:`CALL_SITES`,
   :data:`ALLOCATION_LIMITS`; the tool may share the other functions'
   sequential calls too, which is not assumed).
 * **Multipliers** are counted where the code unrolls them: ``MAC_O x MAC_I``
@@ -258,7 +258,7 @@ CALL_SITES = {
     "write_rows": {"run_image": 14},
 }
 #: ``ALLOCATION function instances=<f> limit=<n>`` of the template: f -> n
-ALLOCATION_LIMITS = {"compute_unit": 1}
+ALLOCATION_LIMITS = {"compute_unit": 1, "write_rows": 1}
 
 
 def function_instances() -> dict[str, int]:
@@ -521,24 +521,26 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", -(-d // pb), wb, banks=pb, count=2 * ln,
             note="cyclic lcm(WORDS_PER_BEAT, CAST_LANES)")
     _read_words(b, "layernorm (read_words)", 2 * ln, plan)
-    b.array("c[DIM] (ln_centered_t)", "layernorm/LN_ROWS", -(-d // L), p.ln_centered.bits, banks=L, count=ln,
-            note="cyclic CAST_LANES")
-    b.mults("LN_VAR: wide_t(c[d]) * wide_t(c[d])", "layernorm/LN_VAR", ln * L, p.ln_centered.bits,
+    b.array("c[3][DIM] (ln_centered_t)", "layernorm/LN_STEPS", -(-d // L), p.ln_centered.bits, banks=3 * L,
+            count=ln, note="three rows (written, waiting, normalised), cyclic CAST_LANES")
+    b.mults("LN_VAR: wide_t(c[d]) * wide_t(c[d])", "layernorm/LN_STEPS", ln * L, p.ln_centered.bits,
             p.ln_centered.bits, a_signed=p.ln_centered.signed, b_signed=p.ln_centered.signed, note=lanes)
     a, a_s = cast_bits(p.ln_inv_std)
-    b.mults("LN_OUT: wide_t(c[d]) * inv_std", "layernorm/LN_OUT", ln * L, p.ln_centered.bits, a,
+    b.mults("LN_OUT: wide_t(c[d]) * inv_std", "layernorm/LN_STEPS", ln * L, p.ln_centered.bits, a,
             a_signed=p.ln_centered.signed, b_signed=a_s, note=f"inv_std: rsqrt()'s wide_t; {lanes}")
     a, a_s = cast_bits(p.ln_norm)
-    b.mults("LN_OUT: n * wide_t(gamma[d])", "layernorm/LN_OUT", ln * L, a, wb, a_signed=a_s,
+    b.mults("LN_OUT: n * wide_t(gamma[d])", "layernorm/LN_STEPS", ln * L, a, wb, a_signed=a_s,
             note=f"n: to_ln_norm()'s wide_t; {lanes}")
-    b.mults("rsqrt: RSQRT_TABLE interpolation", "layernorm/LN_ROWS", ln, tb["rsqrt"] + 1,
+    b.mults("rsqrt: RSQRT_TABLE interpolation", "layernorm/LN_STEPS", ln, tb["rsqrt"] + 1,
             p.table_frac_bits - p.rsqrt_table_bits, b_signed=False)
     b.rom("RSQRT_TABLE", "layernorm (rsqrt)", te["rsqrt"], tb["rsqrt"], count=ln)
-    b.divider("floor_div(sum | sq, DIM): / and %", "layernorm/LN_ROWS", 4 * ln, W, d, pipelined=False)
+    b.divider("floor_div(sum | sq, DIM): / and %", "layernorm/LN_STEPS", 4 * ln, W, d, pipelined=True,
+              note="in the pipeline: a new row's mean and a finished row's variance every LN_CHUNKS cycles")
     b.logic("rsqrt normalisation, running sums", "layernorm", ln, LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + 2 * W, 2 * W)
     b.logic("per lane: 3 casts, 2 lane-sum adders", "layernorm", ln * L, 3 * LUT_PER_CAST + 2 * W, 2 * W,
             note=lanes)
-    b.control("layernorm", ln, loops=5)
+    b.logic("row_inv_std[3], the buffer selects", "layernorm", ln, 3 * W, 3 * W)
+    b.control("layernorm", ln, loops=3)
     ra = inst["residual_add"]
     b.logic("residual_add: add + to_act + lane-sum adder per lane", "residual_add/ADD_D", ra * L,
             2 * W + LUT_PER_CAST, note=lanes)
@@ -600,8 +602,13 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     nb = len(set(h.bundle_of.values()))
     _axi(b, TOP, nb, h.axi_width)
     wr = inst["write_rows"]
+    sites = CALL_SITES["write_rows"]["run_image"]
     b.mults("write_rows: r * cols", "write_rows/WRITE_R", wr, INT_BITS, INT_BITS,
-            note=f"{wr} instance(s): one per call site")
+            note=f"{wr} instance(s) for {sites} call sites (ALLOCATION limit)")
+    if wr < sites:   # the shared writer reads its src through a select of the row buffers
+        n_src = 5    # x, hbuf, tbuf, big, logits
+        b.logic("write_rows: src select of the row buffers", "write_rows", wr,
+                n_src * plan.cu_word_bits * max(1, h.cu_in) // 4, note=f"{n_src} row buffers, {h.cu_in} banks each")
     b.control("write_rows", wr, loops=1)
     b.mults("IMAGES: i * words", f"{TOP}/IMAGES", 1, INT_BITS, INT_BITS)
     return b.items
