@@ -277,3 +277,38 @@ def test_loops_table_and_findings():
     assert rows[-1]["ms_per_image"] == pytest.approx(est.ms_per_image)
     assert sum(r["ms_per_image"] for r in rows[1:-1]) == pytest.approx(est.ms_per_image)
     assert "no generated kernel" in format_loops(estimate(cfg, mode="edgemoe-dram"))
+
+
+@pytest.mark.parametrize("name,sets", [(TINY, []), ("m3vit-tiny-zcu102", []), (MICRO, ["hardware.attn_parallel=3"]),
+                                       (MICRO, ["hardware.attn_parallel=1"]), (MICRO, ["hardware.cu_in=4"])])
+def test_av_runs_attn_p_query_lanes_per_key(name, sets):
+    """A*V takes a group of ATTN_P queries per pass over the keys: N_TOKENS iterations per group, ATTN_GROUPS
+    groups per head (not N_TOKENS per query), ATTN_P lanes of HEAD_DIM MACs each at II 1, every lane on a bank
+    of S and an exp ROM of its own; then the group's rows out, CU_IN words per cycle."""
+    cfg = load_config(name, sets)
+    m, h, plan = cfg.model, cfg.hardware, KernelPlan.from_config(cfg)
+    P, G, n, hd = h.attn_parallel, plan.attn_groups, m.num_tokens, m.head_dim
+    le = loop_estimate(cfg, None)
+    heads = m.depth * m.num_heads
+    assert G == -(-n // P)
+    assert le.loops["AV_GROUPS"].iterations == heads * G
+    assert le.loops["AV_KEYS"].iterations == heads * G * n
+    assert le.loops["AV_LANES"].iterations == heads * G * n * P
+    assert le.loops["AV_D"].iterations == heads * G * n * P * hd
+    assert le.loops["AV_OUT"].iterations == heads * G * P * math.ceil(hd / h.cu_in)
+    assert "AV_ROWS" not in le.loops
+    for lab in ("AV_KEYS", "AV_OUT"):
+        assert le.loops[lab].ii.ii == 1, (lab, le.loops[lab].ii.detail)
+    spec = le.loops["AV_KEYS"].spec
+    ports = {p.array: p for p in spec.ports}
+    assert ports["S"].reads == ports["S"].spread == P                       # a lane per bank of S
+    assert ports["exp2_lane"].reads == ports["exp2_lane"].spread == 2 * P   # one exp per lane: even + odd entry
+    assert ports["vh"].reads == hd                                          # the key's v row, read once
+    assert spec.mults[0].count == P * hd
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    body = src[src.index("AV_KEYS: for"):src.index("AV_OUT: for")]
+    assert "AV_LANES: for (int p = 0; p < ATTN_P; p++) {\n#pragma HLS UNROLL" in body
+    assert "exp2_lane[p]" in body and "S[p][g][j]" in body and "vh[j][d]" in body
+    assert "mac_t acc[ATTN_P][HEAD_DIM];" in src and "variable=acc complete dim=0" in src
+    assert "variable=row_inv complete dim=1" in src
+    assert f"static const int ATTN_P = {P};" in render(cfg, ["include/edgemoe_config.h"])["include/edgemoe_config.h"]

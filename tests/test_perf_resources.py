@@ -151,9 +151,11 @@ def test_tables_are_roms_of_their_entries_width():
     res = estimate_resources(cfg)
     rom = item(res, "compute_tiles/FINISH", "GELU_TABLE")
     assert rom.kind == "ROM" and rom.shape.startswith(f"{plan.table_entries['gelu']} x {tb['gelu']}b")
-    # one copy in each function instance that reads it
+    # one copy in each function instance that reads it; the attention's lanes read copies of their own
     exp_roms = [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]
-    assert {it.where.split()[0] for it in exp_roms} == {"attention", "gate_token"}
+    assert {it.where.split()[0] for it in exp_roms} == {"gate_token"}
+    lanes = item(res, "attention/SOFTMAX, AV_KEYS", "exp2_lane")
+    assert lanes.kind == "ROM" and lanes.count == cfg.hardware.attn_parallel
 
 
 # --- what is shared and what is unrolled -----------------------------------------------------------
@@ -181,11 +183,17 @@ def test_attention_multipliers_are_head_dim_per_slot():
     res = estimate_resources(cfg)
     assert item(res, "attention/STREAM", "score:").count == P * hd
     assert not [it for it in res.items if it.where == "attention/AV_KEYS" and it.what.startswith("score")]
-    assert item(res, "attention/AV_KEYS", "AV_D:").count == hd          # A*V reads the stored scores
+    # A*V reads the stored scores: per lane (query slot) one probability and HEAD_DIM products
+    assert item(res, "attention/AV_KEYS", "AV_D:").count == P * hd
+    assert item(res, "attention/AV_KEYS", "pr = ").count == P
+    assert item(res, "attention/AV_KEYS", "exp_neg: x * LOG2E_RAW").count == P
     wide = estimate_resources(cfg_of(TINY, "hardware.attn_parallel=8"))
-    s4, s8 = item(res, "attention/STREAM", "score:"), item(wide, "attention/STREAM", "score:")
-    assert s8.count == 8 * hd and s8.dsp - s4.dsp == 4 * hd * (s4.dsp // s4.count)
-    assert item(wide, "attention/AV_KEYS", "AV_D:").count == hd        # A*V does not grow with the slots
+    for where, what in (("attention/STREAM", "score:"), ("attention/AV_KEYS", "AV_D:")):
+        s4, s8 = item(res, where, what), item(wide, where, what)
+        assert s8.count == 8 * hd and s8.dsp - s4.dsp == 4 * hd * (s4.dsp // s4.count)
+    # the accumulators: ATTN_P x HEAD_DIM registers of the accumulator type (mac_t)
+    acc = item(res, "attention/AV_GROUPS", "acc[ATTN_P][HEAD_DIM]")
+    assert acc.shape.startswith(f"{P * hd} banks x 1 x {cfg.precision.accum.bits}b -> registers")
 
 
 @pytest.mark.parametrize("change,what,where", [
@@ -194,6 +202,7 @@ def test_attention_multipliers_are_head_dim_per_slot():
     ("hardware.cu_out=32", "UNPACK_W: field", "compute_tiles/UNPACK_W"),
     ("hardware.attn_parallel=8", "score:", "attention/STREAM"),
     ("model.num_heads=2", "AV_D:", "attention/AV_KEYS"),         # head_dim 96: more products per key
+    ("hardware.attn_parallel=8", "AV_D:", "attention/AV_KEYS"),  # more query lanes per key
 ])
 def test_a_config_change_that_should_raise_a_count_does(change, what, where):
     base = estimate_resources(cfg_of(TINY))
@@ -227,19 +236,19 @@ def test_verdict_follows_the_utilisation():
 
 def test_tiny_preset_on_the_zcu102():
     """The tiny preset fits the ZCU102 at 80 %: the attention computes each score once (ATTN_P x HEAD_DIM
-    products of 24-bit qkv_t words, 2 DSPs each, in STREAM) and A*V reads the stored scores (HEAD_DIM
-    products, no recomputed score), beside the compute unit's 16 x 16 32 x 16-bit MACs (2 each).  The stored
-    scores and the head's q / k / v columns are block RAM, which now binds."""
+    products of 24-bit qkv_t words, 2 DSPs each, in STREAM) and A*V reads the stored scores (ATTN_P lanes of
+    HEAD_DIM products, no recomputed score), beside the compute unit's 16 x 16 32 x 16-bit MACs (2 each).
+    The stored scores and the head's q / k / v columns are block RAM, which now binds."""
     cfg = cfg_of(TINY)
     res = estimate_resources(cfg)
     print(res.table())
     hd, P, board = cfg.model.head_dim, cfg.hardware.attn_parallel, BOARDS["zcu102"]
     qb = cfg.precision.qkv.bits
     core = (16 * 16 * dsp_per_mult(32, 16) + P * hd * dsp_per_mult(qb, qb)
-            + hd * dsp_per_mult(cfg.precision.attn_prob.bits, qb, a_signed=False))
+            + P * hd * dsp_per_mult(cfg.precision.attn_prob.bits, qb, a_signed=False))
     assert res.totals["dsp"] > core > 0.4 * board.dsp
     attn = next(u for u in res.units if u.name == "attention")
-    assert attn.dsp < 0.6 * (P + 1) * hd * dsp_per_mult(32, 32)            # was 4 DSPs a product, each twice
+    assert attn.dsp < 0.6 * 2 * P * hd * dsp_per_mult(32, 32)              # was 4 DSPs a product, each twice
     assert res.fit and res.utilisation["dsp"] < DEFAULT_CAP, res.verdict
     assert res.binding == "bram36"
 

@@ -17,8 +17,8 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
   sequential calls too, which is not assumed).
 * **Multipliers** are counted where the code unrolls them: ``MAC_O x MAC_I``
   in the compute unit, ``SCORE_D`` (HEAD_DIM per query slot, ``ATTN_P`` slots,
-  ``qkv_t`` operands) in ``STREAM``, ``AV_D`` in ``AV_KEYS`` (the scores are
-  computed once and stored in ``S``).  A loop that misses
+  ``qkv_t`` operands) in ``STREAM``, ``AV_D`` in ``AV_KEYS`` (HEAD_DIM per
+  lane, ``ATTN_P`` lanes; the scores are computed once and stored in ``S``).  A loop that misses
   its II may let the tool share some; that is not assumed.  DSPs per
   multiply follow the operand widths (:func:`~edgemoe.perf.primitives.dsp_per_mult`):
   a narrow type's width (``cu_word_t``, ``gate_score_t``, a table entry, a
@@ -486,11 +486,15 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             note="one head's scores, computed once; dim 1 complete (slot o's bank)")
     b.array("row_max, row_sum[ATTN_P][ATTN_GROUPS]", "attention", G, p.attn_score.bits + p.softmax_sum.bits,
             banks=P, note="the online softmax's state per query, dim 1 complete (lane p's bank)")
-    b.array("row_inv[ATTN_P][ATTN_GROUPS] (softmax_inv_t)", "attention", P * G, p.softmax_inv.bits)
+    b.array("row_inv[ATTN_P][ATTN_GROUPS] (softmax_inv_t)", "attention", G, p.softmax_inv.bits, banks=P,
+            note="1/sum per query, dim 1 complete (lane p's bank)")
     b.array("qh, kh, vh[N_TOKENS][HEAD_DIM] (qkv_t)", "attention", n, qb, banks=hd, count=3,
             note="the head's q / k / v columns, dim 2 complete: a HEAD_DIM row per cycle")
     b.array("q[ATTN_P][HEAD_DIM] (qkv_t)", "attention/HEADS_LOOP", 1, qb, banks=P * hd, registers=True)
-    b.array("acc[HEAD_DIM] (wide_t)", "attention/AV_ROWS", 1, W, banks=hd, registers=True)
+    b.array("acc[ATTN_P][HEAD_DIM] (mac_t = accum_t)", "attention/AV_GROUPS", 1, p.accum.bits, banks=P * hd,
+            registers=True, note="complete: a lane's HEAD_DIM sums")
+    b.array("mx, inv[ATTN_P] (attn_score_t, softmax_inv_t)", "attention/AV_GROUPS", 1,
+            p.attn_score.bits + p.softmax_inv.bits, banks=P, registers=True, note="the group's (max, 1/sum)")
     b.mults("score: q[d] * k[d] (SCORE_D unrolled)", "attention/STREAM", P * hd, qb, qb,
             note=f"HEAD_DIM per query slot, {P} slots (SLOTS unrolled); qkv_t x qkv_t")
     b.logic("score adder trees", "attention/STREAM", P, hd * (2 * qb) + LUT_PER_CAST)
@@ -498,17 +502,22 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     a, a_s = cast_bits(p.exp)
     b.mults("online_step: l * alpha", "attention/SOFTMAX", P, W, a, b_signed=a_s, note="wide_t x wide_t")
     b.logic("online_step: max, shift, to_softmax_sum", "attention/SOFTMAX", P, 3 * W + LUT_PER_CAST)
-    b.rom("exp2_lane[ATTN_P] (EXP2_TABLE copies)", "attention/SOFTMAX", te["exp2"], tb["exp2"], count=P,
-          note="a ROM per lane (cyclic 2: even / odd entries)")
+    b.rom("exp2_lane[ATTN_P] (EXP2_TABLE copies)", "attention/SOFTMAX, AV_KEYS", te["exp2"], tb["exp2"], count=P,
+          note="a ROM per lane (cyclic 2: even / odd entries), read by SOFTMAX, then A*V")
     _reciprocal(b, "attention/SM_FINAL", 1, cfg, tb)
-    b.divider("i / ATTN_P, i % ATTN_P", "attention", 8, INT_BITS, P, pipelined=True)
-    _exp_neg(b, "attention/AV_KEYS", 1, cfg, tb)
-    b.mults("p = exp_neg(..) * inv", "attention/AV_KEYS", 1, a, p.softmax_inv.bits, a_signed=a_s,
-            b_signed=p.softmax_inv.signed)
-    b.mults("AV_D: attn_prob_t(p) * v[d] (unrolled)", "attention/AV_KEYS", hd, p.attn_prob.bits, qb,
-            a_signed=p.attn_prob.signed, note="HEAD_DIM per key; qkv_t v")
-    b.logic("AV_D accumulators + to_attn_prob", "attention/AV_KEYS", 1, hd * W + LUT_PER_CAST)
-    b.rom("EXP2_TABLE", "attention (exp_neg)", te["exp2"], tb["exp2"], count=inst["attention"])
+    b.divider("i / ATTN_P, i % ATTN_P (TAP_S, SM_FINAL, TAP_SM)", "attention", 6, INT_BITS, P, pipelined=True)
+    # A*V: ATTN_P lanes (AV_LANES unrolled), each its exp_neg, its probability and HEAD_DIM MACs per key
+    _exp_neg(b, "attention/AV_KEYS", P, cfg, tb)
+    b.mults("pr = exp_t(exp_neg(..)) * inv", "attention/AV_KEYS", P, p.exp.bits, p.softmax_inv.bits,
+            a_signed=p.exp.signed, b_signed=p.softmax_inv.signed, note="one per lane; exp_t x softmax_inv_t")
+    b.mults("AV_D: pr * v[d] (unrolled)", "attention/AV_KEYS", P * hd, p.attn_prob.bits, qb,
+            a_signed=p.attn_prob.signed, note=f"HEAD_DIM per lane, {P} lanes; attn_prob_t x qkv_t")
+    b.logic("AV_D accumulators + to_attn_prob", "attention/AV_KEYS", P, hd * p.accum.bits + LUT_PER_CAST,
+            note="per lane: HEAD_DIM accum_t adders, one cast")
+    ch = math.ceil(hd / ci)
+    b.logic("AV_OUT: acc[p][c + u] select + to_act", "attention/AV_OUT", ci,
+            p.accum.bits * math.ceil(P * ch / 4) + LUT_PER_CAST, shape=f"{P * ch}:1 muxes",
+            note="CU_IN words per cycle out of ATTN_P x HEAD_DIM sums")
     b.rom("RECIP_TABLE", "attention (reciprocal)", te["recip"], tb["recip"], count=inst["attention"])
     b.control("attention", inst["attention"], loops=9)
 
