@@ -334,6 +334,20 @@ class KernelPlan:
         epilogue_lanes), at most the shortest row's k-chunks."""
         return -(-self.config.hardware.cu_out // self.epilogue_lanes)
 
+    @property
+    def unpack_steps(self) -> int:
+        """``UNPACK_STEPS``: MAC iterations the compute unit's unpack takes per bus word of weights.  It runs
+        inside the MAC loop, whose iterations read CU_IN consecutive words of every tile row, one from each of
+        w's CU_IN banks per row; so that a bank also takes at most one write, an iteration writes at most
+        CU_IN consecutive (o, k): ceil(MATRIX_PER_BEAT / cu_in) steps of :attr:`unpack_fields`."""
+        return -(-self.matrix_per_beat // self.config.hardware.cu_in)
+
+    @property
+    def unpack_fields(self) -> int:
+        """``UNPACK_FIELDS``: a weight bus word's fields the unpack writes per step, ceil(MATRIX_PER_BEAT /
+        UNPACK_STEPS) <= cu_in."""
+        return -(-self.matrix_per_beat // self.unpack_steps)
+
     # --- the elementwise steps ---------------------------------------------------------------------
     @property
     def elementwise_lanes(self) -> int:

@@ -16,7 +16,11 @@ from edgemoe.perf.loops import (BANK_PORTS, MAXI_OUTSTANDING, Axi, LoopSpec, Mem
 from edgemoe.perf.primitives import OP_LATENCY
 
 TINY = "m3vit-tiny-cityscapes"
+ZCU = "m3vit-tiny-zcu102"
 MICRO = "m3vit-micro"
+#: m3vit-micro with 5 x 40-word tiles that start inside a bus word (tests/test_hls.py's unaligned configs)
+UNALIGNED = ["model.embed_dim=40", "model.num_heads=2", "model.expert_hidden=80", "hardware.cu_in=4",
+             "hardware.cu_out=5"]
 MEM = Memory(latency=60.0, port_bpc=16.0, ddr_bpc=50.0, word_bits={"weights": 16, "activations": 32, "image": 8},
              bundle_of={"weights": "gmem1", "activations": "gmem2", "image": "gmem0"})
 
@@ -235,6 +239,83 @@ def test_compute_unit_calls_add_up_to_max_of_loader_and_compute():
     lo = [r for r in tiny.loops.values() if r.spec.function == "load_tiles"]
     co = [r for r in tiny.loops.values() if r.spec.function == "compute_tiles"]
     assert raw(lo, ("qkv", 0)) < raw(co, ("qkv", 0))
+
+
+def _mac_iterations(cfg, plan, lin, rows):
+    """A compute_unit call's MAC-loop iterations, as the brief for the ping-pong unpack states them: per tile
+    max(its MAC iterations, the next tile's unpack steps), plus the first tile's unpack in front."""
+    macs = rows * -(-lin.k // cfg.hardware.cu_in) + plan.epilogue_groups
+    steps = [(b[1] if b else 0) + w[1] * plan.unpack_steps for b, w in plan.tile_spans(lin)]
+    return steps[0] + sum(max(macs, steps[t + 1] if t + 1 < len(steps) else 0) for t in range(len(steps)))
+
+
+@pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, []), (MICRO, []), (MICRO, UNALIGNED),
+                                       (MICRO, UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024"])])
+def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
+    """compute_tiles as written: pass p of TILES runs tile p - 1's MACs and unpacks tile p from the FIFO in the
+    same II=1 pipeline (a ping-pong tile buffer), so a call takes per tile max(MAC iterations, the next tile's
+    unpack steps) + the first tile's unpack, in tiles + 1 entries of MAC; a dense layer's unpack is hidden."""
+    cfg = load_config(name, sets)
+    m, plan = cfg.model, KernelPlan.from_config(cfg)
+    counts = np.zeros(m.num_experts)
+    counts[:3] = [m.num_tokens, m.num_tokens - 2, 2]          # three active experts, exact rows
+    le = loop_estimate(cfg, [counts] * len(m.moe_blocks))
+    mac, tiles_loop = le.loops["MAC"], le.loops["TILES"]
+    b = m.moe_blocks[0]
+    lin = {x.name: x for x in plan.linears}
+    cases = [(("qkv", 0), [(lin["blocks.0.qkv"], m.num_tokens)]),
+             (("expert_fc2", b), [(lin[f"blocks.{b}.experts.{e}.fc2"], int(n)) for e, n in enumerate(counts[:3])])]
+    for step, calls in cases:
+        tiles = [len(plan.tile_spans(x)) for x, _ in calls]
+        assert mac.by_step[step][0] == sum(t + 1 for t in tiles), step
+        assert mac.by_step[step][1] == pytest.approx(sum(_mac_iterations(cfg, plan, x, n) for x, n in calls)), step
+        assert tiles_loop.by_step[step][1] == sum(t + 1 for t in tiles), step
+    if name != MICRO:   # the tiny model's 129 tokens: a dense layer's tiles are MAC-bound, its unpack hidden
+        qkv = lin["blocks.0.qkv"]
+        spans = plan.tile_spans(qkv)
+        first = (spans[0][0][1] if spans[0][0] else 0) + spans[0][1][1] * plan.unpack_steps
+        macs = m.num_tokens * -(-qkv.k // cfg.hardware.cu_in) + plan.epilogue_groups
+        assert mac.by_step[("qkv", 0)][1] == first + len(spans) * macs
+    # the unpack is in the MAC pipeline, which still meets II 1 (no UNPACK loop of its own) unless a bus word
+    # wraps past several rows: then the next bus word's (o0, k0) is a chain of compare-subtracts
+    if plan.unpack_wraps == 1:
+        assert mac.ii.ii == 1 and mac.ii.binding == "pragma II met", mac.ii.detail
+    else:
+        assert mac.ii.binding == "recurrence" and "(o0, k0, h)" in mac.ii.detail["recurrence"]
+        assert mac.ii.ii == plan.unpack_wraps * OP_LATENCY["add"]
+    assert not {"UNPACK_B", "UNPACK_W"} & set(le.loops)
+    assert le.loops["UNPACK_W_J"].iterations == pytest.approx(
+        plan.unpack_fields * plan.unpack_steps * le.loops["LOAD_W"].iterations)
+    # ... and in the generated source: the unpack's field loops under MAC, a beat popped there, the two halves
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    found = set(source_loops(src))
+    assert {("UNPACK_B_J", "compute_tiles", "MAC"), ("UNPACK_W_J", "compute_tiles", "MAC")} <= found
+    assert not [f for f in found if f[0] in ("UNPACK_B", "UNPACK_W")]
+    body = src[src.index("MAC: for"):src.index("// One linear layer on the compute unit")]
+    assert "beats.read()" in body and "w[nxt][o][k] = " in body and "w[cur][o][kb + i]" in body
+    assert "#pragma HLS DEPENDENCE variable=w inter false" in body
+    assert "static matrix_word_t w[2][CU_OUT][ROW_WORDS];" in src
+    assert f"enum {{ UNPACK_STEPS = {plan.unpack_steps}, UNPACK_FIELDS = {plan.unpack_fields} }};" in src
+
+
+def test_unpack_steps_keep_one_write_per_tile_bank():
+    """The MACs read one word of each of w's CU_IN banks per tile row and iteration; the unpack beside them
+    writes at most CU_IN consecutive (o, k) per iteration, so a bank takes one read and one write.  On the
+    ZCU102 preset a bus word holds 32 8-bit weights for a 16-wide unit: two steps of 16; a whole bus word per
+    iteration would put three accesses on a bank (II 2)."""
+    for name, steps, fields in ((TINY, 1, 16), (ZCU, 2, 16)):
+        plan = KernelPlan.from_config(load_config(name))
+        assert (plan.unpack_steps, plan.unpack_fields) == (steps, fields), name
+    for name, sets in ((MICRO, ["precision.profile=w8a16", "hardware.axi_width=1024"]),
+                       (MICRO, UNALIGNED), (TINY, ["hardware.cu_in=32"])):
+        cfg = load_config(name, sets)
+        plan = KernelPlan.from_config(cfg)
+        assert plan.unpack_fields <= cfg.hardware.cu_in, sets
+        assert plan.unpack_fields * plan.unpack_steps >= plan.matrix_per_beat > plan.unpack_fields * (
+            plan.unpack_steps - 1), sets
+    co, ci = 32, 16
+    assert ii_of(ports=(Port("w", reads=co * ci, writes=co * ci * math.ceil(16 / ci), spread=co * ci),)).ii == 1
+    assert ii_of(ports=(Port("w", reads=co * ci, writes=co * ci * math.ceil(32 / ci), spread=co * ci),)).ii == 2
 
 
 def test_weight_streaming_is_per_port_on_zynq():

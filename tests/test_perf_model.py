@@ -70,8 +70,11 @@ def test_onchip_mac_pipeline_has_no_per_row_overhead():
     assert fin(a) == fin(b) == 0
     assert a.loops.loops["FINISH"].cycles == b.loops.loops["FINISH"].cycles == 0
     assert a.loops.loops["FINISH"].ii.unrolled_in == "MAC"
-    ratio = a.loops.loops["MAC"].iterations / b.loops.loops["MAC"].iterations
-    assert 1.9 < ratio < 2                              # half the chunks, the epilogue's tail per tile stays
+    # the dense layers' MAC iterations: half the chunks, the epilogue's tail and the first tile's unpack per call
+    # stay (an expert's few rows make its passes as long as the next tile's unpack, at either width)
+    dense = lambda e: sum(v[1] for (step, _), v in e.loops.loops["MAC"].by_step.items()  # noqa: E731
+                          if step in ("patch_embed", "qkv", "proj", "fc1", "fc2"))
+    assert 1.9 < dense(a) / dense(b) < 2
     intended = lambda e: sum(s.cycles_intended for s in e.steps if s.kind == "linear")  # noqa: E731
     assert 0.5 < intended(b) / intended(a) < 0.6
     assert intended(b) / intended(a) < b.linear_cycles() / a.linear_cycles() < 1
@@ -243,10 +246,11 @@ def test_tiny_as_written_on_zcu102_hides_the_weight_loads():
     weights each) at the HP port's rate, one tile ahead of the compute in a DATAFLOW region.  The compute
     process runs rows x k-chunks in one II=1 pipeline with the epilogue beside the MACs (before: the MAC
     pipeline's depth and a CU_OUT-cycle FINISH loop per row, ~35 ms of ~71 ms), and attention keeps its
-    scores on chip (before: A*V at II 4 and the key stream at II 12).  What remains is the MACs, and the
-    loads where few tokens go through an expert."""
+    scores on chip (before: A*V at II 4 and the key stream at II 12); A*V runs ATTN_P query lanes per key and
+    the LayerNorm one skewed pipeline.  What remains is the MACs, and the loads where few tokens go through an
+    expert."""
     est = estimate(cfg_of(TINY))
-    assert 20.0 <= est.ms_per_image <= 40.0, est.ms_per_image
+    assert 12.0 <= est.ms_per_image <= 30.0, est.ms_per_image
     assert est.ms_per_image >= est.intended_ms_per_image
     rows = est.loops.rows()
     le = est.loops.loops

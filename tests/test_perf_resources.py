@@ -117,9 +117,13 @@ def test_row_buffers_are_the_kernels_shapes():
     # a bank under ~1 Kbit is not a block RAM: ex[EXPERTS] of wide_t
     ex = item(res, "gate_token", "ex[EXPERTS]")
     assert ex.bram36 == 0 and ex.lut > 0
-    # the weight tile: CU_OUT x CU_IN banks of ROW_WORDS / CU_IN matrix words
-    w = item(res, "compute_tiles", "w[CU_OUT][ROW_WORDS]")
-    assert w.shape.startswith(f"{cfg.hardware.cu_out * ci} banks x {rw // ci} x {plan.matrix_word_bits}b")
+    # the ping-pong weight tile: CU_OUT x CU_IN banks of two tiles' ROW_WORDS / CU_IN matrix words (the half
+    # an address bit), and two tiles' biases in registers
+    w = item(res, "compute_tiles", "w[2][CU_OUT][ROW_WORDS]")
+    assert w.shape.startswith(f"{cfg.hardware.cu_out * ci} banks x {2 * rw // ci} x {plan.matrix_word_bits}b")
+    assert w.lut == cfg.hardware.cu_out * ci * math.ceil(2 * rw // ci / 64) * plan.matrix_word_bits * 2
+    b = item(res, "compute_tiles", "b[2][CU_OUT]")
+    assert b.ff == 2 * cfg.hardware.cu_out * plan.weight_word_bits and b.lut == 0
 
 
 def test_weight_fifo_holds_one_tile_of_bus_words():
@@ -138,9 +142,17 @@ def test_weight_fifo_holds_one_tile_of_bus_words():
     # a stream stays in block RAM where the board has URAM
     u280 = estimate_resources(cfg_of(TINY, "hardware.board=u280"))
     assert item(u280, "compute_unit (DATAFLOW)", "beats").uram == 0
-    # the unpacking: every tile bank's write port selects among a bus word's fields
-    sel = item(res, "compute_tiles/UNPACK_W", "UNPACK_W: field")
+    # the unpacking: every tile bank's write port selects among a step's fields (the whole bus word here)
+    sel = item(res, "compute_tiles/UNPACK_W_J", "UNPACK_W: field")
     assert sel.count == cfg.hardware.cu_in * cfg.hardware.cu_out and sel.lut > 0
+    assert sel.shape.endswith(f"x {plan.matrix_per_beat} fields") and plan.unpack_steps == 1
+    # 8-bit weights on a 16-wide unit: two steps of 16 of a bus word's 32 fields, a 16:1 select per bank
+    zcu = cfg_of("m3vit-tiny-zcu102")
+    zplan = KernelPlan.from_config(zcu)
+    zres = estimate_resources(zcu)
+    assert (zplan.unpack_steps, zplan.unpack_fields, zplan.matrix_per_beat) == (2, 16, 32)
+    assert item(zres, "compute_tiles/UNPACK_W_J", "UNPACK_W: field").shape.endswith("x 16 fields")
+    assert item(zres, "compute_tiles/UNPACK_W_J", "UNPACK_W: the step's fields").count == 16
 
 
 def test_tables_are_roms_of_their_entries_width():
@@ -199,7 +211,7 @@ def test_attention_multipliers_are_head_dim_per_slot():
 @pytest.mark.parametrize("change,what,where", [
     ("hardware.cu_in=32", "MAC:", "compute_tiles/MAC"),
     ("hardware.cu_out=32", "MAC:", "compute_tiles/MAC"),
-    ("hardware.cu_out=32", "UNPACK_W: field", "compute_tiles/UNPACK_W"),
+    ("hardware.cu_out=32", "UNPACK_W: field", "compute_tiles/UNPACK_W_J"),
     ("hardware.attn_parallel=8", "score:", "attention/STREAM"),
     ("model.num_heads=2", "AV_D:", "attention/AV_KEYS"),         # head_dim 96: more products per key
     ("hardware.attn_parallel=8", "AV_D:", "attention/AV_KEYS"),  # more query lanes per key

@@ -424,9 +424,9 @@ class _Kernel:
         npatch = m.num_patches
         img_bytes = m.in_chans * m.img_height * m.img_width * self.pix_bytes
         if self.mode == "onchip":
-            bursts = npatch * m.in_chans * m.patch_size
-            cyc = (npatch * m.patch_dim + self.lat_axi + bursts * L["loop"]) * nimg
-            self.add("patch_gather", -1, "io", cyc, cyc, cyc, img_bytes * nimg, 0.0, 0.0, PATCHES=cyc)
+            # the image in its own order, one pixel per cycle, one burst (PATCH_PIX)
+            cyc = (m.in_chans * m.img_height * m.img_width + self.lat_axi + L["store"] + L["loop"]) * nimg
+            self.add("patch_gather", -1, "io", cyc, cyc, cyc, img_bytes * nimg, 0.0, 0.0, PATCH_PIX=cyc)
             self.layer("patch_embed", -1, npatch * nimg, "patch_embed")
             wb = (m.num_tokens * m.embed_dim + m.embed_dim) * self.wbytes
             self.rows_loop("embed", -1, "elementwise", m.num_tokens * nimg, m.embed_dim, depth=4, nbytes=wb, wbytes=wb)
@@ -446,13 +446,12 @@ class _Kernel:
         per_row_fixed = 2 * L["div_const"] + L["rsqrt"]
         if self.mode == "onchip":
             params = 2 * d * self.wbytes
-            # the row sums come with x (the embedding, the residual add); the variance and the output take
-            # CAST_LANES columns per cycle
+            # the row sums come with x (the embedding, the residual add); one pipeline over rows x chunks of
+            # CAST_LANES columns, the normalisation two rows behind the variance (LN_STEPS)
             c = d // self.plan.cast_lanes
-            per = (c + 4) + (c + 8) + per_row_fixed + 2 * L["loop"]
-            cyc = n * per + self.lat_axi + params / self.bw_w
-            self.add(name, block, "norm", cyc, 0.0, cyc, params, params, 0.0,
-                     LN_VAR=n * (c + 4), LN_OUT=n * (c + 8), RSQRT=n * per_row_fixed)
+            steps = nimg * ((m.num_tokens + 2) * c + per_row_fixed + 8 + L["loop"])
+            cyc = steps + self.lat_axi + params / self.bw_w
+            self.add(name, block, "norm", cyc, 0.0, cyc, params, params, 0.0, LN_STEPS=steps)
         else:
             params = 2 * d * self.wbytes
             self.stream_dram(name, block, "norm", n, d, passes=2, extra_per_row=per_row_fixed,
@@ -496,15 +495,16 @@ class _Kernel:
         ii_sm = max(math.ceil(rec / G), exp_ii)
         softmax = n * G * ii_sm + rec + L["loop"]
         final = n + L["bram"] + L["recip"] + L["store"] + L["loop"]
+        # A*V: per group of P queries one pass over the keys (P lanes), then the group's rows out
         ii_av = max(1.0, exp_ii)
         depth_av = L["bram"] + L["add"] + L["exp"] + 2 * L["mul"] + L["cast"] + L["add"] + L["store"]
-        av = n * (L["loop"] + L["div_const"] + n * ii_av + depth_av + chunks + 2)
+        av = G * (L["loop"] + 2 + n * ii_av + depth_av + P * chunks + 2)
         per_head = copy + stream + softmax + final + av
         cyc_qk = nimg * heads * (copy + stream + softmax + final)
         cyc_av = nimg * heads * av
         self.add("attn_stream", block, "attention", cyc_qk, 0.0, cyc_qk, 0.0, 0.0, qk_macs,
                  STREAM=nimg * heads * stream, HEAD_COPY=nimg * heads * copy, SOFTMAX=nimg * heads * (softmax + final))
-        self.add("attn_av", block, "attention", cyc_av, 0.0, cyc_av, 0.0, 0.0, qk_macs, AV_ROWS=cyc_av)
+        self.add("attn_av", block, "attention", cyc_av, 0.0, cyc_av, 0.0, 0.0, qk_macs, AV_KEYS=cyc_av)
         return per_head
 
     def moe(self, block, counts, expected, nimg):

@@ -52,6 +52,10 @@ The scheduling rules (how Vitis HLS builds the hardware):
   by a FIFO that holds one tile: a call takes max(loader, compute) + the
   shorter process's share of one tile (the fill), and the shorter process's
   loops count only that fill (``LoopRecord.hidden`` holds the rest).
+  ``compute_tiles`` unpacks tile t + 1 inside tile t's MAC pipeline (a
+  ping-pong tile buffer): its ``tiles + 1`` passes run max(MAC iterations of
+  the tile before, unpack steps of the tile) each (:func:`mac_passes`), so
+  only the first tile's unpack is in front of the MACs.
 
 Operator latencies come from :data:`edgemoe.perf.primitives.OP_LATENCY` (the
 RTL units' measurements replace them when given).  A loop's cycles per image
@@ -220,7 +224,8 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "CAST_LANES": plan.cast_lanes,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
-            "MATRIX_PER_BEAT": plan.matrix_per_beat}
+            "MATRIX_PER_BEAT": plan.matrix_per_beat, "UNPACK_STEPS": plan.unpack_steps,
+            "UNPACK_FIELDS": plan.unpack_fields}
 
 
 def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
@@ -229,7 +234,7 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     wpb = plan.words_per_beat  # cls, pos (read_words' dst): cyclic WORDS_PER_BEAT
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
-            "w": h.cu_out * h.cu_in, "b": h.cu_out, "moe_acc": plan.moe_acc_banks, "gelu_lane": plan.epilogue_lanes, "q": h.attn_parallel * m.head_dim,
+            "w": h.cu_out * h.cu_in, "b": 2 * h.cu_out, "moe_acc": plan.moe_acc_banks, "gelu_lane": plan.epilogue_lanes, "q": h.attn_parallel * m.head_dim,
             "qh": m.head_dim, "kh": m.head_dim, "vh": m.head_dim, "S": h.attn_parallel,
             "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": h.attn_parallel,
             "av_acc": h.attn_parallel * m.head_dim,
@@ -281,29 +286,35 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
         S("LOAD_W", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "weight_beats / tiles",
           axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
-        # compute_tiles: the compute unit's compute process
-        S("TILES", "compute_tiles", None, "-", "tiles", ops=("add", "add")),
-        S("UNPACK_B", "compute_tiles", "TILES", "PIPELINE II=1", "bias_beats / tiles",
-          ports=(Port("b", writes=min(wpb, co), spread=spread(min(wpb, co), "b")),), ops=("bram", "add", "store")),
-        S("UNPACK_B_J", "compute_tiles", "UNPACK_B", "-", "WORDS_PER_BEAT"),
-        S("UNPACK_W", "compute_tiles", "TILES", "PIPELINE II=1", "weight_beats / tiles",
-          ports=(Port("w", writes=mpb, spread=spread(min(mpb, ci), "w")),),
-          recurrences=(Recurrence("(o0, k0): the next bus word's row and column", ("add",) * plan.unpack_wraps),),
-          ops=("bram",) + ("add",) * (plan.unpack_wraps + 1) + ("store",)),
-        S("UNPACK_W_J", "compute_tiles", "UNPACK_W", "-", "MATRIX_PER_BEAT"),
-        S("MAC", "compute_tiles", "TILES", "PIPELINE II=1", "rows * ceil(k_dim / CU_IN) + EPI_GROUPS",
-          ports=(Port("in", reads=ci, spread=spread(ci, "in")), Port("w", reads=co * ci, spread=co * spread(ci, "w")),
+        # compute_tiles: the compute unit's compute process; pass p of TILES runs tile p - 1's MACs and
+        # unpacks tile p (a FIFO bus word per UNPACK_STEPS MAC iterations) into the other half of the ping-pong buffer
+        S("TILES", "compute_tiles", None, "-", "tiles + 1", ops=("add", "add")),
+        S("MAC", "compute_tiles", "TILES", "PIPELINE II=1", "mac_iters / (tiles + 1)",
+          ports=(Port("in", reads=ci, spread=spread(ci, "in")),
+                 # the MACs read CU_IN consecutive k of every row, one word of each bank (half cur); the
+                 # unpack writes UNPACK_FIELDS consecutive (o, k) into half nxt of the same banks,
+                 # ceil(UNPACK_FIELDS / banks along k) to a bank: the busiest bank's accesses
+                 Port("w", reads=co * ci, writes=co * ci * math.ceil(plan.unpack_fields / (banks["w"] // co)),
+                      spread=co * ci),
                  # the epilogue: EPI_LANES consecutive columns of out / acc_rows per iteration
-                 Port("b", reads=E, spread=spread(E, "b")), Port("out", writes=E, spread=spread(E, "out")),
+                 Port("b", reads=E, spread=spread(E, "b")),
+                 Port("b", writes=min(wpb, co), spread=spread(min(wpb, co), "b")),   # the bias unpack
+                 Port("out", writes=E, spread=spread(E, "out")),
                  Port("moe_acc", reads=E, writes=E, spread=spread(E, "moe_acc")),
                  Port("gelu_lane", reads=2 * E, spread=spread(E, "gelu_lane"))),
           recurrences=(Recurrence("acc[o] = (kb ? acc[o] : 0) + sum of CU_IN products", ("add",)),
-                       Recurrence("(r, kb), (dr, po): the MACs' and the epilogue's positions", ("add",))),
+                       Recurrence("(r, kb), (dr, po): the MACs' and the epilogue's positions", ("add",)),
+                       Recurrence("(o0, k0, h): the unpack's bus word, its row and column, its step",
+                                  ("add",) * plan.unpack_wraps)),
           mults=(Mults(co * ci, cu, wb), Mults(E, cu, 18), Mults(E, acc_bits, 16)),
           ops=("bram", "mul") + mac_tree + ("add", "add", "cast", "gelu", "mul", "bram", "add", "store")),
         S("FINISH", "compute_tiles", "MAC", "-", "EPI_LANES"),
         S("MAC_O", "compute_tiles", "MAC", "-", "CU_OUT"),
         S("MAC_I", "compute_tiles", "MAC_O", "-", "CU_IN"),
+        # the unpack's fields, unrolled: a bias bus word's in one iteration, UNPACK_FIELDS of a weight bus word's
+        # in each of UNPACK_STEPS (per MAC iteration: averaged over the pass)
+        S("UNPACK_B_J", "compute_tiles", "MAC", "-", "WORDS_PER_BEAT * bias_beats / mac_iters"),
+        S("UNPACK_W_J", "compute_tiles", "MAC", "-", "UNPACK_FIELDS * UNPACK_STEPS * weight_beats / mac_iters"),
         # layernorm: rows x chunks of CAST_LANES columns in one pipeline, skewed by two rows (centre and square
         # row r, normalise row r - 2); the row's sum comes with x (x_sum, from the embedding or the residual add)
         S("LN_STEPS", "layernorm", None, "PIPELINE II=1", "(N_TOKENS + 2) * (DIM / CAST_LANES)",
@@ -727,6 +738,17 @@ class LoopEstimate:
         return "\n".join(lines)
 
 
+def mac_passes(plan: KernelPlan, lin, rows: float) -> list[float]:
+    """MAC-loop iterations of each pass of ``compute_tiles`` for linear layer ``lin`` over ``rows`` rows: pass p
+    (0 <= p <= tiles) runs tile p - 1's MACs, rows x k-chunks + EPI_GROUPS iterations (none in pass 0), and
+    unpacks tile p (none in the last pass): a bias bus word per iteration, a weight bus word per UNPACK_STEPS.
+    The pass takes the longer of the two."""
+    ci = plan.config.hardware.cu_in
+    macs = rows * math.ceil(lin.k / ci) + plan.epilogue_groups
+    steps = [(b[1] if b else 0) + w[1] * plan.unpack_steps for b, w in plan.tile_spans(lin)]
+    return [max(macs if p > 0 else 0.0, steps[p] if p < len(steps) else 0) for p in range(len(steps) + 1)]
+
+
 def dataflow_overlap(load: float, comp: float, tiles: int) -> tuple[float, float, float]:
     """One compute_unit call whose loader takes ``load`` cycles and whose compute process ``comp``, over
     ``tiles`` tiles, the FIFO holding one tile: (cycles of the call, fraction of the loader's cycles hidden,
@@ -821,14 +843,14 @@ class _Walk:
         spans = self.plan.tile_spans(lin)
         tiles = len(spans)
         args = {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles,
-                "bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans)}
+                "bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans),
+                "mac_iters": sum(mac_passes(self.plan, lin, rows))}
         load_only = None if lin.has_bias else ("LOAD_W",)
-        comp_only = None if lin.has_bias else ("UNPACK_W", "MAC")
-        load, comp = self.cost("LOAD_TILES", args, load_only), self.cost("TILES", args, comp_only)
+        load, comp = self.cost("LOAD_TILES", args, load_only), self.cost("TILES", args)
         _, hide_load, hide_comp = dataflow_overlap(load, comp, tiles)
         self.call("compute_unit", times, args, step)
         self.call("load_tiles", times, args, step, only=load_only, hidden=hide_load)
-        self.call("compute_tiles", times, args, step, only=comp_only, hidden=hide_comp)
+        self.call("compute_tiles", times, args, step, hidden=hide_comp)
 
     def read_words(self, times: float, starts: list, step) -> None:
         """``times`` x len(starts) inlined read_words calls of DIM words, one from each weight offset of ``starts``."""

@@ -33,9 +33,11 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
 * **The weight path**: the compute unit is a DATAFLOW region of ``load_tiles``
   and ``compute_tiles`` joined by a FIFO of ``TILE_BEATS`` bus words of
   ``AXI_WIDTH`` bits (``KernelPlan.tile_beats``, one tile: BRAM, never URAM);
-  ``compute_tiles`` unpacks a bus word per cycle into the one tile buffer
-  ``w[CU_OUT][ROW_WORDS]`` of ``matrix_word_t`` (each bank's write port
-  selecting among the bus word's fields), ``read_words`` a bus word into
+  ``compute_tiles`` unpacks the next tile inside the MAC pipeline into the
+  other half of the ping-pong tile buffer ``w[2][CU_OUT][ROW_WORDS]`` of
+  ``matrix_word_t`` (the half an address bit of each of its CU_OUT x CU_IN
+  banks, so twice their depth; each bank's write port selecting among the
+  UNPACK_FIELDS fields of a step), ``read_words`` a bus word into
   WORDS_PER_BEAT banks of gamma / beta / cls / pos.
 * **Tables** (exp2, reciprocal, rsqrt, GELU; declared ``long long``) are a ROM
   at the width their entries need (:func:`table_bits`) in each function
@@ -427,17 +429,17 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     # compute_tiles joined by the FIFO of bus words ---------------------------------------------------
     b.unit = "compute unit"
     k = inst["compute_tiles"]
-    mb, mpb, wpb = plan.matrix_word_bits, plan.matrix_per_beat, plan.words_per_beat
-    b.mults("MAC: in[r][kb + i] * w[o][kb + i]", "compute_tiles/MAC", k * co * ci, cu, mb,
+    mb, wpb = plan.matrix_word_bits, plan.words_per_beat
+    b.mults("MAC: in[r][kb + i] * w[cur][o][kb + i]", "compute_tiles/MAC", k * co * ci, cu, mb,
             note="MAC_O x MAC_I unrolled under MAC's PIPELINE; cu_word_t x matrix_word_t")
     b.logic("MAC adder trees + accumulate", "compute_tiles/MAC", k * co, ci * (cu + mb) + p.accum.bits,
             shape=f"{ci} products of {cu + mb}b into {p.accum.bits}b")
     b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_tiles/TILES", 1, p.accum.bits, banks=co, count=k,
             registers=True)
-    b.array("w[CU_OUT][ROW_WORDS] (matrix_word_t)", "compute_tiles", rw // ci, mb, banks=co * ci, count=k,
-            note="one tile: dim 1 complete, dim 2 cyclic CU_IN")
-    b.array("b[CU_OUT] (weight_word_t)", "compute_tiles", 1, wb, banks=co, count=k, registers=True,
-            note="complete")
+    b.array("w[2][CU_OUT][ROW_WORDS] (matrix_word_t)", "compute_tiles", 2 * (rw // ci), mb, banks=co * ci,
+            count=k, note="two tiles (ping-pong): dim 1 an address bit, dim 2 complete, dim 3 cyclic CU_IN")
+    b.array("b[2][CU_OUT] (weight_word_t)", "compute_tiles", 1, wb, banks=2 * co, count=k, registers=True,
+            note="two tiles' biases, complete")
     b.array("done[CU_OUT] (mac_t = accum_t)", "compute_tiles/TILES", 1, p.accum.bits, banks=co, count=k,
             registers=True, note="a row's sums, which the epilogue finishes over the next EPI_GROUPS iterations")
     # the epilogue (FINISH) in the MAC pipeline: EPI_LANES outputs per iteration
@@ -450,10 +452,11 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
           note="gelu_lane[EPI_LANES]: a copy per epilogue lane")
     b.logic("FINISH: shifts, cu_cast (3 casts), gelu cast, acc add", "compute_tiles/FINISH", k * E,
             2 * LUT_PER_WIDE_SHIFT + 4 * LUT_PER_CAST + 2 * W, 4 * W)
-    b.logic("FINISH: done[po + e], b[po + e] selects", "compute_tiles/FINISH", k * E,
-            (p.accum.bits + wb) * math.ceil(plan.epilogue_groups / 4), shape=f"{plan.epilogue_groups}:1 muxes")
+    b.logic("FINISH: done[po + e], b[cur][po + e] selects", "compute_tiles/FINISH", k * E,
+            p.accum.bits * math.ceil(plan.epilogue_groups / 4) + wb * math.ceil(2 * plan.epilogue_groups / 4),
+            shape=f"{plan.epilogue_groups}:1, {2 * plan.epilogue_groups}:1 muxes")
     b.control("compute_unit", inst["compute_unit"], loops=0)
-    b.control("compute_tiles", k, loops=3)
+    b.control("compute_tiles", k, loops=1)
 
     # the weight path: the loader, the FIFO of one tile's bus words, the unpacking into the tile buffers ----
     b.unit = "weight loads"
@@ -470,14 +473,20 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.mults("span_of(.., row0 * k_dim, outs * k_dim)", "compute_tiles/TILES", 2 * k, INT_BITS, INT_BITS,
             note="int x int, as the loader's")
     b.divider("tiles = (n_out + CU_OUT - 1) / CU_OUT", "compute_tiles", k, INT_BITS, co, pipelined=False)
-    b.logic("UNPACK_W: (o, k) of each field, row wraps", "compute_tiles/UNPACK_W", k * mpb,
-            (1 + 2 * plan.unpack_wraps) * INT_BITS, shape=f"{mpb} fields of {mb}b per bus word")
-    b.logic("UNPACK_W: field -> tile bank write select", "compute_tiles/UNPACK_W", k * co * ci,
-            mb * math.ceil(mpb / 4) + 2 * INT_BITS, shape=f"{co * ci} banks x {mpb} fields",
-            note="each bank's write port selects among the bus word's fields")
-    b.logic("UNPACK_B: field -> bias register select", "compute_tiles/UNPACK_B", k * co,
-            wb * math.ceil(wpb / 4) + INT_BITS, shape=f"{co} registers x {wpb} fields")
-    b.logic("beat register", "compute_tiles/UNPACK_W", k, 0, plan.weight_beat_bits)
+    uf, us = plan.unpack_fields, plan.unpack_steps
+    b.logic("UNPACK_W: (o, k) of each field, row wraps", "compute_tiles/UNPACK_W_J", k * uf,
+            (1 + 2 * plan.unpack_wraps) * INT_BITS, shape=f"{uf} fields of {mb}b per step")
+    if us > 1:
+        b.logic("UNPACK_W: the step's fields of the bus word", "compute_tiles/UNPACK_W_J", k * uf,
+                mb * math.ceil(us / 4), shape=f"{uf} x {us}:1 of {mb}b")
+    b.logic("UNPACK_W: field -> tile bank write select", "compute_tiles/UNPACK_W_J", k * co * ci,
+            mb * math.ceil(uf / 4) + 2 * INT_BITS, shape=f"{co * ci} banks x {uf} fields",
+            note="each bank's write port selects among the step's fields (both halves: the address bit)")
+    b.logic("UNPACK_B: field -> bias register select", "compute_tiles/UNPACK_B_J", k * co,
+            wb * math.ceil(wpb / 4) + INT_BITS, shape=f"{co} registers x {wpb} fields",
+            note="shared by the two halves' registers (write enables)")
+    b.logic("beat register", "compute_tiles/UNPACK_W_J", k, 0, plan.weight_beat_bits,
+            note="the weight bus word held over its UNPACK_STEPS steps")
 
     # attention ----------------------------------------------------------------------------------
     b.unit = "attention"
