@@ -343,6 +343,16 @@ class KernelPlan:
         return -(-self.matrix_per_beat // self.config.hardware.cu_in)
 
     @property
+    def weight_rows_aligned(self) -> bool:
+        """Every weight row of every linear layer is whole bus words (``k % MATRIX_PER_BEAT == 0``; tensors start
+        on a bus word), so each tile starts on one and a bus word's field j always lands in column
+        ``k0 + j`` of one row: the unpack's write of a field goes to a fixed bank of the tile (a row select
+        only), with no row wraps and no skip; otherwise it is a crossbar from every field to every bank."""
+        mpb = self.matrix_per_beat
+        return all(lin.k % mpb == 0 for lin in self.linears) and all(
+            w[2] == 0 for lin in self.linears for _, w in self.tile_spans(lin))
+
+    @property
     def unpack_fields(self) -> int:
         """``UNPACK_FIELDS``: a weight bus word's fields the unpack writes per step, ceil(MATRIX_PER_BEAT /
         UNPACK_STEPS) <= cu_in."""

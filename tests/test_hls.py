@@ -84,9 +84,11 @@ def test_unaligned_configs_have_tiles_off_the_bus_word():
         spans = [s for lin in plan.linears for s in plan.tile_spans(lin)]
         assert any(w[2] for _, w in spans) and any(b[2] for b, _ in spans if b), name
         assert plan.unpack_wraps == wraps and plan.tile_beats >= max(w[1] for _, w in spans)
+        assert not plan.weight_rows_aligned, name   # so the generic unpack (any field to any bank) is tested
     for name in ("micro", "micro-w16a16"):
         plan = KernelPlan.from_config(load_config("m3vit-micro", CONFIGS[name]))
         assert not any(w[2] for lin in plan.linears for _, w in plan.tile_spans(lin)), name
+        assert plan.weight_rows_aligned, name       # and the aligned one (a field to a fixed bank column)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -278,7 +278,7 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
         assert mac.by_step[("qkv", 0)][1] == first + len(spans) * macs
     # the unpack is in the MAC pipeline, which still meets II 1 (no UNPACK loop of its own) unless a bus word
     # wraps past several rows: then the next bus word's (o0, k0) is a chain of compare-subtracts
-    if plan.unpack_wraps == 1:
+    if plan.unpack_wraps == 1 or plan.weight_rows_aligned:
         assert mac.ii.ii == 1 and mac.ii.binding == "pragma II met", mac.ii.detail
     else:
         assert mac.ii.binding == "recurrence" and "(o0, k0, h)" in mac.ii.detail["recurrence"]
@@ -292,7 +292,8 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
     assert {("UNPACK_B_J", "compute_tiles", "MAC"), ("UNPACK_W_J", "compute_tiles", "MAC")} <= found
     assert not [f for f in found if f[0] in ("UNPACK_B", "UNPACK_W")]
     body = src[src.index("MAC: for"):src.index("// One linear layer on the compute unit")]
-    assert "beats.read()" in body and "w[nxt][o][k] = " in body and "w[cur][o][kb + i]" in body
+    store = "w[nxt][o0][k0 + j] = " if plan.weight_rows_aligned else "w[nxt][o][k] = "
+    assert "beats.read()" in body and store in body and "w[cur][o][kb + i]" in body
     assert "#pragma HLS DEPENDENCE variable=w inter false" in body
     assert "static matrix_word_t w[2][CU_OUT][ROW_WORDS];" in src
     assert f"enum {{ UNPACK_STEPS = {plan.unpack_steps}, UNPACK_FIELDS = {plan.unpack_fields} }};" in src
@@ -301,11 +302,11 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
 def test_unpack_steps_keep_one_write_per_tile_bank():
     """The MACs read one word of each of w's CU_IN banks per tile row and iteration; the unpack beside them
     writes at most CU_IN consecutive (o, k) per iteration, so a bank takes one read and one write.  On the
-    ZCU102 preset a bus word holds 32 8-bit weights for a 16-wide unit: two steps of 16; a whole bus word per
-    iteration would put three accesses on a bank (II 2)."""
-    for name, steps, fields in ((TINY, 1, 16), (ZCU, 2, 16)):
-        plan = KernelPlan.from_config(load_config(name))
-        assert (plan.unpack_steps, plan.unpack_fields) == (steps, fields), name
+    ZCU102 preset's 32-wide unit a bus word of 32 8-bit weights is one step; on a 16-wide unit it is two steps of
+    16, since a whole bus word per iteration would put three accesses on a bank (II 2)."""
+    for name, sets, steps, fields in ((TINY, [], 1, 16), (ZCU, [], 1, 32), (ZCU, ["hardware.cu_in=16"], 2, 16)):
+        plan = KernelPlan.from_config(load_config(name, sets))
+        assert (plan.unpack_steps, plan.unpack_fields) == (steps, fields), (name, sets)
     for name, sets in ((MICRO, ["precision.profile=w8a16", "hardware.axi_width=1024"]),
                        (MICRO, UNALIGNED), (TINY, ["hardware.cu_in=32"])):
         cfg = load_config(name, sets)

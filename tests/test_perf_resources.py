@@ -142,17 +142,27 @@ def test_weight_fifo_holds_one_tile_of_bus_words():
     # a stream stays in block RAM where the board has URAM
     u280 = estimate_resources(cfg_of(TINY, "hardware.board=u280"))
     assert item(u280, "compute_unit (DATAFLOW)", "beats").uram == 0
-    # the unpacking: every tile bank's write port selects among a step's fields (the whole bus word here)
-    sel = item(res, "compute_tiles/UNPACK_W_J", "UNPACK_W: field")
-    assert sel.count == cfg.hardware.cu_in * cfg.hardware.cu_out and sel.lut > 0
-    assert sel.shape.endswith(f"x {plan.matrix_per_beat} fields") and plan.unpack_steps == 1
-    # 8-bit weights on a 16-wide unit: two steps of 16 of a bus word's 32 fields, a 16:1 select per bank
-    zcu = cfg_of("m3vit-tiny-zcu102")
+    # the unpacking, rows of whole bus words (the presets): field j goes to column k0 + j of row o0, so each
+    # tile bank takes a row's write enable and no field select; 8-bit weights on a 16-wide unit: two steps of
+    # 16 of a bus word's 32 fields
+    assert plan.weight_rows_aligned and plan.unpack_steps == 1
+    en = item(res, "compute_tiles/UNPACK_W_J", "UNPACK_W: row write enables")
+    assert en.count == cfg.hardware.cu_in * cfg.hardware.cu_out
+    assert not [i for i in res.items if i.what.startswith(("UNPACK_W: field", "UNPACK_W: (o, k)"))]
+    zcu = cfg_of("m3vit-tiny-zcu102", "hardware.cu_in=16")
     zplan = KernelPlan.from_config(zcu)
     zres = estimate_resources(zcu)
     assert (zplan.unpack_steps, zplan.unpack_fields, zplan.matrix_per_beat) == (2, 16, 32)
-    assert item(zres, "compute_tiles/UNPACK_W_J", "UNPACK_W: field").shape.endswith("x 16 fields")
     assert item(zres, "compute_tiles/UNPACK_W_J", "UNPACK_W: the step's fields").count == 16
+    # rows that start inside a bus word: every tile bank's write port selects among a step's fields
+    unal = cfg_of(MICRO, "model.embed_dim=40", "model.num_heads=2", "model.expert_hidden=80", "hardware.cu_in=4",
+                  "hardware.cu_out=5")
+    uplan = KernelPlan.from_config(unal)
+    assert not uplan.weight_rows_aligned
+    sel = item(estimate_resources(unal), "compute_tiles/UNPACK_W_J", "UNPACK_W: field")
+    assert sel.count == 4 * 5 and sel.shape.endswith(f"x {uplan.unpack_fields} fields") and sel.lut > 0
+    assert sel.lut > 10 * item(estimate_resources(cfg_of(MICRO)), "compute_tiles/UNPACK_W_J",
+                               "UNPACK_W: row write enables").lut
 
 
 def test_tables_are_roms_of_their_entries_width():
@@ -211,7 +221,7 @@ def test_attention_multipliers_are_head_dim_per_slot():
 @pytest.mark.parametrize("change,what,where", [
     ("hardware.cu_in=32", "MAC:", "compute_tiles/MAC"),
     ("hardware.cu_out=32", "MAC:", "compute_tiles/MAC"),
-    ("hardware.cu_out=32", "UNPACK_W: field", "compute_tiles/UNPACK_W_J"),
+    ("hardware.cu_out=32", "UNPACK_W: row write enables", "compute_tiles/UNPACK_W_J"),
     ("hardware.attn_parallel=8", "score:", "attention/STREAM"),
     ("model.num_heads=2", "AV_D:", "attention/AV_KEYS"),         # head_dim 96: more products per key
     ("hardware.attn_parallel=8", "AV_D:", "attention/AV_KEYS"),  # more query lanes per key

@@ -304,8 +304,9 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                  Port("gelu_lane", reads=2 * E, spread=spread(E, "gelu_lane"))),
           recurrences=(Recurrence("acc[o] = (kb ? acc[o] : 0) + sum of CU_IN products", ("add",)),
                        Recurrence("(r, kb), (dr, po): the MACs' and the epilogue's positions", ("add",)),
+                       # whole bus words per row: one add and compare; otherwise one per possible row wrap
                        Recurrence("(o0, k0, h): the unpack's bus word, its row and column, its step",
-                                  ("add",) * plan.unpack_wraps)),
+                                  ("add",) * (1 if plan.weight_rows_aligned else plan.unpack_wraps))),
           mults=(Mults(co * ci, cu, wb), Mults(E, cu, 18), Mults(E, acc_bits, 16)),
           ops=("bram", "mul") + mac_tree + ("add", "add", "cast", "gelu", "mul", "bram", "add", "store")),
         S("FINISH", "compute_tiles", "MAC", "-", "EPI_LANES"),

@@ -474,14 +474,26 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             note="int x int, as the loader's")
     b.divider("tiles = (n_out + CU_OUT - 1) / CU_OUT", "compute_tiles", k, INT_BITS, co, pipelined=False)
     uf, us = plan.unpack_fields, plan.unpack_steps
-    b.logic("UNPACK_W: (o, k) of each field, row wraps", "compute_tiles/UNPACK_W_J", k * uf,
-            (1 + 2 * plan.unpack_wraps) * INT_BITS, shape=f"{uf} fields of {mb}b per step")
     if us > 1:
         b.logic("UNPACK_W: the step's fields of the bus word", "compute_tiles/UNPACK_W_J", k * uf,
                 mb * math.ceil(us / 4), shape=f"{uf} x {us}:1 of {mb}b")
-    b.logic("UNPACK_W: field -> tile bank write select", "compute_tiles/UNPACK_W_J", k * co * ci,
-            mb * math.ceil(uf / 4) + 2 * INT_BITS, shape=f"{co * ci} banks x {uf} fields",
-            note="each bank's write port selects among the step's fields (both halves: the address bit)")
+    if plan.weight_rows_aligned:
+        # field j of a step goes to column k0 + j of row o0: a bank column takes one of ci / MATRIX_PER_BEAT
+        # fields (1 when a bus word is whole CU_IN chunks), shared by the tile's rows; a row takes a write enable
+        cands = max(1, ci // plan.matrix_per_beat)
+        b.logic("UNPACK_W: (o0, k0) of the bus word", "compute_tiles/UNPACK_W_J", k, 2 * INT_BITS,
+                shape="whole bus words per row: no wraps")
+        if cands > 1:
+            b.logic("UNPACK_W: field -> bank column select", "compute_tiles/UNPACK_W_J", k * ci,
+                    mb * math.ceil(cands / 4), shape=f"{ci} bank columns x {cands} fields")
+        b.logic("UNPACK_W: row write enables + bank addresses", "compute_tiles/UNPACK_W_J", k * co * ci,
+                2, shape=f"{co * ci} banks", note="a row select and the word's address in its bank")
+    else:
+        b.logic("UNPACK_W: (o, k) of each field, row wraps", "compute_tiles/UNPACK_W_J", k * uf,
+                (1 + 2 * plan.unpack_wraps) * INT_BITS, shape=f"{uf} fields of {mb}b per step")
+        b.logic("UNPACK_W: field -> tile bank write select", "compute_tiles/UNPACK_W_J", k * co * ci,
+                mb * math.ceil(uf / 4) + 2 * INT_BITS, shape=f"{co * ci} banks x {uf} fields",
+                note="each bank's write port selects among the step's fields (both halves: the address bit)")
     b.logic("UNPACK_B: field -> bias register select", "compute_tiles/UNPACK_B_J", k * co,
             wb * math.ceil(wpb / 4) + INT_BITS, shape=f"{co} registers x {wpb} fields",
             note="shared by the two halves' registers (write enables)")
