@@ -434,9 +434,9 @@ def test_generated_kernel_keeps_every_rule(name):
     # a tile's biases and weights read in one loop
     ("shared-bundle-loop", "beats.write(weights[ws.first + i]);",
      "beats.write(weights[ws.first + i]);\n            beats.write(weights[b_off / WORDS_PER_BEAT + i]);"),
-    # the residual add's lanes left to config_compile -pipeline_loops 0
-    ("unpipelined-loop", "ADD_D: for (int d0 = 0; d0 < DIM; d0 += CAST_LANES) {\n#pragma HLS PIPELINE II=1\n",
-     "ADD_D: for (int d0 = 0; d0 < DIM; d0 += CAST_LANES) {\n"),
+    # the MoE output cast's lanes left to config_compile -pipeline_loops 0
+    ("unpipelined-loop", "MOE_OUT_D: for (int d0 = 0; d0 < DIM; d0 += CAST_LANES) {\n#pragma HLS PIPELINE II=1\n",
+     "MOE_OUT_D: for (int d0 = 0; d0 < DIM; d0 += CAST_LANES) {\n"),
 ], ids=["allocation-scope", "unroll-in-pipeline", "conditional-axi-read", "shared-bundle-loop",
         "unpipelined-loop"])
 def test_seeded_kernel_patterns_are_caught(rule, old, new):

@@ -334,12 +334,13 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ops=("bram", "div_const", "add", "cast", "mul") + cast_tree + ("add", "div_const", "add", "rsqrt", "store")),
         S("LN_VAR_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),
         S("LN_OUT_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),
-        # residual_add
-        S("ADD_ROWS", "residual_add", None, "-", "N_TOKENS", ports=(Port("x_sum", writes=1),), ops=("store",)),
-        S("ADD_D", "residual_add", "ADD_ROWS", "PIPELINE II=1", "DIM / CAST_LANES",
-          ports=(Port("x", reads=C, writes=C, spread=spread(C, "x")), Port("y", reads=C, spread=spread(C, "y"))),
-          recurrences=(Recurrence("sum += lane sum (the next LayerNorm's row sum)", ("add",)),),
-          ops=("bram", "add", "cast") + cast_tree + ("add",)),
+        # residual_add: rows x chunks of CAST_LANES columns in one pipeline
+        S("ADD_D", "residual_add", None, "PIPELINE II=1", "N_TOKENS * (DIM / CAST_LANES)",
+          ports=(Port("x", reads=C, writes=C, spread=spread(C, "x")), Port("y", reads=C, spread=spread(C, "y")),
+                 Port("x_sum", writes=1)),
+          recurrences=(Recurrence("sum += lane sum (the next LayerNorm's row sum)", ("add",)),
+                       Recurrence("(r, d0): the position", ("add",))),
+          ops=("bram", "add", "cast") + cast_tree + ("add", "store")),
         S("ADD_U", "residual_add", "ADD_D", "-", "CAST_LANES"),
         # attention (score and online_step are inlined): per head the q / k / v copies, the score stream into S,
         # the online softmax from S, A*V from S
