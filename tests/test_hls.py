@@ -42,6 +42,11 @@ CONFIGS = {
     "unaligned-tiles-cu4x5": UNALIGNED,
     # the same with 8-bit weights (128 to a 1024-bit bus word): a bus word spans up to four 40-word rows
     "unaligned-w8a16-bus1024": UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024"],
+    # the weight bus word striped over two m_axi pointers (128-bit lanes), each bundle on its own port
+    "micro-lanes2": ["hardware.weight_lanes=2"],
+    # four 256-bit lanes of a 1024-bit bus word, unaligned tiles (six bundles: on the U50's ports)
+    "unaligned-w8a16-bus1024-lanes4": UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024",
+                                                   "hardware.weight_lanes=4", "hardware.board=u50"],
 }
 
 
