@@ -292,6 +292,7 @@ class HardwareConfig:
     cu_out: int = _doc("compute unit block: outputs produced per cycle", default=16)
     attn_parallel: int = _doc("attention queries in flight per group (P)", default=4)
     axi_width: int = _doc("m_axi data width in bits", default=256)
+    weight_lanes: int = _doc("m_axi pointers (bundles, memory ports) the weight bus word is striped over", default=1)
     bundles: tuple[tuple[str, str], ...] = _doc(
         "m_axi bundle of each buffer (" + ", ".join(BUFFERS) + ")",
         default=(("image", "gmem0"), ("weights", "gmem1"), ("activations", "gmem2")))
@@ -299,6 +300,11 @@ class HardwareConfig:
     @property
     def bundle_of(self) -> dict[str, str]:
         return dict(self.bundles)
+
+
+#: hardware fields added after designs were built and recorded by digest (bitstreams/manifest.json), with the
+#: value that builds the earlier hardware: left out of to_dict() at that value, so those digests stay valid
+HARDWARE_SINCE_DIGEST = {"weight_lanes": 1}
 
 
 @dataclass(frozen=True)
@@ -324,8 +330,12 @@ class Config:
         return dataclasses.replace(self, **sections)
 
     def to_dict(self) -> dict:
+        hardware = _to_plain(self.hardware)
+        for name, default in HARDWARE_SINCE_DIGEST.items():
+            if hardware[name] == default:
+                del hardware[name]
         return {"name": self.name, "model": _to_plain(self.model),
-                "precision": _to_plain(self.precision), "hardware": _to_plain(self.hardware)}
+                "precision": _to_plain(self.precision), "hardware": hardware}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -567,10 +577,38 @@ def validate(cfg: Config) -> None:
         raise ConfigError("hardware.bundles", dict(bundles),
                           f"names {len(set(bundles.values()))} m_axi bundles; board {h.board} has {ports} memory "
                           f"ports, so 1..{ports} bundles")
+    _check_weight_lanes(h, p, ports)
 
     _check_weight_words(m)
     _check_profile_name(p)
     check_precision(m, p)
+
+
+def _check_weight_lanes(h: HardwareConfig, p: PrecisionProfile, ports: int) -> None:
+    """The weight bus word splits into ``weight_lanes`` whole lanes, and their bundles fit the board's ports."""
+    from edgemoe.hls.layout import WeightLanes, lane_counts, word_bits
+
+    wb = word_bits(p)
+    allowed = lane_counts(h.axi_width, wb)
+    if h.weight_lanes not in allowed:
+        raise ConfigError("hardware.weight_lanes", h.weight_lanes,
+                          f"must split the {h.axi_width}-bit bus word (hardware.axi_width) into lanes of >= 32 bits, "
+                          f"each a whole number of {wb}-bit weight words: one of {', '.join(map(str, allowed))}")
+    if h.weight_lanes == 1:
+        return
+    lanes = WeightLanes(h.weight_lanes, h.axi_width, wb, h.bundle_of["weights"])
+    others = {b for name, b in h.bundle_of.items() if name != "weights"}
+    clash = sorted(others & set(lanes.bundles))
+    if clash:
+        raise ConfigError("hardware.bundles", dict(h.bundle_of),
+                          f"names {', '.join(clash)}, the bundle of a weight lane ({', '.join(lanes.bundles)}); "
+                          f"give the other buffers other bundles")
+    need = len(others) + h.weight_lanes
+    if need > ports:
+        raise ConfigError("hardware.weight_lanes", h.weight_lanes,
+                          f"{h.weight_lanes} lane bundles + {len(others)} of the other buffers = {need} m_axi "
+                          f"bundles; board {h.board} has {ports} memory ports, so at most {ports - len(others)} "
+                          f"lanes with these bundles")
 
 
 def _check_weight_words(m: ModelConfig) -> None:

@@ -65,15 +65,24 @@ class Arg:
 
 def kernel_args(cfg) -> list[Arg]:
     """Arguments of the top function in order, with their register offsets."""
-    from .layout import matrix_bits, word_bits
+    from .layout import WeightLanes, matrix_bits, word_bits
 
     wb, mb, bus = word_bits(cfg.precision), matrix_bits(cfg.precision), cfg.hardware.axi_width
     packed = f"; matrices packed {wb // mb} elements to a word" if mb < wb else ""
+    lanes = WeightLanes.of(cfg)
+    if lanes.count == 1:
+        weights = [Arg("weights", "m_axi", "const weight_beat_t*", 64,
+                       f"packed weight words ({wb}-bit, {bus // wb} per {bus}-bit bus word, little-endian{packed}), "
+                       "see layout.json")]
+    else:
+        weights = [Arg(name, "m_axi", "const weight_lane_t*", 64,
+                       f"lane {i} of {lanes.count} of the packed weight words: bits [{i * lanes.lane_bits}, "
+                       f"{(i + 1) * lanes.lane_bits}) of every {bus}-bit bus word ({lanes.lane_words} {wb}-bit "
+                       f"words, little-endian{packed}), see layout.json")
+                   for i, name in enumerate(lanes.names)]
     args = [
         Arg("image", "m_axi", "const pixel_word_t*", 64, "pixel codes [images][C][H][W]"),
-        Arg("weights", "m_axi", "const weight_beat_t*", 64,
-            f"packed weight words ({wb}-bit, {bus // wb} per {bus}-bit bus word, little-endian{packed}), "
-            "see layout.json"),
+        *weights,
         Arg("activations", "m_axi", "out_word_t*", 64, "output tokens [images][N][D], or the debug tap's words"),
         Arg("task", "scalar", "ap_uint<8>", 32, "task index: selects every MoE block's gate"),
         Arg("num_images", "scalar", "ap_uint<16>", 32, "images in this call"),
@@ -87,6 +96,45 @@ def kernel_args(cfg) -> list[Arg]:
         placed.append(Arg(a.name, a.kind, a.ctype, a.bits, a.doc, off))
         off += 12 if a.kind == "m_axi" else 8
     return placed
+
+
+def m_axi_bundles(cfg) -> dict[str, str]:
+    """m_axi argument -> its bundle: the config's ``hardware.bundles``, each weight lane on its own
+    (:class:`~edgemoe.hls.layout.WeightLanes`)."""
+    from .layout import WeightLanes
+
+    lanes = WeightLanes.of(cfg)
+    of = cfg.hardware.bundle_of
+    out = {}
+    for a in kernel_args(cfg):
+        if a.kind == "m_axi":
+            out[a.name] = of[a.name] if a.name in of else lanes.bundles[lanes.names.index(a.name)]
+    return out
+
+
+def weight_params(cfg) -> str:
+    """The weight pointer parameters of every kernel function that reads weights (the top's weight arguments)."""
+    return ", ".join(f"{a.ctype} {a.name}" for a in kernel_args(cfg) if a.name in _weight_names(cfg))
+
+
+def weight_call_args(cfg) -> str:
+    """The weight pointers passed on to a callee, as :func:`weight_params` declares them."""
+    return ", ".join(_weight_names(cfg))
+
+
+def weight_beat(cfg, index: str) -> str:
+    """C++ expression of bus word ``index`` of the weights: one m_axi read, or one read of every lane (each on
+    its own bundle, in the same iteration) joined by ``join_lanes``."""
+    names = _weight_names(cfg)
+    if len(names) == 1:
+        return f"{names[0]}[{index}]"
+    return "join_lanes(" + ", ".join(f"{n}[{index}]" for n in names) + ")"
+
+
+def _weight_names(cfg) -> tuple[str, ...]:
+    from .layout import WeightLanes
+
+    return WeightLanes.of(cfg).names
 
 
 def kernel_signature(cfg) -> list[str]:
@@ -112,17 +160,21 @@ def config_hash32(cfg) -> int:
 def register_map(cfg) -> dict:
     """The control interface as plain data (written as regmap.json for the host)."""
     regs = dict(CONTROL_REGISTERS)
+    bundles = m_axi_bundles(cfg)
     for a in kernel_args(cfg):
         if a.kind == "m_axi":
             regs[a.name] = {"offset": a.offset, "width": 64, "kind": "pointer", "doc": a.doc,
-                            "bundle": cfg.hardware.bundle_of[a.name]}
+                            "bundle": bundles[a.name]}
         elif a.kind == "scalar":
             regs[a.name] = {"offset": a.offset, "width": 32, "kind": "scalar", "doc": a.doc}
         else:
             regs[a.name] = {"offset": a.offset, "width": 32, "kind": "output", "doc": a.doc,
                             "ctrl_offset": a.offset + 4, "ap_vld_bit": 0}
+    lanes = _weight_names(cfg)
     return {"kernel": TOP, "generator_version": __version__, "config_digest": cfg.digest(),
-            "config_hash": config_hash32(cfg), "tap_none": TAP_NONE, "status": STATUS, "registers": regs}
+            "config_hash": config_hash32(cfg), "tap_none": TAP_NONE, "status": STATUS, "registers": regs,
+            # the weight pointers, lane 0 first (absent: the one pointer "weights")
+            **({"weight_lanes": list(lanes)} if len(lanes) > 1 else {})}
 
 
 def register_map_json(cfg) -> str:

@@ -12,6 +12,13 @@ fc1/fc2 or the gates (per task) and the experts (per expert contiguous:
 fc1 weight, fc1 bias, fc2 weight, fc2 bias).  Every tensor starts on an AXI
 burst boundary.  The generated kernel reads its offsets from this layout and
 the host packs with it: one layout, two users.
+
+The buffer is read as bus words (``hardware.axi_width`` bits, little-endian
+words).  :class:`WeightLanes` stripes each bus word over
+``hardware.weight_lanes`` m_axi pointers: lane ``i`` is bits
+``[i * lane_bits, (i + 1) * lane_bits)`` of every bus word, stored as one
+contiguous buffer, so the kernel reads beat ``b`` of every lane in one cycle
+and joins them into the bus word (lane 0 the low bits).
 """
 from __future__ import annotations
 
@@ -176,6 +183,73 @@ def pack_weights(cfg, weights) -> np.ndarray:
         start = s.offset * layout.word_bits // 8
         dst[start:start + data.size] = data
     return buf
+
+
+@dataclass(frozen=True)
+class WeightLanes:
+    """The weight stream striped over ``count`` m_axi pointers, each on a bundle (and memory port) of its own.
+
+    One lane (the default) is the one ``weights`` pointer on the configured bundle, unchanged.  With
+    ``count`` > 1 lane ``i`` is the pointer ``weights_<i>`` on bundle ``<weights bundle>_<i>``: lane ``i``
+    of bus word ``b`` is weight words ``[b * words_per_beat + i * lane_words, + lane_words)``, the bits
+    ``[i * lane_bits, (i + 1) * lane_bits)`` of the bus word (the words are little-endian).  The kernel's
+    arguments and bundles, the host's buffers, the C simulation and the memory placement all take the
+    split from here.
+    """
+
+    count: int
+    #: bits of one bus word (``hardware.axi_width``) and of one weight word
+    beat_bits: int
+    word_bits: int
+    #: the bundle the config names for the weights buffer
+    bundle: str
+
+    @classmethod
+    def of(cls, cfg) -> "WeightLanes":
+        h = cfg.hardware
+        return cls(h.weight_lanes, h.axi_width, word_bits(cfg.precision), h.bundle_of["weights"])
+
+    @property
+    def lane_bits(self) -> int:
+        """Bits of one lane of a bus word: the width of each lane's pointer element and m_axi port."""
+        return self.beat_bits // self.count
+
+    @property
+    def lane_words(self) -> int:
+        """Weight words in one lane of a bus word."""
+        return self.lane_bits // self.word_bits
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The kernel's m_axi arguments of the weights, lane 0 first."""
+        return ("weights",) if self.count == 1 else tuple(f"weights_{i}" for i in range(self.count))
+
+    @property
+    def bundles(self) -> tuple[str, ...]:
+        """The m_axi bundle of each lane (one each: a lane is a memory port's stream)."""
+        return (self.bundle,) if self.count == 1 else tuple(f"{self.bundle}_{i}" for i in range(self.count))
+
+    def split(self, buf: np.ndarray) -> list[np.ndarray]:
+        """The lanes of a packed buffer (whole bus words of weight words): one contiguous array per lane."""
+        beats = np.asarray(buf).reshape(-1, self.count, self.lane_words)
+        return [np.ascontiguousarray(beats[:, i, :]).reshape(-1) for i in range(self.count)]
+
+    def join(self, lanes) -> np.ndarray:
+        """The packed buffer from its lanes (the inverse of :meth:`split`)."""
+        return join_lanes(lanes, self.lane_words)
+
+
+def join_lanes(lanes, lane_words: int) -> np.ndarray:
+    """Weight words from lane buffers of ``lane_words`` words per bus word (:meth:`WeightLanes.join`; the
+    simulated device joins the buffers it is given with the lane width its overlay records)."""
+    return np.stack([np.asarray(a).reshape(-1, lane_words) for a in lanes], axis=1).reshape(-1)
+
+
+def lane_counts(axi_width: int, word_bits_: int) -> tuple[int, ...]:
+    """The ``hardware.weight_lanes`` a bus word of ``axi_width`` bits can be split into: lanes of equal width,
+    each >= 32 bits (the narrowest m_axi port the kernel uses) and a whole number of weight words."""
+    return tuple(n for n in range(1, axi_width // 32 + 1)
+                 if axi_width % n == 0 and (axi_width // n) % word_bits_ == 0 and axi_width // n >= 32)
 
 
 def buffer_digest(buf: np.ndarray) -> str:

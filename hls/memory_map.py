@@ -5,7 +5,9 @@ board's memory ports (:class:`edgemoe.boards.Board` ``ports``):
 
 * **Alveo** (HBM): each bundle is linked to its own run of HBM
   pseudo-channels, in the order of the kernel's arguments (image, weights,
-  activations with the default bundles: ``HBM[0]``, ``HBM[1]``, ``HBM[2]``).
+  activations with the default bundles: ``HBM[0]``, ``HBM[1]``, ``HBM[2]``;
+  with ``hardware.weight_lanes`` > 1 each lane's bundle gets its own run, in
+  lane order, so the lanes stream from separate pseudo-channels).
   A run is as long as the bundle's data needs: a buffer must lie inside the
   banks its port is linked to and one pseudo-channel holds ``bank_bytes``
   (256 MiB), so weights larger than that span several (``HBM[1:3]``).  A
@@ -14,8 +16,9 @@ board's memory ports (:class:`edgemoe.boards.Board` ``ports``):
   batch; their bundles get the channels one image needs (one, for any model
   that fits) and the host runs as many images per call as fit there.
 * **Zynq** (PS DDR): every port reaches the same memory, so there is no bank
-  to choose; each bundle has a PS slave port of its own, ``S_AXI_HP<i>_FPD``
-  in sorted bundle-name order, as the block design wires them.
+  to choose; each bundle (each weight lane's included) has a PS slave port
+  of its own, ``S_AXI_HP<i>_FPD`` in sorted bundle-name order, as the block
+  design wires them.
 
 The v++ link config (``alveo_link.cfg``) and the block design render from it;
 :func:`placement_data` is what the manifest and the simulated overlay record,
@@ -26,10 +29,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from edgemoe.config import BUFFERS
 from edgemoe.boards import BOARDS
 from edgemoe.errors import ConfigError
 
-from .interface import TOP, kernel_args
+from .interface import TOP, kernel_args, m_axi_bundles
 from .plan import KernelPlan
 
 #: the kernel's instance: the block design's cell (Zynq) or the link config's compute unit (Alveo, ``nk=``)
@@ -66,9 +70,13 @@ class BundlePlacement:
 
 
 def buffer_bytes(cfg) -> dict[str, int]:
-    """Bytes each m_axi buffer must hold: the whole weight buffer, one image's pixels and output words."""
+    """Bytes each m_axi argument's buffer must hold: one image's pixels and output words, the whole weight
+    buffer (each weight lane its share)."""
     plan = KernelPlan.from_config(cfg)
-    return {name: plan.buffer_depths[name] * plan.buffer_types[name].itemsize for name in plan.buffer_depths}
+    out = {name: plan.buffer_depths[name] * plan.buffer_types[name].itemsize for name in plan.buffer_depths}
+    weights = out.pop("weights")
+    lanes = plan.lanes.names
+    return {"image": out["image"], **dict.fromkeys(lanes, weights // len(lanes)), "activations": out["activations"]}
 
 
 def placement(cfg) -> list[BundlePlacement]:
@@ -78,10 +86,10 @@ def placement(cfg) -> list[BundlePlacement]:
     """
     h = cfg.hardware
     board = BOARDS[h.board]
-    bundle_of = h.bundle_of
+    if sorted(h.bundle_of) != sorted(BUFFERS):  # validate() refuses it too; a config built past it stops here
+        raise ConfigError("hardware.bundles", dict(h.bundle_of), f"must map exactly the buffers {', '.join(BUFFERS)}")
+    bundle_of = m_axi_bundles(cfg)
     names = [a.name for a in kernel_args(cfg) if a.kind == "m_axi"]
-    if sorted(bundle_of) != sorted(names):  # validate() refuses it too; a config built past it stops here
-        raise ConfigError("hardware.bundles", dict(bundle_of), f"must map exactly the m_axi arguments {', '.join(names)}")
     args: dict[str, list[str]] = {}
     for name in names:
         args.setdefault(bundle_of[name], []).append(name)
@@ -97,7 +105,7 @@ def placement(cfg) -> list[BundlePlacement]:
     if first > board.ports:
         sizes = ", ".join(f"{p.bundle} ({'+'.join(p.args)}): {len(p.banks)}" for p in out)
         bank = f"{board.bank_bytes >> 20} MiB" if board.bank_bytes % (1 << 20) == 0 else f"{board.bank_bytes} bytes"
-        raise ConfigError("model", f"{need['weights']} weight bytes",
+        raise ConfigError("model", f"{sum(need[n] for n in KernelPlan.from_config(cfg).lanes.names)} weight bytes",
                           f"the bundles need {first} HBM pseudo-channels of {bank} ({sizes}); board {h.board} has "
                           f"{board.ports}")
     return out

@@ -23,7 +23,7 @@ import numpy as np
 from edgemoe.boards import BOARDS
 from edgemoe.config import Config
 
-from .layout import WeightLayout, matrix_bits
+from .layout import WeightLanes, WeightLayout, matrix_bits
 
 #: the per-block steps of the tap schedule, in schedule order (``TAP_<STEP>[DEPTH]`` in the kernel)
 BLOCK_STEPS = ("norm1", "qkv", "scores", "softmax_max", "softmax_inv", "attn", "proj", "resid1", "norm2",
@@ -418,9 +418,16 @@ class KernelPlan:
 
     @property
     def interface_depths(self) -> dict[str, int]:
-        """Elements per image of each m_axi pointer (the INTERFACE pragmas' ``depth``): words, but bus words
-        for the weights, whose pointer is to ``weight_beat_t``."""
-        return {**self.buffer_depths, "weights": self.weight_beats}
+        """Elements per image of each m_axi pointer (the INTERFACE pragmas' ``depth``), by argument: words, but
+        bus words for the weights, whose pointer is to ``weight_beat_t`` (or to one lane of it each)."""
+        d = self.buffer_depths
+        return {"image": d["image"], **dict.fromkeys(self.lanes.names, self.weight_beats),
+                "activations": d["activations"]}
+
+    @property
+    def lanes(self) -> WeightLanes:
+        """The weight stream's lanes: ``WEIGHT_LANES`` m_axi pointers of ``WEIGHT_LANE_BITS`` each."""
+        return WeightLanes.of(self.config)
 
     @property
     def m_axi_latency(self) -> int:

@@ -20,7 +20,8 @@ from edgemoe.golden.numerics.layernorm import eps_raw
 from edgemoe.golden.numerics.tables import exp2_table, gelu_table, log2e_raw, recip_table, rsqrt_table
 
 from .interface import (IP_LIBRARY, IP_VENDOR, IP_VERSION, STATUS, TAP_NONE, TOP, VLNV, config_hash32, kernel_args,
-                        kernel_signature, register_map_json)
+                        kernel_signature, m_axi_bundles, register_map_json, weight_beat, weight_call_args,
+                        weight_params)
 from .plan import KernelPlan
 from .quoting import FILTERS, single_line
 
@@ -76,7 +77,10 @@ def context(cfg) -> dict:
         "cu_word_bits": plan.cu_word_bits, "block_offsets": plan.block_offsets, "gate_offsets": plan.gate_offsets,
         "expert_offsets": plan.expert_offsets, "taps": list(plan.taps), "tap_id": plan.tap_id,
         "block_taps": plan.block_taps, "max_tap_words": plan.max_tap_words, "args": kernel_args(cfg),
-        "signature": kernel_signature(cfg), "bundles": h.bundle_of, "depths": plan.buffer_depths,
+        "signature": kernel_signature(cfg), "bundles": m_axi_bundles(cfg), "depths": plan.buffer_depths,
+        # the weight pointers every function that reads weights takes and passes on, and the read of one bus word
+        "weight_params": weight_params(cfg), "weight_args": weight_call_args(cfg),
+        "weight_beat": lambda index: weight_beat(cfg, index),
         "max_tiles": plan.max_tiles, "vlnv": VLNV, "ip_vendor": IP_VENDOR, "ip_library": IP_LIBRARY,
         "ip_version": IP_VERSION,
     }
@@ -92,11 +96,14 @@ def render(cfg, names: list[str] | None = None) -> dict[str, str]:
             out[rel] = env.get_template(template).render(**ctx)
     out["regmap.json"] = register_map_json(cfg)
     out["config.yaml"] = cfg.to_yaml()          # what the project was generated from (load_config reads it)
-    layout = ctx["layout"]
+    layout, lanes = ctx["layout"], ctx["plan"].lanes
     out["layout.json"] = json.dumps({
         "word_bits": layout.word_bits, "total_words": layout.total_words, "align_words": layout.align_words,
         "tensors": [{"key": s.key, "offset": s.offset, "shape": list(s.shape), "class": s.tensor_class}
-                    for s in layout.slots]}, indent=1)
+                    for s in layout.slots]}
+        | ({"lanes": {"count": lanes.count, "lane_bits": lanes.lane_bits, "lane_words": lanes.lane_words,
+                      "args": list(lanes.names), "bundles": list(lanes.bundles)}} if lanes.count > 1 else {}),
+        indent=1)
     out["taps.json"] = json.dumps([{"id": i, "name": t, "words": w} for i, (t, w) in
                                    enumerate(ctx["plan"].tap_words.items())], indent=1)
     return out

@@ -145,9 +145,10 @@ def run_demo(cfg, weights: str | None = None, synthetic: bool = False, seed: int
     _step(4, steps, "the simulated device: pynq.Overlay + pynq.allocate + the kernel driver, both tasks")
     acc = Accelerator(cfg, overlay=entry.overlay, weights=packed, device="sim", max_batch=max(1, len(photos)),
                       log=lambda s: print("  " + s))
+    wbufs = acc._wbuf if isinstance(acc._wbuf, tuple) else (acc._wbuf,)   # one per weight lane
     print(f"  driver: {type(acc.driver).__module__}.{type(acc.driver).__name__} bound by pynq to "
           f"{acc.driver.name} [{acc.driver.vlnv}]; weight buffer {acc.weights.nbytes / 1e6:.1f} MB at "
-          f"{acc._wbuf.device_address:#x}, written once")
+          f"{', '.join(f'{b.device_address:#x}' for b in wbufs)}, written once")
     res = acc.infer(images, "all")
     print(f"  {len(photos)} image(s) x {len(res.outputs)} task(s) in {res.kernel_calls} kernel call(s) "
           f"(task switch = the task register; the weights stay)")

@@ -3,7 +3,8 @@
     ol = pynq.Overlay("edgemoe_vit.bit")          # or a .simbit on a SimDevice
     k = ol.edgemoe_vit_0                          # -> EdgeMoEDriver (pynq matched the VLNV)
     k.bind_register_map(json.load(open("edgemoe_vit.regmap.json")))
-    k.run(image_buf, weight_buf, act_buf, task=0, num_images=3)
+    k.run(image_buf, weight_buf, act_buf, task=0, num_images=3)   # weight_buf: one buffer per weight lane
+                                                                   # where the kernel has several
 
 Every register offset comes from the generated register map (regmap.json,
 :func:`edgemoe.hls.interface.register_map`); none is written here.  The
@@ -20,7 +21,7 @@ from edgemoe.hls.interface import VLNVS
 
 from .errors import KernelError, KernelTimeout, OverlayMismatchError
 
-REQUIRED = ("ap_ctrl", "image", "weights", "activations", "task", "tap")
+REQUIRED = ("ap_ctrl", "image", "activations", "task", "tap")
 
 
 def _address(buf) -> int:
@@ -50,11 +51,14 @@ class EdgeMoEDriver(DefaultIP):
     def bind_register_map(self, regmap: dict) -> "EdgeMoEDriver":
         """Take every offset from the generated register map; refuse one that is not this kernel's."""
         regs = regmap.get("registers", {}) if isinstance(regmap, dict) else {}
-        missing = [r for r in REQUIRED if r not in regs]
+        lanes = regmap.get("weight_lanes", ["weights"]) if isinstance(regmap, dict) else ["weights"]
+        missing = [r for r in (*REQUIRED, *lanes) if r not in regs]
         if missing:
             raise OverlayMismatchError(f"register map for {regmap.get('kernel') if isinstance(regmap, dict) else '?'} "
                                        f"lacks the kernel registers {', '.join(missing)}: not an edgemoe_vit register map")
         self.regmap = regmap
+        #: the weight pointer registers, lane 0 first (hls.layout.WeightLanes)
+        self.weight_lanes = tuple(lanes)
         self._off = {name: r["offset"] for name, r in regs.items()}
         bits = regs["ap_ctrl"]["bits"]
         self.AP_START, self.AP_DONE = 1 << bits["ap_start"], 1 << bits["ap_done"]
@@ -86,13 +90,21 @@ class EdgeMoEDriver(DefaultIP):
         return bool(self.control() & self.AP_IDLE)
 
     def start(self, image, weights, activations, task: int, num_images: int = 1, tap: int | None = None) -> None:
-        """Write the arguments, then ap_start."""
+        """Write the arguments, then ap_start.  ``weights``: the weight buffer, or a sequence of one buffer per
+        weight lane (``weight_lanes``) where the kernel has several; a plain address goes to every lane."""
         self._need_map()
+        if isinstance(weights, int):
+            lanes = [weights] * len(self.weight_lanes)
+        else:
+            lanes = list(weights) if isinstance(weights, (list, tuple)) else [weights]
+        if len(lanes) != len(self.weight_lanes):
+            raise KernelError(f"{self.name} reads its weights through {len(self.weight_lanes)} pointer(s) "
+                              f"({', '.join(self.weight_lanes)}); got {len(lanes)} buffer(s)")
         ctrl = self.read(self._off["ap_ctrl"])
         if not ctrl & self.AP_IDLE:
             raise KernelError(f"{self.name} is busy (ap_ctrl={ctrl:#x}, ap_idle=0): a previous call has not "
                               f"finished; reload the overlay to reset it")
-        for name, buf in (("image", image), ("weights", weights), ("activations", activations)):
+        for name, buf in (("image", image), *zip(self.weight_lanes, lanes), ("activations", activations)):
             addr = _address(buf)
             off = self._off[name]
             self.write(off, addr & 0xFFFF_FFFF)

@@ -315,10 +315,16 @@ class Accelerator:
         self.targets = self._memory_targets()
         self.weights = resolve_weights(self.cfg, weights, seed, None if cache_dir is None else
                                        Path(cache_dir) / "host-cache" / "weights", self.log, weights_source)
-        self.types = KernelPlan.from_config(self.cfg).buffer_types
-        self._wbuf = pynq.allocate(self.weights.words.shape, self.types["weights"], target=self.targets["weights"])
-        self._wbuf[:] = self.weights.words
-        self._wbuf.sync_to_device()
+        plan = KernelPlan.from_config(self.cfg)
+        self.types = plan.buffer_types
+        #: the weight buffer, or one per weight lane (lane i of every bus word) on the memory its port is linked to
+        bufs = []
+        for name, words in zip(plan.lanes.names, plan.lanes.split(self.weights.words)):
+            buf = pynq.allocate(words.shape, self.types["weights"], target=self.targets[name])
+            buf[:] = words
+            buf.sync_to_device()
+            bufs.append(buf)
+        self._wbuf = bufs[0] if len(bufs) == 1 else tuple(bufs)
         self._ibuf = self._abuf = None
         self._cap_images = self._cap_words = 0
         self.heads = self._build_heads()
@@ -375,16 +381,17 @@ class Accelerator:
             desc = max((mem_dict[t] for t in tags), key=lambda d: (d["size"], -d["idx"]))
             targets[name], tags_of[name] = self.device.get_memory(desc), desc["tag"]
         need = buffer_bytes(self.cfg)
+        lanes = KernelPlan.from_config(self.cfg).lanes.names   # the weight buffers: written once, any batch
         per_memory: dict[str, list[str]] = {}
         for name, tag in tags_of.items():
             per_memory.setdefault(tag, []).append(name)
         for tag, names in per_memory.items():
             room = targets[names[0]].size - PAGE_SLACK * len(names)
-            fixed = sum(need[n] for n in names if n == "weights")
-            per_image = sum(need[n] for n in names if n != "weights")
+            fixed = sum(need[n] for n in names if n in lanes)
+            per_image = sum(need[n] for n in names if n not in lanes)
             fit = (room - fixed) // per_image if per_image else self.max_batch
             if fixed > room or fit < 1:
-                what = ", ".join(f"{n} {need[n]} bytes" + ("" if n == "weights" else " per image") for n in names)
+                what = ", ".join(f"{n} {need[n]} bytes" + ("" if n in lanes else " per image") for n in names)
                 raise DeviceError(f"{what}: more than {tag} holds ({targets[names[0]].size} bytes), the largest "
                                   f"memory the overlay links {' and '.join(names)} to (a buffer lies in one memory)")
             if fit < self.max_batch:

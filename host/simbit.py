@@ -65,7 +65,10 @@ def simbit_data(cfg, library: str, regmap: str, library_sha256: str) -> dict:
         "tasks": len(m.tasks), "taps": len(plan.taps),
         "buffers": {
             "image": {"dtype": types["image"].str, "words_per_image": plan.buffer_depths["image"]},
-            "weights": {"dtype": types["weights"].str, "words": plan.layout.total_words},
+            "weights": {"dtype": types["weights"].str, "words": plan.layout.total_words,
+                        # the lane buffers, lane 0 first, and their weight words per bus word (absent: one buffer)
+                        **({"lanes": list(plan.lanes.names), "lane_words": plan.lanes.lane_words}
+                           if plan.lanes.count > 1 else {})},
             "activations": {"dtype": types["activations"].str, "words_per_image": m.num_tokens * m.embed_dim,
                             "tap_words_per_image": plan.max_tap_words},
         },

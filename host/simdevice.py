@@ -43,6 +43,8 @@ import numpy as np
 import pynq
 from pynq.buffer import PynqBuffer
 
+from edgemoe.hls.layout import join_lanes
+
 from .errors import DeviceError, SimBusError
 from .simbit import SimParser
 
@@ -179,6 +181,15 @@ class _SimKernel:
             f"outside the memory its argument is linked to; allocate it on {target} "
             f"(pynq.allocate(..., target=overlay.{pynq_memory_name(tags[0])}))")
 
+    def _weights(self, sw: dict) -> np.ndarray:
+        """The weight words behind the weight pointer registers: the one buffer, or each lane's joined."""
+        lanes = sw.get("lanes")
+        if not lanes:
+            return self.device.memory(self._ptr("weights"), sw["words"], sw["dtype"], "weights")
+        per_lane = sw["words"] // len(lanes)
+        return join_lanes([self.device.memory(self._ptr(name), per_lane, sw["dtype"], name) for name in lanes],
+                          sw["lane_words"])
+
     def run(self) -> None:
         """ap_start: run the csim library on the buffers behind the pointer registers."""
         task = self.values.get(self.reg["task"], 0) & 0xFF
@@ -199,7 +210,7 @@ class _SimKernel:
                     self.check_linked(name)
                 pix = self.device.memory(self._ptr("image"), n * sb["image"]["words_per_image"],
                                          sb["image"]["dtype"], "image")
-                w = self.device.memory(self._ptr("weights"), sb["weights"]["words"], sb["weights"]["dtype"], "weights")
+                w = self._weights(sb["weights"])
                 act = self.device.memory(self._ptr("activations"), n * out_per_image, sb["activations"]["dtype"],
                                          "activations")
             else:  # the kernel returns before reading any buffer

@@ -249,3 +249,52 @@ def test_zynq_buffers_stay_in_the_one_ps_ddr(micro_sim_overlay):
     assert acc.device.bank_of(acc._wbuf.device_address).startswith("no memory bank")
     assert {arg: rec["target"] for arg, rec in entry.placement().items()} == \
            {"image": "S_AXI_HP0_FPD", "weights": "S_AXI_HP1_FPD", "activations": "S_AXI_HP2_FPD"}
+
+
+# --- weight lanes ---------------------------------------------------------------------------------
+
+def test_each_weight_lane_is_a_bundle_on_its_own_port(tmp_path):
+    """hardware.weight_lanes=2: the lanes' bundles are linked to pseudo-channels of their own (Alveo) and to HP
+    ports of their own (Zynq), in lane order, each holding half the weight bytes."""
+    cfg = _micro("u50", "hardware.weight_lanes=2")
+    need = buffer_bytes(cfg)
+    whole = buffer_bytes(_micro("u50"))["weights"]
+    assert need["weights_0"] == need["weights_1"] == whole // 2 and "weights" not in need
+    text = (HLSProject(cfg).write(tmp_path / "u50") / "alveo_link.cfg").read_text()
+    assert _link_targets(text) == {"image": "HBM[0]", "weights_0": "HBM[1]", "weights_1": "HBM[2]",
+                                   "activations": "HBM[3]"}
+    assert [(p.bundle, p.args) for p in placement(cfg)] == [
+        ("gmem0", ("image",)), ("gmem1_0", ("weights_0",)), ("gmem1_1", ("weights_1",)), ("gmem2", ("activations",))]
+    zynq = _micro("zcu102", "hardware.weight_lanes=2")
+    bd = (HLSProject(zynq).write(tmp_path / "zcu102") / "bd_zcu102.tcl").read_text()
+    hp = {p.bundle: p.hp for p in placement(zynq)}
+    assert hp == {"gmem0": 0, "gmem1_0": 1, "gmem1_1": 2, "gmem2": 3}   # all four HP ports
+    for bundle, i in hp.items():
+        assert f'Master "/edgemoe_vit_0/m_axi_{bundle}" Slave "/zynq_ultra_ps_e_0/S_AXI_HP{i}_FPD"' in bd
+    regs = json.loads((tmp_path / "zcu102" / "regmap.json").read_text())
+    assert regs["weight_lanes"] == ["weights_0", "weights_1"]
+    assert [regs["registers"][n]["bundle"] for n in regs["weight_lanes"]] == ["gmem1_0", "gmem1_1"]
+
+
+def test_weight_lanes_on_a_simulated_card_each_on_its_bank(tmp_path_factory, csim_cache, weights):
+    cfg = _micro("u50", "hardware.weight_lanes=2")
+    entry = build_sim_overlay(cfg, tmp_path_factory.mktemp("bitstreams-lanes"), cache_dir=csim_cache)
+    packed = pack_state_dict(cfg, weights, "synthetic (seed 0)")
+    lines = []
+    acc = Accelerator(cfg, entry.overlay, packed, device="sim", log=lines.append)
+    assert "memory: image on HBM[0], weights_0 on HBM[1], weights_1 on HBM[2], activations on HBM[3]" in lines
+    where = placement_of(cfg)
+    for arg, buf in zip(("weights_0", "weights_1"), acc._wbuf):
+        assert acc.device.bank_of(buf.device_address) == where[arg].bank_tags[0], arg
+    images = synthetic_images(cfg.model, 2, seed=3)
+    golden = FixedM3ViT(cfg, weights)
+    res = acc.infer(images, "semseg")
+    assert np.array_equal(res.tokens["semseg"], golden.forward(images, 0, keep_taps=False).tokens.numpy())
+    good = acc._wbuf
+    wrong = pynq.allocate(good[1].shape, good[1].dtype, target=acc.overlay.HBM1)   # lane 0's bank
+    wrong[:] = good[1]
+    acc._wbuf = (good[0], wrong)
+    with pytest.raises(SimBusError, match=r"kernel argument 'weights_1' is a buffer on HBM\[1\] .*but "
+                                          r"edgemoe_vit_1\.weights_1 is linked to HBM\[2\]"):
+        acc.infer(images, "semseg")
+    acc._wbuf = good

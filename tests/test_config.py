@@ -113,6 +113,18 @@ HARDWARE_RULES = [
     ("bundles unknown buffer", [_bundles_override(BUFFERS + ("scratch",))], "hardware.bundles", "unknown ['scratch']"),
     ("bundle name not identifier", [_bundles_override(BUFFERS, last="g-0")],
      f"hardware.bundles.{BUFFERS[-1]}", "identifier"),
+    ("weight lanes zero", ["hardware.weight_lanes=0"], "hardware.weight_lanes", "one of 1, 2, 4, 8"),
+    ("weight lanes not dividing the bus word", ["hardware.weight_lanes=3"], "hardware.weight_lanes",
+     "lanes of >= 32 bits, each a whole number of 16-bit weight words: one of 1, 2, 4, 8"),
+    ("weight lanes narrower than 32 bits", ["hardware.weight_lanes=16"], "hardware.weight_lanes", "one of 1, 2, 4, 8"),
+    ("weight lanes narrower than a 32-bit word", ["hardware.axi_width=64", "hardware.weight_lanes=4"],
+     "hardware.weight_lanes", "the 64-bit bus word (hardware.axi_width) into lanes of >= 32 bits"),
+    ("weight lanes past the board's ports", ["hardware.weight_lanes=4"], "hardware.weight_lanes",
+     "4 lane bundles + 2 of the other buffers = 6 m_axi bundles; board zcu102 has 4 memory ports, so at most 2"),
+    ("weight lane bundle named by another buffer", ["hardware.weight_lanes=2",
+                                                    "hardware.bundles={image: gmem1_1, weights: gmem1, "
+                                                    "activations: gmem2}"],
+     "hardware.bundles", "names gmem1_1, the bundle of a weight lane (gmem1_0, gmem1_1)"),
 ]
 
 
@@ -120,6 +132,16 @@ HARDWARE_RULES = [
                          ids=[r[0] for r in HARDWARE_RULES])
 def test_hardware_rules(overrides, field, fragment):
     _check(_error(overrides), field, fragment)
+
+
+def test_weight_lanes_default_leaves_the_digest_alone():
+    """weight_lanes=1 (today's kernel) is left out of the config's data and digest; more lanes are recorded."""
+    cfg = load_config(MICRO)
+    assert cfg.hardware.weight_lanes == 1 and "weight_lanes" not in cfg.to_dict()["hardware"]
+    two = load_config(MICRO, ["hardware.weight_lanes=2"])
+    assert two.to_dict()["hardware"]["weight_lanes"] == 2 and two.digest() != cfg.digest()
+    assert load_config(MICRO, ["hardware.weight_lanes=1"]).digest() == cfg.digest()
+    assert yaml.safe_load(two.to_yaml())["hardware"]["weight_lanes"] == 2
 
 
 def test_matching_part_is_accepted():

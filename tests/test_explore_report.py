@@ -169,3 +169,18 @@ def test_full_grid_on_tiny_for_every_board():
         res = explore(cfg, board, batches=(1, 8), modes=("onchip", "edgemoe-dram"), progress=False)
         assert res.best(1, "onchip") is not None
         assert res.best(8, "edgemoe-dram") is not None
+
+
+def test_explore_searches_weight_lanes_and_names_the_fastest_fitting():
+    """weight_lanes is a grid axis: on the ZCU102 (4 HP ports, 3 buffers) 1 and 2 lanes fit, 4 is skipped as a
+    config the board's ports refuse, and 2 lanes (the weight stream on two ports) is chosen."""
+    cfg = load_config("m3vit-tiny-zcu102")
+    grid = {"cu_in": (32,), "cu_out": (32,), "attn_parallel": (4,), "axi_width": (256,), "weight_lanes": (1, 2, 4),
+            "profile": None}
+    res = explore(cfg, "zcu102", grid=grid, progress=False)
+    assert sorted(p.weight_lanes for p in res.points) == [1, 2]
+    assert any(reason.startswith("hardware.weight_lanes") for reason in res.skipped)
+    c = res.chosen
+    assert c.weight_lanes == c.cfg.hardware.weight_lanes == 2 and "AXI 256/2" in c.label()
+    assert c.ms_per_image < next(p for p in res.points if p.weight_lanes == 1).ms_per_image
+    assert res.chosen_config_data()["hardware"]["weight_lanes"] == 2

@@ -42,6 +42,11 @@ CONFIGS = {
     "unaligned-tiles-cu4x5": UNALIGNED,
     # the same with 8-bit weights (128 to a 1024-bit bus word): a bus word spans up to four 40-word rows
     "unaligned-w8a16-bus1024": UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024"],
+    # the weight bus word striped over two m_axi pointers (128-bit lanes), each bundle on its own port
+    "micro-lanes2": ["hardware.weight_lanes=2"],
+    # four 256-bit lanes of a 1024-bit bus word, unaligned tiles (six bundles: on the U50's ports)
+    "unaligned-w8a16-bus1024-lanes4": UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024",
+                                                   "hardware.weight_lanes=4", "hardware.board=u50"],
 }
 
 
@@ -276,3 +281,31 @@ def test_register_map_follows_vitis_layout():
     assert regs["ap_ctrl"]["offset"] == 0 and regs["isr"]["offset"] == 0x0C
     assert [a.offset for a in kernel_args(cfg)] == [0x10, 0x1C, 0x28, 0x34, 0x3C, 0x44, 0x4C, 0x54]
     assert regs["weights"]["bundle"] == "gmem1" and regs["status"]["ctrl_offset"] == 0x58
+
+
+def test_weight_lanes_interface_and_reads(tmp_path):
+    """hardware.weight_lanes=2: two pointer arguments on bundles of their own (registers after image, each at the
+    lane width), every weight read joins index b of both lanes in one iteration, and the lint checks each lane's
+    reads on its bundle."""
+    cfg = load_config("m3vit-micro", ["hardware.weight_lanes=2"])
+    args = {a.name: a for a in kernel_args(cfg) if a.kind == "m_axi"}
+    assert list(args) == ["image", "weights_0", "weights_1", "activations"]
+    assert args["weights_0"].ctype == args["weights_1"].ctype == "const weight_lane_t*"
+    regs = register_map(cfg)
+    assert regs["weight_lanes"] == ["weights_0", "weights_1"] and "weight_lanes" not in register_map(
+        load_config("m3vit-micro"))
+    assert [regs["registers"][n]["offset"] for n in args] == [0x10, 0x1C, 0x28, 0x34]
+    out = HLSProject(cfg).write(tmp_path / "prj")
+    assert check_project(out) == []
+    kernel = (out / "src/edgemoe_vit.cpp").read_text()
+    header = (out / "include/edgemoe_kernel.h").read_text()
+    assert "static const int WEIGHT_LANES = 2;" in header and "static const int WEIGHT_LANE_BITS = 128;" in header
+    for lane in (0, 1):
+        assert (f"#pragma HLS INTERFACE m_axi port=weights_{lane} offset=slave bundle=gmem1_{lane} "
+                f"depth={KernelPlan.from_config(cfg).weight_beats} max_widen_bitwidth=128") in kernel
+    joined = "join_lanes(weights_0[ws.first + i], weights_1[ws.first + i])"
+    assert f"beats.write({joined});" in kernel and kernel.count("join_lanes(") == 3   # READ_BEATS, LOAD_B, LOAD_W
+    assert "weights[" not in kernel
+    seeded = kernel.replace(joined, "join_lanes(weights_0[ws.first + i], weights_0[ws.first + i + 1])")
+    found = check_source("src/edgemoe_vit.cpp", seeded, top="edgemoe_vit")
+    assert any(v.rule == "shared-bundle-loop" and "gmem1_0" in str(v) for v in found), [str(v) for v in found]

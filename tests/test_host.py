@@ -206,3 +206,43 @@ def test_auto_prefers_a_board_and_the_sim_device_then_stays_out_of_pynq(tmp_path
     assert out.splitlines() == ["['FakeBoard']",
                                 "device: board (FakeBoard 'fake0'; auto: pynq found a board)",
                                 "device: board (FakeBoard 'fake0'; selected explicitly)"]
+
+
+
+def test_two_weight_lanes_run_end_to_end_with_a_buffer_per_lane(tmp_path_factory, csim_cache):
+    """hardware.weight_lanes=2: one buffer per lane (lane i of every bus word), each pointer register set; the
+    simulated device joins the lanes and the tokens equal golden."""
+    from edgemoe.golden.synthetic import synthetic_state_dict
+    from edgemoe.hls.plan import KernelPlan
+    from edgemoe.host.errors import KernelError
+    from edgemoe.host.sim_overlay import build_sim_overlay
+    from edgemoe.host.weights_file import pack_state_dict
+    from edgemoe.loading import load_config
+
+    cfg = load_config("m3vit-micro", ["hardware.weight_lanes=2"])
+    sd = synthetic_state_dict(cfg.model, seed=0)
+    entry = build_sim_overlay(cfg, tmp_path_factory.mktemp("bitstreams-lanes"), cache_dir=csim_cache)
+    packed = pack_state_dict(cfg, sd, "synthetic (seed 0)")
+    acc = Accelerator(cfg, entry.overlay, packed, device="sim", log=None)
+    lanes = KernelPlan.from_config(cfg).lanes
+    assert acc.driver.weight_lanes == ("weights_0", "weights_1") == lanes.names
+    assert isinstance(acc._wbuf, tuple) and len(acc._wbuf) == 2
+    beats = packed.words.reshape(-1, lanes.count * lanes.lane_words)   # bus words of weight words
+    for i, buf in enumerate(acc._wbuf):
+        assert isinstance(buf, PynqBuffer) and buf.size == packed.words.size // 2
+        assert np.array_equal(np.asarray(buf).reshape(-1, lanes.lane_words),
+                              beats[:, i * lanes.lane_words:(i + 1) * lanes.lane_words])
+    images = synthetic_images(cfg.model, 2, seed=11)
+    res = acc.infer(images, "all")
+    golden = FixedM3ViT(cfg, sd)
+    for t, name in enumerate(cfg.model.task_names):
+        assert np.array_equal(res.tokens[name], golden.forward(images, t, keep_taps=False).tokens.numpy()), name
+    for name, buf in zip(lanes.names, acc._wbuf):   # each lane's pointer register holds its buffer
+        off = acc.driver._off[name]
+        assert acc.device.kernel.values[off] == buf.device_address & 0xFFFF_FFFF
+    # the lanes swapped: the device reads what the registers point at, so the tokens change
+    acc.driver.run(acc._ibuf, acc._wbuf[::-1], acc._abuf, 0, 2)
+    swapped = acc._read_activations(2, cfg.model.num_tokens * cfg.model.embed_dim)
+    assert not np.array_equal(swapped.reshape(res.tokens["semseg"].shape), res.tokens["semseg"])
+    with pytest.raises(KernelError, match="2 pointer"):
+        acc.driver.run(acc._ibuf, acc._wbuf[0], acc._abuf, 0, 2)

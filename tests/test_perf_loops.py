@@ -1,6 +1,7 @@
 """The loop-level model of the kernel as written (edgemoe/perf/loops.py) and the headline it gives."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -394,3 +395,47 @@ def test_av_runs_attn_p_query_lanes_per_key(name, sets):
     assert "mac_t acc[ATTN_P][HEAD_DIM];" in src and "variable=acc complete dim=0" in src
     assert "variable=row_inv complete dim=1" in src
     assert f"static const int ATTN_P = {P};" in render(cfg, ["include/edgemoe_config.h"])["include/edgemoe_config.h"]
+
+
+# --- weight lanes -----------------------------------------------------------------------------------------
+
+def _load_w(cfg):
+    plan = KernelPlan.from_config(cfg)
+    specs = {s.label: s for s in kernel_loops(cfg, plan)}
+    return analyse(specs["LOAD_W"], specs, memory_of(cfg, plan), OP_LATENCY, BOARDS[cfg.hardware.board].dsp)
+
+
+def test_weight_lanes_split_the_port_bandwidth_until_the_ddr_binds(monkeypatch):
+    """Each lane is an m_axi read on its own bundle at the lane's bits: the port-bandwidth II of LOAD_W halves
+    with every doubling of the lanes, until the DDR total (all bundles together) binds."""
+    one, two = _load_w(load_config(ZCU)), _load_w(load_config(ZCU, ["hardware.weight_lanes=2"]))
+    mem = memory_of(load_config(ZCU), KernelPlan.from_config(load_config(ZCU)))
+    assert one.binding == "m_axi" and one.detail["m_axi"] == "gmem1: port bandwidth"
+    assert one.ii == pytest.approx(256 / 8 / mem.port_bpc)           # a 256-bit bus word on one 128-bit HP port
+    assert two.ii == 1 and two.binding == "pragma II met"             # 128 bits on each of two HP ports
+    cfg2 = load_config(ZCU, ["hardware.weight_lanes=2"])
+    loads = {s.label: s for s in kernel_loops(cfg2, KernelPlan.from_config(cfg2))}
+    assert [a.arg for a in loads["LOAD_W"].axi] == ["weights_0", "weights_1"]
+    wide = [_load_w(load_config(ZCU, ["hardware.axi_width=512", f"hardware.weight_lanes={n}"])) for n in (1, 2)]
+    assert [r.detail["m_axi"] for r in wide] == ["gmem1: port bandwidth", "gmem1_0: port bandwidth"]
+    assert wide[1].ii == pytest.approx(wide[0].ii / 2)
+    # a board with more ports: four lanes of a 512-bit bus word would take 0.9 cycles on their ports, but the
+    # DDR total (64 bytes a cycle on all of them) binds
+    monkeypatch.setitem(BOARDS, "zcu102", dataclasses.replace(BOARDS["zcu102"], ports=8))
+    four = _load_w(load_config(ZCU, ["hardware.axi_width=512", "hardware.weight_lanes=4"]))
+    assert four.ii == pytest.approx(512 / 8 / mem.ddr_bpc) and four.ii > wide[0].ii / 4
+    assert four.detail["m_axi"].endswith("DDR bandwidth")
+
+
+def test_weight_lanes_in_the_estimate_and_the_resources():
+    """The whole estimate follows: as written and intended faster with 2 lanes on the ZCU102; an m_axi adapter
+    per bundle, the lanes' at the lane width."""
+    from edgemoe.perf.resources import estimate_resources
+
+    one, two = load_config(ZCU), load_config(ZCU, ["hardware.weight_lanes=2"])
+    e1, e2 = estimate(one), estimate(two)
+    assert e2.ms_per_image < e1.ms_per_image and e2.intended_ms_per_image < e1.intended_ms_per_image
+    axi = {i.shape: i.count for i in estimate_resources(two, "onchip", 1).items if i.what.startswith("m_axi adapter")}
+    assert axi == {"256b": 2, "128b": 2}
+    axi1 = {i.shape: i.count for i in estimate_resources(one, "onchip", 1).items if i.what.startswith("m_axi adapter")}
+    assert axi1 == {"256b": 3}

@@ -42,6 +42,7 @@ min(axi_width/8 per cycle, port, board bandwidth)`` plus the board's DRAM
 latency per burst.  Each m_axi bundle reaches memory through a port of its
 own: on Zynq boards (a ZCU102 HP port is 128 bits, ``Board.port_gbps``)
 that port always caps it; ``port_limit`` caps the other boards' too.  The
+weights stream over ``hardware.weight_lanes`` bundles, a port each.  The
 board bandwidth is peak x a sustained fraction (``Board.mem_efficiency``).
 
 **Batching.**  The kernel loops over ``num_images`` inside one call and
@@ -122,7 +123,7 @@ class Roofline:
     board_macs_per_cycle: float
     unit_macs_per_cycle: int
     board_gbps: float         # sustained
-    port_gbps: float          # the weights bundle as modelled
+    port_gbps: float          # the weights' bundles (every lane) as modelled
     compute_ms: float         # all of the board's DSPs
     unit_compute_ms: float    # this design's CU_IN x CU_OUT unit
     traffic_ms: float         # weight bytes at the board's sustained bandwidth
@@ -335,7 +336,8 @@ class _Kernel:
         axi = h.axi_width / 8
         port = board.port_gbps * 1e9 / clock_hz if (port_limit or board.flow == "zynq") else math.inf
         self.bw_board = eff
-        self.bw_w = min(axi, eff, port)                 # the weights bundle
+        lanes = h.weight_lanes                          # the weights' bundles, axi / lanes bytes a cycle each
+        self.bw_w = min(eff, lanes * min(axi / lanes, port))
         self.bw_a = min(2 * min(axi, port), eff)        # activations: separate read / write bundles (DRAM mode)
         self.lat_axi = board.dram_latency_ns * h.clock_mhz / 1e3
         self.blk = max(1, h.axi_width // p.act.bits)    # activation words per AXI beat (Edge-MoE FEATURE_BLOCK)

@@ -1,4 +1,4 @@
-"""Design-space exploration: block sizes, attention parallelism, AXI width, precision, batch.
+"""Design-space exploration: block sizes, attention parallelism, AXI width, weight lanes, precision, batch.
 
 For every grid point the hardware config is built (and validated) like a
 user's config; invalid points are skipped with the reason counted.  Each
@@ -39,6 +39,9 @@ GRID = {
     "cu_out": (8, 16, 32, 48, 64, 96),
     "attn_parallel": (1, 2, 4, 8, 16),
     "axi_width": (128, 256, 512),
+    # m_axi pointers the weight bus word is striped over (a memory port each): points whose lanes are too
+    # narrow or whose bundles outnumber the board's ports are skipped as invalid
+    "weight_lanes": (1, 2, 4, 8),
     "profile": ("w16a32", "w16a16", "w8a16"),
 }
 #: a small grid for tests and quick looks
@@ -73,13 +76,15 @@ class DesignPoint:
     roofline_ratio: float
     weight_mb_per_image: float
     cfg: Config = field(repr=False, default=None)
+    weight_lanes: int = 1
 
     @property
     def images_per_s(self) -> float:
         return 1e3 / self.ms_per_image
 
     def label(self) -> str:
-        return (f"{self.cu_in}x{self.cu_out} P={self.attn_parallel} AXI {self.axi_width} {self.profile} "
+        lanes = f"/{self.weight_lanes}" if self.weight_lanes > 1 else ""
+        return (f"{self.cu_in}x{self.cu_out} P={self.attn_parallel} AXI {self.axi_width}{lanes} {self.profile} "
                 f"B={self.batch}" + ("" if self.mode == "onchip" else f" [{self.mode}]"))
 
     def row(self) -> str:
@@ -217,11 +222,11 @@ class ExploreResult:
         return path
 
 
-def _point_config(base: Config, board: str, cu_in, cu_out, par, axi, profile) -> Config:
+def _point_config(base: Config, board: str, cu_in, cu_out, par, axi, profile, lanes=None) -> Config:
     from edgemoe.config import precision_profile
 
     hw = dataclasses.replace(base.hardware, board=board, part="", cu_in=cu_in, cu_out=cu_out, attn_parallel=par,
-                             axi_width=axi)
+                             axi_width=axi, weight_lanes=base.hardware.weight_lanes if lanes is None else lanes)
     prec = base.precision if profile is None else precision_profile(profile)
     return base.replace(hardware=hw, precision=prec)
 
@@ -247,16 +252,17 @@ def explore(cfg: Config, board: str | None = None, batches=(1,), modes=("onchip"
         raise ConfigError("--batch", list(batches), "batch sizes must be >= 1")
     g = dict(GRID if grid is None else grid)
     profiles = g.get("profile") or (None,)
+    lane_counts = g.get("weight_lanes") or (None,)   # None: the config's
     rt = as_routing(cfg, routing)
-    combos = [(ci, co, par, axi, prof) for ci in g["cu_in"] for co in g["cu_out"] for par in g["attn_parallel"]
-              for axi in g["axi_width"] for prof in profiles]
+    combos = [(ci, co, par, axi, lanes, prof) for ci in g["cu_in"] for co in g["cu_out"] for par in g["attn_parallel"]
+              for axi in g["axi_width"] for lanes in lane_counts for prof in profiles]
     points: list[DesignPoint] = []
     skipped: Counter = Counter()
     bar = tqdm(total=len(combos) * len(batches) * len(modes), desc=f"explore {board}", unit="pt",
                disable=not progress, leave=False)
-    for ci, co, par, axi, prof in combos:
+    for ci, co, par, axi, lanes, prof in combos:
         try:
-            pc = _point_config(cfg, board, ci, co, par, axi, prof)
+            pc = _point_config(cfg, board, ci, co, par, axi, prof, lanes)
         except ConfigError as e:
             skipped[f"{e.field}: {str(e.allowed).split(';')[0]}"] += len(batches) * len(modes)
             bar.update(len(batches) * len(modes))
@@ -269,7 +275,8 @@ def explore(cfg: Config, board: str | None = None, batches=(1,), modes=("onchip"
                 viol = res.violations(cap)
                 points.append(DesignPoint(ci, co, par, axi, pc.precision.name, batch, mode, est.ms_per_image,
                                           t["dsp"], t["bram36"], t["uram"], t["lut"], t["ff"], u, not viol, viol,
-                                          est.roofline.ratio, est.weight_bytes_per_image / 1e6, pc))
+                                          est.roofline.ratio, est.weight_bytes_per_image / 1e6, pc,
+                                          pc.hardware.weight_lanes))
                 bar.update(1)
     bar.close()
     return ExploreResult(cfg, board, cap, tuple(modes), batches, points, skipped, g)

@@ -31,11 +31,12 @@ The scheduling rules (how Vitis HLS builds the hardware):
   DRAM latency at the kernel clock, which the project also tells the tool); outside
   a pipeline each access pays the whole latency.  A beat is the pointer's
   element: a whole bus word (``weight_beat_t``, ``hardware.axi_width`` bits,
-  ``WORDS_PER_BEAT`` weight words) for the weights, an 8-bit pixel, a
-  32- or 64-bit output word.  Every
+  ``WORDS_PER_BEAT`` weight words) for the weights, or one lane of it per
+  lane pointer (``hardware.weight_lanes``, each on its own bundle), an 8-bit
+  pixel, a 32- or 64-bit output word.  Every
   bundle reaches memory through a port of its own (``Board.port_gbps``; a
   ZCU102 HP port is 128 bits, so a 256-bit beat takes two of its cycles) and all share the DDR (``Board.mem_gbps x
-  mem_efficiency``); bursts are :data:`MAXI_BURST_BEATS` beats long.
+  mem_efficiency``: a loop's bytes on every bundle together); bursts are :data:`MAXI_BURST_BEATS` beats long.
 * **Recurrence.**  A value carried from one iteration to the next through
   an operator chain of latency L (``l * alpha + e`` of the online softmax, a
   read-modify-write through a RAM) forces ``II >= L``.
@@ -71,7 +72,7 @@ import re
 from dataclasses import dataclass, field
 
 from edgemoe.boards import BOARDS
-from edgemoe.hls.interface import TOP
+from edgemoe.hls.interface import TOP, m_axi_bundles
 from edgemoe.hls.plan import KernelPlan, beat_span
 
 from .primitives import OP_LATENCY, dsp_per_mult
@@ -260,6 +261,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     ci, co, P, hd = h.cu_in, h.cu_out, h.attn_parallel, m.head_dim
     E = plan.epilogue_lanes
     L = plan.elementwise_lanes   # the elementwise copies' and clears' columns per iteration
+    # a bus word of weights: one read of each lane's pointer (its own bundle) per iteration
+    weight_reads = tuple(Axi(name, reads=1, burst=True) for name in plan.lanes.names)
     C = plan.cast_lanes          # and of those that cast every column
     wpb, mpb = plan.words_per_beat, plan.matrix_per_beat
     cu, wb = plan.cu_word_bits, plan.matrix_word_bits
@@ -278,14 +281,14 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # read_words (inlined: the LayerNorm parameters, the cls token and the position rows)
         S("READ_BEATS", "read_words", None, "PIPELINE II=1", "beats",
           ports=(Port("dst", writes=min(wpb, m.embed_dim), spread=spread(min(wpb, m.embed_dim), "dst")),),
-          axi=(Axi("weights", reads=1, burst=True),), ops=("add", "store")),
+          axi=weight_reads, ops=("add", "store")),
         S("READ_WORDS", "read_words", "READ_BEATS", "-", "WORDS_PER_BEAT"),
         # load_tiles: the compute unit's loader process
         S("LOAD_TILES", "load_tiles", None, "-", "tiles", ops=("add", "add")),
         S("LOAD_B", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "bias_beats / tiles",
-          axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
+          axi=weight_reads, ops=("store",)),
         S("LOAD_W", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "weight_beats / tiles",
-          axi=(Axi("weights", reads=1, burst=True),), ops=("store",)),
+          axi=weight_reads, ops=("store",)),
         # compute_tiles: the compute unit's compute process; pass p of TILES runs tile p - 1's MACs and
         # unpacks tile p (a FIFO bus word per UNPACK_STEPS MAC iterations) into the other half of the ping-pong buffer
         S("TILES", "compute_tiles", None, "-", "tiles + 1", ops=("add", "add")),
@@ -517,9 +520,9 @@ def memory_of(cfg, plan: KernelPlan, port_limit: bool | None = None) -> Memory:
     return Memory(latency=float(plan.m_axi_latency),
                   port_bpc=board.port_gbps * 1e9 / clock if per_port else math.inf,
                   ddr_bpc=board.mem_gbps * board.mem_efficiency * 1e9 / clock,
-                  word_bits={"weights": plan.weight_beat_bits, "image": plan.pixel_word_bits,
-                             "activations": plan.out_word_bits},
-                  bundle_of=h.bundle_of)
+                  word_bits={"image": plan.pixel_word_bits, "activations": plan.out_word_bits,
+                             **dict.fromkeys(plan.lanes.names, plan.lanes.lane_bits)},
+                  bundle_of=m_axi_bundles(cfg))
 
 
 def analyse(spec: LoopSpec, specs: dict, mem: Memory, lat: dict, board_dsp: int) -> LoopII:
@@ -553,6 +556,8 @@ def analyse(spec: LoopSpec, specs: dict, mem: Memory, lat: dict, board_dsp: int)
     per_bundle: dict[str, list] = {}
     for a in spec.axi:
         per_bundle.setdefault(mem.bundle_of.get(a.arg, a.arg), []).append(a)
+    # every bundle has a port of its own, all share the DDR: what the loop moves on all of them per iteration
+    ddr_bytes = sum((a.reads + a.writes) * mem.word_bits[a.arg] / 8 for a in spec.axi if not a.tap_only)
     for bundle, accs in per_bundle.items():
         reads, writes = sum(a.reads for a in accs), sum(a.writes for a in accs)
         moved = [a for a in accs if not a.tap_only]   # what an inference call issues
@@ -561,7 +566,7 @@ def analyse(spec: LoopSpec, specs: dict, mem: Memory, lat: dict, board_dsp: int)
         single = sum(a.reads + a.writes for a in moved if not a.burst)
         terms = {"one read + one write per cycle": max(reads, writes),
                  "port bandwidth": nbytes / mem.port_bpc,
-                 "DDR bandwidth": nbytes / mem.ddr_bpc,
+                 "DDR bandwidth": ddr_bytes / mem.ddr_bpc,
                  "latency / outstanding": single * mem.latency / MAXI_OUTSTANDING
                  + (beats - single) * mem.latency / (MAXI_OUTSTANDING * MAXI_BURST_BEATS)}
         what, ii = max(terms.items(), key=lambda kv: kv[1])

@@ -69,7 +69,7 @@ import math
 from dataclasses import dataclass, field
 
 from edgemoe.boards import BOARDS
-from edgemoe.hls.interface import TOP
+from edgemoe.hls.interface import TOP, m_axi_bundles
 from edgemoe.hls.plan import KernelPlan
 
 from .measured import SimResults, yosys_figures
@@ -398,12 +398,13 @@ def _reciprocal(b: _Items, where: str, count: int, cfg, tb: dict) -> None:
             LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST)
 
 
-def _axi(b: _Items, where: str, bundles: int, width: int) -> None:
+def _axi(b: _Items, where: str, bundles: int, width: int, control: bool = True, what: str = "") -> None:
     """``bundles`` m_axi adapters of ``width`` bits (read and write channels, burst buffers) and the control."""
-    b.add("interface", "m_axi adapter (read + write channels)", where, bundles, f"{width}b",
+    b.add("interface", "m_axi adapter (read + write channels)" + what, where, bundles, f"{width}b",
           lut=bundles * (LUT_PER_MAXI + LUT_PER_MAXI_BIT * width), ff=bundles * (FF_PER_MAXI + FF_PER_MAXI_BIT * width),
           bram36=bundles * max(0.5, width / 128), note="burst buffers in BRAM")
-    b.add("interface", "s_axilite control + top level", where, 1, "", lut=LUT_S_AXILITE, ff=FF_S_AXILITE)
+    if control:
+        b.add("interface", "s_axilite control + top level", where, 1, "", lut=LUT_S_AXILITE, ff=FF_S_AXILITE)
 
 
 def _read_words(b: _Items, where: str, count: int, plan: KernelPlan) -> None:
@@ -629,8 +630,13 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
 
     # the m_axi side: adapters, the output writers, the top ------------------------------------------
     b.unit = "m_axi adapters"
-    nb = len(set(h.bundle_of.values()))
-    _axi(b, TOP, nb, h.axi_width)
+    lanes = plan.lanes
+    if lanes.count == 1:
+        _axi(b, TOP, len(set(h.bundle_of.values())), h.axi_width)
+    else:   # the other buffers' bundles at the bus width, each weight lane's at the lane width
+        others = {bd for arg, bd in m_axi_bundles(cfg).items() if arg not in lanes.names}
+        _axi(b, TOP, len(others), h.axi_width, control=False)
+        _axi(b, TOP, lanes.count, lanes.lane_bits, what=": weight lanes")
     wr = inst["write_rows"]
     sites = CALL_SITES["write_rows"]["run_image"]
     b.mults("write_rows: r * cols", "write_rows/WRITE_R", wr, INT_BITS, INT_BITS,

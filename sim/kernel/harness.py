@@ -63,7 +63,8 @@ PAGE = 4096
 #: build arguments for foreign (Vitis HLS) RTL on Verilator: its warnings are not ours to fix
 VERILATOR_FOREIGN_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 #: bytes a buffer is shifted with ``misalign=True``, in its own words (off the bus beat, word-aligned); the
-#: weights stay on the beat: the kernel's weights pointer is to whole bus words (``weight_beat_t``)
+#: weights stay on the beat: the kernel's weights pointer is to whole bus words (``weight_beat_t``), a weight
+#: lane's to whole lanes of them (not listed: 0)
 MISALIGN_WORDS = {"image": 5, "weights": 0, "activations": 3}
 
 
@@ -197,7 +198,8 @@ def prepare_job(cfg, rtl: KernelRTL, tasks: list[int], tap: int, tap_name: str, 
         weights = synthetic_state_dict(m, seed=weights_seed)
     qw = weights if isinstance(weights, QuantizedWeights) else quantize_weights(cfg, weights)
     model = FixedM3ViT.from_quantized(cfg, qw)
-    types = KernelPlan.from_config(cfg).buffer_types
+    plan = KernelPlan.from_config(cfg)
+    types, lanes = plan.buffer_types, plan.lanes
     pixels = model.quantize_images(synthetic_images(m, images, seed=seed)).numpy().astype(types["image"])
     packed = pack_weights(cfg, qw)
     ob = types["activations"].itemsize
@@ -205,7 +207,8 @@ def prepare_job(cfg, rtl: KernelRTL, tasks: list[int], tap: int, tap_name: str, 
     stride = n_d if tap == TAP_NONE else ctx["max_tap_words"]
     tap_ok = tap == TAP_NONE or 0 <= tap < ntaps
 
-    data = {"image": pixels.reshape(-1), "weights": packed}
+    # the weight buffer, or one per weight lane (lane i of every bus word), as the host writes them
+    data = {"image": pixels.reshape(-1), **dict(zip(lanes.names, lanes.split(packed)))}
     calls = []
     for k, t in enumerate(tasks):
         status = "bad_task" if not 0 <= t < len(m.tasks) else "bad_tap" if not tap_ok else "ok"
@@ -222,14 +225,14 @@ def prepare_job(cfg, rtl: KernelRTL, tasks: list[int], tap: int, tap_name: str, 
                       "stride_words": stride})
 
     # memory: one window per bundle, its buffers 4 KB-aligned (shifted off the beat with misalign)
-    sizes = {"image": pixels.nbytes, "weights": packed.nbytes, "activations": images * stride * ob}
-    word_bytes = {"image": types["image"].itemsize, "weights": packed.itemsize, "activations": ob}
+    sizes = {"image": pixels.nbytes, **{n: data[n].nbytes for n in lanes.names}, "activations": images * stride * ob}
+    word_bytes = {"image": types["image"].itemsize, **dict.fromkeys(lanes.names, packed.itemsize), "activations": ob}
     buffers, rams = {}, {}
     for k, (bundle, args) in enumerate(bundles(cfg).items()):
         base = WINDOW_BASE * (k + 1)
         off = PAGE
         for a in args:
-            shift = MISALIGN_WORDS[a] * word_bytes[a] if misalign else 0
+            shift = MISALIGN_WORDS.get(a, 0) * word_bytes[a] if misalign else 0
             buffers[a] = {"bundle": bundle, "address": base + off + shift, "bytes": sizes[a],
                           "input": a != "activations"}
             off += -(-(shift + max(sizes[a], 1)) // PAGE) * PAGE + PAGE      # + a guard page

@@ -15,7 +15,7 @@ runs the stand-in of :mod:`edgemoe.sim.kernel.standin`).
 
 The port names are Vitis HLS's for this top function (``hls/interface.py``:
 every argument ``s_axilite``, the pointers ``m_axi`` in the bundles of
-``cfg.hardware.bundle_of``): ``ap_clk``, ``ap_rst_n`` (active low),
+``edgemoe.hls.interface.m_axi_bundles``): ``ap_clk``, ``ap_rst_n`` (active low),
 ``interrupt``, ``s_axi_control_<AW|W|B|AR|R><signal>`` (32-bit data) and per
 bundle ``m_axi_<bundle>_<signal>`` with the AXI4 set of :data:`M_AXI_SIGNALS`.
 Vitis widens an m_axi port up to ``max_widen_bitwidth`` when it can prove
@@ -76,12 +76,11 @@ def m_axi_prefix(bundle: str) -> str:
 
 def bundles(cfg) -> dict[str, list[str]]:
     """m_axi bundle -> the pointer arguments in it, in argument order (args may share a bundle)."""
-    from edgemoe.hls.interface import kernel_args
+    from edgemoe.hls.interface import m_axi_bundles
 
     out: dict[str, list[str]] = {}
-    for a in kernel_args(cfg):
-        if a.kind == "m_axi":
-            out.setdefault(cfg.hardware.bundle_of[a.name], []).append(a.name)
+    for name, bundle in m_axi_bundles(cfg).items():
+        out.setdefault(bundle, []).append(name)
     return out
 
 
