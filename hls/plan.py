@@ -2,7 +2,7 @@
 
 :class:`KernelPlan` is the one source of the numbers the generated kernel is
 built with and the rest of the toolchain must agree on: buffer widths and
-tiles, the attention schedule's length, word widths and their numpy types,
+tiles, the attention's query groups, word widths and their numpy types,
 the debug taps, the longest dot product, and a record per linear layer
 (offsets in the weight buffer, fraction bits, sizes).  The templates are
 rendered from it (:func:`edgemoe.hls.writer.context`), the performance and
@@ -10,7 +10,7 @@ resource models read it, and so do the host's packing and simulated device;
 nothing derives these numbers a second time.
 
     plan = KernelPlan.from_config(cfg)
-    plan.row_words, plan.attn_cycles, plan.buffer_types["activations"]
+    plan.row_words, plan.attn_groups, plan.buffer_types["activations"]
     plan.linear("blocks.0.qkv").weight_offset
 """
 from __future__ import annotations
@@ -63,7 +63,10 @@ def beat_span(start: int, words: int, words_per_beat: int) -> tuple[int, int, in
 
 
 def attn_cycles(num_tokens: int, parallel: int) -> int:
-    """``ATTN_CYCLES``: key-stream steps of the reordered attention schedule (``parallel`` query slots)."""
+    """Steps of the reordered key stream (``parallel`` query slots share one key per cycle; the slot of query
+    ``i`` starts at key ``i % parallel``): Edge-MoE's attention schedule, which the RTL schedule unit and the
+    reference model run.  The generated kernel keeps its key order per query (``golden.attention.key_order``)
+    without the stream: its SCORES loop takes ``N x ceil(N / parallel)`` iterations (``attn_groups``)."""
     n, par = num_tokens, parallel
     return ((n - 1) // par) * n + (n - 1) % par + n
 
@@ -148,8 +151,6 @@ class KernelPlan:
     max_tiles: int
     #: longest dot product the compute unit accumulates: patch, embedding, MLP and expert widths
     k_max: int
-    #: ``ATTN_CYCLES`` of the reordered key stream (:func:`attn_cycles`)
-    attn_cycles: int
     #: word widths of the m_axi buffers and of the compute unit's operands
     pixel_word_bits: int
     weight_word_bits: int
@@ -210,7 +211,6 @@ class KernelPlan:
             row_words=-(-row // h.cu_in) * h.cu_in,
             max_tiles=-(-max(3 * m.embed_dim, m.mlp_hidden, m.expert_hidden) // h.cu_out),
             k_max=max(m.patch_dim, m.embed_dim, m.mlp_hidden, m.expert_hidden),
-            attn_cycles=attn_cycles(m.num_tokens, h.attn_parallel),
             pixel_word_bits=container_bits(p.pixel.bits),
             weight_word_bits=layout.word_bits,
             out_word_bits=32 if widest <= 32 else 64,
@@ -393,7 +393,7 @@ class KernelPlan:
     @property
     def attn_groups(self) -> int:
         """``ATTN_GROUPS``: groups of ``attn_parallel`` queries, ceil(N / P); a query's online-softmax state is
-        revisited every ``attn_groups`` iterations of the kernel's SOFTMAX loop (the recurrence's distance)."""
+        revisited every ``attn_groups`` iterations of the kernel's SCORES loop (the recurrence's distance)."""
         return -(-self.config.model.num_tokens // self.config.hardware.attn_parallel)
 
     @property

@@ -72,7 +72,7 @@ def context(cfg) -> dict:
         "config_hash": config_hash32(cfg), "tap_none": TAP_NONE, "status": STATUS,
         "score_shift": attention_scale(m.head_dim)[0], "ln_eps_raw": eps_raw(m.ln_eps, p),
         "is_moe": ["true" if m.is_moe(b) else "false" for b in range(m.depth)],
-        "attn_cycles": plan.attn_cycles, "row_words": plan.row_words, "layout": plan.layout, "off": plan.offsets,
+        "row_words": plan.row_words, "layout": plan.layout, "off": plan.offsets,
         "pixel_word_bits": plan.pixel_word_bits, "out_word_bits": plan.out_word_bits,
         "cu_word_bits": plan.cu_word_bits, "block_offsets": plan.block_offsets, "gate_offsets": plan.gate_offsets,
         "expert_offsets": plan.expert_offsets, "taps": list(plan.taps), "tap_id": plan.tap_id,

@@ -170,7 +170,7 @@ def test_call_counts_follow_the_model_structure():
     assert f["residual_add"].calls == 2 * m.depth and f["write_rows"].calls == 1
     assert f["gate_token"].calls == m.num_tokens * len(m.moe_blocks)
     assert le.loops["GATHER"].iterations == len(m.moe_blocks) * m.num_tokens * m.top_k
-    assert le.loops["STREAM"].iterations == m.depth * m.num_heads * KernelPlan.from_config(cfg).attn_cycles
+    assert le.loops["SCORES"].iterations == m.depth * m.num_heads * m.num_tokens * KernelPlan.from_config(cfg).attn_groups
     # tap-only loops never run in an inference call
     assert all(le.loops[t].iterations == 0 for t in ("PIX", "TAP_GS", "TAP_TK", "TAP_EC"))
     # batch: the same loops per image, the call overhead shared
@@ -439,3 +439,39 @@ def test_weight_lanes_in_the_estimate_and_the_resources():
     assert axi == {"256b": 2, "128b": 2}
     axi1 = {i.shape: i.count for i in estimate_resources(one, "onchip", 1).items if i.what.startswith("m_axi adapter")}
     assert axi1 == {"256b": 3}
+
+
+@pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, []), (MICRO, ["hardware.attn_parallel=3"]),
+                                       (MICRO, ["hardware.attn_parallel=1"]), (MICRO, ["hardware.attn_parallel=4"])])
+def test_scores_and_online_softmax_run_in_one_pipeline(name, sets):
+    """The scores and the online softmax are one II=1 loop of N_TOKENS x ATTN_GROUPS iterations per head (no
+    key stream before it): lane p scores query g * ATTN_P + p with key row s + p itself, so each iteration
+    reads ATTN_P query rows and ATTN_P key rows, one word of each qh / kh bank (cyclic ATTN_P on the rows;
+    kh's ATTN_P - 1 wrap rows keep the key rows distinct banks when N_TOKENS % ATTN_P != 0)."""
+    cfg = load_config(name, sets)
+    m, h, plan = cfg.model, cfg.hardware, KernelPlan.from_config(cfg)
+    P, G, n, hd = h.attn_parallel, plan.attn_groups, m.num_tokens, m.head_dim
+    le = loop_estimate(cfg, None)
+    heads = m.depth * m.num_heads
+    assert le.loops["SCORES"].iterations == heads * n * G
+    assert le.loops["SC_LANES"].iterations == heads * n * G * P
+    assert le.loops["SCORE_D"].ii.unrolled_in == "SCORES"
+    assert not {"STREAM", "SOFTMAX", "LOAD_Q", "SLOTS", "SM_LANES"} & set(le.loops)
+    sc = le.loops["SCORES"]
+    assert sc.ii.constraints["bank ports"] == 1, sc.ii.detail     # every lane's rows on banks of their own
+    if name != MICRO:    # 129 tokens: the state comes back after ATTN_GROUPS >= the online step's latency
+        assert sc.ii.ii == 1, sc.ii.detail
+    ports = {p.array: p for p in sc.spec.ports}
+    for a in ("qh", "kh"):
+        assert ports[a].reads == ports[a].spread == P * hd and ports[a].per_bank == 1
+    rec = next(r for r in sc.spec.recurrences if r.what.startswith("(max, sum)"))
+    assert rec.distance == G
+    assert sum(mu.count for mu in sc.spec.mults if mu.a_bits == mu.b_bits == cfg.precision.qkv.bits) >= P * hd
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    hdr = render(cfg, ["include/edgemoe_config.h"])["include/edgemoe_config.h"]
+    assert "STREAM:" not in src and "SOFTMAX:" not in src and "ATTN_CYCLES" not in src + hdr
+    assert "SCORES: for (int it = 0; it < N_TOKENS * ATTN_GROUPS; it++) {\n#pragma HLS PIPELINE II=1" in src
+    assert "kh[N_TOKENS + ATTN_P - 1][HEAD_DIM]" in src and "score(qh[g * ATTN_P + p], kh[s + p])" in src
+    for a in ("qh", "kh"):
+        assert f"variable={a} complete dim=2" in src
+        assert (f"#pragma HLS ARRAY_PARTITION variable={a} cyclic factor={P} dim=1" in src) == (P > 1)

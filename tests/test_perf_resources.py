@@ -50,7 +50,7 @@ def test_wide_t_operands_are_64_bits_unless_the_type_wraps():
     assert cast_bits(sat.precision.exp) == (WIDE_BITS, True)
     assert cast_bits(wrap.precision.exp) == (18, False)
     a, b = estimate_resources(sat), estimate_resources(wrap)
-    la, lb = (item(r, "attention/SOFTMAX", "online_step: l * alpha") for r in (a, b))
+    la, lb = (item(r, "attention/SCORES", "online_step: l * alpha") for r in (a, b))
     P = sat.hardware.attn_parallel
     assert la.count == P and la.dsp == P * dsp_per_mult(64, 64)          # wide_t x wide_t
     assert lb.dsp == P * dsp_per_mult(64, 18, b_signed=False) < la.dsp
@@ -65,9 +65,9 @@ def test_multipliers_follow_the_kernel_types():
     assert mac.dsp == mac.count * dsp_per_mult(plan.cu_word_bits, plan.matrix_word_bits)
     # q and k are copied to head-local qkv_t arrays: the score products are qkv_t x qkv_t (24 x 24 bits in
     # w16a32: 2 DSPs; 16 x 16 in w16a16: one), not the 32-bit cu_word_t containers (4)
-    score = item(res, "attention/STREAM", "score:")
+    score = item(res, "attention/SCORES", "score:")
     assert score.dsp == score.count * dsp_per_mult(p.qkv.bits, p.qkv.bits) == score.count * 2
-    s16 = item(estimate_resources(cfg_of(TINY, "precision.profile=w16a16")), "attention/STREAM", "score:")
+    s16 = item(estimate_resources(cfg_of(TINY, "precision.profile=w16a16")), "attention/SCORES", "score:")
     assert s16.dsp == s16.count
     # y * score in FINISH: cu_word_t x gate_score_t, not wide_t x wide_t; one per epilogue lane
     fin = item(res, "compute_tiles/FINISH", "FINISH: wide_t(y) * wide_t(row_score[r])")
@@ -176,7 +176,7 @@ def test_tables_are_roms_of_their_entries_width():
     # one copy in each function instance that reads it; the attention's lanes read copies of their own
     exp_roms = [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]
     assert {it.where.split()[0] for it in exp_roms} == {"gate_token"}
-    lanes = item(res, "attention/SOFTMAX, AV_KEYS", "exp2_lane")
+    lanes = item(res, "attention/SCORES, AV_KEYS", "exp2_lane")
     assert lanes.kind == "ROM" and lanes.count == cfg.hardware.attn_parallel
 
 
@@ -203,14 +203,14 @@ def test_attention_multipliers_are_head_dim_per_slot():
     cfg = cfg_of(TINY)
     hd, P = cfg.model.head_dim, cfg.hardware.attn_parallel
     res = estimate_resources(cfg)
-    assert item(res, "attention/STREAM", "score:").count == P * hd
+    assert item(res, "attention/SCORES", "score:").count == P * hd
     assert not [it for it in res.items if it.where == "attention/AV_KEYS" and it.what.startswith("score")]
     # A*V reads the stored scores: per lane (query slot) one probability and HEAD_DIM products
     assert item(res, "attention/AV_KEYS", "AV_D:").count == P * hd
     assert item(res, "attention/AV_KEYS", "pr = ").count == P
     assert item(res, "attention/AV_KEYS", "exp_neg: x * LOG2E_RAW").count == P
     wide = estimate_resources(cfg_of(TINY, "hardware.attn_parallel=8"))
-    for where, what in (("attention/STREAM", "score:"), ("attention/AV_KEYS", "AV_D:")):
+    for where, what in (("attention/SCORES", "score:"), ("attention/AV_KEYS", "AV_D:")):
         s4, s8 = item(res, where, what), item(wide, where, what)
         assert s8.count == 8 * hd and s8.dsp - s4.dsp == 4 * hd * (s4.dsp // s4.count)
     # the accumulators: ATTN_P x HEAD_DIM registers of the accumulator type (mac_t)
@@ -222,7 +222,7 @@ def test_attention_multipliers_are_head_dim_per_slot():
     ("hardware.cu_in=32", "MAC:", "compute_tiles/MAC"),
     ("hardware.cu_out=32", "MAC:", "compute_tiles/MAC"),
     ("hardware.cu_out=32", "UNPACK_W: row write enables", "compute_tiles/UNPACK_W_J"),
-    ("hardware.attn_parallel=8", "score:", "attention/STREAM"),
+    ("hardware.attn_parallel=8", "score:", "attention/SCORES"),
     ("model.num_heads=2", "AV_D:", "attention/AV_KEYS"),         # head_dim 96: more products per key
     ("hardware.attn_parallel=8", "AV_D:", "attention/AV_KEYS"),  # more query lanes per key
 ])
@@ -258,7 +258,7 @@ def test_verdict_follows_the_utilisation():
 
 def test_tiny_preset_on_the_zcu102():
     """The tiny preset fits the ZCU102 at 80 %: the attention computes each score once (ATTN_P x HEAD_DIM
-    products of 24-bit qkv_t words, 2 DSPs each, in STREAM) and A*V reads the stored scores (ATTN_P lanes of
+    products of 24-bit qkv_t words, 2 DSPs each, in SCORES) and A*V reads the stored scores (ATTN_P lanes of
     HEAD_DIM products, no recomputed score), beside the compute unit's 16 x 16 32 x 16-bit MACs (2 each).
     The stored scores and the head's q / k / v columns are block RAM, which now binds."""
     cfg = cfg_of(TINY)

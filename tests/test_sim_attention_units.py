@@ -5,7 +5,7 @@ w16a16; the schedule for several (N, P) pairs including P=1 and P=N; top-k
 also with k=1 and k=E; the softmax with P=1), exactness asserted by the
 runner raising; one Verilator run; the self-test that a wrong golden
 expectation makes the runner raise (each unit); lint of the generated
-Verilog; the golden helpers against the golden model and the HLS writer;
+Verilog; the golden helpers against the golden model (and its key order);
 quick sweeps in Amaranth's simulator; one Yosys synthesis.  ``-m slow``:
 Verilator for every unit, the full-size preset, and the resource table for
 m3vit-tiny-cityscapes (w16a32, w16a16).
@@ -139,11 +139,20 @@ def test_testbench_fails_on_a_wrong_expectation(unit):
 @pytest.mark.parametrize("preset,over", [("m3vit-micro", []), ("m3vit-micro", ["hardware.attn_parallel=1"]),
                                          ("m3vit-micro", ["hardware.attn_parallel=9"]),
                                          ("m3vit-tiny-cityscapes", [])])
-def test_attn_cycles_is_the_hls_writers(preset, over):
-    from edgemoe.hls.writer import context
+def test_attn_cycles_is_the_stream_of_the_golden_key_order(preset, over):
+    """The schedule's length: query i (slot i % P) meets key (cycle mod N) each cycle from cycle
+    (i // P) * N + i % P on, which is golden's key_order for it; the stream ends when the last query has
+    met all N keys."""
+    from edgemoe.golden.attention import key_order
 
     cfg = load_config(preset, over)
-    assert attn_cycles(cfg.model.num_tokens, cfg.hardware.attn_parallel) == context(cfg)["attn_cycles"]
+    n, par = cfg.model.num_tokens, cfg.hardware.attn_parallel
+    order, end = key_order(n, par), 0
+    for i in range(n):
+        start = (i // par) * n + i % par
+        assert [(start + t) % n for t in range(n)] == order[i].tolist()
+        end = max(end, start + n)
+    assert attn_cycles(n, par) == end
 
 
 def test_schedule_stream_expectation_is_the_golden_attentions():

@@ -13,7 +13,7 @@ overlapped that the code does not overlap.  ``ms_per_image``, the per-step
 ``PIPELINE II=1`` were met, loops stopped at ``k_dim`` and weight tiles
 loaded at the AXI width behind the compute (ping-pong), built loop by loop
 from the same kernel plan (:class:`edgemoe.hls.plan.KernelPlan`:
-``row_words``, ``attn_cycles``, the word widths): trip count x II + depth.
+``row_words``, ``attn_groups``, the word widths): trip count x II + depth.
 
 Two modes (``mode``):
 
@@ -23,8 +23,8 @@ Two modes (``mode``):
     tile (``CU_OUT`` rows of W) runs the MAC loop (``rows x ceil(k/CU_IN)``
     iterations in one pipeline, a row's epilogue beside the next row's MACs)
     with the next tile's load beside it; attention per head: the q / k / v
-    copies, the reordered key stream (``ATTN_CYCLES`` steps) into the stored
-    scores, the online softmax from them, then A*V; LayerNorm / residual / embed
+    copies, the scores and the online softmax in one pipeline (``N x
+    ATTN_GROUPS`` steps, the scores stored), then A*V; LayerNorm / residual / embed
     one element per cycle; MoE gate, softmax + top-k, queues, and per
     *active* expert (token counts from the routing) gather + fc1 + fc2.
 
@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgemoe.boards import BOARDS
-from edgemoe.hls.plan import KernelPlan
+from edgemoe.hls.plan import KernelPlan, attn_cycles
 
 from .loops import CALL_OVERHEAD, LoopEstimate, loop_estimate
 from .measured import SimResults, calibration
@@ -323,7 +323,7 @@ class _Kernel:
         self.m, self.p, self.h = m, p, h
         self.plan = plan
         self.row_words = plan.row_words
-        self.attn_cycles = plan.attn_cycles
+        self.attn_cycles = attn_cycles(m.num_tokens, h.attn_parallel)   # Edge-MoE's key stream (edgemoe-dram)
         self.cu_bits = plan.cu_word_bits
         self.wbytes = plan.weight_word_bits / 8
         self.mbytes = plan.matrix_word_bits / 8        # an element of a compute-unit matrix (packed)
@@ -486,26 +486,26 @@ class _Kernel:
                 self.add(name, block, "attention", comp, mem, max(comp, mem), nbytes, 0.0, qk_macs,
                          KEY_STREAM=comp)
             return
-        # per head: HEAD_COPY (q / k / v columns), STREAM (every score once, P per cycle), SOFTMAX (P lanes,
+        # per head: HEAD_COPY (q / k / v columns), SCORES (P lanes: every score once, stored, and its online step;
         # a query's state revisited every ATTN_GROUPS iterations), SM_FINAL (1/sum), A*V from the stored scores
         chunks = math.ceil(hd / h.cu_in)
         G = self.plan.attn_groups
         tree = L["bram"] + L["mul"] + _log2c(hd) + L["add"]
         copy = n * self.plan.attn_copy_ii + L["bram"] + L["store"] + L["loop"]
-        stream = self.attn_cycles + tree + L["cast"] + L["store"] + L["loop"]
         rec = L["bram"] + L["add"] + L["exp"] + L["mul_wide"] + L["add"] + L["cast"] + L["store"]
         ii_sm = max(math.ceil(rec / G), exp_ii)
-        softmax = n * G * ii_sm + rec + L["loop"]
+        # depth: the score (its rows read beside the state's) then the online step
+        scores = n * G * ii_sm + tree + L["cast"] + rec - L["bram"] + L["loop"]
         final = n + L["bram"] + L["recip"] + L["store"] + L["loop"]
         # A*V: per group of P queries one pass over the keys (P lanes), then the group's rows out
         ii_av = max(1.0, exp_ii)
         depth_av = L["bram"] + L["add"] + L["exp"] + 2 * L["mul"] + L["cast"] + L["add"] + L["store"]
         av = G * (L["loop"] + 2 + n * ii_av + depth_av + P * chunks + 2)
-        per_head = copy + stream + softmax + final + av
-        cyc_qk = nimg * heads * (copy + stream + softmax + final)
+        per_head = copy + scores + final + av
+        cyc_qk = nimg * heads * (copy + scores + final)
         cyc_av = nimg * heads * av
-        self.add("attn_stream", block, "attention", cyc_qk, 0.0, cyc_qk, 0.0, 0.0, qk_macs,
-                 STREAM=nimg * heads * stream, HEAD_COPY=nimg * heads * copy, SOFTMAX=nimg * heads * (softmax + final))
+        self.add("attn_scores", block, "attention", cyc_qk, 0.0, cyc_qk, 0.0, 0.0, qk_macs,
+                 HEAD_COPY=nimg * heads * copy, SCORES=nimg * heads * scores, SM_FINAL=nimg * heads * final)
         self.add("attn_av", block, "attention", cyc_av, 0.0, cyc_av, 0.0, 0.0, qk_macs, AV_KEYS=cyc_av)
         return per_head
 

@@ -19,8 +19,8 @@ The scheduling rules (how Vitis HLS builds the hardware):
   gives F banks along that dimension; ``a[r][k0 + i]``, ``i < F`` hits F banks.
   Only the template's partition pragmas count (the tool's throughput-driven
   automatic partitioning is not assumed).  Reads of one address by unrolled
-  copies of an inlined function (the key row every query slot scores) are
-  one read.
+  copies of an inlined function or unrolled lanes (the v row every A*V lane
+  takes) are one read.
 * **m_axi.**  A bundle performs at most one read and one write transaction
   per cycle.  Only an unconditional, sequential read of one array in a
   pipelined loop becomes a burst; any other access is a transaction of its
@@ -220,7 +220,7 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "EXPERTS": m.num_experts, "TOP_K": m.top_k, "DEPTH": m.depth, "NUM_PATCHES": m.num_patches,
             "PATCH": m.patch_size, "IN_CHANS": m.in_chans, "IMG_H": m.img_height, "IMG_W": m.img_width,
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
-            "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "ATTN_P": h.attn_parallel, "ATTN_CYCLES": plan.attn_cycles,
+            "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "ATTN_P": h.attn_parallel,
             "ATTN_GROUPS": plan.attn_groups, "EW_LANES": plan.elementwise_lanes,
             "CAST_LANES": plan.cast_lanes,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
@@ -235,8 +235,9 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     wpb = plan.words_per_beat  # cls, pos (read_words' dst): cyclic WORDS_PER_BEAT
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
-            "w": h.cu_out * h.cu_in, "b": 2 * h.cu_out, "moe_acc": plan.moe_acc_banks, "gelu_lane": plan.epilogue_lanes, "q": h.attn_parallel * m.head_dim,
-            "qh": m.head_dim, "kh": m.head_dim, "vh": m.head_dim, "S": h.attn_parallel,
+            "w": h.cu_out * h.cu_in, "b": 2 * h.cu_out, "moe_acc": plan.moe_acc_banks, "gelu_lane": plan.epilogue_lanes,
+            # qh, kh: cyclic ATTN_P on the rows x complete on HEAD_DIM; vh: complete on HEAD_DIM
+            "qh": h.attn_parallel * m.head_dim, "kh": h.attn_parallel * m.head_dim, "vh": m.head_dim, "S": h.attn_parallel,
             "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": h.attn_parallel,
             "av_acc": h.attn_parallel * m.head_dim,
             "out": rows, "y": rows, "gamma": plan.ln_param_banks, "beta": plan.ln_param_banks,
@@ -345,41 +346,42 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                        Recurrence("(r, d0): the position", ("add",))),
           ops=("bram", "add", "cast") + cast_tree + ("add", "store")),
         S("ADD_U", "residual_add", "ADD_D", "-", "CAST_LANES"),
-        # attention (score and online_step are inlined): per head the q / k / v copies, the score stream into S,
-        # the online softmax from S, A*V from S
-        S("SCORE_D", "score", None, "UNROLL", "HEAD_DIM", inlined_in="STREAM"),
-        S("HEADS_LOOP", "attention", None, "-", "HEADS", step="attn_stream"),
+        # attention (score and online_step are inlined): per head the q / k / v copies, the scores and the online
+        # softmax in one pipeline (the scores into S), A*V from S
+        S("SCORE_D", "score", None, "UNROLL", "HEAD_DIM", inlined_in="SCORES"),
+        S("HEADS_LOOP", "attention", None, "-", "HEADS", step="attn_scores"),
+        # a token's row j to HEAD_DIM banks of each; kh's row j also to its copy N_TOKENS + j (j < ATTN_P - 1):
+        # the same HEAD_DIM banks when N_TOKENS % ATTN_P == 0 (two writes a bank), others otherwise
         S("HEAD_COPY", "attention", "HEADS_LOOP", f"PIPELINE II={plan.attn_copy_ii}", "N_TOKENS",
           ports=(Port("qkv", reads=3 * hd, spread=spread(3 * hd, "qkv")),
-                 *(Port(a, writes=hd, spread=banks[a]) for a in ("qh", "kh", "vh"))),
-          ops=("bram", "store"), step="attn_stream"),
-        S("HEAD_COPY_D", "attention", "HEAD_COPY", "-", "HEAD_DIM", step="attn_stream"),
-        S("STREAM", "attention", "HEADS_LOOP", "PIPELINE II=1", "ATTN_CYCLES",
-          ports=(Port("qh", reads=hd, spread=banks["qh"]), Port("kh", reads=hd, spread=banks["kh"]),
-                 Port("q", reads=P * hd, writes=hd, spread=banks["q"]),    # one register per word
-                 Port("S", writes=P, spread=banks["S"])),                   # slot o writes its bank
-          recurrences=(Recurrence("(key, tn): the stream's position", ("add",)),),
-          mults=(Mults(P * hd, qb, qb),),
-          ops=("bram", "mul") + hd_tree + ("cast", "store"), step="attn_stream"),
-        S("LOAD_Q", "attention", "STREAM", "-", "HEAD_DIM", step="attn_stream"),
-        S("SLOTS", "attention", "STREAM", "UNROLL", "ATTN_P", step="attn_stream"),
-        S("TAP_S", "attention", "HEADS_LOOP", "-", "N_TOKENS", tap_only=True),
-        S("TAP_S_J", "attention", "TAP_S", "PIPELINE II=1", "N_TOKENS", tap_only=True,
-          ports=(Port("S", reads=1),), axi=(Axi("activations", writes=1, burst=True),)),
-        S("SOFTMAX", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS * ATTN_GROUPS",
-          ports=(Port("S", reads=P, spread=banks["S"]), Port("row_max", reads=P, writes=P, spread=banks["row_max"]),
+                 Port("qh", writes=hd, spread=hd), Port("vh", writes=hd, spread=hd),
+                 Port("kh", writes=hd if P == 1 else 2 * hd,
+                      spread=hd if P == 1 or m.num_tokens % P == 0 else 2 * hd)),
+          ops=("bram", "store"), step="attn_scores"),
+        S("HEAD_COPY_D", "attention", "HEAD_COPY", "-", "HEAD_DIM", step="attn_scores"),
+        # step s of group g: lane p scores query g * P + p (qh bank p) with key row s + p (kh bank (s + p) % P),
+        # stores it to its bank of S and takes the online step of that query (its bank of row_max / row_sum, its
+        # exp2_lane ROM: two exps of one interpolation's two reads each, one per even / odd bank)
+        S("SCORES", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS * ATTN_GROUPS",
+          ports=(Port("qh", reads=P * hd, spread=banks["qh"]), Port("kh", reads=P * hd, spread=banks["kh"]),
+                 Port("S", writes=P, spread=banks["S"]),
+                 Port("row_max", reads=P, writes=P, spread=banks["row_max"]),
                  Port("row_sum", reads=P, writes=P, spread=banks["row_sum"]),
-                 Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"])),   # a ROM per lane, even / odd
+                 Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"])),
           recurrences=(Recurrence("(max, sum) of a query: l = l * alpha(m) + e, revisited every ATTN_GROUPS "
                                   "iterations", ("bram", "add", "exp", "mul_wide", "add", "cast", "store"),
                                   distance=plan.attn_groups),
                        Recurrence("(s, g): the step and group", ("add",))),
-          mults=(Mults(P, acc_bits, acc_bits), Mults(2 * P, acc_bits, 18)),
-          ops=("bram", "add", "exp", "mul_wide", "add", "cast", "store"), step="attn_stream"),
-        S("SM_LANES", "attention", "SOFTMAX", "UNROLL", "ATTN_P", step="attn_stream"),
+          mults=(Mults(P * hd, qb, qb), Mults(P, acc_bits, acc_bits), Mults(2 * P, acc_bits, 18)),
+          ops=("bram", "mul") + hd_tree + ("cast", "add", "exp", "mul_wide", "add", "cast", "store"),
+          step="attn_scores"),
+        S("SC_LANES", "attention", "SCORES", "UNROLL", "ATTN_P", step="attn_scores"),
+        S("TAP_S", "attention", "HEADS_LOOP", "-", "N_TOKENS", tap_only=True),
+        S("TAP_S_J", "attention", "TAP_S", "PIPELINE II=1", "N_TOKENS", tap_only=True,
+          ports=(Port("S", reads=1),), axi=(Axi("activations", writes=1, burst=True),)),
         S("SM_FINAL", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS",
           ports=(Port("row_sum", reads=1), Port("row_inv", writes=1), Port("RECIP_TABLE", reads=2)),
-          ops=("bram", "recip", "store"), step="attn_stream"),
+          ops=("bram", "recip", "store"), step="attn_scores"),
         S("TAP_SM", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS", tap_only=True,
           ports=(Port("row_max", reads=1), Port("row_inv", reads=1)), axi=(Axi("activations", writes=1, burst=True),)),
         # A*V per group of ATTN_P queries: lane p takes slot p (its bank of S, row_max, row_inv and its exp2_lane
@@ -885,7 +887,7 @@ class _Walk:
             self.loop("BLOCKS", 1.0 / m.depth, c, ("resid2", b), only=())
             self.layernorm(("norm1", b))
             self.compute_unit(m.num_tokens, f"blocks.{b}.qkv", ("qkv", b))
-            self.call("attention", 1.0, c, ("attn_stream", b))
+            self.call("attention", 1.0, c, ("attn_scores", b))
             self.compute_unit(m.num_tokens, f"blocks.{b}.proj", ("proj", b))
             self.call("residual_add", 1.0, c, ("resid1", b))
             self.layernorm(("norm2", b))
