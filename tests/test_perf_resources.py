@@ -74,7 +74,7 @@ def test_multipliers_follow_the_kernel_types():
     assert fin.count == plan.epilogue_lanes
     assert fin.dsp == fin.count * dsp_per_mult(plan.cu_word_bits, p.gate_score.bits, b_signed=p.gate_score.signed)
     # LayerNorm: its three products once per CAST_LANES lane and call site, at the operands' widths as written
-    ln = CALL_SITES["layernorm"]["run_image"] * plan.cast_lanes
+    ln = function_instances()["layernorm"] * plan.cast_lanes    # one instance for both call sites
     var = item(res, "layernorm/LN_STEPS", "LN_VAR: wide_t(c[d]) * wide_t(c[d])")
     assert var.count == ln and var.dsp == ln * dsp_per_mult(p.ln_centered.bits, p.ln_centered.bits)
     norm = item(res, "layernorm/LN_STEPS", "LN_OUT: wide_t(c[d]) * inv_std")
@@ -195,8 +195,13 @@ def test_shared_compute_unit_is_counted_once():
         assert mac.count == c.hardware.cu_in * c.hardware.cu_out
     assert (item(estimate_resources(cfg), "compute_tiles/MAC", "MAC:").dsp
             == item(estimate_resources(shallow), "compute_tiles/MAC", "MAC:").dsp)
-    # a function without ALLOCATION: one instance per call site
-    assert inst["layernorm"] == sum(CALL_SITES["layernorm"].values())
+    # a function without ALLOCATION: one instance per call site; the LayerNorm and the residual add have one
+    assert inst["gate_token"] == sum(CALL_SITES["gate_token"].values())
+    assert ALLOCATION_LIMITS["layernorm"] == inst["layernorm"] == 1 < sum(CALL_SITES["layernorm"].values())
+    assert ALLOCATION_LIMITS["residual_add"] == inst["residual_add"] == 1
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    for f, n in ALLOCATION_LIMITS.items():
+        assert f"#pragma HLS ALLOCATION function instances={f} limit={n}" in src, f
 
 
 def test_attention_multipliers_are_head_dim_per_slot():
@@ -260,7 +265,9 @@ def test_tiny_preset_on_the_zcu102():
     """The tiny preset fits the ZCU102 at 80 %: the attention computes each score once (ATTN_P x HEAD_DIM
     products of 24-bit qkv_t words, 2 DSPs each, in SCORES) and A*V reads the stored scores (ATTN_P lanes of
     HEAD_DIM products, no recomputed score), beside the compute unit's 16 x 16 32 x 16-bit MACs (2 each).
-    The stored scores and the head's q / k / v columns are block RAM, which now binds."""
+    The head's q and k rows are LUTRAM (ATTN_P x HEAD_DIM banks, so SCORES reads ATTN_P rows of each per
+    cycle), v and the stored scores block RAM; one LayerNorm and one residual add serve a block's two calls.
+    The rough LUT figure binds."""
     cfg = cfg_of(TINY)
     res = estimate_resources(cfg)
     print(res.table())
@@ -272,7 +279,7 @@ def test_tiny_preset_on_the_zcu102():
     attn = next(u for u in res.units if u.name == "attention")
     assert attn.dsp < 0.6 * 2 * P * hd * dsp_per_mult(32, 32)              # was 4 DSPs a product, each twice
     assert res.fit and res.utilisation["dsp"] < DEFAULT_CAP, res.verdict
-    assert res.binding == "bram36"
+    assert res.binding == "lut" and res.utilisation["bram36"] < DEFAULT_CAP
 
 
 def test_details_list_every_item():

@@ -12,7 +12,8 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
 * **Function instances.**  A function that is not inlined is one RTL instance
   per call site (in each instance of its caller) unless an ``ALLOCATION``
   pragma limits it: ``compute_unit`` is one instance shared by every layer,
-  with one of each of its DATAFLOW processes, ``write_rows`` one shared by every tap (:data:`CALL_SITES`,
+  with one of each of its DATAFLOW processes, ``write_rows`` one shared by every tap, ``layernorm``
+  and ``residual_add`` one each for a block's two calls (:data:`CALL_SITES`,
   :data:`ALLOCATION_LIMITS`; the tool may share the other functions'
   sequential calls too, which is not assumed).
 * **Multipliers** are counted where the code unrolls them: ``MAC_O x MAC_I``
@@ -260,7 +261,7 @@ CALL_SITES = {
     "write_rows": {"run_image": 14},
 }
 #: ``ALLOCATION function instances=<f> limit=<n>`` of the template: f -> n
-ALLOCATION_LIMITS = {"compute_unit": 1, "write_rows": 1}
+ALLOCATION_LIMITS = {"compute_unit": 1, "write_rows": 1, "layernorm": 1, "residual_add": 1}
 
 
 def function_instances() -> dict[str, int]:
@@ -581,6 +582,9 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.logic("residual_add: add + to_act + lane-sum adder per lane", "residual_add/ADD_D", ra * L,
             2 * W + LUT_PER_CAST, note=lanes)
     b.logic("residual_add: the row's running sum", "residual_add/ADD_D", ra, W, W)
+    if ra < CALL_SITES["residual_add"]["run_image"]:   # one instance for both adds: y is hbuf or tbuf
+        b.logic("residual_add: y select (hbuf | tbuf)", "residual_add/ADD_D", ra * L, plan.cu_word_bits // 2,
+                note=lanes)
     b.control("residual_add", ra, loops=1)
 
     # gating, top-k, routing ---------------------------------------------------------------------
