@@ -314,6 +314,31 @@ class KernelPlan:
         return max((b[1] for lin in self.linears for b, _ in self.tile_spans(lin) if b), default=1)
 
     @property
+    def max_n_out(self) -> int:
+        """Outputs of the widest linear layer: the compute unit's layer bias buffer (rows of whole bus words)."""
+        return max(lin.n_out for lin in self.linears)
+
+    @property
+    def layer_bias_banks(self) -> int:
+        """Banks of that buffer: the unpack writes WORDS_PER_BEAT consecutive biases per cycle, the epilogue
+        reads EPI_LANES: lcm of the two."""
+        return math.lcm(self.words_per_beat, self.epilogue_lanes)
+
+    def layer_spans(self, lin: LinearPlan) -> tuple[tuple[int, int, int] | None, tuple[int, int, int]]:
+        """The :func:`beat_span` of ``lin``'s biases (None without) and of its whole weight matrix: what the
+        loader reads, one burst each, when every weight row is whole bus words (:attr:`weight_rows_aligned`)."""
+        bias = beat_span(lin.bias_offset, lin.n_out, self.words_per_beat) if lin.has_bias else None
+        return bias, beat_span(lin.weight_offset * self.matrix_per_word, lin.n_out * lin.k, self.matrix_per_beat)
+
+    @property
+    def max_layer_bias_beats(self) -> int:
+        return max((self.layer_spans(lin)[0][1] for lin in self.linears if lin.has_bias), default=1)
+
+    @property
+    def max_layer_weight_beats(self) -> int:
+        return max(self.layer_spans(lin)[1][1] for lin in self.linears)
+
+    @property
     def weight_beats(self) -> int:
         """Bus words of the whole weight buffer (``WEIGHT_BEATS``)."""
         return self.layout.total_words // self.words_per_beat

@@ -247,6 +247,10 @@ def _mac_iterations(cfg, plan, lin, rows):
     max(its MAC iterations, the next tile's unpack steps), plus the first tile's unpack in front."""
     macs = rows * -(-lin.k // cfg.hardware.cu_in) + plan.epilogue_groups
     steps = [(b[1] if b else 0) + w[1] * plan.unpack_steps for b, w in plan.tile_spans(lin)]
+    if plan.weight_rows_aligned:   # the layer's biases come first, all in pass 0 (one burst)
+        bias = plan.layer_spans(lin)[0]
+        steps = [w[1] * plan.unpack_steps + (bias[1] if bias and t == 0 else 0)
+                 for t, (_, w) in enumerate(plan.tile_spans(lin))]
     return steps[0] + sum(max(macs, steps[t + 1] if t + 1 < len(steps) else 0) for t in range(len(steps)))
 
 
@@ -274,7 +278,7 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
     if name != MICRO:   # the tiny model's 129 tokens: a dense layer's tiles are MAC-bound, its unpack hidden
         qkv = lin["blocks.0.qkv"]
         spans = plan.tile_spans(qkv)
-        first = (spans[0][0][1] if spans[0][0] else 0) + spans[0][1][1] * plan.unpack_steps
+        first = plan.layer_spans(qkv)[0][1] + spans[0][1][1] * plan.unpack_steps   # the layer's biases first
         macs = m.num_tokens * -(-qkv.k // cfg.hardware.cu_in) + plan.epilogue_groups
         assert mac.by_step[("qkv", 0)][1] == first + len(spans) * macs
     # the unpack is in the MAC pipeline, which still meets II 1 (no UNPACK loop of its own) unless a bus word

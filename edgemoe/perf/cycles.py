@@ -380,7 +380,9 @@ class _Kernel:
         comp_tile = mac
         wbytes = n_out * k * self.mbytes + (n_out if bias else 0) * self.wbytes
         load = self.load_cycles(wbytes / tiles)
-        total = load + (tiles - 1) * max(comp_tile, load) + comp_tile
+        # rows of whole bus words: one burst per layer, the DRAM latency once (the first tile), not per tile
+        load_next = load - (self.lat_axi if self.plan.weight_rows_aligned else 0.0)
+        total = load + (tiles - 1) * max(comp_tile, load_next) + comp_tile
         self.add(name, block, kind, tiles * comp_tile, tiles * load, total, wbytes, wbytes, rows * n_out * k,
                  MAC=tiles * mac, MAC_ITER=tiles * rows * mac_trip * mac_ii, FINISH=tiles * finish,
                  LOAD_TILE=tiles * load)

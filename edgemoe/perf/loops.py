@@ -284,12 +284,16 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ports=(Port("dst", writes=min(wpb, m.embed_dim), spread=spread(min(wpb, m.embed_dim), "dst")),),
           axi=weight_reads, ops=("add", "store")),
         S("READ_WORDS", "read_words", "READ_BEATS", "-", "WORDS_PER_BEAT"),
-        # load_tiles: the compute unit's loader process
-        S("LOAD_TILES", "load_tiles", None, "-", "tiles", ops=("add", "add")),
-        S("LOAD_B", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "bias_beats / tiles",
-          axi=weight_reads, ops=("store",)),
-        S("LOAD_W", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "weight_beats / tiles",
-          axi=weight_reads, ops=("store",)),
+        # load_tiles: the compute unit's loader process; rows of whole bus words: the layer's biases in one
+        # burst and its weight rows in another, else per tile
+        *((S("LOAD_B", "load_tiles", None, "PIPELINE II=1", "bias_beats", axi=weight_reads, ops=("store",)),
+           S("LOAD_W", "load_tiles", None, "PIPELINE II=1", "weight_beats", axi=weight_reads, ops=("store",)))
+          if plan.weight_rows_aligned else
+          (S("LOAD_TILES", "load_tiles", None, "-", "tiles", ops=("add", "add")),
+           S("LOAD_B", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "bias_beats / tiles",
+             axi=weight_reads, ops=("store",)),
+           S("LOAD_W", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "weight_beats / tiles",
+             axi=weight_reads, ops=("store",)))),
         # compute_tiles: the compute unit's compute process; pass p of TILES runs tile p - 1's MACs and
         # unpacks tile p (a FIFO bus word per UNPACK_STEPS MAC iterations) into the other half of the ping-pong buffer
         S("TILES", "compute_tiles", None, "-", "tiles + 1", ops=("add", "add")),
@@ -755,6 +759,10 @@ def mac_passes(plan: KernelPlan, lin, rows: float) -> list[float]:
     ci = plan.config.hardware.cu_in
     macs = rows * math.ceil(lin.k / ci) + plan.epilogue_groups
     steps = [(b[1] if b else 0) + w[1] * plan.unpack_steps for b, w in plan.tile_spans(lin)]
+    if plan.weight_rows_aligned:   # the layer's biases all in pass 0, ahead of tile 0's weights
+        bias = plan.layer_spans(lin)[0]
+        steps = [w[1] * plan.unpack_steps + (bias[1] if bias and p == 0 else 0)
+                 for p, (_, w) in enumerate(plan.tile_spans(lin))]
     return [max(macs if p > 0 else 0.0, steps[p] if p < len(steps) else 0) for p in range(len(steps) + 1)]
 
 
@@ -851,14 +859,23 @@ class _Walk:
         lin = self.linears[layer]
         spans = self.plan.tile_spans(lin)
         tiles = len(spans)
-        args = {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles,
-                "bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans),
+        if self.plan.weight_rows_aligned:   # one burst of the layer's biases, one of its weights
+            bias, w = self.plan.layer_spans(lin)
+            beats = {"bias_beats": bias[1] if bias else 0, "weight_beats": w[1]}
+        else:
+            beats = {"bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans)}
+        args = {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles, **beats,
                 "mac_iters": sum(mac_passes(self.plan, lin, rows))}
-        load_only = None if lin.has_bias else ("LOAD_W",)
-        load, comp = self.cost("LOAD_TILES", args, load_only), self.cost("TILES", args)
+        if self.plan.weight_rows_aligned:
+            skip, load_only = (() if lin.has_bias else ("LOAD_B",)), None
+            load = sum(self.cost(lab, args) for lab in ("LOAD_B", "LOAD_W") if lab not in skip)
+        else:
+            skip, load_only = (), (None if lin.has_bias else ("LOAD_W",))
+            load = self.cost("LOAD_TILES", args, load_only)
+        comp = self.cost("TILES", args)
         _, hide_load, hide_comp = dataflow_overlap(load, comp, tiles)
         self.call("compute_unit", times, args, step)
-        self.call("load_tiles", times, args, step, only=load_only, hidden=hide_load)
+        self.call("load_tiles", times, args, step, skip=skip, only=load_only, hidden=hide_load)
         self.call("compute_tiles", times, args, step, hidden=hide_comp)
 
     def read_words(self, times: float, starts: list, step) -> None:
