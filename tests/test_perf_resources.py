@@ -122,8 +122,14 @@ def test_row_buffers_are_the_kernels_shapes():
     w = item(res, "compute_tiles", "w[2][CU_OUT][ROW_WORDS]")
     assert w.shape.startswith(f"{cfg.hardware.cu_out * ci} banks x {2 * rw // ci} x {plan.matrix_word_bits}b")
     assert w.lut == cfg.hardware.cu_out * ci * math.ceil(2 * rw // ci / 64) * plan.matrix_word_bits * 2
-    b = item(res, "compute_tiles", "b[2][CU_OUT]")
-    assert b.ff == 2 * cfg.hardware.cu_out * plan.weight_word_bits and b.lut == 0
+    # rows of whole bus words: the layer's biases in banks; tiles inside bus words: two tiles' in registers
+    assert plan.weight_rows_aligned
+    b = item(res, "compute_tiles", "b[MAX_N_OUT]")
+    assert b.shape.startswith(f"{plan.layer_bias_banks} banks x {-(-plan.max_n_out // plan.layer_bias_banks)} x")
+    unal = cfg_of(MICRO, "model.embed_dim=40", "model.num_heads=2", "model.expert_hidden=80", "hardware.cu_in=4",
+                  "hardware.cu_out=5")
+    b2 = item(estimate_resources(unal), "compute_tiles", "b[2][CU_OUT]")
+    assert b2.ff == 2 * 5 * KernelPlan.from_config(unal).weight_word_bits and b2.lut == 0
 
 
 def test_weight_fifo_holds_one_tile_of_bus_words():

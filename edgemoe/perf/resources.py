@@ -440,8 +440,13 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             registers=True)
     b.array("w[2][CU_OUT][ROW_WORDS] (matrix_word_t)", "compute_tiles", 2 * (rw // ci), mb, banks=co * ci,
             count=k, note="two tiles (ping-pong): dim 1 an address bit, dim 2 complete, dim 3 cyclic CU_IN")
-    b.array("b[2][CU_OUT] (weight_word_t)", "compute_tiles", 1, wb, banks=2 * co, count=k, registers=True,
-            note="two tiles' biases, complete")
+    if plan.weight_rows_aligned:
+        bb = plan.layer_bias_banks
+        b.array("b[MAX_N_OUT] (weight_word_t)", "compute_tiles", -(-plan.max_n_out // bb), wb, banks=bb, count=k,
+                note="the layer's biases (one burst), cyclic lcm(WORDS_PER_BEAT, EPI_LANES)")
+    else:
+        b.array("b[2][CU_OUT] (weight_word_t)", "compute_tiles", 1, wb, banks=2 * co, count=k, registers=True,
+                note="two tiles' biases, complete")
     b.array("done[CU_OUT] (mac_t = accum_t)", "compute_tiles/TILES", 1, p.accum.bits, banks=co, count=k,
             registers=True, note="a row's sums, which the epilogue finishes over the next EPI_GROUPS iterations")
     # the epilogue (FINISH) in the MAC pipeline: EPI_LANES outputs per iteration
