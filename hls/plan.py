@@ -15,6 +15,7 @@ nothing derives these numbers a second time.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -367,7 +368,7 @@ class KernelPlan:
         CU_IN consecutive (o, k): ceil(MATRIX_PER_BEAT / cu_in) steps of :attr:`unpack_fields`."""
         return -(-self.matrix_per_beat // self.config.hardware.cu_in)
 
-    @property
+    @functools.cached_property
     def weight_rows_aligned(self) -> bool:
         """Every weight row of every linear layer is whole bus words (``k % MATRIX_PER_BEAT == 0``; tensors start
         on a bus word), so each tile starts on one and a bus word's field j always lands in column
