@@ -20,6 +20,8 @@ TINY = "m3vit-tiny-cityscapes"
 ZCU = "m3vit-tiny-zcu102"
 MICRO = "m3vit-micro"
 #: m3vit-micro with 5 x 40-word tiles that start inside a bus word (tests/test_hls.py's unaligned configs)
+#: the ZCU102 preset on one 256-bit weight port and a 32x32 unit (what the lane and unpack tests start from)
+ZCU_ONE_PORT = ["hardware.cu_in=32", "hardware.cu_out=32", "hardware.axi_width=256", "hardware.weight_lanes=1"]
 UNALIGNED = ["model.embed_dim=40", "model.num_heads=2", "model.expert_hidden=80", "hardware.cu_in=4",
              "hardware.cu_out=5"]
 MEM = Memory(latency=60.0, port_bpc=16.0, ddr_bpc=50.0, word_bits={"weights": 16, "activations": 32, "image": 8},
@@ -317,7 +319,8 @@ def test_unpack_steps_keep_one_write_per_tile_bank():
     writes at most CU_IN consecutive (o, k) per iteration, so a bank takes one read and one write.  On the
     ZCU102 preset's 32-wide unit a bus word of 32 8-bit weights is one step; on a 16-wide unit it is two steps of
     16, since a whole bus word per iteration would put three accesses on a bank (II 2)."""
-    for name, sets, steps, fields in ((TINY, [], 1, 16), (ZCU, [], 1, 32), (ZCU, ["hardware.cu_in=16"], 2, 16)):
+    for name, sets, steps, fields in ((TINY, [], 1, 16), (ZCU, [], 1, 64), (ZCU, ZCU_ONE_PORT, 1, 32),
+                                      (ZCU, ZCU_ONE_PORT + ["hardware.cu_in=16"], 2, 16)):
         plan = KernelPlan.from_config(load_config(name, sets))
         assert (plan.unpack_steps, plan.unpack_fields) == (steps, fields), (name, sets)
     for name, sets in ((MICRO, ["precision.profile=w8a16", "hardware.axi_width=1024"]),
@@ -420,21 +423,23 @@ def _load_w(cfg):
 def test_weight_lanes_split_the_port_bandwidth_until_the_ddr_binds(monkeypatch):
     """Each lane is an m_axi read on its own bundle at the lane's bits: the port-bandwidth II of LOAD_W halves
     with every doubling of the lanes, until the DDR total (all bundles together) binds."""
-    one, two = _load_w(load_config(ZCU)), _load_w(load_config(ZCU, ["hardware.weight_lanes=2"]))
-    mem = memory_of(load_config(ZCU), KernelPlan.from_config(load_config(ZCU)))
+    base = load_config(ZCU, ZCU_ONE_PORT)
+    one, two = _load_w(base), _load_w(load_config(ZCU, ZCU_ONE_PORT + ["hardware.weight_lanes=2"]))
+    mem = memory_of(base, KernelPlan.from_config(base))
     assert one.binding == "m_axi" and one.detail["m_axi"] == "gmem1: port bandwidth"
     assert one.ii == pytest.approx(256 / 8 / mem.port_bpc)           # a 256-bit bus word on one 128-bit HP port
     assert two.ii == 1 and two.binding == "pragma II met"             # 128 bits on each of two HP ports
-    cfg2 = load_config(ZCU, ["hardware.weight_lanes=2"])
+    cfg2 = load_config(ZCU, ZCU_ONE_PORT + ["hardware.weight_lanes=2"])
     loads = {s.label: s for s in kernel_loops(cfg2, KernelPlan.from_config(cfg2))}
     assert [a.arg for a in loads["LOAD_W"].axi] == ["weights_0", "weights_1"]
-    wide = [_load_w(load_config(ZCU, ["hardware.axi_width=512", f"hardware.weight_lanes={n}"])) for n in (1, 2)]
+    wide = [_load_w(load_config(ZCU, ZCU_ONE_PORT + ["hardware.axi_width=512", f"hardware.weight_lanes={n}"]))
+            for n in (1, 2)]
     assert [r.detail["m_axi"] for r in wide] == ["gmem1: port bandwidth", "gmem1_0: port bandwidth"]
     assert wide[1].ii == pytest.approx(wide[0].ii / 2)
     # a board with more ports: four lanes of a 512-bit bus word would take 0.9 cycles on their ports, but the
     # DDR total (64 bytes a cycle on all of them) binds
     monkeypatch.setitem(BOARDS, "zcu102", dataclasses.replace(BOARDS["zcu102"], ports=8))
-    four = _load_w(load_config(ZCU, ["hardware.axi_width=512", "hardware.weight_lanes=4"]))
+    four = _load_w(load_config(ZCU, ZCU_ONE_PORT + ["hardware.axi_width=512", "hardware.weight_lanes=4"]))
     assert four.ii == pytest.approx(512 / 8 / mem.ddr_bpc) and four.ii > wide[0].ii / 4
     assert four.detail["m_axi"].endswith("DDR bandwidth")
 
@@ -444,7 +449,7 @@ def test_weight_lanes_in_the_estimate_and_the_resources():
     per bundle, the lanes' at the lane width."""
     from edgemoe.perf.resources import estimate_resources
 
-    one, two = load_config(ZCU), load_config(ZCU, ["hardware.weight_lanes=2"])
+    one, two = load_config(ZCU, ZCU_ONE_PORT), load_config(ZCU, ZCU_ONE_PORT + ["hardware.weight_lanes=2"])
     e1, e2 = estimate(one), estimate(two)
     assert e2.ms_per_image < e1.ms_per_image and e2.intended_ms_per_image < e1.intended_ms_per_image
     axi = {i.shape: i.count for i in estimate_resources(two, "onchip", 1).items if i.what.startswith("m_axi adapter")}

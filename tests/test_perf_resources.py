@@ -155,7 +155,8 @@ def test_weight_fifo_holds_one_tile_of_bus_words():
     en = item(res, "compute_tiles/UNPACK_W_J", "UNPACK_W: row write enables")
     assert en.count == cfg.hardware.cu_in * cfg.hardware.cu_out
     assert not [i for i in res.items if i.what.startswith(("UNPACK_W: field", "UNPACK_W: (o, k)"))]
-    zcu = cfg_of("m3vit-tiny-zcu102", "hardware.cu_in=16")
+    zcu = cfg_of("m3vit-tiny-zcu102", "hardware.cu_in=16", "hardware.cu_out=32", "hardware.axi_width=256",
+                 "hardware.weight_lanes=1")
     zplan = KernelPlan.from_config(zcu)
     zres = estimate_resources(zcu)
     assert (zplan.unpack_steps, zplan.unpack_fields, zplan.matrix_per_beat) == (2, 16, 32)
