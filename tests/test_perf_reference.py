@@ -229,3 +229,22 @@ def test_cli_compare_on_tiny_shows_the_measured_figure_and_ratios(capsys, ref):
     assert f"Edge-MoE modelled / measured = {ref.ms_per_image / MEASURED_MS:.2f}" in cmp
     assert "(--head-runs 0: not measured)" in cmp
     assert math.isfinite(ref.ms_per_image)
+
+
+def test_cli_compare_adds_the_floor_at_the_configs_own_weight_widths(capsys):
+    """Edge-MoE's floors are at its 16-bit weights; a config with 8-bit matrices gets its own weight floor (the
+    roofline's bytes at the board's sustained bandwidth), and "ours / its own floor" divides by it."""
+    from edgemoe.perf.cycles import estimate
+
+    cfg = load_config("m3vit-tiny-zcu102")
+    assert main(["perf", "--config", cfg.name, "--compare", "--head-runs", "0"]) == 0
+    cmp = capsys.readouterr().out.split("comparison on zcu102")[1]
+    est = estimate(cfg)
+    roof = est.roofline
+    assert roof.weight_bytes_per_image < 0.6 * estimate_reference(cfg).weight_bytes     # 8-bit matrices
+    line = next(ln for ln in cmp.splitlines() if "floor at w8a16" in ln)
+    assert f"{roof.weight_bytes_per_image / 1e6:.2f} MB" in line and f"{roof.traffic_ms:10.2f}" in line
+    own = max(roof.traffic_ms, estimate_reference(cfg).compute_floor_ms)
+    assert f"ours / its own floor = {est.ms_per_image / own:.1f}x" in cmp
+    assert main(["perf", "--compare", "--head-runs", "0"]) == 0   # w16a32: the same widths as Edge-MoE's
+    assert "floor at" not in capsys.readouterr().out
