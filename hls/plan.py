@@ -399,7 +399,7 @@ class KernelPlan:
         residual add, the MoE accumulator's cast): gcd(cu_in, :data:`CAST_LANES`), so it divides EW_LANES and
         a chunk still hits distinct banks.  Fewer than EW_LANES because each lane is its own casts (and, in
         the LayerNorm, its own three products): at 16 lanes the tiny preset's LUTs pass 80% of a ZCU102's
-        (85.6%), at 8 they take 76.3%."""
+        (``edgemoe perf --resources`` gives the figures)."""
         return math.gcd(self.config.hardware.cu_in, CAST_LANES)
 
     @property
