@@ -36,16 +36,27 @@ class Board:
     #: bytes of the memory bank behind one port (an HBM pseudo-channel); 0 where every port reaches
     #: the same memory (the Zynq PS DDR: no bank to choose)
     bank_bytes: int
+    #: the PS slave ports by name, in the order bundles take them (Zynq; ``ports`` of them); empty on Alveo,
+    #: whose ports are the HBM pseudo-channels ``HBM[i]``
+    ps_ports: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.flow == "zynq" and len(self.ps_ports) != self.ports:
+            raise ValueError(f"board {self.name}: {self.ports} ports but {len(self.ps_ports)} PS port names")
 
 
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("zcu102", "xczu9eg-ffvb1156-2-e", "zynq", dsp=2520, bram36=912, uram=0,
           lut=274_080, ff=548_160, mem_gbps=19.2, mem_kind="PS DDR4-2400 (64-bit)",
-          # ~15 GB/s sustained of the PS DDR4's 19.2 GB/s peak; a PL->PS HP port is 128 bits at up to 333 MHz.
-          # Ports: S_AXI_HP0..HP3_FPD, the PS's non-coherent slave ports to the DDR controller, which the
-          # block design wires one per bundle.  HPC0/HPC1 are not counted: they go through the coherent
-          # interconnect (CCI) shared with the APU's cache traffic, and the block design does not use them.
-          mem_efficiency=15.0 / 19.2, dram_latency_ns=200.0, port_gbps=128 / 8 * 0.333, ports=4, bank_bytes=0),
+          # ~15 GB/s sustained of the PS DDR4's 19.2 GB/s peak; a PL->PS port is 128 bits at up to 333 MHz.
+          # Ports: the four S_AXI_HP0..HP3_FPD (non-coherent, straight to the DDR controller) first, then
+          # S_AXI_HPC0/HPC1_FPD.  The HPC ports pass the coherent interconnect (CCI), but the kernel's m_axi
+          # requests are non-coherent (Vitis HLS's default AxCACHE), so they reach the same DDR at the same
+          # 128 bits a cycle; a bundle gets one only when the HP ports are taken.  Edge-MoE's own design uses
+          # both (its weights on HPC0).  The DDR total (mem_gbps x mem_efficiency) bounds all six together.
+          mem_efficiency=15.0 / 19.2, dram_latency_ns=200.0, port_gbps=128 / 8 * 0.333, ports=6, bank_bytes=0,
+          ps_ports=("S_AXI_HP0_FPD", "S_AXI_HP1_FPD", "S_AXI_HP2_FPD", "S_AXI_HP3_FPD", "S_AXI_HPC0_FPD",
+                    "S_AXI_HPC1_FPD")),
     Board("u50", "xcu50-fsvh2104-2-e", "alveo", dsp=5952, bram36=1344, uram=640,
           lut=872_000, ff=1_743_000, mem_gbps=316.0, mem_kind="HBM2 8 GB",
           # HBM: ~80 % sustained is typical.  Ports: the 32 HBM pseudo-channels (256 MiB each), each with its

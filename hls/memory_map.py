@@ -17,8 +17,8 @@ board's memory ports (:class:`edgemoe.boards.Board` ``ports``):
   that fits) and the host runs as many images per call as fit there.
 * **Zynq** (PS DDR): every port reaches the same memory, so there is no bank
   to choose; each bundle (each weight lane's included) has a PS slave port
-  of its own, ``S_AXI_HP<i>_FPD`` in sorted bundle-name order, as the block
-  design wires them.
+  of its own, the board's ``ps_ports`` (HP0..HP3, then HPC0/HPC1 on the
+  ZCU102) taken in sorted bundle-name order, as the block design wires them.
 
 The v++ link config (``alveo_link.cfg``) and the block design render from it;
 :func:`placement_data` is what the manifest and the simulated overlay record,
@@ -40,6 +40,10 @@ from .plan import KernelPlan
 INSTANCE = {"zynq": f"{TOP}_0", "alveo": f"{TOP}_1"}
 #: the memory behind the ports of each flow
 MEMORY = {"zynq": "PS DDR", "alveo": "HBM"}
+#: Zynq UltraScale+ PS slave port -> n of the PS IP's ``PSU__USE__S_AXI_GP<n>`` switch (the PS's numbering:
+#: GP0/GP1 are HPC0/HPC1, GP2..GP5 are HP0..HP3)
+PS_PORT_GP = {"S_AXI_HPC0_FPD": 0, "S_AXI_HPC1_FPD": 1, "S_AXI_HP0_FPD": 2, "S_AXI_HP1_FPD": 3,
+              "S_AXI_HP2_FPD": 4, "S_AXI_HP3_FPD": 5}
 
 
 @dataclass(frozen=True)
@@ -47,19 +51,25 @@ class BundlePlacement:
     """One m_axi bundle on the board: its arguments and the memory port(s) it is linked to.
 
     ``banks``: HBM pseudo-channel indices, consecutive (Alveo; empty on Zynq);
-    ``hp``: the PS slave port S_AXI_HP<hp>_FPD (Zynq; None on Alveo).
+    ``hp``: the bundle's place in the board's ``ps_ports`` (Zynq; None on Alveo), ``ps_port`` that port's name.
     """
 
     bundle: str
     args: tuple[str, ...]
     banks: tuple[int, ...] = ()
     hp: int | None = None
+    ps_port: str | None = None
+
+    @property
+    def gp(self) -> int:
+        """The PS IP's ``S_AXI_GP<n>`` switch that enables ``ps_port`` (Zynq)."""
+        return PS_PORT_GP[self.ps_port]
 
     @property
     def target(self) -> str:
         """Where the bundle is linked: the v++ ``sp`` memory (``HBM[1]``, ``HBM[1:3]``) or the PS port."""
-        if self.hp is not None:
-            return f"S_AXI_HP{self.hp}_FPD"
+        if self.ps_port is not None:
+            return self.ps_port
         lo, hi = self.banks[0], self.banks[-1]
         return f"HBM[{lo}]" if lo == hi else f"HBM[{lo}:{hi}]"
 
@@ -94,8 +104,9 @@ def placement(cfg) -> list[BundlePlacement]:
     for name in names:
         args.setdefault(bundle_of[name], []).append(name)
     if board.flow == "zynq":
-        hp = {b: i for i, b in enumerate(sorted(args))}
-        return [BundlePlacement(b, tuple(names), hp=hp[b]) for b, names in args.items()]
+        hp = {b: i for i, b in enumerate(sorted(args))}  # validate() keeps len(args) <= board.ports
+        return [BundlePlacement(b, tuple(names), hp=hp[b], ps_port=board.ps_ports[hp[b]])
+                for b, names in args.items()]
     need = buffer_bytes(cfg)
     out, first = [], 0
     for b, names in args.items():

@@ -97,6 +97,7 @@ def test_zynq_block_design_wires_each_bundle_to_its_hp_port(tmp_path):
     for p in places:
         assert (f'Master "/edgemoe_vit_0/m_axi_{p.bundle}" Slave "/zynq_ultra_ps_e_0/S_AXI_HP{p.hp}_FPD"') in text
         assert f"CONFIG.PSU__USE__S_AXI_GP{p.hp + 2} {{1}}" in text  # GP2..GP5 are HP0..HP3
+        assert p.ps_port == f"S_AXI_HP{p.hp}_FPD"
     assert text.count("apply_bd_automation -rule xilinx.com:bd_rule:axi4") == 1 + len(places)
     assert placement_data(cfg)["memory"] == "PS DDR"
 
@@ -106,11 +107,13 @@ def test_board_ports_and_the_config_rule(monkeypatch):
         b = BOARDS[name]
         assert (b.ports, b.bank_bytes) == (32, 256 << 20) and b.port_gbps == pytest.approx(256 / 8 * 0.450)
         assert b.ports * b.bank_bytes == 8 << 30  # 8 GiB of HBM2
-    assert (BOARDS["zcu102"].ports, BOARDS["zcu102"].bank_bytes) == (4, 0)
-    cfg = _micro("zcu102")  # three bundles on four HP ports
+    assert (BOARDS["zcu102"].ports, BOARDS["zcu102"].bank_bytes) == (6, 0)
+    assert BOARDS["zcu102"].ps_ports[:4] == tuple(f"S_AXI_HP{i}_FPD" for i in range(4))  # HP first, then HPC
+    cfg = _micro("zcu102")  # three bundles on the first three HP ports
     two = cfg.replace(hardware=dataclasses.replace(cfg.hardware, bundles=(("image", "gmem0"), ("weights", "gmem1"),
                                                                           ("activations", "gmem0"))))
-    monkeypatch.setitem(BOARDS, "zcu102", dataclasses.replace(BOARDS["zcu102"], ports=2))
+    monkeypatch.setitem(BOARDS, "zcu102", dataclasses.replace(BOARDS["zcu102"], ports=2,
+                                                              ps_ports=BOARDS["zcu102"].ps_ports[:2]))
     with pytest.raises(ConfigError, match=r"hardware\.bundles.*names 3 m_axi bundles; board zcu102 has 2 memory "
                                           r"ports, so 1\.\.2 bundles"):
         validate(cfg)
@@ -271,6 +274,15 @@ def test_each_weight_lane_is_a_bundle_on_its_own_port(tmp_path):
     assert hp == {"gmem0": 0, "gmem1_0": 1, "gmem1_1": 2, "gmem2": 3}   # all four HP ports
     for bundle, i in hp.items():
         assert f'Master "/edgemoe_vit_0/m_axi_{bundle}" Slave "/zynq_ultra_ps_e_0/S_AXI_HP{i}_FPD"' in bd
+    # four lanes: six bundles, the last two on the coherent-interconnect ports HPC0 / HPC1 (the PS's GP0 / GP1)
+    six = _micro("zcu102", "hardware.weight_lanes=4", "hardware.axi_width=512")
+    bd = (HLSProject(six).write(tmp_path / "zcu102-4") / "bd_zcu102.tcl").read_text()
+    port = {p.bundle: p.target for p in placement(six)}
+    assert port == {"gmem0": "S_AXI_HP0_FPD", "gmem1_0": "S_AXI_HP1_FPD", "gmem1_1": "S_AXI_HP2_FPD",
+                    "gmem1_2": "S_AXI_HP3_FPD", "gmem1_3": "S_AXI_HPC0_FPD", "gmem2": "S_AXI_HPC1_FPD"}
+    for bundle, target in port.items():
+        assert f'Master "/edgemoe_vit_0/m_axi_{bundle}" Slave "/zynq_ultra_ps_e_0/{target}"' in bd
+    assert all(f"CONFIG.PSU__USE__S_AXI_GP{n} {{1}}" in bd for n in range(6))
     regs = json.loads((tmp_path / "zcu102" / "regmap.json").read_text())
     assert regs["weight_lanes"] == ["weights_0", "weights_1"]
     assert [regs["registers"][n]["bundle"] for n in regs["weight_lanes"]] == ["gmem1_0", "gmem1_1"]

@@ -119,8 +119,8 @@ HARDWARE_RULES = [
     ("weight lanes narrower than 32 bits", ["hardware.weight_lanes=16"], "hardware.weight_lanes", "one of 1, 2, 4, 8"),
     ("weight lanes narrower than a 32-bit word", ["hardware.axi_width=64", "hardware.weight_lanes=4"],
      "hardware.weight_lanes", "the 64-bit bus word (hardware.axi_width) into lanes of >= 32 bits"),
-    ("weight lanes past the board's ports", ["hardware.weight_lanes=4"], "hardware.weight_lanes",
-     "4 lane bundles + 2 of the other buffers = 6 m_axi bundles; board zcu102 has 4 memory ports, so at most 2"),
+    ("weight lanes past the board's ports", ["hardware.weight_lanes=8"], "hardware.weight_lanes",
+     "8 lane bundles + 2 of the other buffers = 10 m_axi bundles; board zcu102 has 6 memory ports, so at most 4"),
     ("weight lane bundle named by another buffer", ["hardware.weight_lanes=2",
                                                     "hardware.bundles={image: gmem1_1, weights: gmem1, "
                                                     "activations: gmem2}"],

@@ -172,10 +172,10 @@ def test_full_grid_on_tiny_for_every_board():
 
 
 def test_explore_searches_weight_lanes_and_names_the_fastest_fitting():
-    """weight_lanes is a grid axis: on the ZCU102 (4 HP ports, 3 buffers) 1 and 2 lanes fit, 4 is skipped as a
-    config the board's ports refuse, and 2 lanes (the weight stream on two ports) is chosen."""
+    """weight_lanes is a grid axis: on the ZCU102 (6 PS ports, 2 other buffers) 1, 2 and 4 lanes fit, 8 is
+    skipped as a config the board's ports refuse, and more lanes (the weight stream on more ports) is chosen."""
     cfg = load_config("m3vit-tiny-zcu102")
-    grid = {"cu_in": (32,), "cu_out": (32,), "attn_parallel": (4,), "axi_width": (256,), "weight_lanes": (1, 2, 4),
+    grid = {"cu_in": (32,), "cu_out": (32,), "attn_parallel": (4,), "axi_width": (256,), "weight_lanes": (1, 2, 8),
             "profile": None}
     res = explore(cfg, "zcu102", grid=grid, progress=False)
     assert sorted(p.weight_lanes for p in res.points) == [1, 2]
