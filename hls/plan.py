@@ -67,7 +67,7 @@ def attn_cycles(num_tokens: int, parallel: int) -> int:
     """Steps of the reordered key stream (``parallel`` query slots share one key per cycle; the slot of query
     ``i`` starts at key ``i % parallel``): Edge-MoE's attention schedule, which the RTL schedule unit and the
     reference model run.  The generated kernel keeps its key order per query (``golden.attention.key_order``)
-    without the stream: its SCORES loop takes ``N x ceil(N / parallel)`` iterations (``attn_groups``)."""
+    without the stream: its scores take ``N x ceil(N / parallel)`` iterations of its SCORES_AV loop (``attn_groups``)."""
     n, par = num_tokens, parallel
     return ((n - 1) // par) * n + (n - 1) % par + n
 
@@ -419,8 +419,28 @@ class KernelPlan:
     @property
     def attn_groups(self) -> int:
         """``ATTN_GROUPS``: groups of ``attn_parallel`` queries, ceil(N / P); a query's online-softmax state is
-        revisited every ``attn_groups`` iterations of the kernel's SCORES loop (the recurrence's distance)."""
+        revisited every ``attn_groups`` iterations of the kernel's SCORES_AV loop (the recurrence's distance)."""
         return -(-self.config.model.num_tokens // self.config.hardware.attn_parallel)
+
+    @property
+    def attn_out_iters(self) -> int:
+        """``ATTN_OUT_ITERS``: cycles that write one group's A*V rows out, CU_IN words a cycle: ATTN_P rows of
+        ceil(HEAD_DIM / CU_IN) chunks (the kernel's SCORES_AV writes a group's staged rows while the next
+        group accumulates)."""
+        h = self.config.hardware
+        return h.attn_parallel * -(-self.config.model.head_dim // h.cu_in)
+
+    @property
+    def attn_av_steps(self) -> int:
+        """``ATTN_AV_STEPS``: SCORES_AV iterations per A*V group: its N_TOKENS keys, or the previous group's
+        row writes when those take longer (``attn_out_iters`` > N_TOKENS: few tokens, wide heads)."""
+        return max(self.config.model.num_tokens, self.attn_out_iters)
+
+    @property
+    def attn_pipe_iters(self) -> int:
+        """Iterations of the kernel's SCORES_AV loop per head slot: ATTN_GROUPS A*V groups of ATTN_AV_STEPS,
+        then the last group's rows out; at least the N_TOKENS x ATTN_GROUPS steps of the scores beside them."""
+        return self.attn_groups * self.attn_av_steps + self.attn_out_iters
 
     @property
     def attn_copy_ii(self) -> int:

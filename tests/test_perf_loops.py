@@ -172,7 +172,10 @@ def test_call_counts_follow_the_model_structure():
     assert f["residual_add"].calls == 2 * m.depth and f["write_rows"].calls == 1
     assert f["gate_token"].calls == m.num_tokens * len(m.moe_blocks)
     assert le.loops["GATHER"].iterations == len(m.moe_blocks) * m.num_tokens * m.top_k
-    assert le.loops["SCORES"].iterations == m.depth * m.num_heads * m.num_tokens * KernelPlan.from_config(cfg).attn_groups
+    plan = KernelPlan.from_config(cfg)
+    assert le.loops["SCORES_AV"].iterations == m.depth * (m.num_heads + 1) * plan.attn_pipe_iters
+    assert le.loops["SC_LANES"].iterations == pytest.approx(
+        m.depth * m.num_heads * m.num_tokens * plan.attn_groups * cfg.hardware.attn_parallel)
     # tap-only loops never run in an inference call
     assert all(le.loops[t].iterations == 0 for t in ("PIX", "TAP_GS", "TAP_TK", "TAP_EC"))
     # batch: the same loops per image, the call overhead shared
@@ -377,41 +380,6 @@ def test_loops_table_and_findings():
     assert "no generated kernel" in format_loops(estimate(cfg, mode="edgemoe-dram"))
 
 
-@pytest.mark.parametrize("name,sets", [(TINY, []), ("m3vit-tiny-zcu102", []), (MICRO, ["hardware.attn_parallel=3"]),
-                                       (MICRO, ["hardware.attn_parallel=1"]), (MICRO, ["hardware.cu_in=4"])])
-def test_av_runs_attn_p_query_lanes_per_key(name, sets):
-    """A*V takes a group of ATTN_P queries per pass over the keys: N_TOKENS iterations per group, ATTN_GROUPS
-    groups per head (not N_TOKENS per query), ATTN_P lanes of HEAD_DIM MACs each at II 1, every lane on a bank
-    of S and an exp ROM of its own; then the group's rows out, CU_IN words per cycle."""
-    cfg = load_config(name, sets)
-    m, h, plan = cfg.model, cfg.hardware, KernelPlan.from_config(cfg)
-    P, G, n, hd = h.attn_parallel, plan.attn_groups, m.num_tokens, m.head_dim
-    le = loop_estimate(cfg, None)
-    heads = m.depth * m.num_heads
-    assert G == -(-n // P)
-    assert le.loops["AV_GROUPS"].iterations == heads * G
-    assert le.loops["AV_KEYS"].iterations == heads * G * n
-    assert le.loops["AV_LANES"].iterations == heads * G * n * P
-    assert le.loops["AV_D"].iterations == heads * G * n * P * hd
-    assert le.loops["AV_OUT"].iterations == heads * G * P * math.ceil(hd / h.cu_in)
-    assert "AV_ROWS" not in le.loops
-    for lab in ("AV_KEYS", "AV_OUT"):
-        assert le.loops[lab].ii.ii == 1, (lab, le.loops[lab].ii.detail)
-    spec = le.loops["AV_KEYS"].spec
-    ports = {p.array: p for p in spec.ports}
-    assert ports["S"].reads == ports["S"].spread == P                       # a lane per bank of S
-    assert ports["exp2_lane"].reads == ports["exp2_lane"].spread == 2 * P   # one exp per lane: even + odd entry
-    assert ports["vh"].reads == hd                                          # the key's v row, read once
-    assert spec.mults[0].count == P * hd
-    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
-    body = src[src.index("AV_KEYS: for"):src.index("AV_OUT: for")]
-    assert "AV_LANES: for (int p = 0; p < ATTN_P; p++) {\n#pragma HLS UNROLL" in body
-    assert "exp2_lane[p]" in body and "S[p][g][j]" in body and "vh[j][d]" in body
-    assert "mac_t acc[ATTN_P][HEAD_DIM];" in src and "variable=acc complete dim=0" in src
-    assert "variable=row_inv complete dim=1" in src
-    assert f"static const int ATTN_P = {P};" in render(cfg, ["include/edgemoe_config.h"])["include/edgemoe_config.h"]
-
-
 # --- weight lanes -----------------------------------------------------------------------------------------
 
 def _load_w(cfg):
@@ -457,37 +425,96 @@ def test_weight_lanes_in_the_estimate_and_the_resources():
     assert axi1 == {"256b": 3}
 
 
-@pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, []), (MICRO, ["hardware.attn_parallel=3"]),
-                                       (MICRO, ["hardware.attn_parallel=1"]), (MICRO, ["hardware.attn_parallel=4"])])
-def test_scores_and_online_softmax_run_in_one_pipeline(name, sets):
-    """The scores and the online softmax are one II=1 loop of N_TOKENS x ATTN_GROUPS iterations per head (no
-    key stream before it): lane p scores query g * ATTN_P + p with key row s + p itself, so each iteration
-    reads ATTN_P query rows and ATTN_P key rows, one word of each qh / kh bank (cyclic ATTN_P on the rows;
-    kh's ATTN_P - 1 wrap rows keep the key rows distinct banks when N_TOKENS % ATTN_P != 0)."""
+#: attention configs: the presets, and the test configs' P (1, 3, 4, 5, 7), one head, rows out longer than a
+#: group's keys (ATTN_OUT_ITERS > N_TOKENS)
+ATTN_CASES = [(TINY, []), (ZCU, []), (MICRO, ["hardware.attn_parallel=3"]), (MICRO, ["hardware.attn_parallel=1"]),
+              (MICRO, ["hardware.attn_parallel=4"]), (MICRO, ["hardware.attn_parallel=5", "hardware.cu_in=16"]),
+              (MICRO, ["hardware.cu_in=4"]),
+              (MICRO, ["model.img_height=32", "model.img_width=48", "model.num_heads=1", "hardware.attn_parallel=7"])]
+
+
+@pytest.mark.parametrize("name,sets", ATTN_CASES)
+def test_scores_and_av_run_in_one_pipeline(name, sets):
+    """Head t's scores and online softmax run beside head t - 1's A*V in one II=1 loop, SCORES_AV, over
+    HEADS + 1 slots. The scores: N_TOKENS x ATTN_GROUPS steps per head (no key stream before them), lane p
+    scoring query g * ATTN_P + p with key row s + p, one word of each qh / kh bank per iteration (cyclic ATTN_P
+    on the rows; kh's ATTN_P - 1 wrap rows keep the key rows distinct banks when N_TOKENS % ATTN_P != 0). A*V:
+    a group of ATTN_P queries per pass over the keys (ATTN_AV_STEPS iterations per group, ATTN_GROUPS groups),
+    ATTN_P lanes of HEAD_DIM MACs, every lane on a bank of S and an exp ROM of its own (exp2_lane's ports are
+    the scores'); the finished group's staged rows out, CU_IN words per iteration, behind the next group's
+    keys. S holds two heads: a bank takes the scores' write and A*V's read each iteration."""
     cfg = load_config(name, sets)
     m, h, plan = cfg.model, cfg.hardware, KernelPlan.from_config(cfg)
-    P, G, n, hd = h.attn_parallel, plan.attn_groups, m.num_tokens, m.head_dim
+    P, G, n, hd, ci = h.attn_parallel, plan.attn_groups, m.num_tokens, m.head_dim, h.cu_in
+    out = P * math.ceil(hd / ci)
+    assert G == -(-n // P) and plan.attn_out_iters == out and plan.attn_av_steps == max(n, out)
+    assert plan.attn_pipe_iters == G * max(n, out) + out >= n * G
     le = loop_estimate(cfg, None)
-    heads = m.depth * m.num_heads
-    assert le.loops["SCORES"].iterations == heads * n * G
-    assert le.loops["SC_LANES"].iterations == heads * n * G * P
-    assert le.loops["SCORE_D"].ii.unrolled_in == "SCORES"
-    assert not {"STREAM", "SOFTMAX", "LOAD_Q", "SLOTS", "SM_LANES"} & set(le.loops)
-    sc = le.loops["SCORES"]
+    heads, slots = m.depth * m.num_heads, m.depth * (m.num_heads + 1)
+    assert le.loops["HEADS_LOOP"].iterations == slots
+    assert le.loops["SCORES_AV"].iterations == slots * plan.attn_pipe_iters
+    for lab, it in (("SC_LANES", heads * n * G * P), ("AV_LANES", heads * G * n * P),
+                    ("AV_D", heads * G * n * P * hd),
+                    ("AV_OUT_U", heads * G * out * ci), ("AV_STAGE", heads * G * P),
+                    ("HEAD_COPY", heads * n), ("SM_FINAL", heads * n)):
+        assert le.loops[lab].iterations == pytest.approx(it), lab
+    for lab in ("SCORE_D", "SC_LANES", "AV_LANES", "AV_D", "AV_OUT_U", "AV_STAGE", "AV_STAGE_D"):
+        assert le.loops[lab].ii.unrolled_in == "SCORES_AV", lab
+    assert not {"SCORES", "AV_GROUPS", "AV_KEYS", "AV_OUT", "STREAM", "SOFTMAX", "SLOTS"} & set(le.loops)
+    sc = le.loops["SCORES_AV"]
     assert sc.ii.constraints["bank ports"] == 1, sc.ii.detail     # every lane's rows on banks of their own
     if name != MICRO:    # 129 tokens: the state comes back after ATTN_GROUPS >= the online step's latency
         assert sc.ii.ii == 1, sc.ii.detail
     ports = {p.array: p for p in sc.spec.ports}
     for a in ("qh", "kh"):
         assert ports[a].reads == ports[a].spread == P * hd and ports[a].per_bank == 1
+    assert ports["S"].reads == ports["S"].writes == ports["S"].spread == P and ports["S"].per_bank == 2
+    assert ports["exp2_lane"].reads == 2 * ports["exp2_lane"].spread == 4 * P   # both ports of both banks
+    assert ports["exp2_av"].reads == ports["exp2_av"].spread == 2 * P         # one exp per lane: even + odd
+    assert ports["vh"].reads == hd and ports["out"].writes == ci                # the key's v row, read once
     rec = next(r for r in sc.spec.recurrences if r.what.startswith("(max, sum)"))
     assert rec.distance == G
-    assert sum(mu.count for mu in sc.spec.mults if mu.a_bits == mu.b_bits == cfg.precision.qkv.bits) >= P * hd
+    qb = cfg.precision.qkv.bits
+    # the scores' HEAD_DIM products per lane and A*V's, side by side (no DSP shared between the parts)
+    assert {Mults(P * hd, qb, qb), Mults(P * hd, cfg.precision.attn_prob.bits, qb)} <= set(sc.spec.mults)
+    assert sum(mu.count for mu in sc.spec.mults if mu.count == P * hd) == 2 * P * hd
+    # the depth is the scores' path, the longer of the two parts
+    av_path = ("bram", "add", "exp", "mul", "cast", "mul", "add", "store")
+    assert sum(OP_LATENCY[o] for o in sc.spec.ops) > sum(OP_LATENCY[o] for o in av_path)
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     hdr = render(cfg, ["include/edgemoe_config.h"])["include/edgemoe_config.h"]
+    assert f"static const int ATTN_P = {P};" in hdr
+    assert f"static const int ATTN_AV_STEPS = {plan.attn_av_steps};" in hdr
+    assert f"static const int ATTN_OUT_ITERS = {out};" in hdr
     assert "STREAM:" not in src and "SOFTMAX:" not in src and "ATTN_CYCLES" not in src + hdr
-    assert "SCORES: for (int it = 0; it < N_TOKENS * ATTN_GROUPS; it++) {\n#pragma HLS PIPELINE II=1" in src
-    assert "kh[N_TOKENS + ATTN_P - 1][HEAD_DIM]" in src and "score(qh[g * ATTN_P + p], kh[s + p])" in src
+    assert "HEADS_LOOP: for (int t = 0; t <= HEADS; t++) {" in src
+    assert ("SCORES_AV: for (int it = 0; it < ATTN_GROUPS * ATTN_AV_STEPS + ATTN_OUT_ITERS; it++) {\n"
+            "#pragma HLS PIPELINE II=1") in src
+    body = src[src.index("SCORES_AV: for"):src.index("TAP_S: for")]
+    assert "#pragma HLS DEPENDENCE variable=S inter false" in body
+    assert f"#pragma HLS DEPENDENCE variable=row_max inter distance={G} true" in body
+    assert "kh[N_TOKENS + ATTN_P - 1][HEAD_DIM]" in src and "score(qh[g * ATTN_P + p], kh[s + p])" in body
+    assert "S[p][cur][g][k] = sc;" in body and "S[p][prev][ga][j]" in body and "vh[prev][j][d]" in body
+    assert "exp2_lane[p]" in body and "exp2_av[p]" in body and "stage[p][d] = acc[p][d];" in body
+    assert "AV_LANES: for (int p = 0; p < ATTN_P; p++) {\n#pragma HLS UNROLL" in body
+    assert "mac_t acc[ATTN_P][HEAD_DIM], stage[ATTN_P][HEAD_DIM];" in src
+    assert "variable=acc complete dim=0" in src and "variable=stage complete dim=0" in src
     for a in ("qh", "kh"):
         assert f"variable={a} complete dim=2" in src
         assert (f"#pragma HLS ARRAY_PARTITION variable={a} cyclic factor={P} dim=1" in src) == (P > 1)
+    for a in ("av_max", "av_inv", "row_max", "row_sum", "exp2_av"):
+        assert f"variable={a} complete dim=1" in src
+
+
+def test_attention_overlaps_the_heads_on_the_preset():
+    """On the ZCU102 preset attention takes about (HEADS + 1) x N_TOKENS x ATTN_GROUPS cycles per block plus the
+    copies, not 2 x HEADS x that (the scores and A*V one after the other)."""
+    cfg = load_config(ZCU)
+    m, plan = cfg.model, KernelPlan.from_config(cfg)
+    n, G, H = m.num_tokens, plan.attn_groups, m.num_heads
+    le = loop_estimate(cfg, None)
+    attn = sum(c for (step, _), c in le.by_step().items() if step == "attn") / m.depth
+    copies = H * n * (plan.attn_copy_ii + 1)   # HEAD_COPY and SM_FINAL
+    assert (H + 1) * n * G < attn < 1.02 * ((H + 1) * plan.attn_pipe_iters + copies)
+    assert attn < 0.75 * 2 * H * n * G        # (HEADS + 1) / (2 x HEADS) of it: 2/3 at 3 heads, plus the copies
+    assert le.loops["SCORES_AV"].ii.ii == 1

@@ -230,18 +230,22 @@ def test_roofline_matches_design_reference():
 
 
 def test_attention_scores_follow_template_groups():
-    """The fused scores + online softmax loop runs N_TOKENS x ATTN_GROUPS iterations per head (the template's
-    ATTN_GROUPS, writer.context), at II 1 for every ATTN_P: a query's state is revisited ATTN_GROUPS
-    iterations later."""
+    """The pipeline of one head's scores + online softmax beside the previous head's A*V runs
+    ATTN_GROUPS x ATTN_AV_STEPS + ATTN_OUT_ITERS iterations per head slot, HEADS + 1 slots (the template's
+    ATTN_GROUPS, writer.context): N_TOKENS x ATTN_GROUPS steps of the scores, as many of A*V, at II 1 for
+    every ATTN_P: a query's state is revisited ATTN_GROUPS iterations later."""
     for p in (1, 2, 4, 8):
         cfg = cfg_of(TINY, f"hardware.attn_parallel={p}")
         m = cfg.model
-        groups = template_context(cfg)["plan"].attn_groups
+        plan = template_context(cfg)["plan"]
+        groups = plan.attn_groups
         assert groups == math.ceil(m.num_tokens / p)
+        assert plan.attn_pipe_iters == groups * m.num_tokens + plan.attn_out_iters   # the keys outlast the rows
         est = estimate(cfg)
-        scores = sum(s.loops["SCORES"] for s in est.steps if s.name == "attn_scores") / (m.depth * m.num_heads)
-        assert m.num_tokens * groups < scores < 1.02 * m.num_tokens * groups    # II 1 plus the pipeline's depth
-        assert est.loops.loops["SCORES"].ii.ii == 1
+        slots = m.depth * (m.num_heads + 1)
+        pipe = sum(s.loops["SCORES_AV"] for s in est.steps if s.name == "attn") / slots
+        assert plan.attn_pipe_iters < pipe < 1.02 * plan.attn_pipe_iters    # II 1 plus the pipeline's depth
+        assert est.loops.loops["SCORES_AV"].ii.ii == 1
 
 
 def test_tiny_as_written_on_zcu102_hides_the_weight_loads():
@@ -261,7 +265,7 @@ def test_tiny_as_written_on_zcu102_hides_the_weight_loads():
     raw = le["LOAD_W"].raw_cycles(le["LOAD_W"].entries, le["LOAD_W"].iterations, 0)
     assert 0 < le["LOAD_W"].hidden < raw                 # behind the dense layers' compute, not the experts'
     assert le["FINISH"].cycles == 0 and le["MAC"].ii.ii == 1
-    assert le["SCORES"].ii.ii == 1 and le["AV_KEYS"].ii.ii == 1
+    assert le["SCORES_AV"].ii.ii == 1
     assert rows[0]["label"] == "MAC"
     assert {r["label"] for r in rows[:3]} >= {"MAC", "LOAD_W"}
 
@@ -295,8 +299,7 @@ def test_calibration_from_rtl_measurements(tmp_path):
     empty.mkdir()
     plain = estimate(cfg, measured=measured(empty))
     assert not plain.calibrated and any("uncalibrated" in n for n in plain.notes)
-    att = lambda e: e.step_cycles("attn_scores") + e.step_cycles("attn_av")  # noqa: E731
-    assert att(slow) > att(plain)
+    assert slow.step_cycles("attn") > plain.step_cycles("attn")
 
 
 def test_calibration_exp_ii_limits_attention(tmp_path):
@@ -306,10 +309,10 @@ def test_calibration_exp_ii_limits_attention(tmp_path):
     (d / "perf.json").write_text(json.dumps({"exp": {"icarus": {"latency": 7, "ii": 8.0}}}))
     slow = estimate(cfg, measured=measured(tmp_path))
     fast = estimate(cfg, calibrate=False)
-    assert slow.step_cycles("attn_av", field_="cycles_intended") > 1.5 * fast.step_cycles("attn_av", field_="cycles_intended")
-    av = slow.loops.loops["AV_KEYS"].ii
-    assert av.ii >= 8 and av.constraints["unit II"] == 8     # one exp per key: the unit's II bounds the loop
-    assert slow.step_cycles("attn_av") >= fast.step_cycles("attn_av")
+    assert slow.step_cycles("attn", field_="cycles_intended") > 1.5 * fast.step_cycles("attn", field_="cycles_intended")
+    av = slow.loops.loops["SCORES_AV"].ii
+    assert av.ii >= 8 and av.constraints["unit II"] == 8     # exps every iteration: the unit's II bounds the loop
+    assert slow.step_cycles("attn") >= fast.step_cycles("attn")
 
 
 # --- every preset, board and mode ------------------------------------------------------------

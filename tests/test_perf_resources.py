@@ -50,7 +50,7 @@ def test_wide_t_operands_are_64_bits_unless_the_type_wraps():
     assert cast_bits(sat.precision.exp) == (WIDE_BITS, True)
     assert cast_bits(wrap.precision.exp) == (18, False)
     a, b = estimate_resources(sat), estimate_resources(wrap)
-    la, lb = (item(r, "attention/SCORES", "online_step: l * alpha") for r in (a, b))
+    la, lb = (item(r, "attention/SCORES_AV (scores)", "online_step: l * alpha") for r in (a, b))
     P = sat.hardware.attn_parallel
     assert la.count == P and la.dsp == P * dsp_per_mult(64, 64)          # wide_t x wide_t
     assert lb.dsp == P * dsp_per_mult(64, 18, b_signed=False) < la.dsp
@@ -65,9 +65,9 @@ def test_multipliers_follow_the_kernel_types():
     assert mac.dsp == mac.count * dsp_per_mult(plan.cu_word_bits, plan.matrix_word_bits)
     # q and k are copied to head-local qkv_t arrays: the score products are qkv_t x qkv_t (24 x 24 bits in
     # w16a32: 2 DSPs; 16 x 16 in w16a16: one), not the 32-bit cu_word_t containers (4)
-    score = item(res, "attention/SCORES", "score:")
+    score = item(res, "attention/SCORES_AV (scores)", "score:")
     assert score.dsp == score.count * dsp_per_mult(p.qkv.bits, p.qkv.bits) == score.count * 2
-    s16 = item(estimate_resources(cfg_of(TINY, "precision.profile=w16a16")), "attention/SCORES", "score:")
+    s16 = item(estimate_resources(cfg_of(TINY, "precision.profile=w16a16")), "attention/SCORES_AV (scores)", "score:")
     assert s16.dsp == s16.count
     # y * score in FINISH: cu_word_t x gate_score_t, not wide_t x wide_t; one per epilogue lane
     fin = item(res, "compute_tiles/FINISH", "FINISH: wide_t(y) * wide_t(row_score[r])")
@@ -183,8 +183,11 @@ def test_tables_are_roms_of_their_entries_width():
     # one copy in each function instance that reads it; the attention's lanes read copies of their own
     exp_roms = [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]
     assert {it.where.split()[0] for it in exp_roms} == {"gate_token"}
-    lanes = item(res, "attention/SCORES, AV_KEYS", "exp2_lane")
-    assert lanes.kind == "ROM" and lanes.count == cfg.hardware.attn_parallel
+    # the scores' two exps take both ports of both banks of a lane's exp2_lane: A*V's exp, beside them in
+    # SCORES_AV, reads copies of its own
+    for where, what in (("attention/SCORES_AV (scores)", "exp2_lane"), ("attention/SCORES_AV (A*V)", "exp2_av")):
+        lanes = item(res, where, what)
+        assert lanes.kind == "ROM" and lanes.count == cfg.hardware.attn_parallel
 
 
 # --- what is shared and what is unrolled -----------------------------------------------------------
@@ -215,28 +218,49 @@ def test_attention_multipliers_are_head_dim_per_slot():
     cfg = cfg_of(TINY)
     hd, P = cfg.model.head_dim, cfg.hardware.attn_parallel
     res = estimate_resources(cfg)
-    assert item(res, "attention/SCORES", "score:").count == P * hd
-    assert not [it for it in res.items if it.where == "attention/AV_KEYS" and it.what.startswith("score")]
+    assert item(res, "attention/SCORES_AV (scores)", "score:").count == P * hd
+    assert not [it for it in res.items if it.where == "attention/SCORES_AV (A*V)" and it.what.startswith("score")]
     # A*V reads the stored scores: per lane (query slot) one probability and HEAD_DIM products
-    assert item(res, "attention/AV_KEYS", "AV_D:").count == P * hd
-    assert item(res, "attention/AV_KEYS", "pr = ").count == P
-    assert item(res, "attention/AV_KEYS", "exp_neg: x * LOG2E_RAW").count == P
+    assert item(res, "attention/SCORES_AV (A*V)", "AV_D:").count == P * hd
+    assert item(res, "attention/SCORES_AV (A*V)", "pr = ").count == P
+    assert item(res, "attention/SCORES_AV (A*V)", "exp_neg: x * LOG2E_RAW").count == P
     wide = estimate_resources(cfg_of(TINY, "hardware.attn_parallel=8"))
-    for where, what in (("attention/SCORES", "score:"), ("attention/AV_KEYS", "AV_D:")):
+    for where, what in (("attention/SCORES_AV (scores)", "score:"), ("attention/SCORES_AV (A*V)", "AV_D:")):
         s4, s8 = item(res, where, what), item(wide, where, what)
         assert s8.count == 8 * hd and s8.dsp - s4.dsp == 4 * hd * (s4.dsp // s4.count)
-    # the accumulators: ATTN_P x HEAD_DIM registers of the accumulator type (mac_t)
-    acc = item(res, "attention/AV_GROUPS", "acc[ATTN_P][HEAD_DIM]")
-    assert acc.shape.startswith(f"{P * hd} banks x 1 x {cfg.precision.accum.bits}b -> registers")
+    # the accumulators and their staging copy (the finished group's rows go out while the next accumulates):
+    # ATTN_P x HEAD_DIM registers each of the accumulator type (mac_t)
+    for what in ("acc[ATTN_P][HEAD_DIM]", "stage[ATTN_P][HEAD_DIM]"):
+        acc = item(res, "attention", what)
+        assert acc.shape.startswith(f"{P * hd} banks x 1 x {cfg.precision.accum.bits}b -> registers")
+
+
+def test_attention_buffers_hold_two_heads():
+    """SCORES_AV writes head t's scores while A*V reads head t - 1's: S and vh hold two heads (the half in a
+    bank's address, not more banks), the (max, 1/sum) A*V reads are arrays of their own (SM_FINAL fills them),
+    and the preset still fits with them."""
+    cfg = cfg_of("m3vit-tiny-zcu102")
+    m, P, G = cfg.model, cfg.hardware.attn_parallel, KernelPlan.from_config(cfg).attn_groups
+    res = estimate_resources(cfg)
+    s = item(res, "attention", "S[ATTN_P][2][ATTN_GROUPS][N_TOKENS]")
+    assert s.shape.startswith(f"{P} banks x {2 * G * m.num_tokens} x ")
+    vh = item(res, "attention", "vh[2][N_TOKENS][HEAD_DIM]")
+    assert vh.shape.startswith(f"{m.head_dim} banks x {2 * m.num_tokens} x ")
+    assert item(res, "attention", "av_max, av_inv[ATTN_P][ATTN_GROUPS]").shape.startswith(f"{P} banks x {G} x ")
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    assert "static attn_score_t S[ATTN_P][2][ATTN_GROUPS][N_TOKENS];" in src
+    assert "vh[2][N_TOKENS][HEAD_DIM];" in src and "variable=vh complete dim=3" in src
+    assert "variable=S complete dim=1" in src
+    assert res.fit and all(res.utilisation[k] <= DEFAULT_CAP for k in RESOURCES), res.verdict
 
 
 @pytest.mark.parametrize("change,what,where", [
     ("hardware.cu_in=32", "MAC:", "compute_tiles/MAC"),
     ("hardware.cu_out=32", "MAC:", "compute_tiles/MAC"),
     ("hardware.cu_out=32", "UNPACK_W: row write enables", "compute_tiles/UNPACK_W_J"),
-    ("hardware.attn_parallel=8", "score:", "attention/SCORES"),
-    ("model.num_heads=2", "AV_D:", "attention/AV_KEYS"),         # head_dim 96: more products per key
-    ("hardware.attn_parallel=8", "AV_D:", "attention/AV_KEYS"),  # more query lanes per key
+    ("hardware.attn_parallel=8", "score:", "attention/SCORES_AV (scores)"),
+    ("model.num_heads=2", "AV_D:", "attention/SCORES_AV (A*V)"),         # head_dim 96: more products per key
+    ("hardware.attn_parallel=8", "AV_D:", "attention/SCORES_AV (A*V)"),  # more query lanes per key
 ])
 def test_a_config_change_that_should_raise_a_count_does(change, what, where):
     base = estimate_resources(cfg_of(TINY))

@@ -22,9 +22,10 @@ Two modes (``mode``):
     DRAM.  As written: the loop model.  Intended: ``compute_unit`` per output
     tile (``CU_OUT`` rows of W) runs the MAC loop (``rows x ceil(k/CU_IN)``
     iterations in one pipeline, a row's epilogue beside the next row's MACs)
-    with the next tile's load beside it; attention per head: the q / k / v
-    copies, the scores and the online softmax in one pipeline (``N x
-    ATTN_GROUPS`` steps, the scores stored), then A*V; LayerNorm / residual / embed
+    with the next tile's load beside it; attention in HEADS + 1 slots: the q /
+    k / v copies of head t, then one pipeline of head t's scores and online
+    softmax (``N x ATTN_GROUPS`` steps, the scores stored) beside head t - 1's
+    A*V; LayerNorm / residual / embed
     one element per cycle; MoE gate, softmax + top-k, queues, and per
     *active* expert (token counts from the routing) gather + fc1 + fc2.
 
@@ -488,28 +489,21 @@ class _Kernel:
                 self.add(name, block, "attention", comp, mem, max(comp, mem), nbytes, 0.0, qk_macs,
                          KEY_STREAM=comp)
             return
-        # per head: HEAD_COPY (q / k / v columns), SCORES (P lanes: every score once, stored, and its online step;
-        # a query's state revisited every ATTN_GROUPS iterations), SM_FINAL (1/sum), A*V from the stored scores
-        chunks = math.ceil(hd / h.cu_in)
+        # HEADS + 1 slots: slot t runs HEAD_COPY (head t's q / k / v columns), SCORES_AV (head t's scores, P
+        # lanes: every score once, stored, and its online step, a query's state revisited every ATTN_GROUPS
+        # iterations; beside them head t - 1's A*V from its stored scores, P lanes per key, a group's rows out
+        # behind the next group's keys) and SM_FINAL (head t's 1/sum). No copy or 1/sum in the last slot.
         G = self.plan.attn_groups
         tree = L["bram"] + L["mul"] + _log2c(hd) + L["add"]
         copy = n * self.plan.attn_copy_ii + L["bram"] + L["store"] + L["loop"]
         rec = L["bram"] + L["add"] + L["exp"] + L["mul_wide"] + L["add"] + L["cast"] + L["store"]
-        ii_sm = max(math.ceil(rec / G), exp_ii)
-        # depth: the score (its rows read beside the state's) then the online step
-        scores = n * G * ii_sm + tree + L["cast"] + rec - L["bram"] + L["loop"]
+        ii = max(math.ceil(rec / G), exp_ii)
+        # depth: the score (its rows read beside the state's) then the online step, the longer of the two parts
+        pipe = self.plan.attn_pipe_iters * ii + tree + L["cast"] + rec - L["bram"] + L["loop"]
         final = n + L["bram"] + L["recip"] + L["store"] + L["loop"]
-        # A*V: per group of P queries one pass over the keys (P lanes), then the group's rows out
-        ii_av = max(1.0, exp_ii)
-        depth_av = L["bram"] + L["add"] + L["exp"] + 2 * L["mul"] + L["cast"] + L["add"] + L["store"]
-        av = G * (L["loop"] + 2 + n * ii_av + depth_av + P * chunks + 2)
-        per_head = copy + scores + final + av
-        cyc_qk = nimg * heads * (copy + scores + final)
-        cyc_av = nimg * heads * av
-        self.add("attn_scores", block, "attention", cyc_qk, 0.0, cyc_qk, 0.0, 0.0, qk_macs,
-                 HEAD_COPY=nimg * heads * copy, SCORES=nimg * heads * scores, SM_FINAL=nimg * heads * final)
-        self.add("attn_av", block, "attention", cyc_av, 0.0, cyc_av, 0.0, 0.0, qk_macs, AV_KEYS=cyc_av)
-        return per_head
+        cyc = nimg * (heads * (copy + final) + (heads + 1) * pipe)
+        self.add("attn", block, "attention", cyc, 0.0, cyc, 0.0, 0.0, 2 * qk_macs,
+                 HEAD_COPY=nimg * heads * copy, SCORES_AV=nimg * (heads + 1) * pipe, SM_FINAL=nimg * heads * final)
 
     def moe(self, block, counts, expected, nimg):
         """MoE step of one MoE block; ``counts`` [E]: tokens per expert of this call group."""

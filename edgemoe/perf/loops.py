@@ -221,7 +221,8 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "PATCH": m.patch_size, "IN_CHANS": m.in_chans, "IMG_H": m.img_height, "IMG_W": m.img_width,
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "ATTN_P": h.attn_parallel,
-            "ATTN_GROUPS": plan.attn_groups, "EW_LANES": plan.elementwise_lanes,
+            "ATTN_GROUPS": plan.attn_groups, "ATTN_AV_STEPS": plan.attn_av_steps,
+            "ATTN_OUT_ITERS": plan.attn_out_iters, "EW_LANES": plan.elementwise_lanes,
             "CAST_LANES": plan.cast_lanes,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
@@ -236,15 +237,16 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
             "w": h.cu_out * h.cu_in, "b": 2 * h.cu_out, "moe_acc": plan.moe_acc_banks, "gelu_lane": plan.epilogue_lanes,
-            # qh, kh: cyclic ATTN_P on the rows x complete on HEAD_DIM; vh: complete on HEAD_DIM
+            # qh, kh: cyclic ATTN_P on the rows x complete on HEAD_DIM; vh: complete on HEAD_DIM (the two heads'
+            # halves in a bank's address); S: complete on the lane (the halves in the address)
             "qh": h.attn_parallel * m.head_dim, "kh": h.attn_parallel * m.head_dim, "vh": m.head_dim, "S": h.attn_parallel,
-            "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": h.attn_parallel,
-            "av_acc": h.attn_parallel * m.head_dim,
+            "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "av_max": h.attn_parallel,
+            "av_inv": h.attn_parallel, "av_acc": h.attn_parallel * m.head_dim, "av_stage": h.attn_parallel * m.head_dim,
             "out": rows, "y": rows, "gamma": plan.ln_param_banks, "beta": plan.ln_param_banks,
             "c": 3 * plan.cast_lanes, "x_sum": 1,
             "cls": wpb, "pos": wpb, "dst": wpb, "route": 1, "ex": 1, "taken": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
-            "exp2_lane": 2 * h.attn_parallel}
+            "exp2_lane": 2 * h.attn_parallel, "exp2_av": 2 * h.attn_parallel}
 
 
 def kernel_functions() -> tuple[FunctionSpec, ...]:
@@ -277,6 +279,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     cast_tree = ("add",) * _log2c(C)   # a lane sum (adder tree) before the running sum
     p = cfg.precision
     hd_tree = ("add",) * _log2c(hd)
+    # a slot's share of one SCORES_AV iteration, over the HEADS + 1 slots of which HEADS run each of its parts
+    per_pipe = "HEADS / ((HEADS + 1) * (ATTN_GROUPS * ATTN_AV_STEPS + ATTN_OUT_ITERS))"
     S = LoopSpec
     return (
         # read_words (inlined: the LayerNorm parameters, the cls token and the position rows)
@@ -350,64 +354,69 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                        Recurrence("(r, d0): the position", ("add",))),
           ops=("bram", "add", "cast") + cast_tree + ("add", "store")),
         S("ADD_U", "residual_add", "ADD_D", "-", "CAST_LANES"),
-        # attention (score and online_step are inlined): per head the q / k / v copies, the scores and the online
-        # softmax in one pipeline (the scores into S), A*V from S
-        S("SCORE_D", "score", None, "UNROLL", "HEAD_DIM", inlined_in="SCORES"),
-        S("HEADS_LOOP", "attention", None, "-", "HEADS", step="attn_scores"),
+        # attention (score and online_step are inlined): HEADS + 1 slots; slot t copies head t's q / k / v
+        # columns, runs head t's scores and online softmax beside head t - 1's A*V in one pipeline (SCORES_AV)
+        # and finishes head t's softmax. The loops guarded by t < HEADS run in HEADS of the HEADS + 1 slots: their
+        # trips are averaged over the slots.
+        S("SCORE_D", "score", None, "UNROLL", "HEAD_DIM", inlined_in="SCORES_AV"),
+        S("HEADS_LOOP", "attention", None, "-", "HEADS + 1", step="attn"),
         # a token's row j to HEAD_DIM banks of each; kh's row j also to its copy N_TOKENS + j (j < ATTN_P - 1):
         # the same HEAD_DIM banks when N_TOKENS % ATTN_P == 0 (two writes a bank), others otherwise
-        S("HEAD_COPY", "attention", "HEADS_LOOP", f"PIPELINE II={plan.attn_copy_ii}", "N_TOKENS",
+        S("HEAD_COPY", "attention", "HEADS_LOOP", f"PIPELINE II={plan.attn_copy_ii}", "N_TOKENS * HEADS / (HEADS + 1)",
           ports=(Port("qkv", reads=3 * hd, spread=spread(3 * hd, "qkv")),
                  Port("qh", writes=hd, spread=hd), Port("vh", writes=hd, spread=hd),
                  Port("kh", writes=hd if P == 1 else 2 * hd,
                       spread=hd if P == 1 or m.num_tokens % P == 0 else 2 * hd)),
-          ops=("bram", "store"), step="attn_scores"),
-        S("HEAD_COPY_D", "attention", "HEAD_COPY", "-", "HEAD_DIM", step="attn_scores"),
-        # step s of group g: lane p scores query g * P + p (qh bank p) with key row s + p (kh bank (s + p) % P),
-        # stores it to its bank of S and takes the online step of that query (its bank of row_max / row_sum, its
-        # exp2_lane ROM: two exps of one interpolation's two reads each, one per even / odd bank)
-        S("SCORES", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS * ATTN_GROUPS",
+          ops=("bram", "store"), step="attn"),
+        S("HEAD_COPY_D", "attention", "HEAD_COPY", "-", "HEAD_DIM", step="attn"),
+        # one iteration: the scores' step s of group g (lane p scores query g * P + p, qh bank p, with key row
+        # s + p, kh bank (s + p) % P, stores it to its bank of S, half t % 2, and takes the online step of that
+        # query: its bank of row_max / row_sum, its exp2_lane ROM, two exps of one interpolation's two reads each,
+        # one per even / odd bank), beside A*V's key j of group ga (lane p reads its bank of S, the other half,
+        # and of av_max / av_inv, its exp2_av ROM: one interpolation; the lanes share the key's vh row) and
+        # CU_IN words of the staged group's rows out. S: one write and one read a bank. The depth is the
+        # scores' path, the longer (a wide product and the score's adder tree beside A*V's two products).
+        S("SCORES_AV", "attention", "HEADS_LOOP", "PIPELINE II=1", "ATTN_GROUPS * ATTN_AV_STEPS + ATTN_OUT_ITERS",
           ports=(Port("qh", reads=P * hd, spread=banks["qh"]), Port("kh", reads=P * hd, spread=banks["kh"]),
-                 Port("S", writes=P, spread=banks["S"]),
+                 Port("S", writes=P, reads=P, spread=banks["S"]),
                  Port("row_max", reads=P, writes=P, spread=banks["row_max"]),
                  Port("row_sum", reads=P, writes=P, spread=banks["row_sum"]),
-                 Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"])),
+                 Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"]),
+                 Port("av_max", reads=P, spread=banks["av_max"]), Port("av_inv", reads=P, spread=banks["av_inv"]),
+                 Port("vh", reads=hd, spread=banks["vh"]),
+                 Port("exp2_av", reads=2 * P, spread=banks["exp2_av"]),
+                 Port("av_acc", reads=P * hd, writes=P * hd, spread=banks["av_acc"]),
+                 Port("av_stage", reads=ci, writes=P * hd, spread=banks["av_stage"]),
+                 Port("out", writes=ci, spread=spread(ci, "out"))),
           recurrences=(Recurrence("(max, sum) of a query: l = l * alpha(m) + e, revisited every ATTN_GROUPS "
                                   "iterations", ("bram", "add", "exp", "mul_wide", "add", "cast", "store"),
                                   distance=plan.attn_groups),
-                       Recurrence("(s, g): the step and group", ("add",))),
-          mults=(Mults(P * hd, qb, qb), Mults(P, acc_bits, acc_bits), Mults(2 * P, acc_bits, 18)),
+                       Recurrence("acc[p][d] = (j ? acc[p][d] : 0) + p * v (a register)", ("add",)),
+                       Recurrence("(s, g), (ga, j), (op, oc): the scores' and A*V's positions", ("add",))),
+          mults=(Mults(P * hd, qb, qb), Mults(P, acc_bits, acc_bits), Mults(2 * P, acc_bits, 18),
+                 Mults(P * hd, p.attn_prob.bits, qb), Mults(P, acc_bits, 18),
+                 Mults(P, p.exp.bits, p.softmax_inv.bits)),
           ops=("bram", "mul") + hd_tree + ("cast", "add", "exp", "mul_wide", "add", "cast", "store"),
-          step="attn_scores"),
-        S("SC_LANES", "attention", "SCORES", "UNROLL", "ATTN_P", step="attn_scores"),
+          step="attn"),
+        # the parts' unrolled loops, per SCORES_AV iteration on average: the scores in N_TOKENS x ATTN_GROUPS of
+        # a slot's iterations, A*V's keys in as many, its rows out in ATTN_OUT_ITERS per group and the staging
+        # copy once per group, each in HEADS of the HEADS + 1 slots
+        S("SC_LANES", "attention", "SCORES_AV", "UNROLL", f"ATTN_P * N_TOKENS * ATTN_GROUPS * {per_pipe}", step="attn"),
+        S("AV_OUT_U", "attention", "SCORES_AV", "-", f"CU_IN * ATTN_OUT_ITERS * ATTN_GROUPS * {per_pipe}", step="attn"),
+        S("AV_LANES", "attention", "SCORES_AV", "UNROLL", f"ATTN_P * N_TOKENS * ATTN_GROUPS * {per_pipe}", step="attn"),
+        S("AV_D", "attention", "AV_LANES", "UNROLL", "HEAD_DIM", step="attn"),
+        S("AV_STAGE", "attention", "SCORES_AV", "UNROLL", f"ATTN_P * ATTN_GROUPS * {per_pipe}", step="attn"),
+        S("AV_STAGE_D", "attention", "AV_STAGE", "UNROLL", "HEAD_DIM", step="attn"),
         S("TAP_S", "attention", "HEADS_LOOP", "-", "N_TOKENS", tap_only=True),
         S("TAP_S_J", "attention", "TAP_S", "PIPELINE II=1", "N_TOKENS", tap_only=True,
           ports=(Port("S", reads=1),), axi=(Axi("activations", writes=1, burst=True),)),
-        S("SM_FINAL", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS",
-          ports=(Port("row_sum", reads=1), Port("row_inv", writes=1), Port("RECIP_TABLE", reads=2)),
-          ops=("bram", "recip", "store"), step="attn_scores"),
+        # head t's 1/sum per query, and its (max, 1/sum) to the arrays slot t + 1's A*V reads
+        S("SM_FINAL", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS * HEADS / (HEADS + 1)",
+          ports=(Port("row_max", reads=1), Port("row_sum", reads=1), Port("av_max", writes=1),
+                 Port("av_inv", writes=1), Port("RECIP_TABLE", reads=2)),
+          ops=("bram", "recip", "store"), step="attn"),
         S("TAP_SM", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS", tap_only=True,
-          ports=(Port("row_max", reads=1), Port("row_inv", reads=1)), axi=(Axi("activations", writes=1, burst=True),)),
-        # A*V per group of ATTN_P queries: lane p takes slot p (its bank of S, row_max, row_inv and its exp2_lane
-        # ROM: one interpolation's two reads, one per even / odd bank); the lanes share the key's vh row
-        S("AV_GROUPS", "attention", "HEADS_LOOP", "-", "ATTN_GROUPS", step="attn_av"),
-        S("AV_INIT", "attention", "AV_GROUPS", "UNROLL", "ATTN_P", ops=("bram", "store"), step="attn_av"),
-        S("AV_KEYS", "attention", "AV_GROUPS", "PIPELINE II=1", "N_TOKENS",
-          ports=(Port("S", reads=P, spread=banks["S"]), Port("vh", reads=hd, spread=banks["vh"]),
-                 Port("av_acc", reads=P * hd, writes=P * hd, spread=banks["av_acc"]),
-                 Port("exp2_lane", reads=2 * P, spread=banks["exp2_lane"])),
-          recurrences=(Recurrence("acc[p][d] = (j ? acc[p][d] : 0) + p * v (a register)", ("add",)),),
-          mults=(Mults(P * hd, p.attn_prob.bits, qb), Mults(P, acc_bits, 18),
-                 Mults(P, p.exp.bits, p.softmax_inv.bits)),
-          ops=("bram", "add", "exp", "mul", "cast", "mul", "add", "store"), step="attn_av"),
-        S("AV_LANES", "attention", "AV_KEYS", "UNROLL", "ATTN_P", step="attn_av"),
-        S("AV_D", "attention", "AV_LANES", "UNROLL", "HEAD_DIM", step="attn_av"),
-        S("AV_OUT", "attention", "AV_GROUPS", "PIPELINE II=1", "ATTN_P * ceil(HEAD_DIM / CU_IN)",
-          ports=(Port("av_acc", reads=ci, spread=spread(ci, "av_acc")),
-                 Port("out", writes=ci, spread=spread(ci, "out"))),
-          recurrences=(Recurrence("(p, c): the lane and column", ("add",)),),
-          ops=("cast", "store"), step="attn_av"),
-        S("AV_OUT_U", "attention", "AV_OUT", "-", "CU_IN", step="attn_av"),
+          ports=(Port("av_max", reads=1), Port("av_inv", reads=1)), axi=(Axi("activations", writes=1, burst=True),)),
         # gate_token (once per token)
         S("GATE_MAX", "gate_token", None, "PIPELINE II=1", "EXPERTS - 1", ports=(Port("logits", reads=1),),
           recurrences=(Recurrence("mx = max(mx, logit)", ("add",)),), ops=("bram", "add")),
@@ -904,7 +913,7 @@ class _Walk:
             self.loop("BLOCKS", 1.0 / m.depth, c, ("resid2", b), only=())
             self.layernorm(("norm1", b))
             self.compute_unit(m.num_tokens, f"blocks.{b}.qkv", ("qkv", b))
-            self.call("attention", 1.0, c, ("attn_scores", b))
+            self.call("attention", 1.0, c, ("attn", b))
             self.compute_unit(m.num_tokens, f"blocks.{b}.proj", ("proj", b))
             self.call("residual_add", 1.0, c, ("resid1", b))
             self.layernorm(("norm2", b))

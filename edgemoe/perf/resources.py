@@ -18,8 +18,9 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
   sequential calls too, which is not assumed).
 * **Multipliers** are counted where the code unrolls them: ``MAC_O x MAC_I``
   in the compute unit, ``SCORE_D`` (HEAD_DIM per query lane, ``ATTN_P`` lanes,
-  ``qkv_t`` operands) in ``SCORES``, ``AV_D`` in ``AV_KEYS`` (HEAD_DIM per
-  lane, ``ATTN_P`` lanes; the scores are computed once and stored in ``S``).  A loop that misses
+  ``qkv_t`` operands) and ``AV_D`` (HEAD_DIM per lane, ``ATTN_P`` lanes; the
+  scores are computed once and stored in ``S``) in ``SCORES_AV``, the two
+  parts side by side (one head's scores beside the previous head's A*V).  A loop that misses
   its II may let the tool share some; that is not assumed.  DSPs per
   multiply follow the operand widths (:func:`~edgemoe.perf.primitives.dsp_per_mult`):
   a narrow type's width (``cu_word_t``, ``gate_score_t``, a table entry, a
@@ -510,49 +511,53 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     # attention ----------------------------------------------------------------------------------
     b.unit = "attention"
     qb, G = p.qkv.bits, plan.attn_groups
-    b.array("S[ATTN_P][ATTN_GROUPS][N_TOKENS] (attn_score_t)", "attention", G * n, p.attn_score.bits, banks=P,
-            note="one head's scores, computed once; dim 1 complete (lane p's bank)")
+    sc, av = "attention/SCORES_AV (scores)", "attention/SCORES_AV (A*V)"   # the pipeline's two parts
+    b.array("S[ATTN_P][2][ATTN_GROUPS][N_TOKENS] (attn_score_t)", "attention", 2 * G * n, p.attn_score.bits,
+            banks=P, note="two heads' scores (one written, one read by A*V), computed once; dim 1 complete "
+                          "(lane p's bank)")
     b.array("row_max, row_sum[ATTN_P][ATTN_GROUPS]", "attention", G, p.attn_score.bits + p.softmax_sum.bits,
             banks=P, note="the online softmax's state per query, dim 1 complete (lane p's bank)")
-    b.array("row_inv[ATTN_P][ATTN_GROUPS] (softmax_inv_t)", "attention", G, p.softmax_inv.bits, banks=P,
-            note="1/sum per query, dim 1 complete (lane p's bank)")
+    b.array("av_max, av_inv[ATTN_P][ATTN_GROUPS]", "attention", G, p.attn_score.bits + p.softmax_inv.bits,
+            banks=P, note="(max, 1/sum) per query of the head A*V takes, dim 1 complete (lane p's bank)")
     b.array("qh[N_TOKENS][HEAD_DIM] (qkv_t)", "attention", -(-n // P), qb, banks=P * hd,
             note="the head's q columns, rows cyclic ATTN_P x dim 2 complete: ATTN_P rows per cycle")
     b.array("kh[N_TOKENS + ATTN_P - 1][HEAD_DIM] (qkv_t)", "attention", -(-(n + P - 1) // P), qb, banks=P * hd,
             note="the head's k columns and rows 0..ATTN_P - 2 again (no wrap), as qh")
-    b.array("vh[N_TOKENS][HEAD_DIM] (qkv_t)", "attention", n, qb, banks=hd,
-            note="the head's v columns, dim 2 complete: a HEAD_DIM row per cycle")
-    b.array("acc[ATTN_P][HEAD_DIM] (mac_t = accum_t)", "attention/AV_GROUPS", 1, p.accum.bits, banks=P * hd,
+    b.array("vh[2][N_TOKENS][HEAD_DIM] (qkv_t)", "attention", 2 * n, qb, banks=hd,
+            note="two heads' v columns (one copied, one read by A*V), dim 3 complete: a HEAD_DIM row per cycle")
+    b.array("acc[ATTN_P][HEAD_DIM] (mac_t = accum_t)", "attention", 1, p.accum.bits, banks=P * hd,
             registers=True, note="complete: a lane's HEAD_DIM sums")
-    b.array("mx, inv[ATTN_P] (attn_score_t, softmax_inv_t)", "attention/AV_GROUPS", 1,
-            p.attn_score.bits + p.softmax_inv.bits, banks=P, registers=True, note="the group's (max, 1/sum)")
-    b.mults("score: q[d] * k[d] (SCORE_D unrolled)", "attention/SCORES", P * hd, qb, qb,
+    b.array("stage[ATTN_P][HEAD_DIM] (mac_t = accum_t)", "attention", 1, p.accum.bits, banks=P * hd,
+            registers=True, note="complete: the finished group's sums while its rows go out")
+    b.mults("score: q[d] * k[d] (SCORE_D unrolled)", sc, P * hd, qb, qb,
             note=f"HEAD_DIM per query lane, {P} lanes (SC_LANES unrolled); qkv_t x qkv_t")
-    b.logic("score adder trees", "attention/SCORES", P, hd * (2 * qb) + LUT_PER_CAST)
-    _exp_neg(b, "attention/SCORES", 2 * P, cfg, tb)
+    b.logic("score adder trees", sc, P, hd * (2 * qb) + LUT_PER_CAST)
+    _exp_neg(b, sc, 2 * P, cfg, tb)
     a, a_s = cast_bits(p.exp)
-    b.mults("online_step: l * alpha", "attention/SCORES", P, W, a, b_signed=a_s, note="wide_t x wide_t")
-    b.logic("online_step: max, shift, to_softmax_sum", "attention/SCORES", P, 3 * W + LUT_PER_CAST)
-    b.rom("exp2_lane[ATTN_P] (EXP2_TABLE copies)", "attention/SCORES, AV_KEYS", te["exp2"], tb["exp2"], count=P,
-          note="a ROM per lane (cyclic 2: even / odd entries), read by SCORES, then A*V")
+    b.mults("online_step: l * alpha", sc, P, W, a, b_signed=a_s, note="wide_t x wide_t")
+    b.logic("online_step: max, shift, to_softmax_sum", sc, P, 3 * W + LUT_PER_CAST)
+    b.rom("exp2_lane[ATTN_P] (EXP2_TABLE copies)", sc, te["exp2"], tb["exp2"], count=P,
+          note="a ROM per lane (cyclic 2: even / odd entries), both ports of both banks: the scores' two exps")
     _reciprocal(b, "attention/SM_FINAL", 1, cfg, tb)
     b.divider("i / ATTN_P, i % ATTN_P (TAP_S, SM_FINAL, TAP_SM)", "attention", 6, INT_BITS, P, pipelined=True)
-    b.divider("kh[s + p]: row (s + p) / ATTN_P, bank (s + p) % ATTN_P", "attention/SCORES", 2 * P, INT_BITS, P,
+    b.divider("kh[s + p]: row (s + p) / ATTN_P, bank (s + p) % ATTN_P", sc, 2 * P, INT_BITS, P,
               pipelined=True, note="a lane's key row in the cyclic banks")
     # A*V: ATTN_P lanes (AV_LANES unrolled), each its exp_neg, its probability and HEAD_DIM MACs per key
-    _exp_neg(b, "attention/AV_KEYS", P, cfg, tb)
-    b.mults("pr = exp_t(exp_neg(..)) * inv", "attention/AV_KEYS", P, p.exp.bits, p.softmax_inv.bits,
+    _exp_neg(b, av, P, cfg, tb)
+    b.rom("exp2_av[ATTN_P] (EXP2_TABLE copies)", av, te["exp2"], tb["exp2"], count=P,
+          note="a ROM per lane (cyclic 2): A*V's exp, beside the scores' (exp2_lane's ports are theirs)")
+    b.mults("pr = exp_t(exp_neg(..)) * inv", av, P, p.exp.bits, p.softmax_inv.bits,
             a_signed=p.exp.signed, b_signed=p.softmax_inv.signed, note="one per lane; exp_t x softmax_inv_t")
-    b.mults("AV_D: pr * v[d] (unrolled)", "attention/AV_KEYS", P * hd, p.attn_prob.bits, qb,
+    b.mults("AV_D: pr * v[d] (unrolled)", av, P * hd, p.attn_prob.bits, qb,
             a_signed=p.attn_prob.signed, note=f"HEAD_DIM per lane, {P} lanes; attn_prob_t x qkv_t")
-    b.logic("AV_D accumulators + to_attn_prob", "attention/AV_KEYS", P, hd * p.accum.bits + LUT_PER_CAST,
+    b.logic("AV_D accumulators + to_attn_prob", av, P, hd * p.accum.bits + LUT_PER_CAST,
             note="per lane: HEAD_DIM accum_t adders, one cast")
     ch = math.ceil(hd / ci)
-    b.logic("AV_OUT: acc[p][c + u] select + to_act", "attention/AV_OUT", ci,
+    b.logic("AV_OUT_U: stage[p][c + u] select + to_act", av, ci,
             p.accum.bits * math.ceil(P * ch / 4) + LUT_PER_CAST, shape=f"{P * ch}:1 muxes",
-            note="CU_IN words per cycle out of ATTN_P x HEAD_DIM sums")
+            note="CU_IN words per cycle out of ATTN_P x HEAD_DIM staged sums")
     b.rom("RECIP_TABLE", "attention (reciprocal)", te["recip"], tb["recip"], count=inst["attention"])
-    b.control("attention", inst["attention"], loops=9)
+    b.control("attention", inst["attention"], loops=5)
 
     # LayerNorm and residual: one instance per call site ------------------------------------------
     b.unit = "layernorm + residual"
