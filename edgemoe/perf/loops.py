@@ -431,7 +431,9 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                        Recurrence("sum += exp (an exact integer)", ("add",)),
                        Recurrence("q_count[e]++ (registers, e varies)", ("add",)),
                        Recurrence("(s, e), the clear's (cr, cd): the position", ("add",))),
-          mults=(Mults(1, p.gate_logit.bits + 1, 18), Mults(1, 18, 18), Mults(1, 18, 18),
+          # exp_neg's (logit - max) x LOG2E_RAW and its interpolation, the reciprocal's, the chosen scores
+          mults=(Mults(1, p.gate_logit.bits + 1, p.table_frac_bits + 2),
+                 Mults(2, p.table_frac_bits + 2, p.table_frac_bits + 1),
                  Mults(m.top_k, p.exp.bits, p.softmax_inv.bits)),
           ops=("bram", "add", "exp", "add", "recip", "mul", "cast", "store"), step="gate_topk"),
         # its unrolled loops, in the iterations that run them (per GATE iteration: averaged over the loop): the
