@@ -415,6 +415,30 @@ class KernelPlan:
         CAST_LANES, the cast's): lcm of the two."""
         return math.lcm(self.epilogue_lanes, self.elementwise_lanes)
 
+    # --- routing (the MoE gate) -------------------------------------------------------------------
+    #: ``GATE_SKEW``: token slots the routing pipeline's queue stage trails its top-k stage by (the exps and the
+    #: scores one slot behind the top-k, the queue writes one behind those)
+    gate_skew = 2
+
+    @property
+    def gate_steps(self) -> int:
+        """``GATE_STEPS``: iterations of the kernel's routing pipeline (``GATE``): ``N_TOKENS + GATE_SKEW`` token
+        slots of ``EXPERTS`` iterations, or, where that is fewer, the moe_acc clear it carries
+        (``N_TOKENS x DIM / EW_LANES`` chunks)."""
+        m = self.config.model
+        return max((m.num_tokens + self.gate_skew) * m.num_experts,
+                   m.num_tokens * (m.embed_dim // self.elementwise_lanes))
+
+    @property
+    def expert_bits(self) -> int:
+        """Bits of an expert's index (``expert_t``)."""
+        return max(1, (self.config.model.num_experts - 1).bit_length())
+
+    @property
+    def gate_sum_bits(self) -> int:
+        """Bits of the exact sum of a token's ``EXPERTS`` exp words (``gate_sum_t``, unsigned)."""
+        return self.config.precision.exp.bits + (self.config.model.num_experts - 1).bit_length()
+
     # --- attention ------------------------------------------------------------------------------
     @property
     def attn_groups(self) -> int:

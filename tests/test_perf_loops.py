@@ -170,9 +170,14 @@ def test_call_counts_follow_the_model_structure():
     assert f["compute_unit"].calls == 1 + 2 * m.depth + 2 * dense + len(m.moe_blocks) * (1 + 2 * 3)
     assert f["layernorm"].calls == 2 * m.depth and f["attention"].calls == m.depth
     assert f["residual_add"].calls == 2 * m.depth and f["write_rows"].calls == 1
-    assert f["gate_token"].calls == m.num_tokens * len(m.moe_blocks)
-    assert le.loops["GATHER"].iterations == len(m.moe_blocks) * m.num_tokens * m.top_k
+    # the routing: one pipeline per MoE block, no function of its own; the gather: the queued rows' chunks
     plan = KernelPlan.from_config(cfg)
+    assert "gate_token" not in f and "route_tokens" not in f
+    assert le.loops["GATE"].entries == len(m.moe_blocks)
+    assert le.loops["GATE"].iterations == len(m.moe_blocks) * plan.gate_steps
+    assert le.loops["GATHER"].entries == len(m.moe_blocks) * 3
+    assert le.loops["GATHER"].iterations == (len(m.moe_blocks) * m.num_tokens * m.top_k
+                                             * m.embed_dim // plan.elementwise_lanes)
     assert le.loops["SCORES_AV"].iterations == m.depth * (m.num_heads + 1) * plan.attn_pipe_iters
     assert le.loops["SC_LANES"].iterations == pytest.approx(
         m.depth * m.num_heads * m.num_tokens * plan.attn_groups * cfg.hardware.attn_parallel)
@@ -186,9 +191,9 @@ def test_call_counts_follow_the_model_structure():
 
 @pytest.mark.parametrize("name,sets", [(TINY, []), (MICRO, ["hardware.cu_in=4"]), (MICRO, ["hardware.cu_in=2"])])
 def test_elementwise_loops_take_lanes_of_a_row_per_cycle(name, sets):
-    """The gather and the clear take EW_LANES (= cu_in) columns per iteration, the loops that cast every column
-    CAST_LANES (a divisor of it); each chunk hits distinct banks, so every one meets II 1.  The LayerNorm has
-    no sum loop: the embedding and the residual add hand it each row's sum."""
+    """The gather and the clear (in the routing pipeline) take EW_LANES (= cu_in) columns per iteration, the
+    loops that cast every column CAST_LANES (a divisor of it); each chunk hits distinct banks, so every one meets
+    II 1.  The LayerNorm has no sum loop: the embedding and the residual add hand it each row's sum."""
     cfg = load_config(name, sets)
     m, plan = cfg.model, KernelPlan.from_config(cfg)
     ew, cast = plan.elementwise_lanes, plan.cast_lanes
@@ -203,14 +208,56 @@ def test_elementwise_loops_take_lanes_of_a_row_per_cycle(name, sets):
     assert le.loops["LN_STEPS"].iterations == 2 * m.depth * (m.num_tokens + 2) * m.embed_dim // cast
     assert le.loops["LN_STEPS"].entries == 2 * m.depth
     assert le.loops["ADD_D"].iterations == rows * m.embed_dim // cast
-    assert le.loops["MOE_CLEAR_D"].iterations == len(m.moe_blocks) * m.num_tokens * m.embed_dim // ew
+    assert le.loops["GATE_CLEAR_U"].iterations == len(m.moe_blocks) * m.num_tokens * m.embed_dim
+    assert le.loops["GATHER"].iterations == pytest.approx(sum(counts) * len(m.moe_blocks) * m.embed_dim / ew)
     assert le.loops["MOE_OUT_D"].iterations == len(m.moe_blocks) * m.num_tokens * m.embed_dim // cast
-    for lab in ("EMBED_D", "LN_STEPS", "ADD_D", "MOE_CLEAR_D", "GATHER_D", "MOE_OUT_D"):
+    for lab in ("EMBED_D", "LN_STEPS", "ADD_D", "GATE", "GATHER", "MOE_OUT_D"):
         assert le.loops[lab].ii.ii == 1, (lab, le.loops[lab].ii.detail)
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     assert f"variable=c cyclic factor={cast} dim=2" in src and f"variable=gamma cyclic factor={plan.ln_param_banks}" in src
     if plan.moe_acc_banks > 1:
         assert f"variable=moe_acc cyclic factor={plan.moe_acc_banks} dim=2" in src
+
+
+@pytest.mark.parametrize("name,sets", [(ZCU, []), (TINY, []), (MICRO, []), (MICRO, ["model.top_k=1"]),
+                                       (MICRO, ["model.num_experts=8", "model.top_k=3"]),
+                                       (MICRO, ["model.num_experts=5", "hardware.cu_in=4"])])
+def test_routing_is_one_pipeline_over_tokens_and_experts(name, sets):
+    """Gate softmax, top-k and the queue fill of every token are one II=1 loop (GATE) of N_TOKENS + GATE_SKEW
+    token slots of EXPERTS iterations (longer only where moe_acc's clear, which it carries, is): the top-k of
+    token s, the exps of s - 1 and the queue writes of s - GATE_SKEW, so no per-token pipeline pays its depth.
+    Its two logit reads share the one bank's two ports; the stages hand tokens on in registers."""
+    cfg = load_config(name, sets)
+    m, plan = cfg.model, KernelPlan.from_config(cfg)
+    n, e, ew = m.num_tokens, m.num_experts, plan.elementwise_lanes
+    assert plan.gate_steps == max((n + plan.gate_skew) * e, n * m.embed_dim // ew)
+    le = loop_estimate(cfg, None)
+    gate = le.loops["GATE"]
+    assert gate.iterations == len(m.moe_blocks) * plan.gate_steps and gate.entries == len(m.moe_blocks)
+    assert gate.ii.ii == 1 and gate.ii.binding == "pragma II met", gate.ii.detail
+    ports = {p.array: p for p in gate.spec.ports}
+    assert ports["logits"].reads == 2 and ports["logits"].spread == 1
+    assert ports["q_count"].spread == e                                    # registers
+    assert le.loops["GATE_INSERT"].iterations == len(m.moe_blocks) * n * e * m.top_k
+    assert le.loops["GATE_SHIFT"].iterations == len(m.moe_blocks) * n * m.top_k * (m.top_k - 1)
+    assert not {"GATE_TOKENS", "GATE_MAX", "GATE_EXP", "TOPK_SCAN", "Q_FILL", "Q_FILL_K", "MOE_CLEAR",
+                "GATHER_D"} & set(le.loops)
+    steps = {k[0] for k in le.by_step()}
+    assert "gate_topk" in steps and not {"queues", "moe_clear"} & steps
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    assert f"static const int GATE_STEPS = {plan.gate_steps}, GATE_SKEW = {plan.gate_skew};" in src
+    assert "GATE: for (int it = 0; it < GATE_STEPS; it++) {\n#pragma HLS PIPELINE II=1" in src
+    assert "#pragma HLS ARRAY_PARTITION variable=q_count complete" in src
+    body = src[src.index("GATE: for"):src.index("// Top level")]
+    # the stages last first (each reads its hand-off registers before the stage ahead latches the next token)
+    assert body.index("// C: token s - GATE_SKEW") < body.index("// B: token s - 1") < body.index("// A: token s")
+    assert "logits[s - 1][e]" in body and "logits[s][e]" in body and "acc_rows[cr][cd + u] = 0;" in body
+    assert "route.queue[qe][pos] = t;" in body and "count[qe] = pos + 1;" in body
+    assert "gate_token" not in src and "MOE_CLEAR" not in src
+    if name == ZCU:   # the preset: the routing steps were ~25k cycles per MoE block
+        blk = m.moe_blocks[0]
+        by = le.by_step()
+        assert by[("gate_topk", blk)] + by[("expert_gather", blk)] < 6000
 
 
 def test_dataflow_call_is_the_longer_process_plus_one_tile():

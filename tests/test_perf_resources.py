@@ -81,8 +81,13 @@ def test_multipliers_follow_the_kernel_types():
     assert norm.count == ln and norm.dsp == ln * dsp_per_mult(p.ln_centered.bits, WIDE_BITS)
     aff = item(res, "layernorm/LN_STEPS", "LN_OUT: n * wide_t(gamma[d])")
     assert aff.count == ln and aff.dsp == ln * dsp_per_mult(WIDE_BITS, plan.weight_word_bits)
-    # ex[e] * inv: wide_t x wide_t
-    assert item(res, "gate_token/GATE_SCORE", "GATE_SCORE").dsp == dsp_per_mult(64, 64)
+    # the routing's products at its narrow types: the chosen experts' exp_t x softmax_inv_t, one per top-k entry
+    # (not wide_t x wide_t), and exp_neg's x * LOG2E_RAW on a difference of two gate_logit_t
+    pick = item(res, "route_tokens/GATE_PICK", "GATE_PICK: wide_t(xj) * wide_t(inv)")
+    assert pick.count == cfg.model.top_k
+    assert pick.dsp == pick.count * dsp_per_mult(p.exp.bits, p.softmax_inv.bits, p.exp.signed, p.softmax_inv.signed)
+    assert pick.dsp < pick.count * dsp_per_mult(64, 64)
+    assert item(res, "route_tokens/GATE", "exp_neg: x * LOG2E_RAW").shape.startswith(f"{p.gate_logit.bits + 1}s x")
     # 16-bit words: one DSP per MAC instead of two
     r16 = estimate_resources(cfg_of(TINY, "precision.profile=w16a16"))
     assert item(r16, "compute_tiles/MAC", "MAC:").dsp == mac.count == mac.dsp // 2
@@ -114,9 +119,12 @@ def test_row_buffers_are_the_kernels_shapes():
     lanes = plan.moe_acc_banks
     assert lanes % plan.epilogue_lanes == 0 and lanes % plan.elementwise_lanes == 0
     assert acc.bram36 == lanes * bram36_for(-(-n * cfg.model.embed_dim // lanes), 64)
-    # a bank under ~1 Kbit is not a block RAM: ex[EXPERTS] of wide_t
-    ex = item(res, "gate_token", "ex[EXPERTS]")
-    assert ex.bram36 == 0 and ex.lut > 0
+    # a bank of at most 2 Kbit is not a block RAM: the LayerNorm's gamma / beta banks; the routing's q_count,
+    # which its pipeline increments at any expert, is registers
+    gb = item(res, "layernorm", "gamma[DIM], beta[DIM]")
+    assert gb.bram36 == 0 and gb.lut > 0 and "LUTRAM" in gb.shape
+    qc = item(res, "run_image", "q_count[EXPERTS]")
+    assert qc.bram36 == qc.lut == 0 and qc.ff == cfg.model.num_experts * 16
     # the ping-pong weight tile: CU_OUT x CU_IN banks of two tiles' ROW_WORDS / CU_IN matrix words (the half
     # an address bit), and two tiles' biases in registers
     w = item(res, "compute_tiles", "w[2][CU_OUT][ROW_WORDS]")
@@ -182,7 +190,7 @@ def test_tables_are_roms_of_their_entries_width():
     assert rom.kind == "ROM" and rom.shape.startswith(f"{plan.table_entries['gelu']} x {tb['gelu']}b")
     # one copy in each function instance that reads it; the attention's lanes read copies of their own
     exp_roms = [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]
-    assert {it.where.split()[0] for it in exp_roms} == {"gate_token"}
+    assert {it.where.split()[0] for it in exp_roms} == {"route_tokens"}
     # the scores' two exps take both ports of both banks of a lane's exp2_lane: A*V's exp, beside them in
     # SCORES_AV, reads copies of its own
     for where, what in (("attention/SCORES_AV (scores)", "exp2_lane"), ("attention/SCORES_AV (A*V)", "exp2_av")):
@@ -206,7 +214,7 @@ def test_shared_compute_unit_is_counted_once():
     assert (item(estimate_resources(cfg), "compute_tiles/MAC", "MAC:").dsp
             == item(estimate_resources(shallow), "compute_tiles/MAC", "MAC:").dsp)
     # a function without ALLOCATION: one instance per call site; the LayerNorm and the residual add have one
-    assert inst["gate_token"] == sum(CALL_SITES["gate_token"].values())
+    assert inst["attention"] == sum(CALL_SITES["attention"].values())
     assert ALLOCATION_LIMITS["layernorm"] == inst["layernorm"] == 1 < sum(CALL_SITES["layernorm"].values())
     assert ALLOCATION_LIMITS["residual_add"] == inst["residual_add"] == 1
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]

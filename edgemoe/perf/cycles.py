@@ -26,8 +26,10 @@ Two modes (``mode``):
     k / v copies of head t, then one pipeline of head t's scores and online
     softmax (``N x ATTN_GROUPS`` steps, the scores stored) beside head t - 1's
     A*V; LayerNorm / residual / embed
-    one element per cycle; MoE gate, softmax + top-k, queues, and per
-    *active* expert (token counts from the routing) gather + fc1 + fc2.
+    one element per cycle; MoE gate, then softmax, top-k and queues of every
+    token in one pipeline (one expert a cycle, the accumulator's clear
+    alongside), and per *active* expert (token counts from the routing)
+    gather + fc1 + fc2.
 
 ``"edgemoe-dram"`` -- **Edge-MoE's architecture** with the same unit
     parameters, for comparison (no generated kernel: its own schedule is the
@@ -508,15 +510,16 @@ class _Kernel:
     def moe(self, block, counts, expected, nimg):
         """MoE step of one MoE block; ``counts`` [E]: tokens per expert of this call group."""
         m, L = self.m, self.lat
-        n, d, e, k = m.num_tokens * nimg, m.embed_dim, m.num_experts, m.top_k
+        n, d, e = m.num_tokens * nimg, m.embed_dim, m.num_experts
         self.layer("gate", block, n, f"blocks.{block}.gate.0", kind="moe")
         if self.mode == "onchip":
-            exp_ii = self.unit_ii.get("exp", 1.0)
-            per_tok = ((e + 1) + (e * exp_ii + L["exp"] + 1) + L["recip"] + (e + L["mul"] + L["cast"]) + e
-                       + k * (e + 2) + 6 * L["loop"])
-            self.rows_loop("gate_topk", block, "moe", n, 0, depth=0, extra_per_row=per_tok)
-            self.rows_loop("queues", block, "moe", n, k, ii=2, depth=1, extra_per_row=0)
-            self.rows_loop("moe_clear", block, "moe", n, d // self.plan.elementwise_lanes, depth=1)
+            # one pipeline over token slots of E experts (the top-k of token s, the exps of s - 1, the queue
+            # writes of s - GATE_SKEW) that carries moe_acc's clear; its depth: a logit through exp, 1/sum and
+            # the chosen experts' scores to the queue write
+            ii = max(1.0, self.unit_ii.get("exp", 1.0), self.unit_ii.get("recip", 1.0))
+            depth = (L["bram"] + L["add"] + L["exp"] + L["add"] + L["recip"] + L["mul"] + L["cast"] + L["store"]
+                     + L["loop"])
+            self.rows_loop("gate_topk", block, "moe", nimg, self.plan.gate_steps, ii=ii, depth=depth)
         else:
             per_tok = math.ceil(d / self.blk) + 3 * e + e + 8
             self.stream_dram("gate_topk", block, "moe", n, 0, extra_per_row=per_tok, nbytes=n * d * self.act_bytes)
@@ -536,8 +539,10 @@ class _Kernel:
             mark = len(self.steps)
             ep = f"blocks.{block}.experts.{ex}"
             if self.mode == "onchip":
-                tot_gather += pa * self.rows_loop("expert_gather", block, "moe", rows,
-                                                  d // self.plan.elementwise_lanes, depth=2)
+                # the queued rows x chunks of EW_LANES columns in one pipeline (the token read from the queue)
+                tot_gather += pa * self.rows_loop("expert_gather", block, "moe", 1.0,
+                                                  rows * (d // self.plan.elementwise_lanes),
+                                                  depth=2 * L["bram"] + L["store"])
                 tot_fc1 += pa * self.layer("expert_fc1", block, rows, f"{ep}.fc1", gelu=True, kind="moe")
                 tot_fc2 += pa * self.layer("expert_fc2", block, rows, f"{ep}.fc2", score=True, kind="moe")
             else:

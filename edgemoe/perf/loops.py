@@ -39,7 +39,10 @@ The scheduling rules (how Vitis HLS builds the hardware):
   mem_efficiency``: a loop's bytes on every bundle together); bursts are :data:`MAXI_BURST_BEATS` beats long.
 * **Recurrence.**  A value carried from one iteration to the next through
   an operator chain of latency L (``l * alpha + e`` of the online softmax, a
-  read-modify-write through a RAM) forces ``II >= L``.
+  read-modify-write through a RAM) forces ``II >= L``.  A register latched
+  under a condition and read by later iterations (the routing's hand-offs
+  between its stages) is a recurrence of one select: what is computed before
+  the latch deepens the pipeline, it does not raise the II.
 * **DSPs.**  An iteration's multipliers beyond the board's DSPs must share
   slices: ``II >= ceil(DSPs per iteration / board DSPs)``.
 * **Unrolling.**  PIPELINE fully unrolls every loop inside it, UNROLL with a
@@ -227,7 +230,7 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
             "MATRIX_PER_BEAT": plan.matrix_per_beat, "UNPACK_STEPS": plan.unpack_steps,
-            "UNPACK_FIELDS": plan.unpack_fields}
+            "UNPACK_FIELDS": plan.unpack_fields, "GATE_STEPS": plan.gate_steps}
 
 
 def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
@@ -244,7 +247,9 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
             "av_inv": h.attn_parallel, "av_acc": h.attn_parallel * m.head_dim, "av_stage": h.attn_parallel * m.head_dim,
             "out": rows, "y": rows, "gamma": plan.ln_param_banks, "beta": plan.ln_param_banks,
             "c": 3 * plan.cast_lanes, "x_sum": 1,
-            "cls": wpb, "pos": wpb, "dst": wpb, "route": 1, "ex": 1, "taken": 1,
+            "cls": wpb, "pos": wpb, "dst": wpb, "q_count": m.num_experts,
+            "route.queue": 1, "route.queue_score": 1, "route.chosen": 1, "route.chosen_score": 1,
+            "route.ex": 1, "route.inv": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
             "exp2_lane": 2 * h.attn_parallel, "exp2_av": 2 * h.attn_parallel}
 
@@ -254,7 +259,7 @@ def kernel_functions() -> tuple[FunctionSpec, ...]:
     return (FunctionSpec("compute_unit"), FunctionSpec("load_tiles", ("call", "add")),
             FunctionSpec("compute_tiles", ("call", "add", "add")),
             FunctionSpec("layernorm"), FunctionSpec("residual_add"), FunctionSpec("attention"),
-            FunctionSpec("gate_token", ("call", "recip")), FunctionSpec("write_rows"), FunctionSpec("run_image"))
+            FunctionSpec("write_rows"), FunctionSpec("run_image"))
 
 
 def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
@@ -417,21 +422,36 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ops=("bram", "recip", "store"), step="attn"),
         S("TAP_SM", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS", tap_only=True,
           ports=(Port("av_max", reads=1), Port("av_inv", reads=1)), axi=(Axi("activations", writes=1, burst=True),)),
-        # gate_token (once per token)
-        S("GATE_MAX", "gate_token", None, "PIPELINE II=1", "EXPERTS - 1", ports=(Port("logits", reads=1),),
-          recurrences=(Recurrence("mx = max(mx, logit)", ("add",)),), ops=("bram", "add")),
-        S("GATE_EXP", "gate_token", None, "PIPELINE II=1", "EXPERTS",
-          ports=(Port("logits", reads=1), Port("ex", writes=1), Port("EXP2_TABLE", reads=2)),
-          recurrences=(Recurrence("total += ex", ("add",)),), mults=(Mults(2, acc_bits, acc_bits),),
-          ops=("bram", "add", "exp", "add")),
-        S("GATE_SCORE", "gate_token", None, "PIPELINE II=1", "EXPERTS", ports=(Port("ex", reads=1),),
-          mults=(Mults(1, acc_bits, acc_bits),), ops=("bram", "mul_wide", "cast", "store")),
-        S("TOPK_CLEAR", "gate_token", None, "PIPELINE II=1", "EXPERTS", ports=(Port("taken", writes=1),),
-          ops=("store",)),
-        S("TOPK", "gate_token", None, "-", "TOP_K", ops=("bram", "store")),
-        S("TOPK_SCAN", "gate_token", "TOPK", "PIPELINE II=1", "EXPERTS",
-          ports=(Port("taken", reads=1), Port("logits", reads=1)),
-          recurrences=(Recurrence("(best, best_logit) = larger", ("add",)),), ops=("bram", "add", "add")),
+        # route_tokens (inlined in run_image): the count clear, then gate softmax, top-k, queue fill and the moe_acc
+        # clear in one pipeline of token slots (top-k of token s, exps of s - 1, queue writes of s - GATE_SKEW)
+        S("Q_CLEAR", "route_tokens", None, "UNROLL", "EXPERTS", ops=("store",), step="gate_topk"),
+        S("GATE", "route_tokens", None, "PIPELINE II=1", "GATE_STEPS",
+          # logits: the top-k's token and the exps' token, both ports of its one bank; a write of each route
+          # array (the exps and 1/sum for the scores tap; the queue entry and the top-k taps' words)
+          ports=(Port("logits", reads=2), Port("route.ex", writes=1), Port("route.inv", writes=1),
+                 Port("route.queue", writes=1), Port("route.queue_score", writes=1),
+                 Port("route.chosen", writes=1), Port("route.chosen_score", writes=1),
+                 Port("q_count", reads=1, writes=1, spread=banks["q_count"]),
+                 Port("moe_acc", writes=L, spread=spread(L, "moe_acc")),
+                 Port("EXP2_TABLE", reads=2), Port("RECIP_TABLE", reads=2)),
+          # the hand-offs between the stages are registers latched at a token's last expert (a select each): the
+          # exp, 1/sum and the scores ahead of a latch are depth (ops), not a recurrence
+          recurrences=(Recurrence("the top-k list: compare and insert (registers)", ("add",)),
+                       Recurrence("sum += exp (an exact integer)", ("add",)),
+                       Recurrence("q_count[e]++ (registers, e varies)", ("add",)),
+                       Recurrence("(s, e), the clear's (cr, cd): the position", ("add",))),
+          # exp_neg's (logit - max) x LOG2E_RAW and its interpolation, the reciprocal's, the chosen scores
+          mults=(Mults(1, p.gate_logit.bits + 1, p.table_frac_bits + 2),
+                 Mults(2, p.table_frac_bits + 2, p.table_frac_bits + 1),
+                 Mults(m.top_k, p.exp.bits, p.softmax_inv.bits)),
+          ops=("bram", "add", "exp", "add", "recip", "mul", "cast", "store"), step="gate_topk"),
+        # its unrolled loops, in the iterations that run them (per GATE iteration: averaged over the loop): the
+        # queue stage's shift in a token's first TOP_K, the exps' and the top-k's every (token, expert), the
+        # clear's EW_LANES words in the first N_TOKENS x DIM / EW_LANES
+        S("GATE_SHIFT", "route_tokens", "GATE", "-", "N_TOKENS * TOP_K * (TOP_K - 1) / GATE_STEPS"),
+        S("GATE_PICK", "route_tokens", "GATE", "-", "N_TOKENS * EXPERTS * TOP_K / GATE_STEPS"),
+        S("GATE_INSERT", "route_tokens", "GATE", "-", "N_TOKENS * EXPERTS * TOP_K / GATE_STEPS"),
+        S("GATE_CLEAR_U", "route_tokens", "GATE", "-", "N_TOKENS * DIM / GATE_STEPS"),
         # write_rows
         S("WRITE_R", "write_rows", None, "-", "rows"),
         S("WRITE_C", "write_rows", "WRITE_R", "PIPELINE II=1", "cols", ports=(Port("src", reads=1),),
@@ -450,31 +470,23 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           recurrences=(Recurrence("sum += y (norm1's row sum)", ("add",)),),
           ops=("bram", "add", "cast", "store"), step="embed"),
         S("BLOCKS", "run_image", None, "-", "DEPTH", step="resid2"),
-        S("GATE_TOKENS", "run_image", "BLOCKS", "-", "N_TOKENS", step="gate_topk"),
-        S("TAP_GS", "run_image", "GATE_TOKENS", "PIPELINE II=1", "EXPERTS", tap_only=True,
-          axi=(Axi("activations", writes=1, burst=True),)),
+        S("TAP_GS", "run_image", "BLOCKS", "PIPELINE II=1", "N_TOKENS * EXPERTS", tap_only=True,
+          ports=(Port("route.ex", reads=1), Port("route.inv", reads=1)),
+          axi=(Axi("activations", writes=1, burst=True),), mults=(Mults(1, p.exp.bits, p.softmax_inv.bits),)),
         S("TAP_TK", "run_image", "BLOCKS", "-", "N_TOKENS", tap_only=True),
         S("TAP_TK_K", "run_image", "TAP_TK", "PIPELINE II=1", "TOP_K", tap_only=True,
           axi=(Axi("activations", writes=1, burst=True),)),
-        S("Q_CLEAR", "run_image", "BLOCKS", "PIPELINE II=1", "EXPERTS", ports=(Port("route", writes=1),),
-          ops=("store",), step="queues"),
-        S("Q_FILL", "run_image", "BLOCKS", "-", "N_TOKENS", step="queues"),
-        S("Q_FILL_K", "run_image", "Q_FILL", "PIPELINE II=1", "TOP_K",
-          ports=(Port("route", reads=2, writes=3),),
-          recurrences=(Recurrence("count[e]++ (read-modify-write of a RAM, e varies)", ("bram", "add")),),
-          ops=("bram", "bram", "store", "add", "store"), step="queues"),
         S("TAP_EC", "run_image", "BLOCKS", "PIPELINE II=1", "EXPERTS", tap_only=True,
           axi=(Axi("activations", writes=1, burst=True),)),
-        S("MOE_CLEAR", "run_image", "BLOCKS", "-", "N_TOKENS", step="moe_clear"),
-        S("MOE_CLEAR_D", "run_image", "MOE_CLEAR", "PIPELINE II=1", "DIM / EW_LANES",
-          ports=(Port("moe_acc", writes=L, spread=spread(L, "moe_acc")),), ops=("store",), step="moe_clear"),
-        S("MOE_CLEAR_U", "run_image", "MOE_CLEAR_D", "-", "EW_LANES", step="moe_clear"),
-        S("EXPERT_LOOP", "run_image", "BLOCKS", "-", "EXPERTS", ops=("bram", "add"), step="expert_gather"),
-        S("GATHER", "run_image", "EXPERT_LOOP", "-", "n", ops=("bram",), step="expert_gather"),
-        S("GATHER_D", "run_image", "GATHER", "PIPELINE II=1", "DIM / EW_LANES",
-          ports=(Port("hbuf", reads=L, spread=spread(L, "hbuf")), Port("tbuf", writes=L, spread=spread(L, "tbuf"))),
-          ops=("bram", "store"), step="expert_gather"),
-        S("GATHER_U", "run_image", "GATHER_D", "-", "EW_LANES", step="expert_gather"),
+        S("EXPERT_LOOP", "run_image", "BLOCKS", "-", "EXPERTS", ops=("add",), step="expert_gather"),
+        # an active expert's queued rows: rows x chunks of EW_LANES columns in one pipeline, the row's token read
+        # from the queue each iteration
+        S("GATHER", "run_image", "EXPERT_LOOP", "PIPELINE II=1", "n * (DIM / EW_LANES)",
+          ports=(Port("route.queue", reads=1), Port("hbuf", reads=L, spread=spread(L, "hbuf")),
+                 Port("tbuf", writes=L, spread=spread(L, "tbuf"))),
+          recurrences=(Recurrence("(r, d0): the row and chunk", ("add",)),),
+          ops=("bram", "bram", "store"), step="expert_gather"),
+        S("GATHER_U", "run_image", "GATHER", "-", "EW_LANES", step="expert_gather"),
         S("MOE_OUT", "run_image", "BLOCKS", "-", "N_TOKENS", step="moe_out"),
         S("MOE_OUT_D", "run_image", "MOE_OUT", "PIPELINE II=1", "DIM / CAST_LANES",
           ports=(Port("moe_acc", reads=C, spread=spread(C, "moe_acc")), Port("tbuf", writes=C, spread=spread(C, "tbuf"))),
@@ -919,11 +931,8 @@ class _Walk:
             self.layernorm(("norm2", b))
             if m.is_moe(b):
                 self.compute_unit(m.num_tokens, f"blocks.{b}.gate.0", ("gate", b))
-                self.loop("GATE_TOKENS", 1.0, c, ("gate_topk", b))
-                self.call("gate_token", m.num_tokens, c, ("gate_topk", b))
-                self.loop("Q_CLEAR", 1.0, c, ("queues", b))
-                self.loop("Q_FILL", 1.0, c, ("queues", b))
-                self.loop("MOE_CLEAR", 1.0, c, ("moe_clear", b))
+                self.loop("Q_CLEAR", 1.0, c, ("gate_topk", b))
+                self.loop("GATE", 1.0, c, ("gate_topk", b))
                 self.loop("EXPERT_LOOP", 1.0, c, ("expert_gather", b), only=())
                 for e, cnt in enumerate(counts_per_block[mi]):
                     if cnt <= 0:

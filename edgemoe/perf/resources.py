@@ -258,7 +258,6 @@ CALL_SITES = {
     "layernorm": {"run_image": 2},
     "residual_add": {"run_image": 2},
     "attention": {"run_image": 1},
-    "gate_token": {"run_image": 1},
     "write_rows": {"run_image": 14},
 }
 #: ``ALLOCATION function instances=<f> limit=<n>`` of the template: f -> n
@@ -597,21 +596,27 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
                 note=lanes)
     b.control("residual_add", ra, loops=1)
 
-    # gating, top-k, routing ---------------------------------------------------------------------
+    # gating, top-k, routing: route_tokens, inlined in run_image (one GATE pipeline) ---------------------
     b.unit = "gate + top-k + queues"
-    g = inst["gate_token"]
-    b.array("ex[EXPERTS] (wide_t)", "gate_token", e, W, count=g)
-    b.array("taken[EXPERTS] (bool)", "gate_token", e, 1, count=g)
-    b.array("scores[EXPERTS] (gate_score_t)", "run_image/GATE_TOKENS", e, p.gate_score.bits)
-    _exp_neg(b, "gate_token/GATE_EXP", g, cfg, tb)
-    _reciprocal(b, "gate_token", g, cfg, tb)
-    a, a_s = cast_bits(p.softmax_inv)
-    b.mults("GATE_SCORE: ex[e] * inv", "gate_token/GATE_SCORE", g, W, a, b_signed=a_s, note="wide_t x wide_t")
-    b.rom("EXP2_TABLE", "gate_token (exp_neg)", te["exp2"], tb["exp2"], count=g)
-    b.rom("RECIP_TABLE", "gate_token (reciprocal)", te["recip"], tb["recip"], count=g)
-    b.logic("max, top-k compares, to_gate_score", "gate_token", g, 3 * p.gate_logit.bits + 2 * W + LUT_PER_CAST)
-    b.control("gate_token", g, loops=5)
-    b.array("route.count[EXPERTS] (ap_uint<16>)", "run_image", e, 16, count=per_img, note=batch_note)
+    where, k = "route_tokens/GATE", m.top_k
+    gl, xb = p.gate_logit.bits, plan.expert_bits
+    _exp_neg(b, where, 1, cfg, tb, x_bits=gl + 1)      # logit - max: a gate_logit_t difference
+    _reciprocal(b, where, 1, cfg, tb)
+    b.mults("GATE_PICK: wide_t(xj) * wide_t(inv)", "route_tokens/GATE_PICK", k, p.exp.bits, p.softmax_inv.bits,
+            a_signed=p.exp.signed, b_signed=p.softmax_inv.signed,
+            note="exp_t x softmax_inv_t: the chosen experts' scores, one per top-k entry")
+    b.rom("EXP2_TABLE", "route_tokens (exp_neg)", te["exp2"], tb["exp2"])
+    b.rom("RECIP_TABLE", "route_tokens (reciprocal)", te["recip"], tb["recip"])
+    b.logic("GATE_INSERT: top-k list, compare + insert per entry", "route_tokens/GATE_INSERT", k,
+            gl + 2 * (gl + xb), 2 * (gl + xb), shape=f"{k} x ({gl}b logit, {xb}b expert)",
+            note="the list and its latch for the exps' stage")
+    b.logic("GATE_PICK: the chosen exps (select), to_gate_score", "route_tokens/GATE_PICK", k,
+            xb + 2 * p.exp.bits + LUT_PER_CAST, p.exp.bits + xb + p.gate_score.bits)
+    b.logic("GATE: max, exp sum, the stages' hand-off registers", where, 1,
+            plan.gate_sum_bits + gl, gl + plan.gate_sum_bits + p.softmax_inv.bits)
+    b.array("q_count[EXPERTS] (ap_uint<16>)", "run_image", 1, 16, banks=e, registers=True, count=per_img,
+            note="registers: GATE increments the count of any expert each cycle")
+    b.logic("q_count[e]++: the expert's count (select) + 1", where, 1, 16 * e // 4 + 16 + e)
     b.array("route.queue[EXPERTS][N_TOKENS] (ap_uint<16>)", "run_image", e * n, 16, count=per_img, note=batch_note)
     b.array("route.queue_score[EXPERTS][N_TOKENS] (gate_score_t)", "run_image", e * n, p.gate_score.bits,
             count=per_img, note=batch_note)
@@ -619,6 +624,13 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             note=batch_note)
     b.array("route.chosen_score[N_TOKENS][TOP_K] (gate_score_t)", "run_image", n * m.top_k, p.gate_score.bits,
             count=per_img, note=batch_note)
+    b.array("route.ex[N_TOKENS][EXPERTS] (exp_t)", "run_image", n * e, p.exp.bits, count=per_img,
+            note="for the gate-score tap")
+    b.array("route.inv[N_TOKENS] (softmax_inv_t)", "run_image", n, p.softmax_inv.bits, count=per_img,
+            note="for the gate-score tap")
+    b.mults("TAP_GS: wide_t(ex) * wide_t(inv)", "run_image/TAP_GS", 1, p.exp.bits, p.softmax_inv.bits,
+            a_signed=p.exp.signed, b_signed=p.softmax_inv.signed, note="exp_t x softmax_inv_t")
+    b.logic("TAP_GS: to_gate_score", "run_image/TAP_GS", 1, LUT_PER_CAST)
 
     # the row buffers --------------------------------------------------------------------------------
     b.unit = "activation buffers"
@@ -645,7 +657,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     if m.moe_blocks:
         b.logic("MOE_OUT_D: to_act per lane", "run_image/MOE_OUT_D", plan.cast_lanes, LUT_PER_CAST,
                 note="CAST_LANES columns per cycle")
-    b.control("run_image", inst["run_image"], loops=12)
+    b.control("run_image", inst["run_image"], loops=10)
 
     # the m_axi side: adapters, the output writers, the top ------------------------------------------
     b.unit = "m_axi adapters"
