@@ -396,7 +396,7 @@ class KernelPlan:
     @property
     def cast_lanes(self) -> int:
         """``CAST_LANES``: columns per cycle of the elementwise loops that cast every column (LN_VAR, LN_OUT, the
-        residual add, the MoE accumulator's cast): gcd(cu_in, :data:`CAST_LANES`), so it divides EW_LANES and
+        MoE accumulator's cast and residual add): gcd(cu_in, :data:`CAST_LANES`), so it divides EW_LANES and
         a chunk still hits distinct banks.  Fewer than EW_LANES because each lane is its own casts (and, in
         the LayerNorm, its own three products): at 16 lanes the tiny preset's LUTs pass 80% of a ZCU102's
         (``edgemoe perf --resources`` gives the figures)."""

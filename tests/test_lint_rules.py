@@ -435,8 +435,8 @@ def test_generated_kernel_keeps_every_rule(name):
     ("shared-bundle-loop", "beats.write(weights[ws.first + i]);",
      "beats.write(weights[ws.first + i]);\n            beats.write(weights[b_off / WORDS_PER_BEAT + i]);"),
     # the MoE output cast's lanes left to config_compile -pipeline_loops 0
-    ("unpipelined-loop", "MOE_OUT_D: for (int d0 = 0; d0 < DIM; d0 += CAST_LANES) {\n#pragma HLS PIPELINE II=1\n",
-     "MOE_OUT_D: for (int d0 = 0; d0 < DIM; d0 += CAST_LANES) {\n"),
+    ("unpipelined-loop", "MOE_OUT_D: for (int it = 0; it < N_TOKENS * (DIM / CAST_LANES); it++) {\n"
+     "#pragma HLS PIPELINE II=1\n", "MOE_OUT_D: for (int it = 0; it < N_TOKENS * (DIM / CAST_LANES); it++) {\n"),
 ], ids=["allocation-scope", "unroll-in-pipeline", "conditional-axi-read", "shared-bundle-loop",
         "unpipelined-loop"])
 def test_seeded_kernel_patterns_are_caught(rule, old, new):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from edgemoe.hls.writer import render
 from edgemoe.loading import load_config
 from edgemoe.perf.cycles import as_written_findings, estimate, format_loops
 from edgemoe.perf.loops import (BANK_PORTS, MAXI_OUTSTANDING, Axi, LoopSpec, Memory, Mults, Port, Recurrence, analyse,
-                                dataflow_overlap, kernel_loops, loop_estimate, memory_of, source_loops)
+                                dataflow_overlap, kernel_loops, loop_estimate, mac_passes, memory_of, source_loops)
 from edgemoe.perf.primitives import OP_LATENCY
 
 TINY = "m3vit-tiny-cityscapes"
@@ -169,7 +170,7 @@ def test_call_counts_follow_the_model_structure():
     f = le.functions
     assert f["compute_unit"].calls == 1 + 2 * m.depth + 2 * dense + len(m.moe_blocks) * (1 + 2 * 3)
     assert f["layernorm"].calls == 2 * m.depth and f["attention"].calls == m.depth
-    assert f["residual_add"].calls == 2 * m.depth and f["write_rows"].calls == 1
+    assert "residual_add" not in f and f["write_rows"].calls == 1      # the residual adds are in proj / fc2 / MoE
     # the routing: one pipeline per MoE block, no function of its own; the gather: the queued rows' chunks
     plan = KernelPlan.from_config(cfg)
     assert "gate_token" not in f and "route_tokens" not in f
@@ -193,7 +194,7 @@ def test_call_counts_follow_the_model_structure():
 def test_elementwise_loops_take_lanes_of_a_row_per_cycle(name, sets):
     """The gather and the clear (in the routing pipeline) take EW_LANES (= cu_in) columns per iteration, the
     loops that cast every column CAST_LANES (a divisor of it); each chunk hits distinct banks, so every one meets
-    II 1.  The LayerNorm has no sum loop: the embedding and the residual add hand it each row's sum."""
+    II 1.  The LayerNorm has no sum loop: the embedding and the residual adds hand it each row's sum."""
     cfg = load_config(name, sets)
     m, plan = cfg.model, KernelPlan.from_config(cfg)
     ew, cast = plan.elementwise_lanes, plan.cast_lanes
@@ -202,16 +203,15 @@ def test_elementwise_loops_take_lanes_of_a_row_per_cycle(name, sets):
     assert plan.ln_param_banks % plan.words_per_beat == 0 and plan.ln_param_banks % cast == 0
     counts = np.full(m.num_experts, m.num_tokens * m.top_k / m.num_experts)
     le = loop_estimate(cfg, [counts] * len(m.moe_blocks))
-    rows = 2 * m.depth * m.num_tokens
     # the LayerNorm: one pipeline over rows x chunks, two rows longer (the normalisation trails by two rows)
     assert "LN_SUM" not in le.loops and "LN_ROWS" not in le.loops
     assert le.loops["LN_STEPS"].iterations == 2 * m.depth * (m.num_tokens + 2) * m.embed_dim // cast
     assert le.loops["LN_STEPS"].entries == 2 * m.depth
-    assert le.loops["ADD_D"].iterations == rows * m.embed_dim // cast
+    assert "ADD_D" not in le.loops       # the residual adds: in the compute unit's epilogue and MOE_OUT_D
     assert le.loops["GATE_CLEAR_U"].iterations == len(m.moe_blocks) * m.num_tokens * m.embed_dim
     assert le.loops["GATHER"].iterations == pytest.approx(sum(counts) * len(m.moe_blocks) * m.embed_dim / ew)
     assert le.loops["MOE_OUT_D"].iterations == len(m.moe_blocks) * m.num_tokens * m.embed_dim // cast
-    for lab in ("EMBED_D", "LN_STEPS", "ADD_D", "GATE", "GATHER", "MOE_OUT_D"):
+    for lab in ("EMBED_D", "LN_STEPS", "GATE", "GATHER", "MOE_OUT_D"):
         assert le.loops[lab].ii.ii == 1, (lab, le.loops[lab].ii.detail)
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     assert f"variable=c cyclic factor={cast} dim=2" in src and f"variable=gamma cyclic factor={plan.ln_param_banks}" in src
@@ -258,6 +258,41 @@ def test_routing_is_one_pipeline_over_tokens_and_experts(name, sets):
         blk = m.moe_blocks[0]
         by = le.by_step()
         assert by[("gate_topk", blk)] + by[("expert_gather", blk)] < 6000
+
+
+@pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, []), (MICRO, UNALIGNED),
+                                       (MICRO, ["precision.profile=w8a16", "hardware.cu_in=4"])])
+def test_residual_adds_are_in_the_epilogues(name, sets):
+    """No residual_add step: proj and fc2 run on the compute unit in CU_RESID mode, whose epilogue also adds
+    each output into x (EPI_LANES consecutive columns: one read and one write per bank of x) and sums the row
+    into x_sum; the MoE output adds its rows in MOE_OUT_D (CAST_LANES columns).  Every loop keeps its II and
+    the figures have no resid steps, on chip; Edge-MoE's design keeps its own."""
+    cfg = load_config(name, sets)
+    m, plan = cfg.model, KernelPlan.from_config(cfg)
+    E, ci = plan.epilogue_lanes, cfg.hardware.cu_in
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    assert "residual_add" not in src and "ADD_D" not in src
+    calls = re.findall(r"compute_unit\(([^;]*)\);", src)
+    resid = [c for c in calls if "CU_RESID" in c]
+    assert len(resid) == 2 and "OFF_PROJ_W[b]" in resid[0] and "OFF_FC2_W[b]" in resid[1]
+    assert all(c.rstrip().endswith("x, x_sum") for c in calls)
+    assert "x[r][d0 + u] = v;" in src.split("MOE_OUT_U:")[1].split("x_sum[r] = s;")[0]
+    le = loop_estimate(cfg, None)
+    mac = le.loops["MAC"]
+    assert Port("x", reads=E, writes=E, spread=min(E, ci)) in mac.spec.ports
+    assert mac.ii.ii == 1 and mac.ii.constraints["bank ports"] == 1, mac.ii.detail
+    out = le.loops["MOE_OUT_D"]
+    assert out.ii.ii == 1 and any(p.array == "x" and p.writes == plan.cast_lanes for p in out.spec.ports)
+    assert not [k for k in le.by_step() if k[0].startswith("resid")]
+    assert "residual_add" not in le.functions
+    est = estimate(cfg)
+    assert not [s for s in est.steps if s.name.startswith("resid")]
+    # the epilogue's work costs no iterations: proj's MAC iterations are those of a CU_STORE layer of its shape
+    proj = sum(v[1] for (step, b), v in mac.by_step.items() if step == "proj")
+    lin = plan.linear("blocks.0.proj")
+    assert proj == pytest.approx(m.depth * sum(mac_passes(plan, lin, m.num_tokens)))
+    dram = estimate(cfg, mode="edgemoe-dram")
+    assert {s.name for s in dram.steps if s.name.startswith("resid")} == {"resid1", "resid2"}
 
 
 def test_dataflow_call_is_the_longer_process_plus_one_tile():

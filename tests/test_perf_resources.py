@@ -213,13 +213,28 @@ def test_shared_compute_unit_is_counted_once():
         assert mac.count == c.hardware.cu_in * c.hardware.cu_out
     assert (item(estimate_resources(cfg), "compute_tiles/MAC", "MAC:").dsp
             == item(estimate_resources(shallow), "compute_tiles/MAC", "MAC:").dsp)
-    # a function without ALLOCATION: one instance per call site; the LayerNorm and the residual add have one
+    # a function without ALLOCATION: one instance per call site; the LayerNorm has one
     assert inst["attention"] == sum(CALL_SITES["attention"].values())
     assert ALLOCATION_LIMITS["layernorm"] == inst["layernorm"] == 1 < sum(CALL_SITES["layernorm"].values())
-    assert ALLOCATION_LIMITS["residual_add"] == inst["residual_add"] == 1
+    assert "residual_add" not in inst     # the residual adds are in the compute unit's epilogue and MOE_OUT_D
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     for f, n in ALLOCATION_LIMITS.items():
         assert f"#pragma HLS ALLOCATION function instances={f} limit={n}" in src, f
+
+
+@pytest.mark.parametrize("name,sets", [(TINY, []), ("m3vit-tiny-zcu102", []), (MICRO, ["hardware.cu_in=4"])])
+def test_residual_adds_are_epilogue_lanes(name, sets):
+    """The residual adds have no function of their own: an add, a cast and a lane-sum adder per epilogue lane
+    in the compute unit (proj, fc2) and per CAST_LANES lane in MOE_OUT_D (the MoE blocks), no multiplier."""
+    cfg = cfg_of(name, *sets)
+    plan = KernelPlan.from_config(cfg)
+    res = estimate_resources(cfg)
+    assert not [it for it in res.items if "residual_add" in it.where or "residual_add" in it.what]
+    fin = item(res, "compute_tiles/FINISH", "FINISH (CU_RESID): x + y")
+    assert fin.count == plan.epilogue_lanes and fin.dsp == 0 and fin.lut > 0
+    out = item(res, "run_image/MOE_OUT_D", "MOE_OUT_D: to_act(moe_acc), x + y")
+    assert out.count == plan.cast_lanes and out.dsp == 0
+    assert item(res, "compute_tiles/MAC", "FINISH (CU_RESID): the row's running sum").count == 1
 
 
 def test_attention_multipliers_are_head_dim_per_slot():
@@ -305,7 +320,7 @@ def test_tiny_preset_on_the_zcu102():
     products of 24-bit qkv_t words, 2 DSPs each, in SCORES) and A*V reads the stored scores (ATTN_P lanes of
     HEAD_DIM products, no recomputed score), beside the compute unit's 16 x 16 32 x 16-bit MACs (2 each).
     The head's q and k rows are LUTRAM (ATTN_P x HEAD_DIM banks, so SCORES reads ATTN_P rows of each per
-    cycle), v and the stored scores block RAM; one LayerNorm and one residual add serve a block's two calls.
+    cycle), v and the stored scores block RAM; one LayerNorm serves a block's two calls.
     The rough LUT figure binds."""
     cfg = cfg_of(TINY)
     res = estimate_resources(cfg)

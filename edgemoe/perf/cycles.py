@@ -25,11 +25,11 @@ Two modes (``mode``):
     with the next tile's load beside it; attention in HEADS + 1 slots: the q /
     k / v copies of head t, then one pipeline of head t's scores and online
     softmax (``N x ATTN_GROUPS`` steps, the scores stored) beside head t - 1's
-    A*V; LayerNorm / residual / embed
-    one element per cycle; MoE gate, then softmax, top-k and queues of every
-    token in one pipeline (one expert a cycle, the accumulator's clear
-    alongside), and per *active* expert (token counts from the routing)
-    gather + fc1 + fc2.
+    A*V; LayerNorm / embed one element per cycle, the residual adds in the
+    epilogue of proj / fc2 and in the MoE output; MoE gate, then softmax, top-k
+    and queues of every token in one pipeline (one expert a cycle, the
+    accumulator's clear alongside), and per *active* expert (token counts from
+    the routing) gather + fc1 + fc2.
 
 ``"edgemoe-dram"`` -- **Edge-MoE's architecture** with the same unit
     parameters, for comparison (no generated kernel: its own schedule is the
@@ -364,9 +364,10 @@ class _Kernel:
         lin = self.plan.linear(layer)
         return self.linear(name, block, rows, lin.k, lin.n_out, bias=lin.has_bias, **kw)
 
-    def linear(self, name, block, rows, k, n_out, *, gelu=False, score=False, bias=True, kind="linear",
-               exposed_load=True):
-        """One compute_unit call on ``rows`` rows (may be fractional: expected counts). Returns total cycles."""
+    def linear(self, name, block, rows, k, n_out, *, gelu=False, score=False, resid=False, bias=True,
+               kind="linear", exposed_load=True):
+        """One compute_unit call on ``rows`` rows (may be fractional: expected counts). Returns total cycles.
+        ``resid``: on chip the epilogue also adds the output into the residual stream (proj, fc2)."""
         if rows <= 0:
             return 0.0
         if self.mode == "edgemoe-dram":
@@ -378,6 +379,8 @@ class _Kernel:
         mac_trip = math.ceil(k / h.cu_in)
         mac_ii = max(1.0, self.unit_ii.get("gelu", 1.0)) if gelu else 1.0
         fin_depth = L["bram"] + L["cast"] + (L["gelu"] if gelu else 0) + (L["mul"] + L["add"] + L["bram"] if score else 0)
+        if resid:   # x + y, its cast, the lane sum, the row's running sum and x_sum's add
+            fin_depth += L["add"] + L["cast"] + (_log2c(self.plan.epilogue_lanes) + 2) * L["add"]
         mac = (rows * mac_trip + self.plan.epilogue_groups) * mac_ii + self.mac_depth() + fin_depth + L["loop"]
         finish = 0.0
         comp_tile = mac
@@ -453,7 +456,7 @@ class _Kernel:
         per_row_fixed = 2 * L["div_const"] + L["rsqrt"]
         if self.mode == "onchip":
             params = 2 * d * self.wbytes
-            # the row sums come with x (the embedding, the residual add); one pipeline over rows x chunks of
+            # the row sums come with x (the embedding, a residual add); one pipeline over rows x chunks of
             # CAST_LANES columns, the normalisation two rows behind the variance (LN_STEPS)
             c = d // self.plan.cast_lanes
             steps = nimg * ((m.num_tokens + 2) * c + per_row_fixed + 8 + L["loop"])
@@ -465,12 +468,11 @@ class _Kernel:
                              nbytes=2 * n * d * self.act_bytes + params, wbytes=params)
 
     def residual(self, name, block, nimg):
-        m = self.m
-        n = m.num_tokens * nimg
-        if self.mode == "onchip":
-            self.rows_loop(name, block, "elementwise", n, m.embed_dim // self.plan.cast_lanes, depth=3)
-        else:
-            self.stream_dram(name, block, "elementwise", n, m.embed_dim, nbytes=3 * n * m.embed_dim * self.act_bytes)
+        """Edge-MoE's residual add, a step of its own through DRAM (on chip it is in the epilogue of proj / fc2
+        and in the MoE output: :meth:`linear` ``resid``, :meth:`moe`)."""
+        n = self.m.num_tokens * nimg
+        d = self.m.embed_dim
+        self.stream_dram(name, block, "elementwise", n, d, nbytes=3 * n * d * self.act_bytes)
 
     def attention(self, block, nimg):
         m, h, L = self.m, self.h, self.lat
@@ -566,7 +568,11 @@ class _Kernel:
                         setattr(s, f, getattr(s, f) * pa)
                     s.loops = {kk: v * pa for kk, v in s.loops.items()}
         if self.mode == "onchip":
-            self.rows_loop("moe_out", block, "moe", n, d // self.plan.cast_lanes, depth=3)
+            # the cast of moe_acc and the residual add: rows x chunks of CAST_LANES columns in one pipeline, the
+            # row's sum to x_sum
+            C = self.plan.cast_lanes
+            depth = L["bram"] + 2 * L["cast"] + (_log2c(C) + 1) * L["add"] + L["store"]
+            self.rows_loop("moe_out", block, "moe", 1, n * d // C, depth=depth)
 
     def output(self, nimg):
         m = self.m
@@ -626,16 +632,19 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
             k.layernorm("norm1", b, nimg)
             k.layer("qkv", b, m.num_tokens * nimg, f"blocks.{b}.qkv")
             k.attention(b, nimg)
-            k.layer("proj", b, m.num_tokens * nimg, f"blocks.{b}.proj")
-            k.residual("resid1", b, nimg)
+            # on chip the residual adds are in proj's and fc2's epilogue and in moe_out; Edge-MoE's are steps
+            k.layer("proj", b, m.num_tokens * nimg, f"blocks.{b}.proj", resid=True)
+            if mode == "edgemoe-dram":
+                k.residual("resid1", b, nimg)
             k.layernorm("norm2", b, nimg)
             if m.is_moe(b):
                 k.moe(b, _group_counts(rt, mi, imgs), rt.expected, nimg)
                 mi += 1
             else:
                 k.layer("fc1", b, m.num_tokens * nimg, f"blocks.{b}.fc1", gelu=True)
-                k.layer("fc2", b, m.num_tokens * nimg, f"blocks.{b}.fc2")
-            k.residual("resid2", b, nimg)
+                k.layer("fc2", b, m.num_tokens * nimg, f"blocks.{b}.fc2", resid=True)
+            if mode == "edgemoe-dram":
+                k.residual("resid2", b, nimg)
         k.output(nimg)
 
     merged: dict[tuple, Step] = {}

@@ -258,7 +258,7 @@ def kernel_functions() -> tuple[FunctionSpec, ...]:
     """The kernel's functions that are not inlined, with their straight-line code."""
     return (FunctionSpec("compute_unit"), FunctionSpec("load_tiles", ("call", "add")),
             FunctionSpec("compute_tiles", ("call", "add", "add")),
-            FunctionSpec("layernorm"), FunctionSpec("residual_add"), FunctionSpec("attention"),
+            FunctionSpec("layernorm"), FunctionSpec("attention"),
             FunctionSpec("write_rows"), FunctionSpec("run_image"))
 
 
@@ -318,13 +318,20 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                  Port("b", writes=min(wpb, co), spread=spread(min(wpb, co), "b")),   # the bias unpack
                  Port("out", writes=E, spread=spread(E, "out")),
                  Port("moe_acc", reads=E, writes=E, spread=spread(E, "moe_acc")),
-                 Port("gelu_lane", reads=2 * E, spread=spread(E, "gelu_lane"))),
+                 Port("gelu_lane", reads=2 * E, spread=spread(E, "gelu_lane")),
+                 # CU_RESID (proj, fc2): x += y on the same EPI_LANES columns of the residual stream, and the
+                 # row's last group read-modify-writes its x_sum
+                 Port("x", reads=E, writes=E, spread=spread(E, "x")), Port("x_sum", reads=1, writes=1)),
           recurrences=(Recurrence("acc[o] = (kb ? acc[o] : 0) + sum of CU_IN products", ("add",)),
                        Recurrence("(r, kb), (dr, po): the MACs' and the epilogue's positions", ("add",)),
+                       # x_sum[dr] is read and written in one iteration, each row once a pass: no recurrence
+                       Recurrence("xs += lane sum (CU_RESID: the row's new x words in this tile)", ("add",)),
                        # whole bus words per row: one add and compare; otherwise one per possible row wrap
                        Recurrence("(o0, k0, h): the unpack's bus word, its row and column, its step",
                                   ("add",) * (1 if plan.weight_rows_aligned else plan.unpack_wraps))),
           mults=(Mults(co * ci, cu, wb), Mults(E, cu, 18), Mults(E, acc_bits, 16)),
+          # after the cast, GELU and the score accumulate's path (gelu, mul, bram, add, store) is longer than
+          # CU_RESID's (add, cast, the lane sum's adder tree, the running sum, x_sum's add, store)
           ops=("bram", "mul") + mac_tree + ("add", "add", "cast", "gelu", "mul", "bram", "add", "store")),
         S("FINISH", "compute_tiles", "MAC", "-", "EPI_LANES"),
         S("MAC_O", "compute_tiles", "MAC", "-", "CU_OUT"),
@@ -334,7 +341,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("UNPACK_B_J", "compute_tiles", "MAC", "-", "WORDS_PER_BEAT * bias_beats / mac_iters"),
         S("UNPACK_W_J", "compute_tiles", "MAC", "-", "UNPACK_FIELDS * UNPACK_STEPS * weight_beats / mac_iters"),
         # layernorm: rows x chunks of CAST_LANES columns in one pipeline, skewed by two rows (centre and square
-        # row r, normalise row r - 2); the row's sum comes with x (x_sum, from the embedding or the residual add)
+        # row r, normalise row r - 2); the row's sum comes with x (x_sum, from the embedding or a residual add)
         S("LN_STEPS", "layernorm", None, "PIPELINE II=1", "(N_TOKENS + 2) * (DIM / CAST_LANES)",
           ports=(Port("x", reads=C, spread=spread(C, "x")), Port("x_sum", reads=1),
                  Port("c", reads=C, writes=C, spread=2 * spread(C, "c")),   # two of its three row buffers
@@ -351,14 +358,6 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ops=("bram", "div_const", "add", "cast", "mul") + cast_tree + ("add", "div_const", "add", "rsqrt", "store")),
         S("LN_VAR_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),
         S("LN_OUT_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),
-        # residual_add: rows x chunks of CAST_LANES columns in one pipeline
-        S("ADD_D", "residual_add", None, "PIPELINE II=1", "N_TOKENS * (DIM / CAST_LANES)",
-          ports=(Port("x", reads=C, writes=C, spread=spread(C, "x")), Port("y", reads=C, spread=spread(C, "y")),
-                 Port("x_sum", writes=1)),
-          recurrences=(Recurrence("sum += lane sum (the next LayerNorm's row sum)", ("add",)),
-                       Recurrence("(r, d0): the position", ("add",))),
-          ops=("bram", "add", "cast") + cast_tree + ("add", "store")),
-        S("ADD_U", "residual_add", "ADD_D", "-", "CAST_LANES"),
         # attention (score and online_step are inlined): HEADS + 1 slots; slot t copies head t's q / k / v
         # columns, runs head t's scores and online softmax beside head t - 1's A*V in one pipeline (SCORES_AV)
         # and finishes head t's softmax. The loops guarded by t < HEADS run in HEADS of the HEADS + 1 slots: their
@@ -469,7 +468,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ports=(Port("cls", reads=1), Port("pos", reads=1), Port("tbuf", reads=1), Port("x", writes=1)),
           recurrences=(Recurrence("sum += y (norm1's row sum)", ("add",)),),
           ops=("bram", "add", "cast", "store"), step="embed"),
-        S("BLOCKS", "run_image", None, "-", "DEPTH", step="resid2"),
+        S("BLOCKS", "run_image", None, "-", "DEPTH", step="norm1"),
         S("TAP_GS", "run_image", "BLOCKS", "PIPELINE II=1", "N_TOKENS * EXPERTS", tap_only=True,
           ports=(Port("route.ex", reads=1), Port("route.inv", reads=1)),
           axi=(Axi("activations", writes=1, burst=True),), mults=(Mults(1, p.exp.bits, p.softmax_inv.bits),)),
@@ -487,10 +486,14 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           recurrences=(Recurrence("(r, d0): the row and chunk", ("add",)),),
           ops=("bram", "bram", "store"), step="expert_gather"),
         S("GATHER_U", "run_image", "GATHER", "-", "EW_LANES", step="expert_gather"),
-        S("MOE_OUT", "run_image", "BLOCKS", "-", "N_TOKENS", step="moe_out"),
-        S("MOE_OUT_D", "run_image", "MOE_OUT", "PIPELINE II=1", "DIM / CAST_LANES",
-          ports=(Port("moe_acc", reads=C, spread=spread(C, "moe_acc")), Port("tbuf", writes=C, spread=spread(C, "tbuf"))),
-          ops=("bram", "cast", "store"), step="moe_out"),
+        # the MoE output and the residual add: rows x chunks of CAST_LANES columns in one pipeline
+        S("MOE_OUT_D", "run_image", "BLOCKS", "PIPELINE II=1", "N_TOKENS * (DIM / CAST_LANES)",
+          ports=(Port("moe_acc", reads=C, spread=spread(C, "moe_acc")),
+                 Port("tbuf", writes=C, spread=spread(C, "tbuf")), Port("x", reads=C, writes=C, spread=spread(C, "x")),
+                 Port("x_sum", writes=1)),
+          recurrences=(Recurrence("sum += lane sum (the next LayerNorm's row sum)", ("add",)),
+                       Recurrence("(r, d0): the position", ("add",))),
+          ops=("bram", "cast", "add", "cast") + cast_tree + ("add", "store"), step="moe_out"),
         S("MOE_OUT_U", "run_image", "MOE_OUT_D", "-", "CAST_LANES", step="moe_out"),
         # the top function
         S("IMAGES", TOP, None, "-", "num_images", step="write_tokens"),
@@ -922,12 +925,11 @@ class _Walk:
         self.read_words(1.0, [pos + r * dim for r in range(m.num_tokens)], ("embed", -1))
         mi = 0
         for b in range(m.depth):
-            self.loop("BLOCKS", 1.0 / m.depth, c, ("resid2", b), only=())
+            self.loop("BLOCKS", 1.0 / m.depth, c, ("norm1", b), only=())
             self.layernorm(("norm1", b))
             self.compute_unit(m.num_tokens, f"blocks.{b}.qkv", ("qkv", b))
             self.call("attention", 1.0, c, ("attn", b))
-            self.compute_unit(m.num_tokens, f"blocks.{b}.proj", ("proj", b))
-            self.call("residual_add", 1.0, c, ("resid1", b))
+            self.compute_unit(m.num_tokens, f"blocks.{b}.proj", ("proj", b))   # and the residual add
             self.layernorm(("norm2", b))
             if m.is_moe(b):
                 self.compute_unit(m.num_tokens, f"blocks.{b}.gate.0", ("gate", b))
@@ -941,12 +943,11 @@ class _Walk:
                     self.loop("GATHER", pa, {"n": n}, ("expert_gather", b))
                     self.compute_unit(n, f"blocks.{b}.experts.{e}.fc1", ("expert_fc1", b), pa)
                     self.compute_unit(n, f"blocks.{b}.experts.{e}.fc2", ("expert_fc2", b), pa)
-                self.loop("MOE_OUT", 1.0, c, ("moe_out", b))
+                self.loop("MOE_OUT_D", 1.0, c, ("moe_out", b))
                 mi += 1
             else:
                 self.compute_unit(m.num_tokens, f"blocks.{b}.fc1", ("fc1", b))
-                self.compute_unit(m.num_tokens, f"blocks.{b}.fc2", ("fc2", b))
-            self.call("residual_add", 1.0, c, ("resid2", b))
+                self.compute_unit(m.num_tokens, f"blocks.{b}.fc2", ("fc2", b))   # and the residual add
         self.call("write_rows", 1.0, {"rows": m.num_tokens, "cols": m.embed_dim}, ("write_tokens", m.depth))
 
 

@@ -13,7 +13,7 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
   per call site (in each instance of its caller) unless an ``ALLOCATION``
   pragma limits it: ``compute_unit`` is one instance shared by every layer,
   with one of each of its DATAFLOW processes, ``write_rows`` one shared by every tap, ``layernorm``
-  and ``residual_add`` one each for a block's two calls (:data:`CALL_SITES`,
+  one for a block's two calls (:data:`CALL_SITES`,
   :data:`ALLOCATION_LIMITS`; the tool may share the other functions'
   sequential calls too, which is not assumed).
 * **Multipliers** are counted where the code unrolls them: ``MAC_O x MAC_I``
@@ -256,12 +256,11 @@ CALL_SITES = {
     "load_tiles": {"compute_unit": 1},
     "compute_tiles": {"compute_unit": 1},
     "layernorm": {"run_image": 2},
-    "residual_add": {"run_image": 2},
     "attention": {"run_image": 1},
     "write_rows": {"run_image": 14},
 }
 #: ``ALLOCATION function instances=<f> limit=<n>`` of the template: f -> n
-ALLOCATION_LIMITS = {"compute_unit": 1, "write_rows": 1, "layernorm": 1, "residual_add": 1}
+ALLOCATION_LIMITS = {"compute_unit": 1, "write_rows": 1, "layernorm": 1}
 
 
 def function_instances() -> dict[str, int]:
@@ -462,6 +461,10 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.logic("FINISH: done[po + e], b[cur][po + e] selects", "compute_tiles/FINISH", k * E,
             p.accum.bits * math.ceil(plan.epilogue_groups / 4) + wb * math.ceil(2 * plan.epilogue_groups / 4),
             shape=f"{plan.epilogue_groups}:1, {2 * plan.epilogue_groups}:1 muxes")
+    # CU_RESID (proj, fc2): the residual add in the epilogue, x += y on the same EPI_LANES columns
+    b.logic("FINISH (CU_RESID): x + y, to_act, lane-sum adder", "compute_tiles/FINISH", k * E,
+            2 * W + LUT_PER_CAST, note="one per epilogue lane")
+    b.logic("FINISH (CU_RESID): the row's running sum, x_sum[dr] add", "compute_tiles/MAC", k, 2 * W, W)
     b.control("compute_unit", inst["compute_unit"], loops=0)
     b.control("compute_tiles", k, loops=1)
 
@@ -558,8 +561,8 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.rom("RECIP_TABLE", "attention (reciprocal)", te["recip"], tb["recip"], count=inst["attention"])
     b.control("attention", inst["attention"], loops=5)
 
-    # LayerNorm and residual: one instance per call site ------------------------------------------
-    b.unit = "layernorm + residual"
+    # LayerNorm: one instance for its call sites (ALLOCATION) ---------------------------------------
+    b.unit = "layernorm"
     ln = inst["layernorm"]
     L = plan.cast_lanes   # CAST_LANES: columns per iteration of the elementwise loops that cast each column
     lanes = f"{L} per instance: CAST_LANES columns per cycle"
@@ -587,14 +590,6 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             note=lanes)
     b.logic("row_inv_std[3], the buffer selects", "layernorm", ln, 3 * W, 3 * W)
     b.control("layernorm", ln, loops=3)
-    ra = inst["residual_add"]
-    b.logic("residual_add: add + to_act + lane-sum adder per lane", "residual_add/ADD_D", ra * L,
-            2 * W + LUT_PER_CAST, note=lanes)
-    b.logic("residual_add: the row's running sum", "residual_add/ADD_D", ra, W, W)
-    if ra < CALL_SITES["residual_add"]["run_image"]:   # one instance for both adds: y is hbuf or tbuf
-        b.logic("residual_add: y select (hbuf | tbuf)", "residual_add/ADD_D", ra * L, plan.cu_word_bits // 2,
-                note=lanes)
-    b.control("residual_add", ra, loops=1)
 
     # gating, top-k, routing: route_tokens, inlined in run_image (one GATE pipeline) ---------------------
     b.unit = "gate + top-k + queues"
@@ -655,9 +650,10 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.array("x_sum[N_TOKENS] (wide_t)", "run_image", n, W, count=per_img,
             note="each row's sum, from the step that writes x to the next LayerNorm")
     if m.moe_blocks:
-        b.logic("MOE_OUT_D: to_act per lane", "run_image/MOE_OUT_D", plan.cast_lanes, LUT_PER_CAST,
-                note="CAST_LANES columns per cycle")
-    b.control("run_image", inst["run_image"], loops=10)
+        b.logic("MOE_OUT_D: to_act(moe_acc), x + y, to_act, lane-sum adder per lane", "run_image/MOE_OUT_D",
+                plan.cast_lanes, 2 * LUT_PER_CAST + 2 * W, note="CAST_LANES columns per cycle")
+        b.logic("MOE_OUT_D: the row's running sum", "run_image/MOE_OUT_D", 1, W, W)
+    b.control("run_image", inst["run_image"], loops=9)
 
     # the m_axi side: adapters, the output writers, the top ------------------------------------------
     b.unit = "m_axi adapters"
