@@ -458,7 +458,10 @@ class KernelPlan:
         """``POS_BEATS``: bus words of the position table (N x D words), the embedding's one burst (every tensor
         starts on a bus word)."""
         m = self.config.model
-        return beat_span(self.offsets["backbone.pos_embed"], m.num_tokens * m.embed_dim, self.words_per_beat)[1]
+        _, beats, skip = beat_span(self.offsets["backbone.pos_embed"], m.num_tokens * m.embed_dim, self.words_per_beat)
+        if skip:   # the kernel's EMBED_POS puts field j of a bus word in bank j of pos
+            raise ValueError(f"the position table starts at word {skip} of a bus word, not on one")
+        return beats
 
     # --- buffers -----------------------------------------------------------------------------
     @property
