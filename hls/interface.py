@@ -66,10 +66,12 @@ class Arg:
 def kernel_args(cfg) -> list[Arg]:
     """Arguments of the top function in order, with their register offsets."""
     from .layout import WeightLanes, matrix_bits, word_bits
+    from .plan import KernelPlan
 
     wb, mb, bus = word_bits(cfg.precision), matrix_bits(cfg.precision), cfg.hardware.axi_width
     packed = f"; matrices packed {wb // mb} elements to a word" if mb < wb else ""
     lanes = WeightLanes.of(cfg)
+    plan = KernelPlan.from_config(cfg)
     if lanes.count == 1:
         weights = [Arg("weights", "m_axi", "const weight_beat_t*", 64,
                        f"packed weight words ({wb}-bit, {bus // wb} per {bus}-bit bus word, little-endian{packed}), "
@@ -81,7 +83,9 @@ def kernel_args(cfg) -> list[Arg]:
                        f"words, little-endian{packed}), see layout.json")
                    for i, name in enumerate(lanes.names)]
     args = [
-        Arg("image", "m_axi", "const pixel_word_t*", 64, "pixel codes [images][C][H][W]"),
+        Arg("image", "m_axi", "const image_word_t*", 64,
+            f"pixel codes [images][C][H][W] ({plan.pixel_word_bits}-bit, {plan.image_lanes} per "
+            f"{plan.image_word_bits}-bit word, little-endian)"),
         *weights,
         Arg("activations", "m_axi", "out_word_t*", 64, "output tokens [images][N][D], or the debug tap's words"),
         Arg("task", "scalar", "ap_uint<8>", 32, "task index: selects every MoE block's gate"),

@@ -472,6 +472,41 @@ class KernelPlan:
         ``cu_in`` banks of the qkv rows, two ports per bank."""
         return max(1, math.ceil(math.ceil(3 * self.config.model.head_dim / self.config.hardware.cu_in) / 2))
 
+    # --- the image port and the embedding ------------------------------------------------------------
+    @property
+    def image_lanes(self) -> int:
+        """``IMAGE_LANES``: pixel words per word of the image port (``image_word_t``), the image's pixels in their
+        own order (C x H x W).  The patch gather writes a word's pixels to consecutive columns of one patch's row
+        of ``big`` (cyclic ``cu_in`` banks) in one cycle, so the word must lie in one row of one patch (it divides
+        ``patch_size``) and its lane j must always meet the banks j mod IMAGE_LANES (it divides ``cu_in``: no
+        crossbar); at most a bus word: the largest power of two dividing ``patch_size``, ``cu_in`` and the
+        pixels of a bus word."""
+        m, h = self.config.model, self.config.hardware
+        g = math.gcd(m.patch_size, h.cu_in, h.axi_width // self.pixel_word_bits)
+        return g & -g
+
+    @property
+    def image_word_bits(self) -> int:
+        """Bits of one word of the image port: ``image_lanes`` pixel words, pixel 0 in the low bits."""
+        return self.image_lanes * self.pixel_word_bits
+
+    @property
+    def image_words(self) -> int:
+        """``IMAGE_WORDS``: words of the image port per image (C x H x W pixels, whole words: ``image_lanes``
+        divides the patch, so a row of the image)."""
+        m = self.config.model
+        return m.in_chans * m.img_height * m.img_width // self.image_lanes
+
+    @property
+    def pos_beats(self) -> int:
+        """``POS_BEATS``: bus words of the position table (N x D words), the embedding's one burst (every tensor
+        starts on a bus word)."""
+        m = self.config.model
+        _, beats, skip = beat_span(self.offsets["backbone.pos_embed"], m.num_tokens * m.embed_dim, self.words_per_beat)
+        if skip:   # the kernel's EMBED_POS puts field j of a bus word in bank j of pos
+            raise ValueError(f"the position table starts at word {skip} of a bus word, not on one")
+        return beats
+
     # --- buffers -----------------------------------------------------------------------------
     @property
     def buffer_types(self) -> dict[str, np.dtype]:
@@ -481,7 +516,7 @@ class KernelPlan:
 
     @property
     def buffer_depths(self) -> dict[str, int]:
-        """Words per image of each m_axi buffer (the INTERFACE pragmas' depth)."""
+        """Words per image of each m_axi buffer as the host holds it: pixel, weight and output words."""
         m = self.config.model
         return {"image": m.in_chans * m.img_height * m.img_width, "weights": self.layout.total_words,
                 "activations": self.max_tap_words}
@@ -489,9 +524,10 @@ class KernelPlan:
     @property
     def interface_depths(self) -> dict[str, int]:
         """Elements per image of each m_axi pointer (the INTERFACE pragmas' ``depth``), by argument: words, but
-        bus words for the weights, whose pointer is to ``weight_beat_t`` (or to one lane of it each)."""
+        bus words for the weights, whose pointer is to ``weight_beat_t`` (or to one lane of it each), and image
+        words (``image_lanes`` pixels each) for the image."""
         d = self.buffer_depths
-        return {"image": d["image"], **dict.fromkeys(self.lanes.names, self.weight_beats),
+        return {"image": self.image_words, **dict.fromkeys(self.lanes.names, self.weight_beats),
                 "activations": d["activations"]}
 
     @property

@@ -295,6 +295,58 @@ def test_residual_adds_are_in_the_epilogues(name, sets):
     assert {s.name for s in dram.steps if s.name.startswith("resid")} == {"resid1", "resid2"}
 
 
+@pytest.mark.parametrize("name,sets", [(ZCU, []), (TINY, []), (MICRO, ["hardware.cu_in=4"]),
+                                       (MICRO, ["model.img_height=32", "model.img_width=48"]),
+                                       (MICRO, UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024"])])
+def test_the_edges_move_words_per_cycle(name, sets):
+    """The patch gather reads an image word (IMAGE_LANES pixels of one patch row) per cycle into as many distinct
+    banks of big, one burst; the embedding reads the position table in one burst and casts CAST_LANES columns
+    per cycle in one pipeline over every row; the output tokens are one pipeline, one burst, no per-row entry."""
+    cfg = load_config(name, sets)
+    m, h, plan = cfg.model, cfg.hardware, KernelPlan.from_config(cfg)
+    il = plan.image_lanes
+    assert il & (il - 1) == 0 and m.patch_size % il == 0 and h.cu_in % il == 0
+    assert il * plan.pixel_word_bits <= h.axi_width and plan.image_word_bits == il * plan.pixel_word_bits
+    assert plan.image_words * il == m.in_chans * m.img_height * m.img_width
+    assert plan.interface_depths["image"] == plan.image_words
+    assert plan.pos_beats == -(-m.num_tokens * m.embed_dim // plan.words_per_beat)
+    le = loop_estimate(cfg, None)
+    specs = {s.label: s for s in kernel_loops(cfg, plan)}
+    pix = le.loops["PATCH_PIX"]
+    assert pix.entries == 1 and pix.iterations == plan.image_words and pix.ii.ii == 1, pix.ii.detail
+    assert specs["PATCH_PIX"].ports == (Port("big", writes=il, spread=il),)
+    assert specs["PIX"].target_ii == il and specs["PIX"].axi[1].writes == il   # the tap: a word per output write
+    assert "EMBED_R" not in le.loops and "WRITE_R" not in le.loops and "WRITE_C" not in le.loops
+    assert le.loops["EMBED_POS"].entries == 1 and le.loops["EMBED_POS"].iterations == plan.pos_beats
+    emb = le.loops["EMBED_D"]
+    assert emb.entries == 1 and emb.iterations == m.num_tokens * m.embed_dim // plan.cast_lanes and emb.ii.ii == 1
+    out = le.loops["WRITE_W"]
+    assert out.entries == le.functions["write_rows"].calls == 1
+    assert out.iterations == m.num_tokens * m.embed_dim and out.ii.ii == 1
+    # the gather's cycles: the words, the pipeline's depth (a DRAM round trip) and nothing per patch or row
+    assert pix.cycles == pytest.approx(plan.image_words + pix.ii.depth)
+    assert pix.ii.depth < plan.m_axi_latency + 10
+    src = render(cfg, ["src/edgemoe_vit.cpp", "include/edgemoe_config.h"])
+    kernel, header = src["src/edgemoe_vit.cpp"], src["include/edgemoe_config.h"]
+    assert "PATCH_PIX: for (int i = 0; i < IMAGE_WORDS; i++)" in kernel
+    assert f"IMAGE_LANES = {il}, IMAGE_WORDS = {plan.image_words};" in header
+    assert f"typedef ap_uint<{plan.image_word_bits}> image_word_t;" in header
+    assert f"run_image(const image_word_t* image," in kernel
+    assert f"port=image offset=slave bundle={h.bundle_of['image']} depth={plan.image_words} " in kernel
+
+
+def test_the_edges_on_the_zcu102_preset():
+    """The preset's image words are 16 pixels (a patch row; 128 bits, an HP port's width): the gather, the
+    embedding and the output together take about 0.12 ms, the output's word per cycle most of it."""
+    cfg = load_config(ZCU)
+    plan = KernelPlan.from_config(cfg)
+    assert plan.image_lanes == cfg.model.patch_size == 16 and plan.image_word_bits == 128
+    le = loop_estimate(cfg, None)
+    by = le.by_step()
+    edges = sum(v for (step, _), v in by.items() if step in ("patch_gather", "embed", "write_tokens"))
+    assert edges / (cfg.hardware.clock_mhz * 1e3) < 0.125, edges   # ms; 0.55 with a pixel, a word per cycle
+
+
 def test_dataflow_call_is_the_longer_process_plus_one_tile():
     assert dataflow_overlap(100.0, 1000.0, 10) == (1010.0, pytest.approx(0.9), 0.0)    # loads behind compute
     assert dataflow_overlap(1000.0, 100.0, 4) == (1025.0, 0.0, pytest.approx(0.75))    # compute behind loads

@@ -25,11 +25,12 @@ Two modes (``mode``):
     with the next tile's load beside it; attention in HEADS + 1 slots: the q /
     k / v copies of head t, then one pipeline of head t's scores and online
     softmax (``N x ATTN_GROUPS`` steps, the scores stored) beside head t - 1's
-    A*V; LayerNorm / embed one element per cycle, the residual adds in the
-    epilogue of proj / fc2 and in the MoE output; MoE gate, then softmax, top-k
-    and queues of every token in one pipeline (one expert a cycle, the
-    accumulator's clear alongside), and per *active* expert (token counts from
-    the routing) gather + fc1 + fc2.
+    A*V; LayerNorm / embed ``CAST_LANES`` columns per cycle, the patch gather an
+    image word (``IMAGE_LANES`` pixels) per cycle, the output one word per
+    cycle, the residual adds in the epilogue of proj / fc2 and in the MoE
+    output; MoE gate, then softmax, top-k and queues of every token in one
+    pipeline (one expert a cycle, the accumulator's clear alongside), and per
+    *active* expert (token counts from the routing) gather + fc1 + fc2.
 
 ``"edgemoe-dram"`` -- **Edge-MoE's architecture** with the same unit
     parameters, for comparison (no generated kernel: its own schedule is the
@@ -434,12 +435,16 @@ class _Kernel:
         npatch = m.num_patches
         img_bytes = m.in_chans * m.img_height * m.img_width * self.pix_bytes
         if self.mode == "onchip":
-            # the image in its own order, one pixel per cycle, one burst (PATCH_PIX)
-            cyc = (m.in_chans * m.img_height * m.img_width + self.lat_axi + L["store"] + L["loop"]) * nimg
+            # the image in its own order, one image word (IMAGE_LANES pixels) per cycle, one burst (PATCH_PIX)
+            cyc = (self.plan.image_words + self.lat_axi + L["store"] + L["loop"]) * nimg
             self.add("patch_gather", -1, "io", cyc, cyc, cyc, img_bytes * nimg, 0.0, 0.0, PATCH_PIX=cyc)
             self.layer("patch_embed", -1, npatch * nimg, "patch_embed")
             wb = (m.num_tokens * m.embed_dim + m.embed_dim) * self.wbytes
-            self.rows_loop("embed", -1, "elementwise", m.num_tokens * nimg, m.embed_dim, depth=4, nbytes=wb, wbytes=wb)
+            # the cls token and the position table in a burst each (a bus word per cycle, EMBED_POS), then one
+            # pipeline over rows x chunks of CAST_LANES columns (EMBED_D)
+            mem = nimg * (self.plan.pos_beats + 2 * (self.lat_axi + L["loop"]))
+            comp = nimg * (m.num_tokens * (m.embed_dim // self.plan.cast_lanes) + 4 + L["loop"])
+            self.add("embed", -1, "elementwise", comp, mem, comp + mem, wb, wb, 0.0, EMBED_POS=mem, EMBED_D=comp)
         else:
             beats = math.ceil(m.patch_dim * self.pix_bytes * 8 / self.h.axi_width)
             comp = npatch * nimg * beats + 8
@@ -579,7 +584,8 @@ class _Kernel:
         n = m.num_tokens * nimg
         nbytes = n * m.embed_dim * self.out_bytes
         if self.mode == "onchip":
-            cyc = n * (m.embed_dim + 2 + self.lat["loop"]) + self.lat_axi
+            # one pipeline over every word (WRITE_W): one burst
+            cyc = n * m.embed_dim + 2 + self.lat["loop"] + self.lat_axi
             self.add("write_tokens", m.depth, "io", cyc, nbytes / self.bw_w, max(cyc, nbytes / self.bw_w), nbytes,
                      0.0, 0.0, WRITE_ROWS=cyc)
         # DRAM mode: the residual stream x already lives in DRAM

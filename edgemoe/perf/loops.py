@@ -32,8 +32,8 @@ The scheduling rules (how Vitis HLS builds the hardware):
   a pipeline each access pays the whole latency.  A beat is the pointer's
   element: a whole bus word (``weight_beat_t``, ``hardware.axi_width`` bits,
   ``WORDS_PER_BEAT`` weight words) for the weights, or one lane of it per
-  lane pointer (``hardware.weight_lanes``, each on its own bundle), an 8-bit
-  pixel, a 32- or 64-bit output word.  Every
+  lane pointer (``hardware.weight_lanes``, each on its own bundle), an image
+  word (``IMAGE_LANES`` pixels), a 32- or 64-bit output word.  Every
   bundle reaches memory through a port of its own (``Board.port_gbps``; a
   ZCU102 HP port is 128 bits, so a 256-bit beat takes two of its cycles) and all share the DDR (``Board.mem_gbps x
   mem_efficiency``: a loop's bytes on every bundle together); bursts are :data:`MAXI_BURST_BEATS` beats long.
@@ -230,13 +230,14 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
             "MATRIX_PER_BEAT": plan.matrix_per_beat, "UNPACK_STEPS": plan.unpack_steps,
-            "UNPACK_FIELDS": plan.unpack_fields, "GATE_STEPS": plan.gate_steps}
+            "UNPACK_FIELDS": plan.unpack_fields, "GATE_STEPS": plan.gate_steps, "IMAGE_LANES": plan.image_lanes,
+            "IMAGE_WORDS": plan.image_words, "POS_BEATS": plan.pos_beats}
 
 
 def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     """Banks of each on-chip array after the template's ARRAY_PARTITION pragmas (1: unpartitioned)."""
     m, h = cfg.model, cfg.hardware
-    wpb = plan.words_per_beat  # cls, pos (read_words' dst): cyclic WORDS_PER_BEAT
+    wpb = plan.words_per_beat  # cls (read_words' dst), pos (the position table): cyclic WORDS_PER_BEAT
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
             "w": h.cu_out * h.cu_in, "b": 2 * h.cu_out, "moe_acc": plan.moe_acc_banks, "gelu_lane": plan.epilogue_lanes,
@@ -451,23 +452,36 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("GATE_PICK", "route_tokens", "GATE", "-", "N_TOKENS * EXPERTS * TOP_K / GATE_STEPS"),
         S("GATE_INSERT", "route_tokens", "GATE", "-", "N_TOKENS * EXPERTS * TOP_K / GATE_STEPS"),
         S("GATE_CLEAR_U", "route_tokens", "GATE", "-", "N_TOKENS * DIM / GATE_STEPS"),
-        # write_rows
-        S("WRITE_R", "write_rows", None, "-", "rows"),
-        S("WRITE_C", "write_rows", "WRITE_R", "PIPELINE II=1", "cols", ports=(Port("src", reads=1),),
-          axi=(Axi("activations", writes=1, burst=True),), ops=("bram",)),
+        # write_rows: every word in one pipeline, (r, c) counters
+        S("WRITE_W", "write_rows", None, "PIPELINE II=1", "rows * cols", ports=(Port("src", reads=1),),
+          axi=(Axi("activations", writes=1, burst=True),),
+          recurrences=(Recurrence("(r, c): the position", ("add",)),), ops=("bram",)),
         # run_image
-        S("PIX", "run_image", None, "PIPELINE II=1", "IN_CHANS * IMG_H * IMG_W", tap_only=True,
-          axi=(Axi("image", reads=1, burst=True), Axi("activations", writes=1, burst=True))),
-        # the image in its own order, one pixel per cycle, one burst; counters give each pixel's patch position
-        S("PATCH_PIX", "run_image", None, "PIPELINE II=1", "IN_CHANS * IMG_H * IMG_W", ports=(Port("big", writes=1),),
+        S("PIX", "run_image", None, f"PIPELINE II={plan.image_lanes}", "IMAGE_WORDS", tap_only=True,
+          axi=(Axi("image", reads=1, burst=True), Axi("activations", writes=plan.image_lanes, burst=True))),
+        S("PIX_J", "run_image", "PIX", "-", "IMAGE_LANES", tap_only=True),
+        # the image in its own order, an image word (IMAGE_LANES pixels of one patch row) per cycle, one burst;
+        # counters give the word's patch position, its pixels go to IMAGE_LANES consecutive columns of big
+        S("PATCH_PIX", "run_image", None, "PIPELINE II=1", "IMAGE_WORDS",
+          ports=(Port("big", writes=plan.image_lanes, spread=spread(plan.image_lanes, "big")),),
           axi=(Axi("image", reads=1, burst=True),),
-          recurrences=(Recurrence("(c, gy, py, gx, px): the pixel's patch position", ("add",)),),
+          recurrences=(Recurrence("(c, gy, py, gx, pw): the word's patch position", ("add",)),),
           ops=("add", "store"), step="patch_gather"),
-        S("EMBED_R", "run_image", None, "-", "N_TOKENS", step="embed"),
-        S("EMBED_D", "run_image", "EMBED_R", "PIPELINE II=1", "DIM",
-          ports=(Port("cls", reads=1), Port("pos", reads=1), Port("tbuf", reads=1), Port("x", writes=1)),
-          recurrences=(Recurrence("sum += y (norm1's row sum)", ("add",)),),
-          ops=("bram", "add", "cast", "store"), step="embed"),
+        S("PATCH_PIX_U", "run_image", "PATCH_PIX", "-", "IMAGE_LANES", step="patch_gather"),
+        # the position table in one burst, a bus word per cycle into the WORDS_PER_BEAT banks of pos
+        S("EMBED_POS", "run_image", None, "PIPELINE II=1", "POS_BEATS",
+          ports=(Port("pos", writes=wpb, spread=spread(wpb, "pos")),), axi=weight_reads, ops=("add", "store"),
+          step="embed"),
+        S("EMBED_POS_W", "run_image", "EMBED_POS", "-", "WORDS_PER_BEAT", step="embed"),
+        # rows x chunks of CAST_LANES columns in one pipeline
+        S("EMBED_D", "run_image", None, "PIPELINE II=1", "N_TOKENS * (DIM / CAST_LANES)",
+          ports=(Port("cls", reads=C, spread=spread(C, "cls")), Port("pos", reads=C, spread=spread(C, "pos")),
+                 Port("tbuf", reads=C, spread=spread(C, "tbuf")), Port("x", writes=C, spread=spread(C, "x")),
+                 Port("x_sum", writes=1)),
+          recurrences=(Recurrence("sum += lane sum (norm1's row sum)", ("add",)),
+                       Recurrence("(r, d0): the position", ("add",))),
+          ops=("bram", "add", "cast") + cast_tree + ("add", "store"), step="embed"),
+        S("EMBED_U", "run_image", "EMBED_D", "-", "CAST_LANES", step="embed"),
         S("BLOCKS", "run_image", None, "-", "DEPTH", step="norm1"),
         S("TAP_GS", "run_image", "BLOCKS", "PIPELINE II=1", "N_TOKENS * EXPERTS", tap_only=True,
           ports=(Port("route.ex", reads=1), Port("route.inv", reads=1)),
@@ -550,7 +564,7 @@ def memory_of(cfg, plan: KernelPlan, port_limit: bool | None = None) -> Memory:
     return Memory(latency=float(plan.m_axi_latency),
                   port_bpc=board.port_gbps * 1e9 / clock if per_port else math.inf,
                   ddr_bpc=board.mem_gbps * board.mem_efficiency * 1e9 / clock,
-                  word_bits={"image": plan.pixel_word_bits, "activations": plan.out_word_bits,
+                  word_bits={"image": plan.image_word_bits, "activations": plan.out_word_bits,
                              **dict.fromkeys(plan.lanes.names, plan.lanes.lane_bits)},
                   bundle_of=m_axi_bundles(cfg))
 
@@ -916,13 +930,12 @@ class _Walk:
         m = self.cfg.model
         c: dict = {}
         self.call("run_image", 1.0, c, ("write_tokens", m.depth),
-                  skip={"BLOCKS", "EMBED_R", "PATCH_PIX", "PIX"})
+                  skip={"BLOCKS", "PATCH_PIX", "PIX", "EMBED_POS", "EMBED_D"})
         self.loop("PATCH_PIX", 1.0, c, ("patch_gather", -1))
         self.compute_unit(m.num_patches, "patch_embed", ("patch_embed", -1))
-        self.loop("EMBED_R", 1.0, c, ("embed", -1))
-        pos, dim = self.plan.offsets["backbone.pos_embed"], m.embed_dim
         self.read_words(1.0, [self.plan.offsets["backbone.cls_token"]], ("embed", -1))
-        self.read_words(1.0, [pos + r * dim for r in range(m.num_tokens)], ("embed", -1))
+        self.loop("EMBED_POS", 1.0, c, ("embed", -1))
+        self.loop("EMBED_D", 1.0, c, ("embed", -1))
         mi = 0
         for b in range(m.depth):
             self.loop("BLOCKS", 1.0 / m.depth, c, ("norm1", b), only=())

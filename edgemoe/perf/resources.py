@@ -641,12 +641,27 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             + (f"; {batch_note}" if batch_note else ""))
     b.array("identity[N_TOKENS] (ap_uint<16>)", "run_image", n, 16)
     b.array("no_score[N_TOKENS] (gate_score_t)", "run_image", n, p.gate_score.bits)
-    dpb = -(-d // plan.words_per_beat)
-    b.array("cls[DIM], pos[DIM] (weight_word_t)", "run_image/EMBED_R", dpb, wb, banks=plan.words_per_beat, count=2,
-            note="cyclic WORDS_PER_BEAT")
-    _read_words(b, "run_image (read_words)", 2, plan)
-    b.logic("EMBED_D: shifts, add, to_act, row sum; addressing", "run_image", 1,
-            2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST + W + 2 * INT_BITS)
+    # the patch gather: an image word's IMAGE_LANES pixels to consecutive columns of big; lane j always meets
+    # the banks j mod IMAGE_LANES (IMAGE_LANES divides CU_IN), so no crossbar: a bank write enable each, the
+    # word's patch position counters
+    il = plan.image_lanes
+    b.logic("PATCH_PIX: image word -> IMAGE_LANES of big's CU_IN banks, patch counters", "run_image/PATCH_PIX", 1,
+            ci + 5 * INT_BITS, 5 * INT_BITS, shape=f"{il} lanes of {plan.pixel_word_bits}b")
+    if il > 1:   # the pixels tap: one pixel of the word per cycle to the output
+        b.logic("PIX: pixel select (pixels tap)", "run_image/PIX", 1, plan.pixel_word_bits * math.ceil(il / 4),
+                shape=f"{il} -> 1 of {plan.pixel_word_bits}b")
+    # the embedding: the cls token (read_words), the position table (one burst: field j of a bus word to bank
+    # j of pos, no select), then CAST_LANES columns per cycle
+    wpb, C = plan.words_per_beat, plan.cast_lanes
+    b.array("cls[DIM] (weight_word_t)", "run_image/EMBED_D", -(-d // wpb), wb, banks=wpb, note="cyclic WORDS_PER_BEAT")
+    b.array("pos[N_TOKENS * DIM] (weight_word_t)", "run_image/EMBED_POS", -(-n * d // wpb), wb, banks=wpb,
+            note="the position table; cyclic WORDS_PER_BEAT")
+    _read_words(b, "run_image (read_words)", 1, plan)
+    b.logic("EMBED_POS: bus word -> WORDS_PER_BEAT banks of pos", "run_image/EMBED_POS", 1, wpb + INT_BITS,
+            plan.weight_beat_bits)
+    b.logic("EMBED_D: add + to_act + lane-sum adder per lane, cls | tbuf select", "run_image/EMBED_D", C,
+            2 * W + LUT_PER_CAST + cu // 2, note="CAST_LANES columns per cycle")
+    b.logic("EMBED_D: the row's running sum, (r, d0) counters", "run_image/EMBED_D", 1, W + 2 * INT_BITS, W)
     b.array("x_sum[N_TOKENS] (wide_t)", "run_image", n, W, count=per_img,
             note="each row's sum, from the step that writes x to the next LayerNorm")
     if m.moe_blocks:
@@ -666,7 +681,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
         _axi(b, TOP, lanes.count, lanes.lane_bits, what=": weight lanes")
     wr = inst["write_rows"]
     sites = CALL_SITES["write_rows"]["run_image"]
-    b.mults("write_rows: r * cols", "write_rows/WRITE_R", wr, INT_BITS, INT_BITS,
+    b.mults("write_rows: rows * cols", "write_rows", wr, INT_BITS, INT_BITS,
             note=f"{wr} instance(s) for {sites} call sites (ALLOCATION limit)")
     if wr < sites:   # the shared writer reads its src through a select of the row buffers
         n_src = 5    # x, hbuf, tbuf, big, logits
