@@ -384,6 +384,60 @@ class KernelPlan:
         UNPACK_STEPS) <= cu_in."""
         return -(-self.matrix_per_beat // self.unpack_steps)
 
+    # --- the compute unit's MAC pipeline: all a layer's passes in one --------------------------------
+    @property
+    def pass_gap(self) -> int:
+        """``PASS_GAP``: iterations at least between a tile half's last access by one pass of the compute unit's
+        MAC pipeline and its first by the next (pass p's unpack writes a half that pass p + 1's MACs read, and
+        pass p + 1's unpack writes the half that pass p's MACs, and their last row's epilogue, read).  The MAC
+        loop's DEPENDENCE pragmas on the halves state this distance, so the scheduler orders a write before a
+        read (and a read before a write) PASS_GAP iterations later: a BRAM read's latency plus a write's
+        (``edgemoe.perf.primitives.OP_LATENCY`` bram + store, which the loop model checks as the recurrence)."""
+        return 3
+
+    @property
+    def pass_tail(self) -> int:
+        """``PASS_TAIL``: iterations a pass runs after its unpack's last step (the write-to-read gap)."""
+        return self.pass_gap - 1
+
+    @property
+    def pass_lead(self) -> int:
+        """``PASS_LEAD``: iterations a pass runs before its unpack's first step (the read-to-write gap).  With a
+        bias per tile (rows not whole bus words) the half's biases are also read by the epilogue of the
+        previous pass's last row, over the pass's first ``epilogue_groups`` iterations."""
+        return self.pass_gap - 1 + (0 if self.weight_rows_aligned else self.epilogue_groups)
+
+    @property
+    def pass_min(self) -> int:
+        """The fewest iterations a pass that unpacks a tile runs: PASS_LEAD + one unpack step + PASS_TAIL.  A
+        row's epilogue in one tile and the same row's in the next are a whole pass apart (the MACs run one
+        iteration a chunk from the pass's start), so the CU_RESID row sum's read-modify-write of x_sum[row]
+        recurs at this distance or more (the MAC loop's DEPENDENCE on x_sum states it)."""
+        return self.pass_lead + 1 + self.pass_tail
+
+    def mac_passes(self, lin: LinearPlan, rows: float) -> list[float]:
+        """MAC-loop iterations of each pass of the compute unit over linear layer ``lin`` and ``rows`` rows:
+        pass p < tiles runs tile p - 1's MACs, rows x k-chunks iterations (none in pass 0), and unpacks tile p
+        (a bias bus word per iteration, a weight bus word per UNPACK_STEPS; with rows of whole bus words the
+        layer's biases all in pass 0) PASS_LEAD iterations after the pass's start and PASS_TAIL before its end,
+        taking the longer of the two; pass ``tiles`` runs the last tile's MACs and its last row's epilogue
+        (EPI_GROUPS iterations more).  One pipeline runs them all."""
+        macs = rows * -(-lin.k // self.config.hardware.cu_in)
+        spans = self.tile_spans(lin)
+        if self.weight_rows_aligned:   # the layer's biases all in pass 0, ahead of tile 0's weights
+            bias = self.layer_spans(lin)[0]
+            steps = [w[1] * self.unpack_steps + (bias[1] if bias and p == 0 else 0) for p, (_, w) in enumerate(spans)]
+        else:
+            steps = [(b[1] if b else 0) + w[1] * self.unpack_steps for b, w in spans]
+        unpack = [self.pass_lead + s + self.pass_tail for s in steps]
+        return [max(macs if p > 0 else 0, u) for p, u in enumerate(unpack)] + [
+            macs + self.epilogue_groups if rows > 0 else 1]
+
+    @functools.cached_property
+    def max_mac_iterations(self) -> int:
+        """The MAC loop's iterations in the longest call (every token's row): its LOOP_TRIPCOUNT."""
+        return int(max(sum(self.mac_passes(lin, self.config.model.num_tokens)) for lin in self.linears))
+
     # --- the elementwise steps ---------------------------------------------------------------------
     @property
     def elementwise_lanes(self) -> int:

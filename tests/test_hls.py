@@ -96,6 +96,43 @@ def test_unaligned_configs_have_tiles_off_the_bus_word():
         assert plan.weight_rows_aligned, name       # and the aligned one (a field to a fixed bank column)
 
 
+@pytest.mark.parametrize("name", ["micro", "unaligned-w8a16-bus1024"])
+def test_mac_loop_runs_the_iterations_the_loop_model_counts(name, tmp_path, capfd):
+    """The compute unit's one MAC pipeline over a layer's passes, instrumented in C simulation (its iterations
+    counted and printed per call), runs in every compute_unit call exactly the iterations the loop model counts
+    (KernelPlan.mac_passes: per pass the longer of its MACs and its unpack between PASS_LEAD and PASS_TAIL, the
+    last row's epilogue once), rows of whole bus words and tiles inside bus words (several rows to a word)."""
+    from edgemoe.hls.csim import CsimLibrary, compile_sources
+    from edgemoe.hls.project import CSIM_SOURCES, kernel_sources
+
+    cfg = load_config("m3vit-micro", CONFIGS[name])
+    plan = KernelPlan.from_config(cfg)
+    files = dict(kernel_sources(cfg))
+    src = files["src/edgemoe_vit.cpp"].decode()
+    edits = [("        bool run = true;\n", "        bool run = true;\n        long long iterations = 0;\n"),
+             ("#pragma HLS PIPELINE II=1\n            // acc_rows:",
+              "#pragma HLS PIPELINE II=1\n            iterations++;\n            // acc_rows:"),
+             ("            run = tile || r < mrows || po < CU_OUT;\n        }\n",
+              "            run = tile || r < mrows || po < CU_OUT;\n        }\n"
+              '        fprintf(stderr, "MAC %d %d %d %lld\\n", k_dim, n_out, rows, iterations);\n')]
+    for old, new in edits:
+        assert src.count(old) == 1, old
+        src = src.replace(old, new)
+    files["src/edgemoe_vit.cpp"] = ("#include <cstdio>\n" + src).encode()
+    proj = HLSProject(cfg, synthetic_state_dict(cfg.model, seed=0), cache_dir=tmp_path)
+    proj.compiled = compile_sources(files, CSIM_SOURCES, tmp_path / "lib", config_hash32(cfg))
+    proj._lib = CsimLibrary(proj.compiled.library)
+    capfd.readouterr()
+    proj.predict(synthetic_images(cfg.model, 1, seed=3), 0)
+    calls = [tuple(map(int, line.split()[1:])) for line in capfd.readouterr().err.splitlines()
+             if line.startswith("MAC ")]
+    assert len(calls) >= 1 + 3 * cfg.model.depth   # the patch embedding, every block's qkv, proj and more
+    assert any(rows < cfg.model.num_tokens for _, _, rows, _ in calls)   # an expert's rows
+    for k, n_out, rows, iterations in calls:
+        expected = {sum(plan.mac_passes(lin, rows)) for lin in plan.linears if (lin.k, lin.n_out) == (k, n_out)}
+        assert iterations in expected, (k, n_out, rows, iterations, expected)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_csim_equals_golden_for_other_seeds(seed, tmp_path_factory):
     cfg, sd, proj = _project("micro", tmp_path_factory, seed=seed)

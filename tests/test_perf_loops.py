@@ -390,44 +390,52 @@ def test_compute_unit_calls_add_up_to_max_of_loader_and_compute(sets):
 
 
 def _mac_iterations(cfg, plan, lin, rows):
-    """A compute_unit call's MAC-loop iterations, as the brief for the ping-pong unpack states them: per tile
-    max(its MAC iterations, the next tile's unpack steps), plus the first tile's unpack in front."""
-    macs = rows * -(-lin.k // cfg.hardware.cu_in) + plan.epilogue_groups
+    """A compute_unit call's MAC-loop iterations, as the flat pipeline's brief states them: the first tile's
+    unpack in front (between a lead and a tail of PASS_GAP - 1 iterations, the lead longer by EPI_GROUPS with a
+    bias per tile), then per tile max(its MAC iterations, the next tile's unpack with its lead and tail), and
+    the last row's epilogue once."""
+    macs = rows * -(-lin.k // cfg.hardware.cu_in)
+    gap = plan.pass_gap - 1
+    lead = gap if plan.weight_rows_aligned else gap + plan.epilogue_groups
     steps = [(b[1] if b else 0) + w[1] * plan.unpack_steps for b, w in plan.tile_spans(lin)]
     if plan.weight_rows_aligned:   # the layer's biases come first, all in pass 0 (one burst)
         bias = plan.layer_spans(lin)[0]
         steps = [w[1] * plan.unpack_steps + (bias[1] if bias and t == 0 else 0)
                  for t, (_, w) in enumerate(plan.tile_spans(lin))]
-    return steps[0] + sum(max(macs, steps[t + 1] if t + 1 < len(steps) else 0) for t in range(len(steps)))
+    unpack = [lead + s + gap for s in steps]
+    return unpack[0] + sum(max(macs, u) for u in unpack[1:]) + macs + plan.epilogue_groups
 
 
 @pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, []), (MICRO, []), (MICRO, UNALIGNED),
                                        (MICRO, UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024"])])
 def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
-    """compute_tiles as written: pass p of TILES runs tile p - 1's MACs and unpacks tile p from the FIFO in the
-    same II=1 pipeline (a ping-pong tile buffer), so a call takes per tile max(MAC iterations, the next tile's
-    unpack steps) + the first tile's unpack, in tiles + 1 entries of MAC; a dense layer's unpack is hidden."""
+    """compute_tiles as written: pass p runs tile p - 1's MACs and unpacks tile p from the FIFO (a ping-pong
+    tile buffer), and all a call's passes are one II=1 pipeline, entered once per call: a call takes per tile
+    max(MAC iterations, the next tile's unpack with its lead and tail) + the first tile's unpack + the last
+    row's epilogue, and pays the pipeline's depth once; a dense layer's unpack is hidden."""
     cfg = load_config(name, sets)
     m, plan = cfg.model, KernelPlan.from_config(cfg)
     counts = np.zeros(m.num_experts)
     counts[:3] = [m.num_tokens, m.num_tokens - 2, 2]          # three active experts, exact rows
     le = loop_estimate(cfg, [counts] * len(m.moe_blocks))
-    mac, tiles_loop = le.loops["MAC"], le.loops["TILES"]
+    mac = le.loops["MAC"]
+    assert "TILES" not in le.loops and mac.spec.parent is None
     b = m.moe_blocks[0]
     lin = {x.name: x for x in plan.linears}
     cases = [(("qkv", 0), [(lin["blocks.0.qkv"], m.num_tokens)]),
              (("expert_fc2", b), [(lin[f"blocks.{b}.experts.{e}.fc2"], int(n)) for e, n in enumerate(counts[:3])])]
     for step, calls in cases:
-        tiles = [len(plan.tile_spans(x)) for x, _ in calls]
-        assert mac.by_step[step][0] == sum(t + 1 for t in tiles), step
+        assert mac.by_step[step][0] == len(calls), step   # one entry (one depth) per call, not per tile
         assert mac.by_step[step][1] == pytest.approx(sum(_mac_iterations(cfg, plan, x, n) for x, n in calls)), step
-        assert tiles_loop.by_step[step][1] == sum(t + 1 for t in tiles), step
+        assert mac.raw_cycles(*mac.by_step[step][:3]) == pytest.approx(
+            mac.by_step[step][1] * mac.ii.ii + len(calls) * mac.ii.depth), step
     if name != MICRO:   # the tiny model's 129 tokens: a dense layer's tiles are MAC-bound, its unpack hidden
         qkv = lin["blocks.0.qkv"]
         spans = plan.tile_spans(qkv)
-        first = plan.layer_spans(qkv)[0][1] + spans[0][1][1] * plan.unpack_steps   # the layer's biases first
-        macs = m.num_tokens * -(-qkv.k // cfg.hardware.cu_in) + plan.epilogue_groups
-        assert mac.by_step[("qkv", 0)][1] == first + len(spans) * macs
+        first = (plan.pass_gap - 1) + plan.layer_spans(qkv)[0][1] + spans[0][1][1] * plan.unpack_steps + (
+            plan.pass_gap - 1)                                    # the layer's biases first
+        macs = m.num_tokens * -(-qkv.k // cfg.hardware.cu_in)
+        assert mac.by_step[("qkv", 0)][1] == first + len(spans) * macs + plan.epilogue_groups
     # the unpack is in the MAC pipeline, which still meets II 1 (no UNPACK loop of its own) unless a bus word
     # wraps past several rows: then the next bus word's (o0, k0) is a chain of compare-subtracts
     if plan.unpack_wraps == 1 or plan.weight_rows_aligned:
@@ -446,9 +454,42 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
     body = src[src.index("MAC: for"):src.index("// One linear layer on the compute unit")]
     store = "w[nxt][o0][k0 + j] = " if plan.weight_rows_aligned else "w[nxt][o][k] = "
     assert "beats.read()" in body and store in body and "w[cur][o][kb + i]" in body
-    assert "#pragma HLS DEPENDENCE variable=w inter false" in body
+    # the halves' hazards across a pass boundary, stated as the distance the lead and tail keep
+    for var in ("w", "b"):
+        assert f"#pragma HLS DEPENDENCE variable={var} inter distance={plan.pass_gap} true" in body
+        assert f"variable={var} inter false" not in body
+    assert f"enum {{ PASS_LEAD = {plan.pass_lead}, PASS_TAIL = {plan.pass_tail} }};" in src
     assert "static matrix_word_t w[2][CU_OUT][ROW_WORDS];" in src
     assert f"enum {{ UNPACK_STEPS = {plan.unpack_steps}, UNPACK_FIELDS = {plan.unpack_fields} }};" in src
+
+
+@pytest.mark.parametrize("sets", [[], UNALIGNED])
+def test_mac_pipeline_keeps_a_pass_gap_between_the_halves_accesses(sets):
+    """In the flat MAC pipeline pass p + 1's MACs read the half pass p's unpack wrote, and its unpack writes the
+    half pass p's MACs (and, with a bias per tile, the epilogue of their last row over pass p + 1's first
+    EPI_GROUPS iterations) read: the unpack starts PASS_LEAD iterations into a pass and ends PASS_TAIL before its
+    end, so those accesses are PASS_GAP iterations apart, which covers a BRAM write and a read.  As a recurrence
+    over PASS_GAP iterations it leaves II 1; back to back (distance 1) it would bind the loop."""
+    cfg = load_config(MICRO, sets)
+    plan = KernelPlan.from_config(cfg)
+    assert plan.pass_tail == plan.pass_gap - 1
+    assert plan.pass_lead == plan.pass_gap - 1 + (0 if plan.weight_rows_aligned else plan.epilogue_groups)
+    specs = {s.label: s for s in kernel_loops(cfg, plan)}
+    mac = specs["MAC"]
+    (hazard,) = [r for r in mac.recurrences if r.distance == plan.pass_gap]
+    # the CU_RESID row sum's read-modify-write of x_sum recurs a whole pass apart: PASS_MIN iterations
+    (row_sum,) = [r for r in mac.recurrences if r.distance > 1 and r is not hazard]
+    assert row_sum.distance == plan.pass_min == plan.pass_lead + 1 + plan.pass_tail > plan.pass_gap
+    assert sum(OP_LATENCY[o] for o in row_sum.ops) <= plan.pass_min
+    latency = sum(OP_LATENCY[o] for o in hazard.ops)
+    assert hazard.distance == plan.pass_gap and latency == OP_LATENCY["store"] + OP_LATENCY["bram"] <= plan.pass_gap
+    mem, board = memory_of(cfg, plan), BOARDS[cfg.hardware.board]
+    ii = analyse(mac, specs, mem, OP_LATENCY, board.dsp)
+    if plan.weight_rows_aligned or plan.unpack_wraps == 1:
+        assert ii.ii == 1, ii.detail
+    adjacent = dataclasses.replace(mac, recurrences=tuple(
+        dataclasses.replace(r, distance=1) if r is hazard else r for r in mac.recurrences))
+    assert analyse(adjacent, specs, mem, OP_LATENCY, board.dsp).ii == latency > ii.ii
 
 
 def test_unpack_steps_keep_one_write_per_tile_bank():

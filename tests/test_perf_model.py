@@ -63,7 +63,7 @@ def test_doubling_width_roughly_halves_linear_cycles_in_edgemoe_mode():
 def test_onchip_mac_pipeline_has_no_per_row_overhead():
     """The template's MAC loop runs rows x k-chunks in one pipeline, each row's epilogue (FINISH, unrolled
     into EPI_LANES lanes) beside the next row's MACs: no pipeline depth and no CU_OUT-cycle loop per row, so
-    doubling the unit's width about halves the compute (EPI_GROUPS iterations per tile remain)."""
+    doubling the unit's width about halves the compute (EPI_GROUPS iterations per call remain)."""
     a = estimate(cfg_of(TINY, "hardware.cu_in=16"))
     b = estimate(cfg_of(TINY, "hardware.cu_in=32"))
     fin = lambda e: sum(s.loops.get("FINISH", 0.0) for s in e.steps if s.kind == "linear")  # noqa: E731

@@ -20,6 +20,9 @@ from edgemoe.perf.resources import (ALLOCATION_LIMITS, CALL_SITES, DEFAULT_CAP, 
 
 TINY = "m3vit-tiny-cityscapes"
 MICRO = "m3vit-micro"
+#: tiles that start inside a bus word, CU_OUT a power of two
+UNALIGNED_POW2 = ["model.embed_dim=40", "model.num_heads=2", "model.expert_hidden=80", "hardware.cu_in=4",
+                  "hardware.cu_out=4"]
 
 
 def cfg_of(name=TINY, *sets):
@@ -199,6 +202,19 @@ def test_weight_fifo_holds_one_tile_of_bus_words():
     assert sel.count == 4 * 5 and sel.shape.endswith(f"x {uplan.unpack_fields} fields") and sel.lut > 0
     assert sel.lut > 10 * item(estimate_resources(cfg_of(MICRO)), "compute_tiles/UNPACK_W_J",
                                "UNPACK_W: row write enables").lut
+    # one MAC pipeline over a layer's passes: the pass's counters step by constants, so compute_tiles has no
+    # span_of multiplies and no tile count; a tile's weight elements (CU_OUT * k_dim, once per call) only where
+    # tiles start inside bus words, a multiplier only where CU_OUT (5 here) is not a shift
+    ures = estimate_resources(unal)
+    for r, p in ((res, plan), (ures, uplan)):
+        ct = [i for i in r.items if i.where.startswith("compute_tiles")]
+        assert not [i for i in ct if "span_of" in i.what or i.what.startswith("tiles =")]
+        n = item(r, "compute_tiles/MAC", "the pass's counters")
+        assert n.count == 1 and n.lut == (4 if p.weight_rows_aligned else 6) * 32
+    assert item(ures, "compute_tiles", "tile_elems = CU_OUT * k_dim").dsp > 0
+    assert not [i for i in res.items if i.what.startswith("tile_elems")]
+    assert not [i for i in estimate_resources(cfg_of(MICRO, *UNALIGNED_POW2)).items
+                if i.what.startswith("tile_elems")]
 
 
 def test_tables_are_roms_of_their_entries_width():

@@ -19,10 +19,11 @@ Two modes (``mode``):
 
 ``"onchip"`` -- **the generated kernel**.  Activations live in the static
     ``rows_t`` buffers; only weights (and the image / output tokens) cross
-    DRAM.  As written: the loop model.  Intended: ``compute_unit`` per output
-    tile (``CU_OUT`` rows of W) runs the MAC loop (``rows x ceil(k/CU_IN)``
-    iterations in one pipeline, a row's epilogue beside the next row's MACs)
-    with the next tile's load beside it; attention in HEADS + 1 slots: the q /
+    DRAM.  As written: the loop model.  Intended: ``compute_unit`` runs every
+    output tile (``CU_OUT`` rows of W) in one MAC pipeline (``rows x
+    ceil(k/CU_IN)`` iterations per tile, a row's epilogue beside the next
+    row's MACs, the depth once per call) with the next tile's load beside it;
+    attention in HEADS + 1 slots: the q /
     k / v copies of head t, then one pipeline of head t's scores and online
     softmax (``N x ATTN_GROUPS`` steps, the scores stored) beside head t - 1's
     A*V; LayerNorm / embed ``CAST_LANES`` columns per cycle, the patch gather an
@@ -376,22 +377,24 @@ class _Kernel:
                                      exposed_load=exposed_load)
         h, L = self.h, self.lat
         tiles = math.ceil(n_out / h.cu_out)
-        # rows x k-chunks in one pipeline, the epilogue (CU_OUT outputs) unrolled in a row's last chunk
+        # rows x k-chunks of every tile in one pipeline, the epilogue (CU_OUT outputs) beside the next row's
+        # MACs: per tile its MAC iterations; once per call the last row's epilogue and the pipeline's depth
         mac_trip = math.ceil(k / h.cu_in)
         mac_ii = max(1.0, self.unit_ii.get("gelu", 1.0)) if gelu else 1.0
         fin_depth = L["bram"] + L["cast"] + (L["gelu"] if gelu else 0) + (L["mul"] + L["add"] + L["bram"] if score else 0)
         if resid:   # x + y, its cast, the lane sum, the row's running sum and x_sum's add
             fin_depth += L["add"] + L["cast"] + (_log2c(self.plan.epilogue_lanes) + 2) * L["add"]
-        mac = (rows * mac_trip + self.plan.epilogue_groups) * mac_ii + self.mac_depth() + fin_depth + L["loop"]
+        comp_tile = rows * mac_trip * mac_ii
+        once = self.plan.epilogue_groups * mac_ii + self.mac_depth() + fin_depth + L["loop"]
+        mac = tiles * comp_tile + once
         finish = 0.0
-        comp_tile = mac
         wbytes = n_out * k * self.mbytes + (n_out if bias else 0) * self.wbytes
         load = self.load_cycles(wbytes / tiles)
         # rows of whole bus words: one burst per layer, the DRAM latency once (the first tile), not per tile
         load_next = load - (self.lat_axi if self.plan.weight_rows_aligned else 0.0)
-        total = load + (tiles - 1) * max(comp_tile, load_next) + comp_tile
-        self.add(name, block, kind, tiles * comp_tile, tiles * load, total, wbytes, wbytes, rows * n_out * k,
-                 MAC=tiles * mac, MAC_ITER=tiles * rows * mac_trip * mac_ii, FINISH=tiles * finish,
+        total = load + (tiles - 1) * max(comp_tile, load_next) + comp_tile + once
+        self.add(name, block, kind, mac, tiles * load, total, wbytes, wbytes, rows * n_out * k,
+                 MAC=mac, MAC_ITER=tiles * rows * mac_trip * mac_ii, FINISH=tiles * finish,
                  LOAD_TILE=tiles * load)
         return total
 

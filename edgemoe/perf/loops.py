@@ -56,10 +56,12 @@ The scheduling rules (how Vitis HLS builds the hardware):
   by a FIFO that holds one tile: a call takes max(loader, compute) + the
   shorter process's share of one tile (the fill), and the shorter process's
   loops count only that fill (``LoopRecord.hidden`` holds the rest).
-  ``compute_tiles`` unpacks tile t + 1 inside tile t's MAC pipeline (a
-  ping-pong tile buffer): its ``tiles + 1`` passes run max(MAC iterations of
-  the tile before, unpack steps of the tile) each (:func:`mac_passes`), so
-  only the first tile's unpack is in front of the MACs.
+  ``compute_tiles`` unpacks tile t + 1 inside tile t's MACs (a ping-pong
+  tile buffer), all a layer's ``tiles + 1`` passes in one pipeline: a pass
+  runs max(MAC iterations of the tile before, PASS_LEAD + unpack steps of the
+  tile + PASS_TAIL) iterations (:func:`mac_passes`), only the first tile's
+  unpack is in front of the MACs, and the pipeline's depth is paid once per
+  layer call.
 
 Operator latencies come from :data:`edgemoe.perf.primitives.OP_LATENCY` (the
 RTL units' measurements replace them when given).  A loop's cycles per image
@@ -304,10 +306,10 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
              axi=weight_reads, ops=("store",)),
            S("LOAD_W", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "weight_beats / tiles",
              axi=weight_reads, ops=("store",)))),
-        # compute_tiles: the compute unit's compute process; pass p of TILES runs tile p - 1's MACs and
-        # unpacks tile p (a FIFO bus word per UNPACK_STEPS MAC iterations) into the other half of the ping-pong buffer
-        S("TILES", "compute_tiles", None, "-", "tiles + 1", ops=("add", "add")),
-        S("MAC", "compute_tiles", "TILES", "PIPELINE II=1", "mac_iters / (tiles + 1)",
+        # compute_tiles: the compute unit's compute process; one pipeline over the layer's passes: pass p runs
+        # tile p - 1's MACs and unpacks tile p (a FIFO bus word per UNPACK_STEPS MAC iterations) into the other
+        # half of the ping-pong buffer
+        S("MAC", "compute_tiles", None, "PIPELINE II=1", "mac_iters",
           ports=(Port("in", reads=ci, spread=spread(ci, "in")),
                  # the MACs read CU_IN consecutive k of every row, one word of each bank (half cur); the
                  # unpack writes UNPACK_FIELDS consecutive (o, k) into half nxt of the same banks,
@@ -324,9 +326,19 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                  # row's last group read-modify-writes its x_sum
                  Port("x", reads=E, writes=E, spread=spread(E, "x")), Port("x_sum", reads=1, writes=1)),
           recurrences=(Recurrence("acc[o] = (kb ? acc[o] : 0) + sum of CU_IN products", ("add",)),
-                       Recurrence("(r, kb), (dr, po): the MACs' and the epilogue's positions", ("add",)),
-                       # x_sum[dr] is read and written in one iteration, each row once a pass: no recurrence
+                       Recurrence("(r, kb), (et, dr, po): the MACs' and the epilogue's positions", ("add",)),
+                       # the pass ends on compares of registers; its counters step by constants (no multiplies)
+                       Recurrence("(t, rem, idle[, en, bn]): the pass, its tile's outputs, the unpack's gaps",
+                                  ("add",)),
+                       # a half's unpack write and the next pass's MAC read of it (and a read and the next
+                       # write): PASS_GAP iterations apart, as the DEPENDENCE pragmas on w and b state
+                       Recurrence("w, b: a write to a half and the next pass's read (a BRAM write, a read)",
+                                  ("store", "bram"), distance=plan.pass_gap),
                        Recurrence("xs += lane sum (CU_RESID: the row's new x words in this tile)", ("add",)),
+                       # CU_RESID: x_sum[dr] is read, added to and written once a row per tile; the same row's
+                       # next update is a pass later (the DEPENDENCE pragma on x_sum states plan.pass_min)
+                       Recurrence("x_sum[dr] += xs (a row per tile: a pass apart)", ("bram", "add", "store"),
+                                  distance=plan.pass_min),
                        # whole bus words per row: one add and compare; otherwise one per possible row wrap
                        Recurrence("(o0, k0, h): the unpack's bus word, its row and column, its step",
                                   ("add",) * (1 if plan.weight_rows_aligned else plan.unpack_wraps))),
@@ -790,18 +802,9 @@ class LoopEstimate:
 
 
 def mac_passes(plan: KernelPlan, lin, rows: float) -> list[float]:
-    """MAC-loop iterations of each pass of ``compute_tiles`` for linear layer ``lin`` over ``rows`` rows: pass p
-    (0 <= p <= tiles) runs tile p - 1's MACs, rows x k-chunks + EPI_GROUPS iterations (none in pass 0), and
-    unpacks tile p (none in the last pass): a bias bus word per iteration, a weight bus word per UNPACK_STEPS.
-    The pass takes the longer of the two."""
-    ci = plan.config.hardware.cu_in
-    macs = rows * math.ceil(lin.k / ci) + plan.epilogue_groups
-    steps = [(b[1] if b else 0) + w[1] * plan.unpack_steps for b, w in plan.tile_spans(lin)]
-    if plan.weight_rows_aligned:   # the layer's biases all in pass 0, ahead of tile 0's weights
-        bias = plan.layer_spans(lin)[0]
-        steps = [w[1] * plan.unpack_steps + (bias[1] if bias and p == 0 else 0)
-                 for p, (_, w) in enumerate(plan.tile_spans(lin))]
-    return [max(macs if p > 0 else 0.0, steps[p] if p < len(steps) else 0) for p in range(len(steps) + 1)]
+    """MAC-loop iterations of each pass of ``compute_tiles`` for linear layer ``lin`` over ``rows`` rows (one
+    pipeline runs them all; :meth:`edgemoe.hls.plan.KernelPlan.mac_passes`)."""
+    return plan.mac_passes(lin, rows)
 
 
 def dataflow_overlap(load: float, comp: float, tiles: int) -> tuple[float, float, float]:
@@ -910,7 +913,7 @@ class _Walk:
         else:
             skip, load_only = (), (None if lin.has_bias else ("LOAD_W",))
             load = self.cost("LOAD_TILES", args, load_only)
-        comp = self.cost("TILES", args)
+        comp = self.cost("MAC", args)
         _, hide_load, hide_comp = dataflow_overlap(load, comp, tiles)
         self.call("compute_unit", times, args, step)
         self.call("load_tiles", times, args, step, skip=skip, only=load_only, hidden=hide_load)

@@ -435,7 +435,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             note="MAC_O x MAC_I unrolled under MAC's PIPELINE; cu_word_t x matrix_word_t")
     b.logic("MAC adder trees + accumulate", "compute_tiles/MAC", k * co, ci * (cu + mb) + p.accum.bits,
             shape=f"{ci} products of {cu + mb}b into {p.accum.bits}b")
-    b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_tiles/TILES", 1, p.accum.bits, banks=co, count=k,
+    b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_tiles/MAC", 1, p.accum.bits, banks=co, count=k,
             registers=True)
     b.array("w[2][CU_OUT][ROW_WORDS] (matrix_word_t)", "compute_tiles", 2 * (rw // ci), mb, banks=co * ci,
             count=k, note="two tiles (ping-pong): dim 1 an address bit, dim 2 complete, dim 3 cyclic CU_IN")
@@ -446,7 +446,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     else:
         b.array("b[2][CU_OUT] (weight_word_t)", "compute_tiles", 1, wb, banks=2 * co, count=k, registers=True,
                 note="two tiles' biases, complete")
-    b.array("done[CU_OUT] (mac_t = accum_t)", "compute_tiles/TILES", 1, p.accum.bits, banks=co, count=k,
+    b.array("done[CU_OUT] (mac_t = accum_t)", "compute_tiles/MAC", 1, p.accum.bits, banks=co, count=k,
             registers=True, note="a row's sums, which the epilogue finishes over the next EPI_GROUPS iterations")
     # the epilogue (FINISH) in the MAC pipeline: EPI_LANES outputs per iteration
     E = plan.epilogue_lanes
@@ -480,9 +480,15 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.add("FIFO", "beats: hls::stream<weight_beat_t>", "compute_unit (DATAFLOW)", inst["compute_unit"],
           f"{plan.tile_beats} x {plan.weight_beat_bits}b -> {c['kind']}", "depth TILE_BEATS: one tile's bus words",
           bram36=inst["compute_unit"] * c["bram36"], lut=inst["compute_unit"] * c["lut"])
-    b.mults("span_of(.., row0 * k_dim, outs * k_dim)", "compute_tiles/TILES", 2 * k, INT_BITS, INT_BITS,
-            note="int x int, as the loader's")
-    b.divider("tiles = (n_out + CU_OUT - 1) / CU_OUT", "compute_tiles", k, INT_BITS, co, pipelined=False)
+    # one pipeline over the layer's passes: the pass's counters step by constants and end on compares (no
+    # span_of multiplies per pass, no tile count); rows not whole bus words: the next tile's first bias word
+    # and weight element too, the tile's weight elements CU_OUT * k_dim once per call
+    flat_counters = 4 if plan.weight_rows_aligned else 6
+    b.logic("the pass's counters (t, rem, uouts, idle[, en, bn]) and its end", "compute_tiles/MAC", k,
+            flat_counters * INT_BITS, flat_counters * INT_BITS, shape=f"{flat_counters} x {INT_BITS}b")
+    if not plan.weight_rows_aligned and co & (co - 1):
+        b.mults("tile_elems = CU_OUT * k_dim", "compute_tiles", k, INT_BITS, co.bit_length() + 1,
+                note="once per call")
     uf, us = plan.unpack_fields, plan.unpack_steps
     if us > 1:
         b.logic("UNPACK_W: the step's fields of the bus word", "compute_tiles/UNPACK_W_J", k * uf,
