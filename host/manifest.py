@@ -15,7 +15,7 @@ Paths are relative to the manifest's folder and stay inside it; ``files``
 lists the overlay and the register map with every other file of the build.
 ``memory`` is where the generator placed each m_axi bundle on the config's
 board (:func:`edgemoe.hls.memory_map.placement_data`: HBM pseudo-channels on
-Alveo, the PS's HP ports on Zynq); :meth:`Entry.placement` reads it back.
+Alveo, the PS's HP and HPC ports on Zynq); :meth:`Entry.placement` reads it back.
 Names and overlays are unique: :func:`read_manifest` refuses a manifest with
 two entries for one overlay, or an entry missing a field, naming the file,
 the entry's index and the field.  :func:`add_entry` records a build;

@@ -348,7 +348,7 @@ class Accelerator:
     def _memory_targets(self) -> dict:
         """m_axi argument -> where its buffer is allocated (``pynq.allocate(..., target=)``).
 
-        Zynq: the device (every HP port reaches the one PS DDR).  Alveo: the memory bank the overlay
+        Zynq: the device (every PS port, HP or HPC, reaches the one PS DDR).  Alveo: the memory bank the overlay
         links the argument to, read from the overlay's description (pynq's ``memory`` of the argument's
         register; ``MBG`` when it is linked to several banks: the largest of them), which must be the
         banks the generator placed it on (the manifest's ``memory``).  ``max_batch`` drops to the
