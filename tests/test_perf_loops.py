@@ -14,7 +14,7 @@ from edgemoe.hls.writer import render
 from edgemoe.loading import load_config
 from edgemoe.perf.cycles import as_written_findings, estimate, format_loops
 from edgemoe.perf.loops import (BANK_PORTS, MAXI_OUTSTANDING, Axi, LoopSpec, Memory, Mults, Port, Recurrence, analyse,
-                                dataflow_overlap, kernel_loops, loop_estimate, mac_passes, memory_of, source_loops)
+                                dataflow_overlap, kernel_loops, loop_estimate, memory_of, source_loops)
 from edgemoe.perf.primitives import OP_LATENCY
 
 TINY = "m3vit-tiny-cityscapes"
@@ -290,7 +290,7 @@ def test_residual_adds_are_in_the_epilogues(name, sets):
     # the epilogue's work costs no iterations: proj's MAC iterations are those of a CU_STORE layer of its shape
     proj = sum(v[1] for (step, b), v in mac.by_step.items() if step == "proj")
     lin = plan.linear("blocks.0.proj")
-    assert proj == pytest.approx(m.depth * sum(mac_passes(plan, lin, m.num_tokens)))
+    assert proj == pytest.approx(m.depth * sum(plan.mac_passes(lin, m.num_tokens)))
     dram = estimate(cfg, mode="edgemoe-dram")
     assert {s.name for s in dram.steps if s.name.startswith("resid")} == {"resid1", "resid2"}
 

@@ -59,7 +59,7 @@ The scheduling rules (how Vitis HLS builds the hardware):
   ``compute_tiles`` unpacks tile t + 1 inside tile t's MACs (a ping-pong
   tile buffer), all a layer's ``tiles + 1`` passes in one pipeline: a pass
   runs max(MAC iterations of the tile before, PASS_LEAD + unpack steps of the
-  tile + PASS_TAIL) iterations (:func:`mac_passes`), only the first tile's
+  tile + PASS_TAIL) iterations (:meth:`edgemoe.hls.plan.KernelPlan.mac_passes`), only the first tile's
   unpack is in front of the MACs, and the pipeline's depth is paid once per
   layer call.
 
@@ -801,12 +801,6 @@ class LoopEstimate:
         return "\n".join(lines)
 
 
-def mac_passes(plan: KernelPlan, lin, rows: float) -> list[float]:
-    """MAC-loop iterations of each pass of ``compute_tiles`` for linear layer ``lin`` over ``rows`` rows (one
-    pipeline runs them all; :meth:`edgemoe.hls.plan.KernelPlan.mac_passes`)."""
-    return plan.mac_passes(lin, rows)
-
-
 def dataflow_overlap(load: float, comp: float, tiles: int) -> tuple[float, float, float]:
     """One compute_unit call whose loader takes ``load`` cycles and whose compute process ``comp``, over
     ``tiles`` tiles, the FIFO holding one tile: (cycles of the call, fraction of the loader's cycles hidden,
@@ -906,7 +900,7 @@ class _Walk:
         else:
             beats = {"bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans)}
         args = {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles, **beats,
-                "mac_iters": sum(mac_passes(self.plan, lin, rows))}
+                "mac_iters": sum(self.plan.mac_passes(lin, rows))}
         if self.plan.weight_rows_aligned:
             skip, load_only = (() if lin.has_bias else ("LOAD_B",)), None
             load = sum(self.cost(lab, args) for lab in ("LOAD_B", "LOAD_W") if lab not in skip)
