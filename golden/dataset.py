@@ -22,7 +22,7 @@ from edgemoe.files import atomic_output, atomic_write_text
 from .scenes import CLASSES, DEPTH_COLOURMAP, SKY_DEPTH_M, colour_labels, render_scene
 
 SPLITS = ("train", "val", "test")
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever :func:`~edgemoe.golden.scenes.render_scene` draws differently for the same seed."""
 RECIPE = "scenes.json"
 MAX_SCENES = 200_000

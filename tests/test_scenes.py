@@ -10,7 +10,7 @@ import torch
 
 from edgemoe.golden import dataset as ds
 from edgemoe.golden.metrics import DepthMetrics, SegMetrics
-from edgemoe.golden.scenes import CLASSES, FLAT, SKY, SKY_DEPTH_M, render_scene
+from edgemoe.golden.scenes import CAMERA_HEIGHT_M, CLASSES, FLAT, FOCAL_WIDTHS, SKY, SKY_DEPTH_M, render_scene
 from edgemoe.loading import load_config
 
 
@@ -43,6 +43,18 @@ def test_labels_and_depth_agree(seed):
     assert all(np.ptp(d) <= 1e-4 * d.max() for d in per_row)
     firsts = np.array([d[0] for d in per_row])
     assert np.all(np.diff(firsts) < 0), "ground depth must shrink row by row towards the camera"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_camera_rig(seed):
+    """Metric depth is observable: the ground's 1/depth grows by 1 / (f * height) a row, f and height the rig's."""
+    s = render_scene((seed, 1))
+    rows = [r for r in range(s.label.shape[0])
+            if (s.label[r] == FLAT).any() and 1.0 < s.depth_m[r][s.label[r] == FLAT][0] < 0.9 * SKY_DEPTH_M]
+    inv = np.array([1.0 / s.depth_m[r][s.label[r] == FLAT][0] for r in rows])
+    slope, _ = np.polyfit(np.array(rows, float), inv, 1)
+    f_px = FOCAL_WIDTHS * s.label.shape[1]
+    assert f_px * CAMERA_HEIGHT_M[0] * 0.999 <= 1.0 / slope <= f_px * CAMERA_HEIGHT_M[1] * 1.001
 
 
 def test_every_class_appears():
