@@ -81,21 +81,22 @@ def evaluate(model_cfg, predict: Predictor, split: Split, limit: int | None = No
     """Metrics of ``predict`` (a model of ``model_cfg``) on the first ``limit`` scenes of ``split`` (all by default).
 
     Returns ``miou``, ``pixel_acc``, ``iou`` (list per class), ``abs_rel``,
-    ``rmse_m``, ``delta1`` and ``scenes``.
+    ``rmse_m``, ``delta1``, ``abs_rel_by_class`` (list per true class) and
+    ``scenes``.
     """
     from tqdm import tqdm
 
     seg_task, depth_task = task_roles(model_cfg)
     classes = next(t.out_channels for t in model_cfg.tasks if t.name == seg_task)
     n = len(split) if limit is None else min(limit, len(split))
-    seg, dep = SegMetrics(classes), DepthMetrics()
+    seg, dep = SegMetrics(classes), DepthMetrics(classes)
     with tqdm(total=n, desc=desc, unit="scene", disable=not progress, leave=False) as bar:
         for start in range(0, n, batch):
             index = np.arange(start, min(start + batch, n))
             images = torch.from_numpy(split.images_u8[index]).permute(0, 3, 1, 2).float() / 255
             out = predict(images)
             seg.update(out[seg_task].argmax(1), split.labels[index])
-            dep.update(depth_from_output(out[depth_task][:, 0]), split.depth_m[index])
+            dep.update(depth_from_output(out[depth_task][:, 0]), split.depth_m[index], split.labels[index])
             bar.update(len(index))
     return {**seg.summary(), **dep.summary(), "scenes": n}
 
@@ -109,4 +110,11 @@ def format_table(rows: dict[str, dict], class_names) -> str:
         ious = " ".join("   n/a" if not np.isfinite(v) else f"{100 * v:6.1f}" for v in r["iou"])
         lines.append(f"{name:<22} {r['scenes']:>6} {100 * r['miou']:7.2f} {100 * r['pixel_acc']:8.2f} "
                      f"{r['abs_rel']:7.4f} {r['rmse_m']:7.2f} {100 * r['delta1']:9.2f}  {ious}")
-    return "\n".join(lines) + "\n(per-class columns: IoU %)"
+    lines.append("(per-class columns: IoU %)")
+    by_class = {name: r["abs_rel_by_class"] for name, r in rows.items() if "abs_rel_by_class" in r}
+    if by_class:
+        # where the depth error is: AbsRel over each true class's pixels
+        lines += ["", f"{'depth AbsRel by class':<22} " + " ".join(f"{c[:6]:>6}" for c in class_names)]
+        for name, v in by_class.items():
+            lines.append(f"{name:<22} " + " ".join("   n/a" if not np.isfinite(x) else f"{x:6.3f}" for x in v))
+    return "\n".join(lines)

@@ -154,6 +154,24 @@ def test_depth_metrics_by_hand():
     assert s["abs_rel"] == pytest.approx((0.1 + 0.5 + 0) / 3)
     assert s["rmse_m"] == pytest.approx(np.sqrt((0.01 + 1 + 0) / 3))
     assert s["delta1"] == pytest.approx(2 / 3)
+    assert "abs_rel_by_class" not in s
+
+
+def test_depth_metrics_by_class_by_hand():
+    true = np.array([[1.0, 2.0], [4.0, np.nan], [5.0, 10.0]])
+    pred = np.array([[1.1, 1.0], [4.0, 3.0], [6.0, 10.0]])
+    labels = np.array([[0, 1], [1, 0], [0, 0]])
+    m = DepthMetrics(3)
+    m.update(pred, true, labels)
+    s = m.summary()
+    # class 0: 1.0 -> 0.1, 5.0 -> 0.2, 10.0 -> 0 (the NaN pixel is not counted); class 1: 0.5, 0; class 2: none
+    assert s["abs_rel_by_class"][:2] == pytest.approx([0.3 / 3, 0.5 / 2])
+    assert np.isnan(s["abs_rel_by_class"][2])
+    assert s["abs_rel"] == pytest.approx(0.8 / 5)
+    with pytest.raises(ValueError, match="labels"):
+        m.update(pred, true)
+    with pytest.raises(ValueError, match="0..2"):
+        m.update(pred, true, labels + 2)
 
 
 # --- training ----------------------------------------------------------------------------------
