@@ -360,6 +360,7 @@ def test_commands_data_train_calibrate_eval(tmp_path, monkeypatch, capsys):
     assert code == 0, out
     assert "fixed w16a32" in out and "fixed w16a16-cal" in out and "device (sim)" in out
     assert "device tokens == golden fixed-point tokens (w16a32) on 2 scene(s), both tasks: yes, bit for bit" in out
+    assert "depth AbsRel by class" in out
     figures = json.loads((tmp_path / "e.json").read_text())
     assert set(figures["rows"]) == {"float", "float (first 2)", "fixed w16a32", "fixed w16a16-cal", "device (sim)"}
     assert figures["rows"]["float"]["scenes"] == 4 and figures["device_equal"] is True
@@ -368,10 +369,12 @@ def test_commands_data_train_calibrate_eval(tmp_path, monkeypatch, capsys):
     assert main(["report", *small, "--out", str(report), "--eval", str(tmp_path / "e.json")]) == 0
     text = report.read_text()
     assert "## Task metrics: float vs fixed point vs device" in text and "fixed w16a16-cal" in text
+    assert "flat AbsRel" in text
     capsys.readouterr()
-    (tmp_path / "bad.json").write_text('{"rows": 3}')
-    assert main(["report", *small, "--out", str(report), "--eval", str(tmp_path / "bad.json")]) == 2
-    assert "--eval" in capsys.readouterr().err
+    for bad in ({"rows": 3}, {**figures, "rows": {"float": {**figures["rows"]["float"], "abs_rel_by_class": [0.1]}}}):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        assert main(["report", *small, "--out", str(report), "--eval", str(tmp_path / "bad.json")]) == 2
+        assert "--eval" in capsys.readouterr().err
 
 
 def test_command_errors_are_one_line(tmp_path, capsys):

@@ -208,9 +208,14 @@ def read_eval_figures(path: str) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError, IsADirectoryError) as e:
         raise ConfigError("--eval", path, f"not the JSON edgemoe eval --json writes ({e})") from None
     keys = ("scenes", "miou", "pixel_acc", "abs_rel", "rmse_m", "delta1", "iou")
+
+    def per_class(r: dict, key: str, n: int) -> bool:
+        return isinstance(r[key], list) and len(r[key]) == n
+
     ok = (isinstance(data, dict) and isinstance(data.get("rows"), dict) and isinstance(data.get("classes"), list)
-          and all(isinstance(r, dict) and all(k in r for k in keys) and isinstance(r["iou"], list)
-                  and len(r["iou"]) == len(data["classes"]) for r in data["rows"].values()))
+          and all(isinstance(r, dict) and all(k in r for k in keys) and per_class(r, "iou", len(data["classes"]))
+                  and ("abs_rel_by_class" not in r or per_class(r, "abs_rel_by_class", len(data["classes"])))
+                  for r in data["rows"].values()))
     if not ok:
         raise ConfigError("--eval", path, "not the JSON edgemoe eval --json writes (rows of task metrics per model)")
     return data

@@ -240,9 +240,14 @@ def task_metrics_section(figures: dict, source: str) -> Section:
     text = (f"From {source} (edgemoe eval): segmentation mIoU and pixel accuracy, depth AbsRel, RMSE (m) and "
             "delta < 1.25, then IoU per class, on generated test scenes."
             + ("" if equal is None else f" Device tokens equal the golden fixed-point tokens: {'yes' if equal else 'NO'}."))
-    return Section("Task metrics: float vs fixed point vs device", text=text,
-                   tables=[(["model", "scenes", "mIoU %", "pixel acc %", "AbsRel", "RMSE m", "d<1.25 %"]
-                            + [f"{c} IoU %" for c in classes], rows)])
+    tables = [(["model", "scenes", "mIoU %", "pixel acc %", "AbsRel", "RMSE m", "d<1.25 %"]
+               + [f"{c} IoU %" for c in classes], rows)]
+    by_class = [[name] + ["n/a" if v is None or v != v else f"{v:.3f}" for v in r["abs_rel_by_class"]]
+                for name, r in figures["rows"].items() if "abs_rel_by_class" in r]
+    if by_class:
+        # where the depth error is: AbsRel over each true class's pixels
+        tables.append((["model"] + [f"{c} AbsRel" for c in classes], by_class))
+    return Section("Task metrics: float vs fixed point vs device", text=text, tables=tables)
 
 
 def build_sections(cfg, *, mode: str = "onchip", batch: int = 8, images: int = 1, seed: int = 0,
