@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -345,9 +346,13 @@ def test_commands_data_train_calibrate_eval(tmp_path, monkeypatch, capsys):
     small = ["--config", "m3vit-micro"]
     data, ckpt = tmp_path / "data", tmp_path / "ck" / "m.pth"
     assert main(["data", "scenes", *small, "--out", str(data), "--n", "24", "--val", "4", "--test", "4"]) == 0
-    assert main(["train", *small, "--data", str(data), "--out", str(ckpt), "--steps", "3", "--batch", "4",
-                 "--val-scenes", "4"]) == 0
+    train_args = ["train", *small, "--data", str(data), "--out", str(ckpt), "--steps", "3", "--batch", "4",
+                  "--val-scenes", "4"]
+    # run as `python -m edgemoe`: the recipe still records the command line
+    monkeypatch.setattr(sys, "argv", ["/somewhere/edgemoe/__main__.py", *train_args])
+    assert main(train_args) == 0
     assert "validation: mIoU" in capsys.readouterr().out
+    assert json.loads(ckpt.with_name("m.pth.json").read_text())["command"] == "edgemoe " + " ".join(train_args)
     profile = tmp_path / "cal.yaml"
     assert main(["calibrate", *small, "--set", "precision.profile=w16a16", "--data", str(data),
                  "--weights", str(ckpt), "--scenes", "2", "--out", str(profile)]) == 0

@@ -41,7 +41,9 @@ def cmd_train(args) -> int:
     settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, warmup_steps=args.warmup,
                              seed=args.seed, val_scenes=args.val_scenes, class_balance=args.class_balance,
                              head_crop=args.head_crop, depth_weight=args.depth_weight)
-    command = "edgemoe " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("edgemoe") else ""
+    # the command line for the recipe: run as `edgemoe ...` or `python -m edgemoe ...`
+    command = "edgemoe " + " ".join(sys.argv[1:]) \
+        if sys.argv and Path(sys.argv[0]).name in ("edgemoe", "__main__.py") else ""
     result = train(cfg, args.data, args.out, settings, command=command,
                    budget_s=None if args.budget_min is None else args.budget_min * 60, init=args.init,
                    threads=args.threads)
