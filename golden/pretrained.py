@@ -4,7 +4,8 @@ Each shipped checkpoint lies in ``golden/checkpoints/`` in M3ViT's format
 (float16 tensors) beside its recipe ``<name>.pth.json``, written by
 ``edgemoe train``: the config digest, the data recipe, the command, the
 steps, the wall time, the validation figures, the depth head's encoding and
-the checkpoint's SHA-256.  :func:`shipped_checkpoint` returns one only after
+the checkpoint's SHA-256; ``edgemoe adjust`` adds its step
+(``logit_adjustment``: the offsets and the validation mIoU before and after).  :func:`shipped_checkpoint` returns one only after
 its bytes match that SHA-256 and its config matches the model asked for.
 """
 from __future__ import annotations
@@ -38,6 +39,10 @@ class ShippedCheckpoint:
         r, v = self.recipe, self.recipe.get("val", {})
         runs = lineage(r)
         figures = f"; validation mIoU {100 * v['miou']:.1f}%, AbsRel {v['abs_rel']:.3f}" if v else ""
+        adj = r.get("logit_adjustment")
+        if isinstance(adj, dict) and "val_miou_after" in adj:
+            figures += (f"; semseg logit offsets tuned on {adj.get('val_scenes', '?')} validation scenes "
+                        f"(mIoU {100 * adj['val_miou_before']:.1f}% -> {100 * adj['val_miou_after']:.1f}%)")
         steps = " + ".join(str(x["steps"]) for x in runs)
         minutes = " + ".join(f"{x['wall_s'] / 60:.0f}" for x in runs)
         how = f"{steps} steps, {minutes} min" if len(runs) == 1 else f"{steps} steps in {len(runs)} runs, {minutes} min"

@@ -303,6 +303,54 @@ def test_fixed_point_evaluation_tracks_float(micro_data):
     assert len(tokens["semseg"]) == 1 and tokens["semseg"][0].shape[0] == 8
 
 
+# --- logit adjustment ------------------------------------------------------------------------------
+
+def test_offsets_undo_a_prior_that_over_predicts_a_class():
+    """Logits that would be right but for +3 on class 2: the search finds offsets that take it back."""
+    from edgemoe.golden.logit_adjust import segmentation_summary, tune_offsets
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=(6, 8, 8))
+    logits = (2.0 * np.eye(3)[labels].transpose(0, 3, 1, 2) + rng.normal(0, 0.5, (6, 3, 8, 8))).astype(np.float32)
+    logits[:, 2] += 3.0
+    offsets, before, after = tune_offsets(logits, labels, progress=False)
+    assert before["miou"] < 0.6 and after["miou"] > 0.95
+    assert offsets[2] - np.mean(offsets[:2]) < -2.0 and abs(offsets.mean()) < 1e-9
+    assert segmentation_summary(logits, labels, offsets)["miou"] == after["miou"]
+    # nothing to gain: zero offsets, the same figures
+    clean = logits.copy()
+    clean[:, 2] -= 3.0
+    offsets, before, after = tune_offsets(clean, labels, progress=False)
+    assert after["miou"] >= before["miou"] and np.abs(offsets).max() <= 0.25
+
+
+def test_adjustment_changes_only_the_segmentation_bias(micro_data):
+    from edgemoe.golden.logit_adjust import (AdjustError, adjust_state_dict, bias_key, segmentation_logits,
+                                              storage_dtype)
+    from edgemoe.golden.synthetic import synthetic_state_dict
+
+    cfg = _small_cfg()
+    sd = synthetic_state_dict(cfg.model, seed=0)
+    val = ds.load_split(micro_data, "val")
+    task, key = bias_key(cfg.model)
+    assert task == "semseg" and key == f"decoders.semseg.conv_{cfg.model.upsample_stages}.bias"
+    adjusted, adj = adjust_state_dict(cfg.model, sd, val, progress=False)
+    assert [k for k in sd if not torch.equal(sd[k], adjusted[k])] in ([], [key])
+    assert np.allclose((adjusted[key] - sd[key]).numpy(), adj.offsets, atol=1e-6)
+    assert adj.miou_after >= adj.miou_before and adj.scenes == 8
+    # the adjusted model's logits are the old ones plus the offsets
+    before, after = segmentation_logits(cfg.model, sd, val, progress=False), \
+        segmentation_logits(cfg.model, adjusted, val, progress=False)
+    assert np.allclose(after - before, np.asarray(adj.offsets, np.float32)[None, :, None, None], atol=1e-4)
+    # stored as float16 only when that loses nothing; rounded to it, "after" is the rounded bias's figure
+    assert storage_dtype({"a": torch.tensor([0.5, 1.25])}) == torch.float16
+    assert storage_dtype({"a": torch.tensor([0.1])}) == torch.float32
+    half, adj16 = adjust_state_dict(cfg.model, sd, val, dtype=torch.float16, progress=False)
+    assert torch.equal(half[key], half[key].half().float())
+    with pytest.raises(AdjustError, match="no decoders.semseg"):
+        adjust_state_dict(cfg.model, {k: v for k, v in sd.items() if k != key}, val, progress=False)
+
+
 # --- calibration -----------------------------------------------------------------------------------
 
 def test_calibration_sizes_fields_to_their_ranges():
@@ -353,6 +401,27 @@ def test_commands_data_train_calibrate_eval(tmp_path, monkeypatch, capsys):
     assert main(train_args) == 0
     assert "validation: mIoU" in capsys.readouterr().out
     assert json.loads(ckpt.with_name("m.pth.json").read_text())["command"] == "edgemoe " + " ".join(train_args)
+    # logit adjustment on the validation split: a new checkpoint whose recipe keeps the training's and adds the step
+    adjusted = tmp_path / "ck" / "m-adj.pth"
+    adjust_args = ["adjust", *small, "--data", str(data), "--weights", str(ckpt), "--out", str(adjusted)]
+    monkeypatch.setattr(sys, "argv", ["edgemoe", *adjust_args])
+    assert main(adjust_args) == 0
+    out = capsys.readouterr().out
+    assert "logit offsets tuned on 4 val scene(s)" in out and "val mIoU" in out
+    from edgemoe.golden.checkpoint import load_m3vit_checkpoint
+    from edgemoe.golden.pretrained import checkpoint_recipe
+
+    recipe = checkpoint_recipe(adjusted)                     # checked against the file's SHA-256
+    assert recipe["steps"] == 3 and recipe["checkpoint"] == "m-adj.pth"
+    step = recipe["logit_adjustment"]
+    assert step["command"] == "edgemoe " + " ".join(adjust_args) and step["val_scenes"] == 4
+    assert step["source"]["sha256"] == json.loads(ckpt.with_name("m.pth.json").read_text())["sha256"]
+    assert len(step["offsets"]) == load_config("m3vit-micro").model.tasks[0].out_channels
+    load_m3vit_checkpoint(adjusted, load_config("m3vit-micro").model)
+    assert main(["adjust", *small, "--data", str(data), "--weights", str(ckpt), "--out", str(ckpt)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["adjust", *small, "--data", str(data), "--out", str(adjusted)]) == 2
+    assert "--weights" in capsys.readouterr().err
     profile = tmp_path / "cal.yaml"
     assert main(["calibrate", *small, "--set", "precision.profile=w16a16", "--data", str(data),
                  "--weights", str(ckpt), "--scenes", "2", "--out", str(profile)]) == 0

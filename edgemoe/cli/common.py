@@ -50,6 +50,7 @@ def user_error_types() -> tuple[type[Exception], ...]:
     """The exceptions that mean bad input (a config, a file, an option), not a bug: one line, exit status 2."""
     from edgemoe.golden.checkpoint import CheckpointError
     from edgemoe.golden.dataset import DatasetError
+    from edgemoe.golden.logit_adjust import AdjustError
     from edgemoe.golden.pretrained import ShippedCheckpointError
     from edgemoe.golden.train import TrainingError
     from edgemoe.golden.numerics.fixed import FixedTypeError
@@ -59,7 +60,7 @@ def user_error_types() -> tuple[type[Exception], ...]:
     from edgemoe.images import ImageError
 
     return (ConfigError, FixedTypeError, ImageError, ToolError, HostError, KernelError, CheckpointError, DatasetError,
-            TrainingError, ShippedCheckpointError)
+            TrainingError, ShippedCheckpointError, AdjustError)
 
 
 def describe_os_error(e: OSError) -> str:

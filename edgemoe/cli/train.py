@@ -1,4 +1,5 @@
-"""The ``data``, ``train``, ``eval`` and ``calibrate`` commands: scene datasets, training, task metrics, calibration."""
+"""The ``data``, ``train``, ``adjust``, ``eval`` and ``calibrate`` commands: scene datasets, training, logit
+adjustment, task metrics, calibration."""
 from __future__ import annotations
 
 import sys
@@ -41,10 +42,7 @@ def cmd_train(args) -> int:
     settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr, warmup_steps=args.warmup,
                              seed=args.seed, val_scenes=args.val_scenes, class_balance=args.class_balance,
                              head_crop=args.head_crop, depth_weight=args.depth_weight)
-    # the command line for the recipe: run as `edgemoe ...` or `python -m edgemoe ...`
-    command = "edgemoe " + " ".join(sys.argv[1:]) \
-        if sys.argv and Path(sys.argv[0]).name in ("edgemoe", "__main__.py") else ""
-    result = train(cfg, args.data, args.out, settings, command=command,
+    result = train(cfg, args.data, args.out, settings, command=_command_line(),
                    budget_s=None if args.budget_min is None else args.budget_min * 60, init=args.init,
                    threads=args.threads)
     if result is None:
@@ -52,6 +50,59 @@ def cmd_train(args) -> int:
     v = result["val"]
     print(f"wrote {args.out} ({result['steps']} steps, {result['wall_s'] / 60:.1f} min); "
           + (f"validation: mIoU {100 * v['miou']:.1f}%, AbsRel {v['abs_rel']:.3f}" if v else "no validation split"))
+    return 0
+
+
+# --- adjust -------------------------------------------------------------------------------
+
+def _command_line() -> str:
+    """The command line for a recipe: run as `edgemoe ...` or `python -m edgemoe ...` (else empty)."""
+    return "edgemoe " + " ".join(sys.argv[1:]) \
+        if sys.argv and Path(sys.argv[0]).name in ("edgemoe", "__main__.py") else ""
+
+
+def cmd_adjust(args) -> int:
+    import json
+
+    import torch
+
+    from edgemoe.files import atomic_output, atomic_write_text
+    from edgemoe.golden.checkpoint import load_m3vit_checkpoint
+    from edgemoe.golden.dataset import load_split, read_recipe, sha256_file
+    from edgemoe.golden.logit_adjust import AdjustError, adjust_state_dict, storage_dtype
+    from edgemoe.golden.pretrained import checkpoint_recipe
+    from edgemoe.golden.scenes import CLASSES
+
+    cfg = config_from_args(args)
+    if not args.weights:
+        raise AdjustError("--weights: required; give the trained M3ViT checkpoint to adjust")
+    src, out = Path(args.weights), Path(args.out)
+    if out.resolve() == src.resolve():
+        raise AdjustError(f"--out {args.out}: the same file as --weights; write the adjusted checkpoint beside it")
+    recipe = checkpoint_recipe(src) or {}          # the training recipe, checked against the file's SHA-256
+    sd = load_m3vit_checkpoint(src, cfg.model).state_dict
+    split = load_split(args.data, args.split, limit=args.scenes)
+    dtype = storage_dtype(sd)
+    with torch.no_grad():
+        adjusted, adj = adjust_state_dict(cfg.model, sd, split, dtype=dtype)
+    names = CLASSES if len(CLASSES) == len(adj.offsets) else [str(c) for c in range(len(adj.offsets))]
+    print(f"{adj.task} logit offsets tuned on {adj.scenes} {args.split} scene(s): "
+          + ", ".join(f"{n} {o:+.3f}" for n, o in zip(names, adj.offsets)))
+    print(f"{args.split} mIoU {100 * adj.miou_before:.2f}% -> {100 * adj.miou_after:.2f}%; IoU per class: "
+          + ", ".join(f"{n} {100 * a:.1f} -> {100 * b:.1f}" for n, a, b in zip(names, adj.iou_before, adj.iou_after)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out) as tmp:
+        torch.save({k: (v.to(dtype) if v.is_floating_point() else v) for k, v in adjusted.items()}, tmp)
+    data = read_recipe(args.data)
+    step = {**adj.as_dict(), "command": _command_line(),
+            "source": {"checkpoint": str(src), "sha256": sha256_file(src)},
+            "data": {"dir": str(args.data), "split": args.split, "seed": data.get("seed"),
+                     "generator_version": data.get("generator_version")}}
+    if "logit_adjustment" in recipe:
+        step["previous"] = recipe["logit_adjustment"]
+    result = {**recipe, "checkpoint": out.name, "sha256": sha256_file(out), "logit_adjustment": step}
+    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out} ({str(dtype).replace('torch.', '')}) and its recipe {out.name}.json")
     return 0
 
 
@@ -225,6 +276,13 @@ def add_commands(sub) -> None:
     p.add_argument("--budget-min", type=cli_args.number(0.0, 100_000.0, "minutes"),
                    help="stop after this many minutes (state saved; the same command resumes)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("adjust", help="re-tune the segmentation head's per-class output biases on the validation "
+                                      "split (logit adjustment after class-balanced training)")
+    _add_model_data_args(p, "val")
+    p.add_argument("--scenes", type=cli_args.count(1, 1_000_000), help="scenes to tune on (default: all of the split)")
+    p.add_argument("--out", required=True, type=cli_args.output_file, help="the adjusted checkpoint (.pth)")
+    p.set_defaults(func=cmd_adjust)
 
     p = sub.add_parser("eval", help="task metrics (mIoU, depth AbsRel/RMSE/delta) for float, fixed-point and device")
     _add_model_data_args(p, "test")
