@@ -41,8 +41,9 @@ class ShippedCheckpoint:
         figures = f"; validation mIoU {100 * v['miou']:.1f}%, AbsRel {v['abs_rel']:.3f}" if v else ""
         adj = r.get("logit_adjustment")
         if isinstance(adj, dict) and "val_miou_after" in adj:
-            figures += (f"; semseg logit offsets tuned on {adj.get('val_scenes', '?')} validation scenes "
-                        f"(mIoU {100 * adj['val_miou_before']:.1f}% -> {100 * adj['val_miou_after']:.1f}%)")
+            figures = (f"; validation AbsRel {v['abs_rel']:.3f}" if v else "") + \
+                (f"; output biases re-tuned on {adj.get('val_scenes', '?')} validation scenes, "
+                 f"mIoU {100 * adj['val_miou_before']:.1f}% -> {100 * adj['val_miou_after']:.1f}%")
         steps = " + ".join(str(x["steps"]) for x in runs)
         minutes = " + ".join(f"{x['wall_s'] / 60:.0f}" for x in runs)
         how = f"{steps} steps, {minutes} min" if len(runs) == 1 else f"{steps} steps in {len(runs)} runs, {minutes} min"

@@ -50,6 +50,9 @@ def cmd_train(args) -> int:
     v = result["val"]
     print(f"wrote {args.out} ({result['steps']} steps, {result['wall_s'] / 60:.1f} min); "
           + (f"validation: mIoU {100 * v['miou']:.1f}%, AbsRel {v['abs_rel']:.3f}" if v else "no validation split"))
+    if settings.class_balance > 0 and v:
+        print(f"class-balanced training over-predicts the rare classes: `edgemoe adjust --config {cfg.name} --weights "
+              f"{args.out} --data {args.data} --out ADJUSTED.pth` re-tunes the head's output biases on the validation split")
     return 0
 
 
