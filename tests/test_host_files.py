@@ -290,6 +290,10 @@ def test_shipped_checkpoints_are_only_for_their_own_model():
     tiny = load_config("m3vit-tiny-cityscapes")
     shipped = shipped_checkpoint(tiny)                       # verified against its recipe's SHA-256
     assert shipped is not None and shipped.depth_encoding == "ln_m" and "generated street scenes" in shipped.describe()
+    # its segmentation biases were re-tuned on the validation split (edgemoe adjust): the recipe says so
+    step = shipped.recipe["logit_adjustment"]
+    assert step["val_miou_after"] >= step["val_miou_before"] and "output biases re-tuned" in shipped.describe()
+    assert step["data"]["split"] == "val" and len(step["offsets"]) == tiny.model.tasks[0].out_channels
     assert shipped.recipe["config_digest"] == tiny.digest() and shipped.path.stat().st_size < 50e6
     assert set(load_m3vit_checkpoint(shipped.path, tiny.model).state_dict) >= {"decoders.semseg.conv_4.weight"}
     assert shipped_checkpoint(load_config("m3vit-micro")) is None
