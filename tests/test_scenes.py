@@ -422,6 +422,9 @@ def test_commands_data_train_calibrate_eval(tmp_path, monkeypatch, capsys):
     assert "--out" in capsys.readouterr().err
     assert main(["adjust", *small, "--data", str(data), "--out", str(adjusted)]) == 2
     assert "--weights" in capsys.readouterr().err
+    assert main(["adjust", *small, "--data", str(data), "--weights", str(ckpt), "--split", "test",
+                 "--out", str(adjusted)]) == 2
+    assert "--split test" in capsys.readouterr().err
     profile = tmp_path / "cal.yaml"
     assert main(["calibrate", *small, "--set", "precision.profile=w16a16", "--data", str(data),
                  "--weights", str(ckpt), "--scenes", "2", "--out", str(profile)]) == 0

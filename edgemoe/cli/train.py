@@ -79,6 +79,9 @@ def cmd_adjust(args) -> int:
     cfg = config_from_args(args)
     if not args.weights:
         raise AdjustError("--weights: required; give the trained M3ViT checkpoint to adjust")
+    if args.split == "test":
+        raise AdjustError("--split test: the offsets must be tuned on scenes the evaluation does not use; "
+                          "allowed: val (the default) or train")
     src, out = Path(args.weights), Path(args.out)
     if out.resolve() == src.resolve():
         raise AdjustError(f"--out {args.out}: the same file as --weights; write the adjusted checkpoint beside it")
