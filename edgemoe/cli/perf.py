@@ -46,7 +46,7 @@ def _measured():
 
 def cmd_perf(args) -> int:
     from edgemoe.perf.cycles import MODES, as_written_findings, estimate, format_findings
-    from edgemoe.perf.resources import estimate_resources
+    from edgemoe.perf.resources import DEFAULT_CAP, estimate_resources
 
     cfg = config_from_args(args)
     routing = _routing(cfg, args)
@@ -64,6 +64,12 @@ def cmd_perf(args) -> int:
     if args.resources:
         print()
         print(estimate_resources(cfg, args.mode, args.batch).table(details=args.details))
+        if args.batch > 1 and args.mode == "onchip":
+            shared = estimate_resources(cfg, args.mode, args.batch, share_weights=True)
+            u = shared.utilisation
+            print(f"  with weights shared across the batch of {args.batch} (the intended column; not implemented), "
+                  f"every image's row buffers on chip: BRAM36 {100 * u['bram36']:.1f}%, LUT {100 * u['lut']:.1f}%: "
+                  + ("fits" if shared.fits() else f"does not fit at <= {DEFAULT_CAP:.0%}"))
     out = est.as_dict()
     if args.compare:
         print()

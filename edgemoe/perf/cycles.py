@@ -257,7 +257,9 @@ class PerfEstimate:
         h = self.cfg.hardware
         lines = [f"{self.cfg.name}: {self.cfg.precision.name}, CU {h.cu_in}x{h.cu_out}, P={h.attn_parallel}, "
                  f"AXI {h.axi_width}b, {self.clock_mhz:g} MHz on {self.board}; mode {self.mode}; batch {b}"
-                 + (" (weights shared across the batch)" if self.share_weights and b > 1 else ""),
+                 + ("" if not (self.share_weights and b > 1) else
+                    " (intended column: weights shared across the batch; as written: reloaded per image)"
+                    if self.mode == "onchip" else " (weights shared across the batch)"),
                  f"routing: {self.routing.source}; active experts per MoE block: "
                  + ", ".join(f"{a:.1f}" for a in self.routing.active_experts()),
                  "calibration: " + (", ".join(f"{u} {c['latency']} cyc (II {c['ii']:g}; {c['how']})"

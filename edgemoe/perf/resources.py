@@ -56,8 +56,11 @@ board (:attr:`ResourceEstimate.fit`, :attr:`~ResourceEstimate.binding`,
 ``mode`` follows :mod:`edgemoe.perf.cycles`: ``"onchip"`` is the generated
 kernel (activations in on-chip row buffers), ``"edgemoe-dram"`` Edge-MoE's
 architecture (intermediates in DRAM, whole-layer weight ping-pong buffers).
-With ``batch > 1`` and weight sharing, the on-chip kernel must hold every
-image's rows at once (the buffers scale with the batch); in DRAM mode they do not.
+The kernel as written loops over the images of a call with one image's
+buffers, so its resources do not depend on the batch.  With ``share_weights``
+(the intended column's option, not implemented), an on-chip kernel would have
+to hold every image's rows at once (the buffers scale with the batch); in
+DRAM mode they would not.
 
 The RTL units of ``sim/`` have their own figures (:func:`rtl_unit_models`);
 where yosys figures exist (read by the caller into a
@@ -898,17 +901,19 @@ def _units(items: list[Item]) -> list[UnitResources]:
     return list(units.values())
 
 
-def estimate_resources(cfg, mode: str = "onchip", batch: int = 1, share_weights: bool | None = None,
+def estimate_resources(cfg, mode: str = "onchip", batch: int = 1, share_weights: bool = False,
                        board: str | None = None) -> ResourceEstimate:
     """Resources of the accelerator for ``cfg`` on ``board`` (default: the config's board).
 
-    ``onchip``: the generated kernel as written, item by item; with ``batch > 1`` and weight sharing
-    every image's row buffers and routing are on chip at once (per-image copies).  ``edgemoe-dram``:
-    Edge-MoE's architecture (buffers independent of the batch).
+    ``onchip``: the generated kernel as written, item by item; it runs the images of a call one after the
+    other in the same buffers, so ``batch`` changes nothing.  ``share_weights`` (with ``batch > 1``): the
+    intended schedule's weight sharing, which the kernel does not implement: every image's row buffers and
+    routing on chip at once (per-image copies).  ``edgemoe-dram``: Edge-MoE's architecture (buffers
+    independent of the batch).
     """
     if mode not in ("onchip", "edgemoe-dram"):
         raise ValueError(f"mode {mode!r}: must be 'onchip' or 'edgemoe-dram'")
-    share = (batch > 1) if share_weights is None else bool(share_weights and batch > 1)
+    share = bool(share_weights and batch > 1)
     plan = KernelPlan.from_config(cfg)
     bname = board or cfg.hardware.board
     brd = BOARDS[bname]
