@@ -23,6 +23,11 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="bilinear", align_corners=False)
 
 
+def classifier_name(stages: int) -> str:
+    """The UpHead's last layer, the 1x1 conv to the task's channels, for ``stages`` upsampling stages: ``conv_S``."""
+    return f"conv_{stages}"
+
+
 @dataclass(frozen=True)
 class HeadCrop:
     """One window per image in the heads' last-stage map: ``tops[i]``, ``lefts[i]``, ``height`` x ``width`` pixels."""
@@ -64,7 +69,7 @@ class UpHead(nn.Module):
         self.norm = nn.LayerNorm(d, eps=model_cfg.ln_eps)
         for j in range(stages):
             setattr(self, f"conv_{j}", nn.Conv2d(d if j == 0 else c, c, 3, padding=1))
-        setattr(self, f"conv_{stages}", nn.Conv2d(c, out_channels, 1))
+        setattr(self, classifier_name(stages), nn.Conv2d(c, out_channels, 1))
         for j in range(stages):
             setattr(self, f"syncbn_fc_{j}", nn.BatchNorm2d(c))
 
@@ -97,7 +102,7 @@ class UpHead(nn.Module):
             x = F.relu(x_conv)
             if j < self.stages - 1:
                 x = upsample2x(x)
-        return upsample2x(getattr(self, f"conv_{self.stages}")(x))
+        return upsample2x(getattr(self, classifier_name(self.stages))(x))
 
     def last_stage_size(self) -> tuple[int, int]:
         """(height, width) of the last stage's map, where :meth:`forward`'s ``crop`` is given."""

@@ -21,6 +21,7 @@ import torch
 
 from .dataset import Split
 from .evaluate import task_roles
+from .heads import classifier_name
 from .metrics import SegMetrics
 
 SEARCH_STEPS = (1.0, 0.5, 0.25, 0.125)
@@ -57,7 +58,7 @@ class Adjustment:
 def bias_key(model_cfg) -> tuple[str, str]:
     """(segmentation task, state-dict key of its head's last bias [C])."""
     seg_task, _ = task_roles(model_cfg)
-    return seg_task, f"decoders.{seg_task}.conv_{model_cfg.upsample_stages}.bias"
+    return seg_task, f"decoders.{seg_task}.{classifier_name(model_cfg.upsample_stages)}.bias"
 
 
 @torch.no_grad()
