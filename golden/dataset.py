@@ -45,6 +45,12 @@ class Split:
     def __len__(self) -> int:
         return len(self.images_u8)
 
+    def images(self, index=slice(None)):
+        """Scenes ``index`` (an index array or a slice) as the model's input: float32 torch [B, 3, H, W] in [0, 1]."""
+        import torch
+
+        return torch.from_numpy(self.images_u8[index]).permute(0, 3, 1, 2).float() / 255
+
 
 def scene_seed(seed: int, split: str, index: int) -> tuple[int, int, int]:
     """The seed of scene ``index`` of ``split``: disjoint between splits by construction."""

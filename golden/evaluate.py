@@ -93,8 +93,7 @@ def evaluate(model_cfg, predict: Predictor, split: Split, limit: int | None = No
     with tqdm(total=n, desc=desc, unit="scene", disable=not progress, leave=False) as bar:
         for start in range(0, n, batch):
             index = np.arange(start, min(start + batch, n))
-            images = torch.from_numpy(split.images_u8[index]).permute(0, 3, 1, 2).float() / 255
-            out = predict(images)
+            out = predict(split.images(index))
             seg.update(out[seg_task].argmax(1), split.labels[index])
             dep.update(depth_from_output(out[depth_task][:, 0]), split.depth_m[index], split.labels[index])
             bar.update(len(index))

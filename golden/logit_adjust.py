@@ -73,7 +73,7 @@ def segmentation_logits(model_cfg, state_dict, split: Split, batch: int = 8, pro
     out = []
     with tqdm(total=len(split), desc="logits", unit="scene", disable=not progress, leave=False) as bar:
         for start in range(0, len(split), batch):
-            images = torch.from_numpy(split.images_u8[start:start + batch]).permute(0, 3, 1, 2).float() / 255
+            images = split.images(slice(start, start + batch))
             out.append(model(images, seg_task).numpy())
             bar.update(len(images))
     return np.concatenate(out)

@@ -117,7 +117,7 @@ def balance_loss(records: list[dict]) -> torch.Tensor:
 
 def batch_tensors(split: Split, index: np.ndarray, rng: np.random.Generator | None = None):
     """(images [B,3,H,W] in [0,1], labels [B,H,W] int64, ln depth [B,1,H,W]) for scenes ``index``; augmented with ``rng``."""
-    images = torch.from_numpy(split.images_u8[index]).permute(0, 3, 1, 2).float() / 255
+    images = split.images(index)
     labels = torch.from_numpy(split.labels[index].astype(np.int64))
     depth = torch.from_numpy(np.log(split.depth_m[index])).unsqueeze(1)
     if rng is not None:

@@ -217,15 +217,13 @@ def _profile_config(cfg, args, profile: str):
 def cmd_calibrate(args) -> int:
     import dataclasses
 
-    import torch
-
     from edgemoe.golden.calibrate import format_ranges, measure_ranges, propose_profile
     from edgemoe.golden.dataset import load_split
 
     cfg = config_from_args(args)
     sd = _state_dict(cfg, args.weights)
     split = load_split(args.data, args.split, limit=args.scenes)
-    images = torch.from_numpy(split.images_u8).permute(0, 3, 1, 2).float() / 255
+    images = split.images()
     ranges = measure_ranges(cfg, sd, images)
     proposed, changes = propose_profile(cfg.model, cfg.precision, ranges, args.headroom, args.name)
     print(f"ranges of profile {cfg.precision.name} on {len(images)} {args.split} scene(s), both tasks:")
