@@ -196,7 +196,11 @@ class KernelPlan:
 
         m, p, h = cfg.model, cfg.precision, cfg.hardware
         layout = WeightLayout.of(cfg)
-        row = max(3 * m.embed_dim, m.mlp_hidden, m.expert_hidden, m.patch_dim, m.num_experts)
+        # the widest row any step keeps: the layers' outputs and inputs; big's q / k / v columns then a head's
+        # probabilities (padded to whole CU_IN chunks); the scores with the first ATTN_P - 1 keys again
+        k_pad = -(-m.num_tokens // h.cu_in) * h.cu_in
+        row = max(3 * m.embed_dim + k_pad, m.mlp_hidden, m.expert_hidden, m.patch_dim, m.num_experts,
+                  m.num_tokens + h.attn_parallel - 1)
         wpb = h.axi_width // layout.word_bits
         if wpb * layout.word_bits != h.axi_width or wpb != layout.align_words:
             raise ValueError(f"hardware.axi_width {h.axi_width}: not a multiple of the {layout.word_bits}-bit "
@@ -215,7 +219,10 @@ class KernelPlan:
             pixel_word_bits=container_bits(p.pixel.bits),
             weight_word_bits=layout.word_bits,
             out_word_bits=32 if widest <= 32 else 64,
-            cu_word_bits=max(p.act.bits, p.qkv.bits, p.gate_logit.bits, p.pixel.bits + 1),
+            # every word a row buffer holds, signed: activations, q / k / v, gate logits, pixels and a head's
+            # probabilities (unsigned: one bit more, so 1.0 of a <16,0> unsigned probability does not wrap)
+            cu_word_bits=max(p.act.bits, p.qkv.bits, p.gate_logit.bits, p.pixel.bits + 1,
+                             p.attn_prob.bits + (0 if p.attn_prob.signed else 1)),
             taps=taps, tap_shapes=shapes,
             tap_words={name: math.prod(shape) for name, shape in shapes.items()},
             offsets={s.key: s.offset for s in layout.slots},
@@ -349,9 +356,10 @@ class KernelPlan:
     def epilogue_lanes(self) -> int:
         """``EPI_LANES``: outputs the compute unit's epilogue finishes per cycle.  A row's CU_OUT sums are
         finished over the next ``epilogue_groups`` MAC iterations, which must not outlast the shortest row
-        (the fewest k-chunks, ceil(k / cu_in), of any layer): ceil(cu_out / that)."""
+        (the fewest k-chunks, ceil(k / cu_in), of any layer, A*V's K_PAD / cu_in included; the score pass has
+        no epilogue): ceil(cu_out / that)."""
         h = self.config.hardware
-        shortest = min(-(-lin.k // h.cu_in) for lin in self.linears)
+        shortest = min(min(-(-lin.k // h.cu_in) for lin in self.linears), self.k_pad // h.cu_in)
         return -(-h.cu_out // shortest)
 
     @property
@@ -436,7 +444,9 @@ class KernelPlan:
     @functools.cached_property
     def max_mac_iterations(self) -> int:
         """The MAC loop's iterations in the longest call (every token's row): its LOOP_TRIPCOUNT."""
-        return int(max(sum(self.mac_passes(lin, self.config.model.num_tokens)) for lin in self.linears))
+        n = self.config.model.num_tokens
+        return int(max(max(sum(self.mac_passes(lin, n)) for lin in self.linears),
+                       *(sum(self.attention_passes(kind, n)) for kind in ("scores", "av"))))
 
     # --- the elementwise steps ---------------------------------------------------------------------
     @property
@@ -493,38 +503,75 @@ class KernelPlan:
         """Bits of the exact sum of a token's ``EXPERTS`` exp words (``gate_sum_t``, unsigned)."""
         return self.config.precision.exp.bits + (self.config.model.num_experts - 1).bit_length()
 
-    # --- attention ------------------------------------------------------------------------------
+    @property
+    def cu_weight_bits(self) -> int:
+        """Bits of the compute unit's weight words (``cu_weight_t``): a matrix element, or, in the attention's
+        passes, a key or value word (``qkv_t``)."""
+        return max(self.matrix_word_bits, self.config.precision.qkv.bits)
+
+    # --- attention: its two products on the compute unit, the softmax beside it ------------------
     @property
     def attn_groups(self) -> int:
         """``ATTN_GROUPS``: groups of ``attn_parallel`` queries, ceil(N / P); a query's online-softmax state is
-        revisited every ``attn_groups`` iterations of the kernel's SCORES_AV loop (the recurrence's distance)."""
+        revisited every ``attn_groups`` iterations of the kernel's SM_STEPS loop (the recurrence's distance)."""
         return -(-self.config.model.num_tokens // self.config.hardware.attn_parallel)
 
     @property
-    def attn_out_iters(self) -> int:
-        """``ATTN_OUT_ITERS``: cycles that write one group's A*V rows out, CU_IN words a cycle: ATTN_P rows of
-        ceil(HEAD_DIM / CU_IN) chunks (the kernel's SCORES_AV writes a group's staged rows while the next
-        group accumulates)."""
+    def score_cols(self) -> int:
+        """``SCORE_COLS``: columns of a head's score rows: the N keys, then keys 0..ATTN_P - 2 again, so the
+        softmax's lane p reads key column s + p of its query without a wrap (ATTN_P distinct banks).  The
+        compute unit's score pass forms them as that many outputs (its key rows wrap past N)."""
+        return self.config.model.num_tokens + self.config.hardware.attn_parallel - 1
+
+    @property
+    def prob_col(self) -> int:
+        """``PROB_COL``: the column of ``big`` where a head's probabilities start (after the q / k / v columns,
+        a multiple of cu_in: the config checks cu_in divides embed_dim)."""
+        return 3 * self.config.model.embed_dim
+
+    @property
+    def k_pad(self) -> int:
+        """``K_PAD``: A*V's dot product length as the compute unit runs it: N keys rounded up to whole CU_IN
+        chunks; the probabilities past key N are zeros (the softmax writes them), so the padded products add 0."""
         h = self.config.hardware
-        return h.attn_parallel * -(-self.config.model.head_dim // h.cu_in)
+        return -(-self.config.model.num_tokens // h.cu_in) * h.cu_in
 
     @property
-    def attn_av_steps(self) -> int:
-        """``ATTN_AV_STEPS``: SCORES_AV iterations per A*V group: its N_TOKENS keys, or the previous group's
-        row writes when those take longer (``attn_out_iters`` > N_TOKENS: few tokens, wide heads)."""
-        return max(self.config.model.num_tokens, self.attn_out_iters)
+    def prob_lanes(self) -> int:
+        """``PROB_LANES``: probabilities the softmax's PROBS loop forms per cycle (an exp and a product each):
+        the fewest of cu_in's divisors (so a chunk never straddles the padded row) that keep its N x K_PAD /
+        PROB_LANES iterations within the N x ATTN_GROUPS of its SM_STEPS loop."""
+        ci = self.config.hardware.cu_in
+        need = -(-self.k_pad // self.attn_groups)
+        return min(d for d in range(1, ci + 1) if ci % d == 0 and d >= min(need, ci))
 
     @property
-    def attn_pipe_iters(self) -> int:
-        """Iterations of the kernel's SCORES_AV loop per head slot: ATTN_GROUPS A*V groups of ATTN_AV_STEPS,
-        then the last group's rows out; at least the N_TOKENS x ATTN_GROUPS steps of the scores beside them."""
-        return self.attn_groups * self.attn_av_steps + self.attn_out_iters
+    def value_steps(self) -> int:
+        """``V_STEPS``: unpack steps per key of an A*V tile: its CU_OUT value columns, CU_IN (one per bank of
+        big) a step."""
+        h = self.config.hardware
+        return -(-h.cu_out // h.cu_in)
 
-    @property
-    def attn_copy_ii(self) -> int:
-        """II of the attention's HEAD_COPY loop: a token's 3 x HEAD_DIM q / k / v words per iteration from the
-        ``cu_in`` banks of the qkv rows, two ports per bank."""
-        return max(1, math.ceil(math.ceil(3 * self.config.model.head_dim / self.config.hardware.cu_in) / 2))
+    def attention_passes(self, kind: str, rows: float) -> list[float]:
+        """MAC-loop iterations of each pass of the compute unit's attention calls over ``rows`` query rows, as
+        :meth:`mac_passes`: ``"scores"`` (q . k of one head: HEAD_DIM / CU_IN chunks a row, SCORE_COLS outputs,
+        a key row's HEAD_DIM / CU_IN unpack steps per output; each row's scores are cast and stored in its last
+        MAC iteration, no epilogue) or ``"av"`` (probabilities x v: K_PAD / CU_IN chunks a row, HEAD_DIM
+        outputs, N_TOKENS x ceil(the tile's outputs / CU_IN) unpack steps a tile, the epilogue after the last row)."""
+        m, h = self.config.model, self.config.hardware
+        if kind == "scores":
+            chunks, n_out, epilogue = m.head_dim // h.cu_in, self.score_cols, 0
+            steps = [min(h.cu_out, n_out - o) * chunks for o in range(0, n_out, h.cu_out)]
+        elif kind == "av":
+            chunks, n_out, epilogue = self.k_pad // h.cu_in, m.head_dim, self.epilogue_groups
+            # a key's value columns of the tile, CU_IN a step (the last tile may be narrower)
+            steps = [m.num_tokens * -(-min(h.cu_out, n_out - o) // h.cu_in) for o in range(0, n_out, h.cu_out)]
+        else:
+            raise ValueError(f"attention pass {kind!r}: 'scores' or 'av'")
+        macs = rows * chunks
+        unpack = [self.pass_lead + s + self.pass_tail for s in steps]
+        return [max(macs if p > 0 else 0, u) for p, u in enumerate(unpack)] + [
+            macs + epilogue if rows > 0 else 1]
 
     # --- the image port and the embedding ------------------------------------------------------------
     @property

@@ -17,7 +17,7 @@ from edgemoe.config import PrecisionProfile
 from edgemoe.golden.attention import attention_scale
 from edgemoe.golden.numerics.fixed import ROUNDING_MODES
 from edgemoe.golden.numerics.layernorm import eps_raw
-from edgemoe.golden.numerics.tables import exp2_table, gelu_table, log2e_raw, recip_table, rsqrt_table
+from edgemoe.golden.numerics.tables import entry_bits, exp2_table, gelu_table, log2e_raw, recip_table, rsqrt_table
 
 from .interface import (IP_LIBRARY, IP_VENDOR, IP_VERSION, STATUS, TAP_NONE, TOP, VLNV, config_hash32, kernel_args,
                         kernel_signature, m_axi_bundles, register_map_json, weight_beat, weight_call_args,
@@ -65,6 +65,7 @@ def context(cfg) -> dict:
         "exp_bits": p.exp_table_bits, "recip_bits": p.recip_table_bits, "rsqrt_bits": p.rsqrt_table_bits,
         "gelu_step_log2": p.gelu_step_log2,
         "exp2_table": list(exp2_table(p.table_frac_bits, p.exp_table_bits)),
+        "exp_v_bits": entry_bits(p)["exp2"],
         "recip_table": list(recip_table(p.table_frac_bits, p.recip_table_bits)),
         "rsqrt_table": list(rsqrt_table(p.table_frac_bits, p.rsqrt_table_bits)),
         "gelu_table": list(gelu_table(p.gelu_table, p.gelu_step_log2, p.gelu_range)),

@@ -14,7 +14,7 @@ from edgemoe.cli import perf as perf_cli
 from edgemoe.loading import load_config
 from edgemoe.perf.explore import DesignPoint, choose, explore, pareto
 
-SMALL = {"cu_in": (8, 16), "cu_out": (8, 16, 32), "attn_parallel": (2, 4), "axi_width": (256,),
+SMALL = {"cu_in": (8, 16, 32), "cu_out": (8, 16, 32), "attn_parallel": (2, 4), "axi_width": (256,),
          "profile": ("w16a32", "w16a16")}
 
 

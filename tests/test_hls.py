@@ -101,7 +101,8 @@ def test_mac_loop_runs_the_iterations_the_loop_model_counts(name, tmp_path, capf
     """The compute unit's one MAC pipeline over a layer's passes, instrumented in C simulation (its iterations
     counted and printed per call), runs in every compute_unit call exactly the iterations the loop model counts
     (KernelPlan.mac_passes: per pass the longer of its MACs and its unpack between PASS_LEAD and PASS_TAIL, the
-    last row's epilogue once), rows of whole bus words and tiles inside bus words (several rows to a word)."""
+    last row's epilogue once), rows of whole bus words and tiles inside bus words (several rows to a word), and
+    the attention's score and A*V passes with their on-chip weights (KernelPlan.attention_passes)."""
     from edgemoe.hls.csim import CsimLibrary, compile_sources
     from edgemoe.hls.project import CSIM_SOURCES, kernel_sources
 
@@ -130,7 +131,15 @@ def test_mac_loop_runs_the_iterations_the_loop_model_counts(name, tmp_path, capf
     assert any(rows < cfg.model.num_tokens for _, _, rows, _ in calls)   # an expert's rows
     for k, n_out, rows, iterations in calls:
         expected = {sum(plan.mac_passes(lin, rows)) for lin in plan.linears if (lin.k, lin.n_out) == (k, n_out)}
+        m = cfg.model
+        if (k, n_out) == (m.head_dim, plan.score_cols):     # a head's scores: keys from the q / k rows
+            expected.add(sum(plan.attention_passes("scores", rows)))
+        if (k, n_out) == (m.num_tokens, m.head_dim):        # its A*V: values from the same rows
+            expected.add(sum(plan.attention_passes("av", rows)))
         assert iterations in expected, (k, n_out, rows, iterations, expected)
+    heads = cfg.model.num_heads * cfg.model.depth
+    assert sum((k, n) == (cfg.model.head_dim, plan.score_cols) for k, n, _, _ in calls) == heads
+    assert sum((k, n) == (cfg.model.num_tokens, cfg.model.head_dim) for k, n, _, _ in calls) == heads
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

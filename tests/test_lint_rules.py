@@ -425,9 +425,9 @@ def test_generated_kernel_keeps_every_rule(name):
     # the compute unit's limit stated in the top function, away from the calls
     ("allocation-scope", "#pragma HLS INTERFACE s_axilite port=return\n",
      "#pragma HLS INTERFACE s_axilite port=return\n#pragma HLS ALLOCATION function instances=compute_unit limit=1\n"),
-    # a partial unroll of the score's dot product, which SCORES_AV pipelines
-    ("unroll-in-pipeline", "SCORES_AV's PIPELINE: HEAD_DIM MACs per query lane\n#pragma HLS UNROLL\n",
-     "SCORES_AV's PIPELINE: HEAD_DIM MACs per query lane\n#pragma HLS UNROLL factor=2\n"),
+    # a partial unroll of the softmax's lanes, which SM_STEPS pipelines
+    ("unroll-in-pipeline", "SM_LANES: for (int p = 0; p < ATTN_P; p++) {\n#pragma HLS UNROLL\n",
+     "SM_LANES: for (int p = 0; p < ATTN_P; p++) {\n#pragma HLS UNROLL factor=2\n"),
     # the weight tile's bus words read behind a guard
     ("conditional-axi-read", "beats.write(weights[ws.first + i]);",
      "beats.write(i < ws.count ? weights[ws.first + i] : weight_beat_t(0));"),

@@ -14,7 +14,8 @@ from edgemoe.hls.writer import render
 from edgemoe.loading import load_config
 from edgemoe.perf.cycles import as_written_findings, estimate, format_loops
 from edgemoe.perf.loops import (BANK_PORTS, MAXI_OUTSTANDING, Axi, LoopSpec, Memory, Mults, Port, Recurrence, analyse,
-                                dataflow_overlap, kernel_loops, loop_estimate, memory_of, source_loops)
+                                dataflow_overlap, kernel_constants, kernel_loops, loop_estimate, memory_of,
+                                source_loops)
 from edgemoe.perf.primitives import OP_LATENCY
 
 TINY = "m3vit-tiny-cityscapes"
@@ -27,6 +28,15 @@ UNALIGNED = ["model.embed_dim=40", "model.num_heads=2", "model.expert_hidden=80"
              "hardware.cu_out=5"]
 MEM = Memory(latency=60.0, port_bpc=16.0, ddr_bpc=50.0, word_bits={"weights": 16, "activations": 32, "image": 8},
              bundle_of={"weights": "gmem1", "activations": "gmem2", "image": "gmem0"})
+
+
+def mac_out_ii(cfg, plan) -> int:
+    """The II the writes to ``out`` allow the compute unit's MAC loop: in one iteration the epilogue's EPI_LANES
+    consecutive columns and CU_SCORES's CU_OUT (a row's scores, in its last MAC iteration), each run of
+    consecutive columns spread over the CU_IN cyclic banks, two ports a bank."""
+    ci = cfg.hardware.cu_in
+    writes = -(-plan.epilogue_lanes // ci) + -(-cfg.hardware.cu_out // ci)
+    return math.ceil(writes / BANK_PORTS)
 
 
 def ii_of(**kw) -> object:
@@ -160,16 +170,22 @@ def test_totals_are_sums_of_loops():
 
 
 def test_call_counts_follow_the_model_structure():
-    """compute_unit: patch embed + qkv, proj per block + fc1, fc2 per dense block + gate and 2 per active expert."""
+    """compute_unit: patch embed + qkv, proj per block + fc1, fc2 per dense block + gate and 2 per active expert
+    + per head the attention's score and A*V passes (their weights on chip: nothing loaded); a softmax per
+    head."""
     cfg = load_config(MICRO)
     m = cfg.model
     counts = np.zeros(m.num_experts)
     counts[:3] = [m.num_tokens, m.num_tokens - 2, 2]          # three active experts, exact counts
     le = loop_estimate(cfg, [counts] * len(m.moe_blocks))
     dense = m.depth - len(m.moe_blocks)
+    heads = m.depth * m.num_heads
     f = le.functions
-    assert f["compute_unit"].calls == 1 + 2 * m.depth + 2 * dense + len(m.moe_blocks) * (1 + 2 * 3)
-    assert f["layernorm"].calls == 2 * m.depth and f["attention"].calls == m.depth
+    assert f["compute_unit"].calls == 1 + 2 * m.depth + 2 * dense + len(m.moe_blocks) * (1 + 2 * 3) + 2 * heads
+    assert sum(c for (step, _), c in f["compute_unit"].by_step.items() if step == "attn") == 2 * heads
+    assert le.loops["LOAD_W"].entries == f["compute_unit"].calls - 2 * heads      # the attention streams nothing
+    assert f["layernorm"].calls == 2 * m.depth and f["softmax"].calls == heads and "attention" not in f
+    assert le.loops["HEADS_LOOP"].entries == m.depth and le.loops["HEADS_LOOP"].iterations == heads
     assert "residual_add" not in f and f["write_rows"].calls == 1      # the residual adds are in proj / fc2 / MoE
     # the routing: one pipeline per MoE block, no function of its own; the gather: the queued rows' chunks
     plan = KernelPlan.from_config(cfg)
@@ -179,11 +195,11 @@ def test_call_counts_follow_the_model_structure():
     assert le.loops["GATHER"].entries == len(m.moe_blocks) * 3
     assert le.loops["GATHER"].iterations == (len(m.moe_blocks) * m.num_tokens * m.top_k
                                              * m.embed_dim // plan.elementwise_lanes)
-    assert le.loops["SCORES_AV"].iterations == m.depth * (m.num_heads + 1) * plan.attn_pipe_iters
-    assert le.loops["SC_LANES"].iterations == pytest.approx(
-        m.depth * m.num_heads * m.num_tokens * plan.attn_groups * cfg.hardware.attn_parallel)
+    assert le.loops["SM_STEPS"].iterations == heads * m.num_tokens * plan.attn_groups
+    assert le.loops["SM_LANES"].iterations == pytest.approx(
+        heads * m.num_tokens * plan.attn_groups * cfg.hardware.attn_parallel)
     # tap-only loops never run in an inference call
-    assert all(le.loops[t].iterations == 0 for t in ("PIX", "TAP_GS", "TAP_TK", "TAP_EC"))
+    assert all(le.loops[t].iterations == 0 for t in ("PIX", "TAP_GS", "TAP_TK", "TAP_EC", "TAP_SM"))
     # batch: the same loops per image, the call overhead shared
     b4 = loop_estimate(cfg, [counts] * len(m.moe_blocks), batch=4)
     assert b4.loops["MAC"].iterations == le.loops["MAC"].iterations
@@ -265,8 +281,9 @@ def test_routing_is_one_pipeline_over_tokens_and_experts(name, sets):
 def test_residual_adds_are_in_the_epilogues(name, sets):
     """No residual_add step: proj and fc2 run on the compute unit in CU_RESID mode, whose epilogue also adds
     each output into x (EPI_LANES consecutive columns: one read and one write per bank of x) and sums the row
-    into x_sum; the MoE output adds its rows in MOE_OUT_D (CAST_LANES columns).  Every loop keeps its II and
-    the figures have no resid steps, on chip; Edge-MoE's design keeps its own."""
+    into x_sum; the MoE output adds its rows in MOE_OUT_D (CAST_LANES columns).  The adds cost no loop its II
+    (the MAC loop's is what its writes to out allow: test_score_stores_share_the_out_banks_with_the_epilogue)
+    and the figures have no resid steps, on chip; Edge-MoE's design keeps its own."""
     cfg = load_config(name, sets)
     m, plan = cfg.model, KernelPlan.from_config(cfg)
     E, ci = plan.epilogue_lanes, cfg.hardware.cu_in
@@ -275,12 +292,18 @@ def test_residual_adds_are_in_the_epilogues(name, sets):
     calls = re.findall(r"compute_unit\(([^;]*)\);", src)
     resid = [c for c in calls if "CU_RESID" in c]
     assert len(resid) == 2 and "OFF_PROJ_W[b]" in resid[0] and "OFF_FC2_W[b]" in resid[1]
-    assert all(c.rstrip().endswith("x, x_sum") for c in calls)
+    # every call passes the residual stream, then its weights' source and column offsets; proj and fc2 stream
+    # their weights
+    calls = [" ".join(c.split()) for c in calls]
+    assert all(re.search(r"\bx, x_sum, W_(DRAM|KEYS|VALUES), [^,]+, [^,]+, [^,]+$", c) for c in calls), calls
+    assert all(c.endswith("x, x_sum, W_DRAM, 0, 0, 0") for c in calls if "CU_RESID" in c)
     assert "x[r][d0 + u] = v;" in src.split("MOE_OUT_U:")[1].split("x_sum[r] = s;")[0]
     le = loop_estimate(cfg, None)
     mac = le.loops["MAC"]
-    assert Port("x", reads=E, writes=E, spread=min(E, ci)) in mac.spec.ports
-    assert mac.ii.ii == 1 and mac.ii.constraints["bank ports"] == 1, mac.ii.detail
+    x = Port("x", reads=E, writes=E, spread=min(E, ci))
+    assert x in mac.spec.ports and x.per_bank <= BANK_PORTS
+    assert mac.ii.ii == mac.ii.constraints["bank ports"] == mac_out_ii(cfg, plan), mac.ii.detail
+    assert not mac.ii.detail.get("bank ports", "").startswith("x:")
     out = le.loops["MOE_OUT_D"]
     assert out.ii.ii == 1 and any(p.array == "x" and p.writes == plan.cast_lanes for p in out.spec.ports)
     assert not [k for k in le.by_step() if k[0].startswith("resid")]
@@ -357,9 +380,11 @@ def test_dataflow_call_is_the_longer_process_plus_one_tile():
 def test_compute_unit_calls_add_up_to_max_of_loader_and_compute(sets):
     """Per image, the loader's and the compute process's loops add up to the sum over calls of
     max(loader, compute) + fill.  With one token through an expert: where tiles start inside a bus word the
-    loader pays a DRAM round trip per tile and is the longer process; with rows of whole bus words it reads the
-    layer in two bursts and the compute (the unpack, UNPACK_STEPS cycles a bus word) is.  With every token of
-    the tiny preset the compute is."""
+    loader pays a DRAM round trip per tile and is the longer process (than the compute at its pragma's II; as
+    written, the 4 x 5 unit's MAC loop runs at II 2: test_score_stores_share_the_out_banks_with_the_epilogue);
+    with rows of whole bus words it reads the layer in two bursts and the compute (the unpack, UNPACK_STEPS
+    cycles a bus word) is.  With every token of the tiny preset the compute is.  The attention's passes take
+    their weights from on chip: their loader reads nothing."""
     cfg = load_config(MICRO, sets)
     m, plan = cfg.model, KernelPlan.from_config(cfg)
     counts = np.zeros(m.num_experts)
@@ -370,18 +395,26 @@ def test_compute_unit_calls_add_up_to_max_of_loader_and_compute(sets):
     assert all(r.cycles >= -1e-9 for r in lo + co)
     by = lambda recs, step: sum(r.cycles_of(*r.by_step[step]) for r in recs if step in r.by_step)  # noqa: E731
     raw = lambda recs, step: sum(r.raw_cycles(*r.by_step[step][:3]) for r in recs if step in r.by_step)  # noqa: E731
+    target = lambda recs, step: sum(r.raw_cycles(*r.by_step[step][:3], ii=r.spec.target_ii)  # noqa: E731
+                                    for r in recs if step in r.by_step)
     b = m.moe_blocks[0]
     for step, tiles in ((("expert_fc2", b), -(-m.embed_dim // cfg.hardware.cu_out)),
                         (("qkv", 0), -(-3 * m.embed_dim // cfg.hardware.cu_out))):
         load, comp = raw(lo, step), raw(co, step)
         assert by(lo, step) + by(co, step) == pytest.approx(dataflow_overlap(load, comp, tiles)[0])
+    # the attention's score and A*V passes, two per head: load_tiles returns at once
+    streamed = le.functions["compute_unit"].calls - 2 * m.depth * m.num_heads
+    assert le.functions["load_tiles"].calls == le.functions["compute_unit"].calls
+    assert not [k for r in lo for k in r.by_step if k[0] == "attn"]
+    assert raw(co, ("attn", 0)) > 0
     if plan.weight_rows_aligned:
         # one burst of weights per call, one of biases per call of a layer with biases (the gates have none)
         assert "LOAD_TILES" not in le.loops
-        assert le.loops["LOAD_W"].entries == le.functions["compute_unit"].calls > le.loops["LOAD_B"].entries
+        assert le.loops["LOAD_W"].entries == streamed > le.loops["LOAD_B"].entries
         assert raw(lo, ("expert_fc2", b)) < raw(co, ("expert_fc2", b))   # one token: the unpack binds
     else:
-        assert raw(lo, ("expert_fc2", b)) > raw(co, ("expert_fc2", b))   # one token: the loads bind
+        assert le.loops["LOAD_TILES"].entries == streamed
+        assert raw(lo, ("expert_fc2", b)) > target(co, ("expert_fc2", b))   # one token: the loads bind
     # the tiny preset's qkv (129 tokens, 12 k-chunks a row): the compute binds
     tiny = loop_estimate(load_config(TINY), None)
     lo = [r for r in tiny.loops.values() if r.spec.function == "load_tiles"]
@@ -436,13 +469,17 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
             plan.pass_gap - 1)                                    # the layer's biases first
         macs = m.num_tokens * -(-qkv.k // cfg.hardware.cu_in)
         assert mac.by_step[("qkv", 0)][1] == first + len(spans) * macs + plan.epilogue_groups
-    # the unpack is in the MAC pipeline, which still meets II 1 (no UNPACK loop of its own) unless a bus word
-    # wraps past several rows: then the next bus word's (o0, k0) is a chain of compare-subtracts
+    # the unpack is in the MAC pipeline, whose recurrences still allow II 1 (no UNPACK loop of its own) unless a
+    # bus word wraps past several rows: then the next bus word's (o0, k0) is a chain of compare-subtracts. The
+    # II is that or what the writes to out allow (2 on a unit wider in CU_OUT than in CU_IN)
     if plan.unpack_wraps == 1 or plan.weight_rows_aligned:
-        assert mac.ii.ii == 1 and mac.ii.binding == "pragma II met", mac.ii.detail
+        assert mac.ii.constraints["recurrence"] == 1, mac.ii.detail
+        assert mac.ii.ii == mac_out_ii(cfg, plan), mac.ii.detail
+        assert mac.ii.binding == ("pragma II met" if mac.ii.ii == 1 else "bank ports")
     else:
-        assert mac.ii.binding == "recurrence" and "(o0, k0, h)" in mac.ii.detail["recurrence"]
-        assert mac.ii.ii == plan.unpack_wraps * OP_LATENCY["add"]
+        assert "(o0, k0, h)" in mac.ii.detail["recurrence"]
+        assert mac.ii.constraints["recurrence"] == plan.unpack_wraps * OP_LATENCY["add"]
+        assert mac.ii.ii == max(plan.unpack_wraps * OP_LATENCY["add"], mac_out_ii(cfg, plan)), mac.ii.detail
     assert not {"UNPACK_B", "UNPACK_W"} & set(le.loops)
     assert le.loops["UNPACK_W_J"].iterations == pytest.approx(
         plan.unpack_fields * plan.unpack_steps * le.loops["LOAD_W"].iterations)
@@ -459,7 +496,8 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
         assert f"#pragma HLS DEPENDENCE variable={var} inter distance={plan.pass_gap} true" in body
         assert f"variable={var} inter false" not in body
     assert f"enum {{ PASS_LEAD = {plan.pass_lead}, PASS_TAIL = {plan.pass_tail} }};" in src
-    assert "static matrix_word_t w[2][CU_OUT][ROW_WORDS];" in src
+    # the tile buffer holds a matrix element or (the attention's passes) a key or value word
+    assert "static cu_weight_t w[2][CU_OUT][ROW_WORDS];" in src
     assert f"enum {{ UNPACK_STEPS = {plan.unpack_steps}, UNPACK_FIELDS = {plan.unpack_fields} }};" in src
 
 
@@ -486,10 +524,12 @@ def test_mac_pipeline_keeps_a_pass_gap_between_the_halves_accesses(sets):
     mem, board = memory_of(cfg, plan), BOARDS[cfg.hardware.board]
     ii = analyse(mac, specs, mem, OP_LATENCY, board.dsp)
     if plan.weight_rows_aligned or plan.unpack_wraps == 1:
-        assert ii.ii == 1, ii.detail
-    adjacent = dataclasses.replace(mac, recurrences=tuple(
-        dataclasses.replace(r, distance=1) if r is hazard else r for r in mac.recurrences))
-    assert analyse(adjacent, specs, mem, OP_LATENCY, board.dsp).ii == latency > ii.ii
+        assert ii.constraints["recurrence"] == 1, ii.detail
+    adjacent = analyse(dataclasses.replace(mac, recurrences=tuple(
+        dataclasses.replace(r, distance=1) if r is hazard else r for r in mac.recurrences)), specs, mem, OP_LATENCY,
+        board.dsp)
+    assert adjacent.constraints["recurrence"] == latency > ii.constraints["recurrence"]
+    assert adjacent.ii == max(latency, ii.ii) and adjacent.binding == "recurrence"
 
 
 def test_unpack_steps_keep_one_write_per_tile_bank():
@@ -600,96 +640,173 @@ def test_weight_lanes_in_the_estimate_and_the_resources():
     assert axi1 == {"256b": 3}
 
 
-#: attention configs: the presets, and the test configs' P (1, 3, 4, 5, 7), one head, rows out longer than a
-#: group's keys (ATTN_OUT_ITERS > N_TOKENS)
+#: attention configs: the presets, and the test configs' P (1, 3, 4, 5, 7), one head; ATTN_GROUPS from 33 down
+#: to 1 (a query's softmax state revisited sooner than its recurrence's latency: few tokens, many lanes)
 ATTN_CASES = [(TINY, []), (ZCU, []), (MICRO, ["hardware.attn_parallel=3"]), (MICRO, ["hardware.attn_parallel=1"]),
               (MICRO, ["hardware.attn_parallel=4"]), (MICRO, ["hardware.attn_parallel=5", "hardware.cu_in=16"]),
               (MICRO, ["hardware.cu_in=4"]),
               (MICRO, ["model.img_height=32", "model.img_width=48", "model.num_heads=1", "hardware.attn_parallel=7"])]
 
+#: the online softmax's sum recurrence as the template writes it (online_step): read l, l * alpha (softmax_sum_t
+#: x exp_t, one DSP), + e, the cast to softmax_sum_t, the store
+SUM_RECURRENCE = ("bram", "mul", "add", "cast", "store")
+
+
+def _loop_bound(src: str, label: str) -> str:
+    """The bound of ``LABEL: for (int v = 0; v < BOUND; v++) {`` in a generated source."""
+    found = re.search(rf"^\s*{label}: for \(int (\w+) = 0; \1 < (.+); \1\+\+\) \{{$", src, re.M)
+    assert found, label
+    return found.group(2)
+
+
+def _value_steps(cfg) -> int:
+    """UNPACK_V steps of one A*V call as compute_tiles runs them: per tile, each of the N_TOKENS keys' value
+    columns of the tile's outputs (the last tile's may be fewer than CU_OUT), CU_IN a step."""
+    m, h = cfg.model, cfg.hardware
+    return sum(m.num_tokens * -(-min(h.cu_out, m.head_dim - o) // h.cu_in) for o in range(0, m.head_dim, h.cu_out))
+
 
 @pytest.mark.parametrize("name,sets", ATTN_CASES)
-def test_scores_and_av_run_in_one_pipeline(name, sets):
-    """Head t's scores and online softmax run beside head t - 1's A*V in one II=1 loop, SCORES_AV, over
-    HEADS + 1 slots. The scores: N_TOKENS x ATTN_GROUPS steps per head (no key stream before them), lane p
-    scoring query g * ATTN_P + p with key row s + p, one word of each qh / kh bank per iteration (cyclic ATTN_P
-    on the rows; kh's ATTN_P - 1 wrap rows keep the key rows distinct banks when N_TOKENS % ATTN_P != 0). A*V:
-    a group of ATTN_P queries per pass over the keys (ATTN_AV_STEPS iterations per group, ATTN_GROUPS groups),
-    ATTN_P lanes of HEAD_DIM MACs, every lane on a bank of S and an exp ROM of its own (exp2_lane's ports are
-    the scores'); the finished group's staged rows out, CU_IN words per iteration, behind the next group's
-    keys. S holds two heads: a bank takes the scores' write and A*V's read each iteration."""
+def test_attention_is_two_compute_unit_passes_and_a_softmax_per_head(name, sets):
+    """run_image's HEADS_LOOP runs per head the compute unit's score pass (q . k: HEAD_DIM-long rows, SCORE_COLS =
+    N_TOKENS + ATTN_P - 1 outputs, the key rows unpacked from big by UNPACK_K), the softmax and the compute unit's
+    A*V pass (the probabilities' K_PAD columns x the head's HEAD_DIM value columns, unpacked by UNPACK_V); their
+    MAC iterations are the plan's attention passes and the loader streams nothing.  The softmax: SM_STEPS
+    (N_TOKENS x ATTN_GROUPS iterations, ATTN_P lanes, a query's state revisited every ATTN_GROUPS: II 1 while that
+    covers the sum's recurrence, ceil(latency / ATTN_GROUPS) when it does not), SM_FINAL (a 1/sum per query) and
+    PROBS (N_TOKENS x K_PAD / PROB_LANES iterations, PROB_LANES lanes); each lane's accesses on banks of its
+    own.  The model's trip counts are the template's loop bounds."""
     cfg = load_config(name, sets)
     m, h, plan = cfg.model, cfg.hardware, KernelPlan.from_config(cfg)
     P, G, n, hd, ci = h.attn_parallel, plan.attn_groups, m.num_tokens, m.head_dim, h.cu_in
-    out = P * math.ceil(hd / ci)
-    assert G == -(-n // P) and plan.attn_out_iters == out and plan.attn_av_steps == max(n, out)
-    assert plan.attn_pipe_iters == G * max(n, out) + out >= n * G
+    K, PL = plan.k_pad, plan.prob_lanes
+    assert G == -(-n // P) and plan.score_cols == n + P - 1 and K == -(-n // ci) * ci
+    # PROB_LANES: the fewest of CU_IN's divisors that keep PROBS within SM_STEPS's iterations
+    assert ci % PL == 0 and (K // PL <= G or PL == ci)
+    assert all(K // d > G for d in range(1, PL) if ci % d == 0)
     le = loop_estimate(cfg, None)
-    heads, slots = m.depth * m.num_heads, m.depth * (m.num_heads + 1)
-    assert le.loops["HEADS_LOOP"].iterations == slots
-    assert le.loops["SCORES_AV"].iterations == slots * plan.attn_pipe_iters
-    for lab, it in (("SC_LANES", heads * n * G * P), ("AV_LANES", heads * G * n * P),
-                    ("AV_D", heads * G * n * P * hd),
-                    ("AV_OUT_U", heads * G * out * ci), ("AV_STAGE", heads * G * P),
-                    ("HEAD_COPY", heads * n), ("SM_FINAL", heads * n)):
+    heads = m.depth * m.num_heads
+    assert le.loops["HEADS_LOOP"].entries == m.depth and le.loops["HEADS_LOOP"].iterations == heads
+    assert le.functions["softmax"].calls == heads and "attention" not in le.functions
+    for lab, it in (("SM_STEPS", heads * n * G), ("SM_LANES", heads * n * G * P), ("SM_FINAL", heads * n),
+                    ("PROBS", heads * n * K // PL), ("PROB_U", heads * n * K), ("TAP_SM", 0)):
         assert le.loops[lab].iterations == pytest.approx(it), lab
-    for lab in ("SCORE_D", "SC_LANES", "AV_LANES", "AV_D", "AV_OUT_U", "AV_STAGE", "AV_STAGE_D"):
-        assert le.loops[lab].ii.unrolled_in == "SCORES_AV", lab
-    assert not {"SCORES", "AV_GROUPS", "AV_KEYS", "AV_OUT", "STREAM", "SOFTMAX", "SLOTS"} & set(le.loops)
-    sc = le.loops["SCORES_AV"]
-    assert sc.ii.constraints["bank ports"] == 1, sc.ii.detail     # every lane's rows on banks of their own
-    if name != MICRO:    # 129 tokens: the state comes back after ATTN_GROUPS >= the online step's latency
-        assert sc.ii.ii == 1, sc.ii.detail
-    ports = {p.array: p for p in sc.spec.ports}
-    for a in ("qh", "kh"):
-        assert ports[a].reads == ports[a].spread == P * hd and ports[a].per_bank == 1
-    assert ports["S"].reads == ports["S"].writes == ports["S"].spread == P and ports["S"].per_bank == 2
+    assert le.loops["SM_STEPS"].entries == le.loops["SM_FINAL"].entries == le.loops["PROBS"].entries == heads
+    for lab, up in (("SM_LANES", "SM_STEPS"), ("PROB_U", "PROBS"), ("UNPACK_K", "MAC"), ("UNPACK_V", "MAC")):
+        assert le.loops[lab].ii.unrolled_in == up, lab
+    assert not {"SCORES_AV", "HEAD_COPY", "SCORE_D", "SC_LANES", "AV_LANES", "AV_D", "AV_OUT_U"} & set(le.loops)
+    # the two products: two compute_unit calls a head, one MAC pipeline entry each, the plan's passes; the key
+    # rows' HEAD_DIM words and the value columns unpacked CU_IN a step; nothing through the loader
+    for b in range(m.depth):
+        step = ("attn", b)
+        assert le.functions["compute_unit"].by_step[step] == 2 * m.num_heads
+        entries, iters = le.loops["MAC"].by_step[step][:2]
+        assert entries == 2 * m.num_heads
+        assert iters == m.num_heads * (sum(plan.attention_passes("scores", n)) + sum(plan.attention_passes("av", n)))
+        assert iters >= m.num_heads * n * (-(-plan.score_cols // h.cu_out) * hd // ci + -(-hd // h.cu_out) * K // ci)
+        assert le.loops["UNPACK_K"].by_step[step][1] == pytest.approx(m.num_heads * plan.score_cols * hd)
+        assert le.loops["UNPACK_V"].by_step[step][1] == pytest.approx(m.num_heads * ci * _value_steps(cfg))
+        assert not [lab for lab in ("LOAD_B", "LOAD_W", "LOAD_TILES")
+                    if lab in le.loops and step in le.loops[lab].by_step]
+    # SM_STEPS: the recurrence over ATTN_GROUPS iterations is what can bind it
+    sm = le.loops["SM_STEPS"]
+    latency = sum(OP_LATENCY[o] for o in SUM_RECURRENCE)
+    (state,) = [r for r in sm.spec.recurrences if r.what.startswith("sum of a query")]
+    assert state.ops == SUM_RECURRENCE and state.distance == G
+    assert sm.ii.ii == max(1, math.ceil(latency / G)), sm.ii.detail
+    assert (sm.ii.ii == 1) == (G >= latency)
+    if G < latency:
+        assert sm.ii.binding == "recurrence" and sm.ii.detail["recurrence"].startswith("sum of a query")
+    assert sm.ii.constraints["bank ports"] == 1, sm.ii.detail
+    ports = {p.array: p for p in sm.spec.ports}
+    assert ports["S"].reads == P and ports["S"].spread == min(P, ci)          # ATTN_P consecutive columns of S
     assert ports["exp2_lane"].reads == 2 * ports["exp2_lane"].spread == 4 * P   # both ports of both banks
-    assert ports["exp2_av"].reads == ports["exp2_av"].spread == 2 * P         # one exp per lane: even + odd
-    assert ports["vh"].reads == hd and ports["out"].writes == ci                # the key's v row, read once
-    rec = next(r for r in sc.spec.recurrences if r.what.startswith("(max, sum)"))
-    assert rec.distance == G
-    qb = cfg.precision.qkv.bits
-    # the scores' HEAD_DIM products per lane and A*V's, side by side (no DSP shared between the parts)
-    assert {Mults(P * hd, qb, qb), Mults(P * hd, cfg.precision.attn_prob.bits, qb)} <= set(sc.spec.mults)
-    assert sum(mu.count for mu in sc.spec.mults if mu.count == P * hd) == 2 * P * hd
-    # the depth is the scores' path, the longer of the two parts
-    av_path = ("bram", "add", "exp", "mul", "cast", "mul", "add", "store")
-    assert sum(OP_LATENCY[o] for o in sc.spec.ops) > sum(OP_LATENCY[o] for o in av_path)
+    assert Mults(P, cfg.precision.softmax_sum.bits, cfg.precision.exp.bits) in sm.spec.mults
+    assert "mul_wide" not in sm.spec.ops
+    probs = le.loops["PROBS"]
+    assert probs.ii.ii == 1 and le.loops["SM_FINAL"].ii.ii == 1, probs.ii.detail
+    pp = {p.array: p for p in probs.spec.ports}
+    assert pp["S"].reads == pp["big"].writes == PL and pp["S"].per_bank == pp["big"].per_bank == 1
+    assert pp["exp2_prob"].reads == pp["exp2_prob"].spread == 2 * PL
+    assert Mults(PL, cfg.precision.exp.bits, cfg.precision.softmax_inv.bits) in probs.spec.mults
+    # ... and in the generated source
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     hdr = render(cfg, ["include/edgemoe_config.h"])["include/edgemoe_config.h"]
-    assert f"static const int ATTN_P = {P};" in hdr
-    assert f"static const int ATTN_AV_STEPS = {plan.attn_av_steps};" in hdr
-    assert f"static const int ATTN_OUT_ITERS = {out};" in hdr
-    assert "STREAM:" not in src and "SOFTMAX:" not in src and "ATTN_CYCLES" not in src + hdr
-    assert "HEADS_LOOP: for (int t = 0; t <= HEADS; t++) {" in src
-    assert ("SCORES_AV: for (int it = 0; it < ATTN_GROUPS * ATTN_AV_STEPS + ATTN_OUT_ITERS; it++) {\n"
-            "#pragma HLS PIPELINE II=1") in src
-    body = src[src.index("SCORES_AV: for"):src.index("TAP_S: for")]
-    assert "#pragma HLS DEPENDENCE variable=S inter false" in body
-    assert f"#pragma HLS DEPENDENCE variable=row_max inter distance={G} true" in body
-    assert "kh[N_TOKENS + ATTN_P - 1][HEAD_DIM]" in src and "score(qh[g * ATTN_P + p], kh[s + p])" in body
-    assert "S[p][cur][g][k] = sc;" in body and "S[p][prev][ga][j]" in body and "vh[prev][j][d]" in body
-    assert "exp2_lane[p]" in body and "exp2_av[p]" in body and "stage[p][d] = acc[p][d];" in body
-    assert "AV_LANES: for (int p = 0; p < ATTN_P; p++) {\n#pragma HLS UNROLL" in body
-    assert "mac_t acc[ATTN_P][HEAD_DIM], stage[ATTN_P][HEAD_DIM];" in src
-    assert "variable=acc complete dim=0" in src and "variable=stage complete dim=0" in src
-    for a in ("qh", "kh"):
-        assert f"variable={a} complete dim=2" in src
-        assert (f"#pragma HLS ARRAY_PARTITION variable={a} cyclic factor={P} dim=1" in src) == (P > 1)
-    for a in ("av_max", "av_inv", "row_max", "row_sum", "exp2_av"):
-        assert f"variable={a} complete dim=1" in src
+    for const, v in (("ATTN_P", P), ("ATTN_GROUPS", G), ("SCORE_COLS", plan.score_cols), ("PROB_COL", plan.prob_col),
+                     ("K_PAD", K), ("PROB_LANES", PL)):
+        assert f"static const int {const} = {v};" in hdr, const
+    const, specs = kernel_constants(cfg, plan), {s.label: s for s in kernel_loops(cfg, plan)}
+    for lab in ("HEADS_LOOP", "SM_STEPS", "SM_LANES", "SM_FINAL", "PROBS", "PROB_U", "TAP_SM"):
+        assert eval(_loop_bound(src, lab), {}, const) == eval(specs[lab].trip, {}, const), lab  # noqa: S307
+    assert "SCORES_AV" not in src and "HEAD_COPY" not in src and "ATTN_OUT_ITERS" not in src + hdr
+    body = src[src.index("HEADS_LOOP: for"):src.index("if (attn_tap) return;")]
+    calls = [" ".join(c.split()) for c in re.findall(r"compute_unit\(([^;]*)\);", body)]
+    assert len(calls) == 2 and body.index("softmax(logits, big, attn_tap,") > body.index("CU_SCORES")
+    scores, av = calls
+    # (in, rows, k_dim, ...): the A*V call's k_dim is N_TOKENS, K_PAD / CU_IN chunks a row
+    assert scores.startswith("big, N_TOKENS, HEAD_DIM,")
+    assert ", SCORE_COLS, -1, 0, OUT_ACT, CU_SCORES, logits," in scores
+    assert scores.split("x_sum, ")[1].startswith("W_KEYS,")
+    assert av.startswith("big, N_TOKENS, N_TOKENS,") and ", HEAD_DIM, -1, 0, OUT_ACT, CU_STORE, tbuf," in av
+    assert av.split("x_sum, ")[1].startswith("W_VALUES, PROB_COL,") and -(-n // ci) == K // ci
+    sm_src = src[src.index("SM_STEPS: for"):src.index("SM_FINAL: for")]
+    assert f"#pragma HLS DEPENDENCE variable=row_max inter distance={G} true" in sm_src
+    assert f"#pragma HLS DEPENDENCE variable=row_sum inter distance={G} true" in sm_src
+    assert "S[g * ATTN_P + p][s + p]" in sm_src and "exp2_lane[p]" in sm_src
+    assert "wide_t(lw * alpha)" in src and "const softmax_sum_t lw = l;" in src   # the narrow product
+    probs_src = src[src.index("PROBS: for"):]
+    assert "exp2_prob[u]" in probs_src and "big[i][PROB_COL + j] = pr;" in probs_src
+    assert f"#pragma HLS ARRAY_PARTITION variable=logits cyclic factor={ci} dim=2" in src
+    for a in ("row_max", "row_sum", "row_inv", "exp2_lane", "exp2_prob"):
+        assert f"variable={a} complete dim=1" in src, a
 
 
-def test_attention_overlaps_the_heads_on_the_preset():
-    """On the ZCU102 preset attention takes about (HEADS + 1) x N_TOKENS x ATTN_GROUPS cycles per block plus the
-    copies, not 2 x HEADS x that (the scores and A*V one after the other)."""
+@pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, []), (MICRO, []), (TINY, ["hardware.cu_out=32"]),
+                                       (MICRO, UNALIGNED)])
+def test_score_stores_share_the_out_banks_with_the_epilogue(name, sets):
+    """CU_SCORES stores a row's CU_OUT scores (consecutive columns of out, cyclic CU_IN) in its last MAC iteration,
+    in the same pipeline iteration as the epilogue's EPI_LANES writes to out (the tool cannot tell that the two
+    never run in one call): a bank of out takes ceil(EPI_LANES / CU_IN) + ceil(CU_OUT / CU_IN) writes, two ports
+    a bank.  While CU_OUT and EPI_LANES are at most CU_IN (every preset) the MAC loop meets II 1; a unit wider in
+    CU_OUT than in CU_IN (32 x 16, the unaligned configs' 5 x 4) runs every layer's MACs at II 2 as written."""
+    cfg = load_config(name, sets)
+    plan = KernelPlan.from_config(cfg)
+    ci, co, E = cfg.hardware.cu_in, cfg.hardware.cu_out, plan.epilogue_lanes
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    body = src[src.index("MAC: for"):src.index("// One linear layer on the compute unit")]
+    assert "out[r][t * CU_OUT + o] = to_attn_score(" in body and "out[dr][out_c0 + col] = y;" in body
+    assert body.index("MAC_O: for") < body.index("out[r][t * CU_OUT + o]")       # CU_OUT stores a cycle
+    mac = loop_estimate(cfg, None).loops["MAC"]
+    (out,) = [p for p in mac.spec.ports if p.array == "out"]
+    assert out.spread == ci and out.per_bank == -(-E // ci) + -(-co // ci)
+    assert mac.ii.constraints["bank ports"] == mac_out_ii(cfg, plan)
+    if co <= ci and E <= ci:
+        assert mac.ii.ii == 1 and mac.ii.binding == "pragma II met", mac.ii.detail
+    else:
+        assert mac.ii.ii == 2 and mac.ii.binding == "bank ports" and mac.ii.detail["bank ports"].startswith("out:")
+
+
+def test_attention_on_the_zcu102_preset():
+    """On the ZCU102 preset a block's attention is, per head, the score pass, SM_STEPS, SM_FINAL, PROBS and the
+    A*V pass one after the other, every pipeline at II 1: their iterations, a depth per entry and the calls,
+    nothing loaded; PROB_LANES keeps PROBS within SM_STEPS's N_TOKENS x ATTN_GROUPS.  The intended schedule
+    agrees within 2%."""
     cfg = load_config(ZCU)
     m, plan = cfg.model, KernelPlan.from_config(cfg)
     n, G, H = m.num_tokens, plan.attn_groups, m.num_heads
     le = loop_estimate(cfg, None)
+    loops, f = le.loops, le.functions
+    for lab in ("MAC", "SM_STEPS", "SM_FINAL", "PROBS"):
+        assert loops[lab].ii.ii == 1, (lab, loops[lab].ii.detail)
+    probs = n * plan.k_pad // plan.prob_lanes
+    assert probs <= n * G
+    passes = sum(plan.attention_passes("scores", n)) + sum(plan.attention_passes("av", n))
+    per_head = (passes + 2 * loops["MAC"].ii.depth + n * G + loops["SM_STEPS"].ii.depth
+                + n + loops["SM_FINAL"].ii.depth + probs + loops["PROBS"].ii.depth
+                + 2 * (f["compute_unit"].latency + f["load_tiles"].latency + f["compute_tiles"].latency)
+                + f["softmax"].latency + loops["HEADS_LOOP"].ii.ii)
     attn = sum(c for (step, _), c in le.by_step().items() if step == "attn") / m.depth
-    copies = H * n * (plan.attn_copy_ii + 1)   # HEAD_COPY and SM_FINAL
-    assert (H + 1) * n * G < attn < 1.02 * ((H + 1) * plan.attn_pipe_iters + copies)
-    assert attn < 0.75 * 2 * H * n * G        # (HEADS + 1) / (2 x HEADS) of it: 2/3 at 3 heads, plus the copies
-    assert le.loops["SCORES_AV"].ii.ii == 1
+    assert attn == pytest.approx(H * per_head)
+    assert H * (passes + n * G + n + probs) < attn < 1.1 * H * (passes + n * G + n + probs)
+    est = estimate(cfg)
+    assert est.step_cycles("attn", field_="cycles_intended") == pytest.approx(attn * m.depth, rel=0.02)

@@ -13,7 +13,7 @@ from edgemoe.hls.writer import context as template_context
 from edgemoe.loading import load_config
 from edgemoe.perf.cycles import MODES, as_written_findings, estimate
 from edgemoe.perf.measured import SimResults, calibration
-from edgemoe.perf.primitives import bram36_for, dsp_per_mult
+from edgemoe.perf.primitives import OP_LATENCY, bram36_for, dsp_per_mult
 from edgemoe.perf.resources import estimate_resources, yosys_comparison
 from edgemoe.perf.routing import Routing, as_routing, routing_from_golden, skewed_routing, uniform_routing
 from edgemoe.sim import results
@@ -43,12 +43,17 @@ def expert_steps(est, field):
 # --- the unit's width -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("axis", ["cu_in", "cu_out"])
-def test_doubling_unit_width_halves_linear_iterations(mode, axis):
-    a = estimate(cfg_of(TINY, f"hardware.{axis}=16"), mode=mode)
-    b = estimate(cfg_of(TINY, f"hardware.{axis}=32"), mode=mode)
+@pytest.mark.parametrize("axis,widths", [("cu_in", (16, 32)), ("cu_out", (8, 16))])
+def test_doubling_unit_width_halves_linear_iterations(mode, axis, widths):
+    """Twice the unit's width along either axis: half the linear layers' MAC iterations, fewer cycles.  (CU_OUT
+    stays at most CU_IN = 16: wider, the score pass's stores and the epilogue put three writes an iteration on
+    a bank of out, and the MAC loop runs at II 2 as written: tests/test_perf_loops.py.)"""
+    a = estimate(cfg_of(TINY, f"hardware.{axis}={widths[0]}"), mode=mode)
+    b = estimate(cfg_of(TINY, f"hardware.{axis}={widths[1]}"), mode=mode)
     assert linear_iters(b) == pytest.approx(linear_iters(a) / 2, rel=1e-9)
     assert b.linear_cycles() < a.linear_cycles()
+    if mode == "onchip":
+        assert a.loops.loops["MAC"].ii.ii == b.loops.loops["MAC"].ii.ii == 1
 
 
 def test_doubling_width_roughly_halves_linear_cycles_in_edgemoe_mode():
@@ -229,23 +234,35 @@ def test_roofline_matches_design_reference():
     assert estimate(cfg_of(TINY)).roofline.dsp_per_mac == 2  # 32-bit activations x 16-bit weights
 
 
-def test_attention_scores_follow_template_groups():
-    """The pipeline of one head's scores + online softmax beside the previous head's A*V runs
-    ATTN_GROUPS x ATTN_AV_STEPS + ATTN_OUT_ITERS iterations per head slot, HEADS + 1 slots (the template's
-    ATTN_GROUPS, writer.context): N_TOKENS x ATTN_GROUPS steps of the scores, as many of A*V, at II 1 for
-    every ATTN_P: a query's state is revisited ATTN_GROUPS iterations later."""
-    for p in (1, 2, 4, 8):
+def test_softmax_steps_follow_template_groups():
+    """The softmax's online steps run N_TOKENS x ATTN_GROUPS iterations per head (the template's ATTN_GROUPS,
+    writer.context), HEADS per block, in both the intended schedule and the loop model: a query's (max, sum) is
+    revisited ATTN_GROUPS iterations later, so SM_STEPS meets II 1 while ATTN_GROUPS covers the sum's
+    recurrence (read l, l * alpha, + e, cast, store) and takes ceil(its latency / ATTN_GROUPS) when many lanes
+    leave few groups.  PROBS forms PROB_LANES probabilities a cycle, N_TOKENS x K_PAD / PROB_LANES iterations,
+    no more than SM_STEPS's."""
+    latency = sum(OP_LATENCY[o] for o in ("bram", "mul", "add", "cast", "store"))
+    seen = set()
+    for p in (1, 2, 4, 8, 16, 32):
         cfg = cfg_of(TINY, f"hardware.attn_parallel={p}")
         m = cfg.model
         plan = template_context(cfg)["plan"]
         groups = plan.attn_groups
         assert groups == math.ceil(m.num_tokens / p)
-        assert plan.attn_pipe_iters == groups * m.num_tokens + plan.attn_out_iters   # the keys outlast the rows
+        ii = max(1, math.ceil(latency / groups))
+        seen.add(ii > 1)
         est = estimate(cfg)
-        slots = m.depth * (m.num_heads + 1)
-        pipe = sum(s.loops["SCORES_AV"] for s in est.steps if s.name == "attn") / slots
-        assert plan.attn_pipe_iters < pipe < 1.02 * plan.attn_pipe_iters    # II 1 plus the pipeline's depth
-        assert est.loops.loops["SCORES_AV"].ii.ii == 1
+        heads = m.depth * m.num_heads
+        steps = m.num_tokens * groups
+        sm = sum(s.loops["SM_STEPS"] for s in est.steps if s.name == "attn") / heads   # intended, per head
+        assert steps * ii < sm < steps * ii + 30                                     # the depth once per head
+        probs = m.num_tokens * plan.k_pad // plan.prob_lanes
+        assert probs <= steps or plan.prob_lanes == cfg.hardware.cu_in
+        assert probs < sum(s.loops["PROBS"] for s in est.steps if s.name == "attn") / heads < probs + 30
+        loop = est.loops.loops["SM_STEPS"]
+        assert loop.iterations == heads * steps and loop.ii.ii == ii, loop.ii.detail
+        assert est.loops.loops["PROBS"].iterations == heads * probs and est.loops.loops["PROBS"].ii.ii == 1
+    assert seen == {False, True}       # 129 tokens: II 1 up to 16 lanes (9 groups), II 2 at 32 (5 groups)
 
 
 def test_tiny_as_written_on_zcu102_hides_the_weight_loads():
@@ -253,9 +270,9 @@ def test_tiny_as_written_on_zcu102_hides_the_weight_loads():
     weights each) at the HP port's rate, one tile ahead of the compute in a DATAFLOW region.  The compute
     process runs rows x k-chunks in one II=1 pipeline with the epilogue beside the MACs (before: the MAC
     pipeline's depth and a CU_OUT-cycle FINISH loop per row, ~35 ms of ~71 ms), and attention keeps its
-    scores on chip (before: A*V at II 4 and the key stream at II 12); A*V runs ATTN_P query lanes per key and
-    the LayerNorm one skewed pipeline.  What remains is the MACs, and the loads where few tokens go through an
-    expert."""
+    scores on chip (before: A*V at II 4 and the key stream at II 12): q . k and A*V on the compute unit, the
+    softmax's pipelines at II 1 beside them; the LayerNorm is one skewed pipeline.  What remains is the MACs,
+    and the loads where few tokens go through an expert."""
     est = estimate(cfg_of(TINY))
     assert 12.0 <= est.ms_per_image <= 30.0, est.ms_per_image
     assert est.ms_per_image >= est.intended_ms_per_image
@@ -265,7 +282,7 @@ def test_tiny_as_written_on_zcu102_hides_the_weight_loads():
     raw = le["LOAD_W"].raw_cycles(le["LOAD_W"].entries, le["LOAD_W"].iterations, 0)
     assert 0 < le["LOAD_W"].hidden < raw                 # behind the dense layers' compute, not the experts'
     assert le["FINISH"].cycles == 0 and le["MAC"].ii.ii == 1
-    assert le["SCORES_AV"].ii.ii == 1
+    assert le["SM_STEPS"].ii.ii == le["SM_FINAL"].ii.ii == le["PROBS"].ii.ii == 1
     assert rows[0]["label"] == "MAC"
     assert {r["label"] for r in rows[:3]} >= {"MAC", "LOAD_W"}
 
@@ -310,9 +327,15 @@ def test_calibration_exp_ii_limits_attention(tmp_path):
     slow = estimate(cfg, measured=measured(tmp_path))
     fast = estimate(cfg, calibrate=False)
     assert slow.step_cycles("attn", field_="cycles_intended") > 1.5 * fast.step_cycles("attn", field_="cycles_intended")
-    av = slow.loops.loops["SCORES_AV"].ii
-    assert av.ii >= 8 and av.constraints["unit II"] == 8     # exps every iteration: the unit's II bounds the loop
-    assert slow.step_cycles("attn") >= fast.step_cycles("attn")
+    for lab in ("SM_STEPS", "PROBS"):   # exps every iteration: the unit's II bounds the loop
+        ii = slow.loops.loops[lab].ii
+        assert ii.ii == 8 and ii.binding == "unit II" and ii.constraints["unit II"] == 8, lab
+        assert fast.loops.loops[lab].ii.ii < 8
+    # the softmax's reciprocal and the compute unit's passes take no exp: their loops keep their II
+    for lab in ("SM_FINAL", "MAC"):
+        assert slow.loops.loops[lab].ii.ii == fast.loops.loops[lab].ii.ii == 1
+        assert not slow.loops.loops[lab].ii.constraints.get("unit II")
+    assert slow.step_cycles("attn") > fast.step_cycles("attn")
 
 
 # --- every preset, board and mode ------------------------------------------------------------

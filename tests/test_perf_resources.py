@@ -1,12 +1,14 @@
 """The resource model counts what the kernel instantiates (edgemoe/perf/resources.py).
 
-DSPs per multiply from operand widths, BRAM from the buffer shapes, the shared compute unit once, the
-attention's unrolled multipliers per query slot, and the fit verdict against the board.
+DSPs per multiply from operand widths, BRAM from the buffer shapes, the shared compute unit once (its MACs
+sized for the widest operand pair of every pass it runs, the attention's two products included), the softmax's
+lanes, and the fit verdict against the board.
 """
 from __future__ import annotations
 
 import math
 import re
+import shutil
 
 import pytest
 
@@ -14,12 +16,16 @@ from edgemoe.boards import BOARDS
 from edgemoe.hls.plan import KernelPlan
 from edgemoe.hls.writer import render
 from edgemoe.loading import load_config
-from edgemoe.perf.primitives import bram36_for, dsp_per_mult
-from edgemoe.perf.resources import (ALLOCATION_LIMITS, CALL_SITES, DEFAULT_CAP, RESOURCES, WIDE_BITS, cast_bits,
-                                    estimate_resources, function_instances, table_bits)
+from edgemoe.perf.primitives import LUTRAM_MAX_BITS, bram36_for, dsp_per_mult, lutram_luts
+from edgemoe.perf.resources import (ALLOCATION_LIMITS, CALL_SITES, DEFAULT_CAP, LUT_PER_CAST, RESOURCES, WIDE_BITS,
+                                    _lanes_per_bank, cast_bits, estimate_resources, function_instances, mac_dsp,
+                                    mac_operand_pairs, table_bits)
 
 TINY = "m3vit-tiny-cityscapes"
 MICRO = "m3vit-micro"
+ZCU = "m3vit-tiny-zcu102"
+#: the score pass's q x k wider than the linear layers' act x matrix element (19 x 19 bits: 2 DSPs; 16 x 16: 1)
+WIDE_QKV = ["precision.profile=w16a16", "precision.qkv=fixed<19,8,TRN,SAT>"]
 #: tiles that start inside a bus word, CU_OUT a power of two
 UNALIGNED_POW2 = ["model.embed_dim=40", "model.num_heads=2", "model.expert_hidden=80", "hardware.cu_in=4",
                   "hardware.cu_out=4"]
@@ -49,14 +55,22 @@ def test_dsp_per_multiply_from_operand_widths():
 
 def test_wide_t_operands_are_64_bits_unless_the_type_wraps():
     sat = cfg_of(TINY)
-    wrap = cfg_of(TINY, "precision.exp=ufixed<18,1,RND,WRAP>")
-    assert cast_bits(sat.precision.exp) == (WIDE_BITS, True)
-    assert cast_bits(wrap.precision.exp) == (18, False)
+    wrap = cfg_of(TINY, "precision.ln_norm=fixed<24,6,TRN,WRAP>")
+    assert cast_bits(sat.precision.ln_norm) == (WIDE_BITS, True)
+    assert cast_bits(wrap.precision.ln_norm) == (24, True)
     a, b = estimate_resources(sat), estimate_resources(wrap)
-    la, lb = (item(r, "attention/SCORES_AV (scores)", "online_step: l * alpha") for r in (a, b))
-    P = sat.hardware.attn_parallel
-    assert la.count == P and la.dsp == P * dsp_per_mult(64, 64)          # wide_t x wide_t
-    assert lb.dsp == P * dsp_per_mult(64, 18, b_signed=False) < la.dsp
+    la, lb = (item(r, "layernorm/LN_STEPS", "LN_OUT: n * wide_t(gamma[d])") for r in (a, b))
+    wb = KernelPlan.from_config(sat).weight_word_bits
+    assert la.dsp == la.count * dsp_per_mult(WIDE_BITS, wb)            # to_ln_norm() saturates: a wide_t
+    assert lb.dsp == lb.count * dsp_per_mult(24, wb) < la.dsp
+    # the online softmax's l * alpha multiplies the words as stored (softmax_sum_t x exp_t), whatever the exp
+    # type's overflow: one product per softmax lane, not wide_t x wide_t
+    p, P = sat.precision, sat.hardware.attn_parallel
+    for cfg in (sat, cfg_of(TINY, "precision.exp=ufixed<18,1,RND,WRAP>")):
+        la = item(estimate_resources(cfg), "softmax/SM_STEPS", "online_step: l * alpha")
+        assert la.count == P
+        assert la.dsp == P * dsp_per_mult(p.softmax_sum.bits, p.exp.bits, p.softmax_sum.signed, p.exp.signed)
+        assert la.dsp < P * dsp_per_mult(WIDE_BITS, WIDE_BITS)
 
 
 def test_multipliers_follow_the_kernel_types():
@@ -65,13 +79,8 @@ def test_multipliers_follow_the_kernel_types():
     p = cfg.precision
     res = estimate_resources(cfg)
     mac = item(res, "compute_tiles/MAC", "MAC:")
-    assert mac.dsp == mac.count * dsp_per_mult(plan.cu_word_bits, plan.matrix_word_bits)
-    # q and k are copied to head-local qkv_t arrays: the score products are qkv_t x qkv_t (24 x 24 bits in
-    # w16a32: 2 DSPs; 16 x 16 in w16a16: one), not the 32-bit cu_word_t containers (4)
-    score = item(res, "attention/SCORES_AV (scores)", "score:")
-    assert score.dsp == score.count * dsp_per_mult(p.qkv.bits, p.qkv.bits) == score.count * 2
-    s16 = item(estimate_resources(cfg_of(TINY, "precision.profile=w16a16")), "attention/SCORES_AV (scores)", "score:")
-    assert s16.dsp == s16.count
+    assert mac.count == cfg.hardware.cu_in * cfg.hardware.cu_out
+    assert mac.dsp == mac.count * mac_dsp(cfg, plan)[1]
     # y * score in FINISH: cu_word_t x gate_score_t, not wide_t x wide_t; one per epilogue lane
     fin = item(res, "compute_tiles/FINISH", "FINISH: wide_t(y) * wide_t(row_score[r])")
     assert fin.count == plan.epilogue_lanes
@@ -91,9 +100,38 @@ def test_multipliers_follow_the_kernel_types():
     assert pick.dsp == pick.count * dsp_per_mult(p.exp.bits, p.softmax_inv.bits, p.exp.signed, p.softmax_inv.signed)
     assert pick.dsp < pick.count * dsp_per_mult(64, 64)
     assert item(res, "route_tokens/GATE", "exp_neg: x * LOG2E_RAW").shape.startswith(f"{p.gate_logit.bits + 1}s x")
+    # the softmax's exps take a score word (cu_word_t) minus a running max (attn_score_t): that difference's width
+    xd = max(plan.cu_word_bits, p.attn_score.bits) + 1
+    for where in ("softmax/SM_STEPS", "softmax/PROBS"):
+        assert item(res, where, "exp_neg: x * LOG2E_RAW").shape.startswith(f"{xd}s x")
     # 16-bit words: one DSP per MAC instead of two
     r16 = estimate_resources(cfg_of(TINY, "precision.profile=w16a16"))
     assert item(r16, "compute_tiles/MAC", "MAC:").dsp == mac.count == mac.dsp // 2
+
+
+@pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, []), (MICRO, []), (TINY, ["precision.profile=w16a16"]),
+                                       (TINY, ["precision.profile=w8a16"]), (TINY, WIDE_QKV)])
+def test_a_mac_is_sized_for_the_widest_pass(name, sets):
+    """The linear layers, the score pass and A*V share the CU_IN x CU_OUT multipliers: one per MAC, so each
+    takes the DSPs of the widest operand pair of any pass, and the containers the words travel in (cu_word_t x
+    cu_weight_t) cost no more than that pair."""
+    cfg = cfg_of(name, *sets)
+    plan = KernelPlan.from_config(cfg)
+    p = cfg.precision
+    pairs = mac_operand_pairs(cfg, plan)
+    assert pairs["scores: qkv x qkv"] == (p.qkv.bits, p.qkv.signed, p.qkv.bits, p.qkv.signed)
+    assert pairs["A*V: attn_prob x qkv"] == (p.attn_prob.bits, p.attn_prob.signed, p.qkv.bits, p.qkv.signed)
+    assert pairs["linear: act x matrix element"][::2] == (p.act.bits, plan.matrix_word_bits)
+    widest, per = mac_dsp(cfg, plan)
+    assert per == max(dsp_per_mult(a, b, sa, sb) for a, sa, b, sb in pairs.values())
+    assert per == dsp_per_mult(plan.cu_word_bits, plan.cu_weight_bits)
+    # the weight words: a matrix element or a key / value word, whichever is wider
+    assert plan.cu_weight_bits == max(plan.matrix_word_bits, p.qkv.bits)
+    mac = item(estimate_resources(cfg), "compute_tiles/MAC", "MAC:")
+    assert mac.dsp == mac.count * per and widest in mac.note
+    if sets == WIDE_QKV:   # 16 x 16 linear layers (1 DSP), 19 x 19 scores (2): the scores size every MAC
+        assert widest == "scores: qkv x qkv" and per == 2
+        assert dsp_per_mult(*pairs["linear: act x matrix element"][::2]) == 1
 
 
 # --- memories from the buffer shapes ---------------------------------------------------------------
@@ -114,9 +152,13 @@ def test_row_buffers_are_the_kernels_shapes():
     x = item(res, "run_image", "rows_t x[")
     assert x.shape.startswith(f"{ci} banks x {n * rw // ci} x {cu}b")
     assert x.bram36 == ci * bram36_for(n * rw // ci, cu)
-    # logits is not partitioned in the template: one bank of the whole buffer
+    # logits holds a head's scores (SCORE_COLS columns: the score pass writes CU_OUT a cycle, the softmax's lanes
+    # read ATTN_P and PROB_LANES a cycle): CU_IN cyclic banks, as the other row buffers
     lg = item(res, "run_image", "rows_t logits[")
-    assert lg.shape.startswith(f"{n * rw} x {cu}b") and lg.bram36 == bram36_for(n * rw, cu)
+    assert lg.shape.startswith(f"{ci} banks x {n * rw // ci} x {cu}b") and lg.bram36 == x.bram36
+    assert plan.score_cols <= rw and 3 * cfg.model.embed_dim + plan.k_pad <= rw   # S, and big's probabilities
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    assert f"#pragma HLS ARRAY_PARTITION variable=logits cyclic factor={ci} dim=2" in src
     # lcm(EPI_LANES, EW_LANES) banks: the epilogue's read-modify-writes, the clear's EW_LANES words
     acc = item(res, "run_image", "moe_acc")
     lanes = plan.moe_acc_banks
@@ -128,11 +170,24 @@ def test_row_buffers_are_the_kernels_shapes():
     assert gb.bram36 == 0 and gb.lut > 0 and "LUTRAM" in gb.shape
     qc = item(res, "run_image", "q_count[EXPERTS]")
     assert qc.bram36 == qc.lut == 0 and qc.ff == cfg.model.num_experts * 16
-    # the ping-pong weight tile: CU_OUT x CU_IN banks of two tiles' ROW_WORDS / CU_IN matrix words (the half
-    # an address bit), and two tiles' biases in registers
+    # the ping-pong weight tile: CU_OUT x CU_IN banks of two tiles' ROW_WORDS / CU_IN cu_weight_t words (the
+    # half an address bit), and two tiles' biases in registers. cu_weight_t is a matrix element or a key / value
+    # word, whichever is wider: w16a32's 24-bit qkv_t makes a bank 96 x 24 bits, past the tool's LUTRAM size
+    # (2 Kbit), so the template binds it to LUTRAM (a BRAM18 a bank would be 128 BRAM36): 64-deep pieces
+    co, cw = cfg.hardware.cu_out, plan.cu_weight_bits
+    assert cw == cfg.precision.qkv.bits == 24 > plan.matrix_word_bits
     w = item(res, "compute_tiles", "w[2][CU_OUT][ROW_WORDS]")
-    assert w.shape.startswith(f"{cfg.hardware.cu_out * ci} banks x {2 * rw // ci} x {plan.matrix_word_bits}b")
-    assert w.lut == cfg.hardware.cu_out * ci * math.ceil(2 * rw // ci / 64) * plan.matrix_word_bits * 2
+    assert 2 * rw // ci * cw > LUTRAM_MAX_BITS
+    assert w.shape.startswith(f"{co * ci} banks x {2 * rw // ci} x {cw}b -> LUTRAM")
+    assert w.bram36 == 0 and w.lut == co * ci * lutram_luts(2 * rw // ci, cw)
+    assert "static cu_weight_t w[2][CU_OUT][ROW_WORDS];" in src
+    assert "#pragma HLS BIND_STORAGE variable=w type=ram_s2p impl=lutram" in src
+    hdr = render(cfg, ["include/edgemoe_config.h"])["include/edgemoe_config.h"]
+    assert f"typedef ap_int<{cw}> cu_weight_t;" in hdr
+    c16 = cfg_of(TINY, "precision.profile=w16a16")
+    w16 = item(estimate_resources(c16), "compute_tiles", "w[2][CU_OUT][ROW_WORDS]")
+    assert KernelPlan.from_config(c16).cu_weight_bits == 16 and w16.bram36 == 0
+    assert w16.lut == co * ci * math.ceil(2 * rw // ci / 64) * 16 * 2
     # rows of whole bus words: the layer's biases in banks; tiles inside bus words: two tiles' in registers
     assert plan.weight_rows_aligned
     b = item(res, "compute_tiles", "b[MAX_N_OUT]")
@@ -228,11 +283,17 @@ def test_tables_are_roms_of_their_entries_width():
     # one copy in each function instance that reads it; the attention's lanes read copies of their own
     exp_roms = [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]
     assert {it.where.split()[0] for it in exp_roms} == {"route_tokens"}
-    # the scores' two exps take both ports of both banks of a lane's exp2_lane: A*V's exp, beside them in
-    # SCORES_AV, reads copies of its own
-    for where, what in (("attention/SCORES_AV (scores)", "exp2_lane"), ("attention/SCORES_AV (A*V)", "exp2_av")):
-        lanes = item(res, where, what)
-        assert lanes.kind == "ROM" and lanes.count == cfg.hardware.attn_parallel
+    # the softmax's lanes read copies of their own: a step's two exps take both ports of both banks of its lane's
+    # exp2_lane; each PROBS lane's exp its own exp2_prob; SM_FINAL's reciprocal the one RECIP_TABLE
+    for c in (cfg, cfg_of(TINY, "hardware.attn_parallel=8")):
+        r, pl = estimate_resources(c), KernelPlan.from_config(c)
+        for where, what, n in (("softmax/SM_STEPS", "exp2_lane", c.hardware.attn_parallel),
+                               ("softmax/PROBS", "exp2_prob", pl.prob_lanes)):
+            lanes = item(r, where, what)
+            assert lanes.kind == "ROM" and lanes.count == n
+            assert lanes.shape.startswith(f"{pl.table_entries['exp2']} x {tb['exp2']}b")
+        assert item(r, "softmax (reciprocal)", "RECIP_TABLE").count == function_instances()["softmax"] == 1
+    assert not [it for it in res.items if it.what.startswith(("exp2_av", "S[", "qh[", "kh[", "vh["))]
 
 
 # --- what is shared and what is unrolled -----------------------------------------------------------
@@ -250,13 +311,21 @@ def test_shared_compute_unit_is_counted_once():
         assert mac.count == c.hardware.cu_in * c.hardware.cu_out
     assert (item(estimate_resources(cfg), "compute_tiles/MAC", "MAC:").dsp
             == item(estimate_resources(shallow), "compute_tiles/MAC", "MAC:").dsp)
-    # a function without ALLOCATION: one instance per call site; the LayerNorm has one
-    assert inst["attention"] == sum(CALL_SITES["attention"].values())
+    # a function without ALLOCATION: one instance per call site (the softmax: one, called per head in
+    # HEADS_LOOP); the LayerNorm has one for its two; the attention has no function of its own any more
+    assert inst["softmax"] == sum(CALL_SITES["softmax"].values()) == 1 and "softmax" not in ALLOCATION_LIMITS
+    assert "attention" not in inst and "attention" not in CALL_SITES
     assert ALLOCATION_LIMITS["layernorm"] == inst["layernorm"] == 1 < sum(CALL_SITES["layernorm"].values())
     assert "residual_add" not in inst     # the residual adds are in the compute unit's epilogue and MOE_OUT_D
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     for f, n in ALLOCATION_LIMITS.items():
         assert f"#pragma HLS ALLOCATION function instances={f} limit={n}" in src, f
+    # the attention's two products are two of the shared unit's call sites: q . k from the key rows, A*V from the
+    # value columns, both on chip (W_KEYS, W_VALUES); every other call streams its weights (W_DRAM)
+    calls = [c for c in re.findall(r"compute_unit\(([^;]*)\);", src)]
+    assert len(calls) == sum(CALL_SITES["compute_unit"].values())
+    srcs = sorted(re.search(r"\b(W_DRAM|W_KEYS|W_VALUES)\b", c).group(1) for c in calls)
+    assert srcs == ["W_DRAM"] * (len(calls) - 2) + ["W_KEYS", "W_VALUES"]
 
 
 @pytest.mark.parametrize("name,sets", [(TINY, []), ("m3vit-tiny-zcu102", []), (MICRO, ["hardware.cu_in=4"])])
@@ -274,53 +343,136 @@ def test_residual_adds_are_epilogue_lanes(name, sets):
     assert item(res, "compute_tiles/MAC", "FINISH (CU_RESID): the row's running sum").count == 1
 
 
-def test_attention_multipliers_are_head_dim_per_slot():
+def test_attention_runs_on_the_compute_unit():
+    """q . k and A*V are passes of the shared compute unit: the attention has no multiplier of its own that
+    scales with HEAD_DIM or with the keys; what it adds is the softmax's lanes (ATTN_P online steps, each two
+    exps and l * alpha; one reciprocal; PROB_LANES probabilities, each an exp and exp x 1/sum) and, in the
+    compute unit, the score pass's CU_OUT cast lanes."""
     cfg = cfg_of(TINY)
-    hd, P = cfg.model.head_dim, cfg.hardware.attn_parallel
+    plan = KernelPlan.from_config(cfg)
+    P, PL, co = cfg.hardware.attn_parallel, plan.prob_lanes, cfg.hardware.cu_out
     res = estimate_resources(cfg)
-    assert item(res, "attention/SCORES_AV (scores)", "score:").count == P * hd
-    assert not [it for it in res.items if it.where == "attention/SCORES_AV (A*V)" and it.what.startswith("score")]
-    # A*V reads the stored scores: per lane (query slot) one probability and HEAD_DIM products
-    assert item(res, "attention/SCORES_AV (A*V)", "AV_D:").count == P * hd
-    assert item(res, "attention/SCORES_AV (A*V)", "pr = ").count == P
-    assert item(res, "attention/SCORES_AV (A*V)", "exp_neg: x * LOG2E_RAW").count == P
-    wide = estimate_resources(cfg_of(TINY, "hardware.attn_parallel=8"))
-    for where, what in (("attention/SCORES_AV (scores)", "score:"), ("attention/SCORES_AV (A*V)", "AV_D:")):
-        s4, s8 = item(res, where, what), item(wide, where, what)
-        assert s8.count == 8 * hd and s8.dsp - s4.dsp == 4 * hd * (s4.dsp // s4.count)
-    # the accumulators and their staging copy (the finished group's rows go out while the next accumulates):
-    # ATTN_P x HEAD_DIM registers each of the accumulator type (mac_t)
-    for what in ("acc[ATTN_P][HEAD_DIM]", "stage[ATTN_P][HEAD_DIM]"):
-        acc = item(res, "attention", what)
-        assert acc.shape.startswith(f"{P * hd} banks x 1 x {cfg.precision.accum.bits}b -> registers")
+    mults = {(it.where, it.what): it.count for it in res.items
+             if it.kind == "multipliers" and it.where.startswith("softmax")}
+    assert mults == {("softmax/SM_STEPS", "exp_neg: x * LOG2E_RAW"): 2 * P,
+                     ("softmax/SM_STEPS", "exp_neg: EXP2_TABLE interpolation"): 2 * P,
+                     ("softmax/SM_STEPS", "online_step: l * alpha"): P,
+                     ("softmax/SM_FINAL", "reciprocal: RECIP_TABLE interpolation"): 1,
+                     ("softmax/PROBS", "exp_neg: x * LOG2E_RAW"): PL,
+                     ("softmax/PROBS", "exp_neg: EXP2_TABLE interpolation"): PL,
+                     ("softmax/PROBS", "PROB_U: wide_t(e) * inv"): PL}
+    attn = next(u for u in res.units if u.name == "attention")
+    assert attn.dsp == sum(it.dsp for it in res.items if it.where.startswith("softmax")) > 0
+    assert {it.where.split("/")[0].split()[0] for it in res.items if it.unit == "attention"} == {"softmax"}
+    # the score pass casts and stores a row's CU_OUT scores as its sums complete: a cast lane per output, no DSP
+    cast = item(res, "compute_tiles/MAC", "MAC (CU_SCORES): to_attn_score")
+    assert cast.count == co and cast.dsp == 0 and cast.lut > 0
+    # nothing of the old attention unit is left: no per-head copies, no SCORE_D / AV_D products
+    gone = ("score:", "AV_D", "pr = ", "S[ATTN_P]", "qh[", "kh[", "vh[", "acc[ATTN_P]", "stage[", "av_max", "exp2_av",
+            "HEAD_COPY", "AV_OUT_U", "i / ATTN_P", "kh[s + p]")
+    assert not [it.what for it in res.items if it.what.startswith(gone) or it.where.startswith("attention")]
+    # wider heads (96 words): the same attention hardware and the same MACs, the passes just take longer
+    wide_heads = estimate_resources(cfg_of(TINY, "model.num_heads=2"))
+    assert next(u for u in wide_heads.units if u.name == "attention").dsp == attn.dsp
+    assert item(wide_heads, "compute_tiles/MAC", "MAC:").dsp == item(res, "compute_tiles/MAC", "MAC:").dsp
+    # twice the softmax lanes: twice each online step's parts; the PROBS lanes follow plan.prob_lanes
+    c8 = cfg_of(TINY, "hardware.attn_parallel=8")
+    r8, pl8 = estimate_resources(c8), KernelPlan.from_config(c8)
+    for what, n in (("exp_neg: x * LOG2E_RAW", 2), ("online_step: l * alpha", 1)):
+        a4, a8 = item(res, "softmax/SM_STEPS", what), item(r8, "softmax/SM_STEPS", what)
+        assert a8.count == 8 * n and a8.dsp == 2 * a4.dsp
+    assert item(r8, "softmax/PROBS", "PROB_U: wide_t(e) * inv").count == pl8.prob_lanes
+    assert pl8.prob_lanes >= -(-pl8.k_pad // pl8.attn_groups) and cfg.hardware.cu_in % pl8.prob_lanes == 0
 
 
-def test_attention_buffers_hold_two_heads():
-    """SCORES_AV writes head t's scores while A*V reads head t - 1's: S and vh hold two heads (the half in a
-    bank's address, not more banks), the (max, 1/sum) A*V reads are arrays of their own (SM_FINAL fills them),
-    and the preset still fits with them."""
-    cfg = cfg_of("m3vit-tiny-zcu102")
-    m, P, G = cfg.model, cfg.hardware.attn_parallel, KernelPlan.from_config(cfg).attn_groups
+def test_softmax_state_is_the_kernels():
+    """The softmax's state: a running max and sum per query and its 1/sum, ATTN_P banks (lane p's) of
+    ATTN_GROUPS words each; SM_FINAL, TAP_SM and PROBS take query (p, g) by counters, so they read a bank select."""
+    cfg = cfg_of(ZCU, "hardware.cu_out=24", "hardware.attn_parallel=16")
+    plan = KernelPlan.from_config(cfg)
+    p, P, G = cfg.precision, cfg.hardware.attn_parallel, plan.attn_groups
     res = estimate_resources(cfg)
-    s = item(res, "attention", "S[ATTN_P][2][ATTN_GROUPS][N_TOKENS]")
-    assert s.shape.startswith(f"{P} banks x {2 * G * m.num_tokens} x ")
-    vh = item(res, "attention", "vh[2][N_TOKENS][HEAD_DIM]")
-    assert vh.shape.startswith(f"{m.head_dim} banks x {2 * m.num_tokens} x ")
-    assert item(res, "attention", "av_max, av_inv[ATTN_P][ATTN_GROUPS]").shape.startswith(f"{P} banks x {G} x ")
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
-    assert "static attn_score_t S[ATTN_P][2][ATTN_GROUPS][N_TOKENS];" in src
-    assert "vh[2][N_TOKENS][HEAD_DIM];" in src and "variable=vh complete dim=3" in src
-    assert "variable=S complete dim=1" in src
-    assert res.fit and all(res.utilisation[k] <= DEFAULT_CAP for k in RESOURCES), res.verdict
+    for name, field in (("row_max", "attn_score"), ("row_sum", "softmax_sum"), ("row_inv", "softmax_inv")):
+        arr = item(res, "softmax", f"{name}[ATTN_P][ATTN_GROUPS] ({field}_t)")
+        assert arr.shape.startswith(f"{P} banks x {G} x {getattr(p, field).bits}b")
+        assert f"static {field}_t {name}[ATTN_P][ATTN_GROUPS];" in src
+        assert f"#pragma HLS ARRAY_PARTITION variable={name} complete dim=1" in src
+    sel = item(res, "softmax", "SM_FINAL, TAP_SM, PROBS: row_max / row_sum / row_inv[p][g] selects")
+    assert sel.shape.startswith(f"{P} -> 1")
+    assert not [it for it in estimate_resources(cfg_of(MICRO, "hardware.attn_parallel=1")).items
+                if it.what.startswith("SM_FINAL, TAP_SM, PROBS")]
+    assert "static void softmax(const rows_t S, rows_t big, int tap_kind, out_word_t* dst)" in src
+    assert "static void attention(" not in src
+    # lane p reads column s + p of S (logits, CU_IN cyclic banks): its bank moves with s, a CU_IN -> 1 select
+    ci, cu = cfg.hardware.cu_in, plan.cu_word_bits
+    lane = item(res, "softmax/SM_STEPS", "SM_LANES: S[g * ATTN_P + p][s + p]")
+    assert lane.count == P and lane.lut == P * cu * math.ceil(ci / 4)
+    assert "const wide_t sc = S[g * ATTN_P + p][s + p];" in src
+
+
+@pytest.mark.parametrize("cu_out", [16, 24, 32, 48])
+def test_score_cast_lanes_meet_the_banks(cu_out):
+    """The score pass writes out[r][t * CU_OUT + o], CU_OUT lanes into CU_IN cyclic banks of S: a bank's write
+    data selects among the lanes that meet it as the tile t moves; a wire when CU_IN is a multiple of CU_OUT."""
+    cfg = cfg_of(ZCU, f"hardware.cu_out={cu_out}")
+    ci = cfg.hardware.cu_in
+    meets = {}
+    for t in range(4 * ci):
+        for o in range(cu_out):
+            meets.setdefault((t * cu_out + o) % ci, set()).add(o)
+    lanes = max(len(v) for v in meets.values())
+    assert _lanes_per_bank(cu_out, cu_out, ci) == lanes
+    res = estimate_resources(cfg)
+    sel = [it for it in res.items if it.what.startswith("MAC (CU_SCORES): cast lane -> out bank select")]
+    if ci % cu_out == 0:
+        assert lanes == 1 and not sel
+    else:
+        assert lanes > 1 and len(sel) == 1 and sel[0].count == ci and sel[0].shape.endswith(f"x {lanes} lanes")
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    # the cast's fraction is the kernel's constant, so the model counts no barrel shifter for it
+    assert "out[r][t * CU_OUT + o] = to_attn_score(wide_t(sum), 2 * QKV_FRAC + SCORE_SHIFT);" in src
+    cast = [it for it in res.items if it.what.startswith("MAC (CU_SCORES): to_attn_score")]
+    assert len(cast) == 1 and cast[0].count == cu_out and cast[0].lut == cu_out * LUT_PER_CAST
+
+
+@pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, ["hardware.cu_out=24"]), (ZCU, ["hardware.cu_out=16"])])
+def test_on_chip_weights_are_unpack_selects(name, sets):
+    """The attention's passes unpack their weights from `in` inside the MAC pipeline: W_KEYS CU_IN words of a key
+    row to bank column i of row o0, W_VALUES one value column to column k0 of CU_IN rows (lane o % CU_IN to row
+    o). So each tile bank's write data is one of three words, plus a rotation of the value lanes where CU_IN
+    does not divide CU_OUT (a tile's first value column, ub = t * CU_OUT, moves across in's banks)."""
+    cfg = cfg_of(name, *sets)
+    plan = KernelPlan.from_config(cfg)
+    ci, co, cw = cfg.hardware.cu_in, cfg.hardware.cu_out, plan.cu_weight_bits
+    res = estimate_resources(cfg)
+    data = item(res, "compute_tiles/UNPACK_K", "UNPACK_K / UNPACK_V: tile bank write data")
+    assert data.count == co * ci and data.lut == co * ci * (cw + 1) and data.dsp == 0
+    assert item(res, "compute_tiles/UNPACK_K", "UNPACK_K / UNPACK_V: in's second read address").count == ci
+    # the value lanes: lane u reads column w_c0 + ub + vs + u (w_c0 and vs multiples of CU_IN)
+    d, hd = cfg.model.embed_dim, cfg.model.head_dim
+    assert all((2 * d + h * hd) % ci == 0 for h in range(cfg.model.num_heads))
+    banks = {(t * co) % ci for t in range(ci)}
+    rot = [it for it in res.items if it.what.startswith("UNPACK_V: in's bank -> value lane")]
+    if len(banks) == 1:
+        assert not rot
+    else:
+        assert len(rot) == 1 and rot[0].count == ci and rot[0].shape.startswith(f"{ci} lanes x {len(banks)} banks")
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    assert "w[nxt][o0][k0 + i] = in[key][w_c0 + k0 + i];" in src
+    assert "if (o < uouts) w[nxt][o][k0] = in[k0][w_c0 + ub + o];" in src
 
 
 @pytest.mark.parametrize("change,what,where", [
     ("hardware.cu_in=32", "MAC:", "compute_tiles/MAC"),
     ("hardware.cu_out=32", "MAC:", "compute_tiles/MAC"),
     ("hardware.cu_out=32", "UNPACK_W: row write enables", "compute_tiles/UNPACK_W_J"),
-    ("hardware.attn_parallel=8", "score:", "attention/SCORES_AV (scores)"),
-    ("model.num_heads=2", "AV_D:", "attention/SCORES_AV (A*V)"),         # head_dim 96: more products per key
-    ("hardware.attn_parallel=8", "AV_D:", "attention/SCORES_AV (A*V)"),  # more query lanes per key
+    ("hardware.cu_out=32", "MAC (CU_SCORES): to_attn_score", "compute_tiles/MAC"),     # a cast lane per output
+    ("hardware.cu_out=32", "UNPACK_K / UNPACK_V: tile bank write data", "compute_tiles/UNPACK_K"),
+    ("hardware.cu_in=32", "SM_LANES: S's bank addresses", "softmax/SM_STEPS"),         # more banks of S
+    ("hardware.attn_parallel=8", "exp_neg: x * LOG2E_RAW", "softmax/SM_STEPS"),       # more softmax lanes
+    ("hardware.attn_parallel=8", "online_step: l * alpha", "softmax/SM_STEPS"),
+    ("hardware.attn_parallel=8", "PROB_U: wide_t(e) * inv", "softmax/PROBS"),         # fewer groups: more lanes
 ])
 def test_a_config_change_that_should_raise_a_count_does(change, what, where):
     base = estimate_resources(cfg_of(TINY))
@@ -340,10 +492,13 @@ def test_batch_with_shared_weights_copies_the_row_buffers():
     assert item(shared, "run_image", "rows_t x[").count == 4 and shared.share_weights
     assert shared.totals["bram36"] > 3 * one.totals["bram36"] * 0.9
     assert shared.totals["dsp"] == one.totals["dsp"]
-    # the ZCU102 preset fits as written at batch 8; sharing on chip would not (the BRAM binds)
-    zcu = cfg_of("m3vit-tiny-zcu102")
-    assert estimate_resources(zcu, "onchip", 8).fits()
-    assert estimate_resources(zcu, "onchip", 8, share_weights=True).violations() == ["bram36"]
+    # the ZCU102 preset: as written, batch 8 is batch 1 and its block RAM within the cap; sharing on chip would
+    # take several times the board's block RAM (the BRAM binds)
+    zcu = cfg_of(ZCU)
+    as_written = estimate_resources(zcu, "onchip", 8)
+    shared8 = estimate_resources(zcu, "onchip", 8, share_weights=True)
+    assert as_written.totals == estimate_resources(zcu).totals and "bram36" not in as_written.violations()
+    assert shared8.binding == "bram36" and shared8.utilisation["bram36"] > 2
 
 
 # --- the fit verdict -------------------------------------------------------------------------------
@@ -361,26 +516,24 @@ def test_verdict_follows_the_utilisation():
 
 
 def test_tiny_preset_on_the_zcu102():
-    """The tiny preset fits the ZCU102 at 80 %: the attention computes each score once (ATTN_P x HEAD_DIM
-    products of 24-bit qkv_t words, 2 DSPs each, in SCORES) and A*V reads the stored scores (ATTN_P lanes of
-    HEAD_DIM products, no recomputed score), beside the compute unit's 16 x 16 32 x 16-bit MACs (2 each).
-    The head's q and k rows are LUTRAM (ATTN_P x HEAD_DIM banks, so SCORES reads ATTN_P rows of each per
-    cycle), v and the stored scores block RAM; one LayerNorm serves a block's two calls.
-    The rough LUT figure and the block RAM (two heads' scores and v rows, the position table) are the closest
-    to the cap, within a few points of each other."""
+    """The tiny preset (w16a32, a 16 x 16 compute unit, 4 softmax lanes) on the ZCU102: the DSPs are the compute
+    unit's 256 MACs (2 each: 32 x 16-bit linear products, 24 x 24-bit scores, 18 x 24-bit A*V) and little else,
+    the attention's own a few dozen (its lanes' exps and products). The tile buffer's CU_OUT x CU_IN banks of two
+    tiles' 24-bit cu_weight_t words (96 x 24 bits: past the tool's LUTRAM size) are bound to LUTRAM by the
+    template; as BRAM18s they would be 128 BRAM36 and put the block RAM over 80 %. It fits."""
     cfg = cfg_of(TINY)
     res = estimate_resources(cfg)
     print(res.table())
-    hd, P, board = cfg.model.head_dim, cfg.hardware.attn_parallel, BOARDS["zcu102"]
-    qb = cfg.precision.qkv.bits
-    core = (16 * 16 * dsp_per_mult(32, 16) + P * hd * dsp_per_mult(qb, qb)
-            + P * hd * dsp_per_mult(cfg.precision.attn_prob.bits, qb, a_signed=False))
-    assert res.totals["dsp"] > core > 0.4 * board.dsp
+    ci, co, board = cfg.hardware.cu_in, cfg.hardware.cu_out, BOARDS["zcu102"]
+    macs = ci * co * 2
+    cu = next(u for u in res.units if u.name == "compute unit")
     attn = next(u for u in res.units if u.name == "attention")
-    assert attn.dsp < 0.6 * 2 * P * hd * dsp_per_mult(32, 32)              # was 4 DSPs a product, each twice
-    assert res.fit and res.utilisation["dsp"] < DEFAULT_CAP, res.verdict
-    assert res.binding in ("lut", "bram36") and res.utilisation["bram36"] < DEFAULT_CAP
-    assert abs(res.utilisation["lut"] - res.utilisation["bram36"]) < 0.05
+    assert item(res, "compute_tiles/MAC", "MAC:").dsp == macs and macs < cu.dsp < 1.1 * macs
+    assert 0 < attn.dsp < 0.2 * macs and res.totals["dsp"] < 0.5 * DEFAULT_CAP * board.dsp
+    w = item(res, "compute_tiles", "w[2][CU_OUT][ROW_WORDS]")
+    assert w.bram36 == 0 and "LUTRAM" in w.shape
+    assert res.violations() == [], res.verdict
+    assert (res.totals["bram36"] + co * ci / 2) / board.bram36 > DEFAULT_CAP  # as BRAM18s it would not fit
 
 
 def test_details_list_every_item():
@@ -432,3 +585,33 @@ def test_call_sites_and_allocation_are_the_kernels(name, sets):
     assert called == CALL_SITES
     limits = {f: int(n) for f, n in re.findall(r"#pragma HLS ALLOCATION function instances=(\w+) limit=(\d+)", src)}
     assert limits == ALLOCATION_LIMITS
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make test installs it)")
+@pytest.mark.parametrize("depth,width", [(24, 16), (32, 8), (24, 24), (48, 16), (64, 24), (96, 16), (128, 8)])
+def test_lutram_cost_is_what_yosys_maps(depth, width, tmp_path):
+    """A bank of distributed RAM with one write and one read port (the tile buffer's, and every LUTRAM bank the
+    model counts): primitives.lutram_luts against Yosys's UltraScale+ mapping of the same memory. The RAM cells
+    (8 LUTs each: RAM32M16, RAM64M8) match exactly; the read mux of a bank deeper than 64 within 15 %."""
+    from edgemoe.sim.resources import synth_report
+
+    ab = max(1, math.ceil(math.log2(depth)))
+    (tmp_path / "m.v").write_text(f"""
+module m(input clk, input we, input [{ab - 1}:0] wa, input [{ab - 1}:0] ra, input [{width - 1}:0] wd,
+         output reg [{width - 1}:0] rd);
+  reg [{width - 1}:0] mem [0:{depth - 1}];
+  always @(posedge clk) begin
+    if (we) mem[wa] <= wd;
+    rd <= mem[ra];
+  end
+endmodule
+""")
+    cells = synth_report(tmp_path / "m.v", "m")["cells"]
+    ram_luts = sum(n * {"RAM32M16": 8, "RAM64M8": 8, "RAM32M": 4, "RAM64M": 4}[c]
+                   for c, n in cells.items() if c.startswith("RAM"))
+    logic = sum(n for c, n in cells.items() if c.startswith("LUT"))
+    model = lutram_luts(depth, width)
+    if depth <= 64:
+        assert model == ram_luts and logic <= 2, cells
+    else:
+        assert abs(model - (ram_luts + logic)) <= 0.15 * (ram_luts + logic), cells

@@ -63,3 +63,52 @@ def test_synthesis_arithmetic_equals_golden_at_every_tap(csim_cache):
             if status != 0 or not np.array_equal(words, golden.taps[name].numpy()):
                 bad.append(name)
         assert not bad, f"task {task}: {len(bad)} of {len(plan.taps)} taps differ: {bad[:5]}"
+
+
+@pytest.mark.parametrize("profile", ["w16a32", "w8a16"])
+def test_narrow_exp_shift_equals_the_wide_one_in_every_rounding_mode(profile, tmp_path):
+    """exp_neg's final shift under synthesis (exp_shift_round: EXP_V_BITS + 2 bits, the amount clamped) equals
+    the 64-bit shift_round it replaces, for every rounding mode, every value an EXP2_TABLE interpolation can
+    give (0 .. the largest entry: its low and high ends and a stride through the rest) and every shift from 0
+    to well past the clamp."""
+    import shutil
+    import subprocess
+
+    from edgemoe.hls.csim import ap_types_dir
+    from edgemoe.golden.numerics.fixed import ROUNDING_MODES
+
+    cfg = load_config("m3vit-micro", [f"precision.profile={profile}"])
+    files = kernel_sources(cfg)
+    inc = tmp_path / "include"
+    inc.mkdir()
+    for rel, data in files.items():
+        if rel.startswith("include/"):
+            (tmp_path / rel).write_bytes(data)
+    checks = "\n".join(f"    bad += check<R_{mode}>();" for mode in ROUNDING_MODES)
+    (tmp_path / "t.cpp").write_text(f"""
+#define EDGEMOE_SYNTH_ARITH
+#include <cstdio>
+#include "edgemoe_numerics.h"
+template <int MODE> static long check() {{
+    long bad = 0;
+    const wide_t top = (wide_t(1) << EXP_V_BITS) - 1;
+    for (wide_t v = 0; v <= top; v += (v < 4096 || v > top - 4096) ? 1 : 997)
+        for (int s = 0; s <= EXP_V_BITS + 8; s++)
+            if (exp_shift_round<MODE>(v, s) != shift_round<MODE>(v, s)) bad++;
+    return bad;
+}}
+int main() {{
+    long bad = 0;
+{checks}
+    std::printf("%ld %d\\n", bad, EXP_V_BITS);
+    return 0;
+}}
+""")
+    cxx = shutil.which("g++")
+    assert cxx, "g++ not found"
+    subprocess.run([cxx, "-std=c++14", "-O2", f"-I{inc}", f"-isystem{ap_types_dir()}", "-o", str(tmp_path / "t"),
+                    str(tmp_path / "t.cpp")], check=True, capture_output=True)
+    bad, vbits = map(int, subprocess.run([str(tmp_path / "t")], check=True, capture_output=True,
+                                         text=True).stdout.split())
+    assert bad == 0
+    assert vbits == cfg.precision.table_frac_bits + 2   # the table's last entry is 2.0: 2^(TABLE_FRAC + 1)

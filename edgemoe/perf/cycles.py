@@ -23,15 +23,17 @@ Two modes (``mode``):
     output tile (``CU_OUT`` rows of W) in one MAC pipeline (``rows x
     ceil(k/CU_IN)`` iterations per tile, a row's epilogue beside the next
     row's MACs, the depth once per call) with the next tile's load beside it;
-    attention in HEADS + 1 slots: the q /
-    k / v copies of head t, then one pipeline of head t's scores and online
-    softmax (``N x ATTN_GROUPS`` steps, the scores stored) beside head t - 1's
-    A*V; LayerNorm / embed ``CAST_LANES`` columns per cycle, the patch gather an
-    image word (``IMAGE_LANES`` pixels) per cycle, the output one word per
-    cycle, the residual adds in the epilogue of proj / fc2 and in the MoE
-    output; MoE gate, then softmax, top-k and queues of every token in one
-    pipeline (one expert a cycle, the accumulator's clear alongside), and per
-    *active* expert (token counts from the routing) gather + fc1 + fc2.
+    attention head by head: q . k on the compute unit (the key rows its
+    on-chip weights), the online softmax (``N x ATTN_GROUPS`` steps, a query's
+    state revisited every ``ATTN_GROUPS``), 1/sum and the probabilities
+    (``PROB_LANES`` a cycle), then A*V on the compute unit (the value columns
+    its on-chip weights); LayerNorm / embed ``CAST_LANES`` columns per
+    cycle, the patch gather an image word (``IMAGE_LANES`` pixels) per cycle,
+    the output one word per cycle, the residual adds in the epilogue of proj /
+    fc2 and in the MoE output; MoE gate, then softmax, top-k and queues of
+    every token in one pipeline (one expert a cycle, the accumulator's clear
+    alongside), and per *active* expert (token counts from the routing)
+    gather + fc1 + fc2.
 
 ``"edgemoe-dram"`` -- **Edge-MoE's architecture** with the same unit
     parameters, for comparison (no generated kernel: its own schedule is the
@@ -503,21 +505,28 @@ class _Kernel:
                 self.add(name, block, "attention", comp, mem, max(comp, mem), nbytes, 0.0, qk_macs,
                          KEY_STREAM=comp)
             return
-        # HEADS + 1 slots: slot t runs HEAD_COPY (head t's q / k / v columns), SCORES_AV (head t's scores, P
-        # lanes: every score once, stored, and its online step, a query's state revisited every ATTN_GROUPS
-        # iterations; beside them head t - 1's A*V from its stored scores, P lanes per key, a group's rows out
-        # behind the next group's keys) and SM_FINAL (head t's 1/sum). No copy or 1/sum in the last slot.
-        G = self.plan.attn_groups
-        tree = L["bram"] + L["mul"] + _log2c(hd) + L["add"]
-        copy = n * self.plan.attn_copy_ii + L["bram"] + L["store"] + L["loop"]
-        rec = L["bram"] + L["add"] + L["exp"] + L["mul_wide"] + L["add"] + L["cast"] + L["store"]
+        # per head: the score pass on the compute unit (its weights, the key rows, on chip: no load; each row's
+        # scores stored in its last MAC iteration), the softmax (SM_STEPS: P lanes, a query's state revisited
+        # every ATTN_GROUPS iterations; SM_FINAL: 1/sum per query; PROBS: PROB_LANES probabilities a cycle) and
+        # the A*V pass on the compute unit (the value columns on chip, the epilogue after the last row)
+        plan = self.plan
+        G, PL = plan.attn_groups, plan.prob_lanes
+
+        def unit(kind):
+            passes = plan.attention_passes(kind, n)
+            epi = L["bram"] + L["cast"] + (0 if kind == "scores" else L["store"])
+            return sum(passes) + self.mac_depth() + epi + L["loop"]
+
+        scores, av = unit("scores"), unit("av")
+        rec = max(L["bram"] + L["mul"] + L["add"] + L["cast"] + L["store"], L["bram"] + L["add"] + L["store"])
         ii = max(math.ceil(rec / G), exp_ii)
-        # depth: the score (its rows read beside the state's) then the online step, the longer of the two parts
-        pipe = self.plan.attn_pipe_iters * ii + tree + L["cast"] + rec - L["bram"] + L["loop"]
+        sm = n * G * ii + L["bram"] + L["add"] + L["exp"] + L["mul"] + L["add"] + L["cast"] + L["store"] + L["loop"]
         final = n + L["bram"] + L["recip"] + L["store"] + L["loop"]
-        cyc = nimg * (heads * (copy + final) + (heads + 1) * pipe)
+        probs = n * (plan.k_pad // PL) * exp_ii + L["bram"] + L["exp"] + L["mul"] + L["cast"] + L["store"] + L["loop"]
+        cyc = nimg * heads * (scores + sm + final + probs + av)
         self.add("attn", block, "attention", cyc, 0.0, cyc, 0.0, 0.0, 2 * qk_macs,
-                 HEAD_COPY=nimg * heads * copy, SCORES_AV=nimg * (heads + 1) * pipe, SM_FINAL=nimg * heads * final)
+                 MAC=nimg * heads * (scores + av), SM_STEPS=nimg * heads * sm, SM_FINAL=nimg * heads * final,
+                 PROBS=nimg * heads * probs)
 
     def moe(self, block, counts, expected, nimg):
         """MoE step of one MoE block; ``counts`` [E]: tokens per expert of this call group."""

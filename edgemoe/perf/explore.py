@@ -36,8 +36,8 @@ from .routing import as_routing
 #: the default grid (every combination is tried; invalid ones are skipped)
 GRID = {
     "cu_in": (8, 16, 32, 64),
-    "cu_out": (8, 16, 32, 48, 64, 96),
-    "attn_parallel": (1, 2, 4, 8, 16),
+    "cu_out": (8, 16, 24, 32, 48, 64, 96),
+    "attn_parallel": (1, 2, 4, 5, 6, 8, 12, 16),
     "axi_width": (128, 256, 512),
     # m_axi pointers the weight bus word is striped over (a memory port each): points whose lanes are too
     # narrow or whose bundles outnumber the board's ports are skipped as invalid

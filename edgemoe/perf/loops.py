@@ -19,8 +19,8 @@ The scheduling rules (how Vitis HLS builds the hardware):
   gives F banks along that dimension; ``a[r][k0 + i]``, ``i < F`` hits F banks.
   Only the template's partition pragmas count (the tool's throughput-driven
   automatic partitioning is not assumed).  Reads of one address by unrolled
-  copies of an inlined function or unrolled lanes (the v row every A*V lane
-  takes) are one read.
+  copies of an inlined function or unrolled lanes (the row's max and 1/sum
+  every PROBS lane takes) are one read.
 * **m_axi.**  A bundle performs at most one read and one write transaction
   per cycle.  Only an unconditional, sequential read of one array in a
   pipelined loop becomes a burst; any other access is a transaction of its
@@ -226,8 +226,8 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "PATCH": m.patch_size, "IN_CHANS": m.in_chans, "IMG_H": m.img_height, "IMG_W": m.img_width,
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "ATTN_P": h.attn_parallel,
-            "ATTN_GROUPS": plan.attn_groups, "ATTN_AV_STEPS": plan.attn_av_steps,
-            "ATTN_OUT_ITERS": plan.attn_out_iters, "EW_LANES": plan.elementwise_lanes,
+            "ATTN_GROUPS": plan.attn_groups, "SCORE_COLS": plan.score_cols, "PROB_COL": plan.prob_col,
+            "K_PAD": plan.k_pad, "PROB_LANES": plan.prob_lanes, "EW_LANES": plan.elementwise_lanes,
             "CAST_LANES": plan.cast_lanes,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
@@ -241,27 +241,25 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     m, h = cfg.model, cfg.hardware
     wpb = plan.words_per_beat  # cls (read_words' dst), pos (the position table): cyclic WORDS_PER_BEAT
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
-    return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "qkv": rows, "in": rows, "logits": 1,
+    # logits (the softmax's S: a head's scores) is cyclic CU_IN too
+    return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "in": rows, "logits": rows, "S": rows,
             "w": h.cu_out * h.cu_in, "b": 2 * h.cu_out, "moe_acc": plan.moe_acc_banks, "gelu_lane": plan.epilogue_lanes,
-            # qh, kh: cyclic ATTN_P on the rows x complete on HEAD_DIM; vh: complete on HEAD_DIM (the two heads'
-            # halves in a bank's address); S: complete on the lane (the halves in the address)
-            "qh": h.attn_parallel * m.head_dim, "kh": h.attn_parallel * m.head_dim, "vh": m.head_dim, "S": h.attn_parallel,
-            "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "av_max": h.attn_parallel,
-            "av_inv": h.attn_parallel, "av_acc": h.attn_parallel * m.head_dim, "av_stage": h.attn_parallel * m.head_dim,
+            # the softmax's per-query state: complete on the lane
+            "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": h.attn_parallel,
             "out": rows, "y": rows, "gamma": plan.ln_param_banks, "beta": plan.ln_param_banks,
             "c": 3 * plan.cast_lanes, "x_sum": 1,
             "cls": wpb, "pos": wpb, "dst": wpb, "q_count": m.num_experts,
             "route.queue": 1, "route.queue_score": 1, "route.chosen": 1, "route.chosen_score": 1,
             "route.ex": 1, "route.inv": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
-            "exp2_lane": 2 * h.attn_parallel, "exp2_av": 2 * h.attn_parallel}
+            "exp2_lane": 2 * h.attn_parallel, "exp2_prob": 2 * plan.prob_lanes}
 
 
 def kernel_functions() -> tuple[FunctionSpec, ...]:
     """The kernel's functions that are not inlined, with their straight-line code."""
     return (FunctionSpec("compute_unit"), FunctionSpec("load_tiles", ("call", "add")),
             FunctionSpec("compute_tiles", ("call", "add", "add")),
-            FunctionSpec("layernorm"), FunctionSpec("attention"),
+            FunctionSpec("layernorm"), FunctionSpec("softmax"),
             FunctionSpec("write_rows"), FunctionSpec("run_image"))
 
 
@@ -276,8 +274,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     weight_reads = tuple(Axi(name, reads=1, burst=True) for name in plan.lanes.names)
     C = plan.cast_lanes          # and of those that cast every column
     wpb, mpb = plan.words_per_beat, plan.matrix_per_beat
-    cu, wb = plan.cu_word_bits, plan.matrix_word_bits
-    qb = cfg.precision.qkv.bits  # qkv_t: the attention's q / k / v words
+    cu, wb = plan.cu_word_bits, plan.cu_weight_bits   # the MACs' operands: cu_word_t x cu_weight_t
+    PL = plan.prob_lanes
     acc_bits = 64  # wide_t
 
     def spread(n, array):
@@ -286,9 +284,6 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     mac_tree = ("add",) * _log2c(ci)
     cast_tree = ("add",) * _log2c(C)   # a lane sum (adder tree) before the running sum
     p = cfg.precision
-    hd_tree = ("add",) * _log2c(hd)
-    # a slot's share of one SCORES_AV iteration, over the HEADS + 1 slots of which HEADS run each of its parts
-    per_pipe = "HEADS / ((HEADS + 1) * (ATTN_GROUPS * ATTN_AV_STEPS + ATTN_OUT_ITERS))"
     S = LoopSpec
     return (
         # read_words (inlined: the LayerNorm parameters, the cls token and the position rows)
@@ -309,8 +304,10 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # compute_tiles: the compute unit's compute process; one pipeline over the layer's passes: pass p runs
         # tile p - 1's MACs and unpacks tile p (a FIFO bus word per UNPACK_STEPS MAC iterations) into the other
         # half of the ping-pong buffer
+        # (the attention's passes unpack on-chip weights instead: W_KEYS a key row's CU_IN words, W_VALUES CU_IN
+        # value columns of one key, from `in` beside the MACs' read: two reads a bank of in, one write a bank of w)
         S("MAC", "compute_tiles", None, "PIPELINE II=1", "mac_iters",
-          ports=(Port("in", reads=ci, spread=spread(ci, "in")),
+          ports=(Port("in", reads=2 * ci, spread=spread(ci, "in")),
                  # the MACs read CU_IN consecutive k of every row, one word of each bank (half cur); the
                  # unpack writes UNPACK_FIELDS consecutive (o, k) into half nxt of the same banks,
                  # ceil(UNPACK_FIELDS / banks along k) to a bank: the busiest bank's accesses
@@ -319,7 +316,9 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                  # the epilogue: EPI_LANES consecutive columns of out / acc_rows per iteration
                  Port("b", reads=E, spread=spread(E, "b")),
                  Port("b", writes=min(wpb, co), spread=spread(min(wpb, co), "b")),   # the bias unpack
-                 Port("out", writes=E, spread=spread(E, "out")),
+                 # the epilogue's EPI_LANES columns, and CU_SCORES's CU_OUT scores of a row stored in its last MAC
+                 # iteration: the busiest bank takes ceil(EPI_LANES / CU_IN) + ceil(CU_OUT / CU_IN) writes
+                 Port("out", writes=ci * (math.ceil(E / ci) + math.ceil(co / ci)), spread=ci),
                  Port("moe_acc", reads=E, writes=E, spread=spread(E, "moe_acc")),
                  Port("gelu_lane", reads=2 * E, spread=spread(E, "gelu_lane")),
                  # CU_RESID (proj, fc2): x += y on the same EPI_LANES columns of the residual stream, and the
@@ -353,6 +352,9 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # in each of UNPACK_STEPS (per MAC iteration: averaged over the pass)
         S("UNPACK_B_J", "compute_tiles", "MAC", "-", "WORDS_PER_BEAT * bias_beats / mac_iters"),
         S("UNPACK_W_J", "compute_tiles", "MAC", "-", "UNPACK_FIELDS * UNPACK_STEPS * weight_beats / mac_iters"),
+        # the on-chip unpacks (attention): CU_IN words a step, key_steps / value_steps steps a call
+        S("UNPACK_K", "compute_tiles", "MAC", "-", "CU_IN * key_steps / mac_iters"),
+        S("UNPACK_V", "compute_tiles", "MAC", "-", "CU_IN * value_steps / mac_iters"),
         # layernorm: rows x chunks of CAST_LANES columns in one pipeline, skewed by two rows (centre and square
         # row r, normalise row r - 2); the row's sum comes with x (x_sum, from the embedding or a residual add)
         S("LN_STEPS", "layernorm", None, "PIPELINE II=1", "(N_TOKENS + 2) * (DIM / CAST_LANES)",
@@ -371,69 +373,45 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ops=("bram", "div_const", "add", "cast", "mul") + cast_tree + ("add", "div_const", "add", "rsqrt", "store")),
         S("LN_VAR_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),
         S("LN_OUT_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),
-        # attention (score and online_step are inlined): HEADS + 1 slots; slot t copies head t's q / k / v
-        # columns, runs head t's scores and online softmax beside head t - 1's A*V in one pipeline (SCORES_AV)
-        # and finishes head t's softmax. The loops guarded by t < HEADS run in HEADS of the HEADS + 1 slots: their
-        # trips are averaged over the slots.
-        S("SCORE_D", "score", None, "UNROLL", "HEAD_DIM", inlined_in="SCORES_AV"),
-        S("HEADS_LOOP", "attention", None, "-", "HEADS + 1", step="attn"),
-        # a token's row j to HEAD_DIM banks of each; kh's row j also to its copy N_TOKENS + j (j < ATTN_P - 1):
-        # the same HEAD_DIM banks when N_TOKENS % ATTN_P == 0 (two writes a bank), others otherwise
-        S("HEAD_COPY", "attention", "HEADS_LOOP", f"PIPELINE II={plan.attn_copy_ii}", "N_TOKENS * HEADS / (HEADS + 1)",
-          ports=(Port("qkv", reads=3 * hd, spread=spread(3 * hd, "qkv")),
-                 Port("qh", writes=hd, spread=hd), Port("vh", writes=hd, spread=hd),
-                 Port("kh", writes=hd if P == 1 else 2 * hd,
-                      spread=hd if P == 1 or m.num_tokens % P == 0 else 2 * hd)),
-          ops=("bram", "store"), step="attn"),
-        S("HEAD_COPY_D", "attention", "HEAD_COPY", "-", "HEAD_DIM", step="attn"),
-        # one iteration: the scores' step s of group g (lane p scores query g * P + p, qh bank p, with key row
-        # s + p, kh bank (s + p) % P, stores it to its bank of S, half t % 2, and takes the online step of that
-        # query: its bank of row_max / row_sum, its exp2_lane ROM, two exps of one interpolation's two reads each,
-        # one per even / odd bank), beside A*V's key j of group ga (lane p reads its bank of S, the other half,
-        # and of av_max / av_inv, its exp2_av ROM: one interpolation; the lanes share the key's vh row) and
-        # CU_IN words of the staged group's rows out. S: one write and one read a bank. The depth is the
-        # scores' path, the longer (a wide product and the score's adder tree beside A*V's two products).
-        S("SCORES_AV", "attention", "HEADS_LOOP", "PIPELINE II=1", "ATTN_GROUPS * ATTN_AV_STEPS + ATTN_OUT_ITERS",
-          ports=(Port("qh", reads=P * hd, spread=banks["qh"]), Port("kh", reads=P * hd, spread=banks["kh"]),
-                 Port("S", writes=P, reads=P, spread=banks["S"]),
+        # softmax (online_step inlined) of one head's scores S (logits): SM_STEPS, step s of group g per
+        # iteration: lane p reads column s + p of its query's row (ATTN_P consecutive columns: distinct banks),
+        # its bank of row_max / row_sum, its exp2_lane ROM (two exps, an interpolation's two reads each, one per
+        # even / odd bank) and takes the online step; a query's state recurs every ATTN_GROUPS iterations
+        S("SM_STEPS", "softmax", None, "PIPELINE II=1", "N_TOKENS * ATTN_GROUPS",
+          ports=(Port("S", reads=P, spread=spread(P, "S")),
                  Port("row_max", reads=P, writes=P, spread=banks["row_max"]),
                  Port("row_sum", reads=P, writes=P, spread=banks["row_sum"]),
-                 Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"]),
-                 Port("av_max", reads=P, spread=banks["av_max"]), Port("av_inv", reads=P, spread=banks["av_inv"]),
-                 Port("vh", reads=hd, spread=banks["vh"]),
-                 Port("exp2_av", reads=2 * P, spread=banks["exp2_av"]),
-                 Port("av_acc", reads=P * hd, writes=P * hd, spread=banks["av_acc"]),
-                 Port("av_stage", reads=ci, writes=P * hd, spread=banks["av_stage"]),
-                 Port("out", writes=ci, spread=spread(ci, "out"))),
-          recurrences=(Recurrence("(max, sum) of a query: l = l * alpha(m) + e, revisited every ATTN_GROUPS "
-                                  "iterations", ("bram", "add", "exp", "mul_wide", "add", "cast", "store"),
-                                  distance=plan.attn_groups),
-                       Recurrence("acc[p][d] = (j ? acc[p][d] : 0) + p * v (a register)", ("add",)),
-                       Recurrence("(s, g), (ga, j), (op, oc): the scores' and A*V's positions", ("add",))),
-          mults=(Mults(P * hd, qb, qb), Mults(P, acc_bits, acc_bits), Mults(2 * P, acc_bits, 18),
-                 Mults(P * hd, p.attn_prob.bits, qb), Mults(P, acc_bits, 18),
-                 Mults(P, p.exp.bits, p.softmax_inv.bits)),
-          ops=("bram", "mul") + hd_tree + ("cast", "add", "exp", "mul_wide", "add", "cast", "store"),
-          step="attn"),
-        # the parts' unrolled loops, per SCORES_AV iteration on average: the scores in N_TOKENS x ATTN_GROUPS of
-        # a slot's iterations, A*V's keys in as many, its rows out in ATTN_OUT_ITERS per group and the staging
-        # copy once per group, each in HEADS of the HEADS + 1 slots
-        S("SC_LANES", "attention", "SCORES_AV", "UNROLL", f"ATTN_P * N_TOKENS * ATTN_GROUPS * {per_pipe}", step="attn"),
-        S("AV_OUT_U", "attention", "SCORES_AV", "-", f"CU_IN * ATTN_OUT_ITERS * ATTN_GROUPS * {per_pipe}", step="attn"),
-        S("AV_LANES", "attention", "SCORES_AV", "UNROLL", f"ATTN_P * N_TOKENS * ATTN_GROUPS * {per_pipe}", step="attn"),
-        S("AV_D", "attention", "AV_LANES", "UNROLL", "HEAD_DIM", step="attn"),
-        S("AV_STAGE", "attention", "SCORES_AV", "UNROLL", f"ATTN_P * ATTN_GROUPS * {per_pipe}", step="attn"),
-        S("AV_STAGE_D", "attention", "AV_STAGE", "UNROLL", "HEAD_DIM", step="attn"),
-        S("TAP_S", "attention", "HEADS_LOOP", "-", "N_TOKENS", tap_only=True),
-        S("TAP_S_J", "attention", "TAP_S", "PIPELINE II=1", "N_TOKENS", tap_only=True,
-          ports=(Port("S", reads=1),), axi=(Axi("activations", writes=1, burst=True),)),
-        # head t's 1/sum per query, and its (max, 1/sum) to the arrays slot t + 1's A*V reads
-        S("SM_FINAL", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS * HEADS / (HEADS + 1)",
-          ports=(Port("row_max", reads=1), Port("row_sum", reads=1), Port("av_max", writes=1),
-                 Port("av_inv", writes=1), Port("RECIP_TABLE", reads=2)),
+                 Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"])),
+          # a query's state, revisited every ATTN_GROUPS iterations: its sum through l * alpha (softmax_sum_t x
+          # exp_t) + e and the cast; its max through a compare and select. alpha = exp(m - m') hangs off the max's
+          # recurrence (read m, exp, into the product), not on a cycle: the scheduler reads l as late as it needs
+          recurrences=(Recurrence("sum of a query: l = cast(l * alpha + e), revisited every ATTN_GROUPS iterations",
+                                  ("bram", "mul", "add", "cast", "store"), distance=plan.attn_groups),
+                       Recurrence("max of a query: m = max(m, s), revisited every ATTN_GROUPS iterations",
+                                  ("bram", "add", "store"), distance=plan.attn_groups),
+                       Recurrence("(s, g): the step and group", ("add",))),
+          # per lane: l * alpha, and each exp's x * LOG2E_RAW and interpolation (exp_neg on wide_t words)
+          mults=(Mults(P, p.softmax_sum.bits, p.exp.bits), Mults(2 * P, acc_bits, 18)),
+          # the depth: the score and the state read, the max, the exp, l * alpha (the recurrence's narrow
+          # product), the add, the cast and the store
+          ops=("bram", "add", "exp", "mul", "add", "cast", "store"), step="attn"),
+        S("SM_LANES", "softmax", "SM_STEPS", "UNROLL", "ATTN_P", step="attn"),
+        S("SM_FINAL", "softmax", None, "PIPELINE II=1", "N_TOKENS",
+          ports=(Port("row_sum", reads=1), Port("row_inv", writes=1), Port("RECIP_TABLE", reads=2)),
+          recurrences=(Recurrence("(p, g): the query", ("add",)),),
           ops=("bram", "recip", "store"), step="attn"),
-        S("TAP_SM", "attention", "HEADS_LOOP", "PIPELINE II=1", "N_TOKENS", tap_only=True,
-          ports=(Port("av_max", reads=1), Port("av_inv", reads=1)), axi=(Axi("activations", writes=1, burst=True),)),
+        S("TAP_SM", "softmax", None, "PIPELINE II=1", "N_TOKENS", tap_only=True,
+          ports=(Port("row_max", reads=1), Port("row_inv", reads=1)), axi=(Axi("activations", writes=1, burst=True),)),
+        # PROBS: row i x PROB_LANES keys per iteration: each lane its exp (its exp2_prob ROM) and its product with
+        # the row's 1/sum, into PROB_LANES consecutive columns of big (distinct banks)
+        S("PROBS", "softmax", None, "PIPELINE II=1", "N_TOKENS * (K_PAD / PROB_LANES)",
+          ports=(Port("S", reads=PL, spread=spread(PL, "S")), Port("big", writes=PL, spread=spread(PL, "big")),
+                 Port("row_max", reads=1), Port("row_inv", reads=1),
+                 Port("exp2_prob", reads=2 * PL, spread=banks["exp2_prob"])),
+          recurrences=(Recurrence("(i, p, g, j0): the row and its chunk", ("add",)),),
+          mults=(Mults(PL, acc_bits, 18), Mults(PL, p.exp.bits, p.softmax_inv.bits)),
+          ops=("bram", "add", "exp", "mul", "cast", "store"), step="attn"),
+        S("PROB_U", "softmax", "PROBS", "-", "PROB_LANES", step="attn"),
         # route_tokens (inlined in run_image): the count clear, then gate softmax, top-k, queue fill and the moe_acc
         # clear in one pipeline of token slots (top-k of token s, exps of s - 1, queue writes of s - GATE_SKEW)
         S("Q_CLEAR", "route_tokens", None, "UNROLL", "EXPERTS", ops=("store",), step="gate_topk"),
@@ -495,6 +473,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ops=("bram", "add", "cast") + cast_tree + ("add", "store"), step="embed"),
         S("EMBED_U", "run_image", "EMBED_D", "-", "CAST_LANES", step="embed"),
         S("BLOCKS", "run_image", None, "-", "DEPTH", step="norm1"),
+        # a block's heads: the score pass, the softmax and the A*V pass (compute_unit, softmax calls)
+        S("HEADS_LOOP", "run_image", "BLOCKS", "-", "HEADS", step="attn"),
         S("TAP_GS", "run_image", "BLOCKS", "PIPELINE II=1", "N_TOKENS * EXPERTS", tap_only=True,
           ports=(Port("route.ex", reads=1), Port("route.inv", reads=1)),
           axi=(Axi("activations", writes=1, burst=True),), mults=(Mults(1, p.exp.bits, p.softmax_inv.bits),)),
@@ -900,7 +880,7 @@ class _Walk:
         else:
             beats = {"bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans)}
         args = {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles, **beats,
-                "mac_iters": sum(self.plan.mac_passes(lin, rows))}
+                "mac_iters": sum(self.plan.mac_passes(lin, rows)), "key_steps": 0, "value_steps": 0}
         if self.plan.weight_rows_aligned:
             skip, load_only = (() if lin.has_bias else ("LOAD_B",)), None
             load = sum(self.cost(lab, args) for lab in ("LOAD_B", "LOAD_W") if lab not in skip)
@@ -912,6 +892,26 @@ class _Walk:
         self.call("compute_unit", times, args, step)
         self.call("load_tiles", times, args, step, skip=skip, only=load_only, hidden=hide_load)
         self.call("compute_tiles", times, args, step, hidden=hide_comp)
+
+    def attention_unit(self, kind: str, step, times: float) -> None:
+        """``times`` compute_unit calls of an attention pass (``"scores"`` or ``"av"``, every token's row): its
+        weights are on chip, so the loader streams nothing (its function's overhead only) and the call is the
+        compute process (:meth:`KernelPlan.attention_passes`)."""
+        m, h, plan = self.cfg.model, self.cfg.hardware, self.plan
+        n = m.num_tokens
+        if kind == "scores":
+            k, n_out = m.head_dim, plan.score_cols
+            steps = {"key_steps": n_out * (m.head_dim // h.cu_in), "value_steps": 0}
+        else:
+            # per tile, N_TOKENS keys of ceil(its outputs / CU_IN) steps (the last tile's outputs may be fewer)
+            k, n_out = plan.k_pad, m.head_dim
+            steps = {"key_steps": 0, "value_steps": sum(n * -(-min(h.cu_out, n_out - o) // h.cu_in)
+                                                        for o in range(0, n_out, h.cu_out))}
+        args = {"rows": n, "k_dim": k, "n_out": n_out, "tiles": -(-n_out // h.cu_out), "bias_beats": 0,
+                "weight_beats": 0, "mac_iters": sum(plan.attention_passes(kind, n)), **steps}
+        self.call("compute_unit", times, args, step)
+        self.call("load_tiles", times, args, step, skip=("LOAD_B", "LOAD_W", "LOAD_TILES"))
+        self.call("compute_tiles", times, args, step)
 
     def read_words(self, times: float, starts: list, step) -> None:
         """``times`` x len(starts) inlined read_words calls of DIM words, one from each weight offset of ``starts``."""
@@ -938,7 +938,10 @@ class _Walk:
             self.loop("BLOCKS", 1.0 / m.depth, c, ("norm1", b), only=())
             self.layernorm(("norm1", b))
             self.compute_unit(m.num_tokens, f"blocks.{b}.qkv", ("qkv", b))
-            self.call("attention", 1.0, c, ("attn", b))
+            self.loop("HEADS_LOOP", 1.0, c, ("attn", b), only=())
+            self.attention_unit("scores", ("attn", b), m.num_heads)
+            self.call("softmax", m.num_heads, c, ("attn", b))
+            self.attention_unit("av", ("attn", b), m.num_heads)
             self.compute_unit(m.num_tokens, f"blocks.{b}.proj", ("proj", b))   # and the residual add
             self.layernorm(("norm2", b))
             if m.is_moe(b):

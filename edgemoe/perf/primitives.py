@@ -68,6 +68,24 @@ def bram36_for(depth: int, width: int) -> float:
     return float(min(b36, 0.5 * b18))
 
 
+#: UltraScale+ SLICEM distributed RAM in simple dual port (one write, one read), 8 LUTs each: RAM32M16 is
+#: 32 deep x 14 bits, RAM64M8 64 deep x 7 (deeper banks: 64-deep pieces and a read mux of a LUT per bit)
+LUTRAM_SHAPES = ((32, 14), (64, 7))
+LUTS_PER_LUTRAM_CELL = 8
+
+
+def lutram_luts(depth: int, width: int) -> int:
+    """LUTs of one ``depth`` x ``width`` bank in distributed RAM, one write and one read port: the fewest
+    RAM32M16 / RAM64M8 cells (:data:`LUTRAM_SHAPES`), plus the read mux of a bank deeper than 64.  Yosys's
+    ``synth_xilinx -family xcup`` maps such a bank to the same cells (``tests/test_perf_resources.py``)."""
+    if depth <= 0 or width <= 0:
+        return 0
+    if depth <= LUTRAM_SHAPES[0][0]:
+        return LUTS_PER_LUTRAM_CELL * math.ceil(width / LUTRAM_SHAPES[0][1])
+    pieces = math.ceil(depth / LUTRAM_SHAPES[1][0])
+    return LUTS_PER_LUTRAM_CELL * pieces * math.ceil(width / LUTRAM_SHAPES[1][1]) + (width if pieces > 1 else 0)
+
+
 def uram_for(depth: int, width: int) -> int:
     """URAM288 blocks (4K x 72) of one bank."""
     return math.ceil(width / 72) * math.ceil(depth / 4096)
@@ -82,6 +100,7 @@ class Memory:
     width: int
     banks: int = 1
     registers: bool = False   # fully partitioned: flip-flops
+    lutram: bool = False      # BIND_STORAGE impl=lutram: distributed RAM whatever its size
 
     @property
     def bits(self) -> int:
@@ -92,8 +111,8 @@ class Memory:
         bank_bits = self.depth * self.width
         if self.registers:
             return {"bram36": 0.0, "uram": 0, "lut": 0, "ff": self.bits, "kind": "registers"}
-        if bank_bits <= LUTRAM_MAX_BITS:
-            lut = self.banks * math.ceil(self.depth / 64) * self.width * 2  # dual-port RAM64X1D
+        if self.lutram or bank_bits <= LUTRAM_MAX_BITS:
+            lut = self.banks * lutram_luts(self.depth, self.width)
             return {"bram36": 0.0, "uram": 0, "lut": lut, "ff": 0, "kind": "LUTRAM"}
         if board.uram and bank_bits >= URAM_MIN_BITS:
             return {"bram36": 0.0, "uram": self.banks * uram_for(self.depth, self.width), "lut": 0, "ff": 0,

@@ -11,36 +11,43 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
 
 * **Function instances.**  A function that is not inlined is one RTL instance
   per call site (in each instance of its caller) unless an ``ALLOCATION``
-  pragma limits it: ``compute_unit`` is one instance shared by every layer,
-  with one of each of its DATAFLOW processes, ``write_rows`` one shared by every tap, ``layernorm``
-  one for a block's two calls (:data:`CALL_SITES`,
-  :data:`ALLOCATION_LIMITS`; the tool may share the other functions'
-  sequential calls too, which is not assumed).
+  pragma limits it: ``compute_unit`` is one instance shared by every layer
+  and by the attention's two products, with one of each of its DATAFLOW
+  processes, ``write_rows`` one shared by every tap, ``layernorm`` one for a
+  block's two calls, ``softmax`` one (one call site, in the heads loop)
+  (:data:`CALL_SITES`, :data:`ALLOCATION_LIMITS`; the tool may share the other
+  functions' sequential calls too, which is not assumed).
 * **Multipliers** are counted where the code unrolls them: ``MAC_O x MAC_I``
-  in the compute unit, ``SCORE_D`` (HEAD_DIM per query lane, ``ATTN_P`` lanes,
-  ``qkv_t`` operands) and ``AV_D`` (HEAD_DIM per lane, ``ATTN_P`` lanes; the
-  scores are computed once and stored in ``S``) in ``SCORES_AV``, the two
-  parts side by side (one head's scores beside the previous head's A*V).  A loop that misses
-  its II may let the tool share some; that is not assumed.  DSPs per
-  multiply follow the operand widths (:func:`~edgemoe.perf.primitives.dsp_per_mult`):
+  in the compute unit, which runs the linear layers and, head by head, the
+  attention's q . k (``CU_SCORES``, keys from on chip) and A*V (values from on
+  chip); the softmax has no dot product, only its lanes' exps and products
+  (``SM_LANES``: ``ATTN_P``, ``PROB_U``: ``PROB_LANES``).  A MAC is one
+  multiplier that every pass uses, so it takes the DSPs of the widest operand
+  pair any pass feeds it (:func:`mac_operand_pairs`).  A loop that misses its
+  II may let the tool share some; that is not assumed.  DSPs per multiply
+  follow the operand widths (:func:`~edgemoe.perf.primitives.dsp_per_mult`):
   a narrow type's width (``cu_word_t``, ``gate_score_t``, a table entry, a
   masked index); a ``wide_t`` (64-bit) where the operand is a ``wide_t``
   result the tool cannot narrow (a saturating ``to_<type>()``: :func:`cast_bits`);
   ``int`` address products are 32 x 32.
 * **Arrays** are their declared element type and shape after the template's
   ARRAY_PARTITION pragmas: every ``rows_t`` is ``[N_TOKENS][ROW_WORDS]``
-  ``cu_word_t`` (``x``, ``hbuf``, ``tbuf``, ``big`` in ``CU_IN`` cyclic banks,
-  ``logits`` in one); a bank goes to registers, LUTRAM, URAM or BRAM36/BRAM18
-  by :meth:`Memory.cost <edgemoe.perf.primitives.Memory.cost>`.
+  ``cu_word_t`` in ``CU_IN`` cyclic banks (``x``, ``hbuf``, ``tbuf``, ``big``,
+  and ``logits``, which holds a head's scores); a bank goes to registers,
+  LUTRAM, URAM or BRAM36/BRAM18 by
+  :meth:`Memory.cost <edgemoe.perf.primitives.Memory.cost>`.
 * **The weight path**: the compute unit is a DATAFLOW region of ``load_tiles``
   and ``compute_tiles`` joined by a FIFO of ``TILE_BEATS`` bus words of
   ``AXI_WIDTH`` bits (``KernelPlan.tile_beats``, one tile: BRAM, never URAM);
   ``compute_tiles`` unpacks the next tile inside the MAC pipeline into the
   other half of the ping-pong tile buffer ``w[2][CU_OUT][ROW_WORDS]`` of
-  ``matrix_word_t`` (the half an address bit of each of its CU_OUT x CU_IN
-  banks, so twice their depth; each bank's write port selecting among the
-  UNPACK_FIELDS fields of a step), ``read_words`` a bus word into
-  WORDS_PER_BEAT banks of gamma / beta / cls / pos.
+  ``cu_weight_t`` (a matrix element or a head's key / value word, whichever
+  is wider; the half an address bit of each of its CU_OUT x CU_IN banks, so
+  twice their depth; each bank's write port selecting among the UNPACK_FIELDS
+  fields of a step, and the words of ``in`` the attention's passes unpack:
+  ``W_KEYS`` CU_IN words of a key row, ``W_VALUES`` one value column of
+  CU_OUT rows), ``read_words`` a bus word into WORDS_PER_BEAT banks of
+  gamma / beta / cls / pos.
 * **Tables** (exp2, reciprocal, rsqrt, GELU; declared ``long long``) are a ROM
   at the width their entries need (:func:`table_bits`) in each function
   instance that reads them.
@@ -255,12 +262,12 @@ INT_BITS = 32
 #: the tests check them against the generated source)
 CALL_SITES = {
     "run_image": {TOP: 1},
-    "compute_unit": {"run_image": 8},
+    "compute_unit": {"run_image": 10},
     "load_tiles": {"compute_unit": 1},
     "compute_tiles": {"compute_unit": 1},
     "layernorm": {"run_image": 2},
-    "attention": {"run_image": 1},
-    "write_rows": {"run_image": 14},
+    "softmax": {"run_image": 1},
+    "write_rows": {"run_image": 15},
 }
 #: ``ALLOCATION function instances=<f> limit=<n>`` of the template: f -> n
 ALLOCATION_LIMITS = {"compute_unit": 1, "write_rows": 1, "layernorm": 1}
@@ -289,17 +296,44 @@ def cast_bits(t) -> tuple[int, bool]:
     return (t.bits, t.signed) if t.overflow == "WRAP" else (WIDE_BITS, True)
 
 
+def mac_operand_pairs(cfg, plan: KernelPlan) -> dict[str, tuple[int, bool, int, bool]]:
+    """The operand pairs the compute unit's MACs multiply, by pass: ``{what: (a_bits, a_signed, b_bits,
+    b_signed)}`` -- the linear layers' act x matrix element (the patch embedding's pixel, one bit more as a
+    signed word, x matrix element), the score pass's q x k (qkv_t x qkv_t) and A*V's probability x v
+    (attn_prob_t x qkv_t).  Every pass runs on the same CU_IN x CU_OUT multipliers, one per MAC, so a MAC
+    takes the DSPs of the widest pair (:func:`mac_dsp`); the words travel in the ``cu_word_t`` /
+    ``cu_weight_t`` containers."""
+    p, mb = cfg.precision, plan.matrix_word_bits
+    return {"linear: act x matrix element": (p.act.bits, p.act.signed, mb, True),
+            "patch embedding: pixel x matrix element": (p.pixel.bits + 1, True, mb, True),
+            "scores: qkv x qkv": (p.qkv.bits, p.qkv.signed, p.qkv.bits, p.qkv.signed),
+            "A*V: attn_prob x qkv": (p.attn_prob.bits, p.attn_prob.signed, p.qkv.bits, p.qkv.signed)}
+
+
+def mac_dsp(cfg, plan: KernelPlan) -> tuple[str, int]:
+    """(the widest pair of :func:`mac_operand_pairs`, its DSPs per product): what one MAC costs.  Of pairs that
+    take as many DSPs, the one of more bits is named."""
+    pairs = mac_operand_pairs(cfg, plan)
+    widest = max(pairs, key=lambda k: (dsp_per_mult(*pairs[k][::2], *pairs[k][1::2]),
+                                       pairs[k][0] + pairs[k][2]))
+    a, a_s, b, b_s = pairs[widest]
+    return widest, dsp_per_mult(a, b, a_s, b_s)
+
+
+def _lanes_per_bank(step: int, lanes: int, banks: int) -> int:
+    """The most distinct lanes that write (or read) one of ``banks`` cyclic banks, when ``lanes`` consecutive
+    words start at a multiple of ``step`` (``step`` a pass's stride, the lanes' offset moving by it): the
+    inputs of that bank's data select (1: a fixed wire)."""
+    offsets = {(t * step) % banks for t in range(banks)}
+    return max(len({o for off in offsets for o in range((b - off) % banks, lanes, banks)}) for b in range(banks))
+
+
 def table_bits(cfg) -> dict[str, int]:
     """Bits of the widest entry of each numerics table (``exp2``, ``recip``, ``rsqrt``, ``gelu``): the ROM's
     width.  The tables are declared ``long long``; a constant array is kept at the width its entries need."""
-    from edgemoe.golden.numerics.tables import exp2_table, gelu_table, recip_table, rsqrt_table
+    from edgemoe.golden.numerics.tables import entry_bits
 
-    p = cfg.precision
-    tables = {"exp2": exp2_table(p.table_frac_bits, p.exp_table_bits),
-              "recip": recip_table(p.table_frac_bits, p.recip_table_bits),
-              "rsqrt": rsqrt_table(p.table_frac_bits, p.rsqrt_table_bits),
-              "gelu": gelu_table(p.gelu_table, p.gelu_step_log2, p.gelu_range)}
-    return {k: max(1, max(abs(int(v)) for v in t).bit_length()) + (min(t) < 0) for k, t in tables.items()}
+    return entry_bits(cfg.precision)
 
 
 @dataclass
@@ -341,8 +375,9 @@ class _Items:
         self.items.append(it)
         return it
 
-    def array(self, what, where, depth, width, banks=1, count=1, registers=False, kind="array", note="") -> Item:
-        c = Memory(what, depth, width, banks, registers).cost(self.board)
+    def array(self, what, where, depth, width, banks=1, count=1, registers=False, kind="array", note="",
+              lutram=False) -> Item:
+        c = Memory(what, depth, width, banks, registers, lutram).cost(self.board)
         bank = "" if banks == 1 else f"{banks} banks x "
         return self.add(kind, what, where, count, f"{bank}{depth} x {width}b -> {c['kind']}", note,
                         bram36=count * c["bram36"], uram=count * c["uram"], lut=count * c["lut"], ff=count * c["ff"])
@@ -390,7 +425,12 @@ def _exp_neg(b: _Items, where: str, count: int, cfg, tb: dict, x_bits: int = WID
             b_signed=False, note="constant operand")
     b.mults("exp_neg: EXP2_TABLE interpolation", where, count, tb["exp2"] + 1,
             p.table_frac_bits - p.exp_table_bits, b_signed=False)
-    b.logic("exp_neg: range reduction, shift_round, fix_exp", where, count, LUT_PER_WIDE_SHIFT + LUT_PER_CAST)
+    # the final shift: exp_shift_round at the interpolation's width (EXP_V_BITS = the table's widest entry, +2),
+    # its amount clamped to that width: a barrel shifter of that many bits and its rounding compare, then fix_exp
+    w = tb["exp2"] + 2
+    b.logic("exp_neg: range reduction, exp_shift_round, fix_exp", where, count,
+            w * math.ceil(math.log2(w + 1)) + LUT_PER_CAST * w // WIDE_BITS + LUT_PER_CAST * p.exp.bits // WIDE_BITS,
+            note=f"a {w}-bit shifter (not 64: the kernel's exp_shift_round)")
 
 
 def _reciprocal(b: _Items, where: str, count: int, cfg, tb: dict) -> None:
@@ -421,7 +461,7 @@ def _read_words(b: _Items, where: str, count: int, plan: KernelPlan) -> None:
 def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> list[Item]:
     """Every array, ROM, multiplier group, divider, logic and control block of the kernel as written."""
     m, p, h = cfg.model, cfg.precision, cfg.hardware
-    n, d, e, hd, P = m.num_tokens, m.embed_dim, m.num_experts, m.head_dim, h.attn_parallel
+    n, d, e, P = m.num_tokens, m.embed_dim, m.num_experts, h.attn_parallel
     ci, co = h.cu_in, h.cu_out
     cu, wb, rw, W = plan.cu_word_bits, plan.weight_word_bits, plan.row_words, WIDE_BITS
     inst = function_instances()
@@ -433,15 +473,36 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     # compute_tiles joined by the FIFO of bus words ---------------------------------------------------
     b.unit = "compute unit"
     k = inst["compute_tiles"]
-    mb, wpb = plan.matrix_word_bits, plan.words_per_beat
-    b.mults("MAC: in[r][kb + i] * w[cur][o][kb + i]", "compute_tiles/MAC", k * co * ci, cu, mb,
-            note="MAC_O x MAC_I unrolled under MAC's PIPELINE; cu_word_t x matrix_word_t")
-    b.logic("MAC adder trees + accumulate", "compute_tiles/MAC", k * co, ci * (cu + mb) + p.accum.bits,
-            shape=f"{ci} products of {cu + mb}b into {p.accum.bits}b")
+    mb, cw, wpb = plan.matrix_word_bits, plan.cu_weight_bits, plan.words_per_beat
+    # one multiplier per MAC for every pass (the linear layers, the scores, A*V): sized for the widest pair
+    pairs, widest = mac_operand_pairs(cfg, plan), mac_dsp(cfg, plan)[0]
+    a, a_s, wbits, w_s = pairs[widest]
+    b.mults("MAC: in[r][kin + i] * w[cur][o][kb + i]", "compute_tiles/MAC", k * co * ci, a, wbits,
+            a_signed=a_s, b_signed=w_s,
+            note=f"MAC_O x MAC_I unrolled under MAC's PIPELINE, every pass on them; the widest pair ({widest}) of "
+            + ", ".join(f"{w} {pa}{'s' if sa else 'u'} x {pb}{'s' if sb else 'u'}: "
+                        f"{dsp_per_mult(pa, pb, sa, sb)} DSP" for w, (pa, sa, pb, sb) in pairs.items())
+            + f"; the words in cu_word_t ({cu}b) x cu_weight_t ({cw}b)")
+    b.logic("MAC adder trees + accumulate", "compute_tiles/MAC", k * co, ci * (cu + cw) + p.accum.bits,
+            shape=f"{ci} products of {cu + cw}b into {p.accum.bits}b")
     b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_tiles/MAC", 1, p.accum.bits, banks=co, count=k,
             registers=True)
-    b.array("w[2][CU_OUT][ROW_WORDS] (matrix_word_t)", "compute_tiles", 2 * (rw // ci), mb, banks=co * ci,
-            count=k, note="two tiles (ping-pong): dim 1 an address bit, dim 2 complete, dim 3 cyclic CU_IN")
+    b.array("w[2][CU_OUT][ROW_WORDS] (cu_weight_t)", "compute_tiles", 2 * (rw // ci), cw, banks=co * ci,
+            count=k, note="two tiles (ping-pong): dim 1 an address bit, dim 2 complete, dim 3 cyclic CU_IN; a "
+            "matrix element or a head's key / value word (qkv_t), whichever is wider; BIND_STORAGE impl=lutram: "
+            "distributed RAM at any size (a BRAM18 a bank would be CU_OUT x CU_IN of them)", lutram=True)
+    # CU_SCORES (the attention's q . k): a row's CU_OUT sums are cast and stored in its last MAC iteration, no
+    # epilogue: round and saturate per output lane at the constant fraction every score call has (2 QKV_FRAC +
+    # SCORE_SHIFT: the shift is wiring, no barrel shifter), and out[r][t * CU_OUT + o] in CU_IN cyclic banks: a
+    # bank's write data selects among the lanes that meet it as the tile t moves (one, a wire, when CU_IN is a
+    # multiple of CU_OUT)
+    b.logic("MAC (CU_SCORES): to_attn_score(sum, 2 QKV_FRAC + SCORE_SHIFT) per output", "compute_tiles/MAC",
+            k * co, LUT_PER_CAST, note="CU_OUT cast lanes at a constant fraction: a head's scores straight to S")
+    lanes = _lanes_per_bank(co, co, ci)
+    if lanes > 1:
+        b.logic("MAC (CU_SCORES): cast lane -> out bank select", "compute_tiles/MAC", k * ci,
+                cu * math.ceil(lanes / 4), shape=f"{ci} banks x {lanes} lanes",
+                note="CU_OUT consecutive columns from t * CU_OUT: the lanes a bank meets move with t")
     if plan.weight_rows_aligned:
         bb = plan.layer_bias_banks
         b.array("b[MAX_N_OUT] (weight_word_t)", "compute_tiles", -(-plan.max_n_out // bb), wb, banks=bb, count=k,
@@ -518,57 +579,86 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             note="shared by the two halves' registers (write enables)")
     b.logic("beat register", "compute_tiles/UNPACK_W_J", k, 0, plan.weight_beat_bits,
             note="the weight bus word held over its UNPACK_STEPS steps")
+    # on-chip weights (the attention's passes): the unpack reads `in` itself, through each bank's second port
+    # (the MACs' read takes the first). W_KEYS: CU_IN words of key row ub + o0 (wrapping past N_TOKENS) from
+    # in's bank i to bank column i of w's row o0, the bus field's path and row enable; W_VALUES: key k0's CU_IN
+    # value columns from the step's lanes to column k0 (one bank) of CU_IN rows, lane o % CU_IN to row o. So a
+    # tile bank's write data is one of three words (a bus field, a key word, a value word), not a crossbar.
+    srcs = 3
+    b.logic("UNPACK_K / UNPACK_V: tile bank write data (bus field | key word | value word)",
+            "compute_tiles/UNPACK_K", k * co * ci, cw * math.ceil(srcs / 4) + 1,
+            shape=f"{co * ci} banks x {srcs} words of {cw}b",
+            note="and a bank enable: W_VALUES writes the bank of column k0 in each of its rows")
+    # lane u of W_VALUES reads in's bank (ub + u) % CU_IN, ub moving by CU_OUT a tile: a rotation of the lanes
+    # unless CU_IN divides CU_OUT
+    rot = ci // math.gcd(co, ci)
+    if rot > 1:
+        b.logic("UNPACK_V: in's bank -> value lane (rotation by ub % CU_IN)", "compute_tiles/UNPACK_V", k * ci,
+                cw * math.ceil(rot / 4), shape=f"{ci} lanes x {rot} banks of {cw}b",
+                note="CU_OUT not a multiple of CU_IN: a tile's first value column moves across the banks")
+    in_addr = max(1, math.ceil(math.log2(max(2, n * rw // ci))))
+    b.logic("UNPACK_K / UNPACK_V: in's second read address per bank", "compute_tiles/UNPACK_K", k * ci, in_addr,
+            shape=f"{ci} banks x {in_addr}b", note="the key row (W_KEYS) or key k0's row (W_VALUES), the column")
+    b.logic("on-chip weights: (ub, vs, kin) counters, the key row's wrap", "compute_tiles/MAC", k,
+            5 * INT_BITS, 3 * INT_BITS, shape=f"3 x {INT_BITS}b + compare / subtract")
 
-    # attention ----------------------------------------------------------------------------------
+    # attention: its q . k and A*V run on the compute unit (above); between them, per head, the softmax: one
+    # instance (one call site, in run_image's HEADS_LOOP) ---------------------------------------------
     b.unit = "attention"
-    qb, G = p.qkv.bits, plan.attn_groups
-    sc, av = "attention/SCORES_AV (scores)", "attention/SCORES_AV (A*V)"   # the pipeline's two parts
-    b.array("S[ATTN_P][2][ATTN_GROUPS][N_TOKENS] (attn_score_t)", "attention", 2 * G * n, p.attn_score.bits,
-            banks=P, note="two heads' scores (one written, one read by A*V), computed once; dim 1 complete "
-                          "(lane p's bank)")
-    b.array("row_max, row_sum[ATTN_P][ATTN_GROUPS]", "attention", G, p.attn_score.bits + p.softmax_sum.bits,
-            banks=P, note="the online softmax's state per query, dim 1 complete (lane p's bank)")
-    b.array("av_max, av_inv[ATTN_P][ATTN_GROUPS]", "attention", G, p.attn_score.bits + p.softmax_inv.bits,
-            banks=P, note="(max, 1/sum) per query of the head A*V takes, dim 1 complete (lane p's bank)")
-    b.array("qh[N_TOKENS][HEAD_DIM] (qkv_t)", "attention", -(-n // P), qb, banks=P * hd,
-            note="the head's q columns, rows cyclic ATTN_P x dim 2 complete: ATTN_P rows per cycle")
-    b.array("kh[N_TOKENS + ATTN_P - 1][HEAD_DIM] (qkv_t)", "attention", -(-(n + P - 1) // P), qb, banks=P * hd,
-            note="the head's k columns and rows 0..ATTN_P - 2 again (no wrap), as qh")
-    b.array("vh[2][N_TOKENS][HEAD_DIM] (qkv_t)", "attention", 2 * n, qb, banks=hd,
-            note="two heads' v columns (one copied, one read by A*V), dim 3 complete: a HEAD_DIM row per cycle")
-    b.array("acc[ATTN_P][HEAD_DIM] (mac_t = accum_t)", "attention", 1, p.accum.bits, banks=P * hd,
-            registers=True, note="complete: a lane's HEAD_DIM sums")
-    b.array("stage[ATTN_P][HEAD_DIM] (mac_t = accum_t)", "attention", 1, p.accum.bits, banks=P * hd,
-            registers=True, note="complete: the finished group's sums while its rows go out")
-    b.mults("score: q[d] * k[d] (SCORE_D unrolled)", sc, P * hd, qb, qb,
-            note=f"HEAD_DIM per query lane, {P} lanes (SC_LANES unrolled); qkv_t x qkv_t")
-    b.logic("score adder trees", sc, P, hd * (2 * qb) + LUT_PER_CAST)
-    _exp_neg(b, sc, 2 * P, cfg, tb)
-    a, a_s = cast_bits(p.exp)
-    b.mults("online_step: l * alpha", sc, P, W, a, b_signed=a_s, note="wide_t x wide_t")
-    b.logic("online_step: max, shift, to_softmax_sum", sc, P, 3 * W + LUT_PER_CAST)
-    b.rom("exp2_lane[ATTN_P] (EXP2_TABLE copies)", sc, te["exp2"], tb["exp2"], count=P,
-          note="a ROM per lane (cyclic 2: even / odd entries), both ports of both banks: the scores' two exps")
-    _reciprocal(b, "attention/SM_FINAL", 1, cfg, tb)
-    b.divider("i / ATTN_P, i % ATTN_P (TAP_S, SM_FINAL, TAP_SM)", "attention", 6, INT_BITS, P, pipelined=True)
-    b.divider("kh[s + p]: row (s + p) / ATTN_P, bank (s + p) % ATTN_P", sc, 2 * P, INT_BITS, P,
-              pipelined=True, note="a lane's key row in the cyclic banks")
-    # A*V: ATTN_P lanes (AV_LANES unrolled), each its exp_neg, its probability and HEAD_DIM MACs per key
-    _exp_neg(b, av, P, cfg, tb)
-    b.rom("exp2_av[ATTN_P] (EXP2_TABLE copies)", av, te["exp2"], tb["exp2"], count=P,
-          note="a ROM per lane (cyclic 2): A*V's exp, beside the scores' (exp2_lane's ports are theirs)")
-    b.mults("pr = exp_t(exp_neg(..)) * inv", av, P, p.exp.bits, p.softmax_inv.bits,
-            a_signed=p.exp.signed, b_signed=p.softmax_inv.signed, note="one per lane; exp_t x softmax_inv_t")
-    b.mults("AV_D: pr * v[d] (unrolled)", av, P * hd, p.attn_prob.bits, qb,
-            a_signed=p.attn_prob.signed, note=f"HEAD_DIM per lane, {P} lanes; attn_prob_t x qkv_t")
-    b.logic("AV_D accumulators + to_attn_prob", av, P, hd * p.accum.bits + LUT_PER_CAST,
-            note="per lane: HEAD_DIM accum_t adders, one cast")
-    ch = math.ceil(hd / ci)
-    b.logic("AV_OUT_U: stage[p][c + u] select + to_act", av, ci,
-            p.accum.bits * math.ceil(P * ch / 4) + LUT_PER_CAST, shape=f"{P * ch}:1 muxes",
-            note="CU_IN words per cycle out of ATTN_P x HEAD_DIM staged sums")
-    b.rom("RECIP_TABLE", "attention (reciprocal)", te["recip"], tb["recip"], count=inst["attention"])
-    b.control("attention", inst["attention"], loops=5)
+    sm = inst["softmax"]
+    G, PL = plan.attn_groups, plan.prob_lanes
+    st, fin, pr = "softmax/SM_STEPS", "softmax/SM_FINAL", "softmax/PROBS"
+    b.array("row_max[ATTN_P][ATTN_GROUPS] (attn_score_t)", "softmax", G, p.attn_score.bits, banks=P, count=sm,
+            note="a query's running max, dim 1 complete (lane p's bank)")
+    b.array("row_sum[ATTN_P][ATTN_GROUPS] (softmax_sum_t)", "softmax", G, p.softmax_sum.bits, banks=P, count=sm,
+            note="a query's running sum, dim 1 complete (lane p's bank)")
+    b.array("row_inv[ATTN_P][ATTN_GROUPS] (softmax_inv_t)", "softmax", G, p.softmax_inv.bits, banks=P, count=sm,
+            note="1/sum per query (SM_FINAL), for PROBS; dim 1 complete")
+    # SM_STEPS: ATTN_P lanes (SM_LANES unrolled), each an online_step a cycle on its own EXP2_TABLE copy. The
+    # exps' arguments (m - m_new, s - m_new; PROBS: s - max) are differences of a score word of S (cu_word_t)
+    # and a running max (attn_score_t) held in wide_t: sign-extended words, not a saturating cast's result, so
+    # x * LOG2E_RAW is that difference's width (as the routing's logit - max)
+    xd = max(cu, p.attn_score.bits) + 1
+    _exp_neg(b, st, sm * 2 * P, cfg, tb, x_bits=xd)
+    b.mults("online_step: l * alpha", st, sm * P, p.softmax_sum.bits, p.exp.bits, a_signed=p.softmax_sum.signed,
+            b_signed=p.exp.signed, note="softmax_sum_t x exp_t: the stored sum times the exp word, one per lane")
+    b.logic("online_step: max, shift, add, to_softmax_sum", st, sm * P, 3 * W + LUT_PER_CAST)
+    b.rom("exp2_lane[ATTN_P] (EXP2_TABLE copies)", st, te["exp2"], tb["exp2"], count=sm * P,
+          note="a ROM per lane (cyclic 2: even / odd entries), both ports of both banks: a step's two exps")
+    # lane p reads column s + p of its query's row of S (logits: CU_IN cyclic banks), so its bank moves with s:
+    # a CU_IN -> 1 select of the lane's word, and each bank's address is the lane's that reads it
+    sa = max(1, math.ceil(math.log2(max(2, n * rw // ci))))
+    b.logic("SM_LANES: S[g * ATTN_P + p][s + p], lane p's word of S's CU_IN banks", st, sm * P,
+            cu * math.ceil(ci / 4), shape=f"{ci} -> 1 of {cu}b", note="the lanes' columns rotate across the banks")
+    b.logic("SM_LANES: S's bank addresses (the lane that reads the bank)", st, sm * ci,
+            sa * math.ceil(min(P, ci) / 4), shape=f"{ci} banks x {min(P, ci)} lanes of {sa}b")
+    b.divider("S[..][s + p]: column (s + p) / CU_IN, bank (s + p) % CU_IN", st, sm * 2 * P, INT_BITS, ci,
+              pipelined=True, note="a lane's column in the cyclic banks")
+    # SM_FINAL: one reciprocal a cycle; SM_FINAL, TAP_SM and PROBS take query (p, g) by counters, so reading its
+    # [p][g] words of the ATTN_P banks is a select each
+    _reciprocal(b, fin, sm, cfg, tb)
+    b.rom("RECIP_TABLE", "softmax (reciprocal)", te["recip"], tb["recip"], count=sm)
+    if P > 1:
+        sel = p.attn_score.bits + p.softmax_sum.bits + p.softmax_inv.bits
+        b.logic("SM_FINAL, TAP_SM, PROBS: row_max / row_sum / row_inv[p][g] selects", "softmax", sm,
+                sel * math.ceil(P / 4) + P, shape=f"{P} -> 1 of {sel}b (the three words)",
+                note="and row_inv's ATTN_P write enables")
+    # PROBS: PROB_LANES lanes (PROB_U unrolled), each an exp on its own EXP2_TABLE copy, exp_t x softmax_inv_t,
+    # to_attn_prob, into big's PROB_COL columns (bank (j0 + u) % CU_IN: lane u always meets the banks u mod
+    # PROB_LANES, a wire and a write enable each)
+    _exp_neg(b, pr, sm * PL, cfg, tb, x_bits=xd)
+    b.rom("exp2_prob[PROB_LANES] (EXP2_TABLE copies)", pr, te["exp2"], tb["exp2"], count=sm * PL,
+          note="a ROM per probability lane (cyclic 2): one exp a cycle")
+    b.mults("PROB_U: wide_t(e) * inv", pr, sm * PL, p.exp.bits, p.softmax_inv.bits, a_signed=p.exp.signed,
+            b_signed=p.softmax_inv.signed, note="exp_t x softmax_inv_t, one per probability lane")
+    b.logic("PROB_U: to_attn_prob, zero past N_TOKENS", pr, sm * PL, LUT_PER_CAST + p.attn_prob.bits)
+    rot = ci // PL
+    if rot > 1:
+        b.logic("PROB_U: S[i][j0 + u], lane u's word of S's banks", pr, sm * PL, cu * math.ceil(rot / 4),
+                shape=f"{rot} -> 1 of {cu}b", note="j0 moves by PROB_LANES: lane u meets CU_IN / PROB_LANES banks")
+    b.divider("S[i][j], big[i][PROB_COL + j]: column j / CU_IN, bank j % CU_IN", pr, sm * 2 * PL, INT_BITS, ci,
+              pipelined=True, note="a lane's column in the cyclic banks")
+    b.control("softmax", sm, loops=4)
 
     # LayerNorm: one instance for its call sites (ALLOCATION) ---------------------------------------
     b.unit = "layernorm"
@@ -638,11 +728,12 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
 
     # the row buffers --------------------------------------------------------------------------------
     b.unit = "activation buffers"
-    for name in ("x", "hbuf", "tbuf", "big"):
+    for name in ("x", "hbuf", "tbuf", "big"):   # big: q / k / v columns, then a head's probabilities
         b.array(f"rows_t {name}[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_image", n * rw // ci, cu, banks=ci,
                 count=per_img, note="cyclic CU_IN on dim 2" + (f"; {batch_note}" if batch_note else ""))
-    b.array("rows_t logits[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_image", n * rw, cu, count=per_img,
-            note="not partitioned" + (f"; {batch_note}" if batch_note else ""))
+    b.array("rows_t logits[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_image", n * rw // ci, cu, banks=ci,
+            count=per_img, note="cyclic CU_IN on dim 2: a head's scores, CU_OUT a cycle in, read by the softmax's "
+            "ATTN_P and PROB_LANES lanes" + (f"; {batch_note}" if batch_note else ""))
     E = plan.moe_acc_banks
     b.array("moe_acc[N_TOKENS][DIM] (wide_t)", "run_image", -(-n * d // E), W, banks=E, count=per_img,
             note="cyclic lcm(EPI_LANES, EW_LANES) on dim 2: the epilogue's read-modify-writes, the clear's and "

@@ -67,3 +67,14 @@ def gelu_table_peak() -> float:
 def as_tensor(table: tuple[int, ...]) -> torch.Tensor:
     """A table as an int64 tensor (cached: tables are looked up on every call)."""
     return torch.tensor(table, dtype=torch.int64)
+
+
+def entry_bits(p) -> dict[str, int]:
+    """Bits of the widest entry of each of profile ``p``'s tables (``exp2``, ``recip``, ``rsqrt``, ``gelu``; one
+    more for a sign where entries are negative): the width a ROM of the table needs, and the width of what an
+    interpolation between two of its entries can give."""
+    tables = {"exp2": exp2_table(p.table_frac_bits, p.exp_table_bits),
+              "recip": recip_table(p.table_frac_bits, p.recip_table_bits),
+              "rsqrt": rsqrt_table(p.table_frac_bits, p.rsqrt_table_bits),
+              "gelu": gelu_table(p.gelu_table, p.gelu_step_log2, p.gelu_range)}
+    return {k: max(1, max(abs(int(v)) for v in t).bit_length()) + (min(t) < 0) for k, t in tables.items()}
