@@ -67,7 +67,8 @@ def attn_cycles(num_tokens: int, parallel: int) -> int:
     """Steps of the reordered key stream (``parallel`` query slots share one key per cycle; the slot of query
     ``i`` starts at key ``i % parallel``): Edge-MoE's attention schedule, which the RTL schedule unit and the
     reference model run.  The generated kernel keeps its key order per query (``golden.attention.key_order``)
-    without the stream: its scores take ``N x ceil(N / parallel)`` iterations of its SCORES_AV loop (``attn_groups``)."""
+    without the stream: its online softmax takes ``N x ceil(N / parallel)`` iterations of its SM_STEPS loop
+    (``attn_groups``)."""
     n, par = num_tokens, parallel
     return ((n - 1) // par) * n + (n - 1) % par + n
 
@@ -544,13 +545,6 @@ class KernelPlan:
         ci = self.config.hardware.cu_in
         need = -(-self.k_pad // self.attn_groups)
         return min(d for d in range(1, ci + 1) if ci % d == 0 and d >= min(need, ci))
-
-    @property
-    def value_steps(self) -> int:
-        """``V_STEPS``: unpack steps per key of an A*V tile: its CU_OUT value columns, CU_IN (one per bank of
-        big) a step."""
-        h = self.config.hardware
-        return -(-h.cu_out // h.cu_in)
 
     def attention_passes(self, kind: str, rows: float) -> list[float]:
         """MAC-loop iterations of each pass of the compute unit's attention calls over ``rows`` query rows, as
