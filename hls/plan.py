@@ -63,6 +63,16 @@ def beat_span(start: int, words: int, words_per_beat: int) -> tuple[int, int, in
     return first, -(-(skip + words) // words_per_beat), skip
 
 
+def padded_keys(model, hw) -> int:
+    """A*V's dot product length on the compute unit (``K_PAD``): the N keys in whole ``cu_in`` chunks."""
+    return -(-model.num_tokens // hw.cu_in) * hw.cu_in
+
+
+def score_columns(model, hw) -> int:
+    """Columns of a head's score rows (``SCORE_COLS``): the N keys, then keys 0..ATTN_P - 2 again."""
+    return model.num_tokens + hw.attn_parallel - 1
+
+
 def attn_cycles(num_tokens: int, parallel: int) -> int:
     """Steps of the reordered key stream (``parallel`` query slots share one key per cycle; the slot of query
     ``i`` starts at key ``i % parallel``): Edge-MoE's attention schedule, which the RTL schedule unit and the
@@ -199,9 +209,8 @@ class KernelPlan:
         layout = WeightLayout.of(cfg)
         # the widest row any step keeps: the layers' outputs and inputs; big's q / k / v columns then a head's
         # probabilities (padded to whole CU_IN chunks); the scores with the first ATTN_P - 1 keys again
-        k_pad = -(-m.num_tokens // h.cu_in) * h.cu_in
-        row = max(3 * m.embed_dim + k_pad, m.mlp_hidden, m.expert_hidden, m.patch_dim, m.num_experts,
-                  m.num_tokens + h.attn_parallel - 1)
+        row = max(3 * m.embed_dim + padded_keys(m, h), m.mlp_hidden, m.expert_hidden, m.patch_dim,
+                  m.num_experts, score_columns(m, h))
         wpb = h.axi_width // layout.word_bits
         if wpb * layout.word_bits != h.axi_width or wpb != layout.align_words:
             raise ValueError(f"hardware.axi_width {h.axi_width}: not a multiple of the {layout.word_bits}-bit "
@@ -438,9 +447,14 @@ class KernelPlan:
             steps = [w[1] * self.unpack_steps + (bias[1] if bias and p == 0 else 0) for p, (_, w) in enumerate(spans)]
         else:
             steps = [(b[1] if b else 0) + w[1] * self.unpack_steps for b, w in spans]
+        return self._passes(rows, macs, steps, self.epilogue_groups)
+
+    def _passes(self, rows: float, macs: float, steps: list[int], epilogue: int) -> list[float]:
+        """The passes of one MAC pipeline: pass p runs tile p - 1's ``macs`` iterations (none in pass 0) and
+        unpacks tile p in ``steps[p]`` steps between PASS_LEAD and PASS_TAIL, the longer of the two; the last
+        pass runs the last tile's MACs and ``epilogue`` iterations more."""
         unpack = [self.pass_lead + s + self.pass_tail for s in steps]
-        return [max(macs if p > 0 else 0, u) for p, u in enumerate(unpack)] + [
-            macs + self.epilogue_groups if rows > 0 else 1]
+        return [max(macs if p > 0 else 0, u) for p, u in enumerate(unpack)] + [macs + epilogue if rows > 0 else 1]
 
     @functools.cached_property
     def max_mac_iterations(self) -> int:
@@ -522,7 +536,7 @@ class KernelPlan:
         """``SCORE_COLS``: columns of a head's score rows: the N keys, then keys 0..ATTN_P - 2 again, so the
         softmax's lane p reads key column s + p of its query without a wrap (ATTN_P distinct banks).  The
         compute unit's score pass forms them as that many outputs (its key rows wrap past N)."""
-        return self.config.model.num_tokens + self.config.hardware.attn_parallel - 1
+        return score_columns(self.config.model, self.config.hardware)
 
     @property
     def prob_col(self) -> int:
@@ -534,8 +548,7 @@ class KernelPlan:
     def k_pad(self) -> int:
         """``K_PAD``: A*V's dot product length as the compute unit runs it: N keys rounded up to whole CU_IN
         chunks; the probabilities past key N are zeros (the softmax writes them), so the padded products add 0."""
-        h = self.config.hardware
-        return -(-self.config.model.num_tokens // h.cu_in) * h.cu_in
+        return padded_keys(self.config.model, self.config.hardware)
 
     @property
     def prob_lanes(self) -> int:
@@ -552,20 +565,25 @@ class KernelPlan:
         a key row's HEAD_DIM / CU_IN unpack steps per output; each row's scores are cast and stored in its last
         MAC iteration, no epilogue) or ``"av"`` (probabilities x v: K_PAD / CU_IN chunks a row, HEAD_DIM
         outputs, N_TOKENS x ceil(the tile's outputs / CU_IN) unpack steps a tile, the epilogue after the last row)."""
+        h = self.config.hardware
+        k, _, steps = self.attention_shape(kind)
+        epilogue = 0 if kind == "scores" else self.epilogue_groups
+        return self._passes(rows, rows * (k // h.cu_in), steps, epilogue)
+
+    def attention_shape(self, kind: str) -> tuple[int, int, list[int]]:
+        """(the dot product length as the MACs run it, the outputs, the unpack steps of each tile) of an
+        attention pass: ``"scores"``, HEAD_DIM x SCORE_COLS, a key row's HEAD_DIM / CU_IN steps per output;
+        ``"av"``, K_PAD x HEAD_DIM, N_TOKENS keys of ceil(the tile's outputs / CU_IN) steps (the last tile may be
+        narrower)."""
         m, h = self.config.model, self.config.hardware
         if kind == "scores":
-            chunks, n_out, epilogue = m.head_dim // h.cu_in, self.score_cols, 0
-            steps = [min(h.cu_out, n_out - o) * chunks for o in range(0, n_out, h.cu_out)]
-        elif kind == "av":
-            chunks, n_out, epilogue = self.k_pad // h.cu_in, m.head_dim, self.epilogue_groups
-            # a key's value columns of the tile, CU_IN a step (the last tile may be narrower)
-            steps = [m.num_tokens * -(-min(h.cu_out, n_out - o) // h.cu_in) for o in range(0, n_out, h.cu_out)]
-        else:
-            raise ValueError(f"attention pass {kind!r}: 'scores' or 'av'")
-        macs = rows * chunks
-        unpack = [self.pass_lead + s + self.pass_tail for s in steps]
-        return [max(macs if p > 0 else 0, u) for p, u in enumerate(unpack)] + [
-            macs + epilogue if rows > 0 else 1]
+            k, n_out = m.head_dim, self.score_cols
+            return k, n_out, [min(h.cu_out, n_out - o) * (k // h.cu_in) for o in range(0, n_out, h.cu_out)]
+        if kind == "av":
+            n_out = m.head_dim
+            return self.k_pad, n_out, [m.num_tokens * -(-min(h.cu_out, n_out - o) // h.cu_in)
+                                       for o in range(0, n_out, h.cu_out)]
+        raise ValueError(f"attention pass {kind!r}: 'scores' or 'av'")
 
     # --- the image port and the embedding ------------------------------------------------------------
     @property

@@ -897,16 +897,11 @@ class _Walk:
         """``times`` compute_unit calls of an attention pass (``"scores"`` or ``"av"``, every token's row): its
         weights are on chip, so the loader streams nothing (its function's overhead only) and the call is the
         compute process (:meth:`KernelPlan.attention_passes`)."""
-        m, h, plan = self.cfg.model, self.cfg.hardware, self.plan
-        n = m.num_tokens
-        if kind == "scores":
-            k, n_out = m.head_dim, plan.score_cols
-            steps = {"key_steps": n_out * (m.head_dim // h.cu_in), "value_steps": 0}
-        else:
-            # per tile, N_TOKENS keys of ceil(its outputs / CU_IN) steps (the last tile's outputs may be fewer)
-            k, n_out = plan.k_pad, m.head_dim
-            steps = {"key_steps": 0, "value_steps": sum(n * -(-min(h.cu_out, n_out - o) // h.cu_in)
-                                                        for o in range(0, n_out, h.cu_out))}
+        h, plan = self.cfg.hardware, self.plan
+        n = self.cfg.model.num_tokens
+        k, n_out, tile_steps = plan.attention_shape(kind)
+        steps = {"key_steps": sum(tile_steps) if kind == "scores" else 0,
+                 "value_steps": sum(tile_steps) if kind == "av" else 0}
         args = {"rows": n, "k_dim": k, "n_out": n_out, "tiles": -(-n_out // h.cu_out), "bias_beats": 0,
                 "weight_beats": 0, "mac_iters": sum(plan.attention_passes(kind, n)), **steps}
         self.call("compute_unit", times, args, step)

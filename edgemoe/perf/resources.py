@@ -320,6 +320,11 @@ def mac_dsp(cfg, plan: KernelPlan) -> tuple[str, int]:
     return widest, dsp_per_mult(a, b, a_s, b_s)
 
 
+def _addr_bits(depth: int) -> int:
+    """Bits of an address into ``depth`` words (at least 1)."""
+    return max(1, math.ceil(math.log2(max(2, depth))))
+
+
 def _lanes_per_bank(step: int, lanes: int, banks: int) -> int:
     """The most distinct lanes that write (or read) one of ``banks`` cyclic banks, when ``lanes`` consecutive
     words start at a multiple of ``step`` (``step`` a pass's stride, the lanes' offset moving by it): the
@@ -596,7 +601,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
         b.logic("UNPACK_V: in's bank -> value lane (rotation by ub % CU_IN)", "compute_tiles/UNPACK_V", k * ci,
                 cw * math.ceil(rot / 4), shape=f"{ci} lanes x {rot} banks of {cw}b",
                 note="CU_OUT not a multiple of CU_IN: a tile's first value column moves across the banks")
-    in_addr = max(1, math.ceil(math.log2(max(2, n * rw // ci))))
+    in_addr = _addr_bits(n * rw // ci)
     b.logic("UNPACK_K / UNPACK_V: in's second read address per bank", "compute_tiles/UNPACK_K", k * ci, in_addr,
             shape=f"{ci} banks x {in_addr}b", note="the key row (W_KEYS) or key k0's row (W_VALUES), the column")
     b.logic("on-chip weights: (ub, vs, kin) counters, the key row's wrap", "compute_tiles/MAC", k,
@@ -627,7 +632,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
           note="a ROM per lane (cyclic 2: even / odd entries), both ports of both banks: a step's two exps")
     # lane p reads column s + p of its query's row of S (logits: CU_IN cyclic banks), so its bank moves with s:
     # a CU_IN -> 1 select of the lane's word, and each bank's address is the lane's that reads it
-    sa = max(1, math.ceil(math.log2(max(2, n * rw // ci))))
+    sa = _addr_bits(n * rw // ci)
     b.logic("SM_LANES: S[g * ATTN_P + p][s + p], lane p's word of S's CU_IN banks", st, sm * P,
             cu * math.ceil(ci / 4), shape=f"{ci} -> 1 of {cu}b", note="the lanes' columns rotate across the banks")
     b.logic("SM_LANES: S's bank addresses (the lane that reads the bank)", st, sm * ci,
