@@ -46,6 +46,10 @@ EXPERT_TENSORS = {"OFF_EXP_W1": "htoh4.weight", "OFF_EXP_B1": "htoh4.bias",
 #: most columns per cycle of the elementwise loops that cast every column (``KernelPlan.cast_lanes``)
 CAST_LANES = 8
 
+#: most products one DSP48E2 post-adder chain sums (``KernelPlan.mac_chain``): each slice adds its product
+#: to the previous slice's P (P = A x B + C), a pipeline stage a slice, so a longer chain only adds depth
+MAC_CHAIN = 8
+
 
 def container_bits(bits: int) -> int:
     """The narrowest C / numpy integer (8, 16, 32 or 64 bits) holding ``bits``-bit words."""
@@ -480,6 +484,15 @@ class KernelPlan:
         the LayerNorm, its own three products): at 16 lanes the tiny preset's LUTs pass 80% of a ZCU102's
         (``edgemoe perf --resources`` gives the figures)."""
         return math.gcd(self.config.hardware.cu_in, CAST_LANES)
+
+    @property
+    def mac_chain(self) -> int:
+        """``MAC_CHAIN``: products of a MAC output summed in one chain of DSP post-adders (the largest divisor
+        of cu_in up to :data:`MAC_CHAIN`); a dot product is CU_IN / MAC_CHAIN chains whose sums meet in
+        fabric adders.  The chain stays in the DSPs when a product fits one DSP48E2 and the accumulator its
+        48-bit P (:func:`edgemoe.perf.resources.mac_chain_in_dsps` says whether it does)."""
+        ci = self.config.hardware.cu_in
+        return max(d for d in range(1, min(ci, MAC_CHAIN) + 1) if ci % d == 0)
 
     @property
     def ln_param_banks(self) -> int:

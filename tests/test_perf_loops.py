@@ -490,7 +490,7 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
     assert not [f for f in found if f[0] in ("UNPACK_B", "UNPACK_W")]
     body = src[src.index("MAC: for"):src.index("// One linear layer on the compute unit")]
     store = "w[nxt][o0][k0 + j] = " if plan.weight_rows_aligned else "w[nxt][o][k] = "
-    assert "beats.read()" in body and store in body and "w[cur][o][kb + i]" in body
+    assert "beats.read()" in body and store in body and "w[cur][o][kb + c + i]" in body
     # the halves' hazards across a pass boundary, stated as the distance the lead and tail keep
     for var in ("w", "b"):
         assert f"#pragma HLS DEPENDENCE variable={var} inter distance={plan.pass_gap} true" in body

@@ -18,7 +18,7 @@ from edgemoe.hls.writer import render
 from edgemoe.loading import load_config
 from edgemoe.perf.primitives import LUTRAM_MAX_BITS, bram36_for, dsp_per_mult, lutram_luts
 from edgemoe.perf.resources import (ALLOCATION_LIMITS, CALL_SITES, DEFAULT_CAP, LUT_PER_CAST, RESOURCES, WIDE_BITS,
-                                    _lanes_per_bank, cast_bits, estimate_resources, function_instances, mac_dsp,
+                                    _lanes_per_bank, cast_bits, estimate_resources, function_instances, mac_chain_in_dsps, mac_dsp,
                                     mac_operand_pairs, table_bits)
 
 TINY = "m3vit-tiny-cityscapes"
@@ -107,6 +107,35 @@ def test_multipliers_follow_the_kernel_types():
     # 16-bit words: one DSP per MAC instead of two
     r16 = estimate_resources(cfg_of(TINY, "precision.profile=w16a16"))
     assert item(r16, "compute_tiles/MAC", "MAC:").dsp == mac.count == mac.dsp // 2
+
+
+def test_mac_chains_add_in_the_dsps_only_when_a_product_and_the_accumulator_fit_one():
+    """MAC_CHAIN products an output sum in DSP post-adders (the kernel writes each chain in order with
+    expression balancing off); the fabric adds only the chains' sums.  A product over one DSP, or an
+    accumulator wider than P's 48 bits, puts every add back in the fabric."""
+    code = render(cfg_of(ZCU), ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    body = code[code.index("MAC_C: for"):code.index("acc[o] = sum;")]
+    assert "#pragma HLS EXPRESSION_BALANCE off" in body and "chain += MAC(" in body and "sum += chain;" in body
+    cases = {ZCU: True, TINY: False,                           # w8a16, 48-bit accumulator; 16 x 32 bits: 2 DSPs
+             f"{ZCU}|precision.accum=fixed<52,24,TRN,SAT>": False}
+    for spec, in_dsps in cases.items():
+        name, *sets = spec.split("|")
+        cfg = cfg_of(name, *sets)
+        plan = KernelPlan.from_config(cfg)
+        ci, co, acc = cfg.hardware.cu_in, cfg.hardware.cu_out, cfg.precision.accum.bits
+        assert ci % plan.mac_chain == 0 and plan.mac_chain <= 8
+        assert mac_chain_in_dsps(cfg, plan) is in_dsps
+        res = estimate_resources(cfg)
+        if in_dsps:
+            adds = item(res, "compute_tiles/MAC", "MAC chains: their sums + accumulate")
+            assert adds.lut == co * (ci // plan.mac_chain) * acc
+        else:
+            adds = item(res, "compute_tiles/MAC", "MAC adder trees + accumulate")
+            assert adds.lut > co * ci * 16            # an adder a product
+    # the chains take CU_OUT x (MAC_CHAIN - 1) adders out of the fabric: most of the unit's adders
+    fab = estimate_resources(cfg_of(ZCU, "precision.accum=fixed<52,24,TRN,SAT>"))
+    dsp = estimate_resources(cfg_of(ZCU))
+    assert dsp.totals["lut"] < fab.totals["lut"] - 20000
 
 
 @pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, []), (MICRO, []), (TINY, ["precision.profile=w16a16"]),

@@ -225,7 +225,7 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "EXPERTS": m.num_experts, "TOP_K": m.top_k, "DEPTH": m.depth, "NUM_PATCHES": m.num_patches,
             "PATCH": m.patch_size, "IN_CHANS": m.in_chans, "IMG_H": m.img_height, "IMG_W": m.img_width,
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
-            "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "ATTN_P": h.attn_parallel,
+            "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "MAC_CHAIN": plan.mac_chain, "ATTN_P": h.attn_parallel,
             "ATTN_GROUPS": plan.attn_groups, "SCORE_COLS": plan.score_cols, "PROB_COL": plan.prob_col,
             "K_PAD": plan.k_pad, "PROB_LANES": plan.prob_lanes, "EW_LANES": plan.elementwise_lanes,
             "CAST_LANES": plan.cast_lanes,
@@ -281,7 +281,9 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     def spread(n, array):
         return min(n, banks[array])
 
-    mac_tree = ("add",) * _log2c(ci)
+    # a MAC output: MAC_CHAIN-long chains of DSP post-adders (a stage a slice), then the chains' sums added to the
+    # accumulator in order (MAC_C: one fabric adder a chain)
+    mac_tree = ("add",) * (plan.mac_chain - 1) + ("add",) * (ci // plan.mac_chain)
     cast_tree = ("add",) * _log2c(C)   # a lane sum (adder tree) before the running sum
     p = cfg.precision
     S = LoopSpec
@@ -347,7 +349,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ops=("bram", "mul") + mac_tree + ("add", "add", "cast", "gelu", "mul", "bram", "add", "store")),
         S("FINISH", "compute_tiles", "MAC", "-", "EPI_LANES"),
         S("MAC_O", "compute_tiles", "MAC", "-", "CU_OUT"),
-        S("MAC_I", "compute_tiles", "MAC_O", "-", "CU_IN"),
+        S("MAC_C", "compute_tiles", "MAC_O", "-", "CU_IN / MAC_CHAIN"),
+        S("MAC_I", "compute_tiles", "MAC_C", "-", "MAC_CHAIN"),
         # the unpack's fields, unrolled: a bias bus word's in one iteration, UNPACK_FIELDS of a weight bus word's
         # in each of UNPACK_STEPS (per MAC iteration: averaged over the pass)
         S("UNPACK_B_J", "compute_tiles", "MAC", "-", "WORDS_PER_BEAT * bias_beats / mac_iters"),

@@ -41,6 +41,10 @@ _BRAM36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (102
 _BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
 
+#: DSP48E2 ports: the multiplier's A and B inputs (signed bits) and the post-adder's P / C width
+DSP_A_BITS, DSP_B_BITS, DSP_P_BITS = 27, 18, 48
+
+
 def _parts(bits: int, port: int) -> int:
     """Pieces a ``bits``-wide signed operand splits into on a ``port``-bit signed input."""
     if bits <= port:
@@ -56,7 +60,7 @@ def dsp_per_mult(a_bits: int, b_bits: int, a_signed: bool = True, b_signed: bool
     """
     a = a_bits + (0 if a_signed else 1)
     b = b_bits + (0 if b_signed else 1)
-    return min(_parts(a, 27) * _parts(b, 18), _parts(b, 27) * _parts(a, 18))
+    return min(_parts(a, DSP_A_BITS) * _parts(b, DSP_B_BITS), _parts(b, DSP_A_BITS) * _parts(a, DSP_B_BITS))
 
 
 def bram36_for(depth: int, width: int) -> float:

@@ -85,7 +85,7 @@ from edgemoe.hls.interface import TOP, m_axi_bundles
 from edgemoe.hls.plan import KernelPlan
 
 from .measured import SimResults, yosys_figures
-from .primitives import Memory, UnitResources, add_mac_array, dsp_per_mult
+from .primitives import DSP_P_BITS, Memory, UnitResources, add_mac_array, dsp_per_mult
 
 #: a design fits a board when every resource is used at most this fraction of the board's
 DEFAULT_CAP = 0.80
@@ -320,6 +320,13 @@ def mac_dsp(cfg, plan: KernelPlan) -> tuple[str, int]:
     return widest, dsp_per_mult(a, b, a_s, b_s)
 
 
+def mac_chain_in_dsps(cfg, plan: KernelPlan) -> bool:
+    """Whether the MACs' chains (``MAC_CHAIN`` products each, written in order with expression balancing off)
+    stay in the DSP48E2s' post-adders: each product takes one slice (:func:`mac_dsp`) and the accumulator
+    fits the slice's 48-bit P.  Otherwise a product spans slices and every add is a fabric adder."""
+    return mac_dsp(cfg, plan)[1] == 1 and cfg.precision.accum.bits <= DSP_P_BITS
+
+
 def _addr_bits(depth: int) -> int:
     """Bits of an address into ``depth`` words (at least 1)."""
     return max(1, math.ceil(math.log2(max(2, depth))))
@@ -482,14 +489,24 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     # one multiplier per MAC for every pass (the linear layers, the scores, A*V): sized for the widest pair
     pairs, widest = mac_operand_pairs(cfg, plan), mac_dsp(cfg, plan)[0]
     a, a_s, wbits, w_s = pairs[widest]
-    b.mults("MAC: in[r][kin + i] * w[cur][o][kb + i]", "compute_tiles/MAC", k * co * ci, a, wbits,
+    b.mults("MAC: in[r][kin + c + i] * w[cur][o][kb + c + i]", "compute_tiles/MAC", k * co * ci, a, wbits,
             a_signed=a_s, b_signed=w_s,
-            note=f"MAC_O x MAC_I unrolled under MAC's PIPELINE, every pass on them; the widest pair ({widest}) of "
+            note=f"MAC_O x MAC_C x MAC_I unrolled under MAC's PIPELINE, every pass on them; the widest pair ({widest}) of "
             + ", ".join(f"{w} {pa}{'s' if sa else 'u'} x {pb}{'s' if sb else 'u'}: "
                         f"{dsp_per_mult(pa, pb, sa, sb)} DSP" for w, (pa, sa, pb, sb) in pairs.items())
             + f"; the words in cu_word_t ({cu}b) x cu_weight_t ({cw}b)")
-    b.logic("MAC adder trees + accumulate", "compute_tiles/MAC", k * co, ci * (cu + cw) + p.accum.bits,
-            shape=f"{ci} products of {cu + cw}b into {p.accum.bits}b")
+    chains = ci // plan.mac_chain
+    if mac_chain_in_dsps(cfg, plan):
+        b.logic("MAC chains: their sums + accumulate", "compute_tiles/MAC", k * co, chains * p.accum.bits,
+                shape=f"{chains} chains of {plan.mac_chain} into {p.accum.bits}b",
+                note="MAC_C: a chain of MAC_CHAIN products adds in its DSPs' post-adders (P = A x B + C, the "
+                "chain written in order, EXPRESSION_BALANCE off); the fabric adds each chain's sum to the "
+                "accumulator")
+    else:
+        b.logic("MAC adder trees + accumulate", "compute_tiles/MAC", k * co, ci * (cu + cw) + p.accum.bits,
+                shape=f"{ci} products of {cu + cw}b into {p.accum.bits}b",
+                note=f"a product spans slices or the {p.accum.bits}b accumulator passes the {DSP_P_BITS}b P: "
+                "every add in the fabric")
     b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_tiles/MAC", 1, p.accum.bits, banks=co, count=k,
             registers=True)
     b.array("w[2][CU_OUT][ROW_WORDS] (cu_weight_t)", "compute_tiles", 2 * (rw // ci), cw, banks=co * ci,
