@@ -44,7 +44,11 @@ EXPERT_TENSORS = {"OFF_EXP_W1": "htoh4.weight", "OFF_EXP_B1": "htoh4.bias",
 
 
 #: most columns per cycle of the elementwise loops that cast every column (``KernelPlan.cast_lanes``)
-CAST_LANES = 8
+CAST_LANES = 16
+
+#: cycles from a LayerNorm row's last chunk to the first use of its 1/std (the variance's add, the divide by DIM,
+#: the epsilon's add, rsqrt, the store: ``edgemoe.perf.primitives.OP_LATENCY`` makes it 15, a test checks it)
+LN_HANDOFF = 16
 
 #: most products one DSP48E2 post-adder chain sums (``KernelPlan.mac_chain``): each slice adds its product
 #: to the previous slice's P (P = A x B + C), a pipeline stage a slice, so a longer chain only adds depth
@@ -481,9 +485,21 @@ class KernelPlan:
         """``CAST_LANES``: columns per cycle of the elementwise loops that cast every column (LN_VAR, LN_OUT, the
         MoE accumulator's cast and residual add): gcd(cu_in, :data:`CAST_LANES`), so it divides EW_LANES and
         a chunk still hits distinct banks.  Fewer than EW_LANES because each lane is its own casts (and, in
-        the LayerNorm, its own three products): at 16 lanes the tiny preset's LUTs pass 80% of a ZCU102's
+        the LayerNorm, its own three products): at 32 lanes the ZCU102 preset's LUTs pass 80% of the board's
         (``edgemoe perf --resources`` gives the figures)."""
         return math.gcd(self.config.hardware.cu_in, CAST_LANES)
+
+    @property
+    def ln_chunks(self) -> int:
+        """``LN_CHUNKS``: iterations of the LayerNorm's pipeline a row: DIM / CAST_LANES."""
+        return self.config.model.embed_dim // self.cast_lanes
+
+    @property
+    def ln_skew(self) -> int:
+        """``LN_SKEW``: rows between the LayerNorm's centring of a row and its normalisation, the fewest (at
+        least 2) that put a row's 1/std :data:`LN_HANDOFF` iterations or more before its first use:
+        (LN_SKEW - 1) x LN_CHUNKS + 1 iterations.  Its buffer of centred rows holds LN_SKEW + 1 of them."""
+        return max(2, 1 + -(-(LN_HANDOFF - 1) // self.ln_chunks))
 
     @property
     def mac_chain(self) -> int:

@@ -219,9 +219,9 @@ def test_elementwise_loops_take_lanes_of_a_row_per_cycle(name, sets):
     assert plan.ln_param_banks % plan.words_per_beat == 0 and plan.ln_param_banks % cast == 0
     counts = np.full(m.num_experts, m.num_tokens * m.top_k / m.num_experts)
     le = loop_estimate(cfg, [counts] * len(m.moe_blocks))
-    # the LayerNorm: one pipeline over rows x chunks, two rows longer (the normalisation trails by two rows)
+    # the LayerNorm: one pipeline over rows x chunks, LN_SKEW rows longer (the normalisation trails by that many)
     assert "LN_SUM" not in le.loops and "LN_ROWS" not in le.loops
-    assert le.loops["LN_STEPS"].iterations == 2 * m.depth * (m.num_tokens + 2) * m.embed_dim // cast
+    assert le.loops["LN_STEPS"].iterations == 2 * m.depth * (m.num_tokens + plan.ln_skew) * m.embed_dim // cast
     assert le.loops["LN_STEPS"].entries == 2 * m.depth
     assert "ADD_D" not in le.loops       # the residual adds: in the compute unit's epilogue and MOE_OUT_D
     assert le.loops["GATE_CLEAR_U"].iterations == len(m.moe_blocks) * m.num_tokens * m.embed_dim
@@ -233,6 +233,30 @@ def test_elementwise_loops_take_lanes_of_a_row_per_cycle(name, sets):
     assert f"variable=c cyclic factor={cast} dim=2" in src and f"variable=gamma cyclic factor={plan.ln_param_banks}" in src
     if plan.moe_acc_banks > 1:
         assert f"variable=moe_acc cyclic factor={plan.moe_acc_banks} dim=2" in src
+
+
+@pytest.mark.parametrize("lanes", [4, 8, 16, 32, 64])
+def test_layernorm_skew_keeps_the_1_over_std_hand_off_off_the_ii(lanes, monkeypatch):
+    """More CAST_LANES make a row fewer iterations; the normalisation then trails by more rows (LN_SKEW), so a
+    row's 1/std (add, divide by DIM, add, rsqrt, store) is ready before its first use and LN_STEPS keeps II 1.
+    LN_HANDOFF, the plan's figure for that path, covers the operators' latencies."""
+    import edgemoe.hls.plan as plan_module
+    from edgemoe.perf.loops import LN_HANDOFF_OPS
+
+    assert plan_module.LN_HANDOFF >= sum(OP_LATENCY[o] for o in LN_HANDOFF_OPS)
+    monkeypatch.setattr(plan_module, "CAST_LANES", lanes)
+    cfg = load_config(ZCU)
+    plan = KernelPlan.from_config(cfg)
+    assert plan.cast_lanes == lanes and plan.ln_chunks * lanes == cfg.model.embed_dim
+    assert (plan.ln_skew - 1) * plan.ln_chunks + 1 >= plan_module.LN_HANDOFF
+    assert plan.ln_skew == 2 or (plan.ln_skew - 2) * plan.ln_chunks + 1 < plan_module.LN_HANDOFF   # the fewest
+    m = cfg.model
+    counts = np.full(m.num_experts, m.num_tokens * m.top_k / m.num_experts)
+    ln = loop_estimate(cfg, [counts] * len(m.moe_blocks)).loops["LN_STEPS"]
+    assert ln.ii.ii == 1, ln.ii.detail
+    src = render(cfg, ["src/edgemoe_vit.cpp", "include/edgemoe_config.h"])
+    assert f"LN_SKEW = {plan.ln_skew};" in src["include/edgemoe_config.h"]
+    assert f"variable=c inter distance={(plan.ln_skew - 1) * plan.ln_chunks} true" in src["src/edgemoe_vit.cpp"]
 
 
 @pytest.mark.parametrize("name,sets", [(ZCU, []), (TINY, []), (MICRO, []), (MICRO, ["model.top_k=1"]),

@@ -18,7 +18,7 @@ from edgemoe.hls.writer import render
 from edgemoe.loading import load_config
 from edgemoe.perf.primitives import LUTRAM_MAX_BITS, bram36_for, dsp_per_mult, lutram_luts
 from edgemoe.perf.resources import (ALLOCATION_LIMITS, CALL_SITES, DEFAULT_CAP, LUT_PER_CAST, RESOURCES, WIDE_BITS,
-                                    _lanes_per_bank, cast_bits, estimate_resources, function_instances, mac_chain_in_dsps, mac_dsp,
+                                    _lanes_per_bank, estimate_resources, function_instances, mac_chain_in_dsps, mac_dsp,
                                     mac_operand_pairs, table_bits)
 
 TINY = "m3vit-tiny-cityscapes"
@@ -53,16 +53,26 @@ def test_dsp_per_multiply_from_operand_widths():
     assert dsp_per_mult(18, 17, b_signed=False) == 1   # an unsigned 17-bit operand fits the 18-bit port
 
 
-def test_wide_t_operands_are_64_bits_unless_the_type_wraps():
+def test_layernorm_products_are_at_the_stored_types_widths():
+    """inv_std and n are stored in ln_inv_std_t / ln_norm_t before LN_OUT multiplies them: one DSP each at the
+    tiny widths, saturating or wrapping alike (a 64-bit wide_t operand would be three)."""
     sat = cfg_of(TINY)
     wrap = cfg_of(TINY, "precision.ln_norm=fixed<24,6,TRN,WRAP>")
-    assert cast_bits(sat.precision.ln_norm) == (WIDE_BITS, True)
-    assert cast_bits(wrap.precision.ln_norm) == (24, True)
-    a, b = estimate_resources(sat), estimate_resources(wrap)
-    la, lb = (item(r, "layernorm/LN_STEPS", "LN_OUT: n * wide_t(gamma[d])") for r in (a, b))
+    code = render(sat, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    assert "ln_inv_std_t row_inv_std[LN_SKEW + 1];" in code and "const ln_norm_t n = to_ln_norm(" in code
     wb = KernelPlan.from_config(sat).weight_word_bits
-    assert la.dsp == la.count * dsp_per_mult(WIDE_BITS, wb)            # to_ln_norm() saturates: a wide_t
-    assert lb.dsp == lb.count * dsp_per_mult(24, wb) < la.dsp
+    for cfg in (sat, wrap):
+        p = cfg.precision
+        res = estimate_resources(cfg)
+        la = item(res, "layernorm/LN_STEPS", "LN_OUT: wide_t(n) * wide_t(gamma[d])")
+        assert la.dsp == la.count * dsp_per_mult(p.ln_norm.bits, wb) < la.count * dsp_per_mult(WIDE_BITS, wb)
+        li = item(res, "layernorm/LN_STEPS", "LN_OUT: wide_t(c[d]) * wide_t(inv_std)")
+        assert li.dsp == li.count * dsp_per_mult(p.ln_centered.bits, p.ln_inv_std.bits, p.ln_centered.signed,
+                                                 p.ln_inv_std.signed)
+
+
+def test_online_softmax_product_is_at_the_stored_words_widths():
+    sat = cfg_of(TINY)
     # the online softmax's l * alpha multiplies the words as stored (softmax_sum_t x exp_t), whatever the exp
     # type's overflow: one product per softmax lane, not wide_t x wide_t
     p, P = sat.precision, sat.hardware.attn_parallel
@@ -89,10 +99,11 @@ def test_multipliers_follow_the_kernel_types():
     ln = function_instances()["layernorm"] * plan.cast_lanes    # one instance for both call sites
     var = item(res, "layernorm/LN_STEPS", "LN_VAR: wide_t(c[d]) * wide_t(c[d])")
     assert var.count == ln and var.dsp == ln * dsp_per_mult(p.ln_centered.bits, p.ln_centered.bits)
-    norm = item(res, "layernorm/LN_STEPS", "LN_OUT: wide_t(c[d]) * inv_std")
-    assert norm.count == ln and norm.dsp == ln * dsp_per_mult(p.ln_centered.bits, WIDE_BITS)
-    aff = item(res, "layernorm/LN_STEPS", "LN_OUT: n * wide_t(gamma[d])")
-    assert aff.count == ln and aff.dsp == ln * dsp_per_mult(WIDE_BITS, plan.weight_word_bits)
+    norm = item(res, "layernorm/LN_STEPS", "LN_OUT: wide_t(c[d]) * wide_t(inv_std)")
+    assert norm.count == ln and norm.dsp == ln * dsp_per_mult(p.ln_centered.bits, p.ln_inv_std.bits,
+                                                              b_signed=p.ln_inv_std.signed)
+    aff = item(res, "layernorm/LN_STEPS", "LN_OUT: wide_t(n) * wide_t(gamma[d])")
+    assert aff.count == ln and aff.dsp == ln * dsp_per_mult(p.ln_norm.bits, plan.weight_word_bits)
     # the routing's products at its narrow types: the chosen experts' exp_t x softmax_inv_t, one per top-k entry
     # (not wide_t x wide_t), and exp_neg's x * LOG2E_RAW on a difference of two gate_logit_t
     pick = item(res, "route_tokens/GATE_PICK", "GATE_PICK: wide_t(xj) * wide_t(inv)")

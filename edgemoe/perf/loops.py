@@ -218,6 +218,10 @@ def _log2c(x: int) -> int:
     return max(0, math.ceil(math.log2(max(1, x))))
 
 
+#: the operators from a LayerNorm row's last chunk to the first use of its 1/std (plan.LN_HANDOFF covers them)
+LN_HANDOFF_OPS = ("add", "div_const", "add", "rsqrt", "store")
+
+
 def kernel_constants(cfg, plan: KernelPlan) -> dict:
     """The kernel's constants (``edgemoe_config.h``) the trip formulas read."""
     m, h = cfg.model, cfg.hardware
@@ -228,7 +232,7 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "MAC_CHAIN": plan.mac_chain, "ATTN_P": h.attn_parallel,
             "ATTN_GROUPS": plan.attn_groups, "SCORE_COLS": plan.score_cols, "PROB_COL": plan.prob_col,
             "K_PAD": plan.k_pad, "PROB_LANES": plan.prob_lanes, "EW_LANES": plan.elementwise_lanes,
-            "CAST_LANES": plan.cast_lanes,
+            "CAST_LANES": plan.cast_lanes, "LN_CHUNKS": plan.ln_chunks, "LN_SKEW": plan.ln_skew,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
             "MATRIX_PER_BEAT": plan.matrix_per_beat, "UNPACK_STEPS": plan.unpack_steps,
@@ -358,20 +362,20 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # the on-chip unpacks (attention): CU_IN words a step, key_steps / value_steps steps a call
         S("UNPACK_K", "compute_tiles", "MAC", "-", "CU_IN * key_steps / mac_iters"),
         S("UNPACK_V", "compute_tiles", "MAC", "-", "CU_IN * value_steps / mac_iters"),
-        # layernorm: rows x chunks of CAST_LANES columns in one pipeline, skewed by two rows (centre and square
-        # row r, normalise row r - 2); the row's sum comes with x (x_sum, from the embedding or a residual add)
-        S("LN_STEPS", "layernorm", None, "PIPELINE II=1", "(N_TOKENS + 2) * (DIM / CAST_LANES)",
+        # layernorm: rows x chunks of CAST_LANES columns in one pipeline, skewed by LN_SKEW rows (centre and
+        # square row r, normalise row r - LN_SKEW); the row's sum comes with x (x_sum, from the embedding or a
+        # residual add)
+        S("LN_STEPS", "layernorm", None, "PIPELINE II=1", "(N_TOKENS + LN_SKEW) * LN_CHUNKS",
           ports=(Port("x", reads=C, spread=spread(C, "x")), Port("x_sum", reads=1),
-                 Port("c", reads=C, writes=C, spread=2 * spread(C, "c")),   # two of its three row buffers
+                 Port("c", reads=C, writes=C, spread=2 * spread(C, "c")),   # two of its LN_SKEW + 1 row buffers
                  Port("gamma", reads=C, spread=spread(C, "gamma")), Port("beta", reads=C, spread=spread(C, "beta")),
                  Port("y", writes=C, spread=spread(C, "y")), Port("RSQRT_TABLE", reads=2)),
           recurrences=(Recurrence("sq += lane sum of c * c", ("add",)),
-                       Recurrence("a row's 1/std to its normalisation, LN_CHUNKS + 1 iterations later",
-                                  ("add", "div_const", "add", "rsqrt", "store"),
-                                  distance=m.embed_dim // C + 1),
+                       Recurrence("a row's 1/std to its normalisation, (LN_SKEW - 1) x LN_CHUNKS + 1 iterations "
+                                  "later", LN_HANDOFF_OPS, distance=(plan.ln_skew - 1) * plan.ln_chunks + 1),
                        Recurrence("(r, d0), the buffers: the position", ("add",))),
-          mults=(Mults(C, p.ln_centered.bits, p.ln_centered.bits), Mults(C, p.ln_centered.bits, acc_bits),
-                 Mults(C, acc_bits, plan.weight_word_bits)),
+          mults=(Mults(C, p.ln_centered.bits, p.ln_centered.bits), Mults(C, p.ln_centered.bits, p.ln_inv_std.bits),
+                 Mults(C, p.ln_norm.bits, plan.weight_word_bits)),
           # the longer of the two stages: centre, square, sum, 1/std (the normalisation is shorter)
           ops=("bram", "div_const", "add", "cast", "mul") + cast_tree + ("add", "div_const", "add", "rsqrt", "store")),
         S("LN_VAR_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),

@@ -28,7 +28,8 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
   follow the operand widths (:func:`~edgemoe.perf.primitives.dsp_per_mult`):
   a narrow type's width (``cu_word_t``, ``gate_score_t``, a table entry, a
   masked index); a ``wide_t`` (64-bit) where the operand is a ``wide_t``
-  result the tool cannot narrow (a saturating ``to_<type>()``: :func:`cast_bits`);
+  result the tool cannot narrow (a saturating ``to_<type>()`` still in a ``wide_t``;
+  the kernel stores such a result in its own type before it multiplies);
   ``int`` address products are 32 x 32.
 * **Arrays** are their declared element type and shape after the template's
   ARRAY_PARTITION pragmas: every ``rows_t`` is ``[N_TOKENS][ROW_WORDS]``
@@ -287,13 +288,6 @@ def function_instances() -> dict[str, int]:
     for name in CALL_SITES:
         count(name)
     return out
-
-
-def cast_bits(t) -> tuple[int, bool]:
-    """(bits, signed) of a ``to_<type>()`` / ``fix_<type>()`` result as a multiplier operand: the type when
-    it wraps (the wide_t holds the type's word), a signed 64-bit wide_t when it saturates (a compare and
-    select on the 64-bit value, which the tool does not narrow)."""
-    return (t.bits, t.signed) if t.overflow == "WRAP" else (WIDE_BITS, True)
 
 
 def mac_operand_pairs(cfg, plan: KernelPlan) -> dict[str, tuple[int, bool, int, bool]]:
@@ -691,16 +685,17 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", -(-d // pb), wb, banks=pb, count=2 * ln,
             note="cyclic lcm(WORDS_PER_BEAT, CAST_LANES)")
     _read_words(b, "layernorm (read_words)", 2 * ln, plan)
-    b.array("c[3][DIM] (ln_centered_t)", "layernorm/LN_STEPS", -(-d // L), p.ln_centered.bits, banks=3 * L,
-            count=ln, note="three rows (written, waiting, normalised), cyclic CAST_LANES")
+    nb = plan.ln_skew + 1
+    b.array("c[LN_SKEW + 1][DIM] (ln_centered_t)", "layernorm/LN_STEPS", -(-d // L), p.ln_centered.bits,
+            banks=nb * L, count=ln, note="LN_SKEW + 1 rows (written, waiting, normalised), cyclic CAST_LANES")
     b.mults("LN_VAR: wide_t(c[d]) * wide_t(c[d])", "layernorm/LN_STEPS", ln * L, p.ln_centered.bits,
             p.ln_centered.bits, a_signed=p.ln_centered.signed, b_signed=p.ln_centered.signed, note=lanes)
-    a, a_s = cast_bits(p.ln_inv_std)
-    b.mults("LN_OUT: wide_t(c[d]) * inv_std", "layernorm/LN_STEPS", ln * L, p.ln_centered.bits, a,
-            a_signed=p.ln_centered.signed, b_signed=a_s, note=f"inv_std: rsqrt()'s wide_t; {lanes}")
-    a, a_s = cast_bits(p.ln_norm)
-    b.mults("LN_OUT: n * wide_t(gamma[d])", "layernorm/LN_STEPS", ln * L, a, wb, a_signed=a_s,
-            note=f"n: to_ln_norm()'s wide_t; {lanes}")
+    # inv_std and n are kept in their types (ln_inv_std_t, ln_norm_t): the products are at the words' widths
+    b.mults("LN_OUT: wide_t(c[d]) * wide_t(inv_std)", "layernorm/LN_STEPS", ln * L, p.ln_centered.bits,
+            p.ln_inv_std.bits, a_signed=p.ln_centered.signed, b_signed=p.ln_inv_std.signed,
+            note=f"ln_centered_t x ln_inv_std_t; {lanes}")
+    b.mults("LN_OUT: wide_t(n) * wide_t(gamma[d])", "layernorm/LN_STEPS", ln * L, p.ln_norm.bits, wb,
+            a_signed=p.ln_norm.signed, note=f"ln_norm_t x weight_word_t; {lanes}")
     b.mults("rsqrt: RSQRT_TABLE interpolation", "layernorm/LN_STEPS", ln, tb["rsqrt"] + 1,
             p.table_frac_bits - p.rsqrt_table_bits, b_signed=False)
     b.rom("RSQRT_TABLE", "layernorm (rsqrt)", te["rsqrt"], tb["rsqrt"], count=ln)
@@ -709,7 +704,8 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.logic("rsqrt normalisation, running sums", "layernorm", ln, LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + 2 * W, 2 * W)
     b.logic("per lane: 3 casts, 2 lane-sum adders", "layernorm", ln * L, 3 * LUT_PER_CAST + 2 * W, 2 * W,
             note=lanes)
-    b.logic("row_inv_std[3], the buffer selects", "layernorm", ln, 3 * W, 3 * W)
+    b.logic("row_inv_std[LN_SKEW + 1], the buffer selects", "layernorm", ln, nb * p.ln_inv_std.bits,
+            nb * p.ln_inv_std.bits)
     b.control("layernorm", ln, loops=3)
 
     # gating, top-k, routing: route_tokens, inlined in run_image (one GATE pipeline) ---------------------
