@@ -83,32 +83,33 @@ def matrix_bits(precision) -> int:
 
 
 def tensor_order(model_cfg) -> list[tuple[str, tuple[int, ...], str]]:
-    """(key, shape, tensor class) of every backbone tensor in buffer order."""
+    """(key, shape, tensor class) of every backbone tensor in buffer order.  A layer's biases come just before
+    its matrix (each slot starts on a bus word), so the loader reads the two as one burst."""
     m = model_cfg
     d = m.embed_dim
-    out = [("backbone.patch_embed.proj.weight", (d, m.patch_dim), "patch_weight"),
-           ("backbone.patch_embed.proj.bias", (d,), "bias"),
+    out = [("backbone.patch_embed.proj.bias", (d,), "bias"),
+           ("backbone.patch_embed.proj.weight", (d, m.patch_dim), "patch_weight"),
            ("backbone.cls_token", (d,), "embed"),
            ("backbone.pos_embed", (m.num_tokens, d), "embed")]
     for i in range(m.depth):
         pre = f"backbone.blocks.{i}."
         out += [(pre + "norm1.weight", (d,), "ln_gamma"), (pre + "norm1.bias", (d,), "ln_beta"),
-                (pre + "attn.qkv.weight", (3 * d, d), "weight"), (pre + "attn.qkv.bias", (3 * d,), "attn_bias"),
-                (pre + "attn.proj.weight", (d, d), "weight"), (pre + "attn.proj.bias", (d,), "attn_bias"),
+                (pre + "attn.qkv.bias", (3 * d,), "attn_bias"), (pre + "attn.qkv.weight", (3 * d, d), "weight"),
+                (pre + "attn.proj.bias", (d,), "attn_bias"), (pre + "attn.proj.weight", (d, d), "weight"),
                 (pre + "norm2.weight", (d,), "ln_gamma"), (pre + "norm2.bias", (d,), "ln_beta")]
         if m.is_moe(i):
             for t in range(len(m.tasks)):
                 out.append((pre + f"mlp.gate.{t}.w_gate", (m.num_experts, d), "weight"))  # stored transposed: [E, D]
             h = m.expert_hidden
             for e in range(m.num_experts):
-                out += [(pre + f"mlp.experts.{e}.htoh4.weight", (h, d), "weight"),
-                        (pre + f"mlp.experts.{e}.htoh4.bias", (h,), "bias"),
-                        (pre + f"mlp.experts.{e}.h4toh.weight", (d, h), "weight"),
-                        (pre + f"mlp.experts.{e}.h4toh.bias", (d,), "bias")]
+                out += [(pre + f"mlp.experts.{e}.htoh4.bias", (h,), "bias"),
+                        (pre + f"mlp.experts.{e}.htoh4.weight", (h, d), "weight"),
+                        (pre + f"mlp.experts.{e}.h4toh.bias", (d,), "bias"),
+                        (pre + f"mlp.experts.{e}.h4toh.weight", (d, h), "weight")]
         else:
             hid = m.mlp_hidden
-            out += [(pre + "mlp.fc1.weight", (hid, d), "weight"), (pre + "mlp.fc1.bias", (hid,), "bias"),
-                    (pre + "mlp.fc2.weight", (d, hid), "weight"), (pre + "mlp.fc2.bias", (d,), "bias")]
+            out += [(pre + "mlp.fc1.bias", (hid,), "bias"), (pre + "mlp.fc1.weight", (hid, d), "weight"),
+                    (pre + "mlp.fc2.bias", (d,), "bias"), (pre + "mlp.fc2.weight", (d, hid), "weight")]
     return out
 
 

@@ -356,13 +356,19 @@ class KernelPlan:
         bias = beat_span(lin.bias_offset, lin.n_out, self.words_per_beat) if lin.has_bias else None
         return bias, beat_span(lin.weight_offset * self.matrix_per_word, lin.n_out * lin.k, self.matrix_per_beat)
 
-    @property
-    def max_layer_bias_beats(self) -> int:
-        return max((self.layer_spans(lin)[0][1] for lin in self.linears if lin.has_bias), default=1)
+    def layer_burst(self, lin: LinearPlan) -> tuple[int, int]:
+        """(first beat, beats) of the one burst the loader reads for ``lin`` when :attr:`weight_rows_aligned`:
+        its biases and then its whole matrix, which the layout puts back to back (:func:`tensor_order`)."""
+        bias, w = self.layer_spans(lin)
+        if bias is None:
+            return w[0], w[1]
+        if bias[0] + bias[1] != w[0] or bias[2] or w[2]:
+            raise AssertionError(f"{lin.name}: biases at beats {bias[:2]} do not end where the matrix starts ({w[0]})")
+        return bias[0], bias[1] + w[1]
 
     @property
-    def max_layer_weight_beats(self) -> int:
-        return max(self.layer_spans(lin)[1][1] for lin in self.linears)
+    def max_layer_burst_beats(self) -> int:
+        return max(self.layer_burst(lin)[1] for lin in self.linears)
 
     @property
     def weight_beats(self) -> int:

@@ -349,9 +349,9 @@ def test_weight_lanes_interface_and_reads(tmp_path):
     for lane in (0, 1):
         assert (f"#pragma HLS INTERFACE m_axi port=weights_{lane} offset=slave bundle=gmem1_{lane} "
                 f"depth={KernelPlan.from_config(cfg).weight_beats} max_widen_bitwidth=128") in kernel
-    joined = "join_lanes(weights_0[ws.first + i], weights_1[ws.first + i])"
-    assert f"beats.write({joined});" in kernel and kernel.count("join_lanes(") == 4   # READ_BEATS, LOAD_B, LOAD_W, EMBED_POS
+    joined = "join_lanes(weights_0[first + i], weights_1[first + i])"
+    assert f"beats.write({joined});" in kernel and kernel.count("join_lanes(") == 3   # READ_BEATS, LOAD_W, EMBED_POS
     assert "weights[" not in kernel
-    seeded = kernel.replace(joined, "join_lanes(weights_0[ws.first + i], weights_0[ws.first + i + 1])")
+    seeded = kernel.replace(joined, "join_lanes(weights_0[first + i], weights_0[first + i + 1])")
     found = check_source("src/edgemoe_vit.cpp", seeded, top="edgemoe_vit")
     assert any(v.rule == "shared-bundle-loop" and "gmem1_0" in str(v) for v in found), [str(v) for v in found]

@@ -432,9 +432,12 @@ def test_compute_unit_calls_add_up_to_max_of_loader_and_compute(sets):
     assert not [k for r in lo for k in r.by_step if k[0] == "attn"]
     assert raw(co, ("attn", 0)) > 0
     if plan.weight_rows_aligned:
-        # one burst of weights per call, one of biases per call of a layer with biases (the gates have none)
-        assert "LOAD_TILES" not in le.loops
-        assert le.loops["LOAD_W"].entries == streamed > le.loops["LOAD_B"].entries
+        # one burst per call: the layer's biases (none for the gates), then its matrix, back to back in the layout
+        assert "LOAD_TILES" not in le.loops and "LOAD_B" not in le.loops
+        assert le.loops["LOAD_W"].entries == streamed
+        for lin in plan.linears:
+            bias, w = plan.layer_spans(lin)
+            assert plan.layer_burst(lin) == ((bias[0], bias[1] + w[1]) if bias else w[:2])
         assert raw(lo, ("expert_fc2", b)) < raw(co, ("expert_fc2", b))   # one token: the unpack binds
     else:
         assert le.loops["LOAD_TILES"].entries == streamed
@@ -505,8 +508,10 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
         assert mac.ii.constraints["recurrence"] == plan.unpack_wraps * OP_LATENCY["add"]
         assert mac.ii.ii == max(plan.unpack_wraps * OP_LATENCY["add"], mac_out_ii(cfg, plan)), mac.ii.detail
     assert not {"UNPACK_B", "UNPACK_W"} & set(le.loops)
-    assert le.loops["UNPACK_W_J"].iterations == pytest.approx(
-        plan.unpack_fields * plan.unpack_steps * le.loops["LOAD_W"].iterations)
+    # the weight beats the loader streams (aligned rows: its one burst is the biases' beats, then the matrix's)
+    weight_beats = le.loops["LOAD_W"].iterations - (
+        le.loops["UNPACK_B_J"].iterations / plan.words_per_beat if plan.weight_rows_aligned else 0)
+    assert le.loops["UNPACK_W_J"].iterations == pytest.approx(plan.unpack_fields * plan.unpack_steps * weight_beats)
     # ... and in the generated source: the unpack's field loops under MAC, a beat popped there, the two halves
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     found = set(source_loops(src))

@@ -297,10 +297,10 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ports=(Port("dst", writes=min(wpb, m.embed_dim), spread=spread(min(wpb, m.embed_dim), "dst")),),
           axi=weight_reads, ops=("add", "store")),
         S("READ_WORDS", "read_words", "READ_BEATS", "-", "WORDS_PER_BEAT"),
-        # load_tiles: the compute unit's loader process; rows of whole bus words: the layer's biases in one
-        # burst and its weight rows in another, else per tile
-        *((S("LOAD_B", "load_tiles", None, "PIPELINE II=1", "bias_beats", axi=weight_reads, ops=("store",)),
-           S("LOAD_W", "load_tiles", None, "PIPELINE II=1", "weight_beats", axi=weight_reads, ops=("store",)))
+        # load_tiles: the compute unit's loader process; rows of whole bus words: the layer's biases and its
+        # weight rows in one burst (the layout puts them back to back), else per tile
+        *((S("LOAD_W", "load_tiles", None, "PIPELINE II=1", "bias_beats + weight_beats", axi=weight_reads,
+             ops=("store",)),)
           if plan.weight_rows_aligned else
           (S("LOAD_TILES", "load_tiles", None, "-", "tiles", ops=("add", "add")),
            S("LOAD_B", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "bias_beats / tiles",
@@ -881,16 +881,16 @@ class _Walk:
         lin = self.linears[layer]
         spans = self.plan.tile_spans(lin)
         tiles = len(spans)
-        if self.plan.weight_rows_aligned:   # one burst of the layer's biases, one of its weights
+        if self.plan.weight_rows_aligned:   # one burst: the layer's biases, then its weights
             bias, w = self.plan.layer_spans(lin)
             beats = {"bias_beats": bias[1] if bias else 0, "weight_beats": w[1]}
         else:
             beats = {"bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans)}
         args = {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles, **beats,
                 "mac_iters": sum(self.plan.mac_passes(lin, rows)), "key_steps": 0, "value_steps": 0}
-        if self.plan.weight_rows_aligned:
-            skip, load_only = (() if lin.has_bias else ("LOAD_B",)), None
-            load = sum(self.cost(lab, args) for lab in ("LOAD_B", "LOAD_W") if lab not in skip)
+        if self.plan.weight_rows_aligned:   # one burst: the biases, then the matrix
+            skip, load_only = (), None
+            load = self.cost("LOAD_W", args)
         else:
             skip, load_only = (), (None if lin.has_bias else ("LOAD_W",))
             load = self.cost("LOAD_TILES", args, load_only)
