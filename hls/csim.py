@@ -234,18 +234,35 @@ class CsimLibrary:
                                           ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
         self._lib.edgemoe_run.restype = ctypes.c_int
         self._lib.edgemoe_config_hash.restype = ctypes.c_uint
+        self._lib.edgemoe_image_words.argtypes = [ctypes.c_int]
         self.max_tap_words = self._lib.edgemoe_max_tap_words()
+        self.out_dtype = np.dtype(f"<i{self._lib.edgemoe_out_word_bits() // 8}")
         self.num_taps = self._lib.edgemoe_num_taps()
         self.config_hash = self._lib.edgemoe_config_hash()
 
+    def image_words(self, tap: int) -> int:
+        """Output words from one image's region of the activations buffer to the next in a call with ``tap``
+        (whole bus words: ``KernelPlan.image_stride``)."""
+        return self._lib.edgemoe_image_words(int(tap))
+
     def run(self, pixels: np.ndarray, weights: np.ndarray, task: int, num_images: int, tap: int,
-            out_words: int) -> tuple[np.ndarray, int, int]:
-        """Call the top function once; returns (output words int64, config_hash, status)."""
+            out: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
+        """Call the top function once; returns (the activations buffer, config_hash, status).
+
+        The activations buffer is the host's array of output words (``out_dtype``), ``num_images x
+        image_words(tap)`` of them: ``out`` (written in place, as the device's memory: the kernel writes only
+        its regions' bus words) or a zeroed one.  Its bytes are the kernel's bus words (``act_beat_t``)."""
         pix = np.ascontiguousarray(pixels, dtype=np.int32)
         w = np.ascontiguousarray(weights, dtype=np.int32)
-        out = np.zeros(max(1, num_images * out_words), dtype=np.int64)
+        words = max(0, int(num_images)) * self.image_words(tap)
+        if out is None:
+            out = np.zeros(words, dtype=self.out_dtype)
+        if out.dtype != self.out_dtype or not out.flags.c_contiguous or out.size < words:
+            raise ValueError(f"the activations buffer must be {words} contiguous {self.out_dtype} words, got "
+                             f"{out.size} {out.dtype}")
+        scratch = np.zeros(1, dtype=np.int64)   # a valid pointer when the call writes nothing
         h = ctypes.c_uint32(0)
         st = ctypes.c_uint32(0)
-        self._lib.edgemoe_run(pix.ctypes.data, w.ctypes.data, out.ctypes.data, int(task), int(num_images),
-                              int(tap), ctypes.byref(h), ctypes.byref(st))
-        return out[:num_images * out_words], h.value, st.value
+        self._lib.edgemoe_run(pix.ctypes.data, w.ctypes.data, out.ctypes.data if words else scratch.ctypes.data,
+                              int(task), int(num_images), int(tap), ctypes.byref(h), ctypes.byref(st))
+        return out[:words], h.value, st.value

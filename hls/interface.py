@@ -87,7 +87,10 @@ def kernel_args(cfg) -> list[Arg]:
             f"pixel codes [images][C][H][W] ({plan.pixel_word_bits}-bit, {plan.image_lanes} per "
             f"{plan.image_word_bits}-bit word, little-endian)"),
         *weights,
-        Arg("activations", "m_axi", "out_word_t*", 64, "output tokens [images][N][D], or the debug tap's words"),
+        Arg("activations", "m_axi", "act_beat_t*", 64,
+            f"output tokens [images][N][D], or the debug tap's words: {plan.out_word_bits}-bit output words, "
+            f"{plan.out_per_beat} per {bus}-bit bus word, little-endian; each image's region (each head's in a "
+            f"per-head tap) from a bus word of its own, see taps.json"),
         Arg("task", "scalar", "ap_uint<8>", 32, "task index: selects every MoE block's gate"),
         Arg("num_images", "scalar", "ap_uint<16>", 32, "images in this call"),
         Arg("tap", "scalar", "ap_uint<16>", 32, f"debug tap id (stop after that step), {TAP_NONE:#x} = none"),

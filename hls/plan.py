@@ -43,6 +43,18 @@ EXPERT_TENSORS = {"OFF_EXP_W1": "htoh4.weight", "OFF_EXP_B1": "htoh4.bias",
                   "OFF_EXP_W2": "h4toh.weight", "OFF_EXP_B2": "h4toh.bias"}
 
 
+#: ports of one bank of an on-chip array per cycle (a true dual-port BRAM / LUTRAM; the loop model's BANK_PORTS)
+BANK_PORTS = 2
+
+#: the per-block tap steps the kernel writes head by head, each head's words from a bus word of their own
+PER_HEAD_STEPS = ("scores", "softmax_max", "softmax_inv")
+#: the tap steps whose words go a word (the pixels tap: an image word) a cycle into the bus word being filled
+#: (the kernel's put_word; pack_rows for the rows of ``logits``: a head's scores, the gate logits, rows that may
+#: be shorter than a bus word); write_rows writes the others, and the output tokens, a bus word a cycle from a
+#: row buffer whose rows are DIM, 3 DIM or MLP_HIDDEN words (multiples of cu_in)
+PACKED_STEPS = ("pixels", "scores", "softmax_max", "softmax_inv", "gate_logits", "gate_scores", "topk_idx",
+                "topk_score", "expert_counts")
+
 #: most columns per cycle of the elementwise loops that cast every column (``KernelPlan.cast_lanes``)
 CAST_LANES = 16
 
@@ -89,6 +101,104 @@ def attn_cycles(num_tokens: int, parallel: int) -> int:
     (``attn_groups``)."""
     n, par = num_tokens, parallel
     return ((n - 1) // par) * n + (n - 1) % par + n
+
+
+@functools.lru_cache(maxsize=4096)
+def beat_bank_reads(rows: int, cols: int, per_beat: int, banks: int) -> int:
+    """The most reads one bank takes in one bus word that ``write_rows`` packs: ``per_beat`` consecutive words of
+    the row-major ``rows x cols`` region of a row buffer whose columns are in ``banks`` cyclic banks.  A bus
+    word's words are runs of consecutive columns, one per row it touches (the rest of one row, whole rows
+    when ``cols < per_beat``, the start of the next); a run of ``L`` columns takes ceil(L / banks) reads of a
+    bank or floor(L / banks), so a bus word inside one row with ``per_beat <= banks`` reads each bank at most
+    once, and one across a row end at most twice."""
+    total = rows * cols
+    # the bus words' first columns repeat every cols / gcd(cols, per_beat) bus words
+    period = cols // math.gcd(cols, per_beat)
+    worst = 0
+    for b in range(min(-(-total // per_beat), period)):
+        f, end = b * per_beat, min(total, (b + 1) * per_beat)
+        counts = [0] * banks
+        while f < end:
+            c = f % cols
+            run = min(cols - c, end - f)
+            whole, rest = divmod(run, banks)
+            for k in range(banks):
+                counts[k] += whole
+            for k in range(rest):
+                counts[(c + k) % banks] += 1
+            f += run
+        worst = max(worst, max(counts))
+    return worst
+
+
+@dataclass(frozen=True)
+class ActRegion:
+    """What the kernel writes to the activations buffer for one image: the output tokens or one debug tap.
+
+    The buffer is bus words of ``out_per_beat`` output words each (``act_beat_t``, little-endian: word j in bits
+    [j * OUT_WORD_BITS, (j + 1) * OUT_WORD_BITS)), so its bytes are an array of output words, and every region
+    the kernel writes starts on a bus word: the region is ``parts`` sub-regions (a head each for the
+    :data:`PER_HEAD_STEPS` taps, else one), each ``rows x cols`` words row-major from a bus word of its own,
+    ``part_stride`` words apart (its words rounded up to whole bus words; the kernel zeroes the rest of its
+    last bus word).  The golden words (``shape``) are the parts in order with the padding dropped
+    (:meth:`unpack`).  ``writer``: ``"write_rows"`` (a bus word a cycle from a row buffer) or ``"packed"`` (a
+    word a cycle into a bus word, :data:`PACKED_STEPS`).
+    """
+
+    name: str
+    shape: tuple
+    parts: int
+    rows: int
+    cols: int
+    out_per_beat: int
+    writer: str
+
+    @property
+    def part_words(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def part_beats(self) -> int:
+        """Bus words of one part (``SCORE_HEAD_BEATS`` / ``SM_HEAD_BEATS`` for the per-head taps)."""
+        return -(-self.part_words // self.out_per_beat)
+
+    @property
+    def part_stride(self) -> int:
+        """Words from one part's start to the next: its words rounded up to whole bus words."""
+        return self.part_beats * self.out_per_beat
+
+    @property
+    def words(self) -> int:
+        """The golden words (``math.prod(shape)``)."""
+        return self.parts * self.part_words
+
+    @property
+    def beats(self) -> int:
+        """Bus words the kernel writes for one image."""
+        return self.parts * self.part_beats
+
+    @property
+    def stride(self) -> int:
+        """Words of the buffer the region takes (whole bus words)."""
+        return self.beats * self.out_per_beat
+
+    def unpack(self, buf) -> np.ndarray:
+        """Buffer words ``[n, >= stride]`` (an image's region at the start of each row) -> the golden words
+        ``[n, *shape]``: the parts with their padding dropped."""
+        buf = np.asarray(buf)
+        n = buf.shape[0]
+        parts = buf[:, :self.stride].reshape(n, self.parts, self.part_stride)[:, :, :self.part_words]
+        return parts.reshape(n, *self.shape)
+
+    def pack(self, words, stride: int | None = None) -> np.ndarray:
+        """The golden words ``[n, *shape]`` -> buffer words ``[n, stride]`` (default: the region's), as the
+        kernel writes them: each part from a bus word, zeros in the padding."""
+        words = np.asarray(words)
+        n = words.shape[0]
+        out = np.zeros((n, self.stride if stride is None else stride), dtype=words.dtype)
+        parts = out[:, :self.stride].reshape(n, self.parts, self.part_stride)
+        parts[:, :, :self.part_words] = words.reshape(n, self.parts, self.part_words)
+        return out
 
 
 @dataclass(frozen=True)
@@ -229,6 +339,10 @@ class KernelPlan:
         shapes = dict(tap_shapes(m))
         # output words hold every tap's raw words: 32 bits unless a tap type is wider
         widest = max((t.bits + (0 if t.signed else 1)) for name in taps if (t := tap_type(name, p)) is not None)
+        out_bits = 32 if widest <= 32 else 64
+        if h.axi_width < out_bits:   # the activations port's bus word holds whole output words
+            raise ValueError(f"hardware.axi_width {h.axi_width}: narrower than the {out_bits}-bit output words "
+                             f"of the activations port")
         return cls(
             config=cfg, layout=layout,
             row_words=-(-row // h.cu_in) * h.cu_in,
@@ -236,7 +350,7 @@ class KernelPlan:
             k_max=max(m.patch_dim, m.embed_dim, m.mlp_hidden, m.expert_hidden),
             pixel_word_bits=container_bits(p.pixel.bits),
             weight_word_bits=layout.word_bits,
-            out_word_bits=32 if widest <= 32 else 64,
+            out_word_bits=out_bits,
             # every word a row buffer holds, signed: activations, q / k / v, gate logits, pixels and a head's
             # probabilities (unsigned: one bit more, so 1.0 of a <16,0> unsigned probability does not wrap)
             cu_word_bits=max(p.act.bits, p.qkv.bits, p.gate_logit.bits, p.pixel.bits + 1,
@@ -258,10 +372,103 @@ class KernelPlan:
     def tap_id(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.taps)}
 
+    # --- the activations port: bus words, each region from one -------------------------------------
+    @property
+    def out_per_beat(self) -> int:
+        """``OUT_PER_BEAT``: output words per bus word of the activations port (``act_beat_t``,
+        ``hardware.axi_width`` bits): axi_width / out_word_bits, a power of two."""
+        return self.config.hardware.axi_width // self.out_word_bits
+
+    def _region(self, name: str, shape: tuple, writer: str) -> ActRegion:
+        step = name.rsplit(".", 1)[-1]
+        parts = shape[0] if step in PER_HEAD_STEPS else 1
+        inner = shape[1:] if step in PER_HEAD_STEPS else shape
+        rows, cols = (inner[0], math.prod(inner[1:])) if len(inner) == 2 else (1, math.prod(inner))
+        return ActRegion(name, tuple(shape), parts, rows, cols, self.out_per_beat, writer)
+
+    @functools.cached_property
+    def tap_regions(self) -> dict[str, ActRegion]:
+        """Every debug tap's region of the activations buffer (:class:`ActRegion`), in schedule order: the one
+        place the kernel's, the host's and the tests' tap layouts come from."""
+        return {name: self._region(name, self.tap_shapes[name],
+                                   "packed" if name.rsplit(".", 1)[-1] in PACKED_STEPS else "write_rows")
+                for name in self.taps}
+
+    @functools.cached_property
+    def token_region(self) -> ActRegion:
+        """The output tokens' region (a TAP_NONE call): N x D words from ``x`` (``TOKEN_BEATS`` bus words)."""
+        m = self.config.model
+        return self._region("tokens", (m.num_tokens, m.embed_dim), "write_rows")
+
+    def region(self, tap: str | None) -> ActRegion:
+        """The region of tap ``tap`` (a name), or of the output tokens (None)."""
+        return self.token_region if tap is None else self.tap_regions[tap]
+
+    @property
+    def head_beats(self) -> dict[str, int]:
+        """Bus words of one head's part of each :data:`PER_HEAD_STEPS` tap (``SCORE_HEAD_BEATS``: a head's N x N
+        scores; ``SM_HEAD_BEATS``: its N softmax max or 1/sum words), the same in every block."""
+        return {step: self.tap_regions[f"blocks.0.{step}"].part_beats for step in PER_HEAD_STEPS}
+
     @property
     def max_tap_words(self) -> int:
-        """Words per image of the largest tap: the activations buffer's stride in a tap call."""
-        return max(self.tap_words.values())
+        """Words per image of the activations buffer in a tap call (``MAX_TAP_WORDS``, ``MAX_TAP_BEATS`` bus
+        words): the largest tap region, whole bus words; image i's region starts at word i x this."""
+        return max(r.stride for r in self.tap_regions.values())
+
+    def image_stride(self, tap_call: bool) -> int:
+        """Words from one image's region of the activations buffer to the next: the output tokens' whole bus
+        words in an inference call (``TOKEN_BEATS``), :attr:`max_tap_words` in a tap call."""
+        return self.max_tap_words if tap_call else self.token_region.stride
+
+    @property
+    def write_bank_reads(self) -> int:
+        """The most reads of one bank of a row buffer (``cu_in`` cyclic banks) by one bus word ``write_rows``
+        packs, over every region it writes (:func:`beat_bank_reads`; rows of DIM, 3 DIM or MLP_HIDDEN words,
+        multiples of cu_in): with OUT_PER_BEAT <= cu_in, 1 when every row is whole bus words, else 2 (a bus word
+        across a row end: the rest of one row, the start of the next); more when OUT_PER_BEAT > cu_in."""
+        ci = self.config.hardware.cu_in
+        return max(beat_bank_reads(r.rows, r.cols, r.out_per_beat, ci) for r in self._write_rows_regions())
+
+    def _write_rows_regions(self) -> list[ActRegion]:
+        return [self.token_region, *(r for r in self.tap_regions.values() if r.writer == "write_rows")]
+
+    @property
+    def write_rows_aligned(self) -> bool:
+        """Every region write_rows writes has rows of whole bus words (cols a multiple of OUT_PER_BEAT; all the
+        presets): its bus word is columns [cb x OUT_PER_BEAT, +OUT_PER_BEAT) of one row, (r, cb) counters, and
+        lane j's column is j modulo OUT_PER_BEAT; otherwise each lane has its own (r, c) counters, a bus word
+        may cross a row end and the last one of a region is part zeros."""
+        return all(r.cols % r.out_per_beat == 0 for r in self._write_rows_regions())
+
+    @property
+    def max_write_beats(self) -> int:
+        """Bus words of the largest region write_rows writes (its loop's LOOP_TRIPCOUNT)."""
+        return max(r.part_beats for r in self._write_rows_regions())
+
+    @property
+    def max_pack_words(self) -> int:
+        """Words of the largest part pack_rows writes (a head's scores or the gate logits)."""
+        return max((r.part_words for r in self.tap_regions.values() if r.name.rsplit(".", 1)[-1] in
+                    ("scores", "gate_logits")), default=1)
+
+    @property
+    def pix_beats(self) -> int:
+        """``PIX_BEATS``: bus words of output words an image word's pixels fill, IMAGE_LANES / OUT_PER_BEAT (1 when
+        fewer pixels than a bus word's words: then OUT_PER_BEAT / IMAGE_LANES image words fill one)."""
+        return max(1, self.image_lanes // self.out_per_beat)
+
+    @property
+    def pix_ii(self) -> int:
+        """The pixels tap's II (PIX, an image word an iteration): one bus word written a cycle, PIX_BEATS."""
+        return self.pix_beats
+
+    @property
+    def write_ii(self) -> int:
+        """``WRITE_II``: the II of write_rows' one loop (a bus word per iteration): its busiest bank's reads over
+        :data:`BANK_PORTS` ports, ceil(write_bank_reads / 2); one loop serves every region, so the worst one
+        sets it.  1 in every preset."""
+        return -(-self.write_bank_reads // BANK_PORTS)
 
     @property
     def block_taps(self) -> dict[str, list[int]]:
@@ -664,19 +871,20 @@ class KernelPlan:
 
     @property
     def buffer_depths(self) -> dict[str, int]:
-        """Words per image of each m_axi buffer as the host holds it: pixel, weight and output words."""
+        """Words per image of each m_axi buffer as the host holds it: pixel, weight and output words (the
+        activations: a tap call's stride, whole bus words, which holds the output tokens too)."""
         m = self.config.model
         return {"image": m.in_chans * m.img_height * m.img_width, "weights": self.layout.total_words,
                 "activations": self.max_tap_words}
 
     @property
     def interface_depths(self) -> dict[str, int]:
-        """Elements per image of each m_axi pointer (the INTERFACE pragmas' ``depth``), by argument: words, but
-        bus words for the weights, whose pointer is to ``weight_beat_t`` (or to one lane of it each), and image
-        words (``image_lanes`` pixels each) for the image."""
-        d = self.buffer_depths
+        """Elements per image of each m_axi pointer (the INTERFACE pragmas' ``depth``), by argument: bus words
+        for the weights, whose pointer is to ``weight_beat_t`` (or to one lane of it each), and for the
+        activations (``act_beat_t``, :attr:`max_tap_words` / OUT_PER_BEAT), image words (``image_lanes``
+        pixels each) for the image."""
         return {"image": self.image_words, **dict.fromkeys(self.lanes.names, self.weight_beats),
-                "activations": d["activations"]}
+                "activations": self.max_tap_words // self.out_per_beat}
 
     @property
     def lanes(self) -> WeightLanes:

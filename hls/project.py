@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -127,17 +126,16 @@ class HLSProject:
         return pixel_codes(x, self.config.precision.pixel).numpy()
 
     def run_raw(self, pixels: np.ndarray, task: int, tap: int) -> np.ndarray:
-        """Call the kernel on pixel codes; returns the output words [B, words]."""
+        """Call the kernel on pixel codes; returns the activations buffer [B, image stride] (each image's output
+        words as the kernel wrote them: :class:`~edgemoe.hls.plan.ActRegion` unpacks them)."""
         if self._lib is None:
             self.compile()
         b = pixels.shape[0]
-        words = self.config.model.num_tokens * self.config.model.embed_dim if tap == TAP_NONE \
-            else self._lib.max_tap_words
-        out, config_hash, status = self._lib.run(pixels.reshape(-1), self.packed_weights, task, b, tap, words)
+        out, config_hash, status = self._lib.run(pixels.reshape(-1), self.packed_weights, task, b, tap)
         if status != STATUS["ok"]:
             name = {v: k for k, v in STATUS.items()}.get(status, f"status {status}")
             raise KernelError(f"kernel refused the call: {name}")
-        return out.reshape(b, words)
+        return out.reshape(b, self._lib.image_words(tap))
 
     def predict(self, images, task: str | int = 0, tap: str | int | None = None,
                 dequantize: bool = False) -> np.ndarray:
@@ -150,12 +148,8 @@ class HLSProject:
         pixels = self.pixels(images)
         out = self.run_raw(pixels, t, tap_i)
         m = self.config.model
-        if tap_i == TAP_NONE:
-            name, shape = f"blocks.{m.depth - 1}.out", (m.num_tokens, m.embed_dim)
-        else:
-            name = self.taps[tap_i]
-            shape = self._shapes[name]
-        words = out[:, :math.prod(shape)].reshape(out.shape[0], *shape)
+        name = f"blocks.{m.depth - 1}.out" if tap_i == TAP_NONE else self.taps[tap_i]
+        words = self.plan.region(None if tap_i == TAP_NONE else name).unpack(out).astype(np.int64)
         if not dequantize:
             return words
         ft = tap_type(name, self.config.precision)

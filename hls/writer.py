@@ -105,8 +105,13 @@ def render(cfg, names: list[str] | None = None) -> dict[str, str]:
         | ({"lanes": {"count": lanes.count, "lane_bits": lanes.lane_bits, "lane_words": lanes.lane_words,
                       "args": list(lanes.names), "bundles": list(lanes.bundles)}} if lanes.count > 1 else {}),
         indent=1)
-    out["taps.json"] = json.dumps([{"id": i, "name": t, "words": w} for i, (t, w) in
-                                   enumerate(ctx["plan"].tap_words.items())], indent=1)
+    # each tap's region of the activations buffer (hls.plan.ActRegion): `parts` parts (a head each in a per-head
+    # tap) of part_words words, part_stride words apart; image i's region at word i x image_stride
+    plan = ctx["plan"]
+    out["taps.json"] = json.dumps([{"id": i, "name": t, "words": r.words, "shape": list(r.shape), "parts": r.parts,
+                                    "part_words": r.part_words, "part_stride": r.part_stride,
+                                    "image_stride": plan.max_tap_words}
+                                   for i, (t, r) in enumerate(plan.tap_regions.items())], indent=1)
     return out
 
 

@@ -447,10 +447,14 @@ class Accelerator:
             self._abuf = pynq.allocate((self._cap_images * self._cap_words,), self.types["activations"],
                                        target=self.targets["activations"])
 
-    def _read_activations(self, n: int, stride: int) -> np.ndarray:
-        """The kernel's output words [n, stride] (image i starts at word i * stride)."""
+    def _read_activations(self, n: int, tap: str | None) -> np.ndarray:
+        """The output words of the last call's ``n`` images, golden-shaped ``[n, *shape]``: the output tokens
+        (``tap`` None) or the tap's.  Image i's region starts at word i x the call's stride, whole bus words, and
+        each part of it (a head's, in a per-head tap) on a bus word (:class:`~edgemoe.hls.plan.ActRegion`)."""
+        plan = KernelPlan.from_config(self.cfg)
+        stride = plan.image_stride(tap is not None)
         self._abuf.sync_from_device()
-        return np.asarray(self._abuf[:n * stride]).reshape(n, stride)
+        return plan.region(tap).unpack(np.asarray(self._abuf[:n * stride]).reshape(n, stride))
 
     def _kernel(self, task: int, n: int, tap: int | None) -> float:
         try:
@@ -494,7 +498,7 @@ class Accelerator:
         res = Result(x.numpy(), codes, device=self.device_description)
         res.timings["preprocess"] = time.perf_counter() - t0
         b = len(codes)
-        words = m.num_tokens * m.embed_dim
+        words = KernelPlan.from_config(self.cfg).image_stride(False)
         tokens = {t: np.empty((b, m.num_tokens, m.embed_dim), np.int64) for t in tasks}
         batches = self._batches(b)
         calls_before = self.kernel_calls
@@ -509,7 +513,7 @@ class Accelerator:
                 for name in tasks:
                     res.timings["kernel"] += self._kernel(m.task_index(name), n, None)
                     t1 = time.perf_counter()
-                    tokens[name][s:e] = self._read_activations(n, words).reshape(n, m.num_tokens, m.embed_dim)
+                    tokens[name][s:e] = self._read_activations(n, None)
                     res.timings["transfer"] += time.perf_counter() - t1
                     bar.update(1)
         res.kernel_calls = self.kernel_calls - calls_before
@@ -541,8 +545,7 @@ class Accelerator:
         else:
             tap_id, name = int(tap), taps[int(tap)]
         shape = plan.tap_shapes[name]
-        words = plan.tap_words[name]
-        stride = plan.max_tap_words
+        stride = plan.image_stride(True)
         _, codes = preprocess(images, self.cfg)
         b = len(codes)
         out = np.empty((b, *shape), np.int64)
@@ -553,7 +556,7 @@ class Accelerator:
             self._ibuf[:n] = codes[s:e].reshape(n, -1)
             self._ibuf.sync_to_device()
             self._kernel(t, n, tap_id)
-            out[s:e] = self._read_activations(n, stride)[:, :words].reshape(n, *shape)
+            out[s:e] = self._read_activations(n, name)
         return out
 
     def close(self) -> None:

@@ -31,7 +31,9 @@ from edgemoe.hls.shared_files import sha256_file
 from .errors import OverlayMismatchError
 
 SIMBIT_FORMAT = "edgemoe-simbit"
-SIMBIT_VERSION = 3  # 2: records the library's SHA-256; 3: the board, its flow and the memory placement
+#: 2: records the library's SHA-256; 3: the board, its flow and the memory placement; 4: the activations in bus
+#: words (each image's region, each head's in a per-head tap, from a bus word; the library takes the buffer's bytes)
+SIMBIT_VERSION = 4
 #: the kernel's IP name (VLNV) per flow: the Vivado IP export (Zynq), a Vitis .xo's default vendor (Alveo)
 FLOW_VLNV = {"zynq": VLNVS[0], "alveo": VLNVS[1]}
 #: where the kernel's AXI-Lite registers sit (M_AXI_HPM0_FPD on the ZCU102, as in the block design)
@@ -69,8 +71,9 @@ def simbit_data(cfg, library: str, regmap: str, library_sha256: str) -> dict:
                         # the lane buffers, lane 0 first, and their weight words per bus word (absent: one buffer)
                         **({"lanes": list(plan.lanes.names), "lane_words": plan.lanes.lane_words}
                            if plan.lanes.count > 1 else {})},
-            "activations": {"dtype": types["activations"].str, "words_per_image": m.num_tokens * m.embed_dim,
-                            "tap_words_per_image": plan.max_tap_words},
+            # output words from one image's region to the next (whole bus words): inference, a tap call
+            "activations": {"dtype": types["activations"].str, "words_per_image": plan.image_stride(False),
+                            "tap_words_per_image": plan.image_stride(True)},
         },
     }
 

@@ -202,8 +202,7 @@ def test_tiny_preset_one_image_per_task(tmp_path_factory, name):
 def test_control_registers_and_bad_calls(tmp_path_factory):
     cfg, _, proj = _project("micro", tmp_path_factory)
     pixels = proj.pixels(synthetic_images(cfg.model, 1, seed=0))
-    out, config_hash, status = proj._lib.run(pixels.reshape(-1), proj.packed_weights, 0, 1, TAP_NONE,
-                                             cfg.model.num_tokens * cfg.model.embed_dim)
+    out, config_hash, status = proj._lib.run(pixels.reshape(-1), proj.packed_weights, 0, 1, TAP_NONE)
     assert status == 0 and config_hash == config_hash32(cfg) == proj._lib.config_hash
     assert config_hash32(load_config("m3vit-micro", ["hardware.clock_mhz=250"])) != config_hash
     with pytest.raises(KernelError, match="bad_task"):
@@ -215,7 +214,7 @@ def test_control_registers_and_bad_calls(tmp_path_factory):
     with pytest.raises(ConfigError, match="images"):
         proj.predict(np.zeros((1, 3, 32, 32)), 0)
     # the kernel still works after refusing calls
-    assert proj.run_raw(pixels, task=1, tap=TAP_NONE).shape == (1, cfg.model.num_tokens * cfg.model.embed_dim)
+    assert proj.run_raw(pixels, task=1, tap=TAP_NONE).shape == (1, proj.plan.image_stride(False))
 
 
 def test_generated_project_builds_and_its_testbench_passes(tmp_path):

@@ -362,14 +362,21 @@ def test_the_edges_move_words_per_cycle(name, sets):
     pix = le.loops["PATCH_PIX"]
     assert pix.entries == 1 and pix.iterations == plan.image_words and pix.ii.ii == 1, pix.ii.detail
     assert specs["PATCH_PIX"].ports == (Port("big", writes=il, spread=il),)
-    assert specs["PIX"].target_ii == il and specs["PIX"].axi[1].writes == il   # the tap: a word per output write
+    # the tap: an image word a cycle, whole bus words of its pixels written one a cycle (or a bus word every
+    # OUT_PER_BEAT / IMAGE_LANES words, written when full)
+    opb = plan.out_per_beat
+    assert specs["PIX"].target_ii == max(1, il // opb) and specs["PIX"].axi[1].writes == il / opb
     assert "EMBED_R" not in le.loops and "WRITE_R" not in le.loops and "WRITE_C" not in le.loops
     assert le.loops["EMBED_POS"].entries == 1 and le.loops["EMBED_POS"].iterations == plan.pos_beats
     emb = le.loops["EMBED_D"]
     assert emb.entries == 1 and emb.iterations == m.num_tokens * m.embed_dim // plan.cast_lanes and emb.ii.ii == 1
     out = le.loops["WRITE_W"]
     assert out.entries == le.functions["write_rows"].calls == 1
-    assert out.iterations == m.num_tokens * m.embed_dim and out.ii.ii == 1
+    # a bus word (OUT_PER_BEAT words) an iteration, the tokens from a bus word
+    assert out.iterations == -(-m.num_tokens * m.embed_dim // opb) == plan.token_region.beats
+    assert specs["WRITE_W"].target_ii == plan.write_ii and memory_of(cfg, plan).word_bits["activations"] == h.axi_width
+    if plan.write_rows_aligned and opb <= h.cu_in:   # a bus word reads its OUT_PER_BEAT banks once each
+        assert out.ii.constraints["bank ports"] == 1
     # the gather's cycles: the words, the pipeline's depth (a DRAM round trip) and nothing per patch or row
     assert pix.cycles == pytest.approx(plan.image_words + pix.ii.depth)
     assert pix.ii.depth < plan.m_axi_latency + 10

@@ -442,7 +442,7 @@ def test_softmax_state_is_the_kernels():
     assert sel.shape.startswith(f"{P} -> 1")
     assert not [it for it in estimate_resources(cfg_of(MICRO, "hardware.attn_parallel=1")).items
                 if it.what.startswith("SM_FINAL, TAP_SM, PROBS")]
-    assert "static void softmax(const rows_t S, rows_t big, int tap_kind, out_word_t* dst)" in src
+    assert "static void softmax(const rows_t S, rows_t big, int tap_kind, act_beat_t* dst)" in src
     assert "static void attention(" not in src
     # lane p reads column s + p of S (logits, CU_IN cyclic banks): its bank moves with s, a CU_IN -> 1 select
     ci, cu = cfg.hardware.cu_in, plan.cu_word_bits

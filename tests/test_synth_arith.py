@@ -53,13 +53,14 @@ def test_synthesis_arithmetic_equals_golden_at_every_tap(csim_cache):
     fixed = FixedM3ViT(cfg, sd)
     for task in range(len(m.tasks)):
         golden = fixed.forward(images, task)
-        out, config_hash, status = lib.run(pixels, proj.packed_weights, task, 2, TAP_NONE, m.num_tokens * m.embed_dim)
+        out, config_hash, status = lib.run(pixels, proj.packed_weights, task, 2, TAP_NONE)
         assert status == 0 and config_hash == config_hash32(cfg)
-        assert np.array_equal(out.reshape(2, m.num_tokens, m.embed_dim), golden.tokens.numpy()), f"task {task} tokens"
+        tokens = plan.token_region.unpack(out.reshape(2, plan.image_stride(False)))
+        assert np.array_equal(tokens, golden.tokens.numpy()), f"task {task} tokens"
         bad = []
         for tap, name in enumerate(plan.taps):
-            out, _, status = lib.run(pixels, proj.packed_weights, task, 2, tap, lib.max_tap_words)
-            words = out.reshape(2, -1)[:, :plan.tap_words[name]].reshape(2, *plan.tap_shapes[name])
+            out, _, status = lib.run(pixels, proj.packed_weights, task, 2, tap)
+            words = plan.tap_regions[name].unpack(out.reshape(2, plan.image_stride(True)))
             if status != 0 or not np.array_equal(words, golden.taps[name].numpy()):
                 bad.append(name)
         assert not bad, f"task {task}: {len(bad)} of {len(plan.taps)} taps differ: {bad[:5]}"

@@ -336,7 +336,6 @@ class _Kernel:
         self.cu_bits = plan.cu_word_bits
         self.wbytes = plan.weight_word_bits / 8
         self.mbytes = plan.matrix_word_bits / 8        # an element of a compute-unit matrix (packed)
-        self.out_bytes = plan.out_word_bits / 8
         self.pix_bytes = plan.pixel_word_bits / 8
         self.act_bytes = math.ceil(p.act.bits / 8)
         board = BOARDS[h.board]
@@ -348,6 +347,7 @@ class _Kernel:
         lanes = h.weight_lanes                          # the weights' bundles, axi / lanes bytes a cycle each
         self.bw_w = min(eff, lanes * min(axi / lanes, port))
         self.bw_a = min(2 * min(axi, port), eff)        # activations: separate read / write bundles (DRAM mode)
+        self.bw_out = min(axi, port, eff)               # the output tokens: bus words on the activations' bundle
         self.lat_axi = board.dram_latency_ns * h.clock_mhz / 1e3
         self.blk = max(1, h.axi_width // p.act.bits)    # activation words per AXI beat (Edge-MoE FEATURE_BLOCK)
         self.steps: list[Step] = []
@@ -595,13 +595,13 @@ class _Kernel:
 
     def output(self, nimg):
         m = self.m
-        n = m.num_tokens * nimg
-        nbytes = n * m.embed_dim * self.out_bytes
+        beats = self.plan.token_region.beats * nimg      # each image's tokens from a bus word
+        nbytes = beats * self.h.axi_width / 8
         if self.mode == "onchip":
-            # one pipeline over every word (WRITE_W): one burst
-            cyc = n * m.embed_dim + 2 + self.lat["loop"] + self.lat_axi
-            self.add("write_tokens", m.depth, "io", cyc, nbytes / self.bw_w, max(cyc, nbytes / self.bw_w), nbytes,
-                     0.0, 0.0, WRITE_ROWS=cyc)
+            # one pipeline over the bus words (WRITE_W, OUT_PER_BEAT words each, II write_ii): one burst
+            cyc = beats * self.plan.write_ii + 2 + self.lat["loop"] + self.lat_axi
+            mem = nbytes / self.bw_out
+            self.add("write_tokens", m.depth, "io", cyc, mem, max(cyc, mem), nbytes, 0.0, 0.0, WRITE_ROWS=cyc)
         # DRAM mode: the residual stream x already lives in DRAM
 
 

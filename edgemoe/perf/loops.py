@@ -33,7 +33,10 @@ The scheduling rules (how Vitis HLS builds the hardware):
   element: a whole bus word (``weight_beat_t``, ``hardware.axi_width`` bits,
   ``WORDS_PER_BEAT`` weight words) for the weights, or one lane of it per
   lane pointer (``hardware.weight_lanes``, each on its own bundle), an image
-  word (``IMAGE_LANES`` pixels), a 32- or 64-bit output word.  Every
+  word (``IMAGE_LANES`` pixels), a whole bus word of ``OUT_PER_BEAT`` output
+  words for the activations (``act_beat_t``; the small debug taps put a word
+  a cycle into one and write it when full: a conditional write, no burst,
+  ``1 / OUT_PER_BEAT`` of a transaction per iteration).  Every
   bundle reaches memory through a port of its own (``Board.port_gbps``; a
   ZCU102 HP port is 128 bits, so a 256-bit beat takes two of its cycles) and all share the DDR (``Board.mem_gbps x
   mem_efficiency``: a loop's bytes on every bundle together); bursts are :data:`MAXI_BURST_BEATS` beats long.
@@ -78,12 +81,12 @@ from dataclasses import dataclass, field
 
 from edgemoe.boards import BOARDS
 from edgemoe.hls.interface import TOP, m_axi_bundles
-from edgemoe.hls.plan import KernelPlan, beat_span
+from edgemoe.hls.plan import BANK_PORTS, KernelPlan, beat_span
 
 from .primitives import OP_LATENCY, dsp_per_mult
 
-#: ports of one BRAM / LUTRAM / ROM bank (true dual port)
-BANK_PORTS = 2
+#: ports of one BRAM / LUTRAM / ROM bank (true dual port): hls.plan.BANK_PORTS, which sets write_rows' II
+BANK_PORTS = BANK_PORTS
 #: m_axi transactions a bundle keeps in flight (the tool's default num_read_outstanding / num_write_outstanding)
 MAXI_OUTSTANDING = 16
 #: beats per burst (the tool's default max_read_burst_length / max_write_burst_length)
@@ -237,7 +240,8 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
             "MATRIX_PER_BEAT": plan.matrix_per_beat, "UNPACK_STEPS": plan.unpack_steps,
             "UNPACK_FIELDS": plan.unpack_fields, "GATE_STEPS": plan.gate_steps, "IMAGE_LANES": plan.image_lanes,
-            "IMAGE_WORDS": plan.image_words, "POS_BEATS": plan.pos_beats}
+            "IMAGE_WORDS": plan.image_words, "POS_BEATS": plan.pos_beats, "OUT_PER_BEAT": plan.out_per_beat,
+            "PIX_BEATS": plan.pix_beats}
 
 
 def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
@@ -246,7 +250,7 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     wpb = plan.words_per_beat  # cls (read_words' dst), pos (the position table): cyclic WORDS_PER_BEAT
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     # logits (the softmax's S: a head's scores) is cyclic CU_IN too
-    return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "in": rows, "logits": rows, "S": rows,
+    return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "in": rows, "logits": rows, "S": rows, "src": rows,
             "w": h.cu_out * h.cu_in, "b": 2 * h.cu_out, "moe_acc": plan.moe_acc_banks, "gelu_lane": plan.epilogue_lanes,
             # the softmax's per-query state: complete on the lane
             "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": h.attn_parallel,
@@ -264,7 +268,7 @@ def kernel_functions() -> tuple[FunctionSpec, ...]:
     return (FunctionSpec("compute_unit"), FunctionSpec("load_tiles", ("call", "add")),
             FunctionSpec("compute_tiles", ("call", "add", "add")),
             FunctionSpec("layernorm"), FunctionSpec("softmax"),
-            FunctionSpec("write_rows"), FunctionSpec("run_image"))
+            FunctionSpec("write_rows"), FunctionSpec("pack_rows"), FunctionSpec("run_image"))
 
 
 def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
@@ -290,6 +294,10 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     mac_tree = ("add",) * (plan.mac_chain - 1) + ("add",) * (ci // plan.mac_chain)
     cast_tree = ("add",) * _log2c(C)   # a lane sum (adder tree) before the running sum
     p = cfg.precision
+    opb = plan.out_per_beat
+    # a debug tap's words a cycle into a bus word of the activations, written when full (put_word): a write of
+    # its own (conditional: no burst) every OUT_PER_BEAT iterations
+    packed = Axi("activations", writes=1 / opb, why="a bus word written when full (conditional)", tap_only=True)
     S = LoopSpec
     return (
         # read_words (inlined: the LayerNorm parameters, the cls token and the position rows)
@@ -408,7 +416,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           recurrences=(Recurrence("(p, g): the query", ("add",)),),
           ops=("bram", "recip", "store"), step="attn"),
         S("TAP_SM", "softmax", None, "PIPELINE II=1", "N_TOKENS", tap_only=True,
-          ports=(Port("row_max", reads=1), Port("row_inv", reads=1)), axi=(Axi("activations", writes=1, burst=True),)),
+          ports=(Port("row_max", reads=1), Port("row_inv", reads=1)), axi=(packed,)),
         # PROBS: row i x PROB_LANES keys per iteration: each lane its exp (its exp2_prob ROM) and its product with
         # the row's 1/sum, into PROB_LANES consecutive columns of big (distinct banks)
         S("PROBS", "softmax", None, "PIPELINE II=1", "N_TOKENS * (K_PAD / PROB_LANES)",
@@ -449,14 +457,36 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("GATE_PICK", "route_tokens", "GATE", "-", "N_TOKENS * EXPERTS * TOP_K / GATE_STEPS"),
         S("GATE_INSERT", "route_tokens", "GATE", "-", "N_TOKENS * EXPERTS * TOP_K / GATE_STEPS"),
         S("GATE_CLEAR_U", "route_tokens", "GATE", "-", "N_TOKENS * DIM / GATE_STEPS"),
-        # write_rows: every word in one pipeline, (r, c) counters
-        S("WRITE_W", "write_rows", None, "PIPELINE II=1", "rows * cols", ports=(Port("src", reads=1),),
+        # write_rows: a bus word (OUT_PER_BEAT words) an iteration in one pipeline, one burst; the busiest of src's
+        # CU_IN banks takes write_bank_reads reads a bus word (with OUT_PER_BEAT <= CU_IN: 1 in a row, 2 across a
+        # row end), two ports a bank: II write_ii. Rows of whole bus words: (r, cb) counters; otherwise each lane
+        # its (r, c) counters, set by the unrolled WRITE_LANES (a counter step a lane)
+        *(() if plan.write_rows_aligned else
+          (S("WRITE_LANES", "write_rows", None, "UNROLL", "OUT_PER_BEAT", ops=("add",) * opb),)),
+        S("WRITE_W", "write_rows", None, f"PIPELINE II={plan.write_ii}", "beats",
+          ports=(Port("src", reads=plan.write_bank_reads * banks["src"], spread=banks["src"]),),
           axi=(Axi("activations", writes=1, burst=True),),
-          recurrences=(Recurrence("(r, c): the position", ("add",)),), ops=("bram",)),
+          recurrences=((Recurrence("(r, cb): the row and its bus word", ("add",)),) if plan.write_rows_aligned else
+                       (Recurrence("(lr, lc)[j]: each lane's position (compare and both sums at once, a select)",
+                                   ("add",)),)),
+          ops=("bram", "add", "store")),
+        S("WRITE_J", "write_rows", "WRITE_W", "-", "OUT_PER_BEAT"),
+        # pack_rows: logits' rows (a head's scores, the gate logits) a word a cycle into bus words (put_word)
+        S("PACK_W", "pack_rows", None, "PIPELINE II=1", "rows * cols", tap_only=True, ports=(Port("src", reads=1),),
+          axi=(packed,), recurrences=(Recurrence("(r, c): the position; the bus word being filled", ("add",)),),
+          ops=("bram", "store")),
         # run_image
-        S("PIX", "run_image", None, f"PIPELINE II={plan.image_lanes}", "IMAGE_WORDS", tap_only=True,
-          axi=(Axi("image", reads=1, burst=True), Axi("activations", writes=plan.image_lanes, burst=True))),
-        S("PIX_J", "run_image", "PIX", "-", "IMAGE_LANES", tap_only=True),
+        *((S("PIX", "run_image", None, f"PIPELINE II={plan.pix_ii}", "IMAGE_WORDS", tap_only=True,
+             axi=(Axi("image", reads=1, burst=True), Axi("activations", writes=plan.pix_beats, burst=True))),
+           S("PIX_B", "run_image", "PIX", "-", "PIX_BEATS", tap_only=True),
+           S("PIX_J", "run_image", "PIX_B", "-", "OUT_PER_BEAT", tap_only=True))
+          if plan.image_lanes >= opb else
+          # an image word a cycle into the bus word being filled, written every OUT_PER_BEAT / IMAGE_LANES words
+          (S("PIX", "run_image", None, f"PIPELINE II={plan.pix_ii}", "IMAGE_WORDS", tap_only=True,
+             axi=(Axi("image", reads=1, burst=True),
+                  Axi("activations", writes=plan.image_lanes / opb, why="a bus word written when full (conditional)",
+                      tap_only=True))),
+           S("PIX_J", "run_image", "PIX", "-", "IMAGE_LANES", tap_only=True))),
         # the image in its own order, an image word (IMAGE_LANES pixels of one patch row) per cycle, one burst;
         # counters give the word's patch position, its pixels go to IMAGE_LANES consecutive columns of big
         S("PATCH_PIX", "run_image", None, "PIPELINE II=1", "IMAGE_WORDS",
@@ -484,12 +514,10 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("HEADS_LOOP", "run_image", "BLOCKS", "-", "HEADS", step="attn"),
         S("TAP_GS", "run_image", "BLOCKS", "PIPELINE II=1", "N_TOKENS * EXPERTS", tap_only=True,
           ports=(Port("route.ex", reads=1), Port("route.inv", reads=1)),
-          axi=(Axi("activations", writes=1, burst=True),), mults=(Mults(1, p.exp.bits, p.softmax_inv.bits),)),
-        S("TAP_TK", "run_image", "BLOCKS", "-", "N_TOKENS", tap_only=True),
-        S("TAP_TK_K", "run_image", "TAP_TK", "PIPELINE II=1", "TOP_K", tap_only=True,
-          axi=(Axi("activations", writes=1, burst=True),)),
-        S("TAP_EC", "run_image", "BLOCKS", "PIPELINE II=1", "EXPERTS", tap_only=True,
-          axi=(Axi("activations", writes=1, burst=True),)),
+          axi=(packed,), mults=(Mults(1, p.exp.bits, p.softmax_inv.bits),)),
+        S("TAP_TK", "run_image", "BLOCKS", "PIPELINE II=1", "N_TOKENS * TOP_K", tap_only=True,
+          ports=(Port("route.chosen", reads=1), Port("route.chosen_score", reads=1)), axi=(packed,)),
+        S("TAP_EC", "run_image", "BLOCKS", "PIPELINE II=1", "EXPERTS", tap_only=True, axi=(packed,)),
         S("EXPERT_LOOP", "run_image", "BLOCKS", "-", "EXPERTS", ops=("add",), step="expert_gather"),
         # an active expert's queued rows: rows x chunks of EW_LANES columns in one pipeline, the row's token read
         # from the queue each iteration
@@ -563,7 +591,7 @@ def memory_of(cfg, plan: KernelPlan, port_limit: bool | None = None) -> Memory:
     return Memory(latency=float(plan.m_axi_latency),
                   port_bpc=board.port_gbps * 1e9 / clock if per_port else math.inf,
                   ddr_bpc=board.mem_gbps * board.mem_efficiency * 1e9 / clock,
-                  word_bits={"image": plan.image_word_bits, "activations": plan.out_word_bits,
+                  word_bits={"image": plan.image_word_bits, "activations": cfg.hardware.axi_width,
                              **dict.fromkeys(plan.lanes.names, plan.lanes.lane_bits)},
                   bundle_of=m_axi_bundles(cfg))
 
@@ -963,7 +991,8 @@ class _Walk:
             else:
                 self.compute_unit(m.num_tokens, f"blocks.{b}.fc1", ("fc1", b))
                 self.compute_unit(m.num_tokens, f"blocks.{b}.fc2", ("fc2", b))   # and the residual add
-        self.call("write_rows", 1.0, {"rows": m.num_tokens, "cols": m.embed_dim}, ("write_tokens", m.depth))
+        self.call("write_rows", 1.0, {"rows": m.num_tokens, "cols": m.embed_dim, "beats": self.plan.token_region.beats},
+                  ("write_tokens", m.depth))
 
 
 def loop_estimate(cfg, routing, batch: int = 1, latency: dict | None = None, unit_ii: dict | None = None,

@@ -268,10 +268,11 @@ CALL_SITES = {
     "compute_tiles": {"compute_unit": 1},
     "layernorm": {"run_image": 2},
     "softmax": {"run_image": 1},
-    "write_rows": {"run_image": 15},
+    "write_rows": {"run_image": 13},
+    "pack_rows": {"run_image": 2},
 }
 #: ``ALLOCATION function instances=<f> limit=<n>`` of the template: f -> n
-ALLOCATION_LIMITS = {"compute_unit": 1, "write_rows": 1, "layernorm": 1}
+ALLOCATION_LIMITS = {"compute_unit": 1, "write_rows": 1, "pack_rows": 1, "layernorm": 1}
 
 
 def function_instances() -> dict[str, int]:
@@ -445,6 +446,13 @@ def _reciprocal(b: _Items, where: str, count: int, cfg, tb: dict) -> None:
             p.table_frac_bits - p.recip_table_bits, b_signed=False)
     b.logic("reciprocal: msb_index, shifts, fix_softmax_inv", where, count,
             LUT_PER_MSB + 2 * LUT_PER_WIDE_SHIFT + LUT_PER_CAST)
+
+
+def _put_word(b: _Items, where: str, count: int, width: int) -> None:
+    """``count`` inlined ``put_word``: the ``width``-bit bus word being filled (a register) and each output word
+    place's write enable (a select per bit: keep, the new word, or zero at a bus word's start)."""
+    b.logic("put_word: the bus word being filled", where, count, width, width,
+            note="a debug tap's words a cycle into bus words of the activations")
 
 
 def _axi(b: _Items, where: str, bundles: int, width: int, control: bool = True, what: str = "") -> None:
@@ -659,6 +667,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
         b.logic("SM_FINAL, TAP_SM, PROBS: row_max / row_sum / row_inv[p][g] selects", "softmax", sm,
                 sel * math.ceil(P / 4) + P, shape=f"{P} -> 1 of {sel}b (the three words)",
                 note="and row_inv's ATTN_P write enables")
+    _put_word(b, "softmax/TAP_SM", sm, h.axi_width)
     # PROBS: PROB_LANES lanes (PROB_U unrolled), each an exp on its own EXP2_TABLE copy, exp_t x softmax_inv_t,
     # to_attn_prob, into big's PROB_COL columns (bank (j0 + u) % CU_IN: lane u always meets the banks u mod
     # PROB_LANES, a wire and a write enable each)
@@ -743,6 +752,8 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.mults("TAP_GS: wide_t(ex) * wide_t(inv)", "run_image/TAP_GS", 1, p.exp.bits, p.softmax_inv.bits,
             a_signed=p.exp.signed, b_signed=p.softmax_inv.signed, note="exp_t x softmax_inv_t")
     b.logic("TAP_GS: to_gate_score", "run_image/TAP_GS", 1, LUT_PER_CAST)
+    # the small taps' put_word (inlined in each loop): the bus word being filled, a word's write enable per place
+    _put_word(b, "run_image: TAP_GS, TAP_TK, TAP_EC", 3, h.axi_width)
 
     # the row buffers --------------------------------------------------------------------------------
     b.unit = "activation buffers"
@@ -765,9 +776,14 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     il = plan.image_lanes
     b.logic("PATCH_PIX: image word -> IMAGE_LANES of big's CU_IN banks, patch counters", "run_image/PATCH_PIX", 1,
             ci + 5 * INT_BITS, 5 * INT_BITS, shape=f"{il} lanes of {plan.pixel_word_bits}b")
-    if il > 1:   # the pixels tap: one pixel of the word per cycle to the output
-        b.logic("PIX: pixel select (pixels tap)", "run_image/PIX", 1, plan.pixel_word_bits * math.ceil(il / 4),
-                shape=f"{il} -> 1 of {plan.pixel_word_bits}b")
+    # the pixels tap: an image word's pixels, zero-extended, to output words of the activations' bus words
+    opb, pb = plan.out_per_beat, plan.pixel_word_bits
+    if il >= opb and plan.pix_beats > 1:   # PIX_BEATS bus words an image word, one written a cycle: a select
+        b.logic("PIX: the image word's bus word of pixels (pixels tap)", "run_image/PIX", 1,
+                opb * pb * math.ceil(plan.pix_beats / 4), shape=f"{plan.pix_beats} -> 1 of {opb} x {pb}b")
+    elif il < opb:   # an image word into the bus word being filled: a word's place, the register
+        b.logic("PIX: the bus word being filled, IMAGE_LANES words at a time (pixels tap)", "run_image/PIX", 1,
+                opb * pb, h.axi_width, shape=f"{opb // il} places of {il} x {pb}b")
     # the embedding: the cls token (read_words), the position table (one burst: field j of a bus word to bank
     # j of pos, no select), then CAST_LANES columns per cycle
     wpb, C = plan.words_per_beat, plan.cast_lanes
@@ -799,13 +815,34 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
         _axi(b, TOP, lanes.count, lanes.lane_bits, what=": weight lanes")
     wr = inst["write_rows"]
     sites = CALL_SITES["write_rows"]["run_image"]
+    opb, cu = plan.out_per_beat, plan.cu_word_bits
     b.mults("write_rows: rows * cols", "write_rows", wr, INT_BITS, INT_BITS,
             note=f"{wr} instance(s) for {sites} call sites (ALLOCATION limit)")
-    if wr < sites:   # the shared writer reads its src through a select of the row buffers
-        n_src = 5    # x, hbuf, tbuf, big, logits
+    if wr < sites:   # the shared writer reads its src through a select of the row buffers, bank by bank
+        n_src = 4    # x, hbuf, tbuf, big
         b.logic("write_rows: src select of the row buffers", "write_rows", wr,
-                n_src * plan.cu_word_bits * max(1, h.cu_in) // 4, note=f"{n_src} row buffers, {h.cu_in} banks each")
+                h.cu_in * cu * math.ceil(n_src / 4), note=f"{n_src} row buffers, {h.cu_in} banks each")
+    # a bus word of OUT_PER_BEAT lanes, the words sign-extended into it (wires). Rows of whole bus words: lane j's
+    # column is j modulo OUT_PER_BEAT, so it meets CU_IN / gcd(CU_IN, OUT_PER_BEAT) banks; (r, cb) counters.
+    # Otherwise a lane's word comes from any of the CU_IN banks (its column is a counter) and each lane has its
+    # (r, c) counters (compare, both sums, the selects; the past-the-region compare)
+    if plan.write_rows_aligned:
+        meets = h.cu_in // math.gcd(h.cu_in, opb)
+        if meets > 1:
+            b.logic("write_rows: each lane's bank select", "write_rows", wr * opb, cu * math.ceil(meets / 4),
+                    shape=f"{opb} lanes, {meets} -> 1 of {cu}b", note="lane j meets the banks = j mod gcd")
+        b.logic("write_rows: (r, cb) counters", "write_rows", wr, 2 * INT_BITS, 2 * INT_BITS)
+    else:
+        b.logic("write_rows: each lane's CU_IN -> 1 bank select", "write_rows", wr * opb,
+                cu * math.ceil(h.cu_in / 4), shape=f"{opb} lanes, {h.cu_in} -> 1 of {cu}b")
+        b.logic("write_rows: each lane's (r, c) counters", "write_rows", wr * opb, 5 * INT_BITS, 2 * INT_BITS)
     b.control("write_rows", wr, loops=1)
+    # pack_rows: logits' rows a word a cycle into bus words (its one instance reads logits only)
+    pk = inst["pack_rows"]
+    b.logic("pack_rows: CU_IN -> 1 bank select, (r, c) counters", "pack_rows", pk,
+            cu * math.ceil(h.cu_in / 4) + 2 * INT_BITS, 2 * INT_BITS)
+    _put_word(b, "pack_rows", pk, h.axi_width)
+    b.control("pack_rows", pk, loops=1)
     b.mults("IMAGES: i * words", f"{TOP}/IMAGES", 1, INT_BITS, INT_BITS)
     return b.items
 

@@ -63,9 +63,9 @@ PAGE = 4096
 #: build arguments for foreign (Vitis HLS) RTL on Verilator: its warnings are not ours to fix
 VERILATOR_FOREIGN_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 #: bytes a buffer is shifted with ``misalign=True``, in its own words (off the bus beat, word-aligned); the
-#: weights stay on the beat: the kernel's weights pointer is to whole bus words (``weight_beat_t``), a weight
-#: lane's to whole lanes of them (not listed: 0)
-MISALIGN_WORDS = {"image": 5, "weights": 0, "activations": 3}
+#: weights and the activations stay on the beat: the kernel's pointers to them are to whole bus words
+#: (``weight_beat_t``, ``act_beat_t``), a weight lane's to whole lanes of them (not listed: 0)
+MISALIGN_WORDS = {"image": 5, "weights": 0, "activations": 0}
 
 
 @dataclass
@@ -203,8 +203,7 @@ def prepare_job(cfg, rtl: KernelRTL, tasks: list[int], tap: int, tap_name: str, 
     pixels = model.quantize_images(synthetic_images(m, images, seed=seed)).numpy().astype(types["image"])
     packed = pack_weights(cfg, qw)
     ob = types["activations"].itemsize
-    n_d = m.num_tokens * m.embed_dim
-    stride = n_d if tap == TAP_NONE else ctx["max_tap_words"]
+    stride = plan.image_stride(tap != TAP_NONE)
     tap_ok = tap == TAP_NONE or 0 <= tap < ntaps
 
     # the weight buffer, or one per weight lane (lane i of every bus word), as the host writes them
@@ -214,10 +213,12 @@ def prepare_job(cfg, rtl: KernelRTL, tasks: list[int], tap: int, tap_name: str, 
         status = "bad_task" if not 0 <= t < len(m.tasks) else "bad_tap" if not tap_ok else "ok"
         if status == "ok":
             res = model.forward(torch.from_numpy(pixels.astype(np.int64)), t, keep_taps=tap != TAP_NONE)
-            words = (res.tokens if tap == TAP_NONE else res.taps[tap_name]).reshape(images, -1).numpy()
+            golden = (res.tokens if tap == TAP_NONE else res.taps[tap_name]).numpy().astype(np.int64)
             expect_shape = (m.num_tokens, m.embed_dim) if tap == TAP_NONE else tap_shapes(m)[tap_name]
-            assert words.shape[1] == int(np.prod(expect_shape)) <= stride
-            words = words.astype(np.int64).copy()
+            assert golden.shape[1:] == tuple(expect_shape)
+            # the words as the kernel writes them: the region's whole bus words, each part from one, zero padding
+            words = plan.region(None if tap == TAP_NONE else tap_name).pack(golden)
+            assert words.shape[1] <= stride
             if perturb and k == len(tasks) - 1:           # self-test: one word of the last image wrong
                 words[-1, words.shape[1] // 3] += 1
             data[f"expected_{k}"] = words
@@ -237,7 +238,7 @@ def prepare_job(cfg, rtl: KernelRTL, tasks: list[int], tap: int, tap_name: str, 
                           "input": a != "activations"}
             off += -(-(shift + max(sizes[a], 1)) // PAGE) * PAGE + PAGE      # + a guard page
         rams[bundle] = {"prefix": m_axi_prefix(bundle), "base": base, "size": _pow2(off + PAGE)}
-    total_words = images * len(tasks) * max(n_d, ctx["max_tap_words"])
+    total_words = images * len(tasks) * max(plan.image_stride(False), plan.image_stride(True))
     standin = rtl.origin == "stand-in"
     if max_cycles is None:
         max_cycles = 20 * total_words + 20_000 if standin else 2_000_000_000

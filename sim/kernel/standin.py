@@ -31,11 +31,13 @@ Behaviour after ap_start, mirroring the top function of
 3. tap ``pixels`` (id 0): status ``ok``, then per image ``i < num_images`` it
    reads the image's pixel words (``image + i * C*H*W`` words) with AXI4 INCR
    burst reads on the image's bundle and writes them, zero-extended to output
-   words, to ``activations + i * MAX_TAP_WORDS`` words with AXI4 burst writes
-   on the activations' bundle: bursts of at most 256 beats that never cross a
-   4 KB boundary, WSTRB covering exactly the words written (partial first / last
-   beats when a region is not beat-aligned), WLAST on each burst's last beat,
-   ap_done only after every write response;
+   words, to ``activations + i * MAX_TAP_WORDS`` words (``MAX_TAP_WORDS``: the
+   plan's tap-call stride, whole bus words) with AXI4 burst writes on the
+   activations' bundle: bursts of at most 256 beats that never cross a 4 KB
+   boundary, whole bus words as the kernel's ``act_beat_t`` writes (the last
+   one's words past the region zero; a pointer off the bus word, which the
+   kernel's cannot be, gets a partial first beat), WLAST on each burst's last
+   beat, ap_done only after every write response;
 4. any other valid tap, and TAP_NONE (the whole network): status
    :data:`STATUS_NOT_IMPLEMENTED` ("not implemented by the stand-in"), then ap_done.
 
@@ -408,6 +410,10 @@ class KernelStandin(Elaboratable):
                 sync += [rbuf_valid.eq(0), rd_lane.eq(0)]
             with m.Else():
                 sync += rd_lane.eq(rd_lane + 1)
+            with m.If(last_word):   # the region's last bus word: whole, its words past the region zero
+                for i in range(1, lanes_w):
+                    with m.If(wr_lane < i):
+                        sync += wstrb[i * ob:(i + 1) * ob].eq(-1)
             with m.If(_eq(wr_lane, lanes_w - 1) | last_word):
                 sync += [wbuf_full.eq(1), wr_lane.eq(0)]
             with m.Else():
