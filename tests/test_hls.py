@@ -47,6 +47,12 @@ CONFIGS = {
     # four 256-bit lanes of a 1024-bit bus word, unaligned tiles (six bundles: on the U50's ports)
     "unaligned-w8a16-bus1024-lanes4": UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024",
                                                    "hardware.weight_lanes=4", "hardware.board=u50"],
+    # 32 output words to a bus word of the activations, rows of 16: write_rows' bus words span two rows and
+    # more, each lane with its own counters; every tap's region and each head's padded to whole bus words
+    "narrow-rows-bus1024": ["model.embed_dim=16", "model.num_heads=1", "model.expert_hidden=32", "hardware.cu_in=4",
+                            "hardware.cu_out=4", "hardware.axi_width=1024", "precision.profile=w8a16"],
+    # 64-bit output words (a 1/sum wider than 32 bits), two to a 128-bit bus word
+    "out64-bus128": ["precision.softmax_inv=ufixed<32,16>", "hardware.axi_width=128"],
 }
 
 
@@ -215,6 +221,104 @@ def test_control_registers_and_bad_calls(tmp_path_factory):
         proj.predict(np.zeros((1, 3, 32, 32)), 0)
     # the kernel still works after refusing calls
     assert proj.run_raw(pixels, task=1, tap=TAP_NONE).shape == (1, proj.plan.image_stride(False))
+
+
+# --- the activations port: bus words, every region from one ------------------------------------------
+
+@pytest.mark.parametrize("name", ["micro", "narrow-rows-bus1024", "out64-bus128", "unaligned-w8a16-bus1024",
+                                  "tasks3-allmoe-cu4x16"])
+def test_every_region_starts_on_a_bus_word(name):
+    """Every region the kernel writes to the activations (an image's output tokens, a tap call's image, each tap,
+    each head's part of a per-head tap) starts on a bus word, from the plan's one layout (ActRegion), which
+    the kernel's constants, its m_axi depth, the host's strides and taps.json all read; pack and unpack are
+    inverses and the padding is whole words short of a bus word."""
+    import json
+
+    from edgemoe.hls.writer import render
+    from edgemoe.host.simbit import simbit_data
+
+    cfg = load_config("m3vit-micro", CONFIGS[name])
+    m, plan = cfg.model, KernelPlan.from_config(cfg)
+    opb = plan.out_per_beat
+    assert opb == cfg.hardware.axi_width // plan.out_word_bits and opb & (opb - 1) == 0
+    regions = {None: plan.token_region, **plan.tap_regions}
+    assert plan.token_region.shape == (m.num_tokens, m.embed_dim) and list(plan.tap_regions) == list(plan.taps)
+    rng = np.random.default_rng(0)
+    for tap, r in regions.items():
+        assert r.words == int(np.prod(r.shape)) == (plan.tap_words[tap] if tap else m.num_tokens * m.embed_dim)
+        assert r.part_stride % opb == 0 and 0 <= r.part_stride - r.part_words < opb, tap
+        assert r.stride == r.parts * r.part_stride == r.beats * opb <= plan.image_stride(tap is not None), tap
+        assert r.parts == (m.num_heads if tap and tap.rsplit(".", 1)[-1] in ("scores", "softmax_max",
+                                                                             "softmax_inv") else 1)
+        words = rng.integers(-2**31, 2**31, size=(2, *r.shape))
+        buf = r.pack(words, plan.image_stride(tap is not None))
+        assert np.array_equal(r.unpack(buf), words), tap
+        pad = buf[:, :r.stride].reshape(2, r.parts, r.part_stride)[:, :, r.part_words:]
+        assert not pad.any() and not buf[:, r.stride:].any()
+    for call in (False, True):
+        assert plan.image_stride(call) % opb == 0
+    assert plan.image_stride(True) == max(r.stride for r in plan.tap_regions.values()) == plan.max_tap_words
+    assert plan.image_stride(False) == plan.token_region.stride
+    # the kernel's constants and pointer depth, the host's strides and taps.json: the same numbers
+    files = render(cfg)
+    header, kernel = files["include/edgemoe_config.h"], files["src/edgemoe_vit.cpp"]
+    assert f"typedef ap_uint<{cfg.hardware.axi_width}> act_beat_t;" in header
+    assert f"static const int OUT_PER_BEAT = {opb};" in header
+    assert f"static const int TOKEN_BEATS = {plan.token_region.beats};" in header
+    assert f"static const int MAX_TAP_BEATS = {plan.max_tap_words // opb};" in header
+    assert (f"static const int SCORE_HEAD_BEATS = {plan.tap_regions['blocks.0.scores'].part_beats}, "
+            f"SM_HEAD_BEATS = {plan.tap_regions['blocks.0.softmax_max'].part_beats};") in header
+    assert plan.interface_depths["activations"] == plan.max_tap_words // opb
+    assert (f"port=activations offset=slave bundle={cfg.hardware.bundle_of['activations']} "
+            f"depth={plan.max_tap_words // opb} max_widen_bitwidth={cfg.hardware.axi_width}") in kernel
+    assert "act_beat_t* activations" in kernel and "out_word_t*" not in kernel
+    taps = json.loads(files["taps.json"])
+    assert [(t["name"], t["parts"], t["part_words"], t["part_stride"], t["image_stride"]) for t in taps] == \
+        [(n, r.parts, r.part_words, r.part_stride, plan.max_tap_words) for n, r in plan.tap_regions.items()]
+    act = simbit_data(cfg, "lib", "regmap", "0" * 64)["buffers"]["activations"]
+    assert (act["words_per_image"], act["tap_words_per_image"]) == (plan.image_stride(False), plan.image_stride(True))
+
+
+def test_beat_bank_reads():
+    """A bus word of a row-major region of a row buffer (cyclic banks) reads a bank once per run of consecutive
+    columns it covers that meets the bank (ceil(run / banks) times for a run longer than the banks): once inside
+    a row, at most twice across a row end, more with more words than banks or rows shorter than a bus word."""
+    from edgemoe.hls.plan import beat_bank_reads
+
+    assert beat_bank_reads(9, 64, 8, 16) == 1          # whole bus words in a row, 8 of 16 banks
+    assert beat_bank_reads(9, 24, 16, 16) == 2         # across a row end: the row's last 8 and the next's first 8
+    assert beat_bank_reads(9, 20, 8, 16) == 2          # the row's last 4 (banks 0-3) and the next's first 4
+    assert beat_bank_reads(9, 12, 8, 16) == 1          # the row's last 4 (banks 8-11), the next's first 4 (0-3)
+    assert beat_bank_reads(9, 40, 32, 4) == 8          # 32 words over 4 banks; runs of whole 8s across a row end
+    assert beat_bank_reads(9, 16, 32, 4) == 8          # two whole rows of 16: 4 + 4 of each bank
+    assert beat_bank_reads(9, 5, 16, 16) == 4          # three whole rows of 5 and a word: bank 0 four times
+    assert beat_bank_reads(1, 4, 8, 16) == 1           # one short region: its 4 words
+
+
+@pytest.mark.parametrize("name", ["micro", "narrow-rows-bus1024"])
+def test_csim_writes_whole_bus_words_and_nothing_else(name, tmp_path_factory):
+    """The kernel writes each region (each head's part of a per-head tap) from its bus word, the rest of its last
+    bus word zero, and no other word of the buffer: a buffer filled with a marker keeps it everywhere else."""
+    cfg, sd, proj = _project(name, tmp_path_factory)
+    plan, lib = proj.plan, proj._lib
+    images = synthetic_images(cfg.model, 2, seed=3)
+    pixels = proj.pixels(images).reshape(-1)
+    golden = FixedM3ViT(cfg, sd).forward(images, 0)
+    checked = ["blocks.0.scores", "blocks.0.softmax_inv", "blocks.1.gate_logits", "blocks.1.gate_scores",
+               "blocks.1.topk_idx", "blocks.1.expert_counts", "blocks.0.qkv", "pixels"]
+    for tap in [None, *checked]:
+        stride = plan.image_stride(tap is not None)
+        assert lib.image_words(TAP_NONE if tap is None else plan.tap_id[tap]) == stride
+        buf = np.full(2 * stride + 5, -7, dtype=lib.out_dtype)
+        _, _, status = lib.run(pixels, proj.packed_weights, 0, 2, TAP_NONE if tap is None else plan.tap_id[tap],
+                               buf)
+        assert status == 0, tap
+        r = plan.region(tap)
+        ref = (golden.tokens if tap is None else golden.taps[tap]).numpy()
+        want = np.full((2, stride), -7, dtype=lib.out_dtype)
+        want[:, :r.stride] = r.pack(ref)
+        assert np.array_equal(buf[:2 * stride].reshape(2, stride), want), tap
+        assert (buf[2 * stride:] == -7).all(), tap
 
 
 def test_generated_project_builds_and_its_testbench_passes(tmp_path):

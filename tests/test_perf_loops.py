@@ -104,7 +104,9 @@ def test_sequential_and_unrolled_loops():
 
 @pytest.mark.parametrize("name,sets", [(TINY, []), (MICRO, []),
                                        (MICRO, ["hardware.cu_in=4", "hardware.attn_parallel=1"]),
-                                       (TINY, ["hardware.board=u50", "precision.profile=w8a16"])])
+                                       (TINY, ["hardware.board=u50", "precision.profile=w8a16"]),
+                                       # rows not whole bus words of the activations, fewer pixels than a bus word
+                                       (MICRO, UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024"])])
 def test_model_loops_are_the_kernels_loops(name, sets):
     """Every labelled loop of the generated source is in the model with its function and parent, and no other."""
     cfg = load_config(name, sets)
@@ -399,6 +401,46 @@ def test_the_edges_on_the_zcu102_preset():
     by = le.by_step()
     edges = sum(v for (step, _), v in by.items() if step in ("patch_gather", "embed", "write_tokens"))
     assert edges / (cfg.hardware.clock_mhz * 1e3) < 0.125, edges   # ms; 0.55 with a pixel, a word per cycle
+
+
+def test_output_tokens_are_whole_bus_words_on_the_zcu102_preset():
+    """The preset's activations port takes 512-bit bus words of 16 output words: WRITE_W writes the N x DIM tokens
+    in N x DIM / 16 of them, a row's bus words reading 16 of x's 64 banks once each (II 1 by the banks), so the
+    HPC port's bandwidth binds it: under a quarter of the word-a-cycle loop's N x DIM cycles.  The small taps put
+    a word a cycle into a bus word and write it when full: a write of its own (no burst) every 16 iterations."""
+    cfg = load_config(ZCU)
+    m, plan = cfg.model, KernelPlan.from_config(cfg)
+    assert plan.out_per_beat == 16 and plan.write_rows_aligned and plan.write_bank_reads == 1
+    assert plan.write_ii == 1 and plan.token_region.beats * 16 == m.num_tokens * m.embed_dim
+    le = loop_estimate(cfg, None)
+    w = le.loops["WRITE_W"]
+    assert w.entries == 1 and w.iterations == m.num_tokens * m.embed_dim / 16
+    assert w.ii.constraints["bank ports"] == 1 and w.ii.binding == "m_axi", w.ii.detail
+    assert w.cycles < m.num_tokens * m.embed_dim / 4
+    assert "WRITE_LANES" not in le.loops   # rows of whole bus words: one (r, cb) counter pair
+    specs = {s.label: s for s in kernel_loops(cfg, plan)}
+    for label in ("TAP_SM", "TAP_GS", "TAP_TK", "TAP_EC", "PACK_W"):
+        (a,) = specs[label].axi
+        assert a.arg == "activations" and a.writes == 1 / 16 and not a.burst and specs[label].tap_only, label
+    assert le.by_step()[("write_tokens", m.depth)] < 7_000   # 24,831 cycles a word a cycle
+
+
+@pytest.mark.parametrize("sets,ii", [(UNALIGNED + ["hardware.axi_width=1024"], 4),    # 32 words over 4 banks
+                                     (UNALIGNED, 1),                                   # 8 words over 4 banks
+                                     (["model.embed_dim=24", "model.num_heads=3", "hardware.cu_in=8",
+                                       "hardware.cu_out=8", "hardware.axi_width=512"], 1)])   # 16 across rows of 24
+def test_write_rows_ii_is_its_busiest_bank(sets, ii):
+    """write_rows' II is the busiest bank's reads by one bus word over two ports, the same in the template's
+    pragma and the loop model; rows that are not whole bus words take a lane counter each (WRITE_LANES)."""
+    cfg = load_config(MICRO, sets)
+    plan = KernelPlan.from_config(cfg)
+    assert plan.write_ii == ii == -(-plan.write_bank_reads // BANK_PORTS)
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    assert f"#pragma HLS PIPELINE II={ii}\n        act_beat_t beat = 0;\n        WRITE_J:" in src
+    le = loop_estimate(cfg, None)
+    w = le.loops["WRITE_W"]
+    assert w.ii.constraints["bank ports"] == ii and w.iterations == plan.token_region.beats
+    assert ("WRITE_LANES" in le.loops) == (not plan.write_rows_aligned) == ("WRITE_LANES:" in src)
 
 
 def test_dataflow_call_is_the_longer_process_plus_one_tile():
