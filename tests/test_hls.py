@@ -295,6 +295,31 @@ def test_beat_bank_reads():
     assert beat_bank_reads(1, 4, 8, 16) == 1           # one short region: its 4 words
 
 
+def test_output_tokens_keep_ii_1_when_a_bus_word_fits_the_banks():
+    """write_rows writes rows of DIM, 3 DIM and MLP_HIDDEN words, multiples of cu_in (the config checker refuses
+    others), so with OUT_PER_BEAT <= cu_in a bus word reads a bank of the row buffer at most twice (once in a
+    row, twice across a row end): II 1 on two ports, whatever the widths; with more words than banks, more."""
+    seen = 0
+    for ci in (4, 12, 16, 64):
+        for dim in (48, 192):
+            for axi in (64, 256, 1024):
+                try:
+                    cfg = load_config("m3vit-micro", [f"hardware.cu_in={ci}", f"model.embed_dim={dim}",
+                                                      "model.num_heads=2", f"hardware.axi_width={axi}",
+                                                      "hardware.cu_out=8", "model.expert_hidden=192"])
+                    plan = KernelPlan.from_config(cfg)
+                except (ConfigError, ValueError):
+                    continue
+                seen += 1
+                regions = [plan.token_region, *(r for r in plan.tap_regions.values() if r.writer == "write_rows")]
+                assert all(r.cols % ci == 0 for r in regions)
+                if plan.out_per_beat <= ci:
+                    assert plan.write_bank_reads <= 2 and plan.write_ii == 1, (ci, dim, axi)
+                else:
+                    assert plan.write_bank_reads >= -(-plan.out_per_beat // ci), (ci, dim, axi)
+    assert seen > 12
+
+
 @pytest.mark.parametrize("name", ["micro", "narrow-rows-bus1024"])
 def test_csim_writes_whole_bus_words_and_nothing_else(name, tmp_path_factory):
     """The kernel writes each region (each head's part of a per-head tap) from its bus word, the rest of its last
