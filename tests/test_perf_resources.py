@@ -256,7 +256,29 @@ def test_the_edges_are_the_kernels(name, sets):
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     assert "static weight_word_t pos[N_TOKENS * DIM];" in src
     assert f"#pragma HLS ARRAY_PARTITION variable=pos cyclic factor={wpb}" in src
-    assert "OFF_CLS, DIM, cls);" in src and "OFF_POS + r * DIM" not in src   # read_words for the cls token only
+    assert "OFF_CLS, cls);" in src and "OFF_POS + r * DIM" not in src   # read_words for the cls token only
+
+
+@pytest.mark.parametrize("name,sets", [(ZCU, []), (TINY, []), (MICRO, []), (MICRO, ["hardware.axi_width=128"]),
+                                       (MICRO, ["hardware.axi_width=1024"])])
+def test_read_words_starts_on_a_bus_word_so_its_fields_are_wires(name, sets):
+    """read_words (the LayerNorm parameters, the cls token) reads from slots that start on a bus word, so field j
+    of a bus word always lands in the banks j + k x WORDS_PER_BEAT: a write enable a bank, no select among the
+    fields (which would be WORDS_PER_BEAT x word bits x ceil(WORDS_PER_BEAT / 4) LUTs an instance)."""
+    cfg = cfg_of(name, *sets)
+    plan = KernelPlan.from_config(cfg)
+    wpb = plan.words_per_beat
+    keys = ["backbone.cls_token"] + [f"backbone.blocks.{b}.{n}.{w}" for b in range(cfg.model.depth)
+                                     for n in ("norm1", "norm2") for w in ("weight", "bias")]
+    assert all(plan.offsets[k] % wpb == 0 for k in keys)
+    assert plan.ln_param_banks % wpb == 0
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    body = src[src.index("static void read_words("):src.index("// The compute unit is a DATAFLOW region")]
+    assert "skip" not in body and "dst[d] = beat_field<WEIGHT_WORD_BITS>(beat, j);" in body
+    res = estimate_resources(cfg)
+    for where, banks in (("layernorm (read_words)", plan.ln_param_banks), ("run_image (read_words)", wpb)):
+        it = item(res, where, "read_words")
+        assert it.lut == it.count * (banks + 64) < it.count * wpb * plan.weight_word_bits
 
 
 def test_weight_fifo_holds_one_tile_of_bus_words():

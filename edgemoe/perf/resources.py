@@ -464,12 +464,14 @@ def _axi(b: _Items, where: str, bundles: int, width: int, control: bool = True, 
         b.add("interface", "s_axilite control + top level", where, 1, "", lut=LUT_S_AXILITE, ff=FF_S_AXILITE)
 
 
-def _read_words(b: _Items, where: str, count: int, plan: KernelPlan) -> None:
-    """``count`` inlined ``read_words``: each of WORDS_PER_BEAT destination banks selects its word of the bus word."""
+def _read_words(b: _Items, where: str, count: int, plan: KernelPlan, banks: int) -> None:
+    """``count`` inlined ``read_words`` into ``banks`` cyclic banks (a multiple of WORDS_PER_BEAT): every read
+    starts on a bus word, so field j of a bus word always goes to the banks j + k x WORDS_PER_BEAT, a wire; each
+    bank's write enable (its bus word parity when there are more banks than fields, the end of the array)."""
     wpb = plan.words_per_beat
-    b.logic("read_words: bus word -> WORDS_PER_BEAT banks", where, count,
-            wpb * (plan.weight_word_bits * math.ceil(wpb / 4) + 2 * INT_BITS), plan.weight_beat_bits,
-            shape=f"{wpb} fields of {plan.weight_word_bits}b")
+    b.logic("read_words: bus word -> WORDS_PER_BEAT banks", where, count, banks + 2 * INT_BITS,
+            plan.weight_beat_bits, shape=f"{wpb} fields of {plan.weight_word_bits}b to {banks} banks: wires",
+            note="a write enable a bank and the beat counter; no select among the fields")
 
 
 def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> list[Item]:
@@ -693,7 +695,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     pb = plan.ln_param_banks
     b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", -(-d // pb), wb, banks=pb, count=2 * ln,
             note="cyclic lcm(WORDS_PER_BEAT, CAST_LANES)")
-    _read_words(b, "layernorm (read_words)", 2 * ln, plan)
+    _read_words(b, "layernorm (read_words)", 2 * ln, plan, pb)
     nb = plan.ln_skew + 1
     b.array("c[LN_SKEW + 1][DIM] (ln_centered_t)", "layernorm/LN_STEPS", -(-d // L), p.ln_centered.bits,
             banks=nb * L, count=ln, note="LN_SKEW + 1 rows (written, waiting, normalised), cyclic CAST_LANES")
@@ -790,7 +792,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.array("cls[DIM] (weight_word_t)", "run_image/EMBED_D", -(-d // wpb), wb, banks=wpb, note="cyclic WORDS_PER_BEAT")
     b.array("pos[N_TOKENS * DIM] (weight_word_t)", "run_image/EMBED_POS", -(-n * d // wpb), wb, banks=wpb,
             note="the position table; cyclic WORDS_PER_BEAT")
-    _read_words(b, "run_image (read_words)", 1, plan)
+    _read_words(b, "run_image (read_words)", 1, plan, plan.words_per_beat)
     b.logic("EMBED_POS: bus word -> WORDS_PER_BEAT banks of pos", "run_image/EMBED_POS", 1, wpb + INT_BITS,
             plan.weight_beat_bits)
     b.logic("EMBED_D: add + to_act + lane-sum adder per lane, cls | tbuf select", "run_image/EMBED_D", C,
