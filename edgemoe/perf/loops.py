@@ -81,12 +81,11 @@ from dataclasses import dataclass, field
 
 from edgemoe.boards import BOARDS
 from edgemoe.hls.interface import TOP, m_axi_bundles
-from edgemoe.hls.plan import BANK_PORTS, KernelPlan, beat_span
+# BANK_PORTS: ports of one BRAM / LUTRAM / ROM bank (true dual port), the plan's, which sets write_rows' II too
+from edgemoe.hls.plan import BANK_PORTS, KernelPlan, beat_span  # noqa: F401  (BANK_PORTS: used and re-exported)
 
 from .primitives import OP_LATENCY, dsp_per_mult
 
-#: ports of one BRAM / LUTRAM / ROM bank (true dual port): hls.plan.BANK_PORTS, which sets write_rows' II
-BANK_PORTS = BANK_PORTS
 #: m_axi transactions a bundle keeps in flight (the tool's default num_read_outstanding / num_write_outstanding)
 MAXI_OUTSTANDING = 16
 #: beats per burst (the tool's default max_read_burst_length / max_write_burst_length)
