@@ -293,6 +293,9 @@ class HardwareConfig:
     attn_parallel: int = _doc("attention queries in flight per group (P)", default=4)
     axi_width: int = _doc("m_axi data width in bits", default=256)
     weight_lanes: int = _doc("m_axi pointers (bundles, memory ports) the weight bus word is striped over", default=1)
+    moe_batch: int = _doc("images of a call whose MoE blocks run together: each active expert's weights stream "
+                          "once for all of them (their residual streams, LayerNorm rows and MoE sums wait on "
+                          "chip); 1 = image by image", default=1)
     bundles: tuple[tuple[str, str], ...] = _doc(
         "m_axi bundle of each buffer (" + ", ".join(BUFFERS) + ")",
         default=(("image", "gmem0"), ("weights", "gmem1"), ("activations", "gmem2")))
@@ -302,9 +305,13 @@ class HardwareConfig:
         return dict(self.bundles)
 
 
+#: the most images whose MoE blocks the kernel runs together (``hardware.moe_batch``): each keeps its residual
+#: stream, LayerNorm rows and MoE sums on chip
+MAX_MOE_BATCH = 16
+
 #: hardware fields added after designs were built and recorded by digest (bitstreams/manifest.json), with the
 #: value that builds the earlier hardware: left out of to_dict() at that value, so those digests stay valid
-HARDWARE_SINCE_DIGEST = {"weight_lanes": 1}
+HARDWARE_SINCE_DIGEST = {"weight_lanes": 1, "moe_batch": 1}
 
 
 @dataclass(frozen=True)
@@ -549,6 +556,12 @@ def validate(cfg: Config) -> None:
         _positive(f"hardware.{name}", getattr(h, name))
     if h.axi_width not in (32, 64, 128, 256, 512, 1024):
         raise ConfigError("hardware.axi_width", h.axi_width, "must be one of 32, 64, 128, 256, 512, 1024 bits")
+    if not isinstance(h.moe_batch, int) or isinstance(h.moe_batch, bool) or not 1 <= h.moe_batch <= MAX_MOE_BATCH:
+        raise ConfigError("hardware.moe_batch", h.moe_batch, f"must be an integer in 1..{MAX_MOE_BATCH}")
+    if h.moe_batch * m.num_tokens > 0xFFFF:
+        raise ConfigError("hardware.moe_batch", h.moe_batch,
+                          f"x {m.num_tokens} tokens must be <= 65535 (an expert queue entry is a 16-bit image x "
+                          f"token index): at most {0xFFFF // m.num_tokens}")
     if h.attn_parallel > m.num_tokens:
         raise ConfigError("hardware.attn_parallel", h.attn_parallel, f"must be <= the token count ({m.num_tokens})")
     # every linear layer runs on the one compute unit: its dims must tile by the block

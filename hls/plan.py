@@ -736,6 +736,33 @@ class KernelPlan:
         CAST_LANES, the cast's): lcm of the two."""
         return math.lcm(self.epilogue_lanes, self.elementwise_lanes)
 
+    @property
+    def moe_batch(self) -> int:
+        """``MOE_BATCH``: images of an inference call whose MoE blocks run together (``hardware.moe_batch``): the
+        kernel runs a call's images in groups of this many, each active expert's weights streamed once per group
+        and MoE block for the queued rows of all of them."""
+        return self.config.hardware.moe_batch
+
+    @property
+    def moe_rows(self) -> int:
+        """``MOE_ROWS``: rows of the group's MoE state (``moe_acc``, ``x_keep``, ``h_keep``): N_TOKENS an image;
+        an expert queue entry is a row, image x N_TOKENS + token (16 bits: the config checks it fits)."""
+        return self.moe_batch * self.config.model.num_tokens
+
+    @property
+    def moe_blocks(self) -> tuple[int, ...]:
+        """``MOE_BLOCK``: the MoE blocks in order; the kernel's segments end at each one's routing."""
+        m = self.config.model
+        return tuple(b for b in range(m.depth) if m.is_moe(b))
+
+    @property
+    def moe_acc_bits(self) -> int:
+        """``MOE_ACC_BITS``: bits that hold a MoE sum exactly in hardware: TOP_K products of an act word (at most
+        ``cu_word_bits``) and a gate score, a + b bits each whatever their signs, plus ceil(log2 TOP_K) for the
+        sum."""
+        p, m = self.config.precision, self.config.model
+        return self.cu_word_bits + p.gate_score.bits + max(0, (m.top_k - 1).bit_length())
+
     # --- routing (the MoE gate) -------------------------------------------------------------------
     #: ``GATE_SKEW``: token slots the routing pipeline's queue stage trails its top-k stage by (the exps and the
     #: scores one slot behind the top-k, the queue writes one behind those)

@@ -116,7 +116,7 @@ def test_perf_command(capsys, tmp_path):
     # batch > 1 on chip: the resources as written, and what the intended sharing would need beside them
     assert cli_main(["perf", "--config", "m3vit-micro", "--batch", "4", "--resources"]) == 0
     text = capsys.readouterr().out
-    assert "as written: reloaded per image" in text and "with weights shared across the batch of 4" in text
+    assert "groups of hardware.moe_batch = 1" in text and "were shared across the batch of 4" in text
     assert cli_main(["perf", "--config", "m3vit-micro", "--routing", "zipf"]) == 2
     assert "--routing" in capsys.readouterr().err
 

@@ -148,6 +148,63 @@ def test_mac_loop_runs_the_iterations_the_loop_model_counts(name, tmp_path, capf
     assert sum((k, n) == (cfg.model.num_tokens, cfg.model.head_dim) for k, n, _, _ in calls) == heads
 
 
+def _instrumented_expert_calls(cfg, sd, images, task, tmp_path, capfd, defines=()):
+    """C simulation of ``images`` with every compute_unit call of the experts' fc1 printed (its rows): the kernel's
+    tokens and the rows of each fc1 pass, in call order."""
+    from edgemoe.hls.csim import CsimLibrary, compile_sources
+    from edgemoe.hls.project import CSIM_SOURCES, kernel_sources
+
+    files = dict(kernel_sources(cfg))
+    src = files["src/edgemoe_vit.cpp"].decode()
+    old = "static void compute_unit(const rows_t in, int rows, int k_dim, int in_frac,"
+    body = src.index("#pragma HLS DATAFLOW", src.index(old))
+    src = (src[:body] + '    if (k_dim == DIM && n_out == EXPERT_HIDDEN) fprintf(stderr, "FC1 %d\\n", rows);\n'
+           + src[body:])
+    files["src/edgemoe_vit.cpp"] = ("#include <cstdio>\n" + src).encode()
+    proj = HLSProject(cfg, sd, cache_dir=tmp_path)
+    proj.compiled = compile_sources(files, CSIM_SOURCES, tmp_path / "lib", config_hash32(cfg), defines=defines)
+    proj._lib = CsimLibrary(proj.compiled.library)
+    capfd.readouterr()
+    tokens = proj.predict(images, task)
+    rows = [int(line.split()[1]) for line in capfd.readouterr().err.splitlines() if line.startswith("FC1 ")]
+    return tokens, rows
+
+
+@pytest.mark.parametrize("moe_batch, n_images, state", [(3, 5, "synthetic"), (3, 3, "one-expert"), (2, 4, "tied")])
+def test_moe_groups_equal_golden_and_stream_each_expert_once_per_group(moe_batch, n_images, state, tmp_path,
+                                                                        capfd):
+    """hardware.moe_batch images run their MoE blocks together: a call of n_images in groups of moe_batch (the last
+    one shorter) gives golden's tokens, exactly, with the C-simulation and the synthesis arithmetic, and each
+    active expert's fc1 runs once per group and MoE block over the group's queued rows, in passes of at most
+    N_TOKENS rows (one-expert: every token of 3 images to experts 2 and 0, 27 rows, three passes); the loop model
+    walks the same passes."""
+    from edgemoe.perf.loops import loop_estimate
+    from edgemoe.perf.routing import Routing
+
+    cfg = load_config("m3vit-micro", [f"hardware.moe_batch={moe_batch}"])
+    sd = synthetic_state_dict(cfg.model, seed=0) if state == "synthetic" else _routing_state_dict(cfg, state)
+    images = synthetic_images(cfg.model, n_images, seed=7)
+    m, n = cfg.model, cfg.model.num_tokens
+    golden = FixedM3ViT(cfg, sd).forward(images, 0)
+    counts = [golden.taps[f"blocks.{b}.expert_counts"].numpy() for b in m.moe_blocks]
+    expected = []
+    for g0 in range(0, n_images, moe_batch):
+        for c in counts:
+            for total in c[g0:g0 + moe_batch].sum(axis=0):
+                expected += [n] * (int(total) // n) + ([int(total) % n] if total % n else [])
+    if state == "one-expert":
+        assert max(expected) == n and expected.count(n) >= 3 * len(m.moe_blocks)
+    for defines in ((), ("EDGEMOE_SYNTH_ARITH",)):
+        tokens, rows = _instrumented_expert_calls(cfg, sd, images, 0, tmp_path / "-".join(defines or ("c",)), capfd,
+                                                  defines)
+        assert np.array_equal(tokens, golden.tokens.numpy()), defines
+        assert rows == expected, (rows, expected)
+    le = loop_estimate(cfg, Routing(tuple(counts), False, "golden"), batch=n_images)
+    assert le.loops["EXPERT_PASS"].iterations * n_images == pytest.approx(len(expected))
+    assert le.loops["GATHER"].iterations * n_images == pytest.approx(sum(expected) * m.embed_dim
+                                                                     // KernelPlan.from_config(cfg).elementwise_lanes)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_csim_equals_golden_for_other_seeds(seed, tmp_path_factory):
     cfg, sd, proj = _project("micro", tmp_path_factory, seed=seed)

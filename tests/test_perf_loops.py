@@ -293,8 +293,8 @@ def test_routing_is_one_pipeline_over_tokens_and_experts(name, sets):
     body = src[src.index("GATE: for"):src.index("// Top level")]
     # the stages last first (each reads its hand-off registers before the stage ahead latches the next token)
     assert body.index("// C: token s - GATE_SKEW") < body.index("// B: token s - 1") < body.index("// A: token s")
-    assert "logits[s - 1][e]" in body and "logits[s][e]" in body and "acc_rows[cr][cd + u] = 0;" in body
-    assert "route.queue[qe][pos] = t;" in body and "count[qe] = pos + 1;" in body
+    assert "logits[s - 1][e]" in body and "logits[s][e]" in body and "acc_rows[base + cr][cd + u] = 0;" in body
+    assert "route.queue[qe][pos] = base + t;" in body and "count[qe] = pos + 1;" in body
     assert "gate_token" not in src and "MOE_CLEAR" not in src
     if name == ZCU:   # the preset: the routing steps were ~25k cycles per MoE block
         blk = m.moe_blocks[0]
@@ -384,10 +384,10 @@ def test_the_edges_move_words_per_cycle(name, sets):
     assert pix.ii.depth < plan.m_axi_latency + 10
     src = render(cfg, ["src/edgemoe_vit.cpp", "include/edgemoe_config.h"])
     kernel, header = src["src/edgemoe_vit.cpp"], src["include/edgemoe_config.h"]
-    assert "PATCH_PIX: for (int i = 0; i < IMAGE_WORDS; i++)" in kernel
+    assert "PATCH_PIX: for (int k = 0; k < IMAGE_WORDS; k++)" in kernel
     assert f"IMAGE_LANES = {il}, IMAGE_WORDS = {plan.image_words};" in header
     assert f"typedef ap_uint<{plan.image_word_bits}> image_word_t;" in header
-    assert f"run_image(const image_word_t* image," in kernel
+    assert f"run_images(const image_word_t* image," in kernel
     assert f"port=image offset=slave bundle={h.bundle_of['image']} depth={plan.image_words} " in kernel
 
 
@@ -746,7 +746,7 @@ def _value_steps(cfg) -> int:
 
 @pytest.mark.parametrize("name,sets", ATTN_CASES)
 def test_attention_is_two_compute_unit_passes_and_a_softmax_per_head(name, sets):
-    """run_image's HEADS_LOOP runs per head the compute unit's score pass (q . k: HEAD_DIM-long rows, SCORE_COLS =
+    """run_images' HEADS_LOOP runs per head the compute unit's score pass (q . k: HEAD_DIM-long rows, SCORE_COLS =
     N_TOKENS + ATTN_P - 1 outputs, the key rows unpacked from big by UNPACK_K), the softmax and the compute unit's
     A*V pass (the probabilities' K_PAD columns x the head's HEAD_DIM value columns, unpacked by UNPACK_V); their
     MAC iterations are the plan's attention passes and the loader streams nothing.  The softmax: SM_STEPS

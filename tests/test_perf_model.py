@@ -21,6 +21,7 @@ from edgemoe.sim.formats import layernorm_plan
 
 TINY = "m3vit-tiny-cityscapes"
 MICRO = "m3vit-micro"
+ZCU = "m3vit-tiny-zcu102"
 
 
 def cfg_of(name=TINY, *sets):
@@ -181,34 +182,66 @@ def test_as_routing_validates():
 
 # --- batching -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode", MODES)
-def test_batching_shares_weight_traffic(mode):
+def test_batching_shares_weight_traffic_in_edgemoe_mode():
     cfg = cfg_of(TINY)
-    b1 = estimate(cfg, batch=1, mode=mode)
-    b8 = estimate(cfg, batch=8, mode=mode)
+    b1 = estimate(cfg, batch=1, mode="edgemoe-dram")
+    b8 = estimate(cfg, batch=8, mode="edgemoe-dram")
     assert b8.share_weights
     assert b8.weight_bytes_per_image == pytest.approx(b1.weight_bytes_per_image / 8, rel=0.01)
     assert b8.ms_per_image <= b1.ms_per_image * 1.001
-    # the current kernel (no sharing): same traffic per image, only the call overhead amortised
-    b8n = estimate(cfg, batch=8, mode=mode, share_weights=False)
+    # no sharing: same traffic per image, only the call overhead amortised
+    b8n = estimate(cfg, batch=8, mode="edgemoe-dram", share_weights=False)
     assert b8n.weight_bytes_per_image == pytest.approx(b1.weight_bytes_per_image)
     assert b8n.ms_per_image == pytest.approx(b1.ms_per_image, rel=0.01)
-    assert any("not implemented" in n for n in b8.notes)
+
+
+@pytest.mark.parametrize("moe_batch", [1, 2, 4])
+def test_the_kernel_shares_the_experts_by_groups(moe_batch):
+    """On chip both columns follow the kernel: the dense layers' weights once per image, each active expert's once
+    per group of hardware.moe_batch images; with uniform routing every expert is active, so the experts' traffic
+    per image drops by the group's size, and the headline by what that stream cost beyond the experts' MACs."""
+    cfg = cfg_of(ZCU, f"hardware.moe_batch={moe_batch}")
+    b1, b8 = estimate(cfg, batch=1), estimate(cfg, batch=8)
+    dense = sum(s.weight_bytes for s in b1.steps if not s.name.startswith("expert_"))
+    assert expert_steps(b8, "weight_bytes") / 8 == pytest.approx(expert_steps(b1, "weight_bytes") / moe_batch,
+                                                                 rel=0.02)
+    assert sum(s.weight_bytes for s in b8.steps if not s.name.startswith("expert_")) / 8 == pytest.approx(dense)
+    assert b8.share_weights == (moe_batch > 1)
+    assert any(f"groups of hardware.moe_batch = {moe_batch}" in n for n in b8.notes)
+    # as written: the expert layers of a group of 2 or more are bound by their MACs, not the weight stream
+    fc1 = [s for s in b8.steps if s.name == "expert_fc1"]
+    if moe_batch == 1:
+        assert b8.ms_per_image == pytest.approx(b1.ms_per_image, rel=0.01)
+        assert all(s.cycles_memory > s.cycles_compute for s in fc1)
+    else:
+        assert b8.ms_per_image < b1.ms_per_image * 0.9
+        assert all(s.cycles_compute > s.cycles_memory for s in fc1)
+    loops = b8.loops
+    assert loops.loops["GROUPS"].iterations == pytest.approx(-(-8 // moe_batch) / 8)
 
 
 def test_batching_takes_the_union_of_active_experts():
-    cfg = cfg_of(MICRO)
+    cfg = cfg_of(MICRO, "hardware.moe_batch=2")
     e = cfg.model.num_experts
     img_a = [9, 9, 0, 0]
     img_b = [0, 0, 9, 9]
     routing = [[img_a, img_b]] * len(cfg.model.moe_blocks)
     shared = estimate(cfg, routing, batch=2)
-    alone = estimate(cfg, routing, batch=2, share_weights=False)
-    # disjoint experts: sharing saves nothing on the experts, only on the dense weights
+    alone = estimate(cfg_of(MICRO), routing, batch=2)
+    # disjoint experts: the group saves nothing on the experts
     assert expert_steps(shared, "weight_bytes") == pytest.approx(expert_steps(alone, "weight_bytes"))
+    # the same experts, their queues within N_TOKENS (9) rows: each expert's weights once for both images
+    half = [[[3, 3, 6, 6], [6, 6, 3, 3]]] * len(cfg.model.moe_blocks)
+    h2, h1 = estimate(cfg, half, batch=2), estimate(cfg_of(MICRO), half, batch=2)
+    assert expert_steps(h2, "weight_bytes") == pytest.approx(expert_steps(h1, "weight_bytes") / 2)
+    # more rows than N_TOKENS: an expert runs in passes of N_TOKENS rows, each streaming its weights (18 rows of
+    # experts 0 and 1: two passes each, as many loads as four experts once)
     same = [[img_a, img_a]] * len(cfg.model.moe_blocks)
     s2 = estimate(cfg, same, batch=2)
-    assert expert_steps(s2, "weight_bytes") == pytest.approx(expert_steps(shared, "weight_bytes") / 2)
+    assert expert_steps(s2, "weight_bytes") == pytest.approx(expert_steps(shared, "weight_bytes"))
+    w = s2.loops.loops["EXPERT_PASS"]
+    assert w.iterations * 2 == pytest.approx(len(cfg.model.moe_blocks) * 2 * 2)   # a group: 2 experts x 2 passes
+    assert s2.loops.loops["GATHER"].entries * 2 == pytest.approx(len(cfg.model.moe_blocks) * 2 * 2)
     assert e == 4
 
 

@@ -189,26 +189,26 @@ def test_row_buffers_are_the_kernels_shapes():
     plan = KernelPlan.from_config(cfg)
     n, ci, cu, rw = cfg.model.num_tokens, cfg.hardware.cu_in, plan.cu_word_bits, plan.row_words
     res = estimate_resources(cfg)
-    x = item(res, "run_image", "rows_t x[")
+    x = item(res, "run_images", "rows_t x[")
     assert x.shape.startswith(f"{ci} banks x {n * rw // ci} x {cu}b")
     assert x.bram36 == ci * bram36_for(n * rw // ci, cu)
     # logits holds a head's scores (SCORE_COLS columns: the score pass writes CU_OUT a cycle, the softmax's lanes
     # read ATTN_P and PROB_LANES a cycle): CU_IN cyclic banks, as the other row buffers
-    lg = item(res, "run_image", "rows_t logits[")
+    lg = item(res, "run_images", "rows_t logits[")
     assert lg.shape.startswith(f"{ci} banks x {n * rw // ci} x {cu}b") and lg.bram36 == x.bram36
     assert plan.score_cols <= rw and 3 * cfg.model.embed_dim + plan.k_pad <= rw   # S, and big's probabilities
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     assert f"#pragma HLS ARRAY_PARTITION variable=logits cyclic factor={ci} dim=2" in src
     # lcm(EPI_LANES, EW_LANES) banks: the epilogue's read-modify-writes, the clear's EW_LANES words
-    acc = item(res, "run_image", "moe_acc")
+    acc = item(res, "run_images", "moe_acc")
     lanes = plan.moe_acc_banks
     assert lanes % plan.epilogue_lanes == 0 and lanes % plan.elementwise_lanes == 0
-    assert acc.bram36 == lanes * bram36_for(-(-n * cfg.model.embed_dim // lanes), 64)
+    assert acc.bram36 == lanes * bram36_for(-(-plan.moe_rows * cfg.model.embed_dim // lanes), plan.moe_acc_bits)
     # a bank of at most 2 Kbit is not a block RAM: the LayerNorm's gamma / beta banks; the routing's q_count,
     # which its pipeline increments at any expert, is registers
     gb = item(res, "layernorm", "gamma[DIM], beta[DIM]")
     assert gb.bram36 == 0 and gb.lut > 0 and "LUTRAM" in gb.shape
-    qc = item(res, "run_image", "q_count[EXPERTS]")
+    qc = item(res, "run_images", "q_count[EXPERTS]")
     assert qc.bram36 == qc.lut == 0 and qc.ff == cfg.model.num_experts * 16
     # the ping-pong weight tile: CU_OUT x CU_IN banks of two tiles' ROW_WORDS / CU_IN cu_weight_t words (the
     # half an address bit), and two tiles' biases in registers. cu_weight_t is a matrix element or a key / value
@@ -246,13 +246,13 @@ def test_the_edges_are_the_kernels(name, sets):
     plan = KernelPlan.from_config(cfg)
     n, d, wpb = cfg.model.num_tokens, cfg.model.embed_dim, plan.words_per_beat
     res = estimate_resources(cfg)
-    pos = item(res, "run_image/EMBED_POS", "pos[N_TOKENS * DIM]")
+    pos = item(res, "run_images/EMBED_POS", "pos[N_TOKENS * DIM]")
     assert pos.shape.startswith(f"{wpb} banks x {-(-n * d // wpb)} x {plan.weight_word_bits}b")
     if name == "m3vit-tiny-zcu102":   # 32 banks of 774 x 16b: a BRAM18 each (micro's small banks are LUTRAM)
         assert pos.bram36 == wpb * bram36_for(-(-n * d // wpb), plan.weight_word_bits) == 16
-    assert item(res, "run_image/EMBED_D", "EMBED_D: add + to_act").count == plan.cast_lanes
-    assert item(res, "run_image (read_words)", "read_words").count == 1
-    assert item(res, "run_image/PATCH_PIX", "PATCH_PIX").shape.startswith(f"{plan.image_lanes} lanes")
+    assert item(res, "run_images/EMBED_D", "EMBED_D: add + to_act").count == plan.cast_lanes
+    assert item(res, "run_images (read_words)", "read_words").count == 1
+    assert item(res, "run_images/PATCH_PIX", "PATCH_PIX").shape.startswith(f"{plan.image_lanes} lanes")
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     assert "static weight_word_t pos[N_TOKENS * DIM];" in src
     assert f"#pragma HLS ARRAY_PARTITION variable=pos cyclic factor={wpb}" in src
@@ -276,7 +276,7 @@ def test_read_words_starts_on_a_bus_word_so_its_fields_are_wires(name, sets):
     body = src[src.index("static void read_words("):src.index("// The compute unit is a DATAFLOW region")]
     assert "skip" not in body and "dst[d] = beat_field<WEIGHT_WORD_BITS>(beat, j);" in body
     res = estimate_resources(cfg)
-    for where, banks in (("layernorm (read_words)", plan.ln_param_banks), ("run_image (read_words)", wpb)):
+    for where, banks in (("layernorm (read_words)", plan.ln_param_banks), ("run_images (read_words)", wpb)):
         it = item(res, where, "read_words")
         assert it.lut == it.count * (banks + 64) < it.count * wpb * plan.weight_word_bits
 
@@ -400,7 +400,7 @@ def test_residual_adds_are_epilogue_lanes(name, sets):
     assert not [it for it in res.items if "residual_add" in it.where or "residual_add" in it.what]
     fin = item(res, "compute_tiles/FINISH", "FINISH (CU_RESID): x + y")
     assert fin.count == plan.epilogue_lanes and fin.dsp == 0 and fin.lut > 0
-    out = item(res, "run_image/MOE_OUT_D", "MOE_OUT_D: to_act(moe_acc), x + y")
+    out = item(res, "run_images/MOE_OUT_D", "MOE_OUT_D: to_act(moe_acc), x + y")
     assert out.count == plan.cast_lanes and out.dsp == 0
     assert item(res, "compute_tiles/MAC", "FINISH (CU_RESID): the row's running sum").count == 1
 
@@ -544,14 +544,40 @@ def test_a_config_change_that_should_raise_a_count_does(change, what, where):
     assert more.totals["dsp"] > base.totals["dsp"] and more.totals["lut"] > base.totals["lut"]
 
 
+@pytest.mark.parametrize("moe_batch", [1, 2, 4])
+def test_the_moe_groups_state_is_on_chip(moe_batch):
+    """hardware.moe_batch images' MoE state (moe_acc at its exact width, the kept x and norm2 rows, the group's
+    expert queues) is what the group costs on chip: MOE_ROWS = moe_batch x N_TOKENS rows of each; the row buffers
+    and the DSPs stay as they are."""
+    cfg = cfg_of(ZCU, f"hardware.moe_batch={moe_batch}")
+    plan = KernelPlan.from_config(cfg)
+    n, d, e = cfg.model.num_tokens, cfg.model.embed_dim, cfg.model.num_experts
+    assert plan.moe_rows == moe_batch * n
+    res = estimate_resources(cfg)
+    ew, lanes = plan.elementwise_lanes, plan.moe_acc_banks
+    for name in ("x_keep", "h_keep"):
+        it = item(res, "run_images", f"{name}[MOE_ROWS][DIM]")
+        assert it.shape.startswith(f"{ew} banks x {-(-moe_batch * n * d // ew)} x {plan.cu_word_bits}b")
+    acc = item(res, "run_images", "moe_acc[MOE_ROWS]")
+    assert acc.shape.startswith(f"{lanes} banks x {-(-moe_batch * n * d // lanes)} x {plan.moe_acc_bits}b")
+    assert item(res, "run_images", "route.queue[EXPERTS][MOE_ROWS]").shape.startswith(f"{e * moe_batch * n} x 16b")
+    one = estimate_resources(cfg_of(ZCU, "hardware.moe_batch=1"))
+    assert res.totals["dsp"] == one.totals["dsp"]
+    assert (res.totals["bram36"] > one.totals["bram36"]) == (moe_batch > 1)
+    src = render(cfg, ["include/edgemoe_config.h"])["include/edgemoe_config.h"]
+    assert f"static const int MOE_BATCH = {moe_batch};" in src and f"MOE_ROWS = {moe_batch * n};" in src
+    assert f"MOE_ACC_BITS = {plan.moe_acc_bits};" in src
+
+
 def test_batch_with_shared_weights_copies_the_row_buffers():
-    """As written the kernel runs a call's images one after the other in one set of buffers: the batch changes
-    no resource.  The intended schedule's weight sharing (share_weights) would need every image's rows at once."""
+    """As written the kernel runs a call's images in one set of row buffers (the MoE group's state sized by
+    hardware.moe_batch): the batch changes no resource.  Every weight shared by the whole batch (share_weights,
+    a what-if) would need every image's rows at once."""
     cfg = cfg_of(TINY)
     one, four = estimate_resources(cfg, "onchip", 1), estimate_resources(cfg, "onchip", 4)
     assert four.totals == one.totals and not four.share_weights
     shared = estimate_resources(cfg, "onchip", 4, share_weights=True)
-    assert item(shared, "run_image", "rows_t x[").count == 4 and shared.share_weights
+    assert item(shared, "run_images", "rows_t x[").count == 4 and shared.share_weights
     assert shared.totals["bram36"] > 3 * one.totals["bram36"] * 0.9
     assert shared.totals["dsp"] == one.totals["dsp"]
     # the ZCU102 preset: as written, batch 8 is batch 1 and its block RAM within the cap; sharing on chip would

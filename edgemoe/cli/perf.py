@@ -67,7 +67,7 @@ def cmd_perf(args) -> int:
         if args.batch > 1 and args.mode == "onchip":
             shared = estimate_resources(cfg, args.mode, args.batch, share_weights=True)
             u = shared.utilisation
-            print(f"  with weights shared across the batch of {args.batch} (the intended column; not implemented), "
+            print(f"  what if every weight (the dense layers' too) were shared across the batch of {args.batch}: "
                   f"every image's row buffers on chip: BRAM36 {100 * u['bram36']:.1f}%, LUT {100 * u['lut']:.1f}%: "
                   + ("fits" if shared.fits() else f"does not fit at <= {DEFAULT_CAP:.0%}"))
     out = est.as_dict()
@@ -252,7 +252,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--mode", choices=MODES, default="onchip",
                    help="onchip: the generated kernel; edgemoe-dram: Edge-MoE's every-intermediate-through-DRAM dataflow")
     p.add_argument("--batch", type=cli_args.batch, default=1,
-                   help="images per kernel call (>1: weights shared by the batch)")
+                   help="images per kernel call (on chip: experts shared by groups of hardware.moe_batch; "
+                        "edgemoe-dram: every weight shared by the batch)")
     p.add_argument("--routing", default="uniform", help="uniform | skewed[:ALPHA] | golden (gating of synthetic images)")
     p.add_argument("--task", type=cli_args.task, default="0", help="task for --routing golden (name or index)")
     p.add_argument("--images", type=cli_args.images, default=2, help="synthetic images for --routing golden")

@@ -52,12 +52,13 @@ that port always caps it; ``port_limit`` caps the other boards' too.  The
 weights stream over ``hardware.weight_lanes`` bundles, a port each.  The
 board bandwidth is peak x a sustained fraction (``Board.mem_efficiency``).
 
-**Batching.**  The kernel loops over ``num_images`` inside one call and
-reloads every weight tile for every image: as written, a batch amortises
-only the call overhead.  ``share_weights=True`` (the default for ``batch >
-1``) models, in the intended column and in Edge-MoE's mode, the option the
-design-space exploration explores and the kernel does not implement: each
-weight tile / layer / expert loaded once per call for all the batch's rows.
+**Batching.**  The kernel runs the ``num_images`` of a call in groups of
+``hardware.moe_batch``: every step but the experts image by image (the dense
+layers' weights stream once per image: they are compute-bound), then each MoE
+block's active experts once per group for the queued rows of all its images.
+Both columns follow that schedule.  In Edge-MoE's mode ``share_weights=True``
+(the default for ``batch > 1``) loads each weight once per call for all the
+batch's rows.
 
 **Calibration.**  Unit latencies and IIs (exp, reciprocal, rsqrt, GELU)
 measured by the RTL testbenches replace the default operator latencies
@@ -260,7 +261,7 @@ class PerfEstimate:
         lines = [f"{self.cfg.name}: {self.cfg.precision.name}, CU {h.cu_in}x{h.cu_out}, P={h.attn_parallel}, "
                  f"AXI {h.axi_width}b, {self.clock_mhz:g} MHz on {self.board}; mode {self.mode}; batch {b}"
                  + ("" if not (self.share_weights and b > 1) else
-                    " (intended column: weights shared across the batch; as written: reloaded per image)"
+                    f" (experts shared by groups of {h.moe_batch} images)"
                     if self.mode == "onchip" else " (weights shared across the batch)"),
                  f"routing: {self.routing.source}; active experts per MoE block: "
                  + ", ".join(f"{a:.1f}" for a in self.routing.active_experts()),
@@ -528,12 +529,15 @@ class _Kernel:
                  MAC=nimg * heads * (scores + av), SM_STEPS=nimg * heads * sm, SM_FINAL=nimg * heads * final,
                  PROBS=nimg * heads * probs)
 
-    def moe(self, block, counts, expected, nimg):
-        """MoE step of one MoE block; ``counts`` [E]: tokens per expert of this call group."""
+    def moe(self, block, counts, expected, nimg, routing=True, experts=True):
+        """MoE step of one MoE block; ``counts`` [E]: tokens per expert of this call group.  ``routing``: the
+        group's gate, top-k and (on chip) MoE output; ``experts``: the experts over the group's queues (on chip
+        the kernel runs the first per image and the second per group of ``hardware.moe_batch`` images)."""
         m, L = self.m, self.lat
         n, d, e = m.num_tokens * nimg, m.embed_dim, m.num_experts
-        self.layer("gate", block, n, f"blocks.{block}.gate.0", kind="moe")
-        if self.mode == "onchip":
+        if routing:
+            self.layer("gate", block, n, f"blocks.{block}.gate.0", kind="moe")
+        if routing and self.mode == "onchip":
             # one pipeline over token slots of E experts (the top-k of token s, the exps of s - 1, the queue
             # writes of s - GATE_SKEW) that carries moe_acc's clear; its depth: a logit through exp, 1/sum and
             # the chosen experts' scores to the queue write
@@ -541,14 +545,14 @@ class _Kernel:
             depth = (L["bram"] + L["add"] + L["exp"] + L["add"] + L["recip"] + L["mul"] + L["cast"] + L["store"]
                      + L["loop"])
             self.rows_loop("gate_topk", block, "moe", nimg, self.plan.gate_steps, ii=ii, depth=depth)
-        else:
+        elif routing:
             per_tok = math.ceil(d / self.blk) + 3 * e + e + 8
             self.stream_dram("gate_topk", block, "moe", n, 0, extra_per_row=per_tok, nbytes=n * d * self.act_bytes)
             self.stream_dram("moe_clear", block, "moe", n, d, nbytes=n * d * self.act_bytes)
         # experts: active ones only, ascending index
         tot_gather = tot_fc1 = tot_fc2 = 0.0
         prev_compute = None
-        for ex in range(e):
+        for ex in range(e if experts else 0):
             c = float(counts[ex])
             if c <= 0:
                 continue
@@ -560,12 +564,15 @@ class _Kernel:
             mark = len(self.steps)
             ep = f"blocks.{block}.experts.{ex}"
             if self.mode == "onchip":
-                # the queued rows x chunks of EW_LANES columns in one pipeline (the token read from the queue)
-                tot_gather += pa * self.rows_loop("expert_gather", block, "moe", 1.0,
-                                                  rows * (d // self.plan.elementwise_lanes),
-                                                  depth=2 * L["bram"] + L["store"])
-                tot_fc1 += pa * self.layer("expert_fc1", block, rows, f"{ep}.fc1", gelu=True, kind="moe")
-                tot_fc2 += pa * self.layer("expert_fc2", block, rows, f"{ep}.fc2", score=True, kind="moe")
+                # passes of up to N_TOKENS queued rows (each streams the expert's weights): the rows x chunks of
+                # EW_LANES columns in one pipeline (the row read from the queue), fc1, fc2
+                full, rest = divmod(rows, m.num_tokens)
+                for pass_rows in [float(m.num_tokens)] * int(full) + ([rest] if rest > 1e-9 else []):
+                    tot_gather += pa * self.rows_loop("expert_gather", block, "moe", 1.0,
+                                                      pass_rows * (d // self.plan.elementwise_lanes),
+                                                      depth=2 * L["bram"] + L["store"])
+                    tot_fc1 += pa * self.layer("expert_fc1", block, pass_rows, f"{ep}.fc1", gelu=True, kind="moe")
+                    tot_fc2 += pa * self.layer("expert_fc2", block, pass_rows, f"{ep}.fc2", score=True, kind="moe")
             else:
                 # Edge-MoE: load(fc2 e) beside compute(fc1 e); load(fc1 e+1) beside compute(fc2 e)
                 self.layer("expert_fc1", block, rows, f"{ep}.fc1", gelu=True, kind="moe",
@@ -586,7 +593,7 @@ class _Kernel:
                     for f in ("cycles_compute", "cycles_memory", "cycles_total", "bytes", "weight_bytes", "macs"):
                         setattr(s, f, getattr(s, f) * pa)
                     s.loops = {kk: v * pa for kk, v in s.loops.items()}
-        if self.mode == "onchip":
+        if self.mode == "onchip" and routing:
             # the cast of moe_acc and the residual add: rows x chunks of CAST_LANES columns in one pipeline, the
             # row's sum to x_sum
             C = self.plan.cast_lanes
@@ -643,29 +650,40 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
         unit_ii[u] = c["ii"]
     k = _Kernel(cfg, mode, port_limit, lat, unit_ii, plan)
 
-    groups = [list(range(batch))] if share else [[i] for i in range(batch)]
+    if mode == "onchip":
+        # the kernel's own schedule: everything but the experts image by image, each MoE block's experts once
+        # per group of hardware.moe_batch images (the group's queues)
+        share = h.moe_batch > 1 and batch > 1
+        groups = [list(range(g, min(batch, g + h.moe_batch))) for g in range(0, batch, h.moe_batch)]
+    else:
+        groups = [list(range(batch))] if share else [[i] for i in range(batch)]
     for imgs in groups:
-        nimg = len(imgs)
-        k.patch_embed(nimg)
-        mi = 0
-        for b in range(m.depth):
-            k.layernorm("norm1", b, nimg)
-            k.layer("qkv", b, m.num_tokens * nimg, f"blocks.{b}.qkv")
-            k.attention(b, nimg)
-            # on chip the residual adds are in proj's and fc2's epilogue and in moe_out; Edge-MoE's are steps
-            k.layer("proj", b, m.num_tokens * nimg, f"blocks.{b}.proj", resid=True)
-            if mode == "edgemoe-dram":
-                k.residual("resid1", b, nimg)
-            k.layernorm("norm2", b, nimg)
-            if m.is_moe(b):
-                k.moe(b, _group_counts(rt, mi, imgs), rt.expected, nimg)
-                mi += 1
-            else:
-                k.layer("fc1", b, m.num_tokens * nimg, f"blocks.{b}.fc1", gelu=True)
-                k.layer("fc2", b, m.num_tokens * nimg, f"blocks.{b}.fc2", resid=True)
-            if mode == "edgemoe-dram":
-                k.residual("resid2", b, nimg)
-        k.output(nimg)
+        # on chip: the group's images one by one (dense weights per image), then its experts
+        for one in ([[i] for i in imgs] if mode == "onchip" else [imgs]):
+            nimg = len(one)
+            k.patch_embed(nimg)
+            mi = 0
+            for b in range(m.depth):
+                k.layernorm("norm1", b, nimg)
+                k.layer("qkv", b, m.num_tokens * nimg, f"blocks.{b}.qkv")
+                k.attention(b, nimg)
+                # on chip the residual adds are in proj's and fc2's epilogue and in moe_out; Edge-MoE's are steps
+                k.layer("proj", b, m.num_tokens * nimg, f"blocks.{b}.proj", resid=True)
+                if mode == "edgemoe-dram":
+                    k.residual("resid1", b, nimg)
+                k.layernorm("norm2", b, nimg)
+                if m.is_moe(b):
+                    k.moe(b, _group_counts(rt, mi, one), rt.expected, nimg, experts=mode != "onchip")
+                    mi += 1
+                else:
+                    k.layer("fc1", b, m.num_tokens * nimg, f"blocks.{b}.fc1", gelu=True)
+                    k.layer("fc2", b, m.num_tokens * nimg, f"blocks.{b}.fc2", resid=True)
+                if mode == "edgemoe-dram":
+                    k.residual("resid2", b, nimg)
+            k.output(nimg)
+        if mode == "onchip":
+            for mi, b in enumerate(plan.moe_blocks):
+                k.moe(b, _group_counts(rt, mi, imgs), rt.expected, len(imgs), routing=False)
 
     merged: dict[tuple, Step] = {}
     for s in k.steps:
@@ -693,10 +711,12 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
         total = intended
 
     notes = []
-    if batch > 1:
-        notes.append("the kernel loops over the images of a call and reloads every weight tile per image"
-                     + ("; weight sharing across the batch (intended column) is the DSE option, not implemented"
-                        if share else " (no sharing modelled)"))
+    if batch > 1 and mode == "onchip":
+        notes.append(f"the kernel runs the call's images in groups of hardware.moe_batch = {h.moe_batch}: each "
+                     "active expert's weights stream once per group and MoE block, the dense layers' once per image"
+                     + ("" if h.moe_batch > 1 else " (every weight once per image)"))
+    elif batch > 1:
+        notes.append("weights shared across the batch" if share else "weights reloaded per image")
     if mode == "edgemoe-dram":
         notes.append("Edge-MoE mode: intermediates through DRAM, whole-layer weight loads exposed for dense "
                      "layers, expert loads ping-ponged behind the previous expert's compute")

@@ -11,9 +11,12 @@ of the feasible points and the chosen point: the fastest feasible one, ties
 writes the chosen hardware + precision as a config file ``load_config`` reads
 (``preset: <name>`` plus overrides), for ``edgemoe generate``.
 
-Batch sizes are images per kernel call with each weight load shared by the
-batch (the option the current kernel does not implement; see :mod:`edgemoe.perf.cycles`);
-they are not a config field, so the YAML records the chosen batch in a comment.
+Batch sizes are images per kernel call (``num_images``); they are not a config
+field, so the YAML records the chosen batch in a comment.  At a batch above 1
+the grid's ``moe_batch`` values up to the batch are tried too
+(``hardware.moe_batch``: the kernel runs a call's images in groups of that many
+and streams each active expert's weights once per group, at the cost of the
+group's MoE state on chip); the dense layers' weights stream once per image.
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ GRID = {
     # narrow or whose bundles outnumber the board's ports are skipped as invalid
     "weight_lanes": (1, 2, 4, 8),
     "profile": ("w16a32", "w16a16", "w8a16"),
+    # images whose experts share one weight stream (tried at batches of at least that many)
+    "moe_batch": (1, 2, 4, 8),
 }
 #: a small grid for tests and quick looks
 QUICK_GRID = {
@@ -77,6 +82,7 @@ class DesignPoint:
     weight_mb_per_image: float
     cfg: Config = field(repr=False, default=None)
     weight_lanes: int = 1
+    moe_batch: int = 1
 
     @property
     def images_per_s(self) -> float:
@@ -85,7 +91,8 @@ class DesignPoint:
     def label(self) -> str:
         lanes = f"/{self.weight_lanes}" if self.weight_lanes > 1 else ""
         return (f"{self.cu_in}x{self.cu_out} P={self.attn_parallel} AXI {self.axi_width}{lanes} {self.profile} "
-                f"B={self.batch}" + ("" if self.mode == "onchip" else f" [{self.mode}]"))
+                f"B={self.batch}" + (f"/{self.moe_batch}" if self.moe_batch > 1 else "")
+                + ("" if self.mode == "onchip" else f" [{self.mode}]"))
 
     def row(self) -> str:
         u = self.utilisation
@@ -215,7 +222,7 @@ class ExploreResult:
         head = (f"# written by edgemoe explore for board {self.board} (cap {self.cap:.0%}): {p.label()}\n"
                 f"# modelled {p.ms_per_image:.2f} ms/image, {p.dsp:.0f} DSP, {p.bram36:.0f} BRAM36, {p.uram:.0f} URAM\n"
                 f"# batch {p.batch} = images per kernel call (num_images), not a config field"
-                + (" (weight sharing across the batch is not implemented by the current kernel)" if p.batch > 1 else "")
+                + (f" (experts shared by groups of hardware.moe_batch = {p.moe_batch} images)" if p.batch > 1 else "")
                 + (f"\n# mode {p.mode}: Edge-MoE's DRAM dataflow, not what generate builds" if p.mode != "onchip" else "")
                 + "\n")
         path.write_text(head + yaml.safe_dump(data, sort_keys=False))
@@ -226,7 +233,8 @@ def _point_config(base: Config, board: str, cu_in, cu_out, par, axi, profile, la
     from edgemoe.config import precision_profile
 
     hw = dataclasses.replace(base.hardware, board=board, part="", cu_in=cu_in, cu_out=cu_out, attn_parallel=par,
-                             axi_width=axi, weight_lanes=base.hardware.weight_lanes if lanes is None else lanes)
+                             axi_width=axi, weight_lanes=base.hardware.weight_lanes if lanes is None else lanes,
+                             moe_batch=1)
     prec = base.precision if profile is None else precision_profile(profile)
     return base.replace(hardware=hw, precision=prec)
 
@@ -253,6 +261,7 @@ def explore(cfg: Config, board: str | None = None, batches=(1,), modes=("onchip"
     g = dict(GRID if grid is None else grid)
     profiles = g.get("profile") or (None,)
     lane_counts = g.get("weight_lanes") or (None,)   # None: the config's
+    moe_batches = sorted({1, *(int(mb) for mb in g.get("moe_batch") or (1,))})
     rt = as_routing(cfg, routing)
     combos = [(ci, co, par, axi, lanes, prof) for ci in g["cu_in"] for co in g["cu_out"] for par in g["attn_parallel"]
               for axi in g["axi_width"] for lanes in lane_counts for prof in profiles]
@@ -269,14 +278,21 @@ def explore(cfg: Config, board: str | None = None, batches=(1,), modes=("onchip"
             continue
         for mode in modes:
             for batch in batches:
-                est = estimate(pc, rt, batch, mode, port_limit=port_limit, measured=measured)
-                res = estimate_resources(pc, mode, batch)
-                t, u = res.totals, res.utilisation
-                viol = res.violations(cap)
-                points.append(DesignPoint(ci, co, par, axi, pc.precision.name, batch, mode, est.ms_per_image,
-                                          t["dsp"], t["bram36"], t["uram"], t["lut"], t["ff"], u, not viol, viol,
-                                          est.roofline.ratio, est.weight_bytes_per_image / 1e6, pc,
-                                          pc.hardware.weight_lanes))
+                groups = [mb for mb in moe_batches if mb <= batch] if mode == "onchip" else []
+                for mb in groups or [1]:
+                    try:
+                        pm = pc if mb == 1 else pc.replace(hardware=dataclasses.replace(pc.hardware, moe_batch=mb))
+                    except ConfigError as e:
+                        skipped[f"{e.field}: {str(e.allowed).split(';')[0]}"] += 1
+                        continue
+                    est = estimate(pm, rt, batch, mode, port_limit=port_limit, measured=measured)
+                    res = estimate_resources(pm, mode, batch)
+                    t, u = res.totals, res.utilisation
+                    viol = res.violations(cap)
+                    points.append(DesignPoint(ci, co, par, axi, pm.precision.name, batch, mode, est.ms_per_image,
+                                              t["dsp"], t["bram36"], t["uram"], t["lut"], t["ff"], u, not viol, viol,
+                                              est.roofline.ratio, est.weight_bytes_per_image / 1e6, pm,
+                                              pm.hardware.weight_lanes, mb))
                 bar.update(1)
     bar.close()
     return ExploreResult(cfg, board, cap, tuple(modes), batches, points, skipped, g)

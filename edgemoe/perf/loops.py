@@ -79,6 +79,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from edgemoe.boards import BOARDS
 from edgemoe.hls.interface import TOP, m_axi_bundles
 # BANK_PORTS: ports of one BRAM / LUTRAM / ROM bank (true dual port), the plan's, which sets write_rows' II too
@@ -240,7 +242,7 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "MATRIX_PER_BEAT": plan.matrix_per_beat, "UNPACK_STEPS": plan.unpack_steps,
             "UNPACK_FIELDS": plan.unpack_fields, "GATE_STEPS": plan.gate_steps, "IMAGE_LANES": plan.image_lanes,
             "IMAGE_WORDS": plan.image_words, "POS_BEATS": plan.pos_beats, "OUT_PER_BEAT": plan.out_per_beat,
-            "PIX_BEATS": plan.pix_beats}
+            "PIX_BEATS": plan.pix_beats, "MOE_COUNT": len(plan.moe_blocks), "MOE_BATCH": plan.moe_batch}
 
 
 def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
@@ -258,6 +260,8 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
             "cls": wpb, "pos": wpb, "dst": wpb, "q_count": m.num_experts,
             "route.queue": 1, "route.queue_score": 1, "route.chosen": 1, "route.chosen_score": 1,
             "route.ex": 1, "route.inv": 1,
+            # the group's kept rows: cyclic EW_LANES (the routing keeps a chunk of them a cycle)
+            "x_keep": plan.elementwise_lanes, "h_keep": plan.elementwise_lanes, "pass_row": 1, "pass_score": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
             "exp2_lane": 2 * h.attn_parallel, "exp2_prob": 2 * plan.prob_lanes}
 
@@ -267,7 +271,7 @@ def kernel_functions() -> tuple[FunctionSpec, ...]:
     return (FunctionSpec("compute_unit"), FunctionSpec("load_tiles", ("call", "add")),
             FunctionSpec("compute_tiles", ("call", "add", "add")),
             FunctionSpec("layernorm"), FunctionSpec("softmax"),
-            FunctionSpec("write_rows"), FunctionSpec("pack_rows"), FunctionSpec("run_image"))
+            FunctionSpec("write_rows"), FunctionSpec("pack_rows"), FunctionSpec("run_images"))
 
 
 def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
@@ -426,8 +430,9 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           mults=(Mults(PL, acc_bits, 18), Mults(PL, p.exp.bits, p.softmax_inv.bits)),
           ops=("bram", "add", "exp", "mul", "cast", "store"), step="attn"),
         S("PROB_U", "softmax", "PROBS", "-", "PROB_LANES", step="attn"),
-        # route_tokens (inlined in run_image): the count clear, then gate softmax, top-k, queue fill and the moe_acc
-        # clear in one pipeline of token slots (top-k of token s, exps of s - 1, queue writes of s - GATE_SKEW)
+        # route_tokens (inlined in run_images): the count clear, then gate softmax, top-k, queue fill and the image's
+        # rows of the MoE state (moe_acc cleared, x and the norm2 rows kept) in one pipeline of token slots (top-k
+        # of token s, exps of s - 1, queue writes of s - GATE_SKEW)
         S("Q_CLEAR", "route_tokens", None, "UNROLL", "EXPERTS", ops=("store",), step="gate_topk"),
         S("GATE", "route_tokens", None, "PIPELINE II=1", "GATE_STEPS",
           # logits: the top-k's token and the exps' token, both ports of its one bank; a write of each route
@@ -437,6 +442,9 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                  Port("route.chosen", writes=1), Port("route.chosen_score", writes=1),
                  Port("q_count", reads=1, writes=1, spread=banks["q_count"]),
                  Port("moe_acc", writes=L, spread=spread(L, "moe_acc")),
+                 Port("x", reads=L, spread=spread(L, "x")), Port("hbuf", reads=L, spread=spread(L, "hbuf")),
+                 Port("x_keep", writes=L, spread=spread(L, "x_keep")),
+                 Port("h_keep", writes=L, spread=spread(L, "h_keep")),
                  Port("EXP2_TABLE", reads=2), Port("RECIP_TABLE", reads=2)),
           # the hand-offs between the stages are registers latched at a token's last expert (a select each): the
           # exp, 1/sum and the scores ahead of a latch are depth (ops), not a recurrence
@@ -475,68 +483,77 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           axi=(packed,), recurrences=(Recurrence("(r, c): the position; the bus word being filled", ("add",)),),
           ops=("bram", "store")),
         # run_image
-        *((S("PIX", "run_image", None, f"PIPELINE II={plan.pix_ii}", "IMAGE_WORDS", tap_only=True,
+        *((S("PIX", "run_images", "IMG", f"PIPELINE II={plan.pix_ii}", "IMAGE_WORDS", tap_only=True,
              axi=(Axi("image", reads=1, burst=True), Axi("activations", writes=plan.pix_beats, burst=True))),
-           S("PIX_B", "run_image", "PIX", "-", "PIX_BEATS", tap_only=True),
-           S("PIX_J", "run_image", "PIX_B", "-", "OUT_PER_BEAT", tap_only=True))
+           S("PIX_B", "run_images", "PIX", "-", "PIX_BEATS", tap_only=True),
+           S("PIX_J", "run_images", "PIX_B", "-", "OUT_PER_BEAT", tap_only=True))
           if plan.image_lanes >= opb else
           # an image word a cycle into the bus word being filled, written every OUT_PER_BEAT / IMAGE_LANES words
-          (S("PIX", "run_image", None, f"PIPELINE II={plan.pix_ii}", "IMAGE_WORDS", tap_only=True,
+          (S("PIX", "run_images", "IMG", f"PIPELINE II={plan.pix_ii}", "IMAGE_WORDS", tap_only=True,
              axi=(Axi("image", reads=1, burst=True),
                   Axi("activations", writes=plan.image_lanes / opb, why="a bus word written when full (conditional)",
                       tap_only=True))),
-           S("PIX_J", "run_image", "PIX", "-", "IMAGE_LANES", tap_only=True))),
+           S("PIX_J", "run_images", "PIX", "-", "IMAGE_LANES", tap_only=True))),
         # the image in its own order, an image word (IMAGE_LANES pixels of one patch row) per cycle, one burst;
         # counters give the word's patch position, its pixels go to IMAGE_LANES consecutive columns of big
-        S("PATCH_PIX", "run_image", None, "PIPELINE II=1", "IMAGE_WORDS",
+        S("PATCH_PIX", "run_images", "IMG", "PIPELINE II=1", "IMAGE_WORDS",
           ports=(Port("big", writes=plan.image_lanes, spread=spread(plan.image_lanes, "big")),),
           axi=(Axi("image", reads=1, burst=True),),
           recurrences=(Recurrence("(c, gy, py, gx, pw): the word's patch position", ("add",)),),
           ops=("add", "store"), step="patch_gather"),
-        S("PATCH_PIX_U", "run_image", "PATCH_PIX", "-", "IMAGE_LANES", step="patch_gather"),
+        S("PATCH_PIX_U", "run_images", "PATCH_PIX", "-", "IMAGE_LANES", step="patch_gather"),
         # the position table in one burst, a bus word per cycle into the WORDS_PER_BEAT banks of pos
-        S("EMBED_POS", "run_image", None, "PIPELINE II=1", "POS_BEATS",
+        S("EMBED_POS", "run_images", "IMG", "PIPELINE II=1", "POS_BEATS",
           ports=(Port("pos", writes=wpb, spread=spread(wpb, "pos")),), axi=weight_reads, ops=("add", "store"),
           step="embed"),
-        S("EMBED_POS_W", "run_image", "EMBED_POS", "-", "WORDS_PER_BEAT", step="embed"),
+        S("EMBED_POS_W", "run_images", "EMBED_POS", "-", "WORDS_PER_BEAT", step="embed"),
         # rows x chunks of CAST_LANES columns in one pipeline
-        S("EMBED_D", "run_image", None, "PIPELINE II=1", "N_TOKENS * (DIM / CAST_LANES)",
+        S("EMBED_D", "run_images", "IMG", "PIPELINE II=1", "N_TOKENS * (DIM / CAST_LANES)",
           ports=(Port("cls", reads=C, spread=spread(C, "cls")), Port("pos", reads=C, spread=spread(C, "pos")),
                  Port("tbuf", reads=C, spread=spread(C, "tbuf")), Port("x", writes=C, spread=spread(C, "x")),
                  Port("x_sum", writes=1)),
           recurrences=(Recurrence("sum += lane sum (norm1's row sum)", ("add",)),
                        Recurrence("(r, d0): the position", ("add",))),
           ops=("bram", "add", "cast") + cast_tree + ("add", "store"), step="embed"),
-        S("EMBED_U", "run_image", "EMBED_D", "-", "CAST_LANES", step="embed"),
-        S("BLOCKS", "run_image", None, "-", "DEPTH", step="norm1"),
+        S("EMBED_U", "run_images", "EMBED_D", "-", "CAST_LANES", step="embed"),
+        # a group's segments (each to a MoE block's routing, the last to the output), the group's images in each
+        S("SEGMENTS", "run_images", None, "-", "MOE_COUNT + 1", step="norm1"),
+        S("IMG", "run_images", "SEGMENTS", "-", "nb", step="norm1"),
+        S("BLOCKS", "run_images", "IMG", "-", "blocks", step="norm1"),
         # a block's heads: the score pass, the softmax and the A*V pass (compute_unit, softmax calls)
-        S("HEADS_LOOP", "run_image", "BLOCKS", "-", "HEADS", step="attn"),
-        S("TAP_GS", "run_image", "BLOCKS", "PIPELINE II=1", "N_TOKENS * EXPERTS", tap_only=True,
+        S("HEADS_LOOP", "run_images", "BLOCKS", "-", "HEADS", step="attn"),
+        S("TAP_GS", "run_images", "BLOCKS", "PIPELINE II=1", "N_TOKENS * EXPERTS", tap_only=True,
           ports=(Port("route.ex", reads=1), Port("route.inv", reads=1)),
           axi=(packed,), mults=(Mults(1, p.exp.bits, p.softmax_inv.bits),)),
-        S("TAP_TK", "run_image", "BLOCKS", "PIPELINE II=1", "N_TOKENS * TOP_K", tap_only=True,
+        S("TAP_TK", "run_images", "BLOCKS", "PIPELINE II=1", "N_TOKENS * TOP_K", tap_only=True,
           ports=(Port("route.chosen", reads=1), Port("route.chosen_score", reads=1)), axi=(packed,)),
-        S("TAP_EC", "run_image", "BLOCKS", "PIPELINE II=1", "EXPERTS", tap_only=True, axi=(packed,)),
-        S("EXPERT_LOOP", "run_image", "BLOCKS", "-", "EXPERTS", ops=("add",), step="expert_gather"),
-        # an active expert's queued rows: rows x chunks of EW_LANES columns in one pipeline, the row's token read
-        # from the queue each iteration
-        S("GATHER", "run_image", "EXPERT_LOOP", "PIPELINE II=1", "n * (DIM / EW_LANES)",
-          ports=(Port("route.queue", reads=1), Port("hbuf", reads=L, spread=spread(L, "hbuf")),
-                 Port("tbuf", writes=L, spread=spread(L, "tbuf"))),
+        S("TAP_EC", "run_images", "BLOCKS", "PIPELINE II=1", "EXPERTS", tap_only=True, axi=(packed,)),
+        # after a segment's images: the experts of its MoE block for the whole group, an active expert's queued
+        # rows in passes of up to N_TOKENS
+        S("EXPERT_LOOP", "run_images", "SEGMENTS", "-", "EXPERTS", ops=("add",), step="expert_gather"),
+        S("EXPERT_PASS", "run_images", "EXPERT_LOOP", "-", "passes", ops=("add",), step="expert_gather"),
+        # a pass's queued rows: rows x chunks of EW_LANES columns of h_keep in one pipeline, the row read from the
+        # queue each iteration, and its moe_acc row and score written beside (a row's first chunk)
+        S("GATHER", "run_images", "EXPERT_PASS", "PIPELINE II=1", "rows * (DIM / EW_LANES)",
+          ports=(Port("route.queue", reads=1), Port("route.queue_score", reads=1),
+                 Port("h_keep", reads=L, spread=spread(L, "h_keep")), Port("tbuf", writes=L, spread=spread(L, "tbuf")),
+                 Port("pass_row", writes=1), Port("pass_score", writes=1)),
           recurrences=(Recurrence("(r, d0): the row and chunk", ("add",)),),
           ops=("bram", "bram", "store"), step="expert_gather"),
-        S("GATHER_U", "run_image", "GATHER", "-", "EW_LANES", step="expert_gather"),
+        S("GATHER_U", "run_images", "GATHER", "-", "EW_LANES", step="expert_gather"),
         # the MoE output and the residual add: rows x chunks of CAST_LANES columns in one pipeline
-        S("MOE_OUT_D", "run_image", "BLOCKS", "PIPELINE II=1", "N_TOKENS * (DIM / CAST_LANES)",
-          ports=(Port("moe_acc", reads=C, spread=spread(C, "moe_acc")),
-                 Port("tbuf", writes=C, spread=spread(C, "tbuf")), Port("x", reads=C, writes=C, spread=spread(C, "x")),
+        # a segment's start (after the first): the previous MoE block's output and the residual add on the image's
+        # kept x, rows x chunks of CAST_LANES columns in one pipeline
+        S("MOE_OUT_D", "run_images", "IMG", "PIPELINE II=1", "N_TOKENS * (DIM / CAST_LANES)",
+          ports=(Port("moe_acc", reads=C, spread=spread(C, "moe_acc")), Port("x_keep", reads=C, spread=spread(C, "x_keep")),
+                 Port("tbuf", writes=C, spread=spread(C, "tbuf")), Port("x", writes=C, spread=spread(C, "x")),
                  Port("x_sum", writes=1)),
           recurrences=(Recurrence("sum += lane sum (the next LayerNorm's row sum)", ("add",)),
                        Recurrence("(r, d0): the position", ("add",))),
           ops=("bram", "cast", "add", "cast") + cast_tree + ("add", "store"), step="moe_out"),
-        S("MOE_OUT_U", "run_image", "MOE_OUT_D", "-", "CAST_LANES", step="moe_out"),
-        # the top function
-        S("IMAGES", TOP, None, "-", "num_images", step="write_tokens"),
+        S("MOE_OUT_U", "run_images", "MOE_OUT_D", "-", "CAST_LANES", step="moe_out"),
+        # the top function: a call's images in groups of MOE_BATCH (a tap call: one by one)
+        S("GROUPS", TOP, None, "-", "groups", step="write_tokens"),
     )
 
 
@@ -952,19 +969,19 @@ class _Walk:
         pre = f"backbone.blocks.{step[1]}.{step[0]}."   # step: ("norm1" | "norm2", block)
         self.read_words(1.0, [self.plan.offsets[pre + "weight"], self.plan.offsets[pre + "bias"]], step)
 
-    def run_image(self, counts_per_block: list, expected: bool) -> None:
+    def image(self, counts_per_block: list, expected: bool) -> None:
+        """One image's steps of its group's segments (everything but the experts, which run per group)."""
         m = self.cfg.model
         c: dict = {}
-        self.call("run_image", 1.0, c, ("write_tokens", m.depth),
-                  skip={"BLOCKS", "PATCH_PIX", "PIX", "EMBED_POS", "EMBED_D"})
+        segments = len(self.plan.moe_blocks) + 1
         self.loop("PATCH_PIX", 1.0, c, ("patch_gather", -1))
         self.compute_unit(m.num_patches, "patch_embed", ("patch_embed", -1))
         self.read_words(1.0, [self.plan.offsets["backbone.cls_token"]], ("embed", -1))
         self.loop("EMBED_POS", 1.0, c, ("embed", -1))
         self.loop("EMBED_D", 1.0, c, ("embed", -1))
-        mi = 0
         for b in range(m.depth):
-            self.loop("BLOCKS", 1.0 / m.depth, c, ("norm1", b), only=())
+            # a block an iteration; the image enters the loop once per segment
+            self.loop("BLOCKS", segments / m.depth, {"blocks": m.depth / segments}, ("norm1", b), only=())
             self.layernorm(("norm1", b))
             self.compute_unit(m.num_tokens, f"blocks.{b}.qkv", ("qkv", b))
             self.loop("HEADS_LOOP", 1.0, c, ("attn", b), only=())
@@ -977,21 +994,46 @@ class _Walk:
                 self.compute_unit(m.num_tokens, f"blocks.{b}.gate.0", ("gate", b))
                 self.loop("Q_CLEAR", 1.0, c, ("gate_topk", b))
                 self.loop("GATE", 1.0, c, ("gate_topk", b))
-                self.loop("EXPERT_LOOP", 1.0, c, ("expert_gather", b), only=())
-                for e, cnt in enumerate(counts_per_block[mi]):
-                    if cnt <= 0:
-                        continue
-                    pa, n = (1.0 - math.exp(-cnt), cnt / (1.0 - math.exp(-cnt))) if expected else (1.0, float(cnt))
-                    self.loop("GATHER", pa, {"n": n}, ("expert_gather", b))
-                    self.compute_unit(n, f"blocks.{b}.experts.{e}.fc1", ("expert_fc1", b), pa)
-                    self.compute_unit(n, f"blocks.{b}.experts.{e}.fc2", ("expert_fc2", b), pa)
-                self.loop("MOE_OUT_D", 1.0, c, ("moe_out", b))
-                mi += 1
+                self.loop("MOE_OUT_D", 1.0, c, ("moe_out", b))   # at the start of the next segment
             else:
                 self.compute_unit(m.num_tokens, f"blocks.{b}.fc1", ("fc1", b))
                 self.compute_unit(m.num_tokens, f"blocks.{b}.fc2", ("fc2", b))   # and the residual add
         self.call("write_rows", 1.0, {"rows": m.num_tokens, "cols": m.embed_dim, "beats": self.plan.token_region.beats},
                   ("write_tokens", m.depth))
+
+    def experts(self, block: int, counts, expected: bool) -> None:
+        """One MoE block's experts for a group: ``counts[e]``, the rows the group queued to expert e (expected
+        counts: the mean of a Poisson count, so an expert runs with probability 1 - exp(-mean), with mean /
+        that many rows when it does).  Each active expert runs ceil(rows / N_TOKENS) passes: full ones, then the
+        rest; every pass streams the expert's weights."""
+        n_tok = self.cfg.model.num_tokens
+        self.loop("EXPERT_LOOP", 1.0, {}, ("expert_gather", block), only=())
+        for e, cnt in enumerate(counts):
+            if cnt <= 0:
+                continue
+            pa, n = (1.0 - math.exp(-cnt), cnt / (1.0 - math.exp(-cnt))) if expected else (1.0, float(cnt))
+            full, rest = divmod(n, n_tok)
+            passes = [(float(n_tok), full)] + ([(rest, 1.0)] if rest > 1e-9 else [])
+            self.loop("EXPERT_PASS", pa, {"passes": full + (rest > 1e-9)}, ("expert_gather", block), only=())
+            for rows, times in passes:
+                if times <= 0:
+                    continue
+                self.loop("GATHER", pa * times, {"rows": rows}, ("expert_gather", block))
+                self.compute_unit(rows, f"blocks.{block}.experts.{e}.fc1", ("expert_fc1", block), pa * times)
+                self.compute_unit(rows, f"blocks.{block}.experts.{e}.fc2", ("expert_fc2", block), pa * times)
+
+    def group(self, counts_of_images: list, expected: bool) -> None:
+        """One group of images (``counts_of_images[i][mi]``: image i's tokens per expert in MoE block mi): the
+        images' steps, then each MoE block's experts over the whole group's queues."""
+        m = self.cfg.model
+        self.call("run_images", 1.0, {}, ("write_tokens", m.depth),
+                  skip={"SEGMENTS", "EXPERT_LOOP", "IMG", "PATCH_PIX", "PIX", "EMBED_POS", "EMBED_D", "MOE_OUT_D"})
+        self.loop("SEGMENTS", 1.0, {}, ("norm1", 0), only=())
+        self.loop("IMG", len(self.plan.moe_blocks) + 1.0, {"nb": len(counts_of_images)}, ("norm1", 0), only=())
+        for counts in counts_of_images:
+            self.image(counts, expected)
+        for mi, b in enumerate(self.plan.moe_blocks):
+            self.experts(b, np.sum([counts[mi] for counts in counts_of_images], axis=0), expected)
 
 
 def loop_estimate(cfg, routing, batch: int = 1, latency: dict | None = None, unit_ii: dict | None = None,
@@ -1022,10 +1064,10 @@ def loop_estimate(cfg, routing, batch: int = 1, latency: dict | None = None, uni
     functions = {f.name: FunctionRecord(f, float(sum(lat[o] for o in f.ops))) for f in kernel_functions()}
     walk = _Walk(cfg, plan, specs, records, functions)
     rt = as_routing(cfg, routing)
-    for i in range(batch):
-        counts = [c[i % c.shape[0]] for c in rt.counts]
-        walk.run_image(counts, rt.expected)
-    walk.loop("IMAGES", 1.0, {"num_images": batch}, ("write_tokens", cfg.model.depth), only=())
+    size = plan.moe_batch
+    for g0 in range(0, batch, size):
+        walk.group([[c[i % c.shape[0]] for c in rt.counts] for i in range(g0, min(batch, g0 + size))], rt.expected)
+    walk.loop("GROUPS", 1.0, {"groups": -(-batch // size)}, ("write_tokens", cfg.model.depth), only=())
     for r in records.values():
         r.by_step = {k: [x / batch for x in v] for k, v in r.by_step.items()}
         r.entries = sum(v[0] for v in r.by_step.values())

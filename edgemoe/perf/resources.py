@@ -64,11 +64,12 @@ board (:attr:`ResourceEstimate.fit`, :attr:`~ResourceEstimate.binding`,
 ``mode`` follows :mod:`edgemoe.perf.cycles`: ``"onchip"`` is the generated
 kernel (activations in on-chip row buffers), ``"edgemoe-dram"`` Edge-MoE's
 architecture (intermediates in DRAM, whole-layer weight ping-pong buffers).
-The kernel as written loops over the images of a call with one image's
-buffers, so its resources do not depend on the batch.  With ``share_weights``
-(the intended column's option, not implemented), an on-chip kernel would have
-to hold every image's rows at once (the buffers scale with the batch); in
-DRAM mode they would not.
+The kernel as written runs the images of a call with one image's row buffers
+and the MoE state of a group of ``hardware.moe_batch`` images (``MOE_ROWS``
+rows of moe_acc, x_keep, h_keep and the expert queues), so its resources
+depend on ``moe_batch``, not on the batch.  ``share_weights`` is a what-if:
+every weight shared by the whole batch would need every image's rows on chip
+at once (the buffers scale with the batch); in DRAM mode they would not.
 
 The RTL units of ``sim/`` have their own figures (:func:`rtl_unit_models`);
 where yosys figures exist (read by the caller into a
@@ -262,14 +263,14 @@ INT_BITS = 32
 #: call sites of each kernel function that is not inlined, by caller (hls/templates/edgemoe_vit.cpp.j2;
 #: the tests check them against the generated source)
 CALL_SITES = {
-    "run_image": {TOP: 1},
-    "compute_unit": {"run_image": 10},
+    "run_images": {TOP: 1},
+    "compute_unit": {"run_images": 10},
     "load_tiles": {"compute_unit": 1},
     "compute_tiles": {"compute_unit": 1},
-    "layernorm": {"run_image": 2},
-    "softmax": {"run_image": 1},
-    "write_rows": {"run_image": 13},
-    "pack_rows": {"run_image": 2},
+    "layernorm": {"run_images": 2},
+    "softmax": {"run_images": 1},
+    "write_rows": {"run_images": 14},
+    "pack_rows": {"run_images": 2},
 }
 #: ``ALLOCATION function instances=<f> limit=<n>`` of the template: f -> n
 ALLOCATION_LIMITS = {"compute_unit": 1, "write_rows": 1, "pack_rows": 1, "layernorm": 1}
@@ -485,7 +486,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     te = plan.table_entries
     b = _Items(brd)
 
-    # compute unit: one instance (ALLOCATION limit in run_image), a DATAFLOW region of load_tiles and
+    # compute unit: one instance (ALLOCATION limit in run_images), a DATAFLOW region of load_tiles and
     # compute_tiles joined by the FIFO of bus words ---------------------------------------------------
     b.unit = "compute unit"
     k = inst["compute_tiles"]
@@ -629,7 +630,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             5 * INT_BITS, 3 * INT_BITS, shape=f"3 x {INT_BITS}b + compare / subtract")
 
     # attention: its q . k and A*V run on the compute unit (above); between them, per head, the softmax: one
-    # instance (one call site, in run_image's HEADS_LOOP) ---------------------------------------------
+    # instance (one call site, in run_images' HEADS_LOOP) ---------------------------------------------
     b.unit = "attention"
     sm = inst["softmax"]
     G, PL = plan.attn_groups, plan.prob_lanes
@@ -719,7 +720,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             nb * p.ln_inv_std.bits)
     b.control("layernorm", ln, loops=3)
 
-    # gating, top-k, routing: route_tokens, inlined in run_image (one GATE pipeline) ---------------------
+    # gating, top-k, routing: route_tokens, inlined in run_images (one GATE pipeline) ---------------------
     b.unit = "gate + top-k + queues"
     where, k = "route_tokens/GATE", m.top_k
     gl, xb = p.gate_logit.bits, plan.expert_bits
@@ -737,74 +738,85 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             xb + 2 * p.exp.bits + LUT_PER_CAST, p.exp.bits + xb + p.gate_score.bits)
     b.logic("GATE: max, exp sum, the stages' hand-off registers", where, 1,
             plan.gate_sum_bits + gl, gl + plan.gate_sum_bits + p.softmax_inv.bits)
-    b.array("q_count[EXPERTS] (ap_uint<16>)", "run_image", 1, 16, banks=e, registers=True, count=per_img,
+    b.array("q_count[EXPERTS] (ap_uint<16>)", "run_images", 1, 16, banks=e, registers=True, count=per_img,
             note="registers: GATE increments the count of any expert each cycle")
     b.logic("q_count[e]++: the expert's count (select) + 1", where, 1, 16 * e // 4 + 16 + e)
-    b.array("route.queue[EXPERTS][N_TOKENS] (ap_uint<16>)", "run_image", e * n, 16, count=per_img, note=batch_note)
-    b.array("route.queue_score[EXPERTS][N_TOKENS] (gate_score_t)", "run_image", e * n, p.gate_score.bits,
-            count=per_img, note=batch_note)
-    b.array("route.chosen[N_TOKENS][TOP_K] (ap_uint<16>)", "run_image", n * m.top_k, 16, count=per_img,
+    mr = plan.moe_rows   # the group's MoE state: N_TOKENS rows an image of MOE_BATCH
+    group = f"MOE_ROWS = {plan.moe_batch} images x N_TOKENS"
+    b.array("route.queue[EXPERTS][MOE_ROWS] (ap_uint<16>)", "run_images", e * mr, 16, count=per_img,
+            note=batch_note or group)
+    b.array("route.queue_score[EXPERTS][MOE_ROWS] (gate_score_t)", "run_images", e * mr, p.gate_score.bits,
+            count=per_img, note=batch_note or group)
+    b.logic("GATE: the kept rows' address (base + cr)", where, 1, INT_BITS, INT_BITS,
+            note="moe_acc cleared, x and the norm2 rows kept: EW_LANES words a cycle")
+    b.array("route.chosen[N_TOKENS][TOP_K] (ap_uint<16>)", "run_images", n * m.top_k, 16, count=per_img,
             note=batch_note)
-    b.array("route.chosen_score[N_TOKENS][TOP_K] (gate_score_t)", "run_image", n * m.top_k, p.gate_score.bits,
+    b.array("route.chosen_score[N_TOKENS][TOP_K] (gate_score_t)", "run_images", n * m.top_k, p.gate_score.bits,
             count=per_img, note=batch_note)
-    b.array("route.ex[N_TOKENS][EXPERTS] (exp_t)", "run_image", n * e, p.exp.bits, count=per_img,
+    b.array("route.ex[N_TOKENS][EXPERTS] (exp_t)", "run_images", n * e, p.exp.bits, count=per_img,
             note="for the gate-score tap")
-    b.array("route.inv[N_TOKENS] (softmax_inv_t)", "run_image", n, p.softmax_inv.bits, count=per_img,
+    b.array("route.inv[N_TOKENS] (softmax_inv_t)", "run_images", n, p.softmax_inv.bits, count=per_img,
             note="for the gate-score tap")
-    b.mults("TAP_GS: wide_t(ex) * wide_t(inv)", "run_image/TAP_GS", 1, p.exp.bits, p.softmax_inv.bits,
+    b.mults("TAP_GS: wide_t(ex) * wide_t(inv)", "run_images/TAP_GS", 1, p.exp.bits, p.softmax_inv.bits,
             a_signed=p.exp.signed, b_signed=p.softmax_inv.signed, note="exp_t x softmax_inv_t")
-    b.logic("TAP_GS: to_gate_score", "run_image/TAP_GS", 1, LUT_PER_CAST)
+    b.logic("TAP_GS: to_gate_score", "run_images/TAP_GS", 1, LUT_PER_CAST)
     # the small taps' put_word (inlined in each loop): the bus word being filled, a word's write enable per place
-    _put_word(b, "run_image: TAP_GS, TAP_TK, TAP_EC", 3, h.axi_width)
+    _put_word(b, "run_images: TAP_GS, TAP_TK, TAP_EC", 3, h.axi_width)
 
     # the row buffers --------------------------------------------------------------------------------
     b.unit = "activation buffers"
     for name in ("x", "hbuf", "tbuf", "big"):   # big: q / k / v columns, then a head's probabilities
-        b.array(f"rows_t {name}[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_image", n * rw // ci, cu, banks=ci,
+        b.array(f"rows_t {name}[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_images", n * rw // ci, cu, banks=ci,
                 count=per_img, note="cyclic CU_IN on dim 2" + (f"; {batch_note}" if batch_note else ""))
-    b.array("rows_t logits[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_image", n * rw // ci, cu, banks=ci,
+    b.array("rows_t logits[N_TOKENS][ROW_WORDS] (cu_word_t)", "run_images", n * rw // ci, cu, banks=ci,
             count=per_img, note="cyclic CU_IN on dim 2: a head's scores, CU_OUT a cycle in, read by the softmax's "
             "ATTN_P and PROB_LANES lanes" + (f"; {batch_note}" if batch_note else ""))
     E = plan.moe_acc_banks
-    b.array("moe_acc[N_TOKENS][DIM] (wide_t)", "run_image", -(-n * d // E), W, banks=E, count=per_img,
-            note="cyclic lcm(EPI_LANES, EW_LANES) on dim 2: the epilogue's read-modify-writes, the clear's and "
-            "the cast's words per cycle"
-            + (f"; {batch_note}" if batch_note else ""))
-    b.array("identity[N_TOKENS] (ap_uint<16>)", "run_image", n, 16)
-    b.array("no_score[N_TOKENS] (gate_score_t)", "run_image", n, p.gate_score.bits)
+    b.array("moe_acc[MOE_ROWS][DIM] (moe_acc_t)", "run_images", -(-mr * d // E), plan.moe_acc_bits, banks=E,
+            count=per_img, note="cyclic lcm(EPI_LANES, EW_LANES) on dim 2: the epilogue's read-modify-writes, the "
+            f"clear's and the cast's words per cycle; {group}" + (f"; {batch_note}" if batch_note else ""))
+    ew = plan.elementwise_lanes
+    for name in ("x_keep", "h_keep"):
+        b.array(f"{name}[MOE_ROWS][DIM] (cu_word_t)", "run_images", -(-mr * d // ew), cu, banks=ew, count=per_img,
+                note=f"cyclic EW_LANES on dim 2; {group}" + (f"; {batch_note}" if batch_note else ""))
+    b.array("pass_row[N_TOKENS] (ap_uint<16>)", "run_images/GATHER", n, 16, note="an expert pass's moe_acc rows")
+    b.array("pass_score[N_TOKENS] (gate_score_t)", "run_images/GATHER", n, p.gate_score.bits,
+            note="an expert pass's gate scores")
+    b.array("identity[N_TOKENS] (ap_uint<16>)", "run_images", n, 16)
+    b.array("no_score[N_TOKENS] (gate_score_t)", "run_images", n, p.gate_score.bits)
     # the patch gather: an image word's IMAGE_LANES pixels to consecutive columns of big; lane j always meets
     # the banks j mod IMAGE_LANES (IMAGE_LANES divides CU_IN), so no crossbar: a bank write enable each, the
     # word's patch position counters
     il = plan.image_lanes
-    b.logic("PATCH_PIX: image word -> IMAGE_LANES of big's CU_IN banks, patch counters", "run_image/PATCH_PIX", 1,
+    b.logic("PATCH_PIX: image word -> IMAGE_LANES of big's CU_IN banks, patch counters", "run_images/PATCH_PIX", 1,
             ci + 5 * INT_BITS, 5 * INT_BITS, shape=f"{il} lanes of {plan.pixel_word_bits}b")
     # the pixels tap: an image word's pixels, zero-extended, to output words of the activations' bus words
     opb, pb = plan.out_per_beat, plan.pixel_word_bits
     if il >= opb and plan.pix_beats > 1:   # PIX_BEATS bus words an image word, one written a cycle: a select
-        b.logic("PIX: the image word's bus word of pixels (pixels tap)", "run_image/PIX", 1,
+        b.logic("PIX: the image word's bus word of pixels (pixels tap)", "run_images/PIX", 1,
                 opb * pb * math.ceil(plan.pix_beats / 4), shape=f"{plan.pix_beats} -> 1 of {opb} x {pb}b")
     elif il < opb:   # an image word into the bus word being filled: a word's place, the register
-        b.logic("PIX: the bus word being filled, IMAGE_LANES words at a time (pixels tap)", "run_image/PIX", 1,
+        b.logic("PIX: the bus word being filled, IMAGE_LANES words at a time (pixels tap)", "run_images/PIX", 1,
                 opb * pb, h.axi_width, shape=f"{opb // il} places of {il} x {pb}b")
     # the embedding: the cls token (read_words), the position table (one burst: field j of a bus word to bank
     # j of pos, no select), then CAST_LANES columns per cycle
     wpb, C = plan.words_per_beat, plan.cast_lanes
-    b.array("cls[DIM] (weight_word_t)", "run_image/EMBED_D", -(-d // wpb), wb, banks=wpb, note="cyclic WORDS_PER_BEAT")
-    b.array("pos[N_TOKENS * DIM] (weight_word_t)", "run_image/EMBED_POS", -(-n * d // wpb), wb, banks=wpb,
+    b.array("cls[DIM] (weight_word_t)", "run_images/EMBED_D", -(-d // wpb), wb, banks=wpb, note="cyclic WORDS_PER_BEAT")
+    b.array("pos[N_TOKENS * DIM] (weight_word_t)", "run_images/EMBED_POS", -(-n * d // wpb), wb, banks=wpb,
             note="the position table; cyclic WORDS_PER_BEAT")
-    _read_words(b, "run_image (read_words)", 1, plan, plan.words_per_beat)
-    b.logic("EMBED_POS: bus word -> WORDS_PER_BEAT banks of pos", "run_image/EMBED_POS", 1, wpb + INT_BITS,
+    _read_words(b, "run_images (read_words)", 1, plan, plan.words_per_beat)
+    b.logic("EMBED_POS: bus word -> WORDS_PER_BEAT banks of pos", "run_images/EMBED_POS", 1, wpb + INT_BITS,
             plan.weight_beat_bits)
-    b.logic("EMBED_D: add + to_act + lane-sum adder per lane, cls | tbuf select", "run_image/EMBED_D", C,
+    b.logic("EMBED_D: add + to_act + lane-sum adder per lane, cls | tbuf select", "run_images/EMBED_D", C,
             2 * W + LUT_PER_CAST + cu // 2, note="CAST_LANES columns per cycle")
-    b.logic("EMBED_D: the row's running sum, (r, d0) counters", "run_image/EMBED_D", 1, W + 2 * INT_BITS, W)
-    b.array("x_sum[N_TOKENS] (wide_t)", "run_image", n, W, count=per_img,
+    b.logic("EMBED_D: the row's running sum, (r, d0) counters", "run_images/EMBED_D", 1, W + 2 * INT_BITS, W)
+    b.array("x_sum[N_TOKENS] (wide_t)", "run_images", n, W, count=per_img,
             note="each row's sum, from the step that writes x to the next LayerNorm")
     if m.moe_blocks:
-        b.logic("MOE_OUT_D: to_act(moe_acc), x + y, to_act, lane-sum adder per lane", "run_image/MOE_OUT_D",
+        b.logic("MOE_OUT_D: to_act(moe_acc), x + y, to_act, lane-sum adder per lane", "run_images/MOE_OUT_D",
                 plan.cast_lanes, 2 * LUT_PER_CAST + 2 * W, note="CAST_LANES columns per cycle")
-        b.logic("MOE_OUT_D: the row's running sum", "run_image/MOE_OUT_D", 1, W, W)
-    b.control("run_image", inst["run_image"], loops=9)
+        b.logic("MOE_OUT_D: the row's running sum", "run_images/MOE_OUT_D", 1, W, W)
+    b.control("run_images", inst["run_images"], loops=12)
 
     # the m_axi side: adapters, the output writers, the top ------------------------------------------
     b.unit = "m_axi adapters"
@@ -816,7 +828,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
         _axi(b, TOP, len(others), h.axi_width, control=False)
         _axi(b, TOP, lanes.count, lanes.lane_bits, what=": weight lanes")
     wr = inst["write_rows"]
-    sites = CALL_SITES["write_rows"]["run_image"]
+    sites = CALL_SITES["write_rows"]["run_images"]
     opb, cu = plan.out_per_beat, plan.cu_word_bits
     b.mults("write_rows: rows * cols", "write_rows", wr, INT_BITS, INT_BITS,
             note=f"{wr} instance(s) for {sites} call sites (ALLOCATION limit)")
@@ -845,7 +857,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             cu * math.ceil(h.cu_in / 4) + 2 * INT_BITS, 2 * INT_BITS)
     _put_word(b, "pack_rows", pk, h.axi_width)
     b.control("pack_rows", pk, loops=1)
-    b.mults("IMAGES: i * words", f"{TOP}/IMAGES", 1, INT_BITS, INT_BITS)
+    b.mults("GROUPS: g * words", f"{TOP}/GROUPS", 1, INT_BITS, INT_BITS)
     return b.items
 
 
@@ -1053,9 +1065,9 @@ def estimate_resources(cfg, mode: str = "onchip", batch: int = 1, share_weights:
                        board: str | None = None) -> ResourceEstimate:
     """Resources of the accelerator for ``cfg`` on ``board`` (default: the config's board).
 
-    ``onchip``: the generated kernel as written, item by item; it runs the images of a call one after the
-    other in the same buffers, so ``batch`` changes nothing.  ``share_weights`` (with ``batch > 1``): the
-    intended schedule's weight sharing, which the kernel does not implement: every image's row buffers and
+    ``onchip``: the generated kernel as written, item by item; it runs the images of a call in the same row
+    buffers (the MoE state sized by ``hardware.moe_batch``), so ``batch`` changes nothing.  ``share_weights``
+    (with ``batch > 1``): a what-if, every weight shared by the whole batch: every image's row buffers and
     routing on chip at once (per-image copies).  ``edgemoe-dram``: Edge-MoE's architecture (buffers
     independent of the batch).
     """
