@@ -125,6 +125,12 @@ HARDWARE_RULES = [
                                                     "hardware.bundles={image: gmem1_1, weights: gmem1, "
                                                     "activations: gmem2}"],
      "hardware.bundles", "names gmem1_1, the bundle of a weight lane (gmem1_0, gmem1_1)"),
+    ("moe_batch zero", ["hardware.moe_batch=0"], "hardware.moe_batch", "an integer in 1..16"),
+    ("moe_batch past the limit", ["hardware.moe_batch=17"], "hardware.moe_batch", "an integer in 1..16"),
+    ("moe_batch not an integer", ["hardware.moe_batch=2.5"], "hardware.moe_batch", "must be of type int"),
+    ("moe_batch past 16-bit queue entries", ["model.img_height=256", "model.img_width=4096",
+                                             "hardware.moe_batch=16"],
+     "hardware.moe_batch", "(an expert queue entry is a 16-bit image x token index): at most 15"),
 ]
 
 
@@ -142,6 +148,16 @@ def test_weight_lanes_default_leaves_the_digest_alone():
     assert two.to_dict()["hardware"]["weight_lanes"] == 2 and two.digest() != cfg.digest()
     assert load_config(MICRO, ["hardware.weight_lanes=1"]).digest() == cfg.digest()
     assert yaml.safe_load(two.to_yaml())["hardware"]["weight_lanes"] == 2
+
+
+def test_moe_batch_default_leaves_the_digest_alone():
+    """moe_batch=1 (image by image) is left out of the config's data and digest; a group is recorded."""
+    cfg = load_config(MICRO)
+    assert cfg.hardware.moe_batch == 1 and "moe_batch" not in cfg.to_dict()["hardware"]
+    four = load_config(MICRO, ["hardware.moe_batch=4"])
+    assert four.to_dict()["hardware"]["moe_batch"] == 4 and four.digest() != cfg.digest()
+    assert yaml.safe_load(four.to_yaml())["hardware"]["moe_batch"] == 4
+    assert load_config("m3vit-tiny-zcu102").hardware.moe_batch == 4
 
 
 def test_matching_part_is_accepted():

@@ -705,7 +705,7 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
         for (name, block), cyc in written.items():   # kernel work the intended schedule has no step for
             mem = maxi.get((name, block), 0.0) * batch
             steps.append(Step(name, block, "elementwise", cyc * batch - mem, mem, cyc * batch, 0.0))
-        steps.sort(key=lambda s: s.block)
+        steps.sort(key=lambda s: (s.block, s.name == "moe_out"))   # the MoE output after its experts
         total = loops.cycles_per_image * batch
     else:
         total = intended
