@@ -57,6 +57,9 @@ PACKED_STEPS = ("pixels", "scores", "softmax_max", "softmax_inv", "gate_logits",
 
 #: most columns per cycle of the elementwise loops that cast every column (``KernelPlan.cast_lanes``)
 CAST_LANES = 16
+#: most columns per cycle of the LayerNorm's pipeline (``KernelPlan.ln_lanes``): its two LayerNorms a block run
+#: on one instance, so its lanes cost half what the other cast loops' would
+LN_LANES = 32
 
 #: cycles from a LayerNorm row's last chunk to the first use of its 1/std (the variance's add, the divide by DIM,
 #: the epsilon's add, rsqrt, the store: ``edgemoe.perf.primitives.OP_LATENCY`` makes it 15, a test checks it)
@@ -695,17 +698,24 @@ class KernelPlan:
 
     @property
     def cast_lanes(self) -> int:
-        """``CAST_LANES``: columns per cycle of the elementwise loops that cast every column (LN_VAR, LN_OUT, the
-        MoE accumulator's cast and residual add): gcd(cu_in, :data:`CAST_LANES`), so it divides EW_LANES and
-        a chunk still hits distinct banks.  Fewer than EW_LANES because each lane is its own casts (and, in
-        the LayerNorm, its own three products): at 32 lanes the ZCU102 preset's LUTs pass 80% of the board's
-        (``edgemoe perf --resources`` gives the figures)."""
+        """``CAST_LANES``: columns per cycle of the elementwise loops that cast every column (the embedding, the
+        MoE accumulator's cast and residual add; the LayerNorm has :attr:`ln_lanes`): gcd(cu_in,
+        :data:`CAST_LANES`), so it divides EW_LANES and a chunk still hits distinct banks.  Fewer than
+        EW_LANES because each lane is its own casts; these loops run once a block or less, so more lanes
+        would buy little (``edgemoe perf --resources`` gives the figures)."""
         return math.gcd(self.config.hardware.cu_in, CAST_LANES)
 
     @property
+    def ln_lanes(self) -> int:
+        """``LN_LANES``: columns per cycle of the LayerNorm's pipeline (each lane its casts and its three products):
+        gcd(cu_in, :data:`LN_LANES`), so a chunk meets distinct banks of the row buffers (cyclic CU_IN) and
+        divides DIM."""
+        return math.gcd(self.config.hardware.cu_in, LN_LANES)
+
+    @property
     def ln_chunks(self) -> int:
-        """``LN_CHUNKS``: iterations of the LayerNorm's pipeline a row: DIM / CAST_LANES."""
-        return self.config.model.embed_dim // self.cast_lanes
+        """``LN_CHUNKS``: iterations of the LayerNorm's pipeline a row: DIM / LN_LANES."""
+        return self.config.model.embed_dim // self.ln_lanes
 
     @property
     def ln_skew(self) -> int:
@@ -726,8 +736,8 @@ class KernelPlan:
     @property
     def ln_param_banks(self) -> int:
         """Banks of the LayerNorm's gamma / beta (cyclic): read_words writes WORDS_PER_BEAT consecutive words
-        per cycle, LN_OUT reads CAST_LANES: lcm of the two."""
-        return math.lcm(self.words_per_beat, self.cast_lanes)
+        per cycle, LN_OUT reads LN_LANES: lcm of the two."""
+        return math.lcm(self.words_per_beat, self.ln_lanes)
 
     @property
     def moe_acc_banks(self) -> int:

@@ -239,17 +239,17 @@ def test_elementwise_loops_take_lanes_of_a_row_per_cycle(name, sets):
 
 @pytest.mark.parametrize("lanes", [4, 8, 16, 32, 64])
 def test_layernorm_skew_keeps_the_1_over_std_hand_off_off_the_ii(lanes, monkeypatch):
-    """More CAST_LANES make a row fewer iterations; the normalisation then trails by more rows (LN_SKEW), so a
+    """More LN_LANES make a row fewer iterations; the normalisation then trails by more rows (LN_SKEW), so a
     row's 1/std (add, divide by DIM, add, rsqrt, store) is ready before its first use and LN_STEPS keeps II 1.
     LN_HANDOFF, the plan's figure for that path, covers the operators' latencies."""
     import edgemoe.hls.plan as plan_module
     from edgemoe.perf.loops import LN_HANDOFF_OPS
 
     assert plan_module.LN_HANDOFF >= sum(OP_LATENCY[o] for o in LN_HANDOFF_OPS)
-    monkeypatch.setattr(plan_module, "CAST_LANES", lanes)
+    monkeypatch.setattr(plan_module, "LN_LANES", lanes)
     cfg = load_config(ZCU)
     plan = KernelPlan.from_config(cfg)
-    assert plan.cast_lanes == lanes and plan.ln_chunks * lanes == cfg.model.embed_dim
+    assert plan.ln_lanes == lanes and plan.ln_chunks * lanes == cfg.model.embed_dim
     assert (plan.ln_skew - 1) * plan.ln_chunks + 1 >= plan_module.LN_HANDOFF
     assert plan.ln_skew == 2 or (plan.ln_skew - 2) * plan.ln_chunks + 1 < plan_module.LN_HANDOFF   # the fewest
     m = cfg.model

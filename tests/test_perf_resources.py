@@ -95,8 +95,8 @@ def test_multipliers_follow_the_kernel_types():
     fin = item(res, "compute_tiles/FINISH", "FINISH: wide_t(y) * wide_t(row_score[r])")
     assert fin.count == plan.epilogue_lanes
     assert fin.dsp == fin.count * dsp_per_mult(plan.cu_word_bits, p.gate_score.bits, b_signed=p.gate_score.signed)
-    # LayerNorm: its three products once per CAST_LANES lane and call site, at the operands' widths as written
-    ln = function_instances()["layernorm"] * plan.cast_lanes    # one instance for both call sites
+    # LayerNorm: its three products once per LN_LANES lane (one instance), at the operands' widths as written
+    ln = function_instances()["layernorm"] * plan.ln_lanes    # one instance for both call sites
     var = item(res, "layernorm/LN_STEPS", "LN_VAR: wide_t(c[d]) * wide_t(c[d])")
     assert var.count == ln and var.dsp == ln * dsp_per_mult(p.ln_centered.bits, p.ln_centered.bits)
     norm = item(res, "layernorm/LN_STEPS", "LN_OUT: wide_t(c[d]) * wide_t(inv_std)")

@@ -470,9 +470,9 @@ class _Kernel:
         if self.mode == "onchip":
             params = 2 * d * self.wbytes
             # the row sums come with x (the embedding, a residual add); one pipeline over rows x chunks of
-            # CAST_LANES columns, the normalisation two rows behind the variance (LN_STEPS)
-            c = d // self.plan.cast_lanes
-            steps = nimg * ((m.num_tokens + 2) * c + per_row_fixed + 8 + L["loop"])
+            # LN_LANES columns, the normalisation LN_SKEW rows behind the variance (LN_STEPS)
+            c = self.plan.ln_chunks
+            steps = nimg * ((m.num_tokens + self.plan.ln_skew) * c + per_row_fixed + 8 + L["loop"])
             cyc = steps + self.lat_axi + params / self.bw_w
             self.add(name, block, "norm", cyc, 0.0, cyc, params, params, 0.0, LN_STEPS=steps)
         else:

@@ -236,7 +236,7 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "MAC_CHAIN": plan.mac_chain, "ATTN_P": h.attn_parallel,
             "ATTN_GROUPS": plan.attn_groups, "SCORE_COLS": plan.score_cols, "PROB_COL": plan.prob_col,
             "K_PAD": plan.k_pad, "PROB_LANES": plan.prob_lanes, "EW_LANES": plan.elementwise_lanes,
-            "CAST_LANES": plan.cast_lanes, "LN_CHUNKS": plan.ln_chunks, "LN_SKEW": plan.ln_skew,
+            "CAST_LANES": plan.cast_lanes, "LN_LANES": plan.ln_lanes, "LN_CHUNKS": plan.ln_chunks, "LN_SKEW": plan.ln_skew,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
             "MATRIX_PER_BEAT": plan.matrix_per_beat, "UNPACK_STEPS": plan.unpack_steps,
@@ -256,7 +256,7 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
             # the softmax's per-query state: complete on the lane
             "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": h.attn_parallel,
             "out": rows, "y": rows, "gamma": plan.ln_param_banks, "beta": plan.ln_param_banks,
-            "c": 3 * plan.cast_lanes, "x_sum": 1,
+            "c": 3 * plan.ln_lanes, "x_sum": 1,
             "cls": wpb, "pos": wpb, "dst": wpb, "q_count": m.num_experts,
             "route.queue": 1, "route.queue_score": 1, "route.chosen": 1, "route.chosen_score": 1,
             "route.ex": 1, "route.inv": 1,
@@ -296,6 +296,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     # accumulator in order (MAC_C: one fabric adder a chain)
     mac_tree = ("add",) * (plan.mac_chain - 1) + ("add",) * (ci // plan.mac_chain)
     cast_tree = ("add",) * _log2c(C)   # a lane sum (adder tree) before the running sum
+    LN = plan.ln_lanes                 # the LayerNorm's columns per iteration
+    ln_tree = ("add",) * _log2c(LN)
     p = cfg.precision
     opb = plan.out_per_beat
     # a debug tap's words a cycle into a bus word of the activations, written when full (put_word): a write of
@@ -377,20 +379,20 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # square row r, normalise row r - LN_SKEW); the row's sum comes with x (x_sum, from the embedding or a
         # residual add)
         S("LN_STEPS", "layernorm", None, "PIPELINE II=1", "(N_TOKENS + LN_SKEW) * LN_CHUNKS",
-          ports=(Port("x", reads=C, spread=spread(C, "x")), Port("x_sum", reads=1),
-                 Port("c", reads=C, writes=C, spread=2 * spread(C, "c")),   # two of its LN_SKEW + 1 row buffers
-                 Port("gamma", reads=C, spread=spread(C, "gamma")), Port("beta", reads=C, spread=spread(C, "beta")),
-                 Port("y", writes=C, spread=spread(C, "y")), Port("RSQRT_TABLE", reads=2)),
+          ports=(Port("x", reads=LN, spread=spread(LN, "x")), Port("x_sum", reads=1),
+                 Port("c", reads=LN, writes=LN, spread=2 * spread(LN, "c")),   # two of its LN_SKEW + 1 row buffers
+                 Port("gamma", reads=LN, spread=spread(LN, "gamma")), Port("beta", reads=LN, spread=spread(LN, "beta")),
+                 Port("y", writes=LN, spread=spread(LN, "y")), Port("RSQRT_TABLE", reads=2)),
           recurrences=(Recurrence("sq += lane sum of c * c", ("add",)),
                        Recurrence("a row's 1/std to its normalisation, (LN_SKEW - 1) x LN_CHUNKS + 1 iterations "
                                   "later", LN_HANDOFF_OPS, distance=(plan.ln_skew - 1) * plan.ln_chunks + 1),
                        Recurrence("(r, d0), the buffers: the position", ("add",))),
-          mults=(Mults(C, p.ln_centered.bits, p.ln_centered.bits), Mults(C, p.ln_centered.bits, p.ln_inv_std.bits),
-                 Mults(C, p.ln_norm.bits, plan.weight_word_bits)),
+          mults=(Mults(LN, p.ln_centered.bits, p.ln_centered.bits), Mults(LN, p.ln_centered.bits, p.ln_inv_std.bits),
+                 Mults(LN, p.ln_norm.bits, plan.weight_word_bits)),
           # the longer of the two stages: centre, square, sum, 1/std (the normalisation is shorter)
-          ops=("bram", "div_const", "add", "cast", "mul") + cast_tree + ("add", "div_const", "add", "rsqrt", "store")),
-        S("LN_VAR_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),
-        S("LN_OUT_U", "layernorm", "LN_STEPS", "-", "CAST_LANES"),
+          ops=("bram", "div_const", "add", "cast", "mul") + ln_tree + ("add", "div_const", "add", "rsqrt", "store")),
+        S("LN_VAR_U", "layernorm", "LN_STEPS", "-", "LN_LANES"),
+        S("LN_OUT_U", "layernorm", "LN_STEPS", "-", "LN_LANES"),
         # softmax (online_step inlined) of one head's scores S (logits): SM_STEPS, step s of group g per
         # iteration: lane p reads column s + p of its query's row (ATTN_P consecutive columns: distinct banks),
         # its bank of row_max / row_sum, its exp2_lane ROM (two exps, an interpolation's two reads each, one per

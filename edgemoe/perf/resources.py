@@ -691,15 +691,15 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     # LayerNorm: one instance for its call sites (ALLOCATION) ---------------------------------------
     b.unit = "layernorm"
     ln = inst["layernorm"]
-    L = plan.cast_lanes   # CAST_LANES: columns per iteration of the elementwise loops that cast each column
-    lanes = f"{L} per instance: CAST_LANES columns per cycle"
+    L = plan.ln_lanes   # LN_LANES: columns per iteration of the LayerNorm's pipeline
+    lanes = f"{L} per instance: LN_LANES columns per cycle"
     pb = plan.ln_param_banks
     b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", -(-d // pb), wb, banks=pb, count=2 * ln,
-            note="cyclic lcm(WORDS_PER_BEAT, CAST_LANES)")
+            note="cyclic lcm(WORDS_PER_BEAT, LN_LANES)")
     _read_words(b, "layernorm (read_words)", 2 * ln, plan, pb)
     nb = plan.ln_skew + 1
     b.array("c[LN_SKEW + 1][DIM] (ln_centered_t)", "layernorm/LN_STEPS", -(-d // L), p.ln_centered.bits,
-            banks=nb * L, count=ln, note="LN_SKEW + 1 rows (written, waiting, normalised), cyclic CAST_LANES")
+            banks=nb * L, count=ln, note="LN_SKEW + 1 rows (written, waiting, normalised), cyclic LN_LANES")
     b.mults("LN_VAR: wide_t(c[d]) * wide_t(c[d])", "layernorm/LN_STEPS", ln * L, p.ln_centered.bits,
             p.ln_centered.bits, a_signed=p.ln_centered.signed, b_signed=p.ln_centered.signed, note=lanes)
     # inv_std and n are kept in their types (ln_inv_std_t, ln_norm_t): the products are at the words' widths
