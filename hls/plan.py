@@ -64,6 +64,9 @@ LN_LANES = 32
 #: cycles from a LayerNorm row's last chunk to the first use of its 1/std (the variance's add, the divide by DIM,
 #: the epsilon's add, rsqrt, the store: ``edgemoe.perf.primitives.OP_LATENCY`` makes it 15, a test checks it)
 LN_HANDOFF = 16
+#: cycles from the softmax's PROBS iteration that forms a row's 1/sum to its first use (the sum's read, the
+#: reciprocal, the store: ``OP_LATENCY`` makes it 11, a test checks it)
+PROB_HANDOFF = 12
 
 #: most products one DSP48E2 post-adder chain sums (``KernelPlan.mac_chain``): each slice adds its product
 #: to the previous slice's P (P = A x B + C), a pipeline stage a slice, so a longer chain only adds depth
@@ -837,6 +840,24 @@ class KernelPlan:
         ci = self.config.hardware.cu_in
         need = -(-self.k_pad // self.attn_groups)
         return min(d for d in range(1, ci + 1) if ci % d == 0 and d >= min(need, ci))
+
+    @property
+    def prob_chunks(self) -> int:
+        """``PROB_CHUNKS``: PROBS iterations a row: the chunks of PROB_LANES keys that hold the N real ones
+        (ceil(N / PROB_LANES)); the padded keys past them to K_PAD are zeroed in the row's last chunk."""
+        return -(-self.config.model.num_tokens // self.prob_lanes)
+
+    @property
+    def prob_pad_lanes(self) -> int:
+        """``PROB_PAD_LANES``: the padded keys past the last chunk, K_PAD - PROB_CHUNKS x PROB_LANES (< CU_IN), zeroed
+        beside that chunk: with it they are one window of CU_IN consecutive columns of big, distinct banks."""
+        return self.k_pad - self.prob_chunks * self.prob_lanes
+
+    @property
+    def prob_lead(self) -> int:
+        """``PROB_LEAD``: rows PROBS forms a row's 1/sum ahead of that row's probabilities (the fewest, at least 1,
+        that put :data:`PROB_HANDOFF` iterations or more between them: PROB_LEAD x PROB_CHUNKS)."""
+        return max(1, -(-PROB_HANDOFF // self.prob_chunks))
 
     def attention_passes(self, kind: str, rows: float) -> list[float]:
         """MAC-loop iterations of each pass of the compute unit's attention calls over ``rows`` query rows, as

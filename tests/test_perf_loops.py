@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from edgemoe.boards import BOARDS
-from edgemoe.hls.plan import KernelPlan
+from edgemoe.hls.plan import PROB_HANDOFF, KernelPlan
 from edgemoe.hls.writer import render
 from edgemoe.loading import load_config
 from edgemoe.perf.cycles import as_written_findings, estimate, format_loops
-from edgemoe.perf.loops import (BANK_PORTS, MAXI_OUTSTANDING, Axi, LoopSpec, Memory, Mults, Port, Recurrence, analyse,
-                                dataflow_overlap, kernel_constants, kernel_loops, loop_estimate, memory_of,
-                                source_loops)
+from edgemoe.perf.loops import (BANK_PORTS, MAXI_OUTSTANDING, RECIP_HANDOFF_OPS, Axi, LoopSpec, Memory, Mults, Port,
+                                Recurrence, analyse, dataflow_overlap, kernel_constants, kernel_loops, loop_estimate,
+                                memory_of, source_loops)
 from edgemoe.perf.primitives import OP_LATENCY
 
 TINY = "m3vit-tiny-cityscapes"
@@ -751,9 +751,10 @@ def test_attention_is_two_compute_unit_passes_and_a_softmax_per_head(name, sets)
     A*V pass (the probabilities' K_PAD columns x the head's HEAD_DIM value columns, unpacked by UNPACK_V); their
     MAC iterations are the plan's attention passes and the loader streams nothing.  The softmax: SM_STEPS
     (N_TOKENS x ATTN_GROUPS iterations, ATTN_P lanes, a query's state revisited every ATTN_GROUPS: II 1 while that
-    covers the sum's recurrence, ceil(latency / ATTN_GROUPS) when it does not), SM_FINAL (a 1/sum per query) and
-    PROBS (N_TOKENS x K_PAD / PROB_LANES iterations, PROB_LANES lanes); each lane's accesses on banks of its
-    own.  The model's trip counts are the template's loop bounds."""
+    covers the sum's recurrence, ceil(latency / ATTN_GROUPS) when it does not) and PROBS ((N_TOKENS + PROB_LEAD) x
+    PROB_CHUNKS iterations, PROB_LANES lanes, the padded keys zeroed beside a row's last chunk, each row's 1/sum
+    PROB_LEAD rows ahead: no loop of its own); each lane's accesses on banks of its own.  The model's trip counts
+    are the template's loop bounds."""
     cfg = load_config(name, sets)
     m, h, plan = cfg.model, cfg.hardware, KernelPlan.from_config(cfg)
     P, G, n, hd, ci = h.attn_parallel, plan.attn_groups, m.num_tokens, m.head_dim, h.cu_in
@@ -766,10 +767,15 @@ def test_attention_is_two_compute_unit_passes_and_a_softmax_per_head(name, sets)
     heads = m.depth * m.num_heads
     assert le.loops["HEADS_LOOP"].entries == m.depth and le.loops["HEADS_LOOP"].iterations == heads
     assert le.functions["softmax"].calls == heads and "attention" not in le.functions
-    for lab, it in (("SM_STEPS", heads * n * G), ("SM_LANES", heads * n * G * P), ("SM_FINAL", heads * n),
-                    ("PROBS", heads * n * K // PL), ("PROB_U", heads * n * K), ("TAP_SM", 0)):
+    C, lead, pad = plan.prob_chunks, plan.prob_lead, plan.prob_pad_lanes
+    assert C == -(-n // PL) and pad == K - C * PL and 0 <= pad < ci and lead * C >= PROB_HANDOFF
+    assert lead == 1 or (lead - 1) * C < PROB_HANDOFF                                       # the fewest rows
+    assert PROB_HANDOFF >= sum(OP_LATENCY[o] for o in RECIP_HANDOFF_OPS)
+    for lab, it in (("SM_STEPS", heads * n * G), ("SM_LANES", heads * n * G * P), ("PROBS", heads * (n + lead) * C),
+                    ("PROB_U", heads * (n + lead) * C * PL), ("TAP_SM", 0)):
         assert le.loops[lab].iterations == pytest.approx(it), lab
-    assert le.loops["SM_STEPS"].entries == le.loops["SM_FINAL"].entries == le.loops["PROBS"].entries == heads
+    assert ("PROB_PAD" in le.loops) == (pad > 0) and "SM_FINAL" not in le.loops
+    assert le.loops["SM_STEPS"].entries == le.loops["PROBS"].entries == heads
     for lab, up in (("SM_LANES", "SM_STEPS"), ("PROB_U", "PROBS"), ("UNPACK_K", "MAC"), ("UNPACK_V", "MAC")):
         assert le.loops[lab].ii.unrolled_in == up, lab
     assert not {"SCORES_AV", "HEAD_COPY", "SCORE_D", "SC_LANES", "AV_LANES", "AV_D", "AV_OUT_U"} & set(le.loops)
@@ -802,19 +808,22 @@ def test_attention_is_two_compute_unit_passes_and_a_softmax_per_head(name, sets)
     assert Mults(P, cfg.precision.softmax_sum.bits, cfg.precision.exp.bits) in sm.spec.mults
     assert "mul_wide" not in sm.spec.ops
     probs = le.loops["PROBS"]
-    assert probs.ii.ii == 1 and le.loops["SM_FINAL"].ii.ii == 1, probs.ii.detail
+    assert probs.ii.ii == 1, probs.ii.detail
     pp = {p.array: p for p in probs.spec.ports}
-    assert pp["S"].reads == pp["big"].writes == PL and pp["S"].per_bank == pp["big"].per_bank == 1
+    assert pp["S"].reads == PL and pp["big"].writes == PL + pad and pp["S"].per_bank == pp["big"].per_bank == 1
+    (hand,) = [r for r in probs.spec.recurrences if r.ops == RECIP_HANDOFF_OPS]
+    assert hand.distance == lead * C
     assert pp["exp2_prob"].reads == pp["exp2_prob"].spread == 2 * PL
     assert Mults(PL, cfg.precision.exp.bits, cfg.precision.softmax_inv.bits) in probs.spec.mults
     # ... and in the generated source
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     hdr = render(cfg, ["include/edgemoe_config.h"])["include/edgemoe_config.h"]
     for const, v in (("ATTN_P", P), ("ATTN_GROUPS", G), ("SCORE_COLS", plan.score_cols), ("PROB_COL", plan.prob_col),
-                     ("K_PAD", K), ("PROB_LANES", PL)):
+                     ("K_PAD", K), ("PROB_LANES", PL), ("PROB_LEAD", lead)):
         assert f"static const int {const} = {v};" in hdr, const
+    assert f"PROB_CHUNKS = {C}, PROB_PAD_LANES = {pad};" in hdr
     const, specs = kernel_constants(cfg, plan), {s.label: s for s in kernel_loops(cfg, plan)}
-    for lab in ("HEADS_LOOP", "SM_STEPS", "SM_LANES", "SM_FINAL", "PROBS", "PROB_U", "TAP_SM"):
+    for lab in ("HEADS_LOOP", "SM_STEPS", "SM_LANES", "PROBS", "PROB_U", "TAP_SM"):
         assert eval(_loop_bound(src, lab), {}, const) == eval(specs[lab].trip, {}, const), lab  # noqa: S307
     assert "SCORES_AV" not in src and "HEAD_COPY" not in src and "ATTN_OUT_ITERS" not in src + hdr
     body = src[src.index("HEADS_LOOP: for"):src.index("if (attn_tap) return;")]
@@ -827,13 +836,16 @@ def test_attention_is_two_compute_unit_passes_and_a_softmax_per_head(name, sets)
     assert scores.split("x_sum, ")[1].startswith("W_KEYS,")
     assert av.startswith("big, N_TOKENS, N_TOKENS,") and ", HEAD_DIM, -1, 0, OUT_ACT, CU_STORE, tbuf," in av
     assert av.split("x_sum, ")[1].startswith("W_VALUES, PROB_COL,") and -(-n // ci) == K // ci
-    sm_src = src[src.index("SM_STEPS: for"):src.index("SM_FINAL: for")]
+    sm_src = src[src.index("SM_STEPS: for"):src.index("PROBS: for")]
     assert f"#pragma HLS DEPENDENCE variable=row_max inter distance={G} true" in sm_src
     assert f"#pragma HLS DEPENDENCE variable=row_sum inter distance={G} true" in sm_src
     assert "S[g * ATTN_P + p][s + p]" in sm_src and "exp2_lane[p]" in sm_src
     assert "wide_t(lw * alpha)" in src and "const softmax_sum_t lw = l;" in src   # the narrow product
     probs_src = src[src.index("PROBS: for"):]
     assert "exp2_prob[u]" in probs_src and "big[i][PROB_COL + j] = pr;" in probs_src
+    assert f"#pragma HLS DEPENDENCE variable=row_inv inter distance={lead * C} true" in probs_src
+    assert "row_inv[lp][lg] = reciprocal(row_sum[lp][lg], SOFTMAX_SUM_FRAC);" in probs_src
+    assert ("PROB_PAD: for" in probs_src) == (pad > 0)
     assert f"#pragma HLS ARRAY_PARTITION variable=logits cyclic factor={ci} dim=2" in src
     for a in ("row_max", "row_sum", "row_inv", "exp2_lane", "exp2_prob"):
         assert f"variable={a} complete dim=1" in src, a
@@ -865,26 +877,26 @@ def test_score_stores_share_the_out_banks_with_the_epilogue(name, sets):
 
 
 def test_attention_on_the_zcu102_preset():
-    """On the ZCU102 preset a block's attention is, per head, the score pass, SM_STEPS, SM_FINAL, PROBS and the
-    A*V pass one after the other, every pipeline at II 1: their iterations, a depth per entry and the calls,
-    nothing loaded; PROB_LANES keeps PROBS within SM_STEPS's N_TOKENS x ATTN_GROUPS.  The intended schedule
+    """On the ZCU102 preset a block's attention is, per head, the score pass, SM_STEPS, PROBS (the 1/sums in it)
+    and the A*V pass one after the other, every pipeline at II 1: their iterations, a depth per entry and the
+    calls, nothing loaded; PROB_LANES keeps PROBS within SM_STEPS's N_TOKENS x ATTN_GROUPS.  The intended schedule
     agrees within 2%."""
     cfg = load_config(ZCU)
     m, plan = cfg.model, KernelPlan.from_config(cfg)
     n, G, H = m.num_tokens, plan.attn_groups, m.num_heads
     le = loop_estimate(cfg, None)
     loops, f = le.loops, le.functions
-    for lab in ("MAC", "SM_STEPS", "SM_FINAL", "PROBS"):
+    for lab in ("MAC", "SM_STEPS", "PROBS"):
         assert loops[lab].ii.ii == 1, (lab, loops[lab].ii.detail)
-    probs = n * plan.k_pad // plan.prob_lanes
+    probs = (n + plan.prob_lead) * plan.prob_chunks
     assert probs <= n * G
     passes = sum(plan.attention_passes("scores", n)) + sum(plan.attention_passes("av", n))
     per_head = (passes + 2 * loops["MAC"].ii.depth + n * G + loops["SM_STEPS"].ii.depth
-                + n + loops["SM_FINAL"].ii.depth + probs + loops["PROBS"].ii.depth
+                + probs + loops["PROBS"].ii.depth
                 + 2 * (f["compute_unit"].latency + f["load_tiles"].latency + f["compute_tiles"].latency)
                 + f["softmax"].latency + loops["HEADS_LOOP"].ii.ii)
     attn = sum(c for (step, _), c in le.by_step().items() if step == "attn") / m.depth
     assert attn == pytest.approx(H * per_head)
-    assert H * (passes + n * G + n + probs) < attn < 1.1 * H * (passes + n * G + n + probs)
+    assert H * (passes + n * G + probs) < attn < 1.1 * H * (passes + n * G + probs)
     est = estimate(cfg)
     assert est.step_cycles("attn", field_="cycles_intended") == pytest.approx(attn * m.depth, rel=0.02)

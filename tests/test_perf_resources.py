@@ -346,7 +346,7 @@ def test_tables_are_roms_of_their_entries_width():
     exp_roms = [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]
     assert {it.where.split()[0] for it in exp_roms} == {"route_tokens"}
     # the softmax's lanes read copies of their own: a step's two exps take both ports of both banks of its lane's
-    # exp2_lane; each PROBS lane's exp its own exp2_prob; SM_FINAL's reciprocal the one RECIP_TABLE
+    # exp2_lane; each PROBS lane's exp its own exp2_prob; PROBS' reciprocal the one RECIP_TABLE
     for c in (cfg, cfg_of(TINY, "hardware.attn_parallel=8")):
         r, pl = estimate_resources(c), KernelPlan.from_config(c)
         for where, what, n in (("softmax/SM_STEPS", "exp2_lane", c.hardware.attn_parallel),
@@ -419,7 +419,7 @@ def test_attention_runs_on_the_compute_unit():
     assert mults == {("softmax/SM_STEPS", "exp_neg: x * LOG2E_RAW"): 2 * P,
                      ("softmax/SM_STEPS", "exp_neg: EXP2_TABLE interpolation"): 2 * P,
                      ("softmax/SM_STEPS", "online_step: l * alpha"): P,
-                     ("softmax/SM_FINAL", "reciprocal: RECIP_TABLE interpolation"): 1,
+                     ("softmax/PROBS", "reciprocal: RECIP_TABLE interpolation"): 1,
                      ("softmax/PROBS", "exp_neg: x * LOG2E_RAW"): PL,
                      ("softmax/PROBS", "exp_neg: EXP2_TABLE interpolation"): PL,
                      ("softmax/PROBS", "PROB_U: wide_t(e) * inv"): PL}
@@ -449,7 +449,7 @@ def test_attention_runs_on_the_compute_unit():
 
 def test_softmax_state_is_the_kernels():
     """The softmax's state: a running max and sum per query and its 1/sum, ATTN_P banks (lane p's) of
-    ATTN_GROUPS words each; SM_FINAL, TAP_SM and PROBS take query (p, g) by counters, so they read a bank select."""
+    ATTN_GROUPS words each; TAP_SM and PROBS take query (p, g) by counters, so they read a bank select."""
     cfg = cfg_of(ZCU, "hardware.cu_out=24", "hardware.attn_parallel=16")
     plan = KernelPlan.from_config(cfg)
     p, P, G = cfg.precision, cfg.hardware.attn_parallel, plan.attn_groups
@@ -460,10 +460,10 @@ def test_softmax_state_is_the_kernels():
         assert arr.shape.startswith(f"{P} banks x {G} x {getattr(p, field).bits}b")
         assert f"static {field}_t {name}[ATTN_P][ATTN_GROUPS];" in src
         assert f"#pragma HLS ARRAY_PARTITION variable={name} complete dim=1" in src
-    sel = item(res, "softmax", "SM_FINAL, TAP_SM, PROBS: row_max / row_sum / row_inv[p][g] selects")
+    sel = item(res, "softmax", "TAP_SM, PROBS: row_max / row_sum / row_inv[p][g] selects")
     assert sel.shape.startswith(f"{P} -> 1")
     assert not [it for it in estimate_resources(cfg_of(MICRO, "hardware.attn_parallel=1")).items
-                if it.what.startswith("SM_FINAL, TAP_SM, PROBS")]
+                if it.what.startswith("TAP_SM, PROBS")]
     assert "static void softmax(const rows_t S, rows_t big, int tap_kind, act_beat_t* dst)" in src
     assert "static void attention(" not in src
     # lane p reads column s + p of S (logits, CU_IN cyclic banks): its bank moves with s, a CU_IN -> 1 select

@@ -508,7 +508,7 @@ class _Kernel:
             return
         # per head: the score pass on the compute unit (its weights, the key rows, on chip: no load; each row's
         # scores stored in its last MAC iteration), the softmax (SM_STEPS: P lanes, a query's state revisited
-        # every ATTN_GROUPS iterations; SM_FINAL: 1/sum per query; PROBS: PROB_LANES probabilities a cycle) and
+        # every ATTN_GROUPS iterations; PROBS: PROB_LANES probabilities a cycle, each row's 1/sum ahead) and
         # the A*V pass on the compute unit (the value columns on chip, the epilogue after the last row)
         plan = self.plan
         G, PL = plan.attn_groups, plan.prob_lanes
@@ -522,12 +522,11 @@ class _Kernel:
         rec = max(L["bram"] + L["mul"] + L["add"] + L["cast"] + L["store"], L["bram"] + L["add"] + L["store"])
         ii = max(math.ceil(rec / G), exp_ii)
         sm = n * G * ii + L["bram"] + L["add"] + L["exp"] + L["mul"] + L["add"] + L["cast"] + L["store"] + L["loop"]
-        final = n + L["bram"] + L["recip"] + L["store"] + L["loop"]
-        probs = n * (plan.k_pad // PL) * exp_ii + L["bram"] + L["exp"] + L["mul"] + L["cast"] + L["store"] + L["loop"]
-        cyc = nimg * heads * (scores + sm + final + probs + av)
+        probs = ((n + plan.prob_lead) * plan.prob_chunks * exp_ii + L["bram"] + L["exp"] + L["mul"] + L["cast"]
+                 + L["store"] + L["loop"])
+        cyc = nimg * heads * (scores + sm + probs + av)
         self.add("attn", block, "attention", cyc, 0.0, cyc, 0.0, 0.0, 2 * qk_macs,
-                 MAC=nimg * heads * (scores + av), SM_STEPS=nimg * heads * sm, SM_FINAL=nimg * heads * final,
-                 PROBS=nimg * heads * probs)
+                 MAC=nimg * heads * (scores + av), SM_STEPS=nimg * heads * sm, PROBS=nimg * heads * probs)
 
     def moe(self, block, counts, expected, nimg, routing=True, experts=True):
         """MoE step of one MoE block; ``counts`` [E]: tokens per expert of this call group.  ``routing``: the

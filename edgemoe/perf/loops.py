@@ -224,6 +224,8 @@ def _log2c(x: int) -> int:
 
 #: the operators from a LayerNorm row's last chunk to the first use of its 1/std (plan.LN_HANDOFF covers them)
 LN_HANDOFF_OPS = ("add", "div_const", "add", "rsqrt", "store")
+#: the operators from the PROBS iteration that forms a row's 1/sum to its first use (plan.PROB_HANDOFF covers them)
+RECIP_HANDOFF_OPS = ("bram", "recip", "store")
 
 
 def kernel_constants(cfg, plan: KernelPlan) -> dict:
@@ -235,7 +237,8 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "MAC_CHAIN": plan.mac_chain, "ATTN_P": h.attn_parallel,
             "ATTN_GROUPS": plan.attn_groups, "SCORE_COLS": plan.score_cols, "PROB_COL": plan.prob_col,
-            "K_PAD": plan.k_pad, "PROB_LANES": plan.prob_lanes, "EW_LANES": plan.elementwise_lanes,
+            "K_PAD": plan.k_pad, "PROB_LANES": plan.prob_lanes,
+            "PROB_CHUNKS": plan.prob_chunks, "PROB_LEAD": plan.prob_lead, "PROB_PAD_LANES": plan.prob_pad_lanes, "EW_LANES": plan.elementwise_lanes,
             "CAST_LANES": plan.cast_lanes, "LN_LANES": plan.ln_lanes, "LN_CHUNKS": plan.ln_chunks, "LN_SKEW": plan.ln_skew,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
@@ -416,22 +419,26 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           # product), the add, the cast and the store
           ops=("bram", "add", "exp", "mul", "add", "cast", "store"), step="attn"),
         S("SM_LANES", "softmax", "SM_STEPS", "UNROLL", "ATTN_P", step="attn"),
-        S("SM_FINAL", "softmax", None, "PIPELINE II=1", "N_TOKENS",
-          ports=(Port("row_sum", reads=1), Port("row_inv", writes=1), Port("RECIP_TABLE", reads=2)),
-          recurrences=(Recurrence("(p, g): the query", ("add",)),),
-          ops=("bram", "recip", "store"), step="attn"),
-        S("TAP_SM", "softmax", None, "PIPELINE II=1", "N_TOKENS", tap_only=True,
-          ports=(Port("row_max", reads=1), Port("row_inv", reads=1)), axi=(packed,)),
         # PROBS: row i x PROB_LANES keys per iteration: each lane its exp (its exp2_prob ROM) and its product with
-        # the row's 1/sum, into PROB_LANES consecutive columns of big (distinct banks)
-        S("PROBS", "softmax", None, "PIPELINE II=1", "N_TOKENS * (K_PAD / PROB_LANES)",
-          ports=(Port("S", reads=PL, spread=spread(PL, "S")), Port("big", writes=PL, spread=spread(PL, "big")),
-                 Port("row_max", reads=1), Port("row_inv", reads=1),
+        # the row's 1/sum, into PROB_LANES consecutive columns of big (distinct banks); the row's last chunk zeroes
+        # its padded keys' PROB_PAD_LANES columns beside (one CU_IN window with the chunk's); a row's 1/sum formed
+        # PROB_LEAD rows ahead (at chunk 0)
+        S("PROBS", "softmax", None, "PIPELINE II=1", "(N_TOKENS + PROB_LEAD) * PROB_CHUNKS",
+          ports=(Port("S", reads=PL, spread=spread(PL, "S")),
+                 Port("big", writes=PL + plan.prob_pad_lanes, spread=spread(PL + plan.prob_pad_lanes, "big")),
+                 Port("row_max", reads=1), Port("row_inv", reads=1, writes=1, spread=banks["row_inv"]),
+                 Port("row_sum", reads=1), Port("RECIP_TABLE", reads=2),
                  Port("exp2_prob", reads=2 * PL, spread=banks["exp2_prob"])),
-          recurrences=(Recurrence("(i, p, g, j0): the row and its chunk", ("add",)),),
+          recurrences=(Recurrence("(i, p, g, j0), (lp, lg): the row, its chunk, the lead's query", ("add",)),
+                       Recurrence("a row's 1/sum to its first use, PROB_LEAD x PROB_CHUNKS iterations later",
+                                  RECIP_HANDOFF_OPS, distance=plan.prob_lead * plan.prob_chunks)),
           mults=(Mults(PL, acc_bits, 18), Mults(PL, p.exp.bits, p.softmax_inv.bits)),
           ops=("bram", "add", "exp", "mul", "cast", "store"), step="attn"),
         S("PROB_U", "softmax", "PROBS", "-", "PROB_LANES", step="attn"),
+        *((S("PROB_PAD", "softmax", "PROBS", "-", "PROB_PAD_LANES / PROB_CHUNKS", step="attn"),)
+          if plan.prob_pad_lanes else ()),
+        S("TAP_SM", "softmax", None, "PIPELINE II=1", "N_TOKENS", tap_only=True,
+          ports=(Port("row_max", reads=1), Port("row_inv", reads=1)), axi=(packed,)),
         # route_tokens (inlined in run_images): the count clear, then gate softmax, top-k, queue fill and the image's
         # rows of the MoE state (moe_acc cleared, x and the norm2 rows kept) in one pipeline of token slots (top-k
         # of token s, exps of s - 1, queue writes of s - GATE_SKEW)

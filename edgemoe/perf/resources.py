@@ -634,13 +634,13 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.unit = "attention"
     sm = inst["softmax"]
     G, PL = plan.attn_groups, plan.prob_lanes
-    st, fin, pr = "softmax/SM_STEPS", "softmax/SM_FINAL", "softmax/PROBS"
+    st, pr = "softmax/SM_STEPS", "softmax/PROBS"
     b.array("row_max[ATTN_P][ATTN_GROUPS] (attn_score_t)", "softmax", G, p.attn_score.bits, banks=P, count=sm,
             note="a query's running max, dim 1 complete (lane p's bank)")
     b.array("row_sum[ATTN_P][ATTN_GROUPS] (softmax_sum_t)", "softmax", G, p.softmax_sum.bits, banks=P, count=sm,
             note="a query's running sum, dim 1 complete (lane p's bank)")
     b.array("row_inv[ATTN_P][ATTN_GROUPS] (softmax_inv_t)", "softmax", G, p.softmax_inv.bits, banks=P, count=sm,
-            note="1/sum per query (SM_FINAL), for PROBS; dim 1 complete")
+            note="1/sum per query, formed in PROBS PROB_LEAD rows ahead; dim 1 complete")
     # SM_STEPS: ATTN_P lanes (SM_LANES unrolled), each an online_step a cycle on its own EXP2_TABLE copy. The
     # exps' arguments (m - m_new, s - m_new; PROBS: s - max) are differences of a score word of S (cu_word_t)
     # and a running max (attn_score_t) held in wide_t: sign-extended words, not a saturating cast's result, so
@@ -661,13 +661,13 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             sa * math.ceil(min(P, ci) / 4), shape=f"{ci} banks x {min(P, ci)} lanes of {sa}b")
     b.divider("S[..][s + p]: column (s + p) / CU_IN, bank (s + p) % CU_IN", st, sm * 2 * P, INT_BITS, ci,
               pipelined=True, note="a lane's column in the cyclic banks")
-    # SM_FINAL: one reciprocal a cycle; SM_FINAL, TAP_SM and PROBS take query (p, g) by counters, so reading its
-    # [p][g] words of the ATTN_P banks is a select each
-    _reciprocal(b, fin, sm, cfg, tb)
+    # PROBS: one reciprocal a row (at its chunk 0, PROB_LEAD rows ahead); PROBS and TAP_SM take query (p, g) by
+    # counters, so reading its [p][g] words of the ATTN_P banks is a select each
+    _reciprocal(b, pr, sm, cfg, tb)
     b.rom("RECIP_TABLE", "softmax (reciprocal)", te["recip"], tb["recip"], count=sm)
     if P > 1:
         sel = p.attn_score.bits + p.softmax_sum.bits + p.softmax_inv.bits
-        b.logic("SM_FINAL, TAP_SM, PROBS: row_max / row_sum / row_inv[p][g] selects", "softmax", sm,
+        b.logic("TAP_SM, PROBS: row_max / row_sum / row_inv[p][g] selects", "softmax", sm,
                 sel * math.ceil(P / 4) + P, shape=f"{P} -> 1 of {sel}b (the three words)",
                 note="and row_inv's ATTN_P write enables")
     _put_word(b, "softmax/TAP_SM", sm, h.axi_width)
@@ -680,6 +680,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.mults("PROB_U: wide_t(e) * inv", pr, sm * PL, p.exp.bits, p.softmax_inv.bits, a_signed=p.exp.signed,
             b_signed=p.softmax_inv.signed, note="exp_t x softmax_inv_t, one per probability lane")
     b.logic("PROB_U: to_attn_prob, zero past N_TOKENS", pr, sm * PL, LUT_PER_CAST + p.attn_prob.bits)
+    b.logic("PROBS: the row's and the lead's counters", pr, sm, 6 * INT_BITS, 6 * INT_BITS)
     rot = ci // PL
     if rot > 1:
         b.logic("PROB_U: S[i][j0 + u], lane u's word of S's banks", pr, sm * PL, cu * math.ceil(rot / 4),
