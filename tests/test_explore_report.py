@@ -12,7 +12,7 @@ from edgemoe.boards import BOARDS
 from edgemoe.cli import main as cli_main
 from edgemoe.cli import perf as perf_cli
 from edgemoe.loading import load_config
-from edgemoe.perf.explore import DesignPoint, choose, explore, pareto
+from edgemoe.perf.explore import QUICK_GRID, DesignPoint, choose, explore, pareto
 
 SMALL = {"cu_in": (8, 16, 32), "cu_out": (8, 16, 32), "attn_parallel": (2, 4), "axi_width": (256,),
          "profile": ("w16a32", "w16a16")}
@@ -130,6 +130,29 @@ def test_explore_command_writes_config(capsys, tmp_path):
     assert "Pareto front: latency vs DSP" in text and "Pareto front: latency vs BRAM36" in text
     assert "chosen:" in text and f"wrote {out}" in text
     assert load_config(out).hardware.board == "zcu102"
+
+
+def test_explore_tries_moe_groups_at_the_batches_that_fill_them(tmp_path):
+    """hardware.moe_batch is a grid axis tried only at batches of at least that many images: a group costs block
+    RAM (its MoE state), no DSP, and streams each active expert's weights once for the group; the YAML records
+    the chosen group."""
+    cfg = load_config("m3vit-tiny-cityscapes")
+    grid = dict(QUICK_GRID, cu_in=(16,), cu_out=(16,), attn_parallel=(4,), profile=("w8a16",), moe_batch=(2, 8))
+    res = explore(cfg, "zcu102", batches=(1, 4), grid=grid, progress=False)
+    assert {p.moe_batch for p in res.points if p.batch == 1} == {1}
+    at4 = {p.moe_batch: p for p in res.points if p.batch == 4}
+    assert set(at4) == {1, 2}
+    alone, group = at4[1], at4[2]
+    assert group.dsp == alone.dsp and group.bram36 > alone.bram36
+    assert group.weight_mb_per_image < alone.weight_mb_per_image and group.ms_per_image < alone.ms_per_image
+    assert group.cfg.hardware.moe_batch == 2 and "/2" in group.label()
+    best = res.best(batch=4)
+    path = res.write_yaml(tmp_path / "b4.yaml", best)
+    assert load_config(path).hardware.moe_batch == best.moe_batch
+    assert f"groups of hardware.moe_batch = {best.moe_batch}" in path.read_text()
+    args = argparse.ArgumentParser()
+    perf_cli.add_commands(args.add_subparsers(dest="command", required=True))
+    assert args.parse_args(["explore", "--moe-batch", "1", "4"]).moe_batch == [1, 4]
 
 
 def test_add_commands_hooks_into_a_parser():

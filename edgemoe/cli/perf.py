@@ -187,7 +187,7 @@ def cmd_explore(args) -> int:
         grid["profile"] = tuple(args.profiles)
     if args.keep_precision:
         grid["profile"] = None
-    for name in ("cu_in", "cu_out", "attn_parallel", "axi_width", "weight_lanes"):
+    for name in ("cu_in", "cu_out", "attn_parallel", "axi_width", "weight_lanes", "moe_batch"):
         vals = getattr(args, name)
         if vals:
             grid[name] = tuple(vals)
@@ -288,6 +288,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--axi-width", type=int, nargs="+", dest="axi_width")
     p.add_argument("--weight-lanes", type=int, nargs="+", dest="weight_lanes",
                    help="m_axi pointers to stripe the weights over (default: 1 2 4 8, those the board's ports allow)")
+    p.add_argument("--moe-batch", type=int, nargs="+", dest="moe_batch",
+                   help="images whose experts share a weight stream (hardware.moe_batch; default: 1 2 4 8, each "
+                        "tried at the batches of at least that many)")
     p.add_argument("--quick", action="store_true", help="a small grid")
     p.add_argument("--port-limit", action="store_true", help="cap each AXI bundle at its physical port bandwidth")
     p.add_argument("--rows", type=cli_args.count(1, 10_000), default=20, help="rows per Pareto front (sampled)")
