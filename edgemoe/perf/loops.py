@@ -237,9 +237,10 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "MAC_CHAIN": plan.mac_chain, "ATTN_P": h.attn_parallel,
             "ATTN_GROUPS": plan.attn_groups, "SCORE_COLS": plan.score_cols, "PROB_COL": plan.prob_col,
-            "K_PAD": plan.k_pad, "PROB_LANES": plan.prob_lanes,
-            "PROB_CHUNKS": plan.prob_chunks, "PROB_LEAD": plan.prob_lead, "PROB_PAD_LANES": plan.prob_pad_lanes, "EW_LANES": plan.elementwise_lanes,
-            "CAST_LANES": plan.cast_lanes, "LN_LANES": plan.ln_lanes, "LN_CHUNKS": plan.ln_chunks, "LN_SKEW": plan.ln_skew,
+            "K_PAD": plan.k_pad, "PROB_LANES": plan.prob_lanes, "PROB_CHUNKS": plan.prob_chunks,
+            "PROB_LEAD": plan.prob_lead, "PROB_PAD_LANES": plan.prob_pad_lanes, "EW_LANES": plan.elementwise_lanes,
+            "CAST_LANES": plan.cast_lanes, "LN_LANES": plan.ln_lanes, "LN_CHUNKS": plan.ln_chunks,
+            "LN_SKEW": plan.ln_skew,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
             "MATRIX_PER_BEAT": plan.matrix_per_beat, "UNPACK_STEPS": plan.unpack_steps,
@@ -554,7 +555,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # a segment's start (after the first): the previous MoE block's output and the residual add on the image's
         # kept x, rows x chunks of CAST_LANES columns in one pipeline
         S("MOE_OUT_D", "run_images", "IMG", "PIPELINE II=1", "N_TOKENS * (DIM / CAST_LANES)",
-          ports=(Port("moe_acc", reads=C, spread=spread(C, "moe_acc")), Port("x_keep", reads=C, spread=spread(C, "x_keep")),
+          ports=(Port("moe_acc", reads=C, spread=spread(C, "moe_acc")),
+                 Port("x_keep", reads=C, spread=spread(C, "x_keep")),
                  Port("tbuf", writes=C, spread=spread(C, "tbuf")), Port("x", writes=C, spread=spread(C, "x")),
                  Port("x_sum", writes=1)),
           recurrences=(Recurrence("sum += lane sum (the next LayerNorm's row sum)", ("add",)),
