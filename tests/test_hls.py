@@ -170,19 +170,21 @@ def _instrumented_expert_calls(cfg, sd, images, task, tmp_path, capfd, defines=(
     return tokens, rows
 
 
-@pytest.mark.parametrize("moe_batch, n_images, state", [(3, 5, "synthetic"), (3, 3, "one-expert"), (2, 4, "tied")])
+@pytest.mark.parametrize("moe_batch, n_images, state", [(3, 5, "synthetic"), (3, 3, "one-expert"), (2, 4, "tied"),
+                                                        (2, 3, "dense")])
 def test_moe_groups_equal_golden_and_stream_each_expert_once_per_group(moe_batch, n_images, state, tmp_path,
                                                                         capfd):
     """hardware.moe_batch images run their MoE blocks together: a call of n_images in groups of moe_batch (the last
     one shorter) gives golden's tokens, exactly, with the C-simulation and the synthesis arithmetic, and each
     active expert's fc1 runs once per group and MoE block over the group's queued rows, in passes of at most
     N_TOKENS rows (one-expert: every token of 3 images to experts 2 and 0, 27 rows, three passes); the loop model
-    walks the same passes."""
+    walks the same passes. A model without MoE blocks is one segment (MOE_COUNT 0)."""
     from edgemoe.perf.loops import loop_estimate
     from edgemoe.perf.routing import Routing
 
-    cfg = load_config("m3vit-micro", [f"hardware.moe_batch={moe_batch}"])
-    sd = synthetic_state_dict(cfg.model, seed=0) if state == "synthetic" else _routing_state_dict(cfg, state)
+    cfg = load_config("m3vit-micro", [f"hardware.moe_batch={moe_batch}"]
+                      + (["model.moe_blocks=[]"] if state == "dense" else []))
+    sd = synthetic_state_dict(cfg.model, seed=0) if state in ("synthetic", "dense") else _routing_state_dict(cfg, state)
     images = synthetic_images(cfg.model, n_images, seed=7)
     m, n = cfg.model, cfg.model.num_tokens
     golden = FixedM3ViT(cfg, sd).forward(images, 0)
