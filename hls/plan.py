@@ -64,6 +64,9 @@ LN_LANES = 32
 #: cycles from a LayerNorm row's last chunk to the first use of its 1/std (the variance's add, the divide by DIM,
 #: the epsilon's add, rsqrt, the store: ``edgemoe.perf.primitives.OP_LATENCY`` makes it 15, a test checks it)
 LN_HANDOFF = 16
+#: cycles of the online softmax's sum recurrence, read l, l * alpha, + e, cast, store (``OP_LATENCY`` makes it
+#: 8, a test checks it): a query's state must come round no sooner
+SM_RECURRENCE = 8
 #: cycles from the softmax's PROBS iteration that forms a row's 1/sum to its first use (the sum's read, the
 #: reciprocal, the store: ``OP_LATENCY`` makes it 11, a test checks it)
 PROB_HANDOFF = 12
@@ -840,6 +843,13 @@ class KernelPlan:
         ci = self.config.hardware.cu_in
         need = -(-self.k_pad // self.attn_groups)
         return min(d for d in range(1, ci + 1) if ci % d == 0 and d >= min(need, ci))
+
+    @property
+    def sm_pace(self) -> int:
+        """``SM_PACE``: MAC iterations per step of the compute unit's side job, the online softmax: a query's state
+        comes round every ATTN_GROUPS steps, so a step every ceil(SM_RECURRENCE / ATTN_GROUPS) iterations keeps
+        its recurrence off the MAC pipeline's II (1 on every preset)."""
+        return max(1, -(-SM_RECURRENCE // self.attn_groups))
 
     @property
     def prob_chunks(self) -> int:

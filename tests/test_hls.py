@@ -119,8 +119,8 @@ def test_mac_loop_runs_the_iterations_the_loop_model_counts(name, tmp_path, capf
     edits = [("        bool run = true;\n", "        bool run = true;\n        long long iterations = 0;\n"),
              ("#pragma HLS PIPELINE II=1\n            // acc_rows:",
               "#pragma HLS PIPELINE II=1\n            iterations++;\n            // acc_rows:"),
-             ("            run = tile || r < mrows || po < CU_OUT;\n        }\n",
-              "            run = tile || r < mrows || po < CU_OUT;\n        }\n"
+             ("            run = tile || r < mrows || po < CU_OUT || sm_it < SM_ITERS;\n        }\n",
+              "            run = tile || r < mrows || po < CU_OUT || sm_it < SM_ITERS;\n        }\n"
               '        fprintf(stderr, "MAC %d %d %d %lld\\n", k_dim, n_out, rows, iterations);\n')]
     for old, new in edits:
         assert src.count(old) == 1, old
@@ -140,12 +140,17 @@ def test_mac_loop_runs_the_iterations_the_loop_model_counts(name, tmp_path, capf
         m = cfg.model
         if (k, n_out) == (m.head_dim, plan.score_cols):     # a head's scores: keys from the q / k rows
             expected.add(sum(plan.attention_passes("scores", rows)))
+        side = (m.num_tokens * plan.attn_groups - 1) * plan.sm_pace + 1    # the online softmax beside, if any
         if (k, n_out) == (m.num_tokens, m.head_dim):        # its A*V: values from the same rows
-            expected.add(sum(plan.attention_passes("av", rows)))
+            av = sum(plan.attention_passes("av", rows))
+            expected |= {av, max(av, side)}
+        if (k, n_out, rows) == (m.num_tokens, 0, 0):        # a block's first online softmax alone
+            expected.add(side)
         assert iterations in expected, (k, n_out, rows, iterations, expected)
     heads = cfg.model.num_heads * cfg.model.depth
     assert sum((k, n) == (cfg.model.head_dim, plan.score_cols) for k, n, _, _ in calls) == heads
     assert sum((k, n) == (cfg.model.num_tokens, cfg.model.head_dim) for k, n, _, _ in calls) == heads
+    assert sum((k, n) == (cfg.model.num_tokens, 0) for k, n, _, _ in calls) == cfg.model.depth
 
 
 def _instrumented_expert_calls(cfg, sd, images, task, tmp_path, capfd, defines=()):

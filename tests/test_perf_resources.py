@@ -77,7 +77,7 @@ def test_online_softmax_product_is_at_the_stored_words_widths():
     # type's overflow: one product per softmax lane, not wide_t x wide_t
     p, P = sat.precision, sat.hardware.attn_parallel
     for cfg in (sat, cfg_of(TINY, "precision.exp=ufixed<18,1,RND,WRAP>")):
-        la = item(estimate_resources(cfg), "softmax/SM_STEPS", "online_step: l * alpha")
+        la = item(estimate_resources(cfg), "compute_tiles/MAC (side job)", "online_step: l * alpha")
         assert la.count == P
         assert la.dsp == P * dsp_per_mult(p.softmax_sum.bits, p.exp.bits, p.softmax_sum.signed, p.exp.signed)
         assert la.dsp < P * dsp_per_mult(WIDE_BITS, WIDE_BITS)
@@ -113,7 +113,7 @@ def test_multipliers_follow_the_kernel_types():
     assert item(res, "route_tokens/GATE", "exp_neg: x * LOG2E_RAW").shape.startswith(f"{p.gate_logit.bits + 1}s x")
     # the softmax's exps take a score word (cu_word_t) minus a running max (attn_score_t): that difference's width
     xd = max(plan.cu_word_bits, p.attn_score.bits) + 1
-    for where in ("softmax/SM_STEPS", "softmax/PROBS"):
+    for where in ("compute_tiles/MAC (side job)", "softmax/PROBS"):
         assert item(res, where, "exp_neg: x * LOG2E_RAW").shape.startswith(f"{xd}s x")
     # 16-bit words: one DSP per MAC instead of two
     r16 = estimate_resources(cfg_of(TINY, "precision.profile=w16a16"))
@@ -349,7 +349,7 @@ def test_tables_are_roms_of_their_entries_width():
     # exp2_lane; each PROBS lane's exp its own exp2_prob; PROBS' reciprocal the one RECIP_TABLE
     for c in (cfg, cfg_of(TINY, "hardware.attn_parallel=8")):
         r, pl = estimate_resources(c), KernelPlan.from_config(c)
-        for where, what, n in (("softmax/SM_STEPS", "exp2_lane", c.hardware.attn_parallel),
+        for where, what, n in (("compute_tiles/MAC (side job)", "exp2_lane", c.hardware.attn_parallel),
                                ("softmax/PROBS", "exp2_prob", pl.prob_lanes)):
             lanes = item(r, where, what)
             assert lanes.kind == "ROM" and lanes.count == n
@@ -407,25 +407,26 @@ def test_residual_adds_are_epilogue_lanes(name, sets):
 
 def test_attention_runs_on_the_compute_unit():
     """q . k and A*V are passes of the shared compute unit: the attention has no multiplier of its own that
-    scales with HEAD_DIM or with the keys; what it adds is the softmax's lanes (ATTN_P online steps, each two
-    exps and l * alpha; one reciprocal; PROB_LANES probabilities, each an exp and exp x 1/sum) and, in the
-    compute unit, the score pass's CU_OUT cast lanes."""
+    scales with HEAD_DIM or with the keys; what it adds is the online softmax's lanes (the compute unit's side
+    job: ATTN_P online steps, each two exps and l * alpha), the softmax's (one reciprocal; PROB_LANES
+    probabilities, each an exp and exp x 1/sum) and, in the compute unit, the score pass's CU_OUT cast lanes."""
     cfg = cfg_of(TINY)
     plan = KernelPlan.from_config(cfg)
     P, PL, co = cfg.hardware.attn_parallel, plan.prob_lanes, cfg.hardware.cu_out
     res = estimate_resources(cfg)
     mults = {(it.where, it.what): it.count for it in res.items
-             if it.kind == "multipliers" and it.where.startswith("softmax")}
-    assert mults == {("softmax/SM_STEPS", "exp_neg: x * LOG2E_RAW"): 2 * P,
-                     ("softmax/SM_STEPS", "exp_neg: EXP2_TABLE interpolation"): 2 * P,
-                     ("softmax/SM_STEPS", "online_step: l * alpha"): P,
+             if it.kind == "multipliers" and (it.where.startswith("softmax") or "(side job)" in it.where)}
+    assert mults == {("compute_tiles/MAC (side job)", "exp_neg: x * LOG2E_RAW"): 2 * P,
+                     ("compute_tiles/MAC (side job)", "exp_neg: EXP2_TABLE interpolation"): 2 * P,
+                     ("compute_tiles/MAC (side job)", "online_step: l * alpha"): P,
                      ("softmax/PROBS", "reciprocal: RECIP_TABLE interpolation"): 1,
                      ("softmax/PROBS", "exp_neg: x * LOG2E_RAW"): PL,
                      ("softmax/PROBS", "exp_neg: EXP2_TABLE interpolation"): PL,
                      ("softmax/PROBS", "PROB_U: wide_t(e) * inv"): PL}
     attn = next(u for u in res.units if u.name == "attention")
-    assert attn.dsp == sum(it.dsp for it in res.items if it.where.startswith("softmax")) > 0
-    assert {it.where.split("/")[0].split()[0] for it in res.items if it.unit == "attention"} == {"softmax"}
+    assert attn.dsp == sum(it.dsp for it in res.items if it.unit == "attention") > 0
+    assert {it.where.split("/")[0].split()[0] for it in res.items if it.unit == "attention"} == {
+        "softmax", "compute_tiles", "run_images"}
     # the score pass casts and stores a row's CU_OUT scores as its sums complete: a cast lane per output, no DSP
     cast = item(res, "compute_tiles/MAC", "MAC (CU_SCORES): to_attn_score")
     assert cast.count == co and cast.dsp == 0 and cast.lut > 0
@@ -441,7 +442,7 @@ def test_attention_runs_on_the_compute_unit():
     c8 = cfg_of(TINY, "hardware.attn_parallel=8")
     r8, pl8 = estimate_resources(c8), KernelPlan.from_config(c8)
     for what, n in (("exp_neg: x * LOG2E_RAW", 2), ("online_step: l * alpha", 1)):
-        a4, a8 = item(res, "softmax/SM_STEPS", what), item(r8, "softmax/SM_STEPS", what)
+        a4, a8 = item(res, "compute_tiles/MAC (side job)", what), item(r8, "compute_tiles/MAC (side job)", what)
         assert a8.count == 8 * n and a8.dsp == 2 * a4.dsp
     assert item(r8, "softmax/PROBS", "PROB_U: wide_t(e) * inv").count == pl8.prob_lanes
     assert pl8.prob_lanes >= -(-pl8.k_pad // pl8.attn_groups) and cfg.hardware.cu_in % pl8.prob_lanes == 0
@@ -455,8 +456,9 @@ def test_softmax_state_is_the_kernels():
     p, P, G = cfg.precision, cfg.hardware.attn_parallel, plan.attn_groups
     res = estimate_resources(cfg)
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
-    for name, field in (("row_max", "attn_score"), ("row_sum", "softmax_sum"), ("row_inv", "softmax_inv")):
-        arr = item(res, "softmax", f"{name}[ATTN_P][ATTN_GROUPS] ({field}_t)")
+    for name, field, where in (("sm_max", "attn_score", "run_images"), ("sm_sum", "softmax_sum", "run_images"),
+                               ("row_inv", "softmax_inv", "softmax")):
+        arr = item(res, where, f"{name}[ATTN_P][ATTN_GROUPS] ({field}_t)")
         assert arr.shape.startswith(f"{P} banks x {G} x {getattr(p, field).bits}b")
         assert f"static {field}_t {name}[ATTN_P][ATTN_GROUPS];" in src
         assert f"#pragma HLS ARRAY_PARTITION variable={name} complete dim=1" in src
@@ -464,13 +466,14 @@ def test_softmax_state_is_the_kernels():
     assert sel.shape.startswith(f"{P} -> 1")
     assert not [it for it in estimate_resources(cfg_of(MICRO, "hardware.attn_parallel=1")).items
                 if it.what.startswith("TAP_SM, PROBS")]
-    assert "static void softmax(const rows_t S, rows_t big, int tap_kind, act_beat_t* dst)" in src
+    assert ("static void softmax(const rows_t S, rows_t big, const attn_score_t row_max[ATTN_P][ATTN_GROUPS],"
+            in src)
     assert "static void attention(" not in src
     # lane p reads column s + p of S (logits, CU_IN cyclic banks): its bank moves with s, a CU_IN -> 1 select
     ci, cu = cfg.hardware.cu_in, plan.cu_word_bits
-    lane = item(res, "softmax/SM_STEPS", "SM_LANES: S[g * ATTN_P + p][s + p]")
+    lane = item(res, "compute_tiles/MAC (side job)", "SM_LANES: S[g * ATTN_P + p][s + p]")
     assert lane.count == P and lane.lut == P * cu * math.ceil(ci / 4)
-    assert "const wide_t sc = S[g * ATTN_P + p][s + p];" in src
+    assert "const wide_t sc = sm_s[sg * ATTN_P + p][ss + p];" in src
 
 
 @pytest.mark.parametrize("cu_out", [16, 24, 32, 48])
@@ -531,9 +534,9 @@ def test_on_chip_weights_are_unpack_selects(name, sets):
     ("hardware.cu_out=32", "UNPACK_W: row write enables", "compute_tiles/UNPACK_W_J"),
     ("hardware.cu_out=32", "MAC (CU_SCORES): to_attn_score", "compute_tiles/MAC"),     # a cast lane per output
     ("hardware.cu_out=32", "UNPACK_K / UNPACK_V: tile bank write data", "compute_tiles/UNPACK_K"),
-    ("hardware.cu_in=32", "SM_LANES: S's bank addresses", "softmax/SM_STEPS"),         # more banks of S
-    ("hardware.attn_parallel=8", "exp_neg: x * LOG2E_RAW", "softmax/SM_STEPS"),       # more softmax lanes
-    ("hardware.attn_parallel=8", "online_step: l * alpha", "softmax/SM_STEPS"),
+    ("hardware.cu_in=32", "SM_LANES: S's bank addresses", "compute_tiles/MAC (side job)"),         # more banks of S
+    ("hardware.attn_parallel=8", "exp_neg: x * LOG2E_RAW", "compute_tiles/MAC (side job)"),       # more softmax lanes
+    ("hardware.attn_parallel=8", "online_step: l * alpha", "compute_tiles/MAC (side job)"),
     ("hardware.attn_parallel=8", "PROB_U: wide_t(e) * inv", "softmax/PROBS"),         # fewer groups: more lanes
 ])
 def test_a_config_change_that_should_raise_a_count_does(change, what, where):

@@ -507,9 +507,10 @@ class _Kernel:
                          KEY_STREAM=comp)
             return
         # per head: the score pass on the compute unit (its weights, the key rows, on chip: no load; each row's
-        # scores stored in its last MAC iteration), the softmax (SM_STEPS: P lanes, a query's state revisited
-        # every ATTN_GROUPS iterations; PROBS: PROB_LANES probabilities a cycle, each row's 1/sum ahead) and
-        # the A*V pass on the compute unit (the value columns on chip, the epilogue after the last row)
+        # scores stored in its last MAC iteration), the online softmax (the compute unit's side job: P lanes, a
+        # query's state revisited every ATTN_GROUPS steps), the probabilities (PROBS: PROB_LANES a cycle, each
+        # row's 1/sum ahead) and the A*V pass on the compute unit (the value columns on chip, the epilogue after
+        # the last row); head h's online softmax runs beside head h - 1's A*V, head 0's alone
         plan = self.plan
         G, PL = plan.attn_groups, plan.prob_lanes
 
@@ -519,14 +520,14 @@ class _Kernel:
             return sum(passes) + self.mac_depth() + epi + L["loop"]
 
         scores, av = unit("scores"), unit("av")
-        rec = max(L["bram"] + L["mul"] + L["add"] + L["cast"] + L["store"], L["bram"] + L["add"] + L["store"])
-        ii = max(math.ceil(rec / G), exp_ii)
-        sm = n * G * ii + L["bram"] + L["add"] + L["exp"] + L["mul"] + L["add"] + L["cast"] + L["store"] + L["loop"]
+        # the side job steps every SM_PACE iterations (its recurrence over ATTN_GROUPS steps), at the exp's II
+        sm = n * G * plan.sm_pace * exp_ii + self.mac_depth() + L["loop"]
         probs = ((n + plan.prob_lead) * plan.prob_chunks * exp_ii + L["bram"] + L["exp"] + L["mul"] + L["cast"]
                  + L["store"] + L["loop"])
-        cyc = nimg * heads * (scores + sm + probs + av)
+        units = heads * scores + sm + (heads - 1) * max(av, sm) + av
+        cyc = nimg * (units + heads * probs)
         self.add("attn", block, "attention", cyc, 0.0, cyc, 0.0, 0.0, 2 * qk_macs,
-                 MAC=nimg * heads * (scores + av), SM_STEPS=nimg * heads * sm, PROBS=nimg * heads * probs)
+                 MAC=nimg * units, PROBS=nimg * heads * probs)
 
     def moe(self, block, counts, expected, nimg, routing=True, experts=True):
         """MoE step of one MoE block; ``counts`` [E]: tokens per expert of this call group.  ``routing``: the

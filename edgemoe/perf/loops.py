@@ -161,7 +161,9 @@ class LoopSpec:
     depth, or a sequential body's latency).  tap_only: runs only in a debug-tap
     call.  step: the estimate step its cycles count to (None: the caller's).
     inlined_in: for a loop of an inlined function, the pipelined loops it is
-    inlined (and so fully unrolled) into.
+    inlined (and so fully unrolled) into.  units: table units the loop runs off
+    its depth path (the compute unit's side job: the online softmax's exps),
+    whose measured II bounds the loop as those on it do.
     """
 
     label: str
@@ -177,6 +179,7 @@ class LoopSpec:
     tap_only: bool = False
     step: str | None = None
     inlined_in: str | None = None
+    units: tuple[str, ...] = ()
 
     @property
     def pipelined(self) -> bool:
@@ -226,6 +229,8 @@ def _log2c(x: int) -> int:
 LN_HANDOFF_OPS = ("add", "div_const", "add", "rsqrt", "store")
 #: the operators from the PROBS iteration that forms a row's 1/sum to its first use (plan.PROB_HANDOFF covers them)
 RECIP_HANDOFF_OPS = ("bram", "recip", "store")
+#: the online softmax's sum recurrence: read l, l * alpha, + e, cast, store (plan.SM_RECURRENCE covers them)
+SM_SUM_OPS = ("bram", "mul", "add", "cast", "store")
 
 
 def kernel_constants(cfg, plan: KernelPlan) -> dict:
@@ -263,7 +268,7 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
             "c": 3 * plan.ln_lanes, "x_sum": 1,
             "cls": wpb, "pos": wpb, "dst": wpb, "q_count": m.num_experts,
             "route.queue": 1, "route.queue_score": 1, "route.chosen": 1, "route.chosen_score": 1,
-            "route.ex": 1, "route.inv": 1,
+            "route.ex": 1, "route.inv": 1, "sm_s": rows, "sm_max": h.attn_parallel, "sm_sum": h.attn_parallel,
             # the group's kept rows: cyclic EW_LANES (the routing keeps a chunk of them a cycle)
             "x_keep": plan.elementwise_lanes, "h_keep": plan.elementwise_lanes, "pass_row": 1, "pass_score": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
@@ -346,7 +351,14 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                  Port("gelu_lane", reads=2 * E, spread=spread(E, "gelu_lane")),
                  # CU_RESID (proj, fc2): x += y on the same EPI_LANES columns of the residual stream, and the
                  # row's last group read-modify-writes its x_sum
-                 Port("x", reads=E, writes=E, spread=spread(E, "x")), Port("x_sum", reads=1, writes=1)),
+                 Port("x", reads=E, writes=E, spread=spread(E, "x")), Port("x_sum", reads=1, writes=1),
+                 # the side job (the online softmax, a step every SM_PACE iterations): lane p reads column s + p of
+                 # its query's row of sm_s (ATTN_P consecutive columns: distinct banks), its bank of sm_max /
+                 # sm_sum, its exp2_lane ROM (two exps, an interpolation's two reads each, one per even / odd bank)
+                 Port("sm_s", reads=P, spread=spread(P, "sm_s")),
+                 Port("sm_max", reads=P, writes=P, spread=banks["sm_max"]),
+                 Port("sm_sum", reads=P, writes=P, spread=banks["sm_sum"]),
+                 Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"])),
           recurrences=(Recurrence("acc[o] = (kb ? acc[o] : 0) + sum of CU_IN products", ("add",)),
                        Recurrence("(r, kb), (et, dr, po): the MACs' and the epilogue's positions", ("add",)),
                        # the pass ends on compares of registers; its counters step by constants (no multiplies)
@@ -363,12 +375,26 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                                   distance=plan.pass_min),
                        # whole bus words per row: one add and compare; otherwise one per possible row wrap
                        Recurrence("(o0, k0, h): the unpack's bus word, its row and column, its step",
-                                  ("add",) * (1 if plan.weight_rows_aligned else plan.unpack_wraps))),
-          mults=(Mults(co * ci, cu, wb), Mults(E, cu, 18), Mults(E, acc_bits, 16)),
+                                  ("add",) * (1 if plan.weight_rows_aligned else plan.unpack_wraps)),
+                       # the side job: a query's state, revisited every ATTN_GROUPS steps of SM_PACE iterations: its
+                       # sum through l * alpha (softmax_sum_t x exp_t) + e and the cast; its max through a compare
+                       # and select. alpha = exp(m - m') hangs off the max's recurrence (read m, exp, into the
+                       # product), not on a cycle: the scheduler reads l as late as it needs
+                       Recurrence("side job: a query's sum l = cast(l * alpha + e), ATTN_GROUPS x SM_PACE iterations "
+                                  "apart", SM_SUM_OPS, distance=plan.attn_groups * plan.sm_pace),
+                       Recurrence("side job: a query's max m = max(m, s)", ("bram", "add", "store"),
+                                  distance=plan.attn_groups * plan.sm_pace),
+                       Recurrence("side job: (ss, sg, sp), the step, group and pace", ("add",))),
+          # and the side job's per lane: l * alpha, and each exp's x * LOG2E_RAW and interpolation
+          mults=(Mults(co * ci, cu, wb), Mults(E, cu, 18), Mults(E, acc_bits, 16),
+                 Mults(P, p.softmax_sum.bits, p.exp.bits), Mults(2 * P, acc_bits, 18)),
           # after the cast, GELU and the score accumulate's path (gelu, mul, bram, add, store) is longer than
           # CU_RESID's (add, cast, the lane sum's adder tree, the running sum, x_sum's add, store)
-          ops=("bram", "mul") + mac_tree + ("add", "add", "cast", "gelu", "mul", "bram", "add", "store")),
+          ops=("bram", "mul") + mac_tree + ("add", "add", "cast", "gelu", "mul", "bram", "add", "store"),
+          units=("exp",)),
         S("FINISH", "compute_tiles", "MAC", "-", "EPI_LANES"),
+        # the side job's ATTN_P lanes, in the iterations that take a step
+        S("SM_LANES", "compute_tiles", "MAC", "UNROLL", "ATTN_P * sm_steps / mac_iters"),
         S("MAC_O", "compute_tiles", "MAC", "-", "CU_OUT"),
         S("MAC_C", "compute_tiles", "MAC_O", "-", "CU_IN / MAC_CHAIN"),
         S("MAC_I", "compute_tiles", "MAC_C", "-", "MAC_CHAIN"),
@@ -397,29 +423,6 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ops=("bram", "div_const", "add", "cast", "mul") + ln_tree + ("add", "div_const", "add", "rsqrt", "store")),
         S("LN_VAR_U", "layernorm", "LN_STEPS", "-", "LN_LANES"),
         S("LN_OUT_U", "layernorm", "LN_STEPS", "-", "LN_LANES"),
-        # softmax (online_step inlined) of one head's scores S (logits): SM_STEPS, step s of group g per
-        # iteration: lane p reads column s + p of its query's row (ATTN_P consecutive columns: distinct banks),
-        # its bank of row_max / row_sum, its exp2_lane ROM (two exps, an interpolation's two reads each, one per
-        # even / odd bank) and takes the online step; a query's state recurs every ATTN_GROUPS iterations
-        S("SM_STEPS", "softmax", None, "PIPELINE II=1", "N_TOKENS * ATTN_GROUPS",
-          ports=(Port("S", reads=P, spread=spread(P, "S")),
-                 Port("row_max", reads=P, writes=P, spread=banks["row_max"]),
-                 Port("row_sum", reads=P, writes=P, spread=banks["row_sum"]),
-                 Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"])),
-          # a query's state, revisited every ATTN_GROUPS iterations: its sum through l * alpha (softmax_sum_t x
-          # exp_t) + e and the cast; its max through a compare and select. alpha = exp(m - m') hangs off the max's
-          # recurrence (read m, exp, into the product), not on a cycle: the scheduler reads l as late as it needs
-          recurrences=(Recurrence("sum of a query: l = cast(l * alpha + e), revisited every ATTN_GROUPS iterations",
-                                  ("bram", "mul", "add", "cast", "store"), distance=plan.attn_groups),
-                       Recurrence("max of a query: m = max(m, s), revisited every ATTN_GROUPS iterations",
-                                  ("bram", "add", "store"), distance=plan.attn_groups),
-                       Recurrence("(s, g): the step and group", ("add",))),
-          # per lane: l * alpha, and each exp's x * LOG2E_RAW and interpolation (exp_neg on wide_t words)
-          mults=(Mults(P, p.softmax_sum.bits, p.exp.bits), Mults(2 * P, acc_bits, 18)),
-          # the depth: the score and the state read, the max, the exp, l * alpha (the recurrence's narrow
-          # product), the add, the cast and the store
-          ops=("bram", "add", "exp", "mul", "add", "cast", "store"), step="attn"),
-        S("SM_LANES", "softmax", "SM_STEPS", "UNROLL", "ATTN_P", step="attn"),
         # PROBS: row i x PROB_LANES keys per iteration: each lane its exp (its exp2_prob ROM) and its product with
         # the row's 1/sum, into PROB_LANES consecutive columns of big (distinct banks); the row's last chunk zeroes
         # its padded keys' PROB_PAD_LANES columns beside (one CU_IN window with the chunk's); a row's 1/sum formed
@@ -531,7 +534,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("IMG", "run_images", "SEGMENTS", "-", "nb", step="norm1"),
         S("BLOCKS", "run_images", "IMG", "-", "blocks", step="norm1"),
         # a block's heads: the score pass, the softmax and the A*V pass (compute_unit, softmax calls)
-        S("HEADS_LOOP", "run_images", "BLOCKS", "-", "HEADS", step="attn"),
+        S("HEADS_LOOP", "run_images", "BLOCKS", "-", "HEADS + 1", step="attn"),
         S("TAP_GS", "run_images", "BLOCKS", "PIPELINE II=1", "N_TOKENS * EXPERTS", tap_only=True,
           ports=(Port("route.ex", reads=1), Port("route.inv", reads=1)),
           axi=(packed,), mults=(Mults(1, p.exp.bits, p.softmax_inv.bits),)),
@@ -942,7 +945,7 @@ class _Walk:
         else:
             beats = {"bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans)}
         args = {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles, **beats,
-                "mac_iters": sum(self.plan.mac_passes(lin, rows)), "key_steps": 0, "value_steps": 0}
+                "mac_iters": sum(self.plan.mac_passes(lin, rows)), "key_steps": 0, "value_steps": 0, "sm_steps": 0}
         if self.plan.weight_rows_aligned:   # one burst: the biases, then the matrix
             skip, load_only = (), None
             load = self.cost("LOAD_W", args)
@@ -955,17 +958,24 @@ class _Walk:
         self.call("load_tiles", times, args, step, skip=skip, only=load_only, hidden=hide_load)
         self.call("compute_tiles", times, args, step, hidden=hide_comp)
 
-    def attention_unit(self, kind: str, step, times: float) -> None:
-        """``times`` compute_unit calls of an attention pass (``"scores"`` or ``"av"``, every token's row): its
-        weights are on chip, so the loader streams nothing (its function's overhead only) and the call is the
-        compute process (:meth:`KernelPlan.attention_passes`)."""
+    def attention_unit(self, kind: str, step, times: float, side: bool = False) -> None:
+        """``times`` compute_unit calls of an attention pass (``"scores"`` or ``"av"``, every token's row, or
+        ``"none"``: no rows), with the online softmax as its side job (``side``): its weights are on chip, so
+        the loader streams nothing (its function's overhead only) and the call is the compute process, the
+        longer of its passes (:meth:`KernelPlan.attention_passes`) and the side job's SM_ITERS x SM_PACE."""
         h, plan = self.cfg.hardware, self.plan
         n = self.cfg.model.num_tokens
-        k, n_out, tile_steps = plan.attention_shape(kind)
+        sm = n * plan.attn_groups if side else 0
+        if kind == "none":
+            k, n_out, tile_steps, passes = n, 0, [], 0.0
+        else:
+            k, n_out, tile_steps = plan.attention_shape(kind)
+            passes = sum(plan.attention_passes(kind, n))
         steps = {"key_steps": sum(tile_steps) if kind == "scores" else 0,
                  "value_steps": sum(tile_steps) if kind == "av" else 0}
-        args = {"rows": n, "k_dim": k, "n_out": n_out, "tiles": -(-n_out // h.cu_out), "bias_beats": 0,
-                "weight_beats": 0, "mac_iters": sum(plan.attention_passes(kind, n)), **steps}
+        args = {"rows": n if kind != "none" else 0, "k_dim": k, "n_out": n_out, "tiles": -(-n_out // h.cu_out),
+                "bias_beats": 0, "weight_beats": 0, "sm_steps": sm,
+                "mac_iters": max(passes, (sm - 1) * plan.sm_pace + 1 if sm else 0), **steps}
         self.call("compute_unit", times, args, step)
         self.call("load_tiles", times, args, step, skip=("LOAD_B", "LOAD_W", "LOAD_TILES"))
         self.call("compute_tiles", times, args, step)
@@ -996,9 +1006,13 @@ class _Walk:
             self.layernorm(("norm1", b))
             self.compute_unit(m.num_tokens, f"blocks.{b}.qkv", ("qkv", b))
             self.loop("HEADS_LOOP", 1.0, c, ("attn", b), only=())
+            # HEADS_LOOP: the scores of every head; the online softmax of head 0 alone, of head h beside head
+            # h - 1's A*V, the last A*V alone; the probabilities of every head
             self.attention_unit("scores", ("attn", b), m.num_heads)
+            self.attention_unit("none", ("attn", b), 1, side=True)
+            self.attention_unit("av", ("attn", b), m.num_heads - 1, side=True)
+            self.attention_unit("av", ("attn", b), 1)
             self.call("softmax", m.num_heads, c, ("attn", b))
-            self.attention_unit("av", ("attn", b), m.num_heads)
             self.compute_unit(m.num_tokens, f"blocks.{b}.proj", ("proj", b))   # and the residual add
             self.layernorm(("norm2", b))
             if m.is_moe(b):
@@ -1066,7 +1080,7 @@ def loop_estimate(cfg, routing, batch: int = 1, latency: dict | None = None, uni
     for label, s in specs.items():
         ii = analyse(s, specs, mem, lat, board.dsp)
         for unit, u_ii in (unit_ii or {}).items():   # a measured table unit that is not fully pipelined
-            if ii.unrolled_in is None and s.pipelined and unit in s.ops:
+            if ii.unrolled_in is None and s.pipelined and (unit in s.ops or unit in s.units):
                 ii.constraints["unit II"] = max(ii.constraints.get("unit II", 0.0), float(u_ii))
                 if u_ii > ii.ii:
                     ii.detail["unit II"] = f"{unit} accepts one input every {u_ii:g} cycles (measured)"

@@ -629,37 +629,43 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.logic("on-chip weights: (ub, vs, kin) counters, the key row's wrap", "compute_tiles/MAC", k,
             5 * INT_BITS, 3 * INT_BITS, shape=f"3 x {INT_BITS}b + compare / subtract")
 
-    # attention: its q . k and A*V run on the compute unit (above); between them, per head, the softmax: one
-    # instance (one call site, in run_images' HEADS_LOOP) ---------------------------------------------
+    # attention: its q . k and A*V run on the compute unit (above), the online softmax as the compute unit's side
+    # job (its ATTN_P lanes in compute_tiles' MAC pipeline), the probabilities in the softmax: one instance (one
+    # call site, in run_images' HEADS_LOOP) --------------------------------------------------------------
     b.unit = "attention"
-    sm = inst["softmax"]
+    sm, side = inst["softmax"], inst["compute_tiles"]
     G, PL = plan.attn_groups, plan.prob_lanes
-    st, pr = "softmax/SM_STEPS", "softmax/PROBS"
-    b.array("row_max[ATTN_P][ATTN_GROUPS] (attn_score_t)", "softmax", G, p.attn_score.bits, banks=P, count=sm,
+    st, pr = "compute_tiles/MAC (side job)", "softmax/PROBS"
+    b.array("sm_max[ATTN_P][ATTN_GROUPS] (attn_score_t)", "run_images", G, p.attn_score.bits, banks=P,
             note="a query's running max, dim 1 complete (lane p's bank)")
-    b.array("row_sum[ATTN_P][ATTN_GROUPS] (softmax_sum_t)", "softmax", G, p.softmax_sum.bits, banks=P, count=sm,
+    b.array("sm_sum[ATTN_P][ATTN_GROUPS] (softmax_sum_t)", "run_images", G, p.softmax_sum.bits, banks=P,
             note="a query's running sum, dim 1 complete (lane p's bank)")
     b.array("row_inv[ATTN_P][ATTN_GROUPS] (softmax_inv_t)", "softmax", G, p.softmax_inv.bits, banks=P, count=sm,
             note="1/sum per query, formed in PROBS PROB_LEAD rows ahead; dim 1 complete")
-    # SM_STEPS: ATTN_P lanes (SM_LANES unrolled), each an online_step a cycle on its own EXP2_TABLE copy. The
+    # the side job: ATTN_P lanes (SM_LANES unrolled), each an online_step a step on its own EXP2_TABLE copy. The
     # exps' arguments (m - m_new, s - m_new; PROBS: s - max) are differences of a score word of S (cu_word_t)
     # and a running max (attn_score_t) held in wide_t: sign-extended words, not a saturating cast's result, so
     # x * LOG2E_RAW is that difference's width (as the routing's logit - max)
     xd = max(cu, p.attn_score.bits) + 1
-    _exp_neg(b, st, sm * 2 * P, cfg, tb, x_bits=xd)
-    b.mults("online_step: l * alpha", st, sm * P, p.softmax_sum.bits, p.exp.bits, a_signed=p.softmax_sum.signed,
+    _exp_neg(b, st, side * 2 * P, cfg, tb, x_bits=xd)
+    b.mults("online_step: l * alpha", st, side * P, p.softmax_sum.bits, p.exp.bits, a_signed=p.softmax_sum.signed,
             b_signed=p.exp.signed, note="softmax_sum_t x exp_t: the stored sum times the exp word, one per lane")
-    b.logic("online_step: max, shift, add, to_softmax_sum", st, sm * P, 3 * W + LUT_PER_CAST)
-    b.rom("exp2_lane[ATTN_P] (EXP2_TABLE copies)", st, te["exp2"], tb["exp2"], count=sm * P,
+    b.logic("online_step: max, shift, add, to_softmax_sum", st, side * P, 3 * W + LUT_PER_CAST)
+    b.rom("exp2_lane[ATTN_P] (EXP2_TABLE copies)", st, te["exp2"], tb["exp2"], count=side * P,
           note="a ROM per lane (cyclic 2: even / odd entries), both ports of both banks: a step's two exps")
+    # sm_s is the scores (logits) in the calls that run the side job, another row buffer where the call writes
+    # logits (a select of three per lane word), and the step's counters
+    b.logic("SM_LANES: sm_s, a select of the row buffers (logits | hbuf | tbuf) per lane", st, side * P, cu,
+            shape=f"3 -> 1 of {cu}b")
+    b.logic("side job: (ss, sg, sp) counters, its end", st, side, 4 * INT_BITS, 4 * INT_BITS)
     # lane p reads column s + p of its query's row of S (logits: CU_IN cyclic banks), so its bank moves with s:
     # a CU_IN -> 1 select of the lane's word, and each bank's address is the lane's that reads it
     sa = _addr_bits(n * rw // ci)
-    b.logic("SM_LANES: S[g * ATTN_P + p][s + p], lane p's word of S's CU_IN banks", st, sm * P,
+    b.logic("SM_LANES: S[g * ATTN_P + p][s + p], lane p's word of S's CU_IN banks", st, side * P,
             cu * math.ceil(ci / 4), shape=f"{ci} -> 1 of {cu}b", note="the lanes' columns rotate across the banks")
-    b.logic("SM_LANES: S's bank addresses (the lane that reads the bank)", st, sm * ci,
+    b.logic("SM_LANES: S's bank addresses (the lane that reads the bank)", st, side * ci,
             sa * math.ceil(min(P, ci) / 4), shape=f"{ci} banks x {min(P, ci)} lanes of {sa}b")
-    b.divider("S[..][s + p]: column (s + p) / CU_IN, bank (s + p) % CU_IN", st, sm * 2 * P, INT_BITS, ci,
+    b.divider("S[..][s + p]: column (s + p) / CU_IN, bank (s + p) % CU_IN", st, side * 2 * P, INT_BITS, ci,
               pipelined=True, note="a lane's column in the cyclic banks")
     # PROBS: one reciprocal a row (at its chunk 0, PROB_LEAD rows ahead); PROBS and TAP_SM take query (p, g) by
     # counters, so reading its [p][g] words of the ATTN_P banks is a select each
@@ -687,7 +693,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
                 shape=f"{rot} -> 1 of {cu}b", note="j0 moves by PROB_LANES: lane u meets CU_IN / PROB_LANES banks")
     b.divider("S[i][j], big[i][PROB_COL + j]: column j / CU_IN, bank j % CU_IN", pr, sm * 2 * PL, INT_BITS, ci,
               pipelined=True, note="a lane's column in the cyclic banks")
-    b.control("softmax", sm, loops=4)
+    b.control("softmax", sm, loops=3)
 
     # LayerNorm: one instance for its call sites (ALLOCATION) ---------------------------------------
     b.unit = "layernorm"
