@@ -773,11 +773,14 @@ class KernelPlan:
 
     @property
     def moe_acc_bits(self) -> int:
-        """``MOE_ACC_BITS``: bits that hold a MoE sum exactly in hardware: TOP_K products of an act word (at most
-        ``cu_word_bits``) and a gate score, a + b bits each whatever their signs, plus ceil(log2 TOP_K) for the
-        sum."""
+        """``MOE_ACC_BITS``: bits that hold a MoE sum exactly in hardware: the sum of TOP_K products of an act word
+        (the expert's cast output) and a gate score, bounded as golden bounds every accumulator
+        (:func:`edgemoe.golden.numerics.widths.accumulator_bound`), plus the sign."""
+        from edgemoe.golden.numerics.widths import accumulator_bound
+
         p, m = self.config.precision, self.config.model
-        return self.cu_word_bits + p.gate_score.bits + max(0, (m.top_k - 1).bit_length())
+        frac = p.act.frac_bits + p.gate_score.frac_bits
+        return accumulator_bound(p.act, p.gate_score, m.top_k, None, frac).bit_length() + 1
 
     # --- routing (the MoE gate) -------------------------------------------------------------------
     #: ``GATE_SKEW``: token slots the routing pipeline's queue stage trails its top-k stage by (the exps and the
