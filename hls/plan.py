@@ -92,9 +92,24 @@ def beat_span(start: int, words: int, words_per_beat: int) -> tuple[int, int, in
     return first, -(-(skip + words) // words_per_beat), skip
 
 
+#: keys past the last whole ``cu_in`` chunk that A*V folds into its last chunk (``AV_FOLD``) rather than run a
+#: chunk for: N = 129 (a class token and 128 patches) on a 64-wide unit would otherwise take 3 chunks for 2
+#: chunks' keys; each folded key is CU_OUT more multipliers in the compute unit
+AV_FOLD_MAX = 1
+
+
+def folded_keys(model, hw) -> int:
+    """Keys A*V folds into its last chunk (``AV_FOLD``): the N keys past the last whole ``cu_in`` chunk when
+    there are at most :data:`AV_FOLD_MAX` of them and at least one whole chunk, else 0."""
+    rest = model.num_tokens % hw.cu_in
+    return rest if model.num_tokens > hw.cu_in and rest <= AV_FOLD_MAX else 0
+
+
 def padded_keys(model, hw) -> int:
-    """A*V's dot product length on the compute unit (``K_PAD``): the N keys in whole ``cu_in`` chunks."""
-    return -(-model.num_tokens // hw.cu_in) * hw.cu_in
+    """A*V's dot product length in the compute unit's chunks (``K_PAD``): the N keys less the folded ones, in
+    whole ``cu_in`` chunks."""
+    keys = model.num_tokens - folded_keys(model, hw)
+    return -(-keys // hw.cu_in) * hw.cu_in
 
 
 def score_columns(model, hw) -> int:
@@ -278,6 +293,22 @@ def _linears(cfg, layout: WeightLayout) -> tuple[LinearPlan, ...]:
 
 
 @dataclass(frozen=True)
+class AttentionCall:
+    """One compute-unit call of a block's attention as run_images makes it: ``kind`` ``"scores"`` (head
+    ``head``'s q . k), ``"av"`` (its probabilities x v) or ``"none"`` (no rows: the online softmax alone, one head
+    only); ``passes``, the MAC-loop iterations its own work takes; ``ready`` / ``need``, the side job's bounds
+    (it may run the heads below ``ready``, the call lasts until those below ``need`` are done); ``side_steps``,
+    the online-softmax steps it runs; ``iterations``, its MAC loop's."""
+    kind: str
+    head: int
+    passes: int
+    ready: int
+    need: int
+    side_steps: int
+    iterations: int
+
+
+@dataclass(frozen=True)
 class KernelPlan:
     """The derived hardware numbers of one config (see the module docstring).  Build with :meth:`from_config`."""
 
@@ -335,9 +366,10 @@ class KernelPlan:
         m, p, h = cfg.model, cfg.precision, cfg.hardware
         layout = WeightLayout.of(cfg)
         # the widest row any step keeps: the layers' outputs and inputs; big's q / k / v columns then a head's
-        # probabilities (padded to whole CU_IN chunks); the scores with the first ATTN_P - 1 keys again
+        # probabilities (padded to whole CU_IN chunks); logits' scores of every head of a block, each with the
+        # first ATTN_P - 1 keys again
         row = max(3 * m.embed_dim + padded_keys(m, h), m.mlp_hidden, m.expert_hidden, m.patch_dim,
-                  m.num_experts, score_columns(m, h))
+                  m.num_experts, m.num_heads * score_columns(m, h))
         wpb = h.axi_width // layout.word_bits
         if wpb * layout.word_bits != h.axi_width or wpb != layout.align_words:
             raise ValueError(f"hardware.axi_width {h.axi_width}: not a multiple of the {layout.word_bits}-bit "
@@ -691,7 +723,7 @@ class KernelPlan:
         """The MAC loop's iterations in the longest call (every token's row): its LOOP_TRIPCOUNT."""
         n = self.config.model.num_tokens
         return int(max(max(sum(self.mac_passes(lin, n)) for lin in self.linears),
-                       *(sum(self.attention_passes(kind, n)) for kind in ("scores", "av"))))
+                       *(c.iterations for c in self.attention_calls())))
 
     # --- the elementwise steps ---------------------------------------------------------------------
     @property
@@ -834,9 +866,17 @@ class KernelPlan:
 
     @property
     def k_pad(self) -> int:
-        """``K_PAD``: A*V's dot product length as the compute unit runs it: N keys rounded up to whole CU_IN
-        chunks; the probabilities past key N are zeros (the softmax writes them), so the padded products add 0."""
+        """``K_PAD``: A*V's dot product length as the compute unit runs it: the N keys less the folded ones
+        (:attr:`av_fold`), rounded up to whole CU_IN chunks; the probabilities past key N are zeros (the softmax
+        writes them), so the padded products add 0."""
         return padded_keys(self.config.model, self.config.hardware)
+
+    @property
+    def av_fold(self) -> int:
+        """``AV_FOLD``: the keys past K_PAD (0 or up to :data:`AV_FOLD_MAX`), which A*V adds in its last chunk:
+        their probabilities kept by the softmax in ``p_tail``, their value words by the unpack in ``v_tail``,
+        CU_OUT x AV_FOLD more products in the MAC pipeline instead of a chunk of CU_IN a row."""
+        return folded_keys(self.config.model, self.config.hardware)
 
     @property
     def prob_lanes(self) -> int:
@@ -856,9 +896,10 @@ class KernelPlan:
 
     @property
     def prob_chunks(self) -> int:
-        """``PROB_CHUNKS``: PROBS iterations a row: the chunks of PROB_LANES keys that hold the N real ones
-        (ceil(N / PROB_LANES)); the padded keys past them to K_PAD are zeroed in the row's last chunk."""
-        return -(-self.config.model.num_tokens // self.prob_lanes)
+        """``PROB_CHUNKS``: PROBS iterations a row: the chunks of PROB_LANES keys that hold the N real ones less the
+        folded (ceil((N - AV_FOLD) / PROB_LANES)); the padded keys past them to K_PAD are zeroed, and the folded
+        keys' probabilities formed (AV_FOLD lanes more), in the row's last chunk."""
+        return -(-(self.config.model.num_tokens - self.av_fold) // self.prob_lanes)
 
     @property
     def prob_pad_lanes(self) -> int:
@@ -882,6 +923,35 @@ class KernelPlan:
         k, _, steps = self.attention_shape(kind)
         epilogue = 0 if kind == "scores" else self.epilogue_groups
         return self._passes(rows, rows * (k // h.cu_in), steps, epilogue)
+
+    def attention_calls(self, pace: float | None = None) -> list[AttentionCall]:
+        """A block's attention calls of the compute unit, in run_images' order: every head's score pass, then
+        per head its A*V (after its probabilities; with one head, a call with no rows first, for the online
+        softmax alone). The online softmax is the calls' side job, head by head, N_TOKENS x ATTN_GROUPS steps a
+        head, a step every ``pace`` iterations (SM_PACE): a head's from the call after its score pass on
+        (``ready``), and the call before a head's probabilities lasts until that head's is done (``need``: the
+        last score pass for head 0, head h's A*V for head h + 1). A call's MAC loop runs its passes, and longer
+        while its ``need`` is not met."""
+        m = self.config.model
+        n, heads = m.num_tokens, m.num_heads
+        pace = self.sm_pace if pace is None else pace
+        per_head = n * self.attn_groups
+        plan = [("scores", h, h, 1 if h == heads - 1 and heads > 1 else 0) for h in range(heads)]
+        if heads == 1:
+            plan.append(("none", 0, 1, 1))
+        plan += [("av", h, heads, min(h + 2, heads)) for h in range(heads)]
+        done, calls = 0, []
+        for kind, head, ready, need in plan:
+            passes = 1 if kind == "none" else sum(self.attention_passes(kind, n))
+            available = max(0, ready * per_head - done)
+            needed = max(0, need * per_head - done)
+            if needed > available:
+                raise AssertionError(f"attention call {kind} {head}: the side job needs {needed} steps, has {available}")
+            iterations = max(passes, (needed - 1) * pace + 1 if needed else 0)
+            steps = min(available, math.ceil(iterations / pace))
+            done += steps
+            calls.append(AttentionCall(kind, head, passes, ready, need, steps, iterations))
+        return calls
 
     def attention_shape(self, kind: str) -> tuple[int, int, list[int]]:
         """(the dot product length as the MACs run it, the outputs, the unpack steps of each tile) of an

@@ -506,25 +506,17 @@ class _Kernel:
                 self.add(name, block, "attention", comp, mem, max(comp, mem), nbytes, 0.0, qk_macs,
                          KEY_STREAM=comp)
             return
-        # per head: the score pass on the compute unit (its weights, the key rows, on chip: no load; each row's
-        # scores stored in its last MAC iteration), the online softmax (the compute unit's side job: P lanes, a
-        # query's state revisited every ATTN_GROUPS steps), the probabilities (PROBS: PROB_LANES a cycle, each
-        # row's 1/sum ahead) and the A*V pass on the compute unit (the value columns on chip, the epilogue after
-        # the last row); head h's online softmax runs beside head h - 1's A*V, head 0's alone
+        # every head's score pass on the compute unit (its weights, the key rows, on chip: no load; each row's
+        # scores stored in its last MAC iteration), then per head its probabilities (PROBS: PROB_LANES a cycle,
+        # each row's 1/sum ahead) and its A*V pass (the value columns on chip, the epilogue after the last row);
+        # the online softmax (P lanes, a query's state revisited every ATTN_GROUPS steps) runs head by head beside
+        # all of these calls, as the compute unit's side job (KernelPlan.attention_calls), at the exp's II
         plan = self.plan
-        G, PL = plan.attn_groups, plan.prob_lanes
-
-        def unit(kind):
-            passes = plan.attention_passes(kind, n)
-            epi = L["bram"] + L["cast"] + (0 if kind == "scores" else L["store"])
-            return sum(passes) + self.mac_depth() + epi + L["loop"]
-
-        scores, av = unit("scores"), unit("av")
-        # the side job steps every SM_PACE iterations (its recurrence over ATTN_GROUPS steps), at the exp's II
-        sm = n * G * plan.sm_pace * exp_ii + self.mac_depth() + L["loop"]
+        calls = plan.attention_calls(pace=plan.sm_pace * exp_ii)
+        epi = {"scores": L["bram"] + L["cast"], "av": L["bram"] + L["cast"] + L["store"], "none": 0}
+        units = sum(c.iterations + self.mac_depth() + epi[c.kind] + L["loop"] for c in calls)
         probs = ((n + plan.prob_lead) * plan.prob_chunks * exp_ii + L["bram"] + L["exp"] + L["mul"] + L["cast"]
                  + L["store"] + L["loop"])
-        units = heads * scores + sm + (heads - 1) * max(av, sm) + av
         cyc = nimg * (units + heads * probs)
         self.add("attn", block, "attention", cyc, 0.0, cyc, 0.0, 0.0, 2 * qk_macs,
                  MAC=nimg * units, PROBS=nimg * heads * probs)

@@ -344,18 +344,19 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                  # the epilogue: EPI_LANES consecutive columns of out / acc_rows per iteration
                  Port("b", reads=E, spread=spread(E, "b")),
                  Port("b", writes=min(wpb, co), spread=spread(min(wpb, co), "b")),   # the bias unpack
-                 # the epilogue's EPI_LANES columns, and CU_SCORES's CU_OUT scores of a row stored in its last MAC
-                 # iteration: the busiest bank takes ceil(EPI_LANES / CU_IN) + ceil(CU_OUT / CU_IN) writes
-                 Port("out", writes=ci * (math.ceil(E / ci) + math.ceil(co / ci)), spread=ci),
+                 # the epilogue's EPI_LANES consecutive columns: ceil(EPI_LANES / CU_IN) writes on a bank
+                 Port("out", writes=ci * math.ceil(E / ci), spread=ci),
                  Port("moe_acc", reads=E, writes=E, spread=spread(E, "moe_acc")),
                  Port("gelu_lane", reads=2 * E, spread=spread(E, "gelu_lane")),
                  # CU_RESID (proj, fc2): x += y on the same EPI_LANES columns of the residual stream, and the
                  # row's last group read-modify-writes its x_sum
                  Port("x", reads=E, writes=E, spread=spread(E, "x")), Port("x_sum", reads=1, writes=1),
                  # the side job (the online softmax, a step every SM_PACE iterations): lane p reads column s + p of
-                 # its query's row of sm_s (ATTN_P consecutive columns: distinct banks), its bank of sm_max /
-                 # sm_sum, its exp2_lane ROM (two exps, an interpolation's two reads each, one per even / odd bank)
-                 Port("sm_s", reads=P, spread=spread(P, "sm_s")),
+                 # its query's row of sm_s (ATTN_P consecutive columns), and CU_SCORES stores a row's CU_OUT scores
+                 # in its last MAC iteration (consecutive columns): the busiest bank takes ceil(ATTN_P / CU_IN) +
+                 # ceil(CU_OUT / CU_IN); each lane its bank of sm_max / sm_sum, its exp2_lane ROM (two exps, an
+                 # interpolation's two reads each, one per even / odd bank)
+                 Port("sm_s", reads=ci * math.ceil(P / ci), writes=ci * math.ceil(co / ci), spread=ci),
                  Port("sm_max", reads=P, writes=P, spread=banks["sm_max"]),
                  Port("sm_sum", reads=P, writes=P, spread=banks["sm_sum"]),
                  Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"])),
@@ -533,8 +534,9 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("SEGMENTS", "run_images", None, "-", "MOE_COUNT + 1", step="norm1"),
         S("IMG", "run_images", "SEGMENTS", "-", "nb", step="norm1"),
         S("BLOCKS", "run_images", "IMG", "-", "blocks", step="norm1"),
-        # a block's heads: the score pass, the softmax and the A*V pass (compute_unit, softmax calls)
-        S("HEADS_LOOP", "run_images", "BLOCKS", "-", "HEADS + 1", step="attn"),
+        # a block's heads: every head's score pass, then per head its probabilities (softmax) and A*V pass
+        S("SCORES_LOOP", "run_images", "BLOCKS", "-", "HEADS", step="attn"),
+        S("AV_LOOP", "run_images", "BLOCKS", "-", "HEADS", step="attn"),
         S("TAP_GS", "run_images", "BLOCKS", "PIPELINE II=1", "N_TOKENS * EXPERTS", tap_only=True,
           ports=(Port("route.ex", reads=1), Port("route.inv", reads=1)),
           axi=(packed,), mults=(Mults(1, p.exp.bits, p.softmax_inv.bits),)),
@@ -958,27 +960,25 @@ class _Walk:
         self.call("load_tiles", times, args, step, skip=skip, only=load_only, hidden=hide_load)
         self.call("compute_tiles", times, args, step, hidden=hide_comp)
 
-    def attention_unit(self, kind: str, step, times: float, side: bool = False) -> None:
-        """``times`` compute_unit calls of an attention pass (``"scores"`` or ``"av"``, every token's row, or
-        ``"none"``: no rows), with the online softmax as its side job (``side``): its weights are on chip, so
-        the loader streams nothing (its function's overhead only) and the call is the compute process, the
-        longer of its passes (:meth:`KernelPlan.attention_passes`) and the side job's SM_ITERS x SM_PACE."""
+    def attention_unit(self, call, step) -> None:
+        """One compute_unit call of a block's attention (:meth:`KernelPlan.attention_calls`: a score pass, an
+        A*V or, with one head, no rows), its online-softmax steps beside: its weights are on chip, so the loader
+        streams nothing (its function's overhead only) and the call is the compute process, its MAC loop's
+        iterations as the plan counts them (its passes, longer while the side job has a head to finish)."""
         h, plan = self.cfg.hardware, self.plan
         n = self.cfg.model.num_tokens
-        sm = n * plan.attn_groups if side else 0
-        if kind == "none":
-            k, n_out, tile_steps, passes = n, 0, [], 0.0
+        if call.kind == "none":
+            k, n_out, tile_steps = n, 0, []
         else:
-            k, n_out, tile_steps = plan.attention_shape(kind)
-            passes = sum(plan.attention_passes(kind, n))
-        steps = {"key_steps": sum(tile_steps) if kind == "scores" else 0,
-                 "value_steps": sum(tile_steps) if kind == "av" else 0}
-        args = {"rows": n if kind != "none" else 0, "k_dim": k, "n_out": n_out, "tiles": -(-n_out // h.cu_out),
-                "bias_beats": 0, "weight_beats": 0, "sm_steps": sm,
-                "mac_iters": max(passes, (sm - 1) * plan.sm_pace + 1 if sm else 0), **steps}
-        self.call("compute_unit", times, args, step)
-        self.call("load_tiles", times, args, step, skip=("LOAD_B", "LOAD_W", "LOAD_TILES"))
-        self.call("compute_tiles", times, args, step)
+            k, n_out, tile_steps = plan.attention_shape(call.kind)
+        steps = {"key_steps": sum(tile_steps) if call.kind == "scores" else 0,
+                 "value_steps": sum(tile_steps) if call.kind == "av" else 0}
+        args = {"rows": n if call.kind != "none" else 0, "k_dim": k, "n_out": n_out,
+                "tiles": -(-n_out // h.cu_out), "bias_beats": 0, "weight_beats": 0, "sm_steps": call.side_steps,
+                "mac_iters": call.iterations, **steps}
+        self.call("compute_unit", 1.0, args, step)
+        self.call("load_tiles", 1.0, args, step, skip=("LOAD_B", "LOAD_W", "LOAD_TILES"))
+        self.call("compute_tiles", 1.0, args, step)
 
     def read_words(self, times: float, starts: list, step) -> None:
         """``times`` x len(starts) inlined read_words calls of DIM words, one from each weight offset of ``starts``."""
@@ -1005,13 +1005,12 @@ class _Walk:
             self.loop("BLOCKS", segments / m.depth, {"blocks": m.depth / segments}, ("norm1", b), only=())
             self.layernorm(("norm1", b))
             self.compute_unit(m.num_tokens, f"blocks.{b}.qkv", ("qkv", b))
-            self.loop("HEADS_LOOP", 1.0, c, ("attn", b), only=())
-            # HEADS_LOOP: the scores of every head; the online softmax of head 0 alone, of head h beside head
-            # h - 1's A*V, the last A*V alone; the probabilities of every head
-            self.attention_unit("scores", ("attn", b), m.num_heads)
-            self.attention_unit("none", ("attn", b), 1, side=True)
-            self.attention_unit("av", ("attn", b), m.num_heads - 1, side=True)
-            self.attention_unit("av", ("attn", b), 1)
+            self.loop("SCORES_LOOP", 1.0, c, ("attn", b), only=())
+            self.loop("AV_LOOP", 1.0, c, ("attn", b), only=())
+            # every head's score pass, then per head its probabilities and A*V; the online softmax of the heads
+            # beside all of them (the plan's attention calls)
+            for call in self.plan.attention_calls():
+                self.attention_unit(call, ("attn", b))
             self.call("softmax", m.num_heads, c, ("attn", b))
             self.compute_unit(m.num_tokens, f"blocks.{b}.proj", ("proj", b))   # and the residual add
             self.layernorm(("norm2", b))
