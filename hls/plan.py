@@ -779,10 +779,12 @@ class KernelPlan:
 
     @property
     def moe_acc_banks(self) -> int:
-        """Banks of ``moe_acc`` on the column (cyclic): the epilogue read-modify-writes EPI_LANES consecutive
-        columns per cycle (from a multiple of EPI_LANES), the clear handles EW_LANES (a multiple of
-        CAST_LANES, the cast's): lcm of the two."""
-        return math.lcm(self.epilogue_lanes, self.elementwise_lanes)
+        """Banks of ``moe_acc`` on the column (cyclic): the clear handles EW_LANES consecutive columns per cycle
+        from a multiple of EW_LANES (a multiple of CAST_LANES, the cast's), the epilogue read-modify-writes
+        EPI_LANES consecutive columns from anywhere; consecutive columns are distinct banks while there are no
+        more of them than banks: the fewest multiple of EW_LANES that is at least EPI_LANES."""
+        ew = self.elementwise_lanes
+        return -(-self.epilogue_lanes // ew) * ew
 
     @property
     def moe_batch(self) -> int:
@@ -881,11 +883,12 @@ class KernelPlan:
     @property
     def prob_lanes(self) -> int:
         """``PROB_LANES``: probabilities the softmax's PROBS loop forms per cycle (an exp and a product each):
-        the fewest of cu_in's divisors (so a chunk never straddles the padded row) that keep its N x K_PAD /
-        PROB_LANES iterations within the N x ATTN_GROUPS of its SM_STEPS loop."""
+        the largest divisor of cu_in that is at most half of it (so a chunk never straddles the padded row),
+        a row's probabilities in about 2 x K_PAD / CU_IN iterations. PROBS runs between the compute unit's
+        calls, nothing beside it, so each of its iterations adds to the block's; CU_IN lanes would halve them
+        at three multipliers and an exp's logic a lane more (``edgemoe perf --resources``)."""
         ci = self.config.hardware.cu_in
-        need = -(-self.k_pad // self.attn_groups)
-        return min(d for d in range(1, ci + 1) if ci % d == 0 and d >= min(need, ci))
+        return max(d for d in range(1, max(1, ci // 2) + 1) if ci % d == 0)
 
     @property
     def sm_pace(self) -> int:

@@ -514,22 +514,29 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
                 "every add in the fabric")
     b.array("acc[CU_OUT] (mac_t = accum_t)", "compute_tiles/MAC", 1, p.accum.bits, banks=co, count=k,
             registers=True)
+    if plan.av_fold:   # A*V's keys past K_PAD: CU_OUT products more each, in a row's last chunk
+        b.mults("FOLD_J: p_tail[r][j] * v_tail[cur][o][j]", "compute_tiles/MAC", k * co * plan.av_fold, a, wbits,
+                a_signed=a_s, b_signed=w_s, note="A*V's folded keys: a product per output lane and folded key")
+        b.array("v_tail[2][CU_OUT][AV_FOLD] (cu_weight_t)", "compute_tiles", 1, cw, banks=2 * co * plan.av_fold,
+                count=k, registers=True, note="the folded keys' value words, two tiles")
+        b.array("p_tail[N_TOKENS][AV_FOLD] (cu_word_t)", "run_images", n, cu, banks=plan.av_fold,
+                note="the folded keys' probabilities, dim 2 complete")
     b.array("w[2][CU_OUT][ROW_WORDS] (cu_weight_t)", "compute_tiles", 2 * (rw // ci), cw, banks=co * ci,
             count=k, note="two tiles (ping-pong): dim 1 an address bit, dim 2 complete, dim 3 cyclic CU_IN; a "
             "matrix element or a head's key / value word (qkv_t), whichever is wider; BIND_STORAGE impl=lutram: "
             "distributed RAM at any size (a BRAM18 a bank would be CU_OUT x CU_IN of them)", lutram=True)
     # CU_SCORES (the attention's q . k): a row's CU_OUT sums are cast and stored in its last MAC iteration, no
     # epilogue: round and saturate per output lane at the constant fraction every score call has (2 QKV_FRAC +
-    # SCORE_SHIFT: the shift is wiring, no barrel shifter), and out[r][t * CU_OUT + o] in CU_IN cyclic banks: a
+    # SCORE_SHIFT: the shift is wiring, no barrel shifter), and sm_s[r][out_c0 + t * CU_OUT + o] in CU_IN cyclic banks: a
     # bank's write data selects among the lanes that meet it as the tile t moves (one, a wire, when CU_IN is a
     # multiple of CU_OUT)
     b.logic("MAC (CU_SCORES): to_attn_score(sum, 2 QKV_FRAC + SCORE_SHIFT) per output", "compute_tiles/MAC",
             k * co, LUT_PER_CAST, note="CU_OUT cast lanes at a constant fraction: a head's scores straight to S")
     lanes = _lanes_per_bank(co, co, ci)
     if lanes > 1:
-        b.logic("MAC (CU_SCORES): cast lane -> out bank select", "compute_tiles/MAC", k * ci,
+        b.logic("MAC (CU_SCORES): cast lane -> sm_s bank select", "compute_tiles/MAC", k * ci,
                 cu * math.ceil(lanes / 4), shape=f"{ci} banks x {lanes} lanes",
-                note="CU_OUT consecutive columns from t * CU_OUT: the lanes a bank meets move with t")
+                note="CU_OUT consecutive columns from out_c0 + t * CU_OUT: the lanes a bank meets move with t")
     if plan.weight_rows_aligned:
         bb = plan.layer_bias_banks
         b.array("b[MAX_N_OUT] (weight_word_t)", "compute_tiles", -(-plan.max_n_out // bb), wb, banks=bb, count=k,
@@ -636,10 +643,11 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     sm, side = inst["softmax"], inst["compute_tiles"]
     G, PL = plan.attn_groups, plan.prob_lanes
     st, pr = "compute_tiles/MAC (side job)", "softmax/PROBS"
-    b.array("sm_max[ATTN_P][ATTN_GROUPS] (attn_score_t)", "run_images", G, p.attn_score.bits, banks=P,
-            note="a query's running max, dim 1 complete (lane p's bank)")
-    b.array("sm_sum[ATTN_P][ATTN_GROUPS] (softmax_sum_t)", "run_images", G, p.softmax_sum.bits, banks=P,
-            note="a query's running sum, dim 1 complete (lane p's bank)")
+    H = m.num_heads
+    b.array("sm_max[ATTN_P][SM_STATE_GROUPS] (attn_score_t)", "run_images", H * G, p.attn_score.bits, banks=P,
+            note="a query's running max, a block's heads one after the other, dim 1 complete (lane p's bank)")
+    b.array("sm_sum[ATTN_P][SM_STATE_GROUPS] (softmax_sum_t)", "run_images", H * G, p.softmax_sum.bits, banks=P,
+            note="a query's running sum, a block's heads one after the other, dim 1 complete (lane p's bank)")
     b.array("row_inv[ATTN_P][ATTN_GROUPS] (softmax_inv_t)", "softmax", G, p.softmax_inv.bits, banks=P, count=sm,
             note="1/sum per query, formed in PROBS PROB_LEAD rows ahead; dim 1 complete")
     # the side job: ATTN_P lanes (SM_LANES unrolled), each an online_step a step on its own EXP2_TABLE copy. The
@@ -653,11 +661,12 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.logic("online_step: max, shift, add, to_softmax_sum", st, side * P, 3 * W + LUT_PER_CAST)
     b.rom("exp2_lane[ATTN_P] (EXP2_TABLE copies)", st, te["exp2"], tb["exp2"], count=side * P,
           note="a ROM per lane (cyclic 2: even / odd entries), both ports of both banks: a step's two exps")
-    # sm_s is the scores (logits) in the calls that run the side job, another row buffer where the call writes
-    # logits (a select of three per lane word), and the step's counters
-    b.logic("SM_LANES: sm_s, a select of the row buffers (logits | hbuf | tbuf) per lane", st, side * P, cu,
-            shape=f"3 -> 1 of {cu}b")
-    b.logic("side job: (ss, sg, sp) counters, its end", st, side, 4 * INT_BITS, 4 * INT_BITS)
+    # sm_s is the scores (logits) in every call but the gate's, which writes logits (tbuf there: a select of
+    # two per lane word), and the side job's place (kept from call to call) and counters
+    b.logic("SM_LANES: sm_s, a select of the row buffers (logits | tbuf) per lane", st, side * P, cu,
+            shape=f"2 -> 1 of {cu}b")
+    b.logic("side job: (sm_h, sm_it, ss, sg, sm_c0, sm_g0, sp) its place, its end", st, side, 8 * INT_BITS,
+            8 * INT_BITS)
     # lane p reads column s + p of its query's row of S (logits: CU_IN cyclic banks), so its bank moves with s:
     # a CU_IN -> 1 select of the lane's word, and each bank's address is the lane's that reads it
     sa = _addr_bits(n * rw // ci)
@@ -680,17 +689,20 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     # PROBS: PROB_LANES lanes (PROB_U unrolled), each an exp on its own EXP2_TABLE copy, exp_t x softmax_inv_t,
     # to_attn_prob, into big's PROB_COL columns (bank (j0 + u) % CU_IN: lane u always meets the banks u mod
     # PROB_LANES, a wire and a write enable each)
-    _exp_neg(b, pr, sm * PL, cfg, tb, x_bits=xd)
-    b.rom("exp2_prob[PROB_LANES] (EXP2_TABLE copies)", pr, te["exp2"], tb["exp2"], count=sm * PL,
+    # and AV_FOLD lanes more beside a row's last chunk: the folded keys' probabilities into p_tail
+    FL = PL + plan.av_fold
+    _exp_neg(b, pr, sm * FL, cfg, tb, x_bits=xd)
+    b.rom("exp2_prob[PROB_LANES + AV_FOLD] (EXP2_TABLE copies)", pr, te["exp2"], tb["exp2"], count=sm * FL,
           note="a ROM per probability lane (cyclic 2): one exp a cycle")
-    b.mults("PROB_U: wide_t(e) * inv", pr, sm * PL, p.exp.bits, p.softmax_inv.bits, a_signed=p.exp.signed,
+    b.mults("PROB_U, FOLD_U: wide_t(e) * inv", pr, sm * FL, p.exp.bits, p.softmax_inv.bits, a_signed=p.exp.signed,
             b_signed=p.softmax_inv.signed, note="exp_t x softmax_inv_t, one per probability lane")
-    b.logic("PROB_U: to_attn_prob, zero past N_TOKENS", pr, sm * PL, LUT_PER_CAST + p.attn_prob.bits)
+    b.logic("PROB_U, FOLD_U: to_attn_prob, zero past N_TOKENS", pr, sm * FL, LUT_PER_CAST + p.attn_prob.bits)
     b.logic("PROBS: the row's and the lead's counters", pr, sm, 6 * INT_BITS, 6 * INT_BITS)
-    rot = ci // PL
+    # lane u reads S[i][hd * SCORE_COLS + j0 + u]: the banks it meets, over the heads' first columns and the chunks
+    rot = len({(hd * plan.score_cols + j0) % ci for hd in range(H) for j0 in range(0, plan.k_pad, PL)})
     if rot > 1:
-        b.logic("PROB_U: S[i][j0 + u], lane u's word of S's banks", pr, sm * PL, cu * math.ceil(rot / 4),
-                shape=f"{rot} -> 1 of {cu}b", note="j0 moves by PROB_LANES: lane u meets CU_IN / PROB_LANES banks")
+        b.logic("PROB_U: S[i][c0 + j0 + u], lane u's word of S's banks", pr, sm * PL, cu * math.ceil(rot / 4),
+                shape=f"{rot} -> 1 of {cu}b", note="the head's first column and j0 move lane u across the banks")
     b.divider("S[i][j], big[i][PROB_COL + j]: column j / CU_IN, bank j % CU_IN", pr, sm * 2 * PL, INT_BITS, ci,
               pipelined=True, note="a lane's column in the cyclic banks")
     b.control("softmax", sm, loops=3)
