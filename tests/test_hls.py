@@ -108,7 +108,8 @@ def test_mac_loop_runs_the_iterations_the_loop_model_counts(name, tmp_path, capf
     counted and printed per call), runs in every compute_unit call exactly the iterations the loop model counts
     (KernelPlan.mac_passes: per pass the longer of its MACs and its unpack between PASS_LEAD and PASS_TAIL, the
     last row's epilogue once), rows of whole bus words and tiles inside bus words (several rows to a word), and
-    the attention's score and A*V passes with their on-chip weights (KernelPlan.attention_passes)."""
+    the attention's score and A*V passes with their on-chip weights, each call as long as the online softmax
+    beside it must run (KernelPlan.attention_calls: on micro, some A*V calls wait for the next head's)."""
     from edgemoe.hls.csim import CsimLibrary, compile_sources
     from edgemoe.hls.project import CSIM_SOURCES, kernel_sources
 
@@ -119,8 +120,8 @@ def test_mac_loop_runs_the_iterations_the_loop_model_counts(name, tmp_path, capf
     edits = [("        bool run = true;\n", "        bool run = true;\n        long long iterations = 0;\n"),
              ("#pragma HLS PIPELINE II=1\n            // acc_rows:",
               "#pragma HLS PIPELINE II=1\n            iterations++;\n            // acc_rows:"),
-             ("            run = tile || r < mrows || po < CU_OUT || sm_it < SM_ITERS;\n        }\n",
-              "            run = tile || r < mrows || po < CU_OUT || sm_it < SM_ITERS;\n        }\n"
+             ("            run = tile || r < mrows || po < CU_OUT || sm_h < sm_need;\n        }\n",
+              "            run = tile || r < mrows || po < CU_OUT || sm_h < sm_need;\n        }\n"
               '        fprintf(stderr, "MAC %d %d %d %lld\\n", k_dim, n_out, rows, iterations);\n')]
     for old, new in edits:
         assert src.count(old) == 1, old
@@ -133,24 +134,22 @@ def test_mac_loop_runs_the_iterations_the_loop_model_counts(name, tmp_path, capf
     proj.predict(synthetic_images(cfg.model, 1, seed=3), 0)
     calls = [tuple(map(int, line.split()[1:])) for line in capfd.readouterr().err.splitlines()
              if line.startswith("MAC ")]
-    assert len(calls) >= 1 + 3 * cfg.model.depth   # the patch embedding, every block's qkv, proj and more
-    assert any(rows < cfg.model.num_tokens for _, _, rows, _ in calls)   # an expert's rows
+    m = cfg.model
+    assert len(calls) >= 1 + 3 * m.depth   # the patch embedding, every block's qkv, proj and more
+    assert any(rows < m.num_tokens for _, _, rows, _ in calls)   # an expert's rows
+    # a block's attention calls, in run_images' order: every head's score pass (keys from big's rows), then per
+    # head its A*V (values from big's rows); the online softmax beside them lengthens the calls that must wait
+    # for a head's (KernelPlan.attention_calls)
+    scores, av = (m.head_dim, plan.score_cols), (plan.k_pad, m.head_dim)
+    attention = [c for c in calls if c[:2] in (scores, av)]
+    block = [(*(scores if c.kind == "scores" else av), m.num_tokens, c.iterations) for c in plan.attention_calls()]
+    assert attention == block * m.depth
+    assert any(c.iterations > c.passes for c in plan.attention_calls()) == (name == "micro")
     for k, n_out, rows, iterations in calls:
+        if (k, n_out) in (scores, av):
+            continue
         expected = {sum(plan.mac_passes(lin, rows)) for lin in plan.linears if (lin.k, lin.n_out) == (k, n_out)}
-        m = cfg.model
-        if (k, n_out) == (m.head_dim, plan.score_cols):     # a head's scores: keys from the q / k rows
-            expected.add(sum(plan.attention_passes("scores", rows)))
-        side = (m.num_tokens * plan.attn_groups - 1) * plan.sm_pace + 1    # the online softmax beside, if any
-        if (k, n_out) == (m.num_tokens, m.head_dim):        # its A*V: values from the same rows
-            av = sum(plan.attention_passes("av", rows))
-            expected |= {av, max(av, side)}
-        if (k, n_out, rows) == (m.num_tokens, 0, 0):        # a block's first online softmax alone
-            expected.add(side)
         assert iterations in expected, (k, n_out, rows, iterations, expected)
-    heads = cfg.model.num_heads * cfg.model.depth
-    assert sum((k, n) == (cfg.model.head_dim, plan.score_cols) for k, n, _, _ in calls) == heads
-    assert sum((k, n) == (cfg.model.num_tokens, cfg.model.head_dim) for k, n, _, _ in calls) == heads
-    assert sum((k, n) == (cfg.model.num_tokens, 0) for k, n, _, _ in calls) == cfg.model.depth
 
 
 def _instrumented_expert_calls(cfg, sd, images, task, tmp_path, capfd, defines=()):

@@ -242,7 +242,8 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "PATCH_DIM": m.patch_dim, "MLP_HIDDEN": m.mlp_hidden, "EXPERT_HIDDEN": m.expert_hidden,
             "CU_IN": h.cu_in, "CU_OUT": h.cu_out, "MAC_CHAIN": plan.mac_chain, "ATTN_P": h.attn_parallel,
             "ATTN_GROUPS": plan.attn_groups, "SCORE_COLS": plan.score_cols, "PROB_COL": plan.prob_col,
-            "K_PAD": plan.k_pad, "PROB_LANES": plan.prob_lanes, "PROB_CHUNKS": plan.prob_chunks,
+            "K_PAD": plan.k_pad, "AV_FOLD": plan.av_fold, "PROB_LANES": plan.prob_lanes,
+            "PROB_CHUNKS": plan.prob_chunks,
             "PROB_LEAD": plan.prob_lead, "PROB_PAD_LANES": plan.prob_pad_lanes, "EW_LANES": plan.elementwise_lanes,
             "CAST_LANES": plan.cast_lanes, "LN_LANES": plan.ln_lanes, "LN_CHUNKS": plan.ln_chunks,
             "LN_SKEW": plan.ln_skew,
@@ -272,7 +273,7 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
             # the group's kept rows: cyclic EW_LANES (the routing keeps a chunk of them a cycle)
             "x_keep": plan.elementwise_lanes, "h_keep": plan.elementwise_lanes, "pass_row": 1, "pass_score": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
-            "exp2_lane": 2 * h.attn_parallel, "exp2_prob": 2 * plan.prob_lanes}
+            "exp2_lane": 2 * h.attn_parallel, "exp2_prob": 2 * (plan.prob_lanes + plan.av_fold)}
 
 
 def kernel_functions() -> tuple[FunctionSpec, ...]:
@@ -295,7 +296,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     C = plan.cast_lanes          # and of those that cast every column
     wpb, mpb = plan.words_per_beat, plan.matrix_per_beat
     cu, wb = plan.cu_word_bits, plan.cu_weight_bits   # the MACs' operands: cu_word_t x cu_weight_t
-    PL = plan.prob_lanes
+    PL, fold = plan.prob_lanes, plan.av_fold
     acc_bits = 64  # wide_t
 
     def spread(n, array):
@@ -357,6 +358,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                  # ceil(CU_OUT / CU_IN); each lane its bank of sm_max / sm_sum, its exp2_lane ROM (two exps, an
                  # interpolation's two reads each, one per even / odd bank)
                  Port("sm_s", reads=ci * math.ceil(P / ci), writes=ci * math.ceil(co / ci), spread=ci),
+                 *((Port("p_tail", reads=fold, spread=fold),) if fold else ()),   # A*V's folded keys, a row's
                  Port("sm_max", reads=P, writes=P, spread=banks["sm_max"]),
                  Port("sm_sum", reads=P, writes=P, spread=banks["sm_sum"]),
                  Port("exp2_lane", reads=2 * 2 * P, spread=banks["exp2_lane"])),
@@ -387,7 +389,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                                   distance=plan.attn_groups * plan.sm_pace),
                        Recurrence("side job: (ss, sg, sp), the step, group and pace", ("add",))),
           # and the side job's per lane: l * alpha, and each exp's x * LOG2E_RAW and interpolation
-          mults=(Mults(co * ci, cu, wb), Mults(E, cu, 18), Mults(E, acc_bits, 16),
+          mults=(Mults(co * ci + co * fold, cu, wb), Mults(E, cu, 18), Mults(E, acc_bits, 16),
                  Mults(P, p.softmax_sum.bits, p.exp.bits), Mults(2 * P, acc_bits, 18)),
           # after the cast, GELU and the score accumulate's path (gelu, mul, bram, add, store) is longer than
           # CU_RESID's (add, cast, the lane sum's adder tree, the running sum, x_sum's add, store)
@@ -399,6 +401,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("MAC_O", "compute_tiles", "MAC", "-", "CU_OUT"),
         S("MAC_C", "compute_tiles", "MAC_O", "-", "CU_IN / MAC_CHAIN"),
         S("MAC_I", "compute_tiles", "MAC_C", "-", "MAC_CHAIN"),
+        # A*V's folded keys, in a row's last chunk (counted as if every iteration had them: unrolled, no cycles)
+        *((S("FOLD_J", "compute_tiles", "MAC_O", "-", "AV_FOLD"),) if fold else ()),
         # the unpack's fields, unrolled: a bias bus word's in one iteration, UNPACK_FIELDS of a weight bus word's
         # in each of UNPACK_STEPS (per MAC iteration: averaged over the pass)
         S("UNPACK_B_J", "compute_tiles", "MAC", "-", "WORDS_PER_BEAT * bias_beats / mac_iters"),
@@ -429,19 +433,22 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # its padded keys' PROB_PAD_LANES columns beside (one CU_IN window with the chunk's); a row's 1/sum formed
         # PROB_LEAD rows ahead (at chunk 0)
         S("PROBS", "softmax", None, "PIPELINE II=1", "(N_TOKENS + PROB_LEAD) * PROB_CHUNKS",
-          ports=(Port("S", reads=PL, spread=spread(PL, "S")),
+          # (and beside a row's last chunk AV_FOLD lanes more: the folded keys' probabilities into p_tail)
+          ports=(Port("S", reads=PL + fold, spread=spread(PL + fold, "S")),
+                 *((Port("p_tail", writes=fold, spread=fold),) if fold else ()),
                  Port("big", writes=PL + plan.prob_pad_lanes, spread=spread(PL + plan.prob_pad_lanes, "big")),
                  Port("row_max", reads=1), Port("row_inv", reads=1, writes=1, spread=banks["row_inv"]),
                  Port("row_sum", reads=1), Port("RECIP_TABLE", reads=2),
-                 Port("exp2_prob", reads=2 * PL, spread=banks["exp2_prob"])),
+                 Port("exp2_prob", reads=2 * (PL + fold), spread=banks["exp2_prob"])),
           recurrences=(Recurrence("(i, p, g, j0), (lp, lg): the row, its chunk, the lead's query", ("add",)),
                        Recurrence("a row's 1/sum to its first use, PROB_LEAD x PROB_CHUNKS iterations later",
                                   RECIP_HANDOFF_OPS, distance=plan.prob_lead * plan.prob_chunks)),
-          mults=(Mults(PL, acc_bits, 18), Mults(PL, p.exp.bits, p.softmax_inv.bits)),
+          mults=(Mults(PL + fold, acc_bits, 18), Mults(PL + fold, p.exp.bits, p.softmax_inv.bits)),
           ops=("bram", "add", "exp", "mul", "cast", "store"), step="attn"),
         S("PROB_U", "softmax", "PROBS", "-", "PROB_LANES", step="attn"),
         *((S("PROB_PAD", "softmax", "PROBS", "-", "PROB_PAD_LANES / PROB_CHUNKS", step="attn"),)
           if plan.prob_pad_lanes else ()),
+        *((S("FOLD_U", "softmax", "PROBS", "-", "AV_FOLD / PROB_CHUNKS", step="attn"),) if fold else ()),
         S("TAP_SM", "softmax", None, "PIPELINE II=1", "N_TOKENS", tap_only=True,
           ports=(Port("row_max", reads=1), Port("row_inv", reads=1)), axi=(packed,)),
         # route_tokens (inlined in run_images): the count clear, then gate softmax, top-k, queue fill and the image's
