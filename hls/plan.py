@@ -822,12 +822,25 @@ class KernelPlan:
     gate_skew = 2
 
     @property
+    def gate_lanes(self) -> int:
+        """``GATE_LANES``: tokens a slot of the routing pipeline takes side by side, each lane its own top-k list,
+        exp and sum: 2 where the queue stage's entries of a slot (GATE_LANES x TOP_K, one a cycle) fit the slot's
+        EXPERTS iterations, else 1. Two lanes read two logits a cycle, both of one bank's ports."""
+        m = self.config.model
+        return 2 if 2 * m.top_k <= m.num_experts else 1
+
+    @property
+    def gate_slots(self) -> int:
+        """``GATE_SLOTS``: token slots of the routing pipeline, ceil(N_TOKENS / GATE_LANES)."""
+        return -(-self.config.model.num_tokens // self.gate_lanes)
+
+    @property
     def gate_steps(self) -> int:
-        """``GATE_STEPS``: iterations of the kernel's routing pipeline (``GATE``): ``N_TOKENS + GATE_SKEW`` token
+        """``GATE_STEPS``: iterations of the kernel's routing pipeline (``GATE``): ``GATE_SLOTS + GATE_SKEW`` token
         slots of ``EXPERTS`` iterations, or, where that is fewer, the moe_acc clear it carries
         (``N_TOKENS x DIM / EW_LANES`` chunks)."""
         m = self.config.model
-        return max((m.num_tokens + self.gate_skew) * m.num_experts,
+        return max((self.gate_slots + self.gate_skew) * m.num_experts,
                    m.num_tokens * (m.embed_dim // self.elementwise_lanes))
 
     @property

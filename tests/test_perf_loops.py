@@ -273,37 +273,54 @@ def test_layernorm_skew_keeps_the_1_over_std_hand_off_off_the_ii(lanes, monkeypa
                                        (MICRO, ["model.num_experts=8", "model.top_k=3"]),
                                        (MICRO, ["model.num_experts=5", "hardware.cu_in=4"])])
 def test_routing_is_one_pipeline_over_tokens_and_experts(name, sets):
-    """Gate softmax, top-k and the queue fill of every token are one II=1 loop (GATE) of N_TOKENS + GATE_SKEW
-    token slots of EXPERTS iterations (longer only where moe_acc's clear, which it carries, is): the top-k of
-    token s, the exps of s - 1 and the queue writes of s - GATE_SKEW, so no per-token pipeline pays its depth.
-    Its two logit reads share the one bank's two ports; the stages hand tokens on in registers."""
+    """Gate softmax, top-k and the queue fill of every token are one II=1 loop (GATE) of GATE_SLOTS + GATE_SKEW
+    token slots of EXPERTS iterations (longer only where moe_acc's clear, which it carries, is), a slot taking
+    GATE_LANES tokens side by side (2 where a slot's GATE_LANES x TOP_K queue entries fit its EXPERTS iterations):
+    the top-k of slot s's tokens, the exps of slot s - 1's and the queue writes of slot s - GATE_SKEW's, so no
+    per-token pipeline pays its depth. The lanes' logit reads share one bank's two ports (stage B takes its logits
+    from the lanes' delay lines), each lane reads its own exp and reciprocal ROMs; the stages hand tokens on in
+    registers."""
     cfg = load_config(name, sets)
     m, plan = cfg.model, KernelPlan.from_config(cfg)
-    n, e, ew = m.num_tokens, m.num_experts, plan.elementwise_lanes
-    assert plan.gate_steps == max((n + plan.gate_skew) * e, n * m.embed_dim // ew)
+    n, e, ew, k = m.num_tokens, m.num_experts, plan.elementwise_lanes, m.top_k
+    GL = plan.gate_lanes
+    assert GL == (2 if 2 * k <= e else 1) and plan.gate_slots == -(-n // GL)
+    assert plan.gate_steps == max((plan.gate_slots + plan.gate_skew) * e, n * m.embed_dim // ew)
     le = loop_estimate(cfg, None)
     gate = le.loops["GATE"]
     assert gate.iterations == len(m.moe_blocks) * plan.gate_steps and gate.entries == len(m.moe_blocks)
     assert gate.ii.ii == 1 and gate.ii.binding == "pragma II met", gate.ii.detail
     ports = {p.array: p for p in gate.spec.ports}
-    assert ports["logits"].reads == 2 and ports["logits"].spread == 1
+    assert ports["logits"].reads == GL <= 2 and ports["logits"].spread == 1
+    assert ports["exp2_gate"].reads == ports["exp2_gate"].spread == ports["recip_gate"].spread == 2 * GL
+    assert ports["route.ex"].writes == ports["route.inv"].writes == GL
     assert ports["q_count"].spread == e                                    # registers
-    assert le.loops["GATE_INSERT"].iterations == len(m.moe_blocks) * n * e * m.top_k
-    assert le.loops["GATE_SHIFT"].iterations == len(m.moe_blocks) * n * m.top_k * (m.top_k - 1)
+    blocks = len(m.moe_blocks)
+    assert le.loops["GATE_A"].iterations == blocks * plan.gate_steps * GL
+    assert le.loops["GATE_INSERT"].iterations == blocks * plan.gate_steps * GL * k
+    assert le.loops["GATE_B"].iterations == blocks * plan.gate_slots * e * GL
+    assert le.loops["GATE_PICK"].iterations == blocks * plan.gate_slots * e * GL * k
+    assert le.loops["GATE_SHIFT"].iterations == blocks * plan.gate_slots * GL * k * (GL * k - 1)
     assert not {"GATE_TOKENS", "GATE_MAX", "GATE_EXP", "TOPK_SCAN", "Q_FILL", "Q_FILL_K", "MOE_CLEAR",
                 "GATHER_D"} & set(le.loops)
     steps = {k[0] for k in le.by_step()}
     assert "gate_topk" in steps and not {"queues", "moe_clear"} & steps
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     assert f"static const int GATE_STEPS = {plan.gate_steps}, GATE_SKEW = {plan.gate_skew};" in src
+    assert f"static const int GATE_LANES = {GL}, GATE_SLOTS = {plan.gate_slots};" in src
     assert "GATE: for (int it = 0; it < GATE_STEPS; it++) {\n#pragma HLS PIPELINE II=1" in src
     assert "#pragma HLS ARRAY_PARTITION variable=q_count complete" in src
     body = src[src.index("GATE: for"):src.index("// Top level")]
     # the stages last first (each reads its hand-off registers before the stage ahead latches the next token)
-    assert body.index("// C: token s - GATE_SKEW") < body.index("// B: token s - 1") < body.index("// A: token s")
-    assert "logits[s - 1][e]" in body and "logits[s][e]" in body and "acc_rows[base + cr][cd + u] = 0;" in body
+    assert body.index("// C: the tokens of slot s - GATE_SKEW") < body.index("// B: the tokens of slot s - 1") \
+        < body.index("// A: the tokens of slot s")
+    assert "delay[g][0]" in body and "logits[t][e]" in body and "logits[s" not in body
+    assert "exp2_gate[g]" in body and "recip_gate[g]" in body
+    assert "acc_rows[base + cr][cd + u] = 0;" in body
     assert "route.queue[qe][pos] = base + t;" in body and "count[qe] = pos + 1;" in body
     assert "gate_token" not in src and "MOE_CLEAR" not in src
+    const, specs = kernel_constants(cfg, plan), {s.label: s for s in kernel_loops(cfg, plan)}
+    assert eval(_loop_bound(src, "GATE"), {}, const) == eval(specs["GATE"].trip, {}, const)  # noqa: S307
     if name == ZCU:   # the preset: the routing steps were ~25k cycles per MoE block
         blk = m.moe_blocks[0]
         by = le.by_step()

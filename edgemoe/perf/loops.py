@@ -250,7 +250,8 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
             "MATRIX_PER_BEAT": plan.matrix_per_beat, "UNPACK_STEPS": plan.unpack_steps,
-            "UNPACK_FIELDS": plan.unpack_fields, "GATE_STEPS": plan.gate_steps, "IMAGE_LANES": plan.image_lanes,
+            "UNPACK_FIELDS": plan.unpack_fields, "GATE_STEPS": plan.gate_steps, "GATE_LANES": plan.gate_lanes,
+            "GATE_SLOTS": plan.gate_slots, "IMAGE_LANES": plan.image_lanes,
             "IMAGE_WORDS": plan.image_words, "POS_BEATS": plan.pos_beats, "OUT_PER_BEAT": plan.out_per_beat,
             "PIX_BEATS": plan.pix_beats, "MOE_COUNT": len(plan.moe_blocks), "MOE_BATCH": plan.moe_batch}
 
@@ -273,6 +274,7 @@ def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
             # the group's kept rows: cyclic EW_LANES (the routing keeps a chunk of them a cycle)
             "x_keep": plan.elementwise_lanes, "h_keep": plan.elementwise_lanes, "pass_row": 1, "pass_score": 1,
             "EXP2_TABLE": 1, "RECIP_TABLE": 1, "RSQRT_TABLE": 1, "GELU_TABLE": 1,
+            "exp2_gate": 2 * plan.gate_lanes, "recip_gate": 2 * plan.gate_lanes,
             "exp2_lane": 2 * h.attn_parallel, "exp2_prob": 2 * (plan.prob_lanes + plan.av_fold)}
 
 
@@ -296,7 +298,7 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     C = plan.cast_lanes          # and of those that cast every column
     wpb, mpb = plan.words_per_beat, plan.matrix_per_beat
     cu, wb = plan.cu_word_bits, plan.cu_weight_bits   # the MACs' operands: cu_word_t x cu_weight_t
-    PL, fold = plan.prob_lanes, plan.av_fold
+    PL, fold, GL = plan.prob_lanes, plan.av_fold, plan.gate_lanes
     acc_bits = 64  # wide_t
 
     def spread(n, array):
@@ -456,9 +458,10 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # of token s, exps of s - 1, queue writes of s - GATE_SKEW)
         S("Q_CLEAR", "route_tokens", None, "UNROLL", "EXPERTS", ops=("store",), step="gate_topk"),
         S("GATE", "route_tokens", None, "PIPELINE II=1", "GATE_STEPS",
-          # logits: the top-k's token and the exps' token, both ports of its one bank; a write of each route
-          # array (the exps and 1/sum for the scores tap; the queue entry and the top-k taps' words)
-          ports=(Port("logits", reads=2), Port("route.ex", writes=1), Port("route.inv", writes=1),
+          # logits: the GATE_LANES tokens of a slot (stage A; stage B takes its logits from the lanes' delay lines),
+          # one column, so one bank's two ports; per lane a write of the exps and 1/sum (the scores tap) and its
+          # exp and reciprocal ROMs; the queue stage's one entry a cycle (the queue and the top-k taps' words)
+          ports=(Port("logits", reads=GL), Port("route.ex", writes=GL), Port("route.inv", writes=GL),
                  Port("route.queue", writes=1), Port("route.queue_score", writes=1),
                  Port("route.chosen", writes=1), Port("route.chosen_score", writes=1),
                  Port("q_count", reads=1, writes=1, spread=banks["q_count"]),
@@ -466,24 +469,30 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
                  Port("x", reads=L, spread=spread(L, "x")), Port("hbuf", reads=L, spread=spread(L, "hbuf")),
                  Port("x_keep", writes=L, spread=spread(L, "x_keep")),
                  Port("h_keep", writes=L, spread=spread(L, "h_keep")),
-                 Port("EXP2_TABLE", reads=2), Port("RECIP_TABLE", reads=2)),
-          # the hand-offs between the stages are registers latched at a token's last expert (a select each): the
-          # exp, 1/sum and the scores ahead of a latch are depth (ops), not a recurrence
-          recurrences=(Recurrence("the top-k list: compare and insert (registers)", ("add",)),
-                       Recurrence("sum += exp (an exact integer)", ("add",)),
+                 Port("exp2_gate", reads=2 * GL, spread=banks["exp2_gate"]),
+                 Port("recip_gate", reads=2 * GL, spread=banks["recip_gate"])),
+          # the hand-offs between the stages are registers latched at a slot's last expert (a select each): the
+          # exp, 1/sum and the scores ahead of a latch are depth (ops), not a recurrence; each lane's list, sum
+          # and delay line are its own
+          recurrences=(Recurrence("a lane's top-k list: compare and insert (registers)", ("add",)),
+                       Recurrence("a lane's sum += exp (an exact integer)", ("add",)),
                        Recurrence("q_count[e]++ (registers, e varies)", ("add",)),
-                       Recurrence("(s, e), the clear's (cr, cd): the position", ("add",))),
-          # exp_neg's (logit - max) x LOG2E_RAW and its interpolation, the reciprocal's, the chosen scores
-          mults=(Mults(1, p.gate_logit.bits + 1, p.table_frac_bits + 2),
-                 Mults(2, p.table_frac_bits + 2, p.table_frac_bits + 1),
-                 Mults(m.top_k, p.exp.bits, p.softmax_inv.bits)),
+                       Recurrence("(s, e), the tokens' counters, the clear's (cr, cd): the position", ("add",))),
+          # per lane exp_neg's (logit - max) x LOG2E_RAW and its interpolation, the reciprocal's, the chosen scores
+          mults=(Mults(GL, p.gate_logit.bits + 1, p.table_frac_bits + 2),
+                 Mults(2 * GL, p.table_frac_bits + 2, p.table_frac_bits + 1),
+                 Mults(GL * m.top_k, p.exp.bits, p.softmax_inv.bits)),
           ops=("bram", "add", "exp", "add", "recip", "mul", "cast", "store"), step="gate_topk"),
-        # its unrolled loops, in the iterations that run them (per GATE iteration: averaged over the loop): the
-        # queue stage's shift in a token's first TOP_K, the exps' and the top-k's every (token, expert), the
-        # clear's EW_LANES words in the first N_TOKENS x DIM / EW_LANES
-        S("GATE_SHIFT", "route_tokens", "GATE", "-", "N_TOKENS * TOP_K * (TOP_K - 1) / GATE_STEPS"),
-        S("GATE_PICK", "route_tokens", "GATE", "-", "N_TOKENS * EXPERTS * TOP_K / GATE_STEPS"),
-        S("GATE_INSERT", "route_tokens", "GATE", "-", "N_TOKENS * EXPERTS * TOP_K / GATE_STEPS"),
+        # its unrolled loops, per iteration of their parents (GATE: averaged over the loop): the queue stage's
+        # shift in a slot's first GATE_LANES x TOP_K iterations; the lanes' stage A every iteration (the insert
+        # and the delay line), stage B in the slots after the first
+        S("GATE_SHIFT", "route_tokens", "GATE",
+          "-", "GATE_SLOTS * GATE_LANES * TOP_K * (GATE_LANES * TOP_K - 1) / GATE_STEPS"),
+        S("GATE_B", "route_tokens", "GATE", "-", "GATE_SLOTS * EXPERTS * GATE_LANES / GATE_STEPS"),
+        S("GATE_PICK", "route_tokens", "GATE_B", "-", "TOP_K"),
+        S("GATE_A", "route_tokens", "GATE", "-", "GATE_LANES"),
+        S("GATE_DELAY", "route_tokens", "GATE_A", "-", "EXPERTS - 1"),
+        S("GATE_INSERT", "route_tokens", "GATE_A", "-", "TOP_K"),
         S("GATE_CLEAR_U", "route_tokens", "GATE", "-", "N_TOKENS * DIM / GATE_STEPS"),
         # write_rows: a bus word (OUT_PER_BEAT words) an iteration in one pipeline, one burst; the busiest of src's
         # CU_IN banks takes write_bank_reads reads a bus word (with OUT_PER_BEAT <= CU_IN: 1 in a row, 2 across a
