@@ -298,7 +298,8 @@ class AttentionCall:
     ``head``'s q . k), ``"av"`` (its probabilities x v) or ``"none"`` (no rows: the online softmax alone, one head
     only); ``passes``, the MAC-loop iterations its own work takes; ``ready`` / ``need``, the side job's bounds
     (it may run the heads below ``ready``, the call lasts until those below ``need`` are done); ``side_steps``,
-    the online-softmax steps it runs; ``iterations``, its MAC loop's."""
+    the online-softmax steps it runs; ``iterations``, its MAC loop's; ``pre``, its first tile was unpacked by
+    the call before; ``prefetch``, the kind of the next call whose first tile its last pass unpacks ("": none)."""
     kind: str
     head: int
     passes: int
@@ -306,6 +307,8 @@ class AttentionCall:
     need: int
     side_steps: int
     iterations: int
+    pre: bool = False
+    prefetch: str = ""
 
 
 @dataclass(frozen=True)
@@ -946,8 +949,9 @@ class KernelPlan:
         softmax alone). The online softmax is the calls' side job, head by head, N_TOKENS x ATTN_GROUPS steps a
         head, a step every ``pace`` iterations (SM_PACE): a head's from the call after its score pass on
         (``ready``), and the call before a head's probabilities lasts until that head's is done (``need``: the
-        last score pass for head 0, head h's A*V for head h + 1). A call's MAC loop runs its passes, and longer
-        while its ``need`` is not met."""
+        last score pass for head 0, head h's A*V for head h + 1). With more than one head, each call's last pass
+        also unpacks the next call's first tile, so the next skips its pass 0. A call's MAC loop runs its passes,
+        and longer while its ``need`` is not met."""
         m = self.config.model
         n, heads = m.num_tokens, m.num_heads
         pace = self.sm_pace if pace is None else pace
@@ -956,9 +960,18 @@ class KernelPlan:
         if heads == 1:
             plan.append(("none", 0, 1, 1))
         plan += [("av", h, heads, min(h + 2, heads)) for h in range(heads)]
+        many = heads > 1
         done, calls = 0, []
-        for kind, head, ready, need in plan:
-            passes = 1 if kind == "none" else sum(self.attention_passes(kind, n))
+        for i, (kind, head, ready, need) in enumerate(plan):
+            pre = many and i > 0
+            prefetch = plan[i + 1][0] if many and i + 1 < len(plan) else ""
+            if kind == "none":
+                passes = 1
+            else:
+                parts = self.attention_passes(kind, n)[1 if pre else 0:]
+                if prefetch:   # the last pass unpacks the next call's first tile too
+                    parts[-1] = max(parts[-1], self.pass_lead + self.attention_shape(prefetch)[2][0] + self.pass_tail)
+                passes = sum(parts)
             available = max(0, ready * per_head - done)
             needed = max(0, need * per_head - done)
             if needed > available:
@@ -966,7 +979,7 @@ class KernelPlan:
             iterations = max(passes, (needed - 1) * pace + 1 if needed else 0)
             steps = min(available, math.ceil(iterations / pace))
             done += steps
-            calls.append(AttentionCall(kind, head, passes, ready, need, steps, iterations))
+            calls.append(AttentionCall(kind, head, passes, ready, need, steps, iterations, pre, prefetch))
         return calls
 
     def attention_shape(self, kind: str) -> tuple[int, int, list[int]]:

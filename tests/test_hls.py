@@ -120,8 +120,8 @@ def test_mac_loop_runs_the_iterations_the_loop_model_counts(name, tmp_path, capf
     edits = [("        bool run = true;\n", "        bool run = true;\n        long long iterations = 0;\n"),
              ("#pragma HLS PIPELINE II=1\n            // acc_rows:",
               "#pragma HLS PIPELINE II=1\n            iterations++;\n            // acc_rows:"),
-             ("            run = tile || r < mrows || po < CU_OUT || sm_h < sm_need;\n        }\n",
-              "            run = tile || r < mrows || po < CU_OUT || sm_h < sm_need;\n        }\n"
+             ("            run = tile || r < mrows || po < CU_OUT || sm_h < sm_need || (pf && !unpacked);\n        }\n",
+              "            run = tile || r < mrows || po < CU_OUT || sm_h < sm_need || (pf && !unpacked);\n        }\n"
               '        fprintf(stderr, "MAC %d %d %d %lld\\n", k_dim, n_out, rows, iterations);\n')]
     for old, new in edits:
         assert src.count(old) == 1, old

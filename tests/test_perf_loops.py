@@ -347,9 +347,9 @@ def test_residual_adds_are_in_the_epilogues(name, sets):
     # scores, state and switch; proj and fc2 stream their weights, no side job
     calls = [" ".join(c.split()) for c in calls]
     assert all(re.search(r"\bx, x_sum, W_(DRAM|KEYS|VALUES), [^,]+, [^,]+, [^,]+, \w+, sm_max, sm_sum, "
-                         r"[^,]+, [^,]+, [^,]+, p_tail$", c)
+                         r"[^,]+, [^,]+, [^,]+, p_tail, [^,]+, \w+$", c)
                for c in calls), calls
-    assert all(c.endswith("x, x_sum, W_DRAM, 0, 0, 0, logits, sm_max, sm_sum, false, 0, 0, p_tail")
+    assert all(c.endswith("x, x_sum, W_DRAM, 0, 0, 0, logits, sm_max, sm_sum, false, 0, 0, p_tail, false, NO_NEXT")
                for c in calls if "CU_RESID" in c)
     assert "x[r][d0 + u] = v;" in src.split("MOE_OUT_U:")[1].split("x_sum[r] = s;")[0]
     le = loop_estimate(cfg, None)
@@ -778,14 +778,19 @@ def _side_schedule(plan, n_heads, per_head, pace):
     the side job steps every ``pace`` iterations while its head's scores are stored (heads below ``ready``), a
     call lasts its passes and until the heads below ``need`` are done."""
     n = plan.config.model.num_tokens
-    sc, av = sum(plan.attention_passes("scores", n)), sum(plan.attention_passes("av", n))
     order = [("scores", h, h, int(h == n_heads - 1 and n_heads > 1)) for h in range(n_heads)]
     order += [("none", 0, 1, 1)] if n_heads == 1 else []
     order += [("av", h, n_heads, min(h + 2, n_heads)) for h in range(n_heads)]
     done, out = 0, []
-    for kind, head, ready, need in order:
+    for i, (kind, head, ready, need) in enumerate(order):
         it = 0
-        passes = {"scores": sc, "av": av, "none": 1}[kind]
+        # its passes: pass 0 (tile 0's unpack) done by the call before, with more than one head; the last pass
+        # as long as the next call's first tile's unpack, PASS_LEAD + its steps + PASS_TAIL, if that is longer
+        parts = [1] if kind == "none" else plan.attention_passes(kind, n)[1 if n_heads > 1 and i > 0 else 0:]
+        if n_heads > 1 and i + 1 < len(order):
+            first = plan.attention_shape(order[i + 1][0])[2][0]
+            parts[-1] = max(parts[-1], plan.pass_lead + first + plan.pass_tail)
+        passes = sum(parts)
         while it < passes or done < need * per_head:      # the MAC loop: an iteration, then the side job's step
             if done < ready * per_head and it % pace == 0:
                 done += 1
@@ -894,18 +899,24 @@ def test_attention_is_score_passes_then_probabilities_and_av_per_head(name, sets
     # (in, rows, k_dim, ...): the A*V call's k_dim is K_PAD, K_PAD / CU_IN chunks a row
     assert scores.startswith("big, N_TOKENS, HEAD_DIM,") and ", SCORE_COLS, -1, 0, OUT_ACT, CU_SCORES, hbuf," in scores
     assert scores.split("x_sum, ")[1].startswith("W_KEYS, hd * HEAD_DIM, DIM + hd * HEAD_DIM, hd * SCORE_COLS, logits,")
-    assert scores.endswith("sm_max, sm_sum, hd == 0, hd, hd == HEADS - 1 && HEADS > 1 ? 1 : 0, p_tail")
-    assert alone.startswith("big, 0, ") and alone.endswith("logits, sm_max, sm_sum, false, 1, 1, p_tail")
+    assert scores.endswith("sm_max, sm_sum, hd == 0, hd, hd == HEADS - 1 && HEADS > 1 ? 1 : 0, p_tail, hd > 0, nt")
+    assert alone.startswith("big, 0, ") and alone.endswith("logits, sm_max, sm_sum, false, 1, 1, p_tail, false, NO_NEXT")
     assert av.startswith("big, N_TOKENS, K_PAD,") and ", OUT_ACT, CU_STORE, tbuf," in av
     assert av.split("x_sum, ")[1].startswith("W_VALUES, PROB_COL,")
-    assert av.endswith("logits, sm_max, sm_sum, false, HEADS, hd + 2 < HEADS ? hd + 2 : HEADS, p_tail")
+    assert av.endswith("logits, sm_max, sm_sum, false, HEADS, hd + 2 < HEADS ? hd + 2 : HEADS, p_tail, HEADS > 1, nt")
+    # the next call's first tile: the next head's key rows, then the first head's value columns, then the next's
+    assert "next_tile(W_KEYS, DIM + (hd + 1) * HEAD_DIM, HEAD_DIM, SCORE_COLS)" in body
+    assert "HEADS > 1 ? next_tile(W_VALUES, 2 * DIM, K_PAD, HEAD_DIM) : NO_NEXT" in body
+    assert "next_tile(W_VALUES, 2 * DIM + (hd + 1) * HEAD_DIM, K_PAD, HEAD_DIM)" in body
+    assert [c.pre for c in calls] == [H > 1 and i > 0 for i in range(len(calls))]
+    assert [bool(c.prefetch) for c in calls] == [H > 1 and i + 1 < len(calls) for i in range(len(calls))]
     sm_src = src[src.index("SM_LANES: for"):src.index("// the call's end")]
     mac_src = src[src.index("MAC: for"):src.index("SM_LANES: for")]
     assert f"#pragma HLS DEPENDENCE variable=sm_max inter distance={G * pace} true" in mac_src
     assert f"#pragma HLS DEPENDENCE variable=sm_sum inter distance={G * pace} true" in mac_src
     assert "sm_s[sg * ATTN_P + p][sm_c0 + ss + p]" in sm_src and "exp2_lane[p]" in sm_src
     assert "sm_max[p][sm_g0 + sg] = m;" in sm_src and "sm_c0 += SCORE_COLS;" in sm_src
-    assert "run = tile || r < mrows || po < CU_OUT || sm_h < sm_need;" in src
+    assert "run = tile || r < mrows || po < CU_OUT || sm_h < sm_need || (pf && !unpacked);" in src
     assert "wide_t(lw * alpha)" in src and "const softmax_sum_t lw = l;" in src   # the narrow product
     probs_src = src[src.index("PROBS: for"):]
     assert "exp2_prob[u]" in probs_src and "big[i][PROB_COL + j] = pr;" in probs_src

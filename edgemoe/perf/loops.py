@@ -987,8 +987,13 @@ class _Walk:
             k, n_out, tile_steps = n, 0, []
         else:
             k, n_out, tile_steps = plan.attention_shape(call.kind)
-        steps = {"key_steps": sum(tile_steps) if call.kind == "scores" else 0,
-                 "value_steps": sum(tile_steps) if call.kind == "av" else 0}
+        # its tiles' unpack steps (tile 0 unpacked by the call before, if pre), and the next call's first tile's
+        steps = {"key_steps": 0, "value_steps": 0}
+        own = tile_steps[1:] if call.pre else tile_steps
+        if call.kind != "none":
+            steps["key_steps" if call.kind == "scores" else "value_steps"] += sum(own)
+        if call.prefetch:
+            steps["key_steps" if call.prefetch == "scores" else "value_steps"] += plan.attention_shape(call.prefetch)[2][0]
         args = {"rows": n if call.kind != "none" else 0, "k_dim": k, "n_out": n_out,
                 "tiles": -(-n_out // h.cu_out), "bias_beats": 0, "weight_beats": 0, "sm_steps": call.side_steps,
                 "mac_iters": call.iterations, **steps}
