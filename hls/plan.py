@@ -71,6 +71,11 @@ SM_RECURRENCE = 8
 #: reciprocal, the store: ``OP_LATENCY`` makes it 11, a test checks it)
 PROB_HANDOFF = 12
 
+#: iterations a head's score stays stored, at least, before the compute unit's side job reads it in the same score
+#: pass (the side job starts on the call's own head SM_LEAD_TILES tiles in): well past the MAC pipeline's depth,
+#: so the read never overtakes the store (the DEPENDENCE pragma on sm_s states the distance)
+SM_LEAD_GAP = 64
+
 #: most products one DSP48E2 post-adder chain sums (``KernelPlan.mac_chain``): each slice adds its product
 #: to the previous slice's P (P = A x B + C), a pipeline stage a slice, so a longer chain only adds depth
 MAC_CHAIN = 8
@@ -943,19 +948,60 @@ class KernelPlan:
         epilogue = 0 if kind == "scores" else self.epilogue_groups
         return self._passes(rows, rows * (k // h.cu_in), steps, epilogue)
 
+    def _own_head_gap(self, lead: int) -> float:
+        """The fewest iterations between a score pass's store of a score of its own head and the side job's read
+        of it, were the side job to start on that head when the MACs reach tile ``lead`` and run on at a step
+        every SM_PACE iterations (it can only start later): every read the pass's iterations hold (after them the
+        call runs on only for earlier heads' steps). Inf when no read falls inside the pass."""
+        m, h = self.config.model, self.config.hardware
+        n, P, G, pace = m.num_tokens, h.attn_parallel, self.attn_groups, self.sm_pace
+        ch = m.head_dim // h.cu_in
+        parts = self.attention_passes("scores", n)[1:]    # the MAC tiles' passes, t = 0..
+        starts = [sum(parts[:t]) for t in range(len(parts))]
+        if lead >= len(parts):
+            return math.inf
+        begin, end, gap, k = starts[lead], sum(parts), math.inf, 0
+        while begin + k * pace < end and k < n * G:
+            ss, sg = divmod(k, G)
+            for p in range(P):
+                q, c = sg * P + p, ss + p
+                if q < n:
+                    store = starts[c // h.cu_out] + q * ch + ch - 1
+                    gap = min(gap, begin + k * pace - store)
+            k += 1
+        return gap
+
+    @functools.cached_property
+    def sm_lead_tiles(self) -> int:
+        """``SM_LEAD_TILES``: the tiles a score pass runs before the side job may start on the pass's own head
+        (the first whose reads trail the stores by :data:`SM_LEAD_GAP` iterations or more; the pass's tile count,
+        never, when none does: the side job then waits for the call after the pass)."""
+        tiles = len(self.attention_passes("scores", self.config.model.num_tokens)) - 1
+        return next((L for L in range(1, tiles) if self._own_head_gap(L) >= SM_LEAD_GAP), tiles)
+
+    @functools.cached_property
+    def sm_lead_gap(self) -> int:
+        """The DEPENDENCE distance of sm_s in the MAC loop: the fewest iterations from a score's store to the
+        side job's read of it in the same call (:meth:`_own_head_gap` at :attr:`sm_lead_tiles`), capped at the
+        longest call."""
+        gap = self._own_head_gap(self.sm_lead_tiles)
+        return int(min(gap, self.max_mac_iterations))
+
     def attention_calls(self, pace: float | None = None) -> list[AttentionCall]:
         """A block's attention calls of the compute unit, in run_images' order: every head's score pass, then
         per head its A*V (after its probabilities; with one head, a call with no rows first, for the online
         softmax alone). The online softmax is the calls' side job, head by head, N_TOKENS x ATTN_GROUPS steps a
-        head, a step every ``pace`` iterations (SM_PACE): a head's from the call after its score pass on
-        (``ready``), and the call before a head's probabilities lasts until that head's is done (``need``: the
-        last score pass for head 0, head h's A*V for head h + 1). With more than one head, each call's last pass
-        also unpacks the next call's first tile, so the next skips its pass 0. A call's MAC loop runs its passes,
-        and longer while its ``need`` is not met."""
+        head, a step every ``pace`` iterations (SM_PACE, counted from the call's start): a head's from the call
+        after its score pass on (``ready``), or in its own score pass once the MACs reach tile SM_LEAD_TILES; the
+        call before a head's probabilities lasts until that head's is done (``need``: the last score pass for
+        head 0, head h's A*V for head h + 1). With more than one head, each call's last pass also unpacks the
+        next call's first tile, so the next skips its pass 0. A call's MAC loop runs its passes, and longer
+        while its ``need`` is not met: this walks each call's iterations as the kernel's counters do."""
         m = self.config.model
         n, heads = m.num_tokens, m.num_heads
         pace = self.sm_pace if pace is None else pace
         per_head = n * self.attn_groups
+        lead = self.sm_lead_tiles
         plan = [("scores", h, h, 1 if h == heads - 1 and heads > 1 else 0) for h in range(heads)]
         if heads == 1:
             plan.append(("none", 0, 1, 1))
@@ -966,20 +1012,25 @@ class KernelPlan:
             pre = many and i > 0
             prefetch = plan[i + 1][0] if many and i + 1 < len(plan) else ""
             if kind == "none":
-                passes = 1
+                parts = [1]
             else:
                 parts = self.attention_passes(kind, n)[1 if pre else 0:]
                 if prefetch:   # the last pass unpacks the next call's first tile too
                     parts[-1] = max(parts[-1], self.pass_lead + self.attention_shape(prefetch)[2][0] + self.pass_tail)
-                passes = sum(parts)
-            available = max(0, ready * per_head - done)
-            needed = max(0, need * per_head - done)
-            if needed > available:
-                raise AssertionError(f"attention call {kind} {head}: the side job needs {needed} steps, has {available}")
-            iterations = max(passes, (needed - 1) * pace + 1 if needed else 0)
-            steps = min(available, math.ceil(iterations / pace))
-            done += steps
-            calls.append(AttentionCall(kind, head, passes, ready, need, steps, iterations, pre, prefetch))
+            passes = sum(parts)
+            if need * per_head > (ready + (kind == "scores")) * per_head:
+                raise AssertionError(f"attention call {kind} {head}: the side job needs a head it cannot run")
+            # the MAC tile t of each iteration (pass 0, before tile 0's MACs, when not pre)
+            own_from = (sum(parts[:lead + (0 if pre else 1)]) if kind == "scores" and lead < len(parts) - (0 if pre else 1)
+                        else math.inf)
+            it, start = 0, done
+            while it < passes or done < need * per_head:
+                slot = it == 0 or math.floor(it / pace) != math.floor((it - 1) / pace)
+                cap = (ready + (1 if it >= own_from else 0)) * per_head
+                if slot and done < cap:
+                    done += 1
+                it += 1
+            calls.append(AttentionCall(kind, head, passes, ready, need, done - start, it, pre, prefetch))
         return calls
 
     def attention_shape(self, kind: str) -> tuple[int, int, list[int]]:

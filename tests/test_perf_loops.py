@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgemoe.boards import BOARDS
-from edgemoe.hls.plan import AV_FOLD_MAX, PROB_HANDOFF, SM_RECURRENCE, KernelPlan
+from edgemoe.hls.plan import AV_FOLD_MAX, PROB_HANDOFF, SM_LEAD_GAP, SM_RECURRENCE, KernelPlan
 from edgemoe.hls.writer import render
 from edgemoe.loading import load_config
 from edgemoe.perf.cycles import as_written_findings, estimate, format_loops
@@ -775,8 +775,9 @@ def _value_steps(cfg) -> int:
 
 def _side_schedule(plan, n_heads, per_head, pace):
     """A block's attention calls re-derived from the kernel's rules, independently of KernelPlan.attention_calls:
-    the side job steps every ``pace`` iterations while its head's scores are stored (heads below ``ready``), a
-    call lasts its passes and until the heads below ``need`` are done."""
+    the side job steps every ``pace`` iterations while its head's scores are stored (heads below ``ready``; in a
+    score pass also the pass's own head once the MACs are at tile SM_LEAD_TILES), a call lasts its passes and
+    until the heads below ``need`` are done."""
     n = plan.config.model.num_tokens
     order = [("scores", h, h, int(h == n_heads - 1 and n_heads > 1)) for h in range(n_heads)]
     order += [("none", 0, 1, 1)] if n_heads == 1 else []
@@ -786,13 +787,16 @@ def _side_schedule(plan, n_heads, per_head, pace):
         it = 0
         # its passes: pass 0 (tile 0's unpack) done by the call before, with more than one head; the last pass
         # as long as the next call's first tile's unpack, PASS_LEAD + its steps + PASS_TAIL, if that is longer
-        parts = [1] if kind == "none" else plan.attention_passes(kind, n)[1 if n_heads > 1 and i > 0 else 0:]
+        pre = n_heads > 1 and i > 0
+        parts = [1] if kind == "none" else plan.attention_passes(kind, n)[1 if pre else 0:]
         if n_heads > 1 and i + 1 < len(order):
             first = plan.attention_shape(order[i + 1][0])[2][0]
             parts[-1] = max(parts[-1], plan.pass_lead + first + plan.pass_tail)
         passes = sum(parts)
+        own = sum(parts[:plan.sm_lead_tiles + (0 if pre else 1)]) if kind == "scores" else passes + 10 ** 9
         while it < passes or done < need * per_head:      # the MAC loop: an iteration, then the side job's step
-            if done < ready * per_head and it % pace == 0:
+            cap = ready + (1 if it >= own else 0)
+            if done < cap * per_head and it % pace == 0:
                 done += 1
             it += 1
         out.append((kind, head, it))
@@ -949,8 +953,10 @@ def test_score_stores_share_the_score_banks_with_the_side_job(name, sets):
     assert "out[r][" not in body
     assert body.index("MAC_O: for") < body.index("sm_s[r][out_c0 + t * CU_OUT + o]")    # CU_OUT stores a cycle
     assert "const wide_t sc = sm_s[sg * ATTN_P + p][sm_c0 + ss + p];" in body            # ATTN_P reads a cycle
-    for pragma in ("#pragma HLS DEPENDENCE variable=sm_s inter false", "#pragma HLS DEPENDENCE variable=sm_s intra false"):
+    for pragma in (f"#pragma HLS DEPENDENCE variable=sm_s inter distance={plan.sm_lead_gap} true",
+                   "#pragma HLS DEPENDENCE variable=sm_s intra false"):
         assert pragma in body
+    assert plan.sm_lead_gap >= SM_LEAD_GAP
     mac = loop_estimate(cfg, None).loops["MAC"]
     ports = {p.array: p for p in mac.spec.ports}
     assert ports["out"].spread == ci and ports["out"].per_bank == -(-E // ci)
@@ -978,12 +984,16 @@ def test_attention_on_the_zcu102_preset():
     for lab in ("MAC", "PROBS"):
         assert loops[lab].ii.ii == 1, (lab, loops[lab].ii.detail)
     assert plan.sm_pace == 1 and plan.av_fold == 1 and plan.k_pad == 2 * cfg.hardware.cu_in
+    # the side job takes a score pass's own head two tiles in: the fewest that keep its reads SM_LEAD_GAP
+    # iterations or more behind the stores (a score is read no sooner than the next call otherwise)
+    assert plan.sm_lead_tiles == 2 and plan._own_head_gap(2) >= SM_LEAD_GAP > plan._own_head_gap(1)
+    assert [c.side_steps for c in plan.attention_calls()][0] > 0
     probs = (n + plan.prob_lead) * plan.prob_chunks
     sm = n * G
     sc, av = sum(plan.attention_passes("scores", n)), sum(plan.attention_passes("av", n))
     calls = plan.attention_calls()
     iters = sum(c.iterations for c in calls)
-    assert iters - H * (sc + av) < 0.1 * sm        # the online softmaxes nearly all hidden
+    assert iters == sum(c.passes for c in calls)   # the online softmaxes all hidden: no call runs past its passes
     per_block = (iters + len(calls) * loops["MAC"].ii.depth + H * (probs + loops["PROBS"].ii.depth)
                  + len(calls) * (f["compute_unit"].latency + f["load_tiles"].latency + f["compute_tiles"].latency)
                  + H * f["softmax"].latency + H * (loops["SCORES_LOOP"].ii.ii + loops["AV_LOOP"].ii.ii))

@@ -9,7 +9,9 @@ import pytest
 
 from edgemoe.boards import BOARDS
 from edgemoe.hls.layout import WeightLayout
+from edgemoe.hls.plan import KernelPlan
 from edgemoe.hls.writer import context as template_context
+from edgemoe.hls.writer import render
 from edgemoe.loading import load_config
 from edgemoe.perf.cycles import MODES, as_written_findings, estimate
 from edgemoe.perf.measured import SimResults, calibration
@@ -267,40 +269,122 @@ def test_roofline_matches_design_reference():
     assert estimate(cfg_of(TINY)).roofline.dsp_per_mac == 2  # 32-bit activations x 16-bit weights
 
 
+def attention_calls_as_written(plan, m) -> tuple[list[tuple[int, int]], int]:
+    """A block's attention calls of the compute unit stepped as the kernel runs them, an iteration at a time:
+    run_images' SCORES_LOOP (head hd's score pass: sm_first on head 0, sm_ready hd, sm_need 1 for the last of
+    more than one head), with one head the call with no rows (sm_ready = sm_need = 1), then AV_LOOP (head hd's
+    A*V: sm_ready HEADS, sm_need min(hd + 2, HEADS)). With more than one head each call's last pass also
+    unpacks the next call's first tile (PASS_LEAD + its unpack steps + PASS_TAIL iterations at least) and every
+    call but the first starts with its MACs (pre: no pass 0); a pass's iterations otherwise as the plan counts
+    them. In compute_tiles' MAC loop the side job steps where sp == 0 (sp counts SM_PACE iterations from the
+    call's start) and sm_h < sm_ready, or, in a score pass, sm_h is the pass's own head (sm_ready) and the MACs
+    are at tile SM_LEAD_TILES or past it; the loop runs while its own passes last or sm_h < sm_need; its place
+    (sm_h, sm_it) carries over from call to call. Returns each call's (MAC iterations, side steps) and the heads
+    done."""
+    n, heads = m.num_tokens, m.num_heads
+    per_head, pace = n * plan.attn_groups, plan.sm_pace
+    kinds = [("scores", hd, 1 if hd == heads - 1 and heads > 1 else 0) for hd in range(heads)]
+    if heads == 1:
+        kinds.append(("none", 1, 1))
+    kinds += [("av", heads, min(hd + 2, heads)) for hd in range(heads)]
+    calls = []
+    for i, (kind, ready, need) in enumerate(kinds):
+        pre = heads > 1 and i > 0
+        if kind == "none":
+            parts = [1]               # no rows: the do-while's one iteration
+        else:
+            parts = plan.attention_passes(kind, n)[1 if pre else 0:]
+            if heads > 1 and i + 1 < len(kinds):
+                first = plan.attention_shape(kinds[i + 1][0])[2][0]    # the next call's first tile's unpack steps
+                parts[-1] = max(parts[-1], plan.pass_lead + first + plan.pass_tail)
+        # the MAC tile t at each iteration: -1 in pass 0 (not pre), then a tile a pass
+        tile_at = [p - (0 if pre else 1) for p, length in enumerate(parts) for _ in range(length)]
+        calls.append((kind, tile_at, ready, need))
+    sm_h = sm_it = 0
+    out = []
+    for kind, tile_at, ready, need in calls:
+        passes = len(tile_at)
+        it = sp = steps = 0
+        run = True
+        while run:
+            t = tile_at[it] if it < passes else tile_at[-1]
+            go = sm_h < ready or (kind == "scores" and sm_h == ready and t >= plan.sm_lead_tiles)
+            if go and sp == 0:
+                steps += 1
+                sm_it += 1
+                if sm_it == per_head:
+                    sm_it, sm_h = 0, sm_h + 1
+            sp = 0 if sp + 1 == pace else sp + 1
+            it += 1
+            run = it < passes or sm_h < need
+        out.append((it, steps))
+    return out, sm_h
+
+
 def test_softmax_steps_follow_template_groups():
     """The online softmax (the compute unit's side job) takes N_TOKENS x ATTN_GROUPS steps per head (the
     template's ATTN_GROUPS, writer.context), HEADS per block, in both the intended schedule and the loop model: a
     query's (max, sum) is revisited ATTN_GROUPS steps later, so a step every SM_PACE = ceil(the sum's recurrence
     (read l, l * alpha, + e, cast, store) / ATTN_GROUPS) iterations keeps the MAC loop at II 1 when many lanes
-    leave few groups.  PROBS forms PROB_LANES probabilities a cycle, (N_TOKENS + PROB_LEAD) x PROB_CHUNKS
-    iterations (the 1/sums PROB_LEAD rows ahead), no more than the online softmax's steps."""
+    leave few groups (ATTN_P at most CU_IN: more lanes than sm_s's banks cost the MAC loop its II, the score
+    passes storing into sm_s beside the side job's reads).  The side job runs the heads one after the other
+    beside every attention call of the block (all the score passes, then per head its A*V), each call lasting
+    until the head the next probabilities need is done: the block's attention MAC iterations are those of the
+    calls stepped as the kernel runs them.  PROBS runs between the calls, PROB_LANES probabilities a cycle (the
+    largest divisor of CU_IN that is at most half of it), (N_TOKENS + PROB_LEAD) x PROB_CHUNKS iterations (the
+    1/sums PROB_LEAD rows ahead)."""
     latency = sum(OP_LATENCY[o] for o in ("bram", "mul", "add", "cast", "store"))
     seen = set()
-    for p in (1, 2, 4, 8, 16, 32):
-        cfg = cfg_of(TINY, f"hardware.attn_parallel={p}")
-        m = cfg.model
-        plan = template_context(cfg)["plan"]
-        groups = plan.attn_groups
-        assert groups == math.ceil(m.num_tokens / p)
-        pace = max(1, math.ceil(latency / groups))
-        assert plan.sm_pace == pace
-        seen.add(pace > 1)
-        est = estimate(cfg)
-        heads = m.depth * m.num_heads
-        steps = m.num_tokens * groups
-        loops = est.loops.loops
-        assert loops["MAC"].ii.ii == 1, loops["MAC"].ii.detail
-        assert loops["SM_LANES"].iterations == pytest.approx(heads * steps * p)
-        # a block's first online softmax runs alone: its MAC iterations are its steps x SM_PACE
-        side = sum(plan.attention_passes("scores", m.num_tokens)) * m.num_heads
-        av = sum(plan.attention_passes("av", m.num_tokens))
-        sm = (steps - 1) * pace + 1
-        attn_iters = loops["MAC"].by_step[("attn", 0)][1]
-        assert attn_iters == side + sm + (m.num_heads - 1) * max(av, sm) + av
-        probs = (m.num_tokens + plan.prob_lead) * plan.prob_chunks
-        assert probs <= steps or plan.prob_lanes == cfg.hardware.cu_in
-        assert probs < sum(s.loops["PROBS"] for s in est.steps if s.name == "attn") / heads < probs + 30
-        assert loops["PROBS"].iterations == heads * probs and loops["PROBS"].ii.ii == 1
+    for sets in ([], ["model.num_heads=1"]):
+        cfg0 = cfg_of(TINY, *sets)
+        src = " ".join(render(cfg0, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"].split())
+        # the calls' side-job bounds and the MAC loop's step and end, as attention_calls_as_written takes them
+        for text in ("hd * SCORE_COLS, logits, sm_max, sm_sum, hd == 0, hd, hd == HEADS - 1 && HEADS > 1 ? 1 : 0, "
+                     "p_tail, hd > 0, nt);",
+                     "const NextTile nt = hd + 1 < HEADS ? next_tile(W_KEYS, DIM + (hd + 1) * HEAD_DIM, HEAD_DIM, "
+                     "SCORE_COLS) : HEADS > 1 ? next_tile(W_VALUES, 2 * DIM, K_PAD, HEAD_DIM) : NO_NEXT;",
+                     "if (HEADS == 1) {", "2 * DIM, 0, logits, sm_max, sm_sum, false, 1, 1, p_tail, false, NO_NEXT);",
+                     "logits, sm_max, sm_sum, false, HEADS, hd + 2 < HEADS ? hd + 2 : HEADS, p_tail, HEADS > 1, nt);",
+                     "const NextTile nt = hd + 1 < HEADS ? next_tile(W_VALUES, 2 * DIM + (hd + 1) * HEAD_DIM, K_PAD, "
+                     "HEAD_DIM) : NO_NEXT;",
+                     "int t = pre ? 0 : -1, mrows = pre ? rows : 0;",
+                     "const bool sm_go = sm_h < sm_ready || (mode == CU_SCORES && sm_h == sm_ready && "
+                     "t >= SM_LEAD_TILES);", "if (sm_go && sp == 0) {", "if (++sm_it == SM_ITERS) {",
+                     "sp = sp + 1 == SM_PACE ? 0 : sp + 1;",
+                     "run = tile || r < mrows || po < CU_OUT || sm_h < sm_need || (pf && !unpacked);"):
+            assert text in src, text
+        for p in (1, 2, 4, 8, 16, 32):
+            cfg = cfg_of(TINY, *sets, f"hardware.attn_parallel={p}")
+            m = cfg.model
+            plan = template_context(cfg)["plan"]
+            groups = plan.attn_groups
+            assert groups == math.ceil(m.num_tokens / p)
+            pace = max(1, math.ceil(latency / groups))
+            assert plan.sm_pace == pace
+            seen.add(pace > 1)
+            est = estimate(cfg)
+            heads = m.depth * m.num_heads
+            steps = m.num_tokens * groups
+            loops = est.loops.loops
+            # II 1 while the side job's ATTN_P reads of sm_s fit its CU_IN banks; past that they and the score
+            # pass's stores (the same call now) share a bank's ports (tests/test_perf_loops.py)
+            mac = loops["MAC"].ii
+            if p <= cfg.hardware.cu_in:
+                assert mac.ii == 1, mac.detail
+            else:
+                assert mac.ii > 1 and mac.binding == "bank ports" and "sm_s" in mac.detail["bank ports"]
+            assert loops["SM_LANES"].iterations == pytest.approx(heads * steps * p)
+            calls, done = attention_calls_as_written(plan, m)
+            assert done == m.num_heads and sum(st for _, st in calls) == m.num_heads * steps
+            assert [(c.iterations, c.side_steps) for c in plan.attention_calls()] == calls
+            attn_iters = loops["MAC"].by_step[("attn", 0)][1]
+            assert attn_iters == sum(it for it, _ in calls)
+            ci, pl = cfg.hardware.cu_in, plan.prob_lanes
+            assert ci % pl == 0 and 2 * pl <= ci and not [d for d in range(pl + 1, ci // 2 + 1) if ci % d == 0]
+            assert (plan.prob_chunks - 1) * pl < m.num_tokens - plan.av_fold <= plan.prob_chunks * pl
+            probs = (m.num_tokens + plan.prob_lead) * plan.prob_chunks
+            assert probs < sum(s.loops["PROBS"] for s in est.steps if s.name == "attn") / heads < probs + 30
+            assert loops["PROBS"].iterations == heads * probs and loops["PROBS"].ii.ii == 1
     assert seen == {False, True}       # 129 tokens: a step an iteration up to 16 lanes (9 groups), two at 32 (5)
 
 
@@ -427,15 +511,20 @@ def test_bram_shapes():
 
 
 def test_compute_unit_dsps_follow_width_and_types():
-    r16 = estimate_resources(cfg_of(TINY))
-    r32 = estimate_resources(cfg_of(TINY, "hardware.cu_in=32"))
-    ra = estimate_resources(cfg_of(TINY, "precision.profile=w16a16"))
+    """The compute unit's DSPs, less its epilogue's lanes: its CU_IN x CU_OUT MACs and A*V's CU_OUT x AV_FOLD
+    products of the folded keys (FOLD_J), each as wide as a MAC."""
+    c16, c32 = cfg_of(TINY), cfg_of(TINY, "hardware.cu_in=32")
+    ca = cfg_of(TINY, "precision.profile=w16a16")
+    r16, r32, ra = estimate_resources(c16), estimate_resources(c32), estimate_resources(ca)
     cu = lambda r: next(u for u in r.units if u.name == "compute unit").dsp  # noqa: E731
-    # the MACs, besides the epilogue's lanes (one y * score product and one GELU interpolation each)
+    # the MACs and the folded keys' products, besides the epilogue's lanes (one y * score product and one GELU
+    # interpolation each)
     mac = lambda r: cu(r) - sum(it.dsp for it in r.items if it.where == "compute_tiles/FINISH")  # noqa: E731
-    assert mac(r16) == 16 * 16 * 2                       # 32x16-bit MACs: 2 DSPs each
-    assert mac(r32) == 32 * 16 * 2
-    assert mac(ra) == 16 * 16                            # 16x16-bit: one each
+    fold = lambda r: sum(it.dsp for it in r.items if it.what.startswith("FOLD_J"))  # noqa: E731
+    for r, c, per in ((r16, c16, 2), (r32, c32, 2), (ra, ca, 1)):   # 32x16-bit: 2 DSPs each; 16x16-bit: one
+        ci, co, f = c.hardware.cu_in, c.hardware.cu_out, KernelPlan.from_config(c).av_fold
+        assert f == 1                                    # 129 tokens: one key past the last whole chunk
+        assert mac(r) == (ci + f) * co * per and fold(r) == f * co * per
     assert ra.totals["bram36"] < r16.totals["bram36"]    # 16-bit row buffers
 
 

@@ -346,15 +346,25 @@ def test_tables_are_roms_of_their_entries_width():
     exp_roms = [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]
     assert {it.where.split()[0] for it in exp_roms} == {"route_tokens"}
     # the softmax's lanes read copies of their own: a step's two exps take both ports of both banks of its lane's
-    # exp2_lane; each PROBS lane's exp its own exp2_prob; PROBS' reciprocal the one RECIP_TABLE
-    for c in (cfg, cfg_of(TINY, "hardware.attn_parallel=8")):
+    # exp2_lane; each PROBS lane's exp its own exp2_prob, and so does each folded key's (FOLD_U, AV_FOLD lanes
+    # beside a row's last chunk); PROBS' reciprocal the one RECIP_TABLE
+    # (the last: 121 tokens on a 16-wide unit, nine keys past the last whole chunk, so none folded)
+    folds = set()
+    for c in (cfg, cfg_of(TINY, "hardware.attn_parallel=8"), cfg_of(TINY, "hardware.cu_in=8"),
+              cfg_of(TINY, "model.img_width=240")):
         r, pl = estimate_resources(c), KernelPlan.from_config(c)
         for where, what, n in (("compute_tiles/MAC (side job)", "exp2_lane", c.hardware.attn_parallel),
-                               ("softmax/PROBS", "exp2_prob", pl.prob_lanes)):
+                               ("softmax/PROBS", "exp2_prob", pl.prob_lanes + pl.av_fold)):
             lanes = item(r, where, what)
             assert lanes.kind == "ROM" and lanes.count == n
             assert lanes.shape.startswith(f"{pl.table_entries['exp2']} x {tb['exp2']}b")
         assert item(r, "softmax (reciprocal)", "RECIP_TABLE").count == function_instances()["softmax"] == 1
+        # the kernel's exp2_prob: a copy of the table per probability lane and folded key
+        src = render(c, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+        init = re.search(r"exp2_prob\[PROB_LANES \+ AV_FOLD\]\[EXP2_TABLE_ENTRIES\] = \{(.*?)\};", src, re.S)
+        assert init and init.group(1).count("EXP2_TABLE_INIT") == pl.prob_lanes + pl.av_fold
+        folds.add(pl.av_fold > 0)
+    assert folds == {False, True}
     assert not [it for it in res.items if it.what.startswith(("exp2_av", "S[", "qh[", "kh[", "vh["))]
 
 
@@ -374,7 +384,7 @@ def test_shared_compute_unit_is_counted_once():
     assert (item(estimate_resources(cfg), "compute_tiles/MAC", "MAC:").dsp
             == item(estimate_resources(shallow), "compute_tiles/MAC", "MAC:").dsp)
     # a function without ALLOCATION: one instance per call site (the softmax: one, called per head in
-    # HEADS_LOOP); the LayerNorm has one for its two; the attention has no function of its own any more
+    # AV_LOOP); the LayerNorm has one for its two; the attention has no function of its own any more
     assert inst["softmax"] == sum(CALL_SITES["softmax"].values()) == 1 and "softmax" not in ALLOCATION_LIMITS
     assert "attention" not in inst and "attention" not in CALL_SITES
     assert ALLOCATION_LIMITS["layernorm"] == inst["layernorm"] == 1 < sum(CALL_SITES["layernorm"].values())
@@ -382,12 +392,15 @@ def test_shared_compute_unit_is_counted_once():
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     for f, n in ALLOCATION_LIMITS.items():
         assert f"#pragma HLS ALLOCATION function instances={f} limit={n}" in src, f
-    # the attention's two products are two of the shared unit's call sites: q . k from the key rows, A*V from the
-    # value columns, both on chip (W_KEYS, W_VALUES); every other call streams its weights (W_DRAM)
+    # the attention's calls are three of the shared unit's call sites, their weights on chip: q . k from the key
+    # rows (W_KEYS, SCORES_LOOP), A*V from the value columns (W_VALUES, AV_LOOP) and, with one head, the online
+    # softmax alone in a call with no rows (W_VALUES); every other call streams its weights (W_DRAM)
     calls = [c for c in re.findall(r"compute_unit\(([^;]*)\);", src)]
     assert len(calls) == sum(CALL_SITES["compute_unit"].values())
     srcs = sorted(re.search(r"\b(W_DRAM|W_KEYS|W_VALUES)\b", c).group(1) for c in calls)
-    assert srcs == ["W_DRAM"] * (len(calls) - 2) + ["W_KEYS", "W_VALUES"]
+    assert srcs == ["W_DRAM"] * (len(calls) - 3) + ["W_KEYS", "W_VALUES", "W_VALUES"]
+    side_only = [c for c in calls if "W_VALUES" in c and re.match(r"\s*big,\s*0,", c)]
+    assert len(side_only) == 1 and "if (HEADS == 1) {" in src
 
 
 @pytest.mark.parametrize("name,sets", [(TINY, []), ("m3vit-tiny-zcu102", []), (MICRO, ["hardware.cu_in=4"])])
@@ -409,10 +422,13 @@ def test_attention_runs_on_the_compute_unit():
     """q . k and A*V are passes of the shared compute unit: the attention has no multiplier of its own that
     scales with HEAD_DIM or with the keys; what it adds is the online softmax's lanes (the compute unit's side
     job: ATTN_P online steps, each two exps and l * alpha), the softmax's (one reciprocal; PROB_LANES
-    probabilities, each an exp and exp x 1/sum) and, in the compute unit, the score pass's CU_OUT cast lanes."""
+    probabilities and the AV_FOLD folded keys' (FOLD_U, beside a row's last chunk), each an exp and
+    exp x 1/sum) and, in the compute unit, the score pass's CU_OUT cast lanes and A*V's CU_OUT x AV_FOLD
+    products of the folded keys (FOLD_J, in a row's last chunk)."""
     cfg = cfg_of(TINY)
     plan = KernelPlan.from_config(cfg)
-    P, PL, co = cfg.hardware.attn_parallel, plan.prob_lanes, cfg.hardware.cu_out
+    P, PL, F, co = cfg.hardware.attn_parallel, plan.prob_lanes, plan.av_fold, cfg.hardware.cu_out
+    assert F == cfg.model.num_tokens % cfg.hardware.cu_in == 1    # 129 tokens on a 16-wide unit: one key folded
     res = estimate_resources(cfg)
     mults = {(it.where, it.what): it.count for it in res.items
              if it.kind == "multipliers" and (it.where.startswith("softmax") or "(side job)" in it.where)}
@@ -420,9 +436,24 @@ def test_attention_runs_on_the_compute_unit():
                      ("compute_tiles/MAC (side job)", "exp_neg: EXP2_TABLE interpolation"): 2 * P,
                      ("compute_tiles/MAC (side job)", "online_step: l * alpha"): P,
                      ("softmax/PROBS", "reciprocal: RECIP_TABLE interpolation"): 1,
-                     ("softmax/PROBS", "exp_neg: x * LOG2E_RAW"): PL,
-                     ("softmax/PROBS", "exp_neg: EXP2_TABLE interpolation"): PL,
-                     ("softmax/PROBS", "PROB_U: wide_t(e) * inv"): PL}
+                     ("softmax/PROBS", "exp_neg: x * LOG2E_RAW"): PL + F,
+                     ("softmax/PROBS", "exp_neg: EXP2_TABLE interpolation"): PL + F,
+                     ("softmax/PROBS", "PROB_U, FOLD_U: wide_t(e) * inv"): PL + F}
+    # the folded keys' products: a multiplier per output lane and folded key beside the MACs, as wide as a MAC
+    fold = item(res, "compute_tiles/MAC", "FOLD_J: p_tail[r][j] * v_tail[cur][o][j]")
+    assert fold.count == co * F and fold.dsp == co * F * mac_dsp(cfg, plan)[1]
+    src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    assert "FOLD_J: for (int j = 0; j < AV_FOLD; j++) sum += MAC(p_tail[r][j], v_tail[cur][o][j]);" in src
+    assert "FOLD_U: for (int u = 0; u < AV_FOLD; u++) {" in src
+    assert "PROB_U: for (int u = 0; u < PROB_LANES; u++) {" in src
+    # 121 tokens: nine keys past the last whole chunk, a chunk of their own; nothing folded
+    unfolded = cfg_of(TINY, "model.img_width=240")
+    upl, ures = KernelPlan.from_config(unfolded), estimate_resources(unfolded)
+    assert upl.av_fold == 0
+    assert not [it for it in ures.items if it.what.startswith(("FOLD_J", "v_tail", "p_tail"))]
+    assert item(ures, "softmax/PROBS", "PROB_U, FOLD_U: wide_t(e) * inv").count == upl.prob_lanes
+    usrc = render(unfolded, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
+    assert "FOLD_J" not in usrc and "FOLD_U" not in usrc
     attn = next(u for u in res.units if u.name == "attention")
     assert attn.dsp == sum(it.dsp for it in res.items if it.unit == "attention") > 0
     assert {it.where.split("/")[0].split()[0] for it in res.items if it.unit == "attention"} == {
@@ -438,75 +469,133 @@ def test_attention_runs_on_the_compute_unit():
     wide_heads = estimate_resources(cfg_of(TINY, "model.num_heads=2"))
     assert next(u for u in wide_heads.units if u.name == "attention").dsp == attn.dsp
     assert item(wide_heads, "compute_tiles/MAC", "MAC:").dsp == item(res, "compute_tiles/MAC", "MAC:").dsp
-    # twice the softmax lanes: twice each online step's parts; the PROBS lanes follow plan.prob_lanes
+    # twice the softmax lanes: twice each online step's parts; the PROBS lanes follow plan.prob_lanes (the largest
+    # divisor of CU_IN that is at most half of it, whatever ATTN_P) and the folded keys
     c8 = cfg_of(TINY, "hardware.attn_parallel=8")
     r8, pl8 = estimate_resources(c8), KernelPlan.from_config(c8)
     for what, n in (("exp_neg: x * LOG2E_RAW", 2), ("online_step: l * alpha", 1)):
         a4, a8 = item(res, "compute_tiles/MAC (side job)", what), item(r8, "compute_tiles/MAC (side job)", what)
         assert a8.count == 8 * n and a8.dsp == 2 * a4.dsp
-    assert item(r8, "softmax/PROBS", "PROB_U: wide_t(e) * inv").count == pl8.prob_lanes
-    assert pl8.prob_lanes >= -(-pl8.k_pad // pl8.attn_groups) and cfg.hardware.cu_in % pl8.prob_lanes == 0
+    assert item(r8, "softmax/PROBS", "PROB_U, FOLD_U: wide_t(e) * inv").count == pl8.prob_lanes + pl8.av_fold
+    ci = c8.hardware.cu_in
+    assert ci % pl8.prob_lanes == 0 and 2 * pl8.prob_lanes <= ci
+    assert not [d for d in range(pl8.prob_lanes + 1, ci // 2 + 1) if ci % d == 0]
 
 
 def test_softmax_state_is_the_kernels():
-    """The softmax's state: a running max and sum per query and its 1/sum, ATTN_P banks (lane p's) of
-    ATTN_GROUPS words each; TAP_SM and PROBS take query (p, g) by counters, so they read a bank select."""
+    """The softmax's state: a running max and sum per query, a block's heads one after the other (the side job
+    runs them head by head across the compute unit's calls: SM_STATE_GROUPS = HEADS x ATTN_GROUPS words in each
+    of ATTN_P banks, lane p's), and a head's 1/sum (ATTN_GROUPS words a bank, formed per softmax call); TAP_SM
+    and PROBS take query (p, g) of head hd by counters (groups g0 + g), so they read a bank select. The side
+    job's place (its head, step, key, group and the head's first column / group) is kept from call to call."""
     cfg = cfg_of(ZCU, "hardware.cu_out=24", "hardware.attn_parallel=16")
     plan = KernelPlan.from_config(cfg)
-    p, P, G = cfg.precision, cfg.hardware.attn_parallel, plan.attn_groups
+    p, P, G, H = cfg.precision, cfg.hardware.attn_parallel, plan.attn_groups, cfg.model.num_heads
+    assert H > 1
     res = estimate_resources(cfg)
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
-    for name, field, where in (("sm_max", "attn_score", "run_images"), ("sm_sum", "softmax_sum", "run_images"),
-                               ("row_inv", "softmax_inv", "softmax")):
-        arr = item(res, where, f"{name}[ATTN_P][ATTN_GROUPS] ({field}_t)")
-        assert arr.shape.startswith(f"{P} banks x {G} x {getattr(p, field).bits}b")
-        assert f"static {field}_t {name}[ATTN_P][ATTN_GROUPS];" in src
+    hdr = render(cfg, ["include/edgemoe_config.h"])["include/edgemoe_config.h"]
+    assert "static const int SM_STATE_GROUPS = HEADS * ATTN_GROUPS;" in hdr
+    assert f"HEADS = {H}," in hdr and f"static const int ATTN_GROUPS = {G};" in hdr
+    for name, field, where, dim, depth in (
+            ("sm_max", "attn_score", "run_images", "SM_STATE_GROUPS", H * G),
+            ("sm_sum", "softmax_sum", "run_images", "SM_STATE_GROUPS", H * G),
+            ("row_inv", "softmax_inv", "softmax", "ATTN_GROUPS", G)):
+        arr = item(res, where, f"{name}[ATTN_P][{dim}] ({field}_t)")
+        assert arr.shape.startswith(f"{P} banks x {depth} x {getattr(p, field).bits}b")
+        assert f"static {field}_t {name}[ATTN_P][{dim}];" in src
         assert f"#pragma HLS ARRAY_PARTITION variable={name} complete dim=1" in src
     sel = item(res, "softmax", "TAP_SM, PROBS: row_max / row_sum / row_inv[p][g] selects")
     assert sel.shape.startswith(f"{P} -> 1")
     assert not [it for it in estimate_resources(cfg_of(MICRO, "hardware.attn_parallel=1")).items
                 if it.what.startswith("TAP_SM, PROBS")]
-    assert ("static void softmax(const rows_t S, rows_t big, const attn_score_t row_max[ATTN_P][ATTN_GROUPS],"
-            in src)
+    assert re.search(r"static void softmax\(const rows_t S, rows_t big, cu_word_t p_tail\[N_TOKENS\]\[AV_FOLD_SLOTS\],"
+                     r"\s+const attn_score_t row_max\[ATTN_P\]\[SM_STATE_GROUPS\],", src)
+    assert "const int c0 = hd * SCORE_COLS, g0 = hd * ATTN_GROUPS;" in src
+    assert "const wide_t mx = row_max[p][g0 + g], inv = row_inv[p][g];" in src
     assert "static void attention(" not in src
-    # lane p reads column s + p of S (logits, CU_IN cyclic banks): its bank moves with s, a CU_IN -> 1 select
+    # lane p reads column sm_c0 + ss + p of its head's scores in sm_s (logits, CU_IN cyclic banks): its bank moves
+    # with ss, a CU_IN -> 1 select
     ci, cu = cfg.hardware.cu_in, plan.cu_word_bits
     lane = item(res, "compute_tiles/MAC (side job)", "SM_LANES: S[g * ATTN_P + p][s + p]")
     assert lane.count == P and lane.lut == P * cu * math.ceil(ci / 4)
-    assert "const wide_t sc = sm_s[sg * ATTN_P + p][ss + p];" in src
+    assert "const wide_t sc = sm_s[sg * ATTN_P + p][sm_c0 + ss + p];" in src
+    # sm_s is a select of the row buffers the compute unit's calls pass it
+    params = re.search(r"static void compute_unit\(([^)]*)\)\s*\{", src).group(1).split(",")
+    at = next(i for i, prm in enumerate(params) if re.search(r"\bsm_s\b", prm))
+    calls = [c.split(",") for c in re.findall(r"compute_unit\(([^;]*)\);", src)]
+    assert calls and all(len(c) == len(params) for c in calls)
+    bufs = sorted({c[at].strip() for c in calls})
+    mux = item(res, "compute_tiles/MAC (side job)", "SM_LANES: sm_s, a select of the row buffers")
+    assert sorted(re.search(r"\(([^)]*)\)", mux.what).group(1).split(" | ")) == bufs
+    assert mux.count == P and mux.shape.startswith(f"{len(bufs)} -> 1 of {cu}b")
+    # the side job's place: compute_tiles' static counters, and the step's SM_PACE counter
+    place = re.search(r"static int (sm_h = 0[^;]*);", src).group(1)
+    names = {v.split("=")[0].strip() for v in place.split(",")} | {"sp"}
+    job = item(res, "compute_tiles/MAC (side job)", "side job: (")
+    assert set(re.search(r"\(([^)]*)\)", job.what).group(1).split(", ")) == names
+    assert "int sp = 0;" in src
 
 
 @pytest.mark.parametrize("cu_out", [16, 24, 32, 48])
 def test_score_cast_lanes_meet_the_banks(cu_out):
-    """The score pass writes out[r][t * CU_OUT + o], CU_OUT lanes into CU_IN cyclic banks of S: a bank's write
-    data selects among the lanes that meet it as the tile t moves; a wire when CU_IN is a multiple of CU_OUT."""
+    """The score pass of head hd writes sm_s[r][out_c0 + t * CU_OUT + o], out_c0 = hd * SCORE_COLS (the head's
+    columns of logits): CU_OUT lanes into CU_IN cyclic banks of S. A bank's write data selects among the lanes
+    that meet it as the tile t and the head move; a wire when each bank meets one lane whatever t and hd."""
     cfg = cfg_of(ZCU, f"hardware.cu_out={cu_out}")
-    ci = cfg.hardware.cu_in
+    plan = KernelPlan.from_config(cfg)
+    ci, heads = cfg.hardware.cu_in, cfg.model.num_heads
     meets = {}
-    for t in range(4 * ci):
-        for o in range(cu_out):
-            meets.setdefault((t * cu_out + o) % ci, set()).add(o)
+    for hd in range(heads):
+        for t in range(4 * ci):
+            for o in range(cu_out):
+                meets.setdefault((hd * plan.score_cols + t * cu_out + o) % ci, set()).add(o)
     lanes = max(len(v) for v in meets.values())
-    assert _lanes_per_bank(cu_out, cu_out, ci) == lanes
+    assert _lanes_per_bank(cu_out, cu_out, ci, [hd * plan.score_cols for hd in range(heads)]) == lanes
     res = estimate_resources(cfg)
-    sel = [it for it in res.items if it.what.startswith("MAC (CU_SCORES): cast lane -> out bank select")]
-    if ci % cu_out == 0:
-        assert lanes == 1 and not sel
+    sel = [it for it in res.items if it.what.startswith("MAC (CU_SCORES): cast lane -> sm_s bank select")]
+    if lanes == 1:
+        assert not sel
     else:
-        assert lanes > 1 and len(sel) == 1 and sel[0].count == ci and sel[0].shape.endswith(f"x {lanes} lanes")
+        assert len(sel) == 1 and sel[0].count == ci and sel[0].shape.endswith(f"x {lanes} lanes")
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     # the cast's fraction is the kernel's constant, so the model counts no barrel shifter for it
-    assert "out[r][t * CU_OUT + o] = to_attn_score(wide_t(sum), 2 * QKV_FRAC + SCORE_SHIFT);" in src
+    assert "sm_s[r][out_c0 + t * CU_OUT + o] = to_attn_score(wide_t(sum), 2 * QKV_FRAC + SCORE_SHIFT);" in src
+    # the score passes' out_c0 (the argument before sm_s): the head's first column, logits their sm_s
+    assert "hd * SCORE_COLS, logits, sm_max, sm_sum, hd == 0," in " ".join(src.split())
     cast = [it for it in res.items if it.what.startswith("MAC (CU_SCORES): to_attn_score")]
     assert len(cast) == 1 and cast[0].count == cu_out and cast[0].lut == cu_out * LUT_PER_CAST
 
 
-@pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, ["hardware.cu_out=24"]), (ZCU, ["hardware.cu_out=16"])])
+def test_score_cast_select_follows_the_heads_columns():
+    """CU_IN a multiple of CU_OUT: one head's tiles meet each bank with one lane (a wire), but where a head's
+    first column (hd * SCORE_COLS) is not a multiple of CU_OUT modulo CU_IN the lanes a bank meets move with the
+    head, and the cast lanes' stores take a select (the tiny preset: 132 columns a head on a 16 x 16 unit, each
+    bank meeting one lane per head)."""
+    cfg = cfg_of(TINY)
+    plan = KernelPlan.from_config(cfg)
+    ci, co = cfg.hardware.cu_in, cfg.hardware.cu_out
+    assert ci == co and _lanes_per_bank(co, co, ci) == 1
+    starts = [hd * plan.score_cols for hd in range(cfg.model.num_heads)]
+    assert any(s % ci % co for s in starts)
+    lanes = len({s % ci for s in starts})        # CU_OUT = CU_IN: the lanes a bank meets are the heads' shifts
+    assert _lanes_per_bank(co, co, ci, starts) == lanes > 1
+    sel = item(estimate_resources(cfg), "compute_tiles/MAC", "MAC (CU_SCORES): cast lane -> sm_s bank select")
+    assert sel.count == ci and sel.shape == f"{ci} banks x {lanes} lanes"
+    one_head = cfg_of(TINY, "model.num_heads=1")
+    assert not [it for it in estimate_resources(one_head).items if "cast lane -> sm_s bank select" in it.what]
+
+
+@pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, ["hardware.cu_out=24"]), (ZCU, ["hardware.cu_out=16"]),
+                                       (TINY, ["model.img_width=240"])])      # 121 tokens: no key folded
 def test_on_chip_weights_are_unpack_selects(name, sets):
     """The attention's passes unpack their weights from `in` inside the MAC pipeline: W_KEYS CU_IN words of a key
     row to bank column i of row o0, W_VALUES one value column to column k0 of CU_IN rows (lane o % CU_IN to row
-    o). So each tile bank's write data is one of three words, plus a rotation of the value lanes where CU_IN
-    does not divide CU_OUT (a tile's first value column, ub = t * CU_OUT, moves across in's banks)."""
+    o), the AV_FOLD keys past K_PAD to the registers v_tail instead (A*V adds them in a row's last chunk); from
+    the call's own first column w_c0, or in its last pass from the next call's (uw_c0: the last pass unpacks the
+    next call's first tile). So each tile bank's write data is one of three words, plus a rotation of the value
+    lanes where CU_IN does not divide CU_OUT (a tile's first value column, ub = t * CU_OUT, moves across in's
+    banks)."""
     cfg = cfg_of(name, *sets)
     plan = KernelPlan.from_config(cfg)
     ci, co, cw = cfg.hardware.cu_in, cfg.hardware.cu_out, plan.cu_weight_bits
@@ -514,7 +603,8 @@ def test_on_chip_weights_are_unpack_selects(name, sets):
     data = item(res, "compute_tiles/UNPACK_K", "UNPACK_K / UNPACK_V: tile bank write data")
     assert data.count == co * ci and data.lut == co * ci * (cw + 1) and data.dsp == 0
     assert item(res, "compute_tiles/UNPACK_K", "UNPACK_K / UNPACK_V: in's second read address").count == ci
-    # the value lanes: lane u reads column w_c0 + ub + vs + u (w_c0 and vs multiples of CU_IN)
+    # the value lanes: lane u reads column uw_c0 + ub + vs + u (uw_c0, any head's first value column, and vs
+    # multiples of CU_IN)
     d, hd = cfg.model.embed_dim, cfg.model.head_dim
     assert all((2 * d + h * hd) % ci == 0 for h in range(cfg.model.num_heads))
     banks = {(t * co) % ci for t in range(ci)}
@@ -524,8 +614,19 @@ def test_on_chip_weights_are_unpack_selects(name, sets):
     else:
         assert len(rot) == 1 and rot[0].count == ci and rot[0].shape.startswith(f"{ci} lanes x {len(banks)} banks")
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
-    assert "w[nxt][o0][k0 + i] = in[key][w_c0 + k0 + i];" in src
-    assert "if (o < uouts) w[nxt][o][k0] = in[k0][w_c0 + ub + o];" in src
+    assert "w[nxt][o0][k0 + i] = in[key][uw_c0 + k0 + i];" in src
+    assert "int usrc = src, uw_c0 = w_c0, uk = k_dim;" in src and "uw_c0 = next.w_c0;" in src
+    if plan.av_fold:
+        assert "if (o < uouts && k0 < K_PAD) w[nxt][o][k0] = in[k0][uw_c0 + ub + o];" in src
+        assert "if (o < uouts && k0 >= K_PAD) v_tail[nxt][o][k0 - K_PAD] = in[k0][uw_c0 + ub + o];" in src
+        # v_tail: two tiles' CU_OUT x AV_FOLD value words, registers (complete), as the kernel declares them
+        assert "static cu_weight_t v_tail[2][CU_OUT][AV_FOLD_SLOTS];" in src
+        assert "#pragma HLS ARRAY_PARTITION variable=v_tail complete dim=0" in src
+        tail = item(res, "compute_tiles", "v_tail[2][CU_OUT][AV_FOLD] (cu_weight_t)")
+        assert tail.count == 1 and tail.shape == f"{2 * co * plan.av_fold} banks x 1 x {cw}b -> registers"
+    else:
+        assert "if (o < uouts) w[nxt][o][k0] = in[k0][uw_c0 + ub + o];" in src
+        assert not [it for it in res.items if it.what.startswith("v_tail")]
 
 
 @pytest.mark.parametrize("change,what,where", [
@@ -537,7 +638,7 @@ def test_on_chip_weights_are_unpack_selects(name, sets):
     ("hardware.cu_in=32", "SM_LANES: S's bank addresses", "compute_tiles/MAC (side job)"),         # more banks of S
     ("hardware.attn_parallel=8", "exp_neg: x * LOG2E_RAW", "compute_tiles/MAC (side job)"),       # more softmax lanes
     ("hardware.attn_parallel=8", "online_step: l * alpha", "compute_tiles/MAC (side job)"),
-    ("hardware.attn_parallel=8", "PROB_U: wide_t(e) * inv", "softmax/PROBS"),         # fewer groups: more lanes
+    ("hardware.cu_in=32", "PROB_U, FOLD_U: wide_t(e) * inv", "softmax/PROBS"),     # half a wider unit: more lanes
 ])
 def test_a_config_change_that_should_raise_a_count_does(change, what, where):
     base = estimate_resources(cfg_of(TINY))

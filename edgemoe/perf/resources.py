@@ -264,7 +264,7 @@ INT_BITS = 32
 #: the tests check them against the generated source)
 CALL_SITES = {
     "run_images": {TOP: 1},
-    "compute_unit": {"run_images": 10},
+    "compute_unit": {"run_images": 11},
     "load_tiles": {"compute_unit": 1},
     "compute_tiles": {"compute_unit": 1},
     "layernorm": {"run_images": 2},
@@ -328,11 +328,11 @@ def _addr_bits(depth: int) -> int:
     return max(1, math.ceil(math.log2(max(2, depth))))
 
 
-def _lanes_per_bank(step: int, lanes: int, banks: int) -> int:
+def _lanes_per_bank(step: int, lanes: int, banks: int, starts=(0,)) -> int:
     """The most distinct lanes that write (or read) one of ``banks`` cyclic banks, when ``lanes`` consecutive
-    words start at a multiple of ``step`` (``step`` a pass's stride, the lanes' offset moving by it): the
-    inputs of that bank's data select (1: a fixed wire)."""
-    offsets = {(t * step) % banks for t in range(banks)}
+    words start at one of ``starts`` plus a multiple of ``step`` (``step`` a pass's stride, the lanes' offset
+    moving by it): the inputs of that bank's data select (1: a fixed wire)."""
+    offsets = {(s + t * step) % banks for s in starts for t in range(banks)}
     return max(len({o for off in offsets for o in range((b - off) % banks, lanes, banks)}) for b in range(banks))
 
 
@@ -527,16 +527,18 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             "distributed RAM at any size (a BRAM18 a bank would be CU_OUT x CU_IN of them)", lutram=True)
     # CU_SCORES (the attention's q . k): a row's CU_OUT sums are cast and stored in its last MAC iteration, no
     # epilogue: round and saturate per output lane at the constant fraction every score call has (2 QKV_FRAC +
-    # SCORE_SHIFT: the shift is wiring, no barrel shifter), and sm_s[r][out_c0 + t * CU_OUT + o] in CU_IN cyclic banks: a
-    # bank's write data selects among the lanes that meet it as the tile t moves (one, a wire, when CU_IN is a
-    # multiple of CU_OUT)
+    # SCORE_SHIFT: the shift is wiring, no barrel shifter), and sm_s[r][out_c0 + t * CU_OUT + o] in CU_IN cyclic
+    # banks, out_c0 = hd * SCORE_COLS (the head's columns of logits): a bank's write data selects among the lanes
+    # that meet it as the tile t and the head move (one, a wire, when CU_IN is a multiple of CU_OUT and every
+    # head's first column is a multiple of CU_OUT modulo CU_IN)
     b.logic("MAC (CU_SCORES): to_attn_score(sum, 2 QKV_FRAC + SCORE_SHIFT) per output", "compute_tiles/MAC",
             k * co, LUT_PER_CAST, note="CU_OUT cast lanes at a constant fraction: a head's scores straight to S")
-    lanes = _lanes_per_bank(co, co, ci)
+    lanes = _lanes_per_bank(co, co, ci, [hd * plan.score_cols for hd in range(m.num_heads)])
     if lanes > 1:
         b.logic("MAC (CU_SCORES): cast lane -> sm_s bank select", "compute_tiles/MAC", k * ci,
                 cu * math.ceil(lanes / 4), shape=f"{ci} banks x {lanes} lanes",
-                note="CU_OUT consecutive columns from out_c0 + t * CU_OUT: the lanes a bank meets move with t")
+                note="CU_OUT consecutive columns from out_c0 + t * CU_OUT: the lanes a bank meets move with t and "
+                "the head's first column out_c0")
     if plan.weight_rows_aligned:
         bb = plan.layer_bias_banks
         b.array("b[MAX_N_OUT] (weight_word_t)", "compute_tiles", -(-plan.max_n_out // bb), wb, banks=bb, count=k,
