@@ -107,7 +107,7 @@ def test_multipliers_follow_the_kernel_types():
     # the routing's products at its narrow types: the chosen experts' exp_t x softmax_inv_t, one per top-k entry
     # (not wide_t x wide_t), and exp_neg's x * LOG2E_RAW on a difference of two gate_logit_t
     pick = item(res, "route_tokens/GATE_PICK", "GATE_PICK: wide_t(xj) * wide_t(inv)")
-    assert pick.count == cfg.model.top_k
+    assert pick.count == cfg.model.top_k * KernelPlan.from_config(cfg).gate_lanes   # a top-k entry a lane
     assert pick.dsp == pick.count * dsp_per_mult(p.exp.bits, p.softmax_inv.bits, p.exp.signed, p.softmax_inv.signed)
     assert pick.dsp < pick.count * dsp_per_mult(64, 64)
     assert item(res, "route_tokens/GATE", "exp_neg: x * LOG2E_RAW").shape.startswith(f"{p.gate_logit.bits + 1}s x")
@@ -342,9 +342,13 @@ def test_tables_are_roms_of_their_entries_width():
     res = estimate_resources(cfg)
     rom = item(res, "compute_tiles/FINISH", "GELU_TABLE")
     assert rom.kind == "ROM" and rom.shape.startswith(f"{plan.table_entries['gelu']} x {tb['gelu']}b")
-    # one copy in each function instance that reads it; the attention's lanes read copies of their own
-    exp_roms = [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]
-    assert {it.where.split()[0] for it in exp_roms} == {"route_tokens"}
+    # every lane that reads a table reads a copy of its own: no unit reads the global EXP2_TABLE any more (the
+    # routing's lanes exp2_gate, GATE_LANES copies, and recip_gate)
+    assert not [it for it in res.items if it.kind == "ROM" and it.what == "EXP2_TABLE"]
+    for what, table in (("exp2_gate", "exp2"), ("recip_gate", "recip")):
+        gate = item(res, f"route_tokens ({'exp_neg' if table == 'exp2' else 'reciprocal'})", what)
+        assert gate.kind == "ROM" and gate.count == plan.gate_lanes == 2
+        assert gate.shape.startswith(f"{plan.table_entries[table]} x {tb[table]}b")
     # the softmax's lanes read copies of their own: a step's two exps take both ports of both banks of its lane's
     # exp2_lane; each PROBS lane's exp its own exp2_prob, and so does each folded key's (FOLD_U, AV_FOLD lanes
     # beside a row's last chunk); PROBS' reciprocal the one RECIP_TABLE

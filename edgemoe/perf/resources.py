@@ -744,20 +744,27 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     # gating, top-k, routing: route_tokens, inlined in run_images (one GATE pipeline) ---------------------
     b.unit = "gate + top-k + queues"
     where, k = "route_tokens/GATE", m.top_k
-    gl, xb = p.gate_logit.bits, plan.expert_bits
-    _exp_neg(b, where, 1, cfg, tb, x_bits=gl + 1)      # logit - max: a gate_logit_t difference
-    _reciprocal(b, where, 1, cfg, tb)
-    b.mults("GATE_PICK: wide_t(xj) * wide_t(inv)", "route_tokens/GATE_PICK", k, p.exp.bits, p.softmax_inv.bits,
+    gl, xb, GL = p.gate_logit.bits, plan.expert_bits, plan.gate_lanes
+    # GATE_LANES tokens a slot side by side: each lane its exp, reciprocal, tables, list, scores and delay line
+    _exp_neg(b, where, GL, cfg, tb, x_bits=gl + 1)      # logit - max: a gate_logit_t difference
+    _reciprocal(b, where, GL, cfg, tb)
+    b.mults("GATE_PICK: wide_t(xj) * wide_t(inv)", "route_tokens/GATE_PICK", GL * k, p.exp.bits, p.softmax_inv.bits,
             a_signed=p.exp.signed, b_signed=p.softmax_inv.signed,
-            note="exp_t x softmax_inv_t: the chosen experts' scores, one per top-k entry")
-    b.rom("EXP2_TABLE", "route_tokens (exp_neg)", te["exp2"], tb["exp2"])
-    b.rom("RECIP_TABLE", "route_tokens (reciprocal)", te["recip"], tb["recip"])
-    b.logic("GATE_INSERT: top-k list, compare + insert per entry", "route_tokens/GATE_INSERT", k,
-            gl + 2 * (gl + xb), 2 * (gl + xb), shape=f"{k} x ({gl}b logit, {xb}b expert)",
-            note="the list and its latch for the exps' stage")
-    b.logic("GATE_PICK: the chosen exps (select), to_gate_score", "route_tokens/GATE_PICK", k,
+            note="exp_t x softmax_inv_t: the chosen experts' scores, one per top-k entry and lane")
+    b.rom("exp2_gate[GATE_LANES] (EXP2_TABLE copies)", "route_tokens (exp_neg)", te["exp2"], tb["exp2"], count=GL,
+          note="a ROM per lane (cyclic 2): one exp a cycle")
+    b.rom("recip_gate[GATE_LANES] (RECIP_TABLE copies)", "route_tokens (reciprocal)", te["recip"], tb["recip"],
+          count=GL, note="a ROM per lane (cyclic 2): one reciprocal a cycle")
+    b.logic("GATE_INSERT: top-k list, compare + insert per entry", "route_tokens/GATE_INSERT", GL * k,
+            gl + 2 * (gl + xb), 2 * (gl + xb), shape=f"{GL} x {k} x ({gl}b logit, {xb}b expert)",
+            note="the lanes' lists and their latches for the exps' stage")
+    b.logic("GATE_DELAY: a lane's logits, a slot later to the exps' stage", "route_tokens/GATE_DELAY", GL * e, 0, gl,
+            shape=f"{GL} x {e} x {gl}b", note="shift registers (no select)")
+    b.logic("GATE_PICK: the chosen exps (select), to_gate_score", "route_tokens/GATE_PICK", GL * k,
             xb + 2 * p.exp.bits + LUT_PER_CAST, p.exp.bits + xb + p.gate_score.bits)
-    b.logic("GATE: max, exp sum, the stages' hand-off registers", where, 1,
+    b.logic("GATE_SHIFT: the queue stage's entries (shift registers)", "route_tokens/GATE_SHIFT", GL * k, 0,
+            xb + p.gate_score.bits)
+    b.logic("GATE: max, exp sum, the stages' hand-off registers", where, GL,
             plan.gate_sum_bits + gl, gl + plan.gate_sum_bits + p.softmax_inv.bits)
     b.array("q_count[EXPERTS] (ap_uint<16>)", "run_images", 1, 16, banks=e, registers=True, count=per_img,
             note="registers: GATE increments the count of any expert each cycle")
