@@ -19,9 +19,8 @@ def _tiny_zcu102() -> Config:
     (w8a16), a 64x24 compute unit (every product, attention's q . k and A*V included), 16 softmax lanes (at
     batch 1, 12 come within 1% with 20 DSPs fewer, which explore's tie rule names there), 512-bit weight words
     striped over four 128-bit PS ports (HP1..HP3 and HPC0; the image on HP0, the activations on HPC1) at 300
-    MHz; a call's images
-    in groups of four whose experts share one weight stream (``edgemoe explore --batch 8``: at batch 8 the
-    experts are compute-bound from groups of four on)."""
+    MHz; a call's images in groups of four whose experts share one weight stream (``edgemoe explore --batch
+    8``: at batch 8 the experts are compute-bound from groups of four on)."""
     return Config(ModelConfig(), precision_profile("w8a16"),
                   HardwareConfig(board="zcu102", cu_in=64, cu_out=24, attn_parallel=16, axi_width=512,
                                  weight_lanes=4, moe_batch=4),
