@@ -637,10 +637,14 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
             shape=f"{ci} banks x {in_addr}b", note="the key row (W_KEYS) or key k0's row (W_VALUES), the column")
     b.logic("on-chip weights: (ub, vs, kin) counters, the key row's wrap", "compute_tiles/MAC", k,
             5 * INT_BITS, 3 * INT_BITS, shape=f"3 x {INT_BITS}b + compare / subtract")
+    # the next call's first tile (on chip) in the last pass: the unpack's source, column and k switched to the
+    # next call's, and the halves' offset (pf_half, hoff) carried to it
+    b.logic("prefetch: (usrc, uw_c0, uk) selects, pf, pf_half, hoff", "compute_tiles/MAC", k,
+            3 * INT_BITS + 4, 3 * INT_BITS + 3, shape=f"3 x {INT_BITS}b + flags")
 
     # attention: its q . k and A*V run on the compute unit (above), the online softmax as the compute unit's side
     # job (its ATTN_P lanes in compute_tiles' MAC pipeline), the probabilities in the softmax: one instance (one
-    # call site, in run_images' HEADS_LOOP) --------------------------------------------------------------
+    # call site, in run_images' AV_LOOP) -----------------------------------------------------------------
     b.unit = "attention"
     sm, side = inst["softmax"], inst["compute_tiles"]
     G, PL = plan.attn_groups, plan.prob_lanes
@@ -705,6 +709,11 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     if rot > 1:
         b.logic("PROB_U: S[i][c0 + j0 + u], lane u's word of S's banks", pr, sm * PL, cu * math.ceil(rot / 4),
                 shape=f"{rot} -> 1 of {cu}b", note="the head's first column and j0 move lane u across the banks")
+    # a folded key's lane reads S[i][hd * SCORE_COLS + K_PAD + u]: its bank moves with the head
+    frot = len({(hd * plan.score_cols + plan.k_pad) % ci for hd in range(H)})
+    if plan.av_fold and frot > 1:
+        b.logic("FOLD_U: S[i][c0 + K_PAD + u], a folded key's word of S's banks", pr, sm * plan.av_fold,
+                cu * math.ceil(frot / 4), shape=f"{frot} -> 1 of {cu}b", note="the head's first column moves it")
     b.divider("S[i][j], big[i][PROB_COL + j]: column j / CU_IN, bank j % CU_IN", pr, sm * 2 * PL, INT_BITS, ci,
               pipelined=True, note="a lane's column in the cyclic banks")
     b.control("softmax", sm, loops=3)
