@@ -779,6 +779,18 @@ class KernelPlan:
         ci = self.config.hardware.cu_in
         return max(d for d in range(1, min(ci, MAC_CHAIN) + 1) if ci % d == 0)
 
+    @functools.cached_property
+    def ln_param_beats(self) -> int:
+        """``LN_PARAM_BEATS``: bus words of a LayerNorm's gamma, and of its beta, which the layout puts right after
+        it (the kernel reads both in one burst from gamma's offset; checked for every LayerNorm here)."""
+        beats = -(-self.config.model.embed_dim // self.words_per_beat)
+        for b in range(self.config.model.depth):
+            for ln in ("norm1", "norm2"):
+                pre = f"backbone.blocks.{b}.{ln}."
+                if self.offsets[pre + "bias"] != self.offsets[pre + "weight"] + beats * self.words_per_beat:
+                    raise ValueError(f"the weight layout does not put {pre}bias right after {pre}weight")
+        return beats
+
     @property
     def ln_param_banks(self) -> int:
         """Banks of the LayerNorm's gamma / beta (cyclic): read_words writes WORDS_PER_BEAT consecutive words

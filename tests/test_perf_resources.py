@@ -275,8 +275,17 @@ def test_read_words_starts_on_a_bus_word_so_its_fields_are_wires(name, sets):
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
     body = src[src.index("static void read_words("):src.index("// The compute unit is a DATAFLOW region")]
     assert "skip" not in body and "dst[d] = beat_field<WEIGHT_WORD_BITS>(beat, j);" in body
+    # a LayerNorm's gamma and beta: one burst from gamma's bus word (the layout puts beta right after it), a
+    # bus word's fields to one array or the other
+    beats = -(-cfg.model.embed_dim // wpb)
+    assert plan.ln_param_beats == beats and all(
+        plan.offsets[f"backbone.blocks.{b}.{n}.bias"] == plan.offsets[f"backbone.blocks.{b}.{n}.weight"] + beats * wpb
+        for b in range(cfg.model.depth) for n in ("norm1", "norm2"))
+    assert "READ_LN: for (int i = 0; i < 2 * LN_PARAM_BEATS; i++) {" in body
+    assert "if (d < DIM && g) gamma[d] = w;" in body and "if (d < DIM && !g) beta[d] = w;" in body
+    assert "read_ln_params(" in src and "OFF_NORM1_W[b]);" in src and "OFF_NORM1_B[b]" not in src
     res = estimate_resources(cfg)
-    for where, banks in (("layernorm (read_words)", plan.ln_param_banks), ("run_images (read_words)", wpb)):
+    for where, banks in (("layernorm (read_ln_params)", plan.ln_param_banks), ("run_images (read_words)", wpb)):
         it = item(res, where, "read_words")
         assert it.lut == it.count * (banks + 64) < it.count * wpb * plan.weight_word_bits
 

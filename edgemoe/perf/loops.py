@@ -245,7 +245,7 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "K_PAD": plan.k_pad, "AV_FOLD": plan.av_fold, "PROB_LANES": plan.prob_lanes,
             "PROB_CHUNKS": plan.prob_chunks,
             "PROB_LEAD": plan.prob_lead, "PROB_PAD_LANES": plan.prob_pad_lanes, "EW_LANES": plan.elementwise_lanes,
-            "CAST_LANES": plan.cast_lanes, "LN_LANES": plan.ln_lanes, "LN_CHUNKS": plan.ln_chunks,
+            "CAST_LANES": plan.cast_lanes, "LN_LANES": plan.ln_lanes, "LN_PARAM_BEATS": plan.ln_param_beats, "LN_CHUNKS": plan.ln_chunks,
             "LN_SKEW": plan.ln_skew,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
@@ -317,11 +317,18 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     packed = Axi("activations", writes=1 / opb, why="a bus word written when full (conditional)", tap_only=True)
     S = LoopSpec
     return (
-        # read_words (inlined: the LayerNorm parameters, the cls token and the position rows)
+        # read_words (inlined: the cls token)
         S("READ_BEATS", "read_words", None, "PIPELINE II=1", "beats",
           ports=(Port("dst", writes=min(wpb, m.embed_dim), spread=spread(min(wpb, m.embed_dim), "dst")),),
           axi=weight_reads, ops=("add", "store")),
         S("READ_WORDS", "read_words", "READ_BEATS", "-", "WORDS_PER_BEAT"),
+        # read_ln_params (inlined in layernorm): gamma's bus words, then beta's, one burst; a bus word's fields
+        # to one of the two arrays (cyclic ln_param_banks, a multiple of WORDS_PER_BEAT: a bank a field)
+        S("READ_LN", "read_ln_params", None, "PIPELINE II=1", "2 * LN_PARAM_BEATS",
+          ports=(Port("gamma", writes=min(wpb, m.embed_dim), spread=spread(min(wpb, m.embed_dim), "gamma")),
+                 Port("beta", writes=min(wpb, m.embed_dim), spread=spread(min(wpb, m.embed_dim), "beta"))),
+          axi=weight_reads, ops=("add", "store")),
+        S("READ_LN_J", "read_ln_params", "READ_LN", "-", "WORDS_PER_BEAT"),
         # load_tiles: the compute unit's loader process; rows of whole bus words: the layer's biases and its
         # weight rows in one burst (the layout puts them back to back), else per tile
         *((S("LOAD_W", "load_tiles", None, "PIPELINE II=1", "bias_beats + weight_beats", axi=weight_reads,
@@ -1007,9 +1014,9 @@ class _Walk:
         self.loop("READ_BEATS", times * len(starts), {"beats": beats / len(starts)}, step)
 
     def layernorm(self, step) -> None:
+        """One layernorm call: its parameters' one burst (gamma then beta, read_ln_params inlined), then its rows."""
         self.call("layernorm", 1.0, {}, step)
-        pre = f"backbone.blocks.{step[1]}.{step[0]}."   # step: ("norm1" | "norm2", block)
-        self.read_words(1.0, [self.plan.offsets[pre + "weight"], self.plan.offsets[pre + "bias"]], step)
+        self.loop("READ_LN", 1.0, {}, step)
 
     def image(self, counts_per_block: list, expected: bool) -> None:
         """One image's steps of its group's segments (everything but the experts, which run per group)."""

@@ -726,7 +726,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     pb = plan.ln_param_banks
     b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", -(-d // pb), wb, banks=pb, count=2 * ln,
             note="cyclic lcm(WORDS_PER_BEAT, LN_LANES)")
-    _read_words(b, "layernorm (read_words)", 2 * ln, plan, pb)
+    _read_words(b, "layernorm (read_ln_params)", 2 * ln, plan, pb)   # a bus word to gamma's banks or beta's
     nb = plan.ln_skew + 1
     b.array("c[LN_SKEW + 1][DIM] (ln_centered_t)", "layernorm/LN_STEPS", -(-d // L), p.ln_centered.bits,
             banks=nb * L, count=ln, note="LN_SKEW + 1 rows (written, waiting, normalised), cyclic LN_LANES")
