@@ -58,7 +58,10 @@ The scheduling rules (how Vitis HLS builds the hardware):
   DATAFLOW region of two processes, ``load_tiles`` and ``compute_tiles``, joined
   by a FIFO that holds one tile: a call takes max(loader, compute) + the
   shorter process's share of one tile (the fill), and the shorter process's
-  loops count only that fill (``LoopRecord.hidden`` holds the rest).
+  loops count only that fill (``LoopRecord.hidden`` holds the rest).  Where
+  the compute binds and the layer is one burst, the compute's first pass
+  unpacks the first tile's bus words as they arrive, so the fill is only what
+  of their arrival that pass does not cover (:func:`first_tile_fill`).
   ``compute_tiles`` unpacks tile t + 1 inside tile t's MACs (a ping-pong
   tile buffer), all a layer's ``tiles + 1`` passes in one pipeline: a pass
   runs max(MAC iterations of the tile before, PASS_LEAD + unpack steps of the
@@ -882,6 +885,16 @@ def dataflow_overlap(load: float, comp: float, tiles: int) -> tuple[float, float
     return long_ + fill, (hidden if load <= comp else 0.0), (hidden if load > comp else 0.0)
 
 
+def first_tile_fill(load_w, first_beats: float, plan: KernelPlan) -> float:
+    """Cycles a compute-bound compute_unit call (rows of whole bus words: one burst) waits for its first tile:
+    the burst's first ``first_beats`` bus words (the layer's biases and tile 0) arrive after the load loop's
+    depth (the DRAM latency) at its II, while the compute's pass 0 would unpack them in PASS_LEAD + a step
+    each (UNPACK_STEPS a weight bus word); the later of the two ends the pass, so the call is its compute plus
+    the difference (PASS_TAIL follows either way)."""
+    arrival = load_w.raw_cycles(1.0, first_beats, first_beats)
+    return max(0.0, arrival - (plan.pass_lead + first_beats * plan.unpack_steps))
+
+
 class _Walk:
     """Entries and iterations of every loop per image, by walking the kernel's call structure.
 
@@ -959,8 +972,10 @@ class _Walk:
     def compute_unit(self, rows: float, layer: str, step, times: float = 1.0) -> None:
         """One DATAFLOW call: the loader and the compute process run concurrently, so the call takes
         max(loader, compute) + fill, the fill being the shorter process's share of one tile (the loader's
-        first tile before the compute can start, or the compute's last tile after the loader is done).  The
-        shorter process's loops keep only that fill; the rest of their cycles is hidden."""
+        first tile before the compute can start, or the compute's last tile after the loader is done); a
+        compute-bound call of one burst waits only for what of its first tile's arrival its pass 0 does not
+        cover (:func:`first_tile_fill`).  The shorter process's loops keep only that fill; the rest of their
+        cycles is hidden."""
         lin = self.linears[layer]
         spans = self.plan.tile_spans(lin)
         tiles = len(spans)
@@ -979,6 +994,12 @@ class _Walk:
             load = self.cost("LOAD_TILES", args, load_only)
         comp = self.cost("MAC", args)
         _, hide_load, hide_comp = dataflow_overlap(load, comp, tiles)
+        if self.plan.weight_rows_aligned and 0 < load <= comp:
+            # the compute's pass 0 unpacks the layer's biases and its first tile a bus word a step as the loader's
+            # one burst delivers them (it blocks on the FIFO): the call waits only for the part of their arrival
+            # its own pass 0 does not cover, not for a whole tile's load on top of it
+            fill = first_tile_fill(self.records["LOAD_W"], beats["bias_beats"] + spans[0][1][1], self.plan)
+            hide_load, hide_comp = 1.0 - min(fill, load) / load, 0.0
         self.call("compute_unit", times, args, step)
         self.call("load_tiles", times, args, step, skip=skip, only=load_only, hidden=hide_load)
         self.call("compute_tiles", times, args, step, hidden=hide_comp)
