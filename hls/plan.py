@@ -29,12 +29,13 @@ from .layout import WeightLanes, WeightLayout, matrix_bits
 #: the per-block steps of the tap schedule, in schedule order (``TAP_<STEP>[DEPTH]`` in the kernel)
 BLOCK_STEPS = ("norm1", "qkv", "scores", "softmax_max", "softmax_inv", "attn", "proj", "resid1", "norm2",
                "gate_logits", "gate_scores", "topk_idx", "topk_score", "expert_counts", "moe", "fc1", "fc2", "out")
-#: per-block weight tensors: kernel constant -> key suffix under ``backbone.blocks.<b>.`` (-1 where absent)
+#: per-block weight tensors: kernel constant -> key suffix under ``backbone.blocks.<b>.`` (-1 where absent); a
+#: LayerNorm's bias has no constant: the kernel reads it in gamma's burst (KernelPlan.ln_param_beats)
 BLOCK_TENSORS = {
-    "OFF_NORM1_W": "norm1.weight", "OFF_NORM1_B": "norm1.bias",
+    "OFF_NORM1_W": "norm1.weight",
     "OFF_QKV_W": "attn.qkv.weight", "OFF_QKV_B": "attn.qkv.bias",
     "OFF_PROJ_W": "attn.proj.weight", "OFF_PROJ_B": "attn.proj.bias",
-    "OFF_NORM2_W": "norm2.weight", "OFF_NORM2_B": "norm2.bias",
+    "OFF_NORM2_W": "norm2.weight",
     "OFF_FC1_W": "mlp.fc1.weight", "OFF_FC1_B": "mlp.fc1.bias",
     "OFF_FC2_W": "mlp.fc2.weight", "OFF_FC2_B": "mlp.fc2.bias",
 }
