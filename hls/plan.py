@@ -305,7 +305,8 @@ class AttentionCall:
     only); ``passes``, the MAC-loop iterations its own work takes; ``ready`` / ``need``, the side job's bounds
     (it may run the heads below ``ready``, the call lasts until those below ``need`` are done); ``side_steps``,
     the online-softmax steps it runs; ``iterations``, its MAC loop's; ``pre``, its first tile was unpacked by
-    the call before; ``prefetch``, the kind of the next call whose first tile its last pass unpacks ("": none)."""
+    the call before; ``prefetch``, the kind of the next call whose first tile its last pass unpacks ("": none;
+    ``"proj"``: the block's proj, from DRAM)."""
     kind: str
     head: int
     passes: int
@@ -627,6 +628,28 @@ class KernelPlan:
     def max_layer_burst_beats(self) -> int:
         return max(self.layer_burst(lin)[1] for lin in self.linears)
 
+    def prefix_beats(self, lin: LinearPlan) -> int:
+        """Bus words at the start of ``lin``'s one burst (:meth:`layer_burst`) that the compute unit call before
+        it streams and unpacks for it (the kernel's ``next_layer``: its biases', then tile 0's whole rows), so
+        that ``lin``'s call starts with its MACs; 0 when rows are not whole bus words (no prefetch from DRAM)."""
+        if not self.weight_rows_aligned:
+            return 0
+        bias, _ = self.layer_spans(lin)
+        return (bias[1] if bias else 0) + self.tile_spans(lin)[0][1][1]
+
+    def prefix_steps(self, lin: LinearPlan) -> int:
+        """MAC-loop iterations the unpack of those bus words takes: a bias bus word a step, a weight bus word
+        UNPACK_STEPS (the unpack steps of ``lin``'s pass 0)."""
+        if not self.weight_rows_aligned:
+            return 0
+        bias, _ = self.layer_spans(lin)
+        return (bias[1] if bias else 0) + self.tile_spans(lin)[0][1][1] * self.unpack_steps
+
+    @property
+    def max_prefix_beats(self) -> int:
+        """``LOAD_NEXT``'s LOOP_TRIPCOUNT: the most prefix bus words of any layer (1 at least)."""
+        return max(1, *(self.prefix_beats(lin) for lin in self.linears))
+
     @property
     def weight_beats(self) -> int:
         """Bus words of the whole weight buffer (``WEIGHT_BEATS``)."""
@@ -704,13 +727,15 @@ class KernelPlan:
         recurs at this distance or more (the MAC loop's DEPENDENCE on x_sum states it)."""
         return self.pass_lead + 1 + self.pass_tail
 
-    def mac_passes(self, lin: LinearPlan, rows: float) -> list[float]:
+    def mac_passes(self, lin: LinearPlan, rows: float, pre: bool = False, next_steps: int = 0) -> list[float]:
         """MAC-loop iterations of each pass of the compute unit over linear layer ``lin`` and ``rows`` rows:
         pass p < tiles runs tile p - 1's MACs, rows x k-chunks iterations (none in pass 0), and unpacks tile p
         (a bias bus word per iteration, a weight bus word per UNPACK_STEPS; with rows of whole bus words the
         layer's biases all in pass 0) PASS_LEAD iterations after the pass's start and PASS_TAIL before its end,
         taking the longer of the two; pass ``tiles`` runs the last tile's MACs and its last row's epilogue
-        (EPI_GROUPS iterations more).  One pipeline runs them all."""
+        (EPI_GROUPS iterations more).  One pipeline runs them all.  ``pre``: the call before unpacked the
+        biases and tile 0 (no pass 0); ``next_steps``: the last pass also unpacks the next call's
+        (:meth:`prefix_steps`), between PASS_LEAD and PASS_TAIL."""
         macs = rows * -(-lin.k // self.config.hardware.cu_in)
         spans = self.tile_spans(lin)
         if self.weight_rows_aligned:   # the layer's biases all in pass 0, ahead of tile 0's weights
@@ -718,7 +743,10 @@ class KernelPlan:
             steps = [w[1] * self.unpack_steps + (bias[1] if bias and p == 0 else 0) for p, (_, w) in enumerate(spans)]
         else:
             steps = [(b[1] if b else 0) + w[1] * self.unpack_steps for b, w in spans]
-        return self._passes(rows, macs, steps, self.epilogue_groups)
+        passes = self._passes(rows, macs, steps, self.epilogue_groups)[1 if pre else 0:]
+        if next_steps:
+            passes[-1] = max(passes[-1], self.pass_lead + next_steps + self.pass_tail)
+        return passes
 
     def _passes(self, rows: float, macs: float, steps: list[int], epilogue: int) -> list[float]:
         """The passes of one MAC pipeline: pass p runs tile p - 1's ``macs`` iterations (none in pass 0) and
@@ -1024,12 +1052,14 @@ class KernelPlan:
         for i, (kind, head, ready, need) in enumerate(plan):
             pre = many and i > 0
             prefetch = plan[i + 1][0] if many and i + 1 < len(plan) else ""
+            if i + 1 == len(plan) and self.weight_rows_aligned:
+                prefetch = "proj"   # the last A*V: proj's biases and first tile, from DRAM
             if kind == "none":
                 parts = [1]
             else:
                 parts = self.attention_passes(kind, n)[1 if pre else 0:]
                 if prefetch:   # the last pass unpacks the next call's first tile too
-                    parts[-1] = max(parts[-1], self.pass_lead + self.attention_shape(prefetch)[2][0] + self.pass_tail)
+                    parts[-1] = max(parts[-1], self.pass_lead + self.prefetch_steps(prefetch) + self.pass_tail)
             passes = sum(parts)
             if need * per_head > (ready + (kind == "scores")) * per_head:
                 raise AssertionError(f"attention call {kind} {head}: the side job needs a head it cannot run")
@@ -1045,6 +1075,13 @@ class KernelPlan:
                 it += 1
             calls.append(AttentionCall(kind, head, passes, ready, need, done - start, it, pre, prefetch))
         return calls
+
+    def prefetch_steps(self, kind: str) -> int:
+        """Unpack steps of the first tile an attention call's last pass prefetches: a score pass's or an A*V's
+        (on chip), or ``"proj"``'s biases and tile 0 (from DRAM, after the block's last A*V)."""
+        if kind == "proj":
+            return self.prefix_steps(self.linear("blocks.0.proj"))
+        return self.attention_shape(kind)[2][0]
 
     def attention_shape(self, kind: str) -> tuple[int, int, list[int]]:
         """(the dot product length as the MACs run it, the outputs, the unpack steps of each tile) of an

@@ -429,11 +429,12 @@ def test_generated_kernel_keeps_every_rule(name):
     ("unroll-in-pipeline", "SM_LANES: for (int p = 0; p < ATTN_P; p++) {\n#pragma HLS UNROLL\n",
      "SM_LANES: for (int p = 0; p < ATTN_P; p++) {\n#pragma HLS UNROLL factor=2\n"),
     # the weight tile's bus words read behind a guard
-    ("conditional-axi-read", "beats.write(weights[first + i]);",
-     "beats.write(i < count ? weights[first + i] : weight_beat_t(0));"),
+    ("conditional-axi-read", "beats.write(weights[first + i]);\n    }\n    if (next.src",
+     "beats.write(i < count ? weights[first + i] : weight_beat_t(0));\n    }\n    if (next.src"),
     # a layer's biases and weights read from two places in one loop
-    ("shared-bundle-loop", "beats.write(weights[first + i]);",
-     "beats.write(weights[first + i]);\n        beats.write(weights[b_off / WORDS_PER_BEAT + i]);"),
+    ("shared-bundle-loop", "beats.write(weights[first + i]);\n    }\n    if (next.src",
+     "beats.write(weights[first + i]);\n        beats.write(weights[b_off / WORDS_PER_BEAT + i]);\n"
+     "    }\n    if (next.src"),
     # the MoE output cast's lanes left to config_compile -pipeline_loops 0
     ("unpipelined-loop", "MOE_OUT_D: for (int it = 0; it < N_TOKENS * (DIM / CAST_LANES); it++) {\n"
      "#pragma HLS PIPELINE II=1\n", "MOE_OUT_D: for (int it = 0; it < N_TOKENS * (DIM / CAST_LANES); it++) {\n"),

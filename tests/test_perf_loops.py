@@ -349,7 +349,7 @@ def test_residual_adds_are_in_the_epilogues(name, sets):
     assert all(re.search(r"\bx, x_sum, W_(DRAM|KEYS|VALUES), [^,]+, [^,]+, [^,]+, \w+, sm_max, sm_sum, "
                          r"[^,]+, [^,]+, [^,]+, p_tail, [^,]+, \w+$", c)
                for c in calls), calls
-    assert all(c.endswith("x, x_sum, W_DRAM, 0, 0, 0, logits, sm_max, sm_sum, false, 0, 0, p_tail, false, NO_NEXT")
+    assert all(c.endswith("x, x_sum, W_DRAM, 0, 0, 0, logits, sm_max, sm_sum, false, 0, 0, p_tail, pre, nt")
                for c in calls if "CU_RESID" in c)
     assert "x[r][d0 + u] = v;" in src.split("MOE_OUT_U:")[1].split("x_sum[r] = s;")[0]
     le = loop_estimate(cfg, None)
@@ -367,7 +367,12 @@ def test_residual_adds_are_in_the_epilogues(name, sets):
     # the epilogue's work costs no iterations: proj's MAC iterations are those of a CU_STORE layer of its shape
     proj = sum(v[1] for (step, b), v in mac.by_step.items() if step == "proj")
     lin = plan.linear("blocks.0.proj")
-    assert proj == pytest.approx(m.depth * sum(plan.mac_passes(lin, m.num_tokens)))
+    # (with rows of whole bus words: its biases and tile 0 prefetched by the last A*V, and its last pass
+    # prefetches the gate's or fc1's)
+    aligned = plan.weight_rows_aligned
+    after = [plan.linear(f"blocks.{b}.gate.0" if m.is_moe(b) else f"blocks.{b}.fc1") for b in range(m.depth)]
+    assert proj == pytest.approx(sum(sum(plan.mac_passes(lin, m.num_tokens, aligned,
+                                                         plan.prefix_steps(a) if aligned else 0)) for a in after))
     dram = estimate(cfg, mode="edgemoe-dram")
     assert {s.name for s in dram.steps if s.name.startswith("resid")} == {"resid1", "resid2"}
 
@@ -507,19 +512,25 @@ def test_compute_unit_calls_add_up_to_max_of_loader_and_compute(sets):
         load, comp = raw(lo, step), raw(co, step)
         lin = plan.linear("blocks.0.qkv" if step[0] == "qkv" else f"blocks.{b}.experts.0.fc2")
         if plan.weight_rows_aligned and load <= comp:
-            bias, _ = plan.layer_spans(lin)
-            first = (bias[1] if bias else 0) + plan.tile_spans(lin)[0][1][1]
+            # the call before prefetched the layer's biases and tile 0 (every DRAM call but the group's first
+            # patch embedding): it starts with pass 1, whose unpack takes tile 1's bus words as they arrive beside
+            # its MACs, so the call waits only for what of their arrival (and PASS_TAIL) that pass does not cover
+            rows = m.num_tokens if step[0] == "qkv" else 1
+            t1 = plan.tile_spans(lin)[1][1][1]
             lw = le.loops["LOAD_W"].ii
-            arrival = lw.depth + first * lw.ii
-            fill = max(0.0, arrival - plan.pass_lead - first * plan.unpack_steps)
-            assert 0 < fill < load / tiles                       # less than the share of a tile it was
+            arrival = lw.depth + t1 * lw.ii
+            fill = max(0.0, arrival + plan.pass_tail - plan.mac_passes(lin, rows, True)[0])
+            assert fill < load / tiles                           # less than the share of a tile it was
             assert by(lo, step) + by(co, step) == pytest.approx(comp + fill)
         else:
             assert by(lo, step) + by(co, step) == pytest.approx(dataflow_overlap(load, comp, tiles)[0])
     # the attention's calls (a score and an A*V pass per head): load_tiles returns at once
     streamed = le.functions["compute_unit"].calls - len(plan.attention_calls()) * m.depth
     assert le.functions["load_tiles"].calls == le.functions["compute_unit"].calls
-    assert not [k for r in lo for k in r.by_step if k[0] == "attn"]
+    # (but the last A*V's streams proj's biases and tile 0 for its last pass: hidden behind its MACs)
+    attn_loads = [r for r in lo if any(k[0] == "attn" for k in r.by_step)]
+    assert [r.spec.label for r in attn_loads] == (["LOAD_NEXT"] if plan.weight_rows_aligned else [])
+    assert all(r.cycles_of(*r.by_step[("attn", 0)]) == pytest.approx(0.0) for r in attn_loads)
     assert raw(co, ("attn", 0)) > 0
     if plan.weight_rows_aligned:
         # one burst per call: the layer's biases (none for the gates), then its matrix, back to back in the layout
@@ -539,11 +550,12 @@ def test_compute_unit_calls_add_up_to_max_of_loader_and_compute(sets):
     assert raw(lo, ("qkv", 0)) < raw(co, ("qkv", 0))
 
 
-def _mac_iterations(cfg, plan, lin, rows):
+def _mac_iterations(cfg, plan, lin, rows, pre=False, after=None):
     """A compute_unit call's MAC-loop iterations, as the flat pipeline's brief states them: the first tile's
     unpack in front (between a lead and a tail of PASS_GAP - 1 iterations, the lead longer by EPI_GROUPS with a
-    bias per tile), then per tile max(its MAC iterations, the next tile's unpack with its lead and tail), and
-    the last row's epilogue once."""
+    bias per tile; none when the call before prefetched it: ``pre``), then per tile max(its MAC iterations,
+    the next tile's unpack with its lead and tail), and the last row's epilogue once, or, when the call
+    prefetches the biases and tile 0 of layer ``after``, their unpack with its lead and tail if longer."""
     macs = rows * -(-lin.k // cfg.hardware.cu_in)
     gap = plan.pass_gap - 1
     lead = gap if plan.weight_rows_aligned else gap + plan.epilogue_groups
@@ -553,7 +565,11 @@ def _mac_iterations(cfg, plan, lin, rows):
         steps = [w[1] * plan.unpack_steps + (bias[1] if bias and t == 0 else 0)
                  for t, (_, w) in enumerate(plan.tile_spans(lin))]
     unpack = [lead + s + gap for s in steps]
-    return unpack[0] + sum(max(macs, u) for u in unpack[1:]) + macs + plan.epilogue_groups
+    last = macs + plan.epilogue_groups
+    if after is not None:
+        bias = plan.layer_spans(after)[0]
+        last = max(last, lead + (bias[1] if bias else 0) + plan.tile_spans(after)[0][1][1] * plan.unpack_steps + gap)
+    return (0 if pre else unpack[0]) + sum(max(macs, u) for u in unpack[1:]) + last
 
 
 @pytest.mark.parametrize("name,sets", [(TINY, []), (ZCU, []), (MICRO, []), (MICRO, UNALIGNED),
@@ -572,11 +588,17 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
     assert "TILES" not in le.loops and mac.spec.parent is None
     b = m.moe_blocks[0]
     lin = {x.name: x for x in plan.linears}
-    cases = [(("qkv", 0), [(lin["blocks.0.qkv"], m.num_tokens)]),
-             (("expert_fc2", b), [(lin[f"blocks.{b}.experts.{e}.fc2"], int(n)) for e, n in enumerate(counts[:3])])]
+    # rows of whole bus words: every call prefetched by the one before (qkv by the patch embedding, an expert's
+    # fc2 by its fc1), and an expert's fc2 prefetches the next active expert's fc1, the last the next block's qkv
+    aligned = plan.weight_rows_aligned
+    after = [lin[f"blocks.{b}.experts.{e + 1}.fc1"] for e in range(2)] + [lin.get(f"blocks.{b + 1}.qkv")]
+    cases = [(("qkv", 0), [(lin["blocks.0.qkv"], m.num_tokens, None)]),
+             (("expert_fc2", b), [(lin[f"blocks.{b}.experts.{e}.fc2"], int(n), after[e] if aligned else None)
+                                  for e, n in enumerate(counts[:3])])]
     for step, calls in cases:
         assert mac.by_step[step][0] == len(calls), step   # one entry (one depth) per call, not per tile
-        assert mac.by_step[step][1] == pytest.approx(sum(_mac_iterations(cfg, plan, x, n) for x, n in calls)), step
+        assert mac.by_step[step][1] == pytest.approx(sum(_mac_iterations(cfg, plan, x, n, aligned, a)
+                                                         for x, n, a in calls)), step
         assert mac.raw_cycles(*mac.by_step[step][:3]) == pytest.approx(
             mac.by_step[step][1] * mac.ii.ii + len(calls) * mac.ii.depth), step
     if name != MICRO:   # the tiny model's 129 tokens: a dense layer's tiles are MAC-bound, its unpack hidden
@@ -585,7 +607,7 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
         first = (plan.pass_gap - 1) + plan.layer_spans(qkv)[0][1] + spans[0][1][1] * plan.unpack_steps + (
             plan.pass_gap - 1)                                    # the layer's biases first
         macs = m.num_tokens * -(-qkv.k // cfg.hardware.cu_in)
-        assert mac.by_step[("qkv", 0)][1] == first + len(spans) * macs + plan.epilogue_groups
+        assert mac.by_step[("qkv", 0)][1] == (0 if aligned else first) + len(spans) * macs + plan.epilogue_groups
     # the unpack is in the MAC pipeline, whose recurrences still allow II 1 (no UNPACK loop of its own) unless a
     # bus word wraps past several rows: then the next bus word's (o0, k0) is a chain of compare-subtracts. The
     # II is that or what the writes to out allow (2 on a unit wider in CU_OUT than in CU_IN)
@@ -598,9 +620,10 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
         assert mac.ii.constraints["recurrence"] == plan.unpack_wraps * OP_LATENCY["add"]
         assert mac.ii.ii == max(plan.unpack_wraps * OP_LATENCY["add"], mac_out_ii(cfg, plan)), mac.ii.detail
     assert not {"UNPACK_B", "UNPACK_W"} & set(le.loops)
-    # the weight beats the loader streams (aligned rows: its one burst is the biases' beats, then the matrix's)
-    weight_beats = le.loops["LOAD_W"].iterations - (
-        le.loops["UNPACK_B_J"].iterations / plan.words_per_beat if plan.weight_rows_aligned else 0)
+    # the weight beats the loader streams (aligned rows: its one burst is the biases' beats, then the matrix's,
+    # less what the call before streamed for it; then the next call's, which the compute's last pass pops)
+    popped = le.loops["LOAD_W"].iterations + (le.loops["LOAD_NEXT"].iterations if plan.weight_rows_aligned else 0)
+    weight_beats = popped - (le.loops["UNPACK_B_J"].iterations / plan.words_per_beat if plan.weight_rows_aligned else 0)
     assert le.loops["UNPACK_W_J"].iterations == pytest.approx(plan.unpack_fields * plan.unpack_steps * weight_beats)
     # ... and in the generated source: the unpack's field loops under MAC, a beat popped there, the two halves
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
@@ -609,7 +632,7 @@ def test_compute_tiles_unpacks_the_next_tile_inside_the_mac_loop(name, sets):
     assert not [f for f in found if f[0] in ("UNPACK_B", "UNPACK_W")]
     body = src[src.index("MAC: for"):src.index("// One linear layer on the compute unit")]
     store = "w[nxt][o0][k0 + j] = " if plan.weight_rows_aligned else "w[nxt][o][k] = "
-    assert "beats.read()" in body and store in body and "w[cur][o][kb + c + i]" in body
+    assert "beats.read_nb(wbeat)" in body and "beats.read()" not in body and store in body and "w[cur][o][kb + c + i]" in body
     # the halves' hazards across a pass boundary, stated as the distance the lead and tail keep
     for var in ("w", "b"):
         assert f"#pragma HLS DEPENDENCE variable={var} inter distance={plan.pass_gap} true" in body
@@ -805,6 +828,11 @@ def _side_schedule(plan, n_heads, per_head, pace):
         if n_heads > 1 and i + 1 < len(order):
             first = plan.attention_shape(order[i + 1][0])[2][0]
             parts[-1] = max(parts[-1], plan.pass_lead + first + plan.pass_tail)
+        elif i + 1 == len(order) and plan.weight_rows_aligned:
+            # the last A*V: proj's biases (a bus word a step) and tile 0 (UNPACK_STEPS a bus word), from DRAM
+            proj = plan.linear("blocks.0.proj")
+            first = plan.layer_spans(proj)[0][1] + plan.tile_spans(proj)[0][1][1] * plan.unpack_steps
+            parts[-1] = max(parts[-1], plan.pass_lead + first + plan.pass_tail)
         passes = sum(parts)
         own = sum(parts[:plan.sm_lead_tiles + (0 if pre else 1)]) if kind == "scores" else passes + 10 ** 9
         while it < passes or done < need * per_head:      # the MAC loop: an iteration, then the side job's step
@@ -827,7 +855,8 @@ def test_attention_is_score_passes_then_probabilities_and_av_per_head(name, sets
     revisited every ATTN_GROUPS steps never binds the MAC loop's II), head by head across the calls: a head's
     from the call after its score pass on, and the call before a head's probabilities lasts until that head's is
     done. The MAC iterations are the plan's attention calls, which a step-by-step walk of those rules reproduces;
-    the loader streams nothing.  PROBS: (N_TOKENS + PROB_LEAD) x PROB_CHUNKS iterations, PROB_LANES lanes (and
+    the loader streams nothing but, after the last A*V, proj's biases and tile 0 (rows of whole bus words: its last
+    pass unpacks them).  PROBS: (N_TOKENS + PROB_LEAD) x PROB_CHUNKS iterations, PROB_LANES lanes (and
     AV_FOLD beside a row's last chunk), the padded keys zeroed beside a row's last chunk, each row's 1/sum
     PROB_LEAD rows ahead; each lane's accesses on banks of its own. The model's trip counts are the template's
     loop bounds."""
@@ -926,7 +955,10 @@ def test_attention_is_score_passes_then_probabilities_and_av_per_head(name, sets
     assert "HEADS > 1 ? next_tile(W_VALUES, 2 * DIM, K_PAD, HEAD_DIM) : NO_NEXT" in body
     assert "next_tile(W_VALUES, 2 * DIM + (hd + 1) * HEAD_DIM, K_PAD, HEAD_DIM)" in body
     assert [c.pre for c in calls] == [H > 1 and i > 0 for i in range(len(calls))]
-    assert [bool(c.prefetch) for c in calls] == [H > 1 and i + 1 < len(calls) for i in range(len(calls))]
+    assert [c.prefetch for c in calls[:-1]] == [c.kind for c in calls[1:]] if H > 1 else not any(
+        c.prefetch for c in calls[:-1])
+    assert calls[-1].prefetch == ("proj" if plan.weight_rows_aligned else "")
+    assert "next_layer(OFF_PROJ_W[b], OFF_PROJ_B[b], DIM, DIM)" in body
     sm_src = src[src.index("SM_LANES: for"):src.index("// the call's end")]
     mac_src = src[src.index("MAC: for"):src.index("SM_LANES: for")]
     assert f"#pragma HLS DEPENDENCE variable=sm_max inter distance={G * pace} true" in mac_src

@@ -275,7 +275,8 @@ def attention_calls_as_written(plan, m) -> tuple[list[tuple[int, int]], int]:
     more than one head), with one head the call with no rows (sm_ready = sm_need = 1), then AV_LOOP (head hd's
     A*V: sm_ready HEADS, sm_need min(hd + 2, HEADS)). With more than one head each call's last pass also
     unpacks the next call's first tile (PASS_LEAD + its unpack steps + PASS_TAIL iterations at least) and every
-    call but the first starts with its MACs (pre: no pass 0); a pass's iterations otherwise as the plan counts
+    call but the first starts with its MACs (pre: no pass 0); the last A*V's unpacks proj's biases and first tile
+    (rows of whole bus words: from DRAM); a pass's iterations otherwise as the plan counts
     them. In compute_tiles' MAC loop the side job steps where sp == 0 (sp counts SM_PACE iterations from the
     call's start) and sm_h < sm_ready, or, in a score pass, sm_h is the pass's own head (sm_ready) and the MACs
     are at tile SM_LEAD_TILES or past it; the loop runs while its own passes last or sm_h < sm_need; its place
@@ -296,6 +297,11 @@ def attention_calls_as_written(plan, m) -> tuple[list[tuple[int, int]], int]:
             parts = plan.attention_passes(kind, n)[1 if pre else 0:]
             if heads > 1 and i + 1 < len(kinds):
                 first = plan.attention_shape(kinds[i + 1][0])[2][0]    # the next call's first tile's unpack steps
+                parts[-1] = max(parts[-1], plan.pass_lead + first + plan.pass_tail)
+            elif i + 1 == len(kinds) and plan.weight_rows_aligned:
+                # the last A*V: proj's biases (a step a bus word) and tile 0 (UNPACK_STEPS a bus word), from DRAM
+                proj = plan.linear("blocks.0.proj")
+                first = plan.layer_spans(proj)[0][1] + plan.tile_spans(proj)[0][1][1] * plan.unpack_steps
                 parts[-1] = max(parts[-1], plan.pass_lead + first + plan.pass_tail)
         # the MAC tile t at each iteration: -1 in pass 0 (not pre), then a tile a pass
         tile_at = [p - (0 if pre else 1) for p, length in enumerate(parts) for _ in range(length)]
@@ -346,7 +352,7 @@ def test_softmax_steps_follow_template_groups():
                      "if (HEADS == 1) {", "2 * DIM, 0, logits, sm_max, sm_sum, false, 1, 1, p_tail, false, NO_NEXT);",
                      "logits, sm_max, sm_sum, false, HEADS, hd + 2 < HEADS ? hd + 2 : HEADS, p_tail, HEADS > 1, nt);",
                      "const NextTile nt = hd + 1 < HEADS ? next_tile(W_VALUES, 2 * DIM + (hd + 1) * HEAD_DIM, K_PAD, "
-                     "HEAD_DIM) : NO_NEXT;",
+                     "HEAD_DIM) : next_layer(OFF_PROJ_W[b], OFF_PROJ_B[b], DIM, DIM);",
                      "int t = pre ? 0 : -1, mrows = pre ? rows : 0;",
                      "const bool sm_go = sm_h < sm_ready || (mode == CU_SCORES && sm_h == sm_ready && "
                      "t >= SM_LEAD_TILES);", "if (sm_go && sp == 0) {", "if (++sm_it == SM_ITERS) {",

@@ -395,9 +395,12 @@ class _Kernel:
         finish = 0.0
         wbytes = n_out * k * self.mbytes + (n_out if bias else 0) * self.wbytes
         load = self.load_cycles(wbytes / tiles)
-        # rows of whole bus words: one burst per layer, the DRAM latency once (the first tile), not per tile
+        # rows of whole bus words: one burst per layer, the DRAM latency once (the first tile), not per tile; and
+        # the call before streams and unpacks the layer's biases and tile 0 (its prefetch), so the first tile's
+        # load is behind the call before and the call starts with its MACs
         load_next = load - (self.lat_axi if self.plan.weight_rows_aligned else 0.0)
-        total = load + (tiles - 1) * max(comp_tile, load_next) + comp_tile + once
+        first = 0.0 if self.plan.weight_rows_aligned else load
+        total = first + (tiles - 1) * max(comp_tile, load_next) + comp_tile + once
         self.add(name, block, kind, mac, tiles * load, total, wbytes, wbytes, rows * n_out * k,
                  MAC=mac, MAC_ITER=tiles * rows * mac_trip * mac_ii, FINISH=tiles * finish,
                  LOAD_TILE=tiles * load)

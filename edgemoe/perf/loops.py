@@ -334,8 +334,12 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("READ_LN_J", "read_ln_params", "READ_LN", "-", "WORDS_PER_BEAT"),
         # load_tiles: the compute unit's loader process; rows of whole bus words: the layer's biases and its
         # weight rows in one burst (the layout puts them back to back), else per tile
-        *((S("LOAD_W", "load_tiles", None, "PIPELINE II=1", "bias_beats + weight_beats", axi=weight_reads,
-             ops=("store",)),)
+        # (less the first pre_beats, which the call before streamed: its prefetch), then the next call's biases and
+        # tile 0 (LOAD_NEXT, a burst of their own: next_beats)
+        # (where the layout has them right after it, the same burst goes on: join_beats)
+        *((S("LOAD_W", "load_tiles", None, "PIPELINE II=1", "bias_beats + weight_beats - pre_beats + join_beats",
+             axi=weight_reads, ops=("store",)),
+           S("LOAD_NEXT", "load_tiles", None, "PIPELINE II=1", "next_beats", axi=weight_reads, ops=("store",)))
           if plan.weight_rows_aligned else
           (S("LOAD_TILES", "load_tiles", None, "-", "tiles", ops=("add", "add")),
            S("LOAD_B", "load_tiles", "LOAD_TILES", "PIPELINE II=1", "bias_beats / tiles",
@@ -417,8 +421,10 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         *((S("FOLD_J", "compute_tiles", "MAC_O", "-", "AV_FOLD"),) if fold else ()),
         # the unpack's fields, unrolled: a bias bus word's in one iteration, UNPACK_FIELDS of a weight bus word's
         # in each of UNPACK_STEPS (per MAC iteration: averaged over the pass)
-        S("UNPACK_B_J", "compute_tiles", "MAC", "-", "WORDS_PER_BEAT * bias_beats / mac_iters"),
-        S("UNPACK_W_J", "compute_tiles", "MAC", "-", "UNPACK_FIELDS * UNPACK_STEPS * weight_beats / mac_iters"),
+        # (the bus words the call's compute pops: its own less what the call before unpacked, and the next call's
+        # biases and tile 0 in its last pass)
+        S("UNPACK_B_J", "compute_tiles", "MAC", "-", "WORDS_PER_BEAT * pop_bias_beats / mac_iters"),
+        S("UNPACK_W_J", "compute_tiles", "MAC", "-", "UNPACK_FIELDS * UNPACK_STEPS * pop_weight_beats / mac_iters"),
         # the on-chip unpacks (attention): CU_IN words a step, key_steps / value_steps steps a call
         S("UNPACK_K", "compute_tiles", "MAC", "-", "CU_IN * key_steps / mac_iters"),
         S("UNPACK_V", "compute_tiles", "MAC", "-", "CU_IN * value_steps / mac_iters"),
@@ -467,6 +473,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         # rows of the MoE state (moe_acc cleared, x and the norm2 rows kept) in one pipeline of token slots (top-k
         # of token s, exps of s - 1, queue writes of s - GATE_SKEW)
         S("Q_CLEAR", "route_tokens", None, "UNROLL", "EXPERTS", ops=("store",), step="gate_topk"),
+        # next_active (inlined in run_images): the first expert after e with rows queued, a priority encoder
+        S("NEXT_ACTIVE", "next_active", None, "UNROLL", "EXPERTS", step="expert_gather"),
         S("GATE", "route_tokens", None, "PIPELINE II=1", "GATE_STEPS",
           # logits: the GATE_LANES tokens of a slot (stage A; stage B takes its logits from the lanes' delay lines),
           # one column, so one bank's two ports; per lane a write of the exps and 1/sum (the scores tap) and its
@@ -969,35 +977,64 @@ class _Walk:
                 self.loop(s.label, times, args, step, only, hidden)
 
     # --- the kernel's functions ------------------------------------------------------------------
-    def compute_unit(self, rows: float, layer: str, step, times: float = 1.0) -> None:
+    def compute_unit(self, rows: float, layer: str, step, times: float = 1.0, nxt: str | None = None,
+                     pre: float = 0.0) -> None:
         """One DATAFLOW call: the loader and the compute process run concurrently, so the call takes
         max(loader, compute) + fill, the fill being the shorter process's share of one tile (the loader's
         first tile before the compute can start, or the compute's last tile after the loader is done); a
         compute-bound call of one burst waits only for what of its first tile's arrival its pass 0 does not
         cover (:func:`first_tile_fill`).  The shorter process's loops keep only that fill; the rest of their
-        cycles is hidden."""
+        cycles is hidden.  With rows of whole bus words the call prefetches the biases and tile 0 of ``nxt``
+        (the next DRAM layer run_images names), and starts with its MACs (no pass 0, no fill: its unpack
+        waits for the loader's first bus words without stalling the MACs) when the call before prefetched its
+        own: ``pre``, the fraction of the ``times`` calls that were (:meth:`image`, :meth:`experts`)."""
         lin = self.linears[layer]
-        spans = self.plan.tile_spans(lin)
+        plan = self.plan
+        if not plan.weight_rows_aligned:   # no prefetch from DRAM
+            pre, nxt = 0.0, None
+        if pre not in (0.0, 1.0):   # some of the calls prefetched, the rest not: each share on its own
+            self.compute_unit(rows, layer, step, times * pre, nxt, 1.0)
+            self.compute_unit(rows, layer, step, times * (1.0 - pre), nxt, 0.0)
+            return
+        spans = plan.tile_spans(lin)
         tiles = len(spans)
-        if self.plan.weight_rows_aligned:   # one burst: the layer's biases, then its weights
-            bias, w = self.plan.layer_spans(lin)
+        if plan.weight_rows_aligned:   # one burst: the layer's biases, then its weights
+            bias, w = plan.layer_spans(lin)
             beats = {"bias_beats": bias[1] if bias else 0, "weight_beats": w[1]}
         else:
             beats = {"bias_beats": sum(b[1] for b, _ in spans if b), "weight_beats": sum(w[1] for _, w in spans)}
+        nlin = self.linears[nxt] if nxt else None
+        beats["pre_beats"] = plan.prefix_beats(lin) if pre else 0
+        beats["next_beats"] = plan.prefix_beats(nlin) if nlin else 0
+        nbias = plan.layer_spans(nlin)[0] if nlin else None
+        # the next call's first bus words right after this call's burst in the layout: the same burst goes on
+        joined = bool(nlin) and sum(plan.layer_burst(lin)) == plan.layer_burst(nlin)[0]
+        beats["join_beats"] = beats["next_beats"] if joined else 0
+        no_next = () if nlin and not joined else ("LOAD_NEXT",)   # LOAD_NEXT is not entered
+        beats["pop_bias_beats"] = (0 if pre else beats["bias_beats"]) + (nbias[1] if nbias else 0)
+        beats["pop_weight_beats"] = (beats["bias_beats"] + beats["weight_beats"] - beats["pre_beats"]
+                                     + beats["next_beats"] - beats["pop_bias_beats"])
+        passes = plan.mac_passes(lin, rows, bool(pre), plan.prefix_steps(nlin) if nlin else 0)
         args = {"rows": rows, "k_dim": lin.k, "n_out": lin.n_out, "tiles": tiles, **beats,
-                "mac_iters": sum(self.plan.mac_passes(lin, rows)), "key_steps": 0, "value_steps": 0, "sm_steps": 0}
-        if self.plan.weight_rows_aligned:   # one burst: the biases, then the matrix
-            skip, load_only = (), None
-            load = self.cost("LOAD_W", args)
+                "mac_iters": sum(passes), "key_steps": 0, "value_steps": 0, "sm_steps": 0}
+        if self.plan.weight_rows_aligned:   # one burst: the biases, then the matrix (then the next call's first)
+            skip, load_only = no_next, None
+            load = self.cost("LOAD_W", args) + (0.0 if no_next else self.cost("LOAD_NEXT", args))
         else:
             skip, load_only = (), (None if lin.has_bias else ("LOAD_W",))
             load = self.cost("LOAD_TILES", args, load_only)
         comp = self.cost("MAC", args)
         _, hide_load, hide_comp = dataflow_overlap(load, comp, tiles)
-        if self.plan.weight_rows_aligned and 0 < load <= comp:
+        if self.plan.weight_rows_aligned and 0 < load <= comp and pre:
+            # tile 0 on chip: pass 1's unpack takes tile 1's bus words as they arrive, beside its MACs, and the
+            # pass lasts until the last has (its arrival, then PASS_TAIL), at least as long as its MACs
+            fill = max(0.0, self.records["LOAD_W"].raw_cycles(1.0, spans[1][1][1], spans[1][1][1])
+                       + plan.pass_tail - passes[0]) if tiles > 1 else 0.0
+            hide_load, hide_comp = 1.0 - min(fill, load) / load, 0.0
+        elif self.plan.weight_rows_aligned and 0 < load <= comp:
             # the compute's pass 0 unpacks the layer's biases and its first tile a bus word a step as the loader's
-            # one burst delivers them (it blocks on the FIFO): the call waits only for the part of their arrival
-            # its own pass 0 does not cover, not for a whole tile's load on top of it
+            # one burst delivers them: the call waits only for the part of their arrival its own pass 0 does
+            # not cover, not for a whole tile's load on top of it
             fill = first_tile_fill(self.records["LOAD_W"], beats["bias_beats"] + spans[0][1][1], self.plan)
             hide_load, hide_comp = 1.0 - min(fill, load) / load, 0.0
         self.call("compute_unit", times, args, step)
@@ -1020,13 +1057,21 @@ class _Walk:
         own = tile_steps[1:] if call.pre else tile_steps
         if call.kind != "none":
             steps["key_steps" if call.kind == "scores" else "value_steps"] += sum(own)
-        if call.prefetch:
-            steps["key_steps" if call.prefetch == "scores" else "value_steps"] += plan.attention_shape(call.prefetch)[2][0]
+        next_beats = pop_bias = 0
+        if call.prefetch == "proj":   # the block's proj, from DRAM: its loader streams them, a hidden burst
+            proj = self.linears[f"blocks.{step[1]}.proj"]
+            next_beats = plan.prefix_beats(proj)
+            pop_bias = plan.layer_spans(proj)[0][1] if proj.has_bias else 0
+        elif call.prefetch:
+            steps["key_steps" if call.prefetch == "scores" else "value_steps"] += plan.prefetch_steps(call.prefetch)
         args = {"rows": n if call.kind != "none" else 0, "k_dim": k, "n_out": n_out,
-                "tiles": -(-n_out // h.cu_out), "bias_beats": 0, "weight_beats": 0, "sm_steps": call.side_steps,
-                "mac_iters": call.iterations, **steps}
+                "tiles": -(-n_out // h.cu_out), "bias_beats": 0, "weight_beats": 0, "pre_beats": 0,
+                "next_beats": next_beats, "join_beats": 0, "pop_bias_beats": pop_bias,
+                "pop_weight_beats": next_beats - pop_bias, "sm_steps": call.side_steps, "mac_iters": call.iterations,
+                **steps}
         self.call("compute_unit", 1.0, args, step)
-        self.call("load_tiles", 1.0, args, step, skip=("LOAD_B", "LOAD_W", "LOAD_TILES"))
+        self.call("load_tiles", 1.0, args, step, hidden=1.0,
+                  skip=("LOAD_B", "LOAD_W", "LOAD_TILES") + (() if next_beats else ("LOAD_NEXT",)))
         self.call("compute_tiles", 1.0, args, step)
 
     def read_words(self, times: float, starts: list, step) -> None:
@@ -1039,21 +1084,44 @@ class _Walk:
         self.call("layernorm", 1.0, {}, step)
         self.loop("READ_LN", 1.0, {}, step)
 
-    def image(self, counts_per_block: list, expected: bool) -> None:
-        """One image's steps of its group's segments (everything but the experts, which run per group)."""
-        m = self.cfg.model
+    def segment_start(self, s: int) -> int:
+        """The first block of segment ``s`` (segments end at the MoE blocks)."""
+        return 0 if s == 0 else self.plan.moe_blocks[s - 1] + 1
+
+    def first_call(self, s: int) -> str | None:
+        """The DRAM layer of an image's first compute_unit call in segment ``s`` (run_images' first_call)."""
+        if s == 0:
+            return "patch_embed"
+        b0 = self.segment_start(s)
+        return f"blocks.{b0}.qkv" if b0 < self.cfg.model.depth else None
+
+    def image(self, counts_per_block: list, expected: bool, index: int = 0, images: int = 1) -> None:
+        """One image's steps of its group's segments (everything but the experts, which run per group): image
+        ``index`` of ``images``.  Each DRAM call prefetches the next one's biases and tile 0 (run_images): all
+        of them are prefetched but the group's first patch embedding (and a MoE block's first expert, when
+        the gate's guess, expert 0, is idle: :meth:`experts`)."""
+        m, moe = self.cfg.model, self.plan.moe_blocks
         c: dict = {}
-        segments = len(self.plan.moe_blocks) + 1
+        segments = len(moe) + 1
+
+        def image_next(s: int) -> str | None:   # what the image's last call of segment s prefetches
+            if index + 1 < images:
+                return self.first_call(s)
+            return f"blocks.{moe[s]}.experts.0.fc1" if s < len(moe) else None
+
         self.loop("PATCH_PIX", 1.0, c, ("patch_gather", -1))
-        self.compute_unit(m.num_patches, "patch_embed", ("patch_embed", -1))
+        self.compute_unit(m.num_patches, "patch_embed", ("patch_embed", -1), nxt="blocks.0.qkv",
+                          pre=1.0 if index > 0 else 0.0)
         self.read_words(1.0, [self.plan.offsets["backbone.cls_token"]], ("embed", -1))
         self.loop("EMBED_POS", 1.0, c, ("embed", -1))
         self.loop("EMBED_D", 1.0, c, ("embed", -1))
         for b in range(m.depth):
             # a block an iteration; the image enters the loop once per segment
             self.loop("BLOCKS", segments / m.depth, {"blocks": m.depth / segments}, ("norm1", b), only=())
+            s = sum(1 for mb in moe if mb < b)   # the block's segment
+            seg_last = b == (moe[s] if s < len(moe) else m.depth - 1)
             self.layernorm(("norm1", b))
-            self.compute_unit(m.num_tokens, f"blocks.{b}.qkv", ("qkv", b))
+            self.compute_unit(m.num_tokens, f"blocks.{b}.qkv", ("qkv", b), pre=1.0)
             self.loop("SCORES_LOOP", 1.0, c, ("attn", b), only=())
             self.loop("AV_LOOP", 1.0, c, ("attn", b), only=())
             # every head's score pass, then per head its probabilities and A*V; the online softmax of the heads
@@ -1061,16 +1129,18 @@ class _Walk:
             for call in self.plan.attention_calls():
                 self.attention_unit(call, ("attn", b))
             self.call("softmax", m.num_heads, c, ("attn", b))
-            self.compute_unit(m.num_tokens, f"blocks.{b}.proj", ("proj", b))   # and the residual add
+            self.compute_unit(m.num_tokens, f"blocks.{b}.proj", ("proj", b), pre=1.0,   # and the residual add
+                              nxt=f"blocks.{b}.gate.0" if m.is_moe(b) else f"blocks.{b}.fc1")
             self.layernorm(("norm2", b))
             if m.is_moe(b):
-                self.compute_unit(m.num_tokens, f"blocks.{b}.gate.0", ("gate", b))
+                self.compute_unit(m.num_tokens, f"blocks.{b}.gate.0", ("gate", b), pre=1.0, nxt=image_next(s))
                 self.loop("Q_CLEAR", 1.0, c, ("gate_topk", b))
                 self.loop("GATE", 1.0, c, ("gate_topk", b))
                 self.loop("MOE_OUT_D", 1.0, c, ("moe_out", b))   # at the start of the next segment
             else:
-                self.compute_unit(m.num_tokens, f"blocks.{b}.fc1", ("fc1", b))
-                self.compute_unit(m.num_tokens, f"blocks.{b}.fc2", ("fc2", b))   # and the residual add
+                self.compute_unit(m.num_tokens, f"blocks.{b}.fc1", ("fc1", b), pre=1.0, nxt=f"blocks.{b}.fc2")
+                self.compute_unit(m.num_tokens, f"blocks.{b}.fc2", ("fc2", b), pre=1.0,   # and the residual add
+                                  nxt=image_next(s) if seg_last else f"blocks.{b + 1}.qkv")
         self.call("write_rows", 1.0, {"rows": m.num_tokens, "cols": m.embed_dim, "beats": self.plan.token_region.beats},
                   ("write_tokens", m.depth))
 
@@ -1078,22 +1148,40 @@ class _Walk:
         """One MoE block's experts for a group: ``counts[e]``, the rows the group queued to expert e (expected
         counts: the mean of a Poisson count, so an expert runs with probability 1 - exp(-mean), with mean /
         that many rows when it does).  Each active expert runs ceil(rows / N_TOKENS) passes: full ones, then the
-        rest; every pass streams the expert's weights."""
+        rest; every pass streams the expert's weights.  Every call is prefetched by the one before (fc2 names
+        the expert's next pass, or the next active expert's fc1, or the next segment's first call) but the
+        first active expert's fc1 when it is not expert 0 (the gate's guess)."""
         n_tok = self.cfg.model.num_tokens
+        s = self.plan.moe_blocks.index(block)
         self.loop("EXPERT_LOOP", 1.0, {}, ("expert_gather", block), only=())
-        for e, cnt in enumerate(counts):
-            if cnt <= 0:
-                continue
+        self.loop("NEXT_ACTIVE", 1.0, {}, ("expert_gather", block))
+        active = [e for e, cnt in enumerate(counts) if cnt > 0]
+        idle_before = 1.0   # the probability that no expert before e ran
+        for e in active:
+            cnt = counts[e]
             pa, n = (1.0 - math.exp(-cnt), cnt / (1.0 - math.exp(-cnt))) if expected else (1.0, float(cnt))
             full, rest = divmod(n, n_tok)
-            passes = [(float(n_tok), full)] + ([(rest, 1.0)] if rest > 1e-9 else [])
+            passes = [(rows, times) for rows, times in [(float(n_tok), full)] + ([(rest, 1.0)] if rest > 1e-9 else [])
+                      if times > 0]
+            later = [f for f in active if f > e]
+            after = f"blocks.{block}.experts.{later[0]}.fc1" if later else self.first_call(s + 1)
+            first_pre = 1.0 if e == 0 else 1.0 - idle_before
+            idle_before *= 1.0 - pa
             self.loop("EXPERT_PASS", pa, {"passes": full + (rest > 1e-9)}, ("expert_gather", block), only=())
-            for rows, times in passes:
-                if times <= 0:
-                    continue
+            for j, (rows, times) in enumerate(passes):
+                more = j + 1 < len(passes)
+                # the first of the expert's passes (the rest follow its own fc2)
+                pre = (first_pre + (times - 1.0)) / times if j == 0 else 1.0
                 self.loop("GATHER", pa * times, {"rows": rows}, ("expert_gather", block))
-                self.compute_unit(rows, f"blocks.{block}.experts.{e}.fc1", ("expert_fc1", block), pa * times)
-                self.compute_unit(rows, f"blocks.{block}.experts.{e}.fc2", ("expert_fc2", block), pa * times)
+                self.compute_unit(rows, f"blocks.{block}.experts.{e}.fc1", ("expert_fc1", block), pa * times,
+                                  nxt=f"blocks.{block}.experts.{e}.fc2", pre=pre)
+                # the last of these passes names what follows the expert; the others its own next pass
+                nxt_last = f"blocks.{block}.experts.{e}.fc1" if more else after
+                if times > 1.0:
+                    self.compute_unit(rows, f"blocks.{block}.experts.{e}.fc2", ("expert_fc2", block),
+                                      pa * (times - 1.0), nxt=f"blocks.{block}.experts.{e}.fc1", pre=1.0)
+                self.compute_unit(rows, f"blocks.{block}.experts.{e}.fc2", ("expert_fc2", block),
+                                  pa * min(times, 1.0), nxt=nxt_last, pre=1.0)
 
     def group(self, counts_of_images: list, expected: bool) -> None:
         """One group of images (``counts_of_images[i][mi]``: image i's tokens per expert in MoE block mi): the
@@ -1103,8 +1191,8 @@ class _Walk:
                   skip={"SEGMENTS", "EXPERT_LOOP", "IMG", "PATCH_PIX", "PIX", "EMBED_POS", "EMBED_D", "MOE_OUT_D"})
         self.loop("SEGMENTS", 1.0, {}, ("norm1", 0), only=())
         self.loop("IMG", len(self.plan.moe_blocks) + 1.0, {"nb": len(counts_of_images)}, ("norm1", 0), only=())
-        for counts in counts_of_images:
-            self.image(counts, expected)
+        for i, counts in enumerate(counts_of_images):
+            self.image(counts, expected, i, len(counts_of_images))
         for mi, b in enumerate(self.plan.moe_blocks):
             self.experts(b, np.sum([counts[mi] for counts in counts_of_images], axis=0), expected)
 

@@ -541,8 +541,9 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
                 "the head's first column out_c0")
     if plan.weight_rows_aligned:
         bb = plan.layer_bias_banks
-        b.array("b[MAX_N_OUT] (weight_word_t)", "compute_tiles", -(-plan.max_n_out // bb), wb, banks=bb, count=k,
-                note="the layer's biases (one burst), cyclic lcm(WORDS_PER_BEAT, EPI_LANES)")
+        b.array("b[2][MAX_N_OUT] (weight_word_t)", "compute_tiles", 2 * -(-plan.max_n_out // bb), wb, banks=bb,
+                count=k, note="two layers' biases (one burst each: the call's, and the next call's, which its last "
+                "pass prefetches), cyclic lcm(WORDS_PER_BEAT, EPI_LANES), the half an address bit")
     else:
         b.array("b[2][CU_OUT] (weight_word_t)", "compute_tiles", 1, wb, banks=2 * co, count=k, registers=True,
                 note="two tiles' biases, complete")
@@ -574,7 +575,7 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     b.mults("span_of(.., row0 * k_dim, outs * k_dim)", "load_tiles/LOAD_TILES", 2 * lt, INT_BITS, INT_BITS,
             note="int x int tile offsets and sizes")
     b.divider("tiles = (n_out + CU_OUT - 1) / CU_OUT", "load_tiles", lt, INT_BITS, co, pipelined=False)
-    b.control("load_tiles", lt, loops=2)
+    b.control("load_tiles", lt, loops=3 if plan.weight_rows_aligned else 2)
     nofifo = dataclasses.replace(brd, uram=0)   # a stream is a FIFO in BRAM / LUTRAM / SRL, not URAM
     c = Memory("beats", plan.tile_beats, plan.weight_beat_bits).cost(nofifo)
     b.add("FIFO", "beats: hls::stream<weight_beat_t>", "compute_unit (DATAFLOW)", inst["compute_unit"],
@@ -641,6 +642,14 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     # next call's, and the halves' offset (pf_half, hoff) carried to it
     b.logic("prefetch: (usrc, uw_c0, uk) selects, pf, pf_half, hoff", "compute_tiles/MAC", k,
             3 * INT_BITS + 4, 3 * INT_BITS + 3, shape=f"3 x {INT_BITS}b + flags")
+    if plan.weight_rows_aligned:
+        # from DRAM (rows of whole bus words): the next layer's biases and tile 0 in the last pass, the bias
+        # unpack's bound (ob_end) and half (pf_bh, bcur); the loader's skip of what the call before streamed
+        # (pf_beats) and the next layer's burst; run_images' pf_w compare and the next active expert
+        b.logic("prefetch from DRAM: ob_end, bias halves; loader: pf_beats, skip, next burst", "compute_tiles/MAC",
+                k, 3 * INT_BITS + 4, 2 * INT_BITS + 2, shape=f"3 x {INT_BITS}b + flags")
+        b.logic("run_images: pf_w == w_off, next_active(q_count, e)", "run_images", 1,
+                INT_BITS + 4 * m.num_experts, INT_BITS, shape=f"{INT_BITS}b compare, {m.num_experts}-way priority")
 
     # attention: its q . k and A*V run on the compute unit (above), the online softmax as the compute unit's side
     # job (its ATTN_P lanes in compute_tiles' MAC pipeline), the probabilities in the softmax: one instance (one
