@@ -84,7 +84,9 @@ def matrix_bits(precision) -> int:
 
 def tensor_order(model_cfg) -> list[tuple[str, tuple[int, ...], str]]:
     """(key, shape, tensor class) of every backbone tensor in buffer order.  A layer's biases come just before
-    its matrix (each slot starts on a bus word), so the loader reads the two as one burst."""
+    its matrix (each slot starts on a bus word), so the loader reads the two as one burst.  The constants the
+    kernel keeps on chip for a whole call (the cls token, the position table, then every block's two
+    LayerNorms, gamma then beta) are one region, which it reads in one burst (hls.plan.const_beats)."""
     m = model_cfg
     d = m.embed_dim
     out = [("backbone.patch_embed.proj.bias", (d,), "bias"),
@@ -94,9 +96,11 @@ def tensor_order(model_cfg) -> list[tuple[str, tuple[int, ...], str]]:
     for i in range(m.depth):
         pre = f"backbone.blocks.{i}."
         out += [(pre + "norm1.weight", (d,), "ln_gamma"), (pre + "norm1.bias", (d,), "ln_beta"),
-                (pre + "attn.qkv.bias", (3 * d,), "attn_bias"), (pre + "attn.qkv.weight", (3 * d, d), "weight"),
-                (pre + "attn.proj.bias", (d,), "attn_bias"), (pre + "attn.proj.weight", (d, d), "weight"),
                 (pre + "norm2.weight", (d,), "ln_gamma"), (pre + "norm2.bias", (d,), "ln_beta")]
+    for i in range(m.depth):
+        pre = f"backbone.blocks.{i}."
+        out += [(pre + "attn.qkv.bias", (3 * d,), "attn_bias"), (pre + "attn.qkv.weight", (3 * d, d), "weight"),
+                (pre + "attn.proj.bias", (d,), "attn_bias"), (pre + "attn.proj.weight", (d, d), "weight")]
         if m.is_moe(i):
             for t in range(len(m.tasks)):
                 out.append((pre + f"mlp.gate.{t}.w_gate", (m.num_experts, d), "weight"))  # stored transposed: [E, D]

@@ -29,13 +29,11 @@ from .layout import WeightLanes, WeightLayout, matrix_bits
 #: the per-block steps of the tap schedule, in schedule order (``TAP_<STEP>[DEPTH]`` in the kernel)
 BLOCK_STEPS = ("norm1", "qkv", "scores", "softmax_max", "softmax_inv", "attn", "proj", "resid1", "norm2",
                "gate_logits", "gate_scores", "topk_idx", "topk_score", "expert_counts", "moe", "fc1", "fc2", "out")
-#: per-block weight tensors: kernel constant -> key suffix under ``backbone.blocks.<b>.`` (-1 where absent); a
-#: LayerNorm's bias has no constant: the kernel reads it in gamma's burst (KernelPlan.ln_param_beats)
+#: per-block weight tensors: kernel constant -> key suffix under ``backbone.blocks.<b>.`` (-1 where absent); the
+#: LayerNorms have none: the kernel reads them with the other constants, in one burst (KernelPlan.const_beats)
 BLOCK_TENSORS = {
-    "OFF_NORM1_W": "norm1.weight",
     "OFF_QKV_W": "attn.qkv.weight", "OFF_QKV_B": "attn.qkv.bias",
     "OFF_PROJ_W": "attn.proj.weight", "OFF_PROJ_B": "attn.proj.bias",
-    "OFF_NORM2_W": "norm2.weight",
     "OFF_FC1_W": "mlp.fc1.weight", "OFF_FC1_B": "mlp.fc1.bias",
     "OFF_FC2_W": "mlp.fc2.weight", "OFF_FC2_B": "mlp.fc2.bias",
 }
@@ -808,17 +806,44 @@ class KernelPlan:
         ci = self.config.hardware.cu_in
         return max(d for d in range(1, min(ci, MAC_CHAIN) + 1) if ci % d == 0)
 
-    @functools.cached_property
+    @property
     def ln_param_beats(self) -> int:
-        """``LN_PARAM_BEATS``: bus words of a LayerNorm's gamma, and of its beta, which the layout puts right after
-        it (the kernel reads both in one burst from gamma's offset; checked for every LayerNorm here)."""
-        beats = -(-self.config.model.embed_dim // self.words_per_beat)
-        for b in range(self.config.model.depth):
+        """``LN_PARAM_BEATS``: bus words of a LayerNorm's gamma, and of its beta (every tensor starts on a bus
+        word)."""
+        return -(-self.config.model.embed_dim // self.words_per_beat)
+
+    @property
+    def cls_beats(self) -> int:
+        """``CLS_BEATS``: bus words of the cls token."""
+        return -(-self.config.model.embed_dim // self.words_per_beat)
+
+    @property
+    def ln_words(self) -> int:
+        """``LN_WORDS``: words of every LayerNorm's gamma and beta, kept on chip (``ln_par``): LayerNorm l (block
+        l // 2's norm1, norm2) has gamma from word 2 l x LN_PARAM_BEATS x WORDS_PER_BEAT on, beta
+        LN_PARAM_BEATS bus words after."""
+        return 2 * 2 * self.config.model.depth * self.ln_param_beats * self.words_per_beat
+
+    @functools.cached_property
+    def const_beats(self) -> int:
+        """``CONST_BEATS``: bus words of the constants the kernel reads once per call, one burst from the cls
+        token's offset on: the cls token (CLS_BEATS), the position table (POS_BEATS), then every LayerNorm's
+        gamma and beta (LN_PARAM_BEATS each), block by block (norm1, norm2), back to back in the layout
+        (:func:`edgemoe.hls.layout.tensor_order`; checked here)."""
+        wpb, m = self.words_per_beat, self.config.model
+        at = self.offsets["backbone.cls_token"]
+        if at % wpb:
+            raise ValueError(f"the cls token starts at word {at % wpb} of a bus word, not on one")
+        expect = [("backbone.cls_token", self.cls_beats), ("backbone.pos_embed", self.pos_beats)]
+        for b in range(m.depth):
             for ln in ("norm1", "norm2"):
-                pre = f"backbone.blocks.{b}.{ln}."
-                if self.offsets[pre + "bias"] != self.offsets[pre + "weight"] + beats * self.words_per_beat:
-                    raise ValueError(f"the weight layout does not put {pre}bias right after {pre}weight")
-        return beats
+                expect += [(f"backbone.blocks.{b}.{ln}.weight", self.ln_param_beats),
+                           (f"backbone.blocks.{b}.{ln}.bias", self.ln_param_beats)]
+        for key, beats in expect:
+            if self.offsets[key] != at:
+                raise ValueError(f"the weight layout does not put {key} at word {at} of the constants' burst")
+            at += beats * wpb
+        return (at - self.offsets["backbone.cls_token"]) // wpb
 
     @property
     def ln_param_banks(self) -> int:

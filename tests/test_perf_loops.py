@@ -210,10 +210,11 @@ def test_call_counts_follow_the_model_structure():
         heads * m.num_tokens * plan.attn_groups * cfg.hardware.attn_parallel)
     # tap-only loops never run in an inference call
     assert all(le.loops[t].iterations == 0 for t in ("PIX", "TAP_GS", "TAP_TK", "TAP_EC", "TAP_SM"))
-    # batch: the same loops per image, the call overhead shared
+    # batch: the same loops per image, the call overhead and its constants' burst shared
     b4 = loop_estimate(cfg, [counts] * len(m.moe_blocks), batch=4)
     assert b4.loops["MAC"].iterations == le.loops["MAC"].iterations
-    assert b4.cycles_per_image == pytest.approx(le.cycles_per_image - 200 * 3 / 4)
+    assert b4.loops["CONSTS"].entries == 1 / 4 and le.loops["CONSTS"].iterations == plan.const_beats
+    assert b4.cycles_per_image == pytest.approx(le.cycles_per_image - (200 + le.loops["CONSTS"].cycles) * 3 / 4)
 
 
 @pytest.mark.parametrize("name,sets", [(TINY, []), (MICRO, ["hardware.cu_in=4"]), (MICRO, ["hardware.cu_in=2"])])
@@ -240,7 +241,7 @@ def test_elementwise_loops_take_lanes_of_a_row_per_cycle(name, sets):
     for lab in ("EMBED_D", "LN_STEPS", "GATE", "GATHER", "MOE_OUT_D"):
         assert le.loops[lab].ii.ii == 1, (lab, le.loops[lab].ii.detail)
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
-    assert f"variable=c cyclic factor={cast} dim=2" in src and f"variable=gamma cyclic factor={plan.ln_param_banks}" in src
+    assert f"variable=c cyclic factor={cast} dim=2" in src and f"variable=ln_par cyclic factor={plan.ln_param_banks}" in src
     if plan.moe_acc_banks > 1:
         assert f"variable=moe_acc cyclic factor={plan.moe_acc_banks} dim=2" in src
 
@@ -382,7 +383,8 @@ def test_residual_adds_are_in_the_epilogues(name, sets):
                                        (MICRO, UNALIGNED + ["precision.profile=w8a16", "hardware.axi_width=1024"])])
 def test_the_edges_move_words_per_cycle(name, sets):
     """The patch gather reads an image word (IMAGE_LANES pixels of one patch row) per cycle into as many distinct
-    banks of big, one burst; the embedding reads the position table in one burst and casts CAST_LANES columns
+    banks of big, one burst; the call's constants (cls, the position table, the LayerNorms) are one burst at its
+    start, and the embedding casts CAST_LANES columns
     per cycle in one pipeline over every row; the output tokens are one pipeline, one burst, no per-row entry."""
     cfg = load_config(name, sets)
     m, h, plan = cfg.model, cfg.hardware, KernelPlan.from_config(cfg)
@@ -402,7 +404,10 @@ def test_the_edges_move_words_per_cycle(name, sets):
     opb = plan.out_per_beat
     assert specs["PIX"].target_ii == max(1, il // opb) and specs["PIX"].axi[1].writes == il / opb
     assert "EMBED_R" not in le.loops and "WRITE_R" not in le.loops and "WRITE_C" not in le.loops
-    assert le.loops["EMBED_POS"].entries == 1 and le.loops["EMBED_POS"].iterations == plan.pos_beats
+    # the call's constants: the cls token, the position table and every LayerNorm's gamma and beta, one burst
+    assert plan.const_beats == plan.cls_beats + plan.pos_beats + 4 * m.depth * plan.ln_param_beats
+    assert le.loops["CONSTS"].entries == 1 and le.loops["CONSTS"].iterations == plan.const_beats
+    assert "EMBED_POS" not in le.loops and "READ_LN" not in le.loops and "READ_BEATS" not in le.loops
     emb = le.loops["EMBED_D"]
     assert emb.entries == 1 and emb.iterations == m.num_tokens * m.embed_dim // plan.cast_lanes and emb.ii.ii == 1
     out = le.loops["WRITE_W"]

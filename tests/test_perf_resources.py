@@ -204,10 +204,14 @@ def test_row_buffers_are_the_kernels_shapes():
     lanes = plan.moe_acc_banks
     assert lanes % plan.epilogue_lanes == 0 and lanes % plan.elementwise_lanes == 0
     assert acc.bram36 == lanes * bram36_for(-(-plan.moe_rows * cfg.model.embed_dim // lanes), plan.moe_acc_bits)
-    # a bank of at most 2 Kbit is not a block RAM: the LayerNorm's gamma / beta banks; the routing's q_count,
-    # which its pipeline increments at any expert, is registers
-    gb = item(res, "layernorm", "gamma[DIM], beta[DIM]")
-    assert gb.bram36 == 0 and gb.lut > 0 and "LUTRAM" in gb.shape
+    # a bank of at most 2 Kbit is not a block RAM: the cls token's banks; every LayerNorm's gamma and beta (the
+    # call's constants) are (a bank of 4.6 Kbit: a BRAM18); the routing's q_count, which its pipeline increments
+    # at any expert, is registers
+    cls = item(res, "run_images (CONSTS)", "cls[DIM]")
+    assert cls.bram36 == 0 and cls.lut > 0 and "LUTRAM" in cls.shape
+    ln = item(res, "run_images (CONSTS)", "ln_par[LN_WORDS]")
+    assert ln.lut == 0 and ln.bram36 == plan.ln_param_banks * bram36_for(plan.ln_words // plan.ln_param_banks,
+                                                                          plan.weight_word_bits)
     qc = item(res, "run_images", "q_count[EXPERTS]")
     assert qc.bram36 == qc.lut == 0 and qc.ff == cfg.model.num_experts * 16
     # the ping-pong weight tile: CU_OUT x CU_IN banks of two tiles' ROW_WORDS / CU_IN cu_weight_t words (the
@@ -242,53 +246,59 @@ def test_row_buffers_are_the_kernels_shapes():
 @pytest.mark.parametrize("name,sets", [("m3vit-tiny-zcu102", []), (MICRO, ["hardware.cu_in=4"])])
 def test_the_edges_are_the_kernels(name, sets):
     """The embedding's position table is N x D weight words in WORDS_PER_BEAT banks (a bus word per cycle), its
-    casts CAST_LANES lanes, one read_words (the cls token); the gather's IMAGE_LANES pixels go to fixed banks."""
+    casts CAST_LANES lanes, the cls token and the table on chip for the call (CONSTS); the gather's IMAGE_LANES
+    pixels go to fixed banks."""
     cfg = cfg_of(name, *sets)
     plan = KernelPlan.from_config(cfg)
     n, d, wpb = cfg.model.num_tokens, cfg.model.embed_dim, plan.words_per_beat
     res = estimate_resources(cfg)
-    pos = item(res, "run_images/EMBED_POS", "pos[N_TOKENS * DIM]")
+    pos = item(res, "run_images (CONSTS)", "pos[N_TOKENS * DIM]")
     assert pos.shape.startswith(f"{wpb} banks x {-(-n * d // wpb)} x {plan.weight_word_bits}b")
     if name == "m3vit-tiny-zcu102":   # 32 banks of 774 x 16b: a BRAM18 each (micro's small banks are LUTRAM)
         assert pos.bram36 == wpb * bram36_for(-(-n * d // wpb), plan.weight_word_bits) == 16
     assert item(res, "run_images/EMBED_D", "EMBED_D: add + to_act").count == plan.cast_lanes
-    assert item(res, "run_images (read_words)", "read_words").count == 1
+    assert item(res, "run_images (CONSTS: cls, pos)", "CONSTS: bus word").count == 2
     assert item(res, "run_images/PATCH_PIX", "PATCH_PIX").shape.startswith(f"{plan.image_lanes} lanes")
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
-    assert "static weight_word_t pos[N_TOKENS * DIM];" in src
+    assert "static weight_word_t cls[DIM], pos[N_TOKENS * DIM], ln_par[LN_WORDS];" in src
     assert f"#pragma HLS ARRAY_PARTITION variable=pos cyclic factor={wpb}" in src
-    assert "OFF_CLS, cls);" in src and "OFF_POS + r * DIM" not in src   # read_words for the cls token only
+    assert "read_words(" not in src and "EMBED_POS" not in src and "OFF_POS" not in src
 
 
 @pytest.mark.parametrize("name,sets", [(ZCU, []), (TINY, []), (MICRO, []), (MICRO, ["hardware.axi_width=128"]),
                                        (MICRO, ["hardware.axi_width=1024"])])
-def test_read_words_starts_on_a_bus_word_so_its_fields_are_wires(name, sets):
-    """read_words (the LayerNorm parameters, the cls token) reads from slots that start on a bus word, so field j
-    of a bus word always lands in the banks j + k x WORDS_PER_BEAT: a write enable a bank, no select among the
-    fields (which would be WORDS_PER_BEAT x word bits x ceil(WORDS_PER_BEAT / 4) LUTs an instance)."""
+def test_the_constants_are_one_burst_whose_fields_are_wires(name, sets):
+    """The call's constants (the cls token, the position table, every LayerNorm's gamma then beta, block by
+    block) are one region of the layout, each slot on a bus word, which CONSTS reads in one burst at the call's
+    start: field j of a bus word always lands in the banks j + k x WORDS_PER_BEAT of the array the bus word is
+    in, a write enable a bank, no select among the fields (which would be WORDS_PER_BEAT x word bits x
+    ceil(WORDS_PER_BEAT / 4) LUTs an array); the layernorm reads its gamma and beta there."""
     cfg = cfg_of(name, *sets)
     plan = KernelPlan.from_config(cfg)
-    wpb = plan.words_per_beat
-    keys = ["backbone.cls_token"] + [f"backbone.blocks.{b}.{n}.{w}" for b in range(cfg.model.depth)
-                                     for n in ("norm1", "norm2") for w in ("weight", "bias")]
-    assert all(plan.offsets[k] % wpb == 0 for k in keys)
-    assert plan.ln_param_banks % wpb == 0
+    wpb, d = plan.words_per_beat, cfg.model.embed_dim
+    keys = ["backbone.cls_token", "backbone.pos_embed"] + [
+        f"backbone.blocks.{b}.{n}.{w}" for b in range(cfg.model.depth) for n in ("norm1", "norm2")
+        for w in ("weight", "bias")]
+    at = plan.offsets["backbone.cls_token"]
+    sizes = {"backbone.cls_token": d, "backbone.pos_embed": cfg.model.num_tokens * d}
+    for k in keys:                                     # back to back, each on a bus word
+        assert plan.offsets[k] == at, k
+        at += -(-sizes.get(k, d) // wpb) * wpb
+    assert plan.const_beats * wpb == at - plan.offsets["backbone.cls_token"]
+    assert plan.ln_param_banks % wpb == 0 and plan.ln_words == 4 * cfg.model.depth * plan.ln_param_beats * wpb
     src = render(cfg, ["src/edgemoe_vit.cpp"])["src/edgemoe_vit.cpp"]
-    body = src[src.index("static void read_words("):src.index("// The compute unit is a DATAFLOW region")]
-    assert "skip" not in body and "dst[d] = beat_field<WEIGHT_WORD_BITS>(beat, j);" in body
-    # a LayerNorm's gamma and beta: one burst from gamma's bus word (the layout puts beta right after it), a
-    # bus word's fields to one array or the other
-    beats = -(-cfg.model.embed_dim // wpb)
-    assert plan.ln_param_beats == beats and all(
-        plan.offsets[f"backbone.blocks.{b}.{n}.bias"] == plan.offsets[f"backbone.blocks.{b}.{n}.weight"] + beats * wpb
-        for b in range(cfg.model.depth) for n in ("norm1", "norm2"))
-    assert "READ_LN: for (int i = 0; i < 2 * LN_PARAM_BEATS; i++) {" in body
-    assert "if (d < DIM && g) gamma[d] = w;" in body and "if (d < DIM && !g) beta[d] = w;" in body
-    assert "read_ln_params(" in src and "OFF_NORM1_W[b]);" in src and "OFF_NORM1_B[b]" not in src
+    body = src[src.index("CONSTS: for (int k = 0; k < CONST_BEATS; k++) {"):src.index("static rows_t x, hbuf")]
+    assert "skip" not in body and "ln_par[f - (CLS_BEATS + POS_BEATS) * WORDS_PER_BEAT] = w;" in body
+    assert "layernorm(x, x_sum, hbuf, ln_par, 2 * b);" in src and "layernorm(x, x_sum, hbuf, ln_par, 2 * b + 1);" in src
+    assert "wide_t(ln_par[g0 + d])" in src and "wide_t(ln_par[b0 + d])" in src
+    assert "read_ln_params(" not in src and "OFF_NORM1_W" not in src
     res = estimate_resources(cfg)
-    for where, banks in (("layernorm (read_ln_params)", plan.ln_param_banks), ("run_images (read_words)", wpb)):
-        it = item(res, where, "read_words")
-        assert it.lut == it.count * (banks + 64) < it.count * wpb * plan.weight_word_bits
+    for where, banks, count in (("run_images (CONSTS: ln_par)", plan.ln_param_banks, 1),
+                                ("run_images (CONSTS: cls, pos)", wpb, 2)):
+        it = item(res, where, "CONSTS: bus word")
+        assert it.count == count and it.lut == it.count * (banks + 64) < it.count * wpb * plan.weight_word_bits
+    ln = item(res, "run_images (CONSTS)", "ln_par[LN_WORDS]")
+    assert ln.shape.startswith(f"{plan.ln_param_banks} banks x {-(-plan.ln_words // plan.ln_param_banks)} x")
 
 
 def test_weight_fifo_holds_one_tile_of_bus_words():

@@ -441,7 +441,9 @@ class _Kernel:
         return total
 
     # --- steps ---------------------------------------------------------------------------
-    def patch_embed(self, nimg):
+    def patch_embed(self, nimg, consts=True):
+        """The patch gather, the patch embedding and the embedding; ``consts``: with the call's constants (the
+        cls token, the position table and the LayerNorms: one burst, the call's first image)."""
         m, L = self.m, self.lat
         npatch = m.num_patches
         img_bytes = m.in_chans * m.img_height * m.img_width * self.pix_bytes
@@ -450,12 +452,12 @@ class _Kernel:
             cyc = (self.plan.image_words + self.lat_axi + L["store"] + L["loop"]) * nimg
             self.add("patch_gather", -1, "io", cyc, cyc, cyc, img_bytes * nimg, 0.0, 0.0, PATCH_PIX=cyc)
             self.layer("patch_embed", -1, npatch * nimg, "patch_embed")
-            wb = (m.num_tokens * m.embed_dim + m.embed_dim) * self.wbytes
-            # the cls token and the position table in a burst each (a bus word per cycle, EMBED_POS), then one
-            # pipeline over rows x chunks of CAST_LANES columns (EMBED_D)
-            mem = nimg * (self.plan.pos_beats + 2 * (self.lat_axi + L["loop"]))
+            # the call's constants in one burst, a bus word per cycle (CONSTS: once per call), then one pipeline
+            # over rows x chunks of CAST_LANES columns (EMBED_D)
+            wb = self.plan.const_beats * self.plan.words_per_beat * self.wbytes if consts else 0.0
+            mem = self.plan.const_beats + self.lat_axi + L["loop"] if consts else 0.0
             comp = nimg * (m.num_tokens * (m.embed_dim // self.plan.cast_lanes) + 4 + L["loop"])
-            self.add("embed", -1, "elementwise", comp, mem, comp + mem, wb, wb, 0.0, EMBED_POS=mem, EMBED_D=comp)
+            self.add("embed", -1, "elementwise", comp, mem, comp + mem, wb, wb, 0.0, CONSTS=mem, EMBED_D=comp)
         else:
             beats = math.ceil(m.patch_dim * self.pix_bytes * 8 / self.h.axi_width)
             comp = npatch * nimg * beats + 8
@@ -471,13 +473,12 @@ class _Kernel:
         d, n = m.embed_dim, m.num_tokens * nimg
         per_row_fixed = 2 * L["div_const"] + L["rsqrt"]
         if self.mode == "onchip":
-            params = 2 * d * self.wbytes
-            # the row sums come with x (the embedding, a residual add); one pipeline over rows x chunks of
-            # LN_LANES columns, the normalisation LN_SKEW rows behind the variance (LN_STEPS)
+            # the row sums come with x (the embedding, a residual add), gamma and beta on chip (the call's
+            # constants); one pipeline over rows x chunks of LN_LANES columns, the normalisation LN_SKEW rows
+            # behind the variance (LN_STEPS)
             c = self.plan.ln_chunks
             steps = nimg * ((m.num_tokens + self.plan.ln_skew) * c + per_row_fixed + 8 + L["loop"])
-            cyc = steps + self.lat_axi + params / self.bw_w
-            self.add(name, block, "norm", cyc, 0.0, cyc, params, params, 0.0, LN_STEPS=steps)
+            self.add(name, block, "norm", steps, 0.0, steps, 0.0, 0.0, 0.0, LN_STEPS=steps)
         else:
             params = 2 * d * self.wbytes
             self.stream_dram(name, block, "norm", n, d, passes=2, extra_per_row=per_row_fixed,
@@ -656,7 +657,7 @@ def estimate(cfg, routing=None, batch: int = 1, mode: str = "onchip", *, share_w
         # on chip: the group's images one by one (dense weights per image), then its experts
         for one in ([[i] for i in imgs] if mode == "onchip" else [imgs]):
             nimg = len(one)
-            k.patch_embed(nimg)
+            k.patch_embed(nimg, consts=one[0] == 0)
             mi = 0
             for b in range(m.depth):
                 k.layernorm("norm1", b, nimg)

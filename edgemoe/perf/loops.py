@@ -249,6 +249,7 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
             "PROB_CHUNKS": plan.prob_chunks,
             "PROB_LEAD": plan.prob_lead, "PROB_PAD_LANES": plan.prob_pad_lanes, "EW_LANES": plan.elementwise_lanes,
             "CAST_LANES": plan.cast_lanes, "LN_LANES": plan.ln_lanes, "LN_PARAM_BEATS": plan.ln_param_beats, "LN_CHUNKS": plan.ln_chunks,
+            "CONST_BEATS": plan.const_beats, "CLS_BEATS": plan.cls_beats, "LN_WORDS": plan.ln_words,
             "LN_SKEW": plan.ln_skew,
             "EPI_LANES": plan.epilogue_lanes, "EPI_GROUPS": plan.epilogue_groups,
             "ROW_WORDS": plan.row_words, "WORDS_PER_BEAT": plan.words_per_beat,
@@ -262,16 +263,16 @@ def kernel_constants(cfg, plan: KernelPlan) -> dict:
 def array_banks(cfg, plan: KernelPlan) -> dict[str, int]:
     """Banks of each on-chip array after the template's ARRAY_PARTITION pragmas (1: unpartitioned)."""
     m, h = cfg.model, cfg.hardware
-    wpb = plan.words_per_beat  # cls (read_words' dst), pos (the position table): cyclic WORDS_PER_BEAT
+    wpb = plan.words_per_beat  # cls, pos (the position table): cyclic WORDS_PER_BEAT
     rows = h.cu_in  # x, hbuf, tbuf, big: cyclic CU_IN on the row dimension
     # logits (the softmax's S: a head's scores) is cyclic CU_IN too
     return {"x": rows, "hbuf": rows, "tbuf": rows, "big": rows, "in": rows, "logits": rows, "S": rows, "src": rows,
             "w": h.cu_out * h.cu_in, "b": 2 * h.cu_out, "moe_acc": plan.moe_acc_banks, "gelu_lane": plan.epilogue_lanes,
             # the softmax's per-query state: complete on the lane
             "row_max": h.attn_parallel, "row_sum": h.attn_parallel, "row_inv": h.attn_parallel,
-            "out": rows, "y": rows, "gamma": plan.ln_param_banks, "beta": plan.ln_param_banks,
+            "out": rows, "y": rows, "ln_par": plan.ln_param_banks,
             "c": 3 * plan.ln_lanes, "x_sum": 1,
-            "cls": wpb, "pos": wpb, "dst": wpb, "q_count": m.num_experts,
+            "cls": wpb, "pos": wpb, "q_count": m.num_experts,
             "route.queue": 1, "route.queue_score": 1, "route.chosen": 1, "route.chosen_score": 1,
             "route.ex": 1, "route.inv": 1, "sm_s": rows, "sm_max": h.attn_parallel, "sm_sum": h.attn_parallel,
             # the group's kept rows: cyclic EW_LANES (the routing keeps a chunk of them a cycle)
@@ -320,18 +321,6 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
     packed = Axi("activations", writes=1 / opb, why="a bus word written when full (conditional)", tap_only=True)
     S = LoopSpec
     return (
-        # read_words (inlined: the cls token)
-        S("READ_BEATS", "read_words", None, "PIPELINE II=1", "beats",
-          ports=(Port("dst", writes=min(wpb, m.embed_dim), spread=spread(min(wpb, m.embed_dim), "dst")),),
-          axi=weight_reads, ops=("add", "store")),
-        S("READ_WORDS", "read_words", "READ_BEATS", "-", "WORDS_PER_BEAT"),
-        # read_ln_params (inlined in layernorm): gamma's bus words, then beta's, one burst; a bus word's fields
-        # to one of the two arrays (cyclic ln_param_banks, a multiple of WORDS_PER_BEAT: a bank a field)
-        S("READ_LN", "read_ln_params", None, "PIPELINE II=1", "2 * LN_PARAM_BEATS",
-          ports=(Port("gamma", writes=min(wpb, m.embed_dim), spread=spread(min(wpb, m.embed_dim), "gamma")),
-                 Port("beta", writes=min(wpb, m.embed_dim), spread=spread(min(wpb, m.embed_dim), "beta"))),
-          axi=weight_reads, ops=("add", "store")),
-        S("READ_LN_J", "read_ln_params", "READ_LN", "-", "WORDS_PER_BEAT"),
         # load_tiles: the compute unit's loader process; rows of whole bus words: the layer's biases and its
         # weight rows in one burst (the layout puts them back to back), else per tile
         # (less the first pre_beats, which the call before streamed: its prefetch), then the next call's biases and
@@ -434,7 +423,8 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
         S("LN_STEPS", "layernorm", None, "PIPELINE II=1", "(N_TOKENS + LN_SKEW) * LN_CHUNKS",
           ports=(Port("x", reads=LN, spread=spread(LN, "x")), Port("x_sum", reads=1),
                  Port("c", reads=LN, writes=LN, spread=2 * spread(LN, "c")),   # two of its LN_SKEW + 1 row buffers
-                 Port("gamma", reads=LN, spread=spread(LN, "gamma")), Port("beta", reads=LN, spread=spread(LN, "beta")),
+                 # gamma's and beta's LN_LANES consecutive words in ln_par: distinct banks each
+                 Port("ln_par", reads=2 * LN, spread=spread(LN, "ln_par")),
                  Port("y", writes=LN, spread=spread(LN, "y")), Port("RSQRT_TABLE", reads=2)),
           recurrences=(Recurrence("sq += lane sum of c * c", ("add",)),
                        Recurrence("a row's 1/std to its normalisation, (LN_SKEW - 1) x LN_CHUNKS + 1 iterations "
@@ -550,11 +540,6 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           recurrences=(Recurrence("(c, gy, py, gx, pw): the word's patch position", ("add",)),),
           ops=("add", "store"), step="patch_gather"),
         S("PATCH_PIX_U", "run_images", "PATCH_PIX", "-", "IMAGE_LANES", step="patch_gather"),
-        # the position table in one burst, a bus word per cycle into the WORDS_PER_BEAT banks of pos
-        S("EMBED_POS", "run_images", "IMG", "PIPELINE II=1", "POS_BEATS",
-          ports=(Port("pos", writes=wpb, spread=spread(wpb, "pos")),), axi=weight_reads, ops=("add", "store"),
-          step="embed"),
-        S("EMBED_POS_W", "run_images", "EMBED_POS", "-", "WORDS_PER_BEAT", step="embed"),
         # rows x chunks of CAST_LANES columns in one pipeline
         S("EMBED_D", "run_images", "IMG", "PIPELINE II=1", "N_TOKENS * (DIM / CAST_LANES)",
           ports=(Port("cls", reads=C, spread=spread(C, "cls")), Port("pos", reads=C, spread=spread(C, "pos")),
@@ -565,6 +550,13 @@ def kernel_loops(cfg, plan: KernelPlan) -> tuple[LoopSpec, ...]:
           ops=("bram", "add", "cast") + cast_tree + ("add", "store"), step="embed"),
         S("EMBED_U", "run_images", "EMBED_D", "-", "CAST_LANES", step="embed"),
         # a group's segments (each to a MoE block's routing, the last to the output), the group's images in each
+        # the call's constants (its first group): the cls token, the position table and every LayerNorm's gamma and
+        # beta in one burst, a bus word per cycle into the WORDS_PER_BEAT banks of the array it is in
+        S("CONSTS", "run_images", None, "PIPELINE II=1", "CONST_BEATS",
+          ports=(Port("cls", writes=wpb, spread=spread(wpb, "cls")), Port("pos", writes=wpb, spread=spread(wpb, "pos")),
+                 Port("ln_par", writes=wpb, spread=spread(wpb, "ln_par"))),
+          axi=weight_reads, ops=("add", "store"), step="embed"),
+        S("CONSTS_J", "run_images", "CONSTS", "-", "WORDS_PER_BEAT", step="embed"),
         S("SEGMENTS", "run_images", None, "-", "MOE_COUNT + 1", step="norm1"),
         S("IMG", "run_images", "SEGMENTS", "-", "nb", step="norm1"),
         S("BLOCKS", "run_images", "IMG", "-", "blocks", step="norm1"),
@@ -1074,15 +1066,9 @@ class _Walk:
                   skip=("LOAD_B", "LOAD_W", "LOAD_TILES") + (() if next_beats else ("LOAD_NEXT",)))
         self.call("compute_tiles", 1.0, args, step)
 
-    def read_words(self, times: float, starts: list, step) -> None:
-        """``times`` x len(starts) inlined read_words calls of DIM words, one from each weight offset of ``starts``."""
-        beats = sum(beat_span(s, self.cfg.model.embed_dim, self.plan.words_per_beat)[1] for s in starts)
-        self.loop("READ_BEATS", times * len(starts), {"beats": beats / len(starts)}, step)
-
     def layernorm(self, step) -> None:
-        """One layernorm call: its parameters' one burst (gamma then beta, read_ln_params inlined), then its rows."""
+        """One layernorm call: its rows (its gamma and beta on chip: CONSTS)."""
         self.call("layernorm", 1.0, {}, step)
-        self.loop("READ_LN", 1.0, {}, step)
 
     def segment_start(self, s: int) -> int:
         """The first block of segment ``s`` (segments end at the MoE blocks)."""
@@ -1112,8 +1098,6 @@ class _Walk:
         self.loop("PATCH_PIX", 1.0, c, ("patch_gather", -1))
         self.compute_unit(m.num_patches, "patch_embed", ("patch_embed", -1), nxt="blocks.0.qkv",
                           pre=1.0 if index > 0 else 0.0)
-        self.read_words(1.0, [self.plan.offsets["backbone.cls_token"]], ("embed", -1))
-        self.loop("EMBED_POS", 1.0, c, ("embed", -1))
         self.loop("EMBED_D", 1.0, c, ("embed", -1))
         for b in range(m.depth):
             # a block an iteration; the image enters the loop once per segment
@@ -1183,12 +1167,15 @@ class _Walk:
                 self.compute_unit(rows, f"blocks.{block}.experts.{e}.fc2", ("expert_fc2", block),
                                   pa * min(times, 1.0), nxt=nxt_last, pre=1.0)
 
-    def group(self, counts_of_images: list, expected: bool) -> None:
+    def group(self, counts_of_images: list, expected: bool, first: bool = True) -> None:
         """One group of images (``counts_of_images[i][mi]``: image i's tokens per expert in MoE block mi): the
-        images' steps, then each MoE block's experts over the whole group's queues."""
+        call's constants (its first group), the images' steps, then each MoE block's experts over the whole
+        group's queues."""
         m = self.cfg.model
         self.call("run_images", 1.0, {}, ("write_tokens", m.depth),
-                  skip={"SEGMENTS", "EXPERT_LOOP", "IMG", "PATCH_PIX", "PIX", "EMBED_POS", "EMBED_D", "MOE_OUT_D"})
+                  skip={"SEGMENTS", "EXPERT_LOOP", "IMG", "PATCH_PIX", "PIX", "EMBED_D", "MOE_OUT_D", "CONSTS"})
+        if first:
+            self.loop("CONSTS", 1.0, {}, ("embed", -1))
         self.loop("SEGMENTS", 1.0, {}, ("norm1", 0), only=())
         self.loop("IMG", len(self.plan.moe_blocks) + 1.0, {"nb": len(counts_of_images)}, ("norm1", 0), only=())
         for i, counts in enumerate(counts_of_images):
@@ -1227,7 +1214,8 @@ def loop_estimate(cfg, routing, batch: int = 1, latency: dict | None = None, uni
     rt = as_routing(cfg, routing)
     size = plan.moe_batch
     for g0 in range(0, batch, size):
-        walk.group([[c[i % c.shape[0]] for c in rt.counts] for i in range(g0, min(batch, g0 + size))], rt.expected)
+        walk.group([[c[i % c.shape[0]] for c in rt.counts] for i in range(g0, min(batch, g0 + size))], rt.expected,
+                   g0 == 0)
     walk.loop("GROUPS", 1.0, {"groups": -(-batch // size)}, ("write_tokens", cfg.model.depth), only=())
     for r in records.values():
         r.by_step = {k: [x / batch for x in v] for k, v in r.by_step.items()}

@@ -47,8 +47,8 @@ costs from the primitives of :mod:`edgemoe.perf.primitives`.  The rules:
   twice their depth; each bank's write port selecting among the UNPACK_FIELDS
   fields of a step, and the words of ``in`` the attention's passes unpack:
   ``W_KEYS`` CU_IN words of a key row, ``W_VALUES`` one value column of
-  CU_OUT rows), ``read_words`` a bus word into WORDS_PER_BEAT banks of
-  gamma / beta / cls / pos.
+  CU_OUT rows), ``CONSTS`` a bus word into WORDS_PER_BEAT banks of
+  cls / pos / ln_par.
 * **Tables** (exp2, reciprocal, rsqrt, GELU; declared ``long long``) are a ROM
   at the width their entries need (:func:`table_bits`) in each function
   instance that reads them.
@@ -466,11 +466,12 @@ def _axi(b: _Items, where: str, bundles: int, width: int, control: bool = True, 
 
 
 def _read_words(b: _Items, where: str, count: int, plan: KernelPlan, banks: int) -> None:
-    """``count`` inlined ``read_words`` into ``banks`` cyclic banks (a multiple of WORDS_PER_BEAT): every read
-    starts on a bus word, so field j of a bus word always goes to the banks j + k x WORDS_PER_BEAT, a wire; each
-    bank's write enable (its bus word parity when there are more banks than fields, the end of the array)."""
+    """``count`` bursts of bus words into ``banks`` cyclic banks (a multiple of WORDS_PER_BEAT) of an array:
+    every burst starts on a bus word, so field j of a bus word always goes to the banks j + k x WORDS_PER_BEAT, a
+    wire; each bank's write enable (its bus word parity when there are more banks than fields, the end of the
+    array)."""
     wpb = plan.words_per_beat
-    b.logic("read_words: bus word -> WORDS_PER_BEAT banks", where, count, banks + 2 * INT_BITS,
+    b.logic("CONSTS: bus word -> WORDS_PER_BEAT banks", where, count, banks + 2 * INT_BITS,
             plan.weight_beat_bits, shape=f"{wpb} fields of {plan.weight_word_bits}b to {banks} banks: wires",
             note="a write enable a bank and the beat counter; no select among the fields")
 
@@ -733,9 +734,9 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     L = plan.ln_lanes   # LN_LANES: columns per iteration of the LayerNorm's pipeline
     lanes = f"{L} per instance: LN_LANES columns per cycle"
     pb = plan.ln_param_banks
-    b.array("gamma[DIM], beta[DIM] (weight_word_t)", "layernorm", -(-d // pb), wb, banks=pb, count=2 * ln,
-            note="cyclic lcm(WORDS_PER_BEAT, LN_LANES)")
-    _read_words(b, "layernorm (read_ln_params)", 2 * ln, plan, pb)   # a bus word to gamma's banks or beta's
+    b.array("ln_par[LN_WORDS] (weight_word_t)", "run_images (CONSTS)", -(-plan.ln_words // pb), wb, banks=pb,
+            note="every LayerNorm's gamma and beta, on chip for the call; cyclic lcm(WORDS_PER_BEAT, LN_LANES)")
+    _read_words(b, "run_images (CONSTS: ln_par)", 1, plan, pb)
     nb = plan.ln_skew + 1
     b.array("c[LN_SKEW + 1][DIM] (ln_centered_t)", "layernorm/LN_STEPS", -(-d // L), p.ln_centered.bits,
             banks=nb * L, count=ln, note="LN_SKEW + 1 rows (written, waiting, normalised), cyclic LN_LANES")
@@ -844,15 +845,16 @@ def _onchip_items(cfg, plan: KernelPlan, brd, per_img: int, batch_note: str) -> 
     elif il < opb:   # an image word into the bus word being filled: a word's place, the register
         b.logic("PIX: the bus word being filled, IMAGE_LANES words at a time (pixels tap)", "run_images/PIX", 1,
                 opb * pb, h.axi_width, shape=f"{opb // il} places of {il} x {pb}b")
-    # the embedding: the cls token (read_words), the position table (one burst: field j of a bus word to bank
-    # j of pos, no select), then CAST_LANES columns per cycle
+    # the embedding: the cls token and the position table, on chip for the call (CONSTS, one burst with the
+    # LayerNorms': field j of a bus word to bank j of the array it is in, no select), then CAST_LANES columns per
+    # cycle
     wpb, C = plan.words_per_beat, plan.cast_lanes
-    b.array("cls[DIM] (weight_word_t)", "run_images/EMBED_D", -(-d // wpb), wb, banks=wpb, note="cyclic WORDS_PER_BEAT")
-    b.array("pos[N_TOKENS * DIM] (weight_word_t)", "run_images/EMBED_POS", -(-n * d // wpb), wb, banks=wpb,
+    b.array("cls[DIM] (weight_word_t)", "run_images (CONSTS)", -(-d // wpb), wb, banks=wpb, note="cyclic WORDS_PER_BEAT")
+    b.array("pos[N_TOKENS * DIM] (weight_word_t)", "run_images (CONSTS)", -(-n * d // wpb), wb, banks=wpb,
             note="the position table; cyclic WORDS_PER_BEAT")
-    _read_words(b, "run_images (read_words)", 1, plan, plan.words_per_beat)
-    b.logic("EMBED_POS: bus word -> WORDS_PER_BEAT banks of pos", "run_images/EMBED_POS", 1, wpb + INT_BITS,
-            plan.weight_beat_bits)
+    _read_words(b, "run_images (CONSTS: cls, pos)", 2, plan, plan.words_per_beat)
+    b.logic("CONSTS: the bus word's array (cls | pos | ln_par), the beat counter", "run_images/CONSTS", 1,
+            3 * INT_BITS, INT_BITS)
     b.logic("EMBED_D: add + to_act + lane-sum adder per lane, cls | tbuf select", "run_images/EMBED_D", C,
             2 * W + LUT_PER_CAST + cu // 2, note="CAST_LANES columns per cycle")
     b.logic("EMBED_D: the row's running sum, (r, d0) counters", "run_images/EMBED_D", 1, W + 2 * INT_BITS, W)
