@@ -397,10 +397,14 @@ class _Kernel:
         load = self.load_cycles(wbytes / tiles)
         # rows of whole bus words: one burst per layer, the DRAM latency once (the first tile), not per tile; and
         # the call before streams and unpacks the layer's biases and tile 0 (its prefetch), so the first tile's
-        # load is behind the call before and the call starts with its MACs
-        load_next = load - (self.lat_axi if self.plan.weight_rows_aligned else 0.0)
-        first = 0.0 if self.plan.weight_rows_aligned else load
-        total = first + (tiles - 1) * max(comp_tile, load_next) + comp_tile + once
+        # load is behind the call before and the call starts with its MACs, while its last tile's MACs run
+        # beside the next call's first tile's load
+        if self.plan.weight_rows_aligned:
+            load_next = load - self.lat_axi
+            total = tiles * max(comp_tile, load_next) + once
+        else:
+            load_next = load
+            total = load + (tiles - 1) * max(comp_tile, load_next) + comp_tile + once
         self.add(name, block, kind, mac, tiles * load, total, wbytes, wbytes, rows * n_out * k,
                  MAC=mac, MAC_ITER=tiles * rows * mac_trip * mac_ii, FINISH=tiles * finish,
                  LOAD_TILE=tiles * load)
