@@ -604,3 +604,13 @@ def test_zcu102_preset_is_faster_than_the_reference_and_fits():
     assert fast.model == ref.model
     assert estimate(fast).ms_per_image < 0.8 * estimate(ref).ms_per_image
     assert estimate_resources(fast).fits()
+
+
+def test_zcu102_preset_meets_the_targets_as_written():
+    """The fast preset's as-written headline (the model, uncalibrated as in any fresh checkout) is at most 4 ms
+    an image at batch 1 and 2 ms at batch 8, with every resource at or under the 80% cap at batch 8."""
+    fast = load_config("m3vit-tiny-zcu102")
+    b1, b8 = estimate(fast), estimate(fast, batch=8)
+    assert b1.loops is not None and b1.ms_per_image == pytest.approx(b1.loops.ms_per_image)
+    assert b1.ms_per_image <= 4.0 and b8.ms_per_image <= 2.0, (b1.ms_per_image, b8.ms_per_image)
+    assert estimate_resources(fast, "onchip", 8).fits(0.8)
