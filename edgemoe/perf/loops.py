@@ -67,7 +67,10 @@ The scheduling rules (how Vitis HLS builds the hardware):
   runs max(MAC iterations of the tile before, PASS_LEAD + unpack steps of the
   tile + PASS_TAIL) iterations (:meth:`edgemoe.hls.plan.KernelPlan.mac_passes`), only the first tile's
   unpack is in front of the MACs, and the pipeline's depth is paid once per
-  layer call.
+  layer call.  With rows of whole bus words a call also streams and unpacks
+  the next call's biases and first tile (its last pass lasts at least that
+  unpack), so the next starts with its MACs: no first tile in front, and a
+  fill only where its second tile arrives after its first pass's MACs.
 
 Operator latencies come from :data:`edgemoe.perf.primitives.OP_LATENCY` (the
 RTL units' measurements replace them when given).  A loop's cycles per image
@@ -87,7 +90,7 @@ import numpy as np
 from edgemoe.boards import BOARDS
 from edgemoe.hls.interface import TOP, m_axi_bundles
 # BANK_PORTS: ports of one BRAM / LUTRAM / ROM bank (true dual port), the plan's, which sets write_rows' II too
-from edgemoe.hls.plan import BANK_PORTS, KernelPlan, beat_span  # noqa: F401  (BANK_PORTS: used and re-exported)
+from edgemoe.hls.plan import BANK_PORTS, KernelPlan  # noqa: F401  (BANK_PORTS: used and re-exported)
 
 from .primitives import OP_LATENCY, dsp_per_mult
 
