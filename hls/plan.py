@@ -626,22 +626,25 @@ class KernelPlan:
     def max_layer_burst_beats(self) -> int:
         return max(self.layer_burst(lin)[1] for lin in self.linears)
 
-    def prefix_beats(self, lin: LinearPlan) -> int:
-        """Bus words at the start of ``lin``'s one burst (:meth:`layer_burst`) that the compute unit call before
-        it streams and unpacks for it (the kernel's ``next_layer``: its biases', then tile 0's whole rows), so
-        that ``lin``'s call starts with its MACs; 0 when rows are not whole bus words (no prefetch from DRAM)."""
+    def prefix_parts(self, lin: LinearPlan) -> tuple[int, int]:
+        """(bias bus words, tile 0's weight bus words) at the start of ``lin``'s one burst (:meth:`layer_burst`):
+        what the compute unit unpacks in ``lin``'s pass 0, or, prefetched, what the call before streams and
+        unpacks for it (the kernel's ``next_layer``), so that ``lin``'s call starts with its MACs; (0, 0) when
+        rows are not whole bus words (no prefetch from DRAM)."""
         if not self.weight_rows_aligned:
-            return 0
+            return 0, 0
         bias, _ = self.layer_spans(lin)
-        return (bias[1] if bias else 0) + self.tile_spans(lin)[0][1][1]
+        return (bias[1] if bias else 0), self.tile_spans(lin)[0][1][1]
+
+    def prefix_beats(self, lin: LinearPlan) -> int:
+        """Bus words of :meth:`prefix_parts`: the next_layer's ``beats``."""
+        return sum(self.prefix_parts(lin))
 
     def prefix_steps(self, lin: LinearPlan) -> int:
         """MAC-loop iterations the unpack of those bus words takes: a bias bus word a step, a weight bus word
         UNPACK_STEPS (the unpack steps of ``lin``'s pass 0)."""
-        if not self.weight_rows_aligned:
-            return 0
-        bias, _ = self.layer_spans(lin)
-        return (bias[1] if bias else 0) + self.tile_spans(lin)[0][1][1] * self.unpack_steps
+        bias, tile0 = self.prefix_parts(lin)
+        return bias + tile0 * self.unpack_steps
 
     @property
     def max_prefix_beats(self) -> int:
@@ -737,8 +740,7 @@ class KernelPlan:
         macs = rows * -(-lin.k // self.config.hardware.cu_in)
         spans = self.tile_spans(lin)
         if self.weight_rows_aligned:   # the layer's biases all in pass 0, ahead of tile 0's weights
-            bias = self.layer_spans(lin)[0]
-            steps = [w[1] * self.unpack_steps + (bias[1] if bias and p == 0 else 0) for p, (_, w) in enumerate(spans)]
+            steps = [self.prefix_steps(lin) if p == 0 else w[1] * self.unpack_steps for p, (_, w) in enumerate(spans)]
         else:
             steps = [(b[1] if b else 0) + w[1] * self.unpack_steps for b, w in spans]
         passes = self._passes(rows, macs, steps, self.epilogue_groups)[1 if pre else 0:]

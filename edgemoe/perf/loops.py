@@ -1001,12 +1001,11 @@ class _Walk:
         nlin = self.linears[nxt] if nxt else None
         beats["pre_beats"] = plan.prefix_beats(lin) if pre else 0
         beats["next_beats"] = plan.prefix_beats(nlin) if nlin else 0
-        nbias = plan.layer_spans(nlin)[0] if nlin else None
         # the next call's first bus words right after this call's burst in the layout: the same burst goes on
         joined = bool(nlin) and sum(plan.layer_burst(lin)) == plan.layer_burst(nlin)[0]
         beats["join_beats"] = beats["next_beats"] if joined else 0
         no_next = () if nlin and not joined else ("LOAD_NEXT",)   # LOAD_NEXT is not entered
-        beats["pop_bias_beats"] = (0 if pre else beats["bias_beats"]) + (nbias[1] if nbias else 0)
+        beats["pop_bias_beats"] = (0 if pre else beats["bias_beats"]) + (plan.prefix_parts(nlin)[0] if nlin else 0)
         beats["pop_weight_beats"] = (beats["bias_beats"] + beats["weight_beats"] - beats["pre_beats"]
                                      + beats["next_beats"] - beats["pop_bias_beats"])
         passes = plan.mac_passes(lin, rows, bool(pre), plan.prefix_steps(nlin) if nlin else 0)
@@ -1056,7 +1055,7 @@ class _Walk:
         if call.prefetch == "proj":   # the block's proj, from DRAM: its loader streams them, a hidden burst
             proj = self.linears[f"blocks.{step[1]}.proj"]
             next_beats = plan.prefix_beats(proj)
-            pop_bias = plan.layer_spans(proj)[0][1] if proj.has_bias else 0
+            pop_bias = plan.prefix_parts(proj)[0]
         elif call.prefetch:
             steps["key_steps" if call.prefetch == "scores" else "value_steps"] += plan.prefetch_steps(call.prefetch)
         args = {"rows": n if call.kind != "none" else 0, "k_dim": k, "n_out": n_out,
